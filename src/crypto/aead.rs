@@ -1,0 +1,145 @@
+//! The AEAD seam (DESIGN §7): ChaCha20-Poly1305 and XChaCha20-Poly1305 over RustCrypto.
+//!
+//! Every data path goes through these few functions, so a faster backend can replace the
+//! body of each without touching a protocol.
+
+use alloc::vec::Vec;
+use chacha20poly1305::aead::AeadInOut;
+use chacha20poly1305::{ChaCha20Poly1305, KeyInit, XChaCha20Poly1305};
+use zeroize::Zeroizing;
+
+/// Length of the Poly1305 tag.
+pub(crate) const TAG_LEN: usize = 16;
+
+/// The tag did not verify (wrong key, tampered bytes, wrong AAD or nonce), or the input is
+/// shorter than a tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AeadError;
+
+/// Encrypts `buf` in place with XChaCha20-Poly1305 and returns the detached tag.
+pub(crate) fn xchacha_seal_in_place(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> [u8; TAG_LEN] {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    match cipher.encrypt_inout_detached(nonce.into(), aad, buf.into()) {
+        Ok(tag) => tag.into(),
+        // Only reachable for messages beyond 256 GiB, which no caller can build in memory.
+        Err(_) => [0u8; TAG_LEN],
+    }
+}
+
+/// Decrypts `buf` in place with XChaCha20-Poly1305 after checking `tag`.
+/// On failure `buf` is left as it was.
+pub(crate) fn xchacha_open_in_place(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), AeadError> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
+        .map_err(|_| AeadError)
+}
+
+/// XChaCha20-Poly1305 seal: returns `ciphertext ‖ tag`.
+pub(crate) fn xchacha_seal(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(plaintext.len() + TAG_LEN);
+    out.extend_from_slice(plaintext);
+    let tag = xchacha_seal_in_place(key, nonce, aad, &mut out);
+    out.extend_from_slice(&tag);
+    out
+}
+
+/// XChaCha20-Poly1305 open of `ciphertext ‖ tag`; the plaintext is wiped when dropped.
+pub(crate) fn xchacha_open(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, AeadError> {
+    let split = sealed.len().checked_sub(TAG_LEN).ok_or(AeadError)?;
+    let (ct, tag) = sealed.split_at(split);
+    let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| AeadError)?;
+    let mut buf = Zeroizing::new(ct.to_vec());
+    xchacha_open_in_place(key, nonce, aad, &mut buf, tag)?;
+    Ok(buf)
+}
+
+/// Encrypts `buf` in place with ChaCha20-Poly1305 (IETF, 12-byte nonce); returns the tag.
+pub(crate) fn chacha_seal_in_place(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+) -> [u8; TAG_LEN] {
+    let cipher = ChaCha20Poly1305::new(key.into());
+    match cipher.encrypt_inout_detached(nonce.into(), aad, buf.into()) {
+        Ok(tag) => tag.into(),
+        Err(_) => [0u8; TAG_LEN],
+    }
+}
+
+/// Decrypts `buf` in place with ChaCha20-Poly1305 after checking `tag`.
+pub(crate) fn chacha_open_in_place(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), AeadError> {
+    let cipher = ChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
+        .map_err(|_| AeadError)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // RFC 8439 §2.8.2 test vector (independent known answer).
+    #[test]
+    fn chacha20poly1305_rfc8439_vector() {
+        let key: [u8; 32] = core::array::from_fn(|i| 0x80 + i as u8);
+        let nonce = [
+            0x07, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+        ];
+        let aad = [
+            0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,
+        ];
+        let mut buf = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.".to_vec();
+        let tag = chacha_seal_in_place(&key, &nonce, &aad, &mut buf);
+        assert_eq!(
+            crate::crypto::hex::encode(&tag),
+            "1ae10b594f09e26a7e902ecbd0600691"
+        );
+        assert_eq!(crate::crypto::hex::encode(&buf[..8]), "d31a8d34648e60db");
+        chacha_open_in_place(&key, &nonce, &aad, &mut buf, &tag).unwrap();
+        assert!(buf.starts_with(b"Ladies"));
+    }
+
+    #[test]
+    fn xchacha_tamper_is_rejected_and_buffer_untouched() {
+        let key = [1u8; 32];
+        let nonce = [2u8; 24];
+        let mut sealed = xchacha_seal(&key, &nonce, b"ad", b"hello");
+        assert_eq!(
+            &*xchacha_open(&key, &nonce, b"ad", &sealed).unwrap(),
+            b"hello"
+        );
+        assert!(xchacha_open(&key, &nonce, b"ae", &sealed).is_err());
+        sealed[0] ^= 1;
+        assert!(xchacha_open(&key, &nonce, b"ad", &sealed).is_err());
+        assert!(xchacha_open(&key, &nonce, b"ad", &sealed[..10]).is_err());
+    }
+}

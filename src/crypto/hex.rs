@@ -1,0 +1,190 @@
+//! Strict hexadecimal, as the Fabstir wire needs it.
+//!
+//! The Fabstir SDK's own decoder maps non-hex pairs to wrong bytes (`"zz"` → `00`); sealwire
+//! never does: a non-hex character or an odd length is an error. One leading `0x`/`0X` may be
+//! stripped; both cases are accepted. Encoding is lower case without prefix.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Why a hex string was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HexError {
+    /// The number of digits is odd.
+    OddLength,
+    /// A character is not `0-9a-fA-F`.
+    InvalidChar,
+    /// The decoded length is not the one required.
+    WrongLength,
+}
+
+impl core::fmt::Display for HexError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            HexError::OddLength => "hex string has an odd number of digits",
+            HexError::InvalidChar => "hex string contains a non-hex character",
+            HexError::WrongLength => "hex string decodes to the wrong length",
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for HexError {}
+
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+#[inline]
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Strips one leading `0x` / `0X`.
+fn strip(s: &str) -> &[u8] {
+    let b = s.as_bytes();
+    match b {
+        [b'0', b'x' | b'X', rest @ ..] => rest,
+        _ => b,
+    }
+}
+
+/// Appends the lower-case hex of `bytes` to `out`.
+///
+/// ```
+/// let mut s = String::from("0x");
+/// sealwire::crypto::hex::encode_to(&[0xde, 0xad], &mut s);
+/// assert_eq!(s, "0xdead");
+/// ```
+pub fn encode_to(bytes: &[u8], out: &mut String) {
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+}
+
+/// Lower-case hex of `bytes`, no prefix.
+///
+/// ```
+/// assert_eq!(sealwire::crypto::hex::encode(&[0, 255]), "00ff");
+/// ```
+pub fn encode(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    encode_to(bytes, &mut s);
+    s
+}
+
+/// Length in bytes that `s` decodes to (after an optional `0x`), or an error for odd length.
+///
+/// ```
+/// assert_eq!(sealwire::crypto::hex::decoded_len("0xabcd"), Ok(2));
+/// ```
+pub fn decoded_len(s: &str) -> Result<usize, HexError> {
+    let b = strip(s);
+    if b.len() % 2 != 0 {
+        return Err(HexError::OddLength);
+    }
+    Ok(b.len() / 2)
+}
+
+/// Decodes `s` into `out`, which must be exactly [`decoded_len`] bytes long.
+///
+/// ```
+/// let mut out = [0u8; 2];
+/// sealwire::crypto::hex::decode_to_slice("BEef", &mut out).unwrap();
+/// assert_eq!(out, [0xbe, 0xef]);
+/// assert!(sealwire::crypto::hex::decode_to_slice("zz00", &mut out).is_err());
+/// ```
+pub fn decode_to_slice(s: &str, out: &mut [u8]) -> Result<(), HexError> {
+    let b = strip(s);
+    if b.len() % 2 != 0 {
+        return Err(HexError::OddLength);
+    }
+    if b.len() / 2 != out.len() {
+        return Err(HexError::WrongLength);
+    }
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (hi, lo) = match pair {
+            [h, l] => (nibble(*h), nibble(*l)),
+            _ => (None, None),
+        };
+        match (hi, lo) {
+            (Some(h), Some(l)) => *o = (h << 4) | l,
+            _ => return Err(HexError::InvalidChar),
+        }
+    }
+    Ok(())
+}
+
+/// Decodes `s` (any length) into a new vector.
+///
+/// ```
+/// assert_eq!(sealwire::crypto::hex::decode("0x0102").unwrap(), vec![1, 2]);
+/// assert_eq!(sealwire::crypto::hex::decode("123"), Err(sealwire::crypto::hex::HexError::OddLength));
+/// ```
+pub fn decode(s: &str) -> Result<Vec<u8>, HexError> {
+    let n = decoded_len(s)?;
+    let mut v = alloc::vec![0u8; n];
+    decode_to_slice(s, &mut v)?;
+    Ok(v)
+}
+
+/// Decodes `s` into an array of exactly `N` bytes.
+///
+/// Checks the characters before the length, so a malformed string of the wrong length is
+/// reported as malformed.
+///
+/// ```
+/// let a: [u8; 2] = sealwire::crypto::hex::decode_array("0a0b").unwrap();
+/// assert_eq!(a, [10, 11]);
+/// assert_eq!(sealwire::crypto::hex::decode_array::<3>("0a0b"), Err(sealwire::crypto::hex::HexError::WrongLength));
+/// ```
+pub fn decode_array<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
+    check(s)?;
+    let mut out = [0u8; N];
+    decode_to_slice(s, &mut out)?;
+    Ok(out)
+}
+
+/// Validates `s` as hex (even length, hex digits only) without decoding.
+///
+/// ```
+/// assert!(sealwire::crypto::hex::check("0XAB").is_ok());
+/// assert!(sealwire::crypto::hex::check("a-").is_err());
+/// ```
+pub fn check(s: &str) -> Result<(), HexError> {
+    let b = strip(s);
+    if b.len() % 2 != 0 {
+        return Err(HexError::OddLength);
+    }
+    if b.iter().all(|c| nibble(*c).is_some()) {
+        Ok(())
+    } else {
+        Err(HexError::InvalidChar)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_lenient_pairs_are_rejected() {
+        for bad in ["zz", " 1", "1g", "-1", "0x0x00", "0"] {
+            assert!(decode(bad).is_err(), "{bad:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn round_trip_all_bytes() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        let s = encode(&all);
+        assert_eq!(decode(&s).unwrap(), all);
+        assert_eq!(decode(&s.to_uppercase()).unwrap(), all);
+    }
+}

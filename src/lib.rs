@@ -1,0 +1,56 @@
+//! # sealwire
+//!
+//! Sans-IO state machines for three secure protocols:
+//!
+//! * [`session`] — the Fabstir LLM end-to-end encryption, byte-compatible with the Fabstir SDK
+//!   (secp256k1 ECDH + HKDF-SHA256 + XChaCha20-Poly1305, recoverable ECDSA client identity),
+//!   hardened against replay and with keys that expire and are wiped.
+//!
+//! Every machine is a plain struct: it consumes bytes, time and randomness handed to it by the
+//! caller and produces bytes to send, events, and its next deadline. It never touches a socket,
+//! a clock, a thread or a file, so the same code runs under tokio, in a fuzzer, or in a test
+//! that simulates hours of traffic in milliseconds.
+//!
+//! ## The loop
+//!
+//! ```text
+//! loop {
+//!     // 1. drain what the machine wants to say
+//!     while let Some(t) = machine.poll_transmit() { socket.send(t) }
+//!     while let Some(e) = machine.poll_event()    { app.handle(e) }   // may call accept()/reject()
+//!     // 2. wait for input or the machine's deadline, whichever is first
+//!     select! {
+//!         bytes = socket.recv()                      => machine.handle_*(now, bytes),
+//!         _ = sleep_until(machine.poll_timeout())    => machine.handle_timeout(now),
+//!     }
+//! }
+//! ```
+//!
+//! Inputs are of three kinds: bytes from the network (`handle_frame`, ...), decisions of the
+//! embedder (`accept`, `reject`, `send_*`), and time (`handle_timeout`). Outputs are of three
+//! kinds too: bytes to transmit (`poll_transmit`), events (`poll_event`), and the next deadline
+//! (`poll_timeout`). A bad input returns an `Err` for that input only; it never poisons the
+//! machine or touches other sessions.
+//!
+//! ## Conventions
+//!
+//! * Time is [`time::Instant`], nanoseconds from an origin the caller chooses.
+//! * Randomness is an `R: rand_core::CryptoRng` owned by the machine; seed it in tests
+//!   (`rand_chacha::ChaCha20Rng`) and use the OS generator in production. Same seed, same
+//!   inputs, same times ⇒ byte-identical outputs.
+//! * Secrets zeroize on drop and print `[redacted]`; every queue and table is bounded by a
+//!   config knob.
+//! * `#![no_std]` + `alloc`; the default `std` feature adds `std::error::Error` impls and
+//!   [`time::Clock`].
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod crypto;
+pub mod time;
