@@ -1,0 +1,2 @@
+//! Placeholder until the session benches land.
+fn main() {}
