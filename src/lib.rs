@@ -54,3 +54,8 @@ extern crate std;
 
 pub mod crypto;
 pub mod time;
+
+// The README's embedding example is compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
