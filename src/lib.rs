@@ -54,3 +54,4 @@ extern crate std;
 
 pub mod crypto;
 pub mod time;
+pub mod tunnel;
