@@ -760,8 +760,8 @@ impl<R: rand_core::CryptoRng> Device<R> {
         let (which, kp) = p.keypair_mut(receiver).ok_or(DropReason::UnknownIndex)?;
         let len = kp.open_into(now, counter, sealed, out)?;
         let plain = out.get(..len).ok_or(DropReason::Malformed)?;
-        // Authenticated from here on. Check the inner packet before touching peer state
-        // except the replay window (already marked: the counter was genuinely used).
+        // Authenticated from here on. Check the inner packet before touching any peer state
+        // (not even the replay window): a rejected packet changes nothing.
         let inner = if len == 0 {
             None
         } else {
@@ -779,6 +779,12 @@ impl<R: rand_core::CryptoRng> Device<R> {
         let Some(p) = self.peer_mut(slot) else {
             return Err(DropReason::UnknownIndex.into());
         };
+        if !p
+            .keypair_mut(receiver)
+            .is_some_and(|(_, kp)| kp.mark_received(counter))
+        {
+            return Err(DropReason::ReplayedCounter.into());
+        }
         let mut freed = Vec::new();
         let mut confirmed = false;
         if which == 2 {
@@ -976,8 +982,9 @@ impl<R: rand_core::CryptoRng> Device<R> {
         let zero = due(&mut p.timers.zero_key_material);
         let persistent = due(&mut p.timers.persistent_keepalive);
         if retransmit {
-            if p.timers.handshake_attempts >= MAX_TIMER_HANDSHAKES {
-                // WG §6.4: give up after REKEY_ATTEMPT_TIME; drop what waited for it.
+            if p.timers.handshake_attempts > MAX_TIMER_HANDSHAKES {
+                // WG §6.4 / kernel timers.c: give up after MAX_TIMER_HANDSHAKES + 2 attempts
+                // (about REKEY_ATTEMPT_TIME); drop what waited for the handshake.
                 p.timers.send_keepalive = None;
                 p.staged.clear();
                 if p.timers.zero_key_material.is_none() {

@@ -87,8 +87,9 @@ impl Keypair {
         Some(())
     }
 
-    /// Authenticates and decrypts `sealed` (ciphertext ‖ tag) into `out[..len-16]`, then
-    /// marks the counter. On any failure the window and counters are unchanged.
+    /// Authenticates and decrypts `sealed` (ciphertext ‖ tag) into `out[..len-16]`. The
+    /// window is not changed: the caller marks the counter with [`Self::mark_received`] once
+    /// the inner packet passed its checks too.
     pub(crate) fn open_into(
         &mut self,
         now: Instant,
@@ -115,9 +116,11 @@ impl Keypair {
         dst.copy_from_slice(ct);
         chacha_open_in_place(&self.recv_key, &nonce(counter), &[], dst, tag)
             .map_err(|_| DropReason::DecryptFailed)?;
-        if !self.replay.update(counter) {
-            return Err(DropReason::ReplayedCounter);
-        }
         Ok(ct_len)
+    }
+
+    /// Marks `counter` as received, once the packet is accepted as a whole.
+    pub(crate) fn mark_received(&mut self, counter: u64) -> bool {
+        self.replay.update(counter)
     }
 }

@@ -100,7 +100,12 @@ pub fn their_pub() -> PublicKey {
 
 /// boringtun's side; `limit` = Some(n) gives it a shared rate limiter of n handshakes.
 pub fn boringtun(psk: Option<[u8; 32]>, limit: Option<u64>) -> Tunn {
-    let sk = boringtun::x25519::StaticSecret::from(their_key_bytes());
+    boringtun_keyed(their_key_bytes(), psk, limit)
+}
+
+/// A boringtun peer with its own static key `key` (talking to our static key).
+pub fn boringtun_keyed(key: [u8; 32], psk: Option<[u8; 32]>, limit: Option<u64>) -> Tunn {
+    let sk = boringtun::x25519::StaticSecret::from(key);
     let ours = boringtun::x25519::PublicKey::from(*our_key().public_key().as_bytes());
     let own_pub = boringtun::x25519::PublicKey::from(&sk);
     let rl = limit.map(|l| Arc::new(RateLimiter::new(&own_pub, l)));
@@ -159,11 +164,20 @@ pub enum Us {
 }
 
 pub fn us_recv(d: &mut Device<ChaCha20Rng>, now: Instant, datagram: &[u8]) -> Us {
+    us_recv_from(d, now, addr(THEIRS), datagram)
+}
+
+pub fn us_recv_from(
+    d: &mut Device<ChaCha20Rng>,
+    now: Instant,
+    src: SocketAddr,
+    datagram: &[u8],
+) -> Us {
     let mut out = vec![0u8; 65536];
-    match d.decapsulate(now, addr(THEIRS), datagram, &mut out) {
+    match d.decapsulate(now, src, datagram, &mut out) {
         Ok(Action::Done) => Us::Done,
         Ok(Action::WriteToNetwork { to, len }) => {
-            assert_eq!(to, addr(THEIRS));
+            assert_eq!(to, src);
             Us::Network(out[..len].to_vec())
         }
         Ok(Action::WriteToTunnel { len, source }) => Us::Tunnel(out[..len].to_vec(), source),
@@ -172,13 +186,28 @@ pub fn us_recv(d: &mut Device<ChaCha20Rng>, now: Instant, datagram: &[u8]) -> Us
 }
 
 pub fn us_send(d: &mut Device<ChaCha20Rng>, now: Instant, packet: &[u8]) -> Us {
+    us_send_to(d, now, packet).0
+}
+
+/// Like `us_send`, also returning the endpoint the datagram goes to.
+pub fn us_send_to(
+    d: &mut Device<ChaCha20Rng>,
+    now: Instant,
+    packet: &[u8],
+) -> (Us, Option<SocketAddr>) {
     let mut out = vec![0u8; 65536];
-    match d.encapsulate(now, packet, &mut out) {
+    let r = d.encapsulate(now, packet, &mut out);
+    let to = match r {
+        Ok(Action::WriteToNetwork { to, .. }) => Some(to),
+        _ => None,
+    };
+    let us = match r {
         Ok(Action::Done) => Us::Done,
         Ok(Action::WriteToNetwork { len, .. }) => Us::Network(out[..len].to_vec()),
         Ok(Action::WriteToTunnel { .. }) => panic!("encapsulate never writes to the tunnel"),
         Err(e) => Us::Err(e),
-    }
+    };
+    (us, to)
 }
 
 pub fn drain(d: &mut Device<ChaCha20Rng>) -> Vec<Vec<u8>> {
