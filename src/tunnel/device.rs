@@ -1,0 +1,1105 @@
+//! The [`Device`]: many peers behind one static key, cryptokey routing, timers, and the
+//! allocation-free data path.
+
+use super::allowed_ips::{AllowedIps, Cidr};
+use super::config::{DeviceConfig, PeerConfig};
+use super::cookie::{mac1_valid, CookieChecker, RateLimiter};
+use super::error::{DropReason, Error};
+use super::handshake::{self, Identity, PeerKeys, Tai64N};
+use super::peer::Peer;
+use super::session::Keypair;
+use super::timers::{
+    INITIATION_MIN_GAP, KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME,
+    REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX,
+};
+use super::wire::{
+    self, Message, COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN,
+};
+use crate::crypto::x25519::{PublicKey, StaticSecret};
+use crate::time::{Duration, Instant};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Wall-clock time (seconds and nanoseconds since the Unix epoch), used only for the TAI64N
+/// timestamp in initiations. It is an explicit input: see [`Device::set_wall_clock`].
+///
+/// ```
+/// use sealwire::tunnel::WallTime;
+/// let w = WallTime::from_unix(1_700_000_000, 5);
+/// assert_eq!(w.secs(), 1_700_000_000);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WallTime {
+    secs: u64,
+    nanos: u32,
+}
+
+impl WallTime {
+    /// `secs` seconds and `nanos` nanoseconds (clamped below 10^9) after the Unix epoch.
+    pub const fn from_unix(secs: u64, nanos: u32) -> Self {
+        let nanos = if nanos > 999_999_999 {
+            999_999_999
+        } else {
+            nanos
+        };
+        WallTime { secs, nanos }
+    }
+
+    /// Seconds since the Unix epoch.
+    pub const fn secs(&self) -> u64 {
+        self.secs
+    }
+
+    /// The current system time (std only).
+    ///
+    /// ```
+    /// assert!(sealwire::tunnel::WallTime::now().secs() > 1_600_000_000);
+    /// ```
+    #[cfg(feature = "std")]
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        WallTime::from_unix(d.as_secs(), d.subsec_nanos())
+    }
+
+    fn plus(self, d: Duration) -> Self {
+        let total = u128::from(self.nanos) + d.as_nanos() % 1_000_000_000;
+        let carry = (total / 1_000_000_000) as u64;
+        WallTime {
+            secs: self.secs.saturating_add(d.as_secs()).saturating_add(carry),
+            nanos: (total % 1_000_000_000) as u32,
+        }
+    }
+}
+
+/// What the caller must do after [`Device::encapsulate`] or [`Device::decapsulate`].
+/// In every case, afterwards drain [`Device::poll_transmit`] too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Action {
+    /// Send `out[..len]` as one UDP datagram to `to`.
+    WriteToNetwork {
+        /// Destination endpoint.
+        to: SocketAddr,
+        /// Bytes of `out` to send.
+        len: usize,
+    },
+    /// Write `out[..len]`, a verified IP packet from `source`, to the TUN device.
+    WriteToTunnel {
+        /// Bytes of `out` to write.
+        len: usize,
+        /// The packet's inner source address (already checked against AllowedIPs).
+        source: IpAddr,
+    },
+    /// Nothing to write (a keepalive, a handshake step with no reply, a staged packet).
+    Done,
+}
+
+/// A datagram the device wants sent that did not fit the call that produced it (timer
+/// messages, staged packets flushed after a handshake, rekey initiations).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination endpoint.
+    pub to: SocketAddr,
+    /// The UDP payload.
+    pub payload: Vec<u8>,
+}
+
+/// Device counters: one per [`DropReason`] plus a few successes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    drops: [u64; DropReason::ALL.len()],
+    /// Handshakes completed (as initiator or responder).
+    pub handshakes_completed: u64,
+    /// Cookie replies we sent because we were under load.
+    pub cookie_replies_sent: u64,
+    /// Cookie replies we accepted from peers.
+    pub cookie_replies_received: u64,
+    /// Initiations sent (including retries).
+    pub initiations_sent: u64,
+}
+
+impl Stats {
+    /// How many inputs were dropped for `reason`.
+    ///
+    /// ```
+    /// use sealwire::tunnel::{DropReason, Stats};
+    /// assert_eq!(Stats::default().drops(DropReason::ReplayedCounter), 0);
+    /// ```
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// Sum of all drop counters.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    fn count(&mut self, reason: DropReason) {
+        if let Some(c) = self.drops.get_mut(reason.index()) {
+            *c = c.saturating_add(1);
+        }
+    }
+}
+
+/// A snapshot of one peer for status displays and control planes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerStatus {
+    /// The peer's public key.
+    pub public_key: PublicKey,
+    /// Its current endpoint (configured or learned from authenticated packets).
+    pub endpoint: Option<SocketAddr>,
+    /// When the last handshake completed.
+    pub last_handshake: Option<Instant>,
+    /// Whether a session can send right now.
+    pub has_session: bool,
+    /// Inner bytes received.
+    pub rx_bytes: u64,
+    /// Inner bytes sent.
+    pub tx_bytes: u64,
+    /// Its AllowedIPs.
+    pub allowed_ips: Vec<Cidr>,
+}
+
+type Slot = u32;
+
+/// A WireGuard-compatible interface: one static key, many peers.
+///
+/// The device is sans-IO. Feed it IP packets from the TUN ([`encapsulate`](Self::encapsulate)),
+/// UDP datagrams ([`decapsulate`](Self::decapsulate)) and time
+/// ([`handle_timeout`](Self::handle_timeout)); write what the returned [`Action`] says and
+/// drain [`poll_transmit`](Self::poll_transmit); sleep until [`poll_timeout`](Self::poll_timeout).
+///
+/// ```
+/// use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+/// use sealwire::crypto::x25519::StaticSecret;
+/// use sealwire::time::Instant;
+/// use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig, WallTime};
+///
+/// let (ka, kb) = (StaticSecret::from_bytes([1; 32]), StaticSecret::from_bytes([2; 32]));
+/// let (pa, pb) = (ka.public_key(), kb.public_key());
+/// let mut a = Device::new(DeviceConfig::new(ka), ChaCha20Rng::seed_from_u64(1));
+/// let mut b = Device::new(DeviceConfig::new(kb), ChaCha20Rng::seed_from_u64(2));
+/// let (addr_a, addr_b) = ("192.0.2.1:51820".parse().unwrap(), "192.0.2.2:51820".parse().unwrap());
+/// let mut peer_b = PeerConfig::new(pb);
+/// peer_b.endpoint = Some(addr_b);
+/// peer_b.allowed_ips.push("10.0.0.2/32".parse().unwrap());
+/// a.add_peer(Instant::ZERO, peer_b).unwrap();
+/// let mut peer_a = PeerConfig::new(pa);
+/// peer_a.allowed_ips.push("10.0.0.1/32".parse().unwrap());
+/// b.add_peer(Instant::ZERO, peer_a).unwrap();
+/// let now = Instant::from_secs(1);
+/// a.set_wall_clock(now, WallTime::from_unix(1_700_000_000, 0));
+///
+/// // An IPv4 packet 10.0.0.1 -> 10.0.0.2 (header only).
+/// let mut ip = [0u8; 20];
+/// ip[0] = 0x45; ip[3] = 20; ip[12..16].copy_from_slice(&[10, 0, 0, 1]); ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+///
+/// let (mut buf, mut out) = ([0u8; 2048], [0u8; 2048]);
+/// // No session yet: the packet is staged and an initiation goes out.
+/// let Action::WriteToNetwork { len, .. } = a.encapsulate(now, &ip, &mut buf).unwrap() else { panic!() };
+/// let Action::WriteToNetwork { len, .. } = b.decapsulate(now, addr_a, &buf[..len], &mut out).unwrap() else { panic!() };
+/// // The response completes the handshake; the staged packet is queued for sending.
+/// let _ = a.decapsulate(now, addr_b, &out[..len], &mut buf).unwrap();
+/// let t = a.poll_transmit().unwrap();
+/// let Action::WriteToTunnel { len, source } = b.decapsulate(now, addr_a, &t.payload, &mut out).unwrap() else { panic!() };
+/// assert_eq!(&out[..len], &ip);
+/// assert_eq!(source, "10.0.0.1".parse::<std::net::IpAddr>().unwrap());
+/// ```
+pub struct Device<R> {
+    identity: Identity,
+    config: DeviceConfig,
+    rng: R,
+    peers: Vec<Option<Peer>>,
+    free_slots: Vec<Slot>,
+    by_key: BTreeMap<PublicKey, Slot>,
+    indices: BTreeMap<u32, Slot>,
+    routes: AllowedIps<Slot>,
+    deadlines: BTreeSet<(Instant, Slot)>,
+    cookie_checker: CookieChecker,
+    rate_limiter: RateLimiter,
+    transmits: VecDeque<Transmit>,
+    wall_anchor: Option<(Instant, WallTime)>,
+    stats: Stats,
+}
+
+/// Inner destination (outbound) or source (inbound) address of an IP packet, and its
+/// length from the header.
+fn ip_header(packet: &[u8], want_source: bool) -> Option<(IpAddr, usize)> {
+    match packet.first()? >> 4 {
+        4 if packet.len() >= 20 => {
+            let len = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
+            let off = if want_source { 12 } else { 16 };
+            let a: [u8; 4] = packet.get(off..off + 4)?.try_into().ok()?;
+            Some((IpAddr::V4(Ipv4Addr::from(a)), len))
+        }
+        6 if packet.len() >= 40 => {
+            let len = 40 + usize::from(u16::from_be_bytes([*packet.get(4)?, *packet.get(5)?]));
+            let off = if want_source { 8 } else { 24 };
+            let a: [u8; 16] = packet.get(off..off + 16)?.try_into().ok()?;
+            Some((IpAddr::V6(Ipv6Addr::from(a)), len))
+        }
+        _ => None,
+    }
+}
+
+fn padded_len(len: usize) -> usize {
+    len.div_ceil(16).saturating_mul(16)
+}
+
+impl<R: rand_core::CryptoRng> Device<R> {
+    /// A device with no peers.
+    pub fn new(config: DeviceConfig, rng: R) -> Self {
+        let identity = Identity::new(config.private_key.clone_secret());
+        Device {
+            identity,
+            rate_limiter: RateLimiter::new(config.handshake_rate_limit),
+            config,
+            rng,
+            peers: Vec::new(),
+            free_slots: Vec::new(),
+            by_key: BTreeMap::new(),
+            indices: BTreeMap::new(),
+            routes: AllowedIps::default(),
+            deadlines: BTreeSet::new(),
+            cookie_checker: CookieChecker::new(),
+            transmits: VecDeque::new(),
+            wall_anchor: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Our static public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.identity.public
+    }
+
+    /// Anchors wall-clock time: at monotonic `now` the wall clock reads `wall`. Initiation
+    /// timestamps are `wall + (t - now)`. Call it at start and whenever the system clock is
+    /// stepped; without it timestamps count from the Unix epoch, which a peer that has seen
+    /// a real timestamp from us before will reject as a replay.
+    pub fn set_wall_clock(&mut self, now: Instant, wall: WallTime) {
+        self.wall_anchor = Some((now, wall));
+    }
+
+    /// Adds a peer. Its AllowedIPs take over any prefix another peer had (as in `wg set`).
+    pub fn add_peer(&mut self, now: Instant, cfg: PeerConfig) -> Result<(), Error> {
+        if self.by_key.contains_key(&cfg.public_key) {
+            return Err(Error::DuplicatePeer);
+        }
+        if cfg.public_key == self.identity.public {
+            return Err(Error::InvalidConfig);
+        }
+        if self.by_key.len() >= self.config.max_peers {
+            return Err(Error::TooManyPeers);
+        }
+        let keys = PeerKeys::new(
+            &self.identity,
+            cfg.public_key,
+            cfg.preshared_key.as_ref().map(|k| *k.expose()),
+        );
+        let mut peer = Peer::new(keys, cfg.endpoint);
+        peer.timers.persistent_interval = cfg
+            .persistent_keepalive
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(u64::from(s)));
+        let slot = match self.free_slots.pop() {
+            Some(s) => s,
+            None => {
+                let s = u32::try_from(self.peers.len()).map_err(|_| Error::TooManyPeers)?;
+                self.peers.push(None);
+                s
+            }
+        };
+        if let Some(p) = self.peers.get_mut(slot as usize) {
+            *p = Some(peer);
+        }
+        self.by_key.insert(cfg.public_key, slot);
+        for c in cfg.allowed_ips {
+            self.routes.insert(c, slot);
+        }
+        // A persistent keepalive starts at once (wg set ... persistent-keepalive does too).
+        if let Some(p) = self.peer_mut(slot) {
+            if p.timers.persistent_interval.is_some() && p.endpoint.is_some() {
+                p.timers.persistent_keepalive = Some(now);
+            }
+        }
+        self.reschedule(slot);
+        Ok(())
+    }
+
+    /// Changes a peer's endpoint, PSK, AllowedIPs (replaced) and keepalive; keeps sessions
+    /// unless the PSK changed.
+    pub fn update_peer(&mut self, now: Instant, cfg: PeerConfig) -> Result<(), Error> {
+        let slot = *self.by_key.get(&cfg.public_key).ok_or(Error::UnknownPeer)?;
+        let new_keys = PeerKeys::new(
+            &self.identity,
+            cfg.public_key,
+            cfg.preshared_key.as_ref().map(|k| *k.expose()),
+        );
+        let mut freed = Vec::new();
+        let Some(p) = self.peer_mut(slot) else {
+            return Err(Error::UnknownPeer);
+        };
+        if !crate::crypto::ct_eq(&p.keys.psk, &new_keys.psk) {
+            p.clear_sessions(&mut freed);
+        }
+        p.keys = new_keys;
+        if cfg.endpoint.is_some() {
+            p.endpoint = cfg.endpoint;
+        }
+        p.timers.persistent_interval = cfg
+            .persistent_keepalive
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(u64::from(s)));
+        if p.timers.persistent_interval.is_none() {
+            p.timers.persistent_keepalive = None;
+        } else if p.timers.persistent_keepalive.is_none() && p.endpoint.is_some() {
+            p.timers.persistent_keepalive = Some(now);
+        }
+        self.free_indices(&freed);
+        self.routes.remove_value(slot);
+        for c in cfg.allowed_ips {
+            self.routes.insert(c, slot);
+        }
+        self.reschedule(slot);
+        Ok(())
+    }
+
+    /// Removes a peer, wiping its sessions and routes.
+    pub fn remove_peer(&mut self, key: &PublicKey) -> Result<(), Error> {
+        let slot = self.by_key.remove(key).ok_or(Error::UnknownPeer)?;
+        let mut freed = Vec::new();
+        if let Some(mut p) = self.peers.get_mut(slot as usize).and_then(Option::take) {
+            p.clear_sessions(&mut freed);
+            if let Some(t) = p.scheduled {
+                self.deadlines.remove(&(t, slot));
+            }
+        }
+        self.free_indices(&freed);
+        self.routes.remove_value(slot);
+        self.free_slots.push(slot);
+        Ok(())
+    }
+
+    /// Number of peers.
+    pub fn peer_count(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// A snapshot of one peer.
+    pub fn peer_status(&self, now: Instant, key: &PublicKey) -> Option<PeerStatus> {
+        let slot = *self.by_key.get(key)?;
+        let p = self.peers.get(slot as usize)?.as_ref()?;
+        Some(PeerStatus {
+            public_key: *key,
+            endpoint: p.endpoint,
+            last_handshake: p.last_handshake,
+            has_session: p.current.as_ref().is_some_and(|k| k.can_send(now)),
+            rx_bytes: p.rx_bytes,
+            tx_bytes: p.tx_bytes,
+            allowed_ips: self.routes.prefixes_of(slot).collect(),
+        })
+    }
+
+    /// The public keys of all peers.
+    pub fn peers(&self) -> impl Iterator<Item = &PublicKey> + '_ {
+        self.by_key.keys()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The next datagram to send, if any (bounded queue).
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The earliest timer deadline over all peers (`O(log n)`).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// Runs every timer due at `now`; resulting datagrams go to [`poll_transmit`](Self::poll_transmit).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(t, slot)) = self.deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.deadlines.remove(&(t, slot));
+            if let Some(p) = self.peer_mut(slot) {
+                p.scheduled = None;
+            }
+            self.fire_timers(now, slot);
+            self.reschedule(slot);
+        }
+    }
+
+    /// Encrypts one IP packet from the TUN for the peer whose AllowedIPs contain its
+    /// destination, writing the datagram into `out` (needs `packet.len()` rounded up to 16,
+    /// plus 32; or 148 when a handshake must start). Allocates nothing when a session exists.
+    ///
+    /// Returns [`Action::WriteToNetwork`], or [`Action::Done`] when the packet was staged
+    /// behind a handshake already in flight. `Err(BufferTooSmall)` leaves everything as it was.
+    pub fn encapsulate(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> Result<Action, Error> {
+        let Some((dst, _)) = ip_header(packet, false) else {
+            self.stats.count(DropReason::Malformed);
+            return Err(DropReason::Malformed.into());
+        };
+        let Some(slot) = self.routes.lookup(dst) else {
+            self.stats.count(DropReason::NoRoute);
+            return Err(DropReason::NoRoute.into());
+        };
+        let sendable = self.peer(slot).map(|p| {
+            (
+                p.current.as_ref().is_some_and(|k| k.can_send(now)),
+                p.endpoint,
+            )
+        });
+        let Some((has_session, endpoint)) = sendable else {
+            return Err(DropReason::NoRoute.into());
+        };
+        let Some(to) = endpoint else {
+            self.stats.count(DropReason::NoEndpoint);
+            return Err(DropReason::NoEndpoint.into());
+        };
+        if has_session {
+            let needed = DATA_OVERHEAD + padded_len(packet.len());
+            if out.len() < needed {
+                return Err(Error::BufferTooSmall { needed });
+            }
+            let len = self.seal_data(now, slot, packet, out)?;
+            return Ok(Action::WriteToNetwork { to, len });
+        }
+        if out.len() < INITIATION_LEN {
+            return Err(Error::BufferTooSmall {
+                needed: INITIATION_LEN,
+            });
+        }
+        self.stage(slot, packet);
+        let action = match self.initiation(now, slot, false) {
+            Some((to, msg)) => {
+                out.get_mut(..INITIATION_LEN)
+                    .ok_or(Error::BufferTooSmall {
+                        needed: INITIATION_LEN,
+                    })?
+                    .copy_from_slice(&msg);
+                Action::WriteToNetwork {
+                    to,
+                    len: INITIATION_LEN,
+                }
+            }
+            None => Action::Done,
+        };
+        self.reschedule(slot);
+        Ok(action)
+    }
+
+    /// Processes one UDP datagram received from `src`, writing any reply or decrypted packet
+    /// into `out` (at least the datagram's length is always enough).
+    ///
+    /// Returns what to do with `out`. A bad datagram returns `Err(Dropped(reason))`, counts
+    /// the reason, and changes no peer.
+    pub fn decapsulate(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Result<Action, Error> {
+        let result = self.decapsulate_inner(now, src, datagram, out);
+        if let Err(Error::Dropped(r)) = result {
+            self.stats.count(r);
+        }
+        result
+    }
+
+    fn decapsulate_inner(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Result<Action, Error> {
+        match wire::parse(datagram)? {
+            Message::Data {
+                receiver,
+                counter,
+                sealed,
+            } => {
+                let needed = sealed.len().saturating_sub(16);
+                if out.len() < needed {
+                    return Err(Error::BufferTooSmall { needed });
+                }
+                self.receive_data(now, src, receiver, counter, sealed, out)
+            }
+            Message::Initiation(msg) => {
+                if out.len() < RESPONSE_LEN {
+                    return Err(Error::BufferTooSmall {
+                        needed: RESPONSE_LEN,
+                    });
+                }
+                if let Some(a) = self.check_macs(now, src, msg, out)? {
+                    return Ok(a);
+                }
+                self.receive_initiation(now, src, msg, out)
+            }
+            Message::Response(msg) => {
+                if out.len() < DATA_OVERHEAD.max(COOKIE_REPLY_LEN) {
+                    return Err(Error::BufferTooSmall {
+                        needed: DATA_OVERHEAD.max(COOKIE_REPLY_LEN),
+                    });
+                }
+                if let Some(a) = self.check_macs(now, src, msg, out)? {
+                    return Ok(a);
+                }
+                self.receive_response(now, src, msg, out)
+            }
+            Message::CookieReply(msg) => {
+                let receiver = wire::u32_at(msg, wire::cookie::RECEIVER);
+                let slot = *self
+                    .indices
+                    .get(&receiver)
+                    .ok_or(DropReason::UnknownIndex)?;
+                let p = self.peer_mut(slot).ok_or(DropReason::UnknownIndex)?;
+                let key = p.keys.cookie_key;
+                if !p.cookies.consume_reply(now, &key, msg) {
+                    return Err(DropReason::Unexpected.into());
+                }
+                self.stats.cookie_replies_received += 1;
+                Ok(Action::Done)
+            }
+        }
+    }
+
+    /// mac1 always; under load mac2 or a cookie reply (written to `out`).
+    fn check_macs(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &[u8],
+        out: &mut [u8],
+    ) -> Result<Option<Action>, Error> {
+        if !mac1_valid(&self.identity.mac1_key, msg) {
+            return Err(DropReason::InvalidMac1.into());
+        }
+        let under_load = self.rate_limiter.record(now);
+        if under_load
+            && !self
+                .cookie_checker
+                .mac2_valid(now, &mut self.rng, &src, msg)
+        {
+            let mut reply = [0u8; COOKIE_REPLY_LEN];
+            self.cookie_checker.reply(
+                now,
+                &mut self.rng,
+                &self.identity.cookie_key,
+                &src,
+                msg,
+                &mut reply,
+            );
+            let dst = out
+                .get_mut(..COOKIE_REPLY_LEN)
+                .ok_or(Error::BufferTooSmall {
+                    needed: COOKIE_REPLY_LEN,
+                })?;
+            dst.copy_from_slice(&reply);
+            self.stats.count(DropReason::CookieRequired);
+            self.stats.cookie_replies_sent += 1;
+            return Ok(Some(Action::WriteToNetwork {
+                to: src,
+                len: COOKIE_REPLY_LEN,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn receive_initiation(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &[u8; INITIATION_LEN],
+        out: &mut [u8],
+    ) -> Result<Action, Error> {
+        let half = handshake::open_initiation_static(&self.identity, msg)?;
+        // The peer is the one whose key decrypted, never the one at the source address.
+        let slot = *self
+            .by_key
+            .get(&half.remote_static)
+            .ok_or(DropReason::UnknownPeer)?;
+        let p = self.peer(slot).ok_or(DropReason::UnknownPeer)?;
+        let opened = handshake::open_initiation_timestamp(half, &p.keys, msg)?;
+        // WG §5.1: a replayed initiation must not reset the responder's session.
+        if p.latest_timestamp.is_some_and(|t| opened.timestamp <= t) {
+            return Err(DropReason::ReplayedTimestamp.into());
+        }
+        if p.last_initiation_consumed
+            .is_some_and(|t| now.saturating_duration_since(t) < INITIATION_MIN_GAP)
+        {
+            return Err(DropReason::InitiationFlood.into());
+        }
+        let local_index = self.new_index(slot);
+        let ephemeral = StaticSecret::random(&mut self.rng);
+        let mut resp = [0u8; RESPONSE_LEN];
+        let Some(p) = self.peer_mut(slot) else {
+            return Err(DropReason::UnknownPeer.into());
+        };
+        let Some(keys) =
+            handshake::create_response(&opened, &p.keys, local_index, ephemeral, &mut resp)
+        else {
+            self.indices.remove(&local_index);
+            return Err(DropReason::HandshakeDecrypt.into());
+        };
+        p.cookies.stamp(now, &p.keys.mac1_key.clone(), &mut resp);
+        p.latest_timestamp = Some(opened.timestamp);
+        p.last_initiation_consumed = Some(now);
+        p.endpoint = Some(src);
+        let mut freed = Vec::new();
+        p.add_keypair(
+            Keypair::new(
+                keys.send,
+                keys.recv,
+                local_index,
+                opened.remote_index,
+                now,
+                false,
+            ),
+            &mut freed,
+        );
+        p.last_handshake = Some(now);
+        p.timers.any_authenticated_packet_received();
+        p.timers.any_authenticated_packet_traversal(now);
+        p.timers.any_authenticated_packet_sent();
+        p.timers.session_derived(now);
+        self.stats.handshakes_completed += 1;
+        self.free_indices(&freed);
+        self.reschedule(slot);
+        let dst = out.get_mut(..RESPONSE_LEN).ok_or(Error::BufferTooSmall {
+            needed: RESPONSE_LEN,
+        })?;
+        dst.copy_from_slice(&resp);
+        Ok(Action::WriteToNetwork {
+            to: src,
+            len: RESPONSE_LEN,
+        })
+    }
+
+    fn receive_response(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        msg: &[u8; RESPONSE_LEN],
+        out: &mut [u8],
+    ) -> Result<Action, Error> {
+        let receiver = wire::u32_at(msg, wire::resp::RECEIVER);
+        let slot = *self
+            .indices
+            .get(&receiver)
+            .ok_or(DropReason::UnknownIndex)?;
+        let p = self.peers.get_mut(slot as usize).and_then(Option::as_mut);
+        let p = p.ok_or(DropReason::UnknownIndex)?;
+        let state = p
+            .handshake
+            .as_ref()
+            .filter(|h| h.local_index == receiver)
+            .ok_or(DropReason::Unexpected)?;
+        let keys = handshake::consume_response(&self.identity, &p.keys, state, msg)?;
+        let remote_index = wire::u32_at(msg, wire::resp::SENDER);
+        p.handshake = None;
+        let mut freed = Vec::new();
+        p.add_keypair(
+            Keypair::new(keys.send, keys.recv, receiver, remote_index, now, true),
+            &mut freed,
+        );
+        p.endpoint = Some(src);
+        p.last_handshake = Some(now);
+        p.timers.session_derived(now);
+        p.timers.handshake_complete();
+        p.timers.any_authenticated_packet_received();
+        p.timers.any_authenticated_packet_traversal(now);
+        self.stats.handshakes_completed += 1;
+        self.free_indices(&freed);
+        // Confirm the session to the responder: staged packets, or a keepalive.
+        let action = if self.peer(slot).is_some_and(|p| p.staged.is_empty()) {
+            let len = self.seal_data(now, slot, &[], out)?;
+            Action::WriteToNetwork { to: src, len }
+        } else {
+            self.flush_staged(now, slot);
+            Action::Done
+        };
+        self.reschedule(slot);
+        Ok(action)
+    }
+
+    fn receive_data(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        receiver: u32,
+        counter: u64,
+        sealed: &[u8],
+        out: &mut [u8],
+    ) -> Result<Action, Error> {
+        let slot = *self
+            .indices
+            .get(&receiver)
+            .ok_or(DropReason::UnknownIndex)?;
+        let p = self.peers.get_mut(slot as usize).and_then(Option::as_mut);
+        let p = p.ok_or(DropReason::UnknownIndex)?;
+        let (which, kp) = p.keypair_mut(receiver).ok_or(DropReason::UnknownIndex)?;
+        let len = kp.open_into(now, counter, sealed, out)?;
+        let plain = out.get(..len).ok_or(DropReason::Malformed)?;
+        // Authenticated from here on. Check the inner packet before touching any peer state
+        // (not even the replay window): a rejected packet changes nothing.
+        let inner = if len == 0 {
+            None
+        } else {
+            let Some((source, ip_len)) = ip_header(plain, true) else {
+                return Err(DropReason::Malformed.into());
+            };
+            if ip_len > len || ip_len == 0 {
+                return Err(DropReason::Malformed.into());
+            }
+            if self.routes.lookup(source) != Some(slot) {
+                return Err(DropReason::SourceNotAllowed.into());
+            }
+            Some((source, ip_len))
+        };
+        let Some(p) = self.peer_mut(slot) else {
+            return Err(DropReason::UnknownIndex.into());
+        };
+        if !p
+            .keypair_mut(receiver)
+            .is_some_and(|(_, kp)| kp.mark_received(counter))
+        {
+            return Err(DropReason::ReplayedCounter.into());
+        }
+        let mut freed = Vec::new();
+        let mut confirmed = false;
+        if which == 2 {
+            p.promote_next(&mut freed);
+            p.timers.handshake_complete();
+            confirmed = true;
+        }
+        // Roaming: only an authenticated packet may move the endpoint.
+        p.endpoint = Some(src);
+        p.timers.any_authenticated_packet_received();
+        p.timers.any_authenticated_packet_traversal(now);
+        if inner.is_some() {
+            p.timers.data_received(now);
+            p.rx_bytes = p.rx_bytes.saturating_add(len as u64);
+        }
+        // WG §6.2: as initiator, rekey shortly before the session expires on receive.
+        let lastminute = p.current.as_ref().is_some_and(|k| {
+            k.initiator
+                && now.saturating_duration_since(k.created)
+                    >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
+        }) && !p.timers.sent_lastminute_handshake;
+        if lastminute {
+            p.timers.sent_lastminute_handshake = true;
+        }
+        self.free_indices(&freed);
+        if confirmed {
+            self.flush_staged(now, slot);
+        }
+        if lastminute {
+            self.queue_initiation(now, slot, false);
+        }
+        self.reschedule(slot);
+        Ok(match inner {
+            Some((source, ip_len)) => Action::WriteToTunnel {
+                len: ip_len,
+                source,
+            },
+            None => Action::Done,
+        })
+    }
+
+    /// Encrypts `payload` on the current session into `out`; returns the datagram length.
+    /// The caller checked the buffer size and that a session exists.
+    fn seal_data(
+        &mut self,
+        now: Instant,
+        slot: Slot,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        let jitter = self.jitter();
+        let padded = padded_len(payload.len());
+        let needed = DATA_OVERHEAD + padded;
+        let p = self.peer_mut(slot).ok_or(Error::UnknownPeer)?;
+        let kp = p
+            .current
+            .as_deref_mut()
+            .ok_or(Error::Dropped(DropReason::SessionExpired))?;
+        let buf = out
+            .get_mut(..needed)
+            .ok_or(Error::BufferTooSmall { needed })?;
+        let (_, body) = buf.split_at_mut(DATA_HEADER_LEN);
+        let (body, _) = body.split_at_mut(padded);
+        let (data, pad) = body.split_at_mut(payload.len());
+        data.copy_from_slice(payload);
+        pad.fill(0);
+        kp.seal_into(buf).ok_or(Error::BufferTooSmall { needed })?;
+        // WG §6.2: the initiator rekeys after REKEY_AFTER_TIME; either side after
+        // REKEY_AFTER_MESSAGES.
+        let rekey = kp.send_counter > REKEY_AFTER_MESSAGES
+            || (kp.initiator && now.saturating_duration_since(kp.created) >= REKEY_AFTER_TIME);
+        p.timers.any_authenticated_packet_traversal(now);
+        p.timers.any_authenticated_packet_sent();
+        if !payload.is_empty() {
+            p.timers.data_sent(now, jitter);
+            p.tx_bytes = p.tx_bytes.saturating_add(payload.len() as u64);
+        }
+        if rekey {
+            self.queue_initiation(now, slot, false);
+        }
+        self.reschedule(slot);
+        Ok(needed)
+    }
+
+    fn stage(&mut self, slot: Slot, packet: &[u8]) {
+        let max = self.config.max_staged_packets;
+        let mut dropped = false;
+        if let Some(p) = self.peer_mut(slot) {
+            if p.staged.len() >= max {
+                p.staged.pop_front();
+                dropped = true;
+            }
+            if max > 0 {
+                p.staged.push_back(packet.to_vec());
+            }
+        }
+        if dropped || max == 0 {
+            self.stats.count(DropReason::QueueFull);
+        }
+    }
+
+    /// Sends staged packets on the current session (slow path: they go to the queue).
+    fn flush_staged(&mut self, now: Instant, slot: Slot) {
+        loop {
+            let Some(p) = self.peer_mut(slot) else { return };
+            let (Some(to), true) = (
+                p.endpoint,
+                p.current.as_ref().is_some_and(|k| k.can_send(now)),
+            ) else {
+                return;
+            };
+            let Some(pkt) = p.staged.pop_front() else {
+                return;
+            };
+            let mut buf = vec![0u8; DATA_OVERHEAD + padded_len(pkt.len())];
+            if let Ok(len) = self.seal_data(now, slot, &pkt, &mut buf) {
+                buf.truncate(len);
+                self.push_transmit(to, buf);
+            }
+        }
+    }
+
+    fn push_transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
+        if self.transmits.len() >= self.config.max_queued_transmits {
+            self.stats.count(DropReason::QueueFull);
+            return;
+        }
+        self.transmits.push_back(Transmit { to, payload });
+    }
+
+    fn queue_initiation(&mut self, now: Instant, slot: Slot, retry: bool) {
+        if let Some((to, msg)) = self.initiation(now, slot, retry) {
+            self.push_transmit(to, msg.to_vec());
+        }
+    }
+
+    /// Builds an initiation for `slot` unless one went out less than REKEY_TIMEOUT ago.
+    fn initiation(
+        &mut self,
+        now: Instant,
+        slot: Slot,
+        retry: bool,
+    ) -> Option<(SocketAddr, [u8; INITIATION_LEN])> {
+        let jitter = self.jitter();
+        let wall = self.wall_at(now);
+        let p = self.peer_mut(slot)?;
+        if !retry {
+            p.timers.handshake_attempts = 0;
+        }
+        let to = p.endpoint?;
+        if p.last_initiation_sent
+            .is_some_and(|t| now.saturating_duration_since(t) < REKEY_TIMEOUT)
+        {
+            return None;
+        }
+        let old = p.handshake.take().map(|h| h.local_index);
+        if let Some(i) = old {
+            self.indices.remove(&i);
+        }
+        let local_index = self.new_index(slot);
+        let ephemeral = StaticSecret::random(&mut self.rng);
+        let identity = &self.identity;
+        let p = self.peers.get_mut(slot as usize)?.as_mut()?;
+        let mut msg = [0u8; INITIATION_LEN];
+        let Some(state) =
+            handshake::create_initiation(identity, &p.keys, local_index, ephemeral, wall, &mut msg)
+        else {
+            self.indices.remove(&local_index);
+            return None;
+        };
+        let mac1_key = p.keys.mac1_key;
+        p.cookies.stamp(now, &mac1_key, &mut msg);
+        p.handshake = Some(state);
+        p.last_initiation_sent = Some(now);
+        p.timers.any_authenticated_packet_traversal(now);
+        p.timers.any_authenticated_packet_sent();
+        p.timers.handshake_initiated(now, jitter);
+        self.stats.initiations_sent += 1;
+        Some((to, msg))
+    }
+
+    fn fire_timers(&mut self, now: Instant, slot: Slot) {
+        let due = |t: &mut Option<Instant>| {
+            if t.is_some_and(|d| d <= now) {
+                *t = None;
+                true
+            } else {
+                false
+            }
+        };
+        let Some(p) = self.peer_mut(slot) else { return };
+        let retransmit = due(&mut p.timers.retransmit_handshake);
+        let keepalive = due(&mut p.timers.send_keepalive);
+        let new_handshake = due(&mut p.timers.new_handshake);
+        let zero = due(&mut p.timers.zero_key_material);
+        let persistent = due(&mut p.timers.persistent_keepalive);
+        if retransmit {
+            if p.timers.handshake_attempts > MAX_TIMER_HANDSHAKES {
+                // WG §6.4 / kernel timers.c: give up after MAX_TIMER_HANDSHAKES + 2 attempts
+                // (about REKEY_ATTEMPT_TIME); drop what waited for the handshake.
+                p.timers.send_keepalive = None;
+                p.staged.clear();
+                if p.timers.zero_key_material.is_none() {
+                    p.timers.zero_key_material = Some(now + REJECT_AFTER_TIME * 3);
+                }
+            } else {
+                p.timers.handshake_attempts += 1;
+                self.queue_initiation(now, slot, true);
+            }
+        }
+        if keepalive {
+            self.send_keepalive(now, slot);
+            if let Some(p) = self.peer_mut(slot) {
+                if p.timers.need_another_keepalive {
+                    p.timers.need_another_keepalive = false;
+                    p.timers.send_keepalive = Some(now + KEEPALIVE_TIMEOUT);
+                }
+            }
+        }
+        if new_handshake {
+            self.queue_initiation(now, slot, false);
+        }
+        if zero {
+            let mut freed = Vec::new();
+            if let Some(p) = self.peer_mut(slot) {
+                p.clear_sessions(&mut freed);
+            }
+            self.free_indices(&freed);
+        }
+        if persistent {
+            self.send_keepalive(now, slot);
+        }
+    }
+
+    /// An empty data packet on the current session, or a handshake if there is none.
+    fn send_keepalive(&mut self, now: Instant, slot: Slot) {
+        let Some(p) = self.peer(slot) else { return };
+        let Some(to) = p.endpoint else { return };
+        if p.current.as_ref().is_some_and(|k| k.can_send(now)) {
+            let mut buf = vec![0u8; DATA_OVERHEAD];
+            if let Ok(len) = self.seal_data(now, slot, &[], &mut buf) {
+                buf.truncate(len);
+                self.push_transmit(to, buf);
+            }
+        } else {
+            self.queue_initiation(now, slot, false);
+        }
+    }
+
+    fn wall_at(&self, now: Instant) -> Tai64N {
+        let w = match self.wall_anchor {
+            Some((at, wall)) if now >= at => wall.plus(now - at),
+            Some((_, wall)) => wall,
+            None => WallTime::default().plus(now - Instant::ZERO),
+        };
+        // Whiten to 2^24 ns (kernel: rounddown to a power of two below 1 s / 50) so the
+        // timestamp does not leak fine-grained clock state.
+        Tai64N::from_unix(w.secs, w.nanos & !0x00ff_ffff)
+    }
+
+    fn jitter(&mut self) -> Duration {
+        let max = REKEY_TIMEOUT_JITTER_MAX.as_nanos() as u64;
+        Duration::from_nanos(self.rng.next_u64() % (max + 1))
+    }
+
+    /// A fresh random index not in use (random, so indices reveal nothing).
+    fn new_index(&mut self, slot: Slot) -> u32 {
+        loop {
+            let i = self.rng.next_u32();
+            if let alloc::collections::btree_map::Entry::Vacant(e) = self.indices.entry(i) {
+                e.insert(slot);
+                return i;
+            }
+        }
+    }
+
+    fn free_indices(&mut self, freed: &[u32]) {
+        for i in freed {
+            self.indices.remove(i);
+        }
+    }
+
+    fn peer(&self, slot: Slot) -> Option<&Peer> {
+        self.peers.get(slot as usize)?.as_ref()
+    }
+
+    fn peer_mut(&mut self, slot: Slot) -> Option<&mut Peer> {
+        self.peers.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// Moves `slot` in the deadline set after its timers changed.
+    fn reschedule(&mut self, slot: Slot) {
+        let Some(p) = self.peers.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let next = p.timers.next();
+        if next == p.scheduled {
+            return;
+        }
+        if let Some(t) = p.scheduled {
+            self.deadlines.remove(&(t, slot));
+        }
+        if let Some(t) = next {
+            self.deadlines.insert((t, slot));
+        }
+        p.scheduled = next;
+    }
+}
+
+impl<R> core::fmt::Debug for Device<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Device")
+            .field("public_key", &self.identity.public)
+            .field("peers", &self.by_key.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
