@@ -58,6 +58,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use super::Cidr;
 use crate::crypto::SecretBytes;
 
 /// Length in bytes of every WireGuard key (private, public, preshared).
@@ -99,7 +100,7 @@ pub struct InterfaceConf {
     /// `ListenPort`: the UDP port to bind; `None` lets the caller pick one.
     pub listen_port: Option<u16>,
     /// `Address`: the addresses to assign to the TUN interface (host bits kept).
-    pub addresses: Vec<Cidr>,
+    pub addresses: Vec<InterfaceAddress>,
     /// `MTU`: the TUN interface MTU; `None` means the caller's default (1420 in `tun_node`).
     pub mtu: Option<u16>,
 }
@@ -112,7 +113,8 @@ pub struct PeerConf {
     pub public_key: [u8; KEY_LEN],
     /// `PresharedKey`: the optional symmetric key mixed into the handshake.
     pub preshared_key: Option<SecretBytes<KEY_LEN>>,
-    /// `AllowedIPs`: the peer's inner source addresses and the routes through it.
+    /// `AllowedIPs`: the peer's inner source addresses and the routes through it (host bits
+    /// cleared, as `wg` does).
     pub allowed_ips: Vec<Cidr>,
     /// `Endpoint`: where to send the first initiation; `None` makes this side a pure
     /// responder for the peer (the endpoint is learned from its authenticated packets).
@@ -131,59 +133,46 @@ pub struct IgnoredKey {
     pub key: &'static str,
 }
 
-/// An IP address with a prefix length: `10.0.0.1/24`, `fd00::/64`.
+/// An `Address` entry: an interface address with its subnet prefix, `10.0.0.1/24`.
+///
+/// Unlike [`Cidr`] (an AllowedIPs prefix), the host bits are kept: they are the address.
 ///
 /// ```
-/// use sealwire::tunnel::conf::Cidr;
-/// let c: Cidr = "10.1.2.3/8".parse().unwrap();
-/// assert_eq!(c.prefix_len, 8);
-/// assert_eq!(c.network().to_string(), "10.0.0.0/8");
-/// assert_eq!("fd00::1".parse::<Cidr>().unwrap().prefix_len, 128);
-/// assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+/// use sealwire::tunnel::conf::InterfaceAddress;
+/// let a: InterfaceAddress = "10.1.2.3/8".parse().unwrap();
+/// assert_eq!(a.to_string(), "10.1.2.3/8");
+/// assert_eq!(a.network().unwrap().to_string(), "10.0.0.0/8");
+/// assert_eq!("fd00::1".parse::<InterfaceAddress>().unwrap().prefix_len, 128);
+/// assert!("10.0.0.0/33".parse::<InterfaceAddress>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
+pub struct InterfaceAddress {
     /// The address as written (host bits are kept: an interface address needs them).
     pub addr: IpAddr,
     /// Prefix length: at most 32 for IPv4, 128 for IPv6.
     pub prefix_len: u8,
 }
 
-impl Cidr {
-    /// The same prefix with the host bits cleared (what cryptokey routing stores).
-    pub fn network(&self) -> Cidr {
-        let addr = match self.addr {
-            IpAddr::V4(a) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix_len))
-                    .unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
-            }
-            IpAddr::V6(a) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix_len))
-                    .unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
-            }
-        };
-        Cidr {
-            addr,
-            prefix_len: self.prefix_len,
-        }
+impl InterfaceAddress {
+    /// The subnet: the same prefix with the host bits cleared; `None` if `prefix_len` is
+    /// longer than the address (impossible for a parsed value).
+    pub fn network(&self) -> Option<Cidr> {
+        Cidr::new(self.addr, self.prefix_len)
     }
 }
 
-impl fmt::Display for Cidr {
+impl fmt::Display for InterfaceAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix_len)
     }
 }
 
-impl core::str::FromStr for Cidr {
+impl core::str::FromStr for InterfaceAddress {
     type Err = ConfErrorKind;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_cidr(s)
+        let (addr, prefix_len) = parse_prefix(s)?;
+        Ok(InterfaceAddress { addr, prefix_len })
     }
 }
 
@@ -403,7 +392,7 @@ struct InterfaceDraft {
     private_key: Option<SecretBytes<KEY_LEN>>,
     listen_port: Option<u16>,
     listen_port_seen: bool,
-    addresses: Vec<Cidr>,
+    addresses: Vec<InterfaceAddress>,
     mtu: Option<u16>,
 }
 
@@ -570,7 +559,10 @@ fn interface_key(
             draft.listen_port_seen = true;
             draft.listen_port = Some(parse_u16(value).ok_or(err(ConfErrorKind::InvalidPort))?);
         }
-        Field::Address => parse_cidr_list(value, &mut draft.addresses).map_err(err)?,
+        Field::Address => parse_list(value, &mut draft.addresses, |addr, prefix_len| {
+            Some(InterfaceAddress { addr, prefix_len })
+        })
+        .map_err(err)?,
         Field::Mtu => {
             if draft.mtu.is_some() {
                 return Err(err(ConfErrorKind::Duplicate));
@@ -604,7 +596,7 @@ fn peer_key(draft: &mut PeerDraft, key: Field, value: &str, line: usize) -> Resu
             let bytes = decode_key(value).ok_or(err(ConfErrorKind::InvalidKey))?;
             draft.preshared_key = Some(bytes);
         }
-        Field::AllowedIps => parse_cidr_list(value, &mut draft.allowed_ips).map_err(err)?,
+        Field::AllowedIps => parse_list(value, &mut draft.allowed_ips, Cidr::new).map_err(err)?,
         Field::Endpoint => {
             if draft.endpoint.is_some() {
                 return Err(err(ConfErrorKind::Duplicate));
@@ -670,7 +662,12 @@ fn parse_u16(s: &str) -> Option<u16> {
     s.parse().ok()
 }
 
-fn parse_cidr_list(value: &str, out: &mut Vec<Cidr>) -> Result<(), ConfErrorKind> {
+/// Parses a comma list of `address[/prefix]` items, each made into a `T` by `make`.
+fn parse_list<T>(
+    value: &str,
+    out: &mut Vec<T>,
+    make: impl Fn(IpAddr, u8) -> Option<T>,
+) -> Result<(), ConfErrorKind> {
     if value.is_empty() {
         return Ok(());
     }
@@ -679,12 +676,14 @@ fn parse_cidr_list(value: &str, out: &mut Vec<Cidr>) -> Result<(), ConfErrorKind
         if item.is_empty() {
             return Err(ConfErrorKind::EmptyListItem);
         }
-        out.push(parse_cidr(item)?);
+        let (addr, prefix_len) = parse_prefix(item)?;
+        out.push(make(addr, prefix_len).ok_or(ConfErrorKind::InvalidAddress)?);
     }
     Ok(())
 }
 
-fn parse_cidr(s: &str) -> Result<Cidr, ConfErrorKind> {
+/// `address[/prefix]`; without a prefix, a single host (/32 or /128).
+fn parse_prefix(s: &str) -> Result<(IpAddr, u8), ConfErrorKind> {
     let (addr_text, prefix_text) = match s.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
@@ -706,7 +705,7 @@ fn parse_cidr(s: &str) -> Result<Cidr, ConfErrorKind> {
     if prefix_len > max {
         return Err(ConfErrorKind::InvalidAddress);
     }
-    Ok(Cidr { addr, prefix_len })
+    Ok((addr, prefix_len))
 }
 
 fn parse_endpoint(s: &str) -> Option<Endpoint> {
@@ -880,11 +879,11 @@ mod tests {
         assert_eq!(
             cfg.interface.addresses,
             [
-                Cidr {
+                InterfaceAddress {
                     addr: "10.0.0.1".parse().unwrap(),
                     prefix_len: 24
                 },
-                Cidr {
+                InterfaceAddress {
                     addr: "fd00::1".parse().unwrap(),
                     prefix_len: 64
                 }
@@ -926,7 +925,7 @@ mod tests {
         );
         let cfg = Config::parse(&text).unwrap();
         assert_eq!(cfg.interface.listen_port, Some(1));
-        assert_eq!(cfg.peers[0].allowed_ips[0].prefix_len, 32);
+        assert_eq!(cfg.peers[0].allowed_ips[0].prefix_len(), 32);
         assert_eq!(cfg.peers[0].persistent_keepalive, None);
     }
 
@@ -1039,14 +1038,26 @@ mod tests {
 
     #[test]
     fn prefix_defaults_to_a_single_host_and_network_clears_host_bits() {
-        let v4: Cidr = "192.168.7.9".parse().unwrap();
+        let v4: InterfaceAddress = "192.168.7.9".parse().unwrap();
         assert_eq!(v4.prefix_len, 32);
-        let v6: Cidr = "fd00::1:2/112".parse().unwrap();
-        assert_eq!(v6.network().to_string(), "fd00::1:0/112");
-        let all: Cidr = "10.1.1.1/0".parse().unwrap();
-        assert_eq!(all.network().to_string(), "0.0.0.0/0");
-        let v6all: Cidr = "fd00::1/0".parse().unwrap();
-        assert_eq!(v6all.network().to_string(), "::/0");
+        let v6: InterfaceAddress = "fd00::1:2/112".parse().unwrap();
+        assert_eq!(v6.to_string(), "fd00::1:2/112");
+        assert_eq!(v6.network().unwrap().to_string(), "fd00::1:0/112");
+        let all: InterfaceAddress = "10.1.1.1/0".parse().unwrap();
+        assert_eq!(all.network().unwrap().to_string(), "0.0.0.0/0");
+        // AllowedIPs keep only the network, as `wg` does; an interface Address keeps its host.
+        let text = format!(
+            "{}Address = 10.0.0.5/24\n[Peer]\nPublicKey = {PUB_B64}\nAllowedIPs = 10.9.8.7/16, fd00::7/64, 10.0.0.2\n",
+            minimal()
+        );
+        let cfg = Config::parse(&text).unwrap();
+        assert_eq!(cfg.interface.addresses[0].to_string(), "10.0.0.5/24");
+        let ips: Vec<_> = cfg.peers[0]
+            .allowed_ips
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(ips, ["10.9.0.0/16", "fd00::/64", "10.0.0.2/32"]);
     }
 
     #[test]
