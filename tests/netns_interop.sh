@@ -123,7 +123,8 @@ check "bad config exits 2 naming the line ($(head -c 80 <<<"$out"))" \
     test "$rc" -eq 2 -a -n "$(grep -F 'line 4: PublicKey' <<<"$out")"
 
 # --- 2. handshake and ping both ways -----------------------------------------------------
-check "link $IF_B is up with MTU 1420 and both addresses" tun_link_ok "$NS_B" "$IF_B" 1420
+check "link $IF_B is up within 2 s (${UP_MS} ms) with MTU 1420 and both addresses" \
+    tun_link_ok "$NS_B" "$IF_B" 1420 "$UP_MS"
 check "ping A -> B over the tunnel (IPv4; boringtun initiates)" ping_ok "$NS_A" 10.241.0.2
 check "ping B -> A over the tunnel (IPv4)" ping_ok "$NS_B" 10.241.0.1
 check "ping A -> B over the tunnel (IPv6)" ping_ok "$NS_A" fd00:241::2
@@ -131,11 +132,7 @@ check "ping B -> A over the tunnel (IPv6)" ping_ok "$NS_B" fd00:241::1
 check "boringtun reports a handshake with tun_node" handshake_seen "$NS_A" "$IF_A" "$PB"
 check "tun_node logged the handshake" grep -qi "handshake" "$WORK/b.log"
 
-# --- 3. bulk transfer --------------------------------------------------------------------
-SW_MBPS=$(bulk_mbps "$NS_A" 10.241.0.1 "$NS_B")
-check "20 MiB TCP B -> A through tun_node<->boringtun (${SW_MBPS:-none} Mbit/s)" test -n "$SW_MBPS"
-
-# --- 4. reference: boringtun <-> boringtun -----------------------------------------------
+# --- 3. bulk transfer, beside boringtun <-> boringtun in ns C/D ---------------------------
 start_boringtun "$NS_C" "$IF_C" || fail_setup "boringtun-cli did not start in $NS_C"
 start_boringtun "$NS_D" "$IF_D" || fail_setup "boringtun-cli did not start in $NS_D"
 printf '[Interface]\nPrivateKey = %s\nListenPort = 51820\n[Peer]\nPublicKey = %s\nAllowedIPs = 10.242.0.2/32\nEndpoint = 192.168.242.2:51820\n' \
@@ -147,21 +144,33 @@ ip netns exec "$NS_D" wg setconf "$IF_D" "$WORK/d.conf"
 ip -n "$NS_C" addr add 10.242.0.1/24 dev "$IF_C"; ip -n "$NS_C" link set mtu 1420 up dev "$IF_C"
 ip -n "$NS_D" addr add 10.242.0.2/24 dev "$IF_D"; ip -n "$NS_D" link set mtu 1420 up dev "$IF_D"
 ping_ok "$NS_D" 10.242.0.1 >/dev/null
-BT_MBPS=$(bulk_mbps "$NS_C" 10.242.0.1 "$NS_D")
-check "20 MiB TCP through boringtun<->boringtun (${BT_MBPS:-none} Mbit/s)" test -n "$BT_MBPS"
-echo "throughput: tun_node<->boringtun ${SW_MBPS:-n/a} Mbit/s, boringtun<->boringtun ${BT_MBPS:-n/a} Mbit/s"
+# The machine is shared and noisy: alternate the two setups and keep each one's best of two.
+SW_MBPS=""; BT_MBPS=""
+for _ in 1 2; do
+    SW_MBPS=$(max_of "$SW_MBPS" "$(bulk_mbps "$NS_A" 10.241.0.1 "$NS_B")")
+    BT_MBPS=$(max_of "$BT_MBPS" "$(bulk_mbps "$NS_C" 10.242.0.1 "$NS_D")")
+done
+check "20 MiB TCP B -> A through tun_node<->boringtun (best ${SW_MBPS:-none} Mbit/s)" test -n "$SW_MBPS"
+check "20 MiB TCP through boringtun<->boringtun (best ${BT_MBPS:-none} Mbit/s)" test -n "$BT_MBPS"
+echo "throughput (iperf3, 20 MiB TCP, best of 2): tun_node<->boringtun ${SW_MBPS:-n/a} Mbit/s," \
+    "boringtun<->boringtun ${BT_MBPS:-n/a} Mbit/s"
 ip netns del "$NS_C"; ip netns del "$NS_D"
 
-# --- 5. kill -9 and restart with the same file ------------------------------------------
+# --- 4. kill -9 and restart with the same file ------------------------------------------
 kill -9 "$TUN_PID" 2>/dev/null; wait "$TUN_PID" 2>/dev/null
+# Leave a stale (persistent) link with the same name behind, as a crashed setup could.
+ip -n "$NS_B" tuntap add dev "$IF_B" mode tun 2>/dev/null
 start_tun_node "$NS_B" "$WORK/b.conf" "$IF_B" b2
-check "tun_node restarts after kill -9 (stale $IF_B replaced)" tun_link_ok "$NS_B" "$IF_B" 1420
+check "tun_node restarts after kill -9 with the same file (up in ${UP_MS} ms)" \
+    tun_link_ok "$NS_B" "$IF_B" 1420 "$UP_MS"
 # tun_node has no Endpoint: boringtun still holds the old session and re-handshakes once its
 # data goes unanswered (KEEPALIVE_TIMEOUT + REKEY_TIMEOUT = 15 s).
 check "traffic resumes after the restart (A -> B within 40 s)" ping_within "$NS_A" 10.241.0.2 40
+echo "     (resumed after ${WAITED} s)"
+check "the stale link was deleted at start" grep -q "deleting stale interface" "$WORK/b2.log"
 check "and B -> A" ping_ok "$NS_B" 10.241.0.1
 
-# --- 6. roaming ----------------------------------------------------------------------------
+# --- 5. roaming ----------------------------------------------------------------------------
 # tun_node's outer address changes; its socket is bound to no address, so the next packet
 # leaves from the new one and boringtun follows it.
 # (Delete first: removing a primary address also removes the secondaries of its subnet.)
@@ -176,23 +185,26 @@ ip -n "$NS_A" addr add 192.168.241.4/24 dev vetha
 check "roaming: A moves to 192.168.241.4, A -> B still works" ping_within "$NS_A" 10.241.0.2 10
 check "roaming: B -> A works after A moved" ping_ok "$NS_B" 10.241.0.1
 
-# --- 7. spoofed inner source -----------------------------------------------------------------
+# --- 6. spoofed inner source -----------------------------------------------------------------
 # 10.241.0.99 is on boringtun's interface but outside the AllowedIPs tun_node has for it.
 ip -n "$NS_A" addr add 10.241.0.99/32 dev "$IF_A"
-rx0=$(rx_packets "$NS_B" "$IF_B")
+rx0=$(rx_packets "$NS_B" "$IF_B"); tx0=$(peer_tx_bytes "$NS_A" "$IF_A" "$PB")
 ping_quiet "$NS_A" 10.241.0.2 10.241.0.99
-rx1=$(rx_packets "$NS_B" "$IF_B")
+rx1=$(rx_packets "$NS_B" "$IF_B"); tx1=$(peer_tx_bytes "$NS_A" "$IF_A" "$PB")
+check "spoofed inner source: boringtun did encrypt and send them (+$((tx1 - tx0)) bytes)" \
+    test $((tx1 - tx0)) -ge 400
 check "spoofed inner source 10.241.0.99: nothing reaches tun_node's TUN (rx +$((rx1 - rx0)))" \
     test $((rx1 - rx0)) -lt 3
 check "the genuine source still gets through" ping_ok "$NS_A" 10.241.0.2
 
-# --- 8. wrong key ----------------------------------------------------------------------------
+# --- 7. wrong key ----------------------------------------------------------------------------
 # A second tun_node in B uses a private key boringtun does not know (it expects $PX).
 cat >"$WORK/bad-key.conf" <<EOF
 [Interface]
 PrivateKey = $KBAD
 ListenPort = 51821
 Address = 10.243.0.2/24
+MTU = 1380
 
 [Peer]
 PublicKey = $PA
@@ -207,9 +219,13 @@ stop_tun_node
 sed "s|^PrivateKey = .*|PrivateKey = $KX|" "$WORK/bad-key.conf" >"$WORK/good-key.conf"
 start_tun_node "$NS_B" "$WORK/good-key.conf" "$IF_B2" good
 check "control: the expected key gets through" ping_within "$NS_B" 10.243.0.1 10
+check "MTU = 1380 from the file is applied" link_mtu_is "$NS_B" "$IF_B2" 1380
 
-# --- 9. clean shutdown on SIGTERM ------------------------------------------------------------
+# --- 8. clean shutdown on SIGTERM ------------------------------------------------------------
 kill -TERM "$TUN_PID"
 check "tun_node exits on SIGTERM within 5 s" wait_exit "$TUN_PID" 5
+check "and its interface is gone" bash -c "! ip -n $NS_B link show $IF_B2"
+
+echo "netns interop took $SECONDS s"
 
 summary

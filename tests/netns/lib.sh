@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables set here are read by the sourcing script
 # Helpers for tests/netns_interop.sh (sourced; expects ROOT, WORK, PIDS, TUN_NODE to be set by
 # the caller where noted). Every wait is bounded.
 
@@ -64,8 +65,12 @@ build_tun_node() {
     local features=()
     grep -q '^ring *=' "$ROOT/Cargo.toml" && features=(--features ring)
     echo "building tun_node (release ${features[*]})"
-    (cd "$ROOT" && timeout 1200 cargo build --quiet --release --example tun_node "${features[@]}") ||
-        { echo "FAIL - cargo build --example tun_node"; return 1; }
+    if ! (cd "$ROOT" && timeout 1200 cargo build --release --example tun_node "${features[@]}") \
+        >/tmp/sealwire-netns-build.log 2>&1; then
+        tail -n 40 /tmp/sealwire-netns-build.log
+        echo "FAIL - cargo build --example tun_node"
+        return 1
+    fi
     local dir
     dir=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
@@ -102,22 +107,27 @@ start_boringtun() {
     return 1
 }
 
-# start_tun_node NS CONFIG IFACE TAG: starts tun_node; sets TUN_PID; waits until the link is up.
+# start_tun_node NS CONFIG IFACE TAG: starts tun_node; sets TUN_PID and UP_MS (how long the
+# link took to come up); waits at most 5 s.
 start_tun_node() {
     local ns=$1 conf=$2 ifname=$3 tag=$4
+    local t0
+    t0=$(date +%s%N)
     ip netns exec "$ns" env RUST_LOG="${RUST_LOG:-info}" "$TUN_NODE" --config "$conf" \
         --interface "$ifname" >"$WORK/$tag.log" 2>&1 &
     TUN_PID=$!
     PIDS+=("$TUN_PID")
     local i
-    for i in $(seq 1 50); do
+    UP_MS=99999
+    for i in $(seq 1 100); do
         local link
         link=$(ip -n "$ns" link show "$ifname" 2>/dev/null)
         if grep -q "[<,]UP[,>]" <<<"$link"; then
+            UP_MS=$((($(date +%s%N) - t0) / 1000000))
             return 0
         fi
         kill -0 "$TUN_PID" 2>/dev/null || break
-        sleep 0.1
+        sleep 0.05
     done
     echo "tun_node ($tag) did not bring $ifname up; log:" >&2
     tail -n 20 "$WORK/$tag.log" >&2
@@ -141,10 +151,11 @@ wait_exit() {
     return 1
 }
 
-# tun_link_ok NS IFACE MTU: up, the MTU, and every Address of the config assigned.
+# tun_link_ok NS IFACE MTU UP_MS: up within 2 s, the MTU, and every Address assigned.
 tun_link_ok() {
     # Outputs are captured first: `cmd | grep -q` can fail under pipefail (SIGPIPE).
-    local ns=$1 ifname=$2 mtu=$3
+    local ns=$1 ifname=$2 mtu=$3 up_ms=$4
+    [[ $up_ms -le 2000 ]] || return 1
     local link addrs
     link=$(ip -n "$ns" link show "$ifname") || return 1
     addrs=$(ip -n "$ns" addr show dev "$ifname") || return 1
@@ -154,6 +165,12 @@ tun_link_ok() {
     grep -q "mtu $mtu " <<<"$link" || return 1
     grep -q "inet 10.241.0.2/24" <<<"$addrs" || return 1
     grep -q "inet6 fd00:241::2/64" <<<"$addrs" || return 1
+}
+
+link_mtu_is() {
+    local link
+    link=$(ip -n "$1" link show "$2") || return 1
+    grep -q "mtu $3 " <<<"$link"
 }
 
 ping_cmd() {
@@ -166,12 +183,16 @@ ping_ok() {
     ping_cmd "$1" "$2" >/dev/null 2>&1 || ping_cmd "$1" "$2"
 }
 
-# ping_within NS DEST SECONDS: one ping a second until one answer or the deadline.
+# ping_within NS DEST SECONDS: one ping a second until one answer or the deadline; sets WAITED.
 ping_within() {
-    local i
-    for i in $(seq 1 "$3"); do
-        ip netns exec "$1" ping -n -q -c 1 -W 1 "$2" >/dev/null 2>&1 && return 0
+    local t0=$SECONDS
+    for _ in $(seq 1 "$3"); do
+        if ip netns exec "$1" ping -n -q -c 1 -W 1 "$2" >/dev/null 2>&1; then
+            WAITED=$((SECONDS - t0))
+            return 0
+        fi
     done
+    WAITED=$((SECONDS - t0))
     return 1
 }
 
@@ -186,6 +207,11 @@ ping_quiet() {
 
 rx_packets() {
     ip -n "$1" -s link show "$2" | awk '/RX:/ { getline; print $2; exit }'
+}
+
+# peer_tx_bytes NS IFACE PEER: bytes boringtun sent to PEER (wg show transfer).
+peer_tx_bytes() {
+    ip netns exec "$1" wg show "$2" transfer | awk -v p="$3" '$1 == p { print $3 }'
 }
 
 # handshake_seen NS IFACE PEER: wg show reports a non-zero latest handshake for PEER.
@@ -204,6 +230,11 @@ endpoint_is() {
     ep=$(ip netns exec "$1" wg show "$2" endpoints | awk -v p="$3" '$1 == p { print $2 }')
     echo "endpoint of $3: $ep"
     [[ "$ep" == "$4" ]]
+}
+
+# max_of A B: the larger of two decimal numbers (either may be empty).
+max_of() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "") print b; else if (b == "" || a + 0 >= b + 0) print a; else print b }'
 }
 
 # bulk_mbps SERVER_NS SERVER_ADDR CLIENT_NS: 20 MiB over TCP with iperf3; prints Mbit/s.
