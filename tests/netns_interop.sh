@@ -71,6 +71,9 @@ for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_D"; do
 done
 veth_pair "$NS_A" "$NS_B" 192.168.241.1/24 192.168.241.2/24
 veth_pair "$NS_C" "$NS_D" 192.168.242.1/24 192.168.242.2/24
+# Outer IPv6 too (unique local), for an Endpoint in brackets.
+ip -n "$NS_A" addr add fd41::1/64 dev vetha nodad
+ip -n "$NS_B" addr add fd41::2/64 dev vethb nodad
 
 KA=$(wg genkey); KB=$(wg genkey); KC=$(wg genkey); KD=$(wg genkey)
 KBAD=$(wg genkey); KX=$(wg genkey)
@@ -197,8 +200,9 @@ check "spoofed inner source 10.241.0.99: nothing reaches tun_node's TUN (rx +$((
     test $((rx1 - rx0)) -lt 3
 check "the genuine source still gets through" ping_ok "$NS_A" 10.241.0.2
 
-# --- 7. wrong key ----------------------------------------------------------------------------
-# A second tun_node in B uses a private key boringtun does not know (it expects $PX).
+# --- 7. wrong key (over outer IPv6) -------------------------------------------------------------
+# A second tun_node in B uses a private key boringtun does not know (it expects $PX). Its
+# Endpoint is boringtun's outer IPv6 address, so the control below also covers that path.
 cat >"$WORK/bad-key.conf" <<EOF
 [Interface]
 PrivateKey = $KBAD
@@ -209,7 +213,7 @@ MTU = 1380
 [Peer]
 PublicKey = $PA
 AllowedIPs = 10.243.0.1/32
-Endpoint = 192.168.241.4:51820
+Endpoint = [fd41::1]:51820
 EOF
 start_tun_node "$NS_B" "$WORK/bad-key.conf" "$IF_B2" bad
 check "wrong private key: ping to A fails" ping_fails "$NS_B" 10.243.0.1
@@ -220,11 +224,21 @@ sed "s|^PrivateKey = .*|PrivateKey = $KX|" "$WORK/bad-key.conf" >"$WORK/good-key
 start_tun_node "$NS_B" "$WORK/good-key.conf" "$IF_B2" good
 check "control: the expected key gets through" ping_within "$NS_B" 10.243.0.1 10
 check "MTU = 1380 from the file is applied" link_mtu_is "$NS_B" "$IF_B2" 1380
+check "control: boringtun sees it at its outer IPv6 address" endpoint_is "$NS_A" "$IF_A" "$PX" "[fd41::2]:51821"
 
 # --- 8. clean shutdown on SIGTERM ------------------------------------------------------------
 kill -TERM "$TUN_PID"
 check "tun_node exits on SIGTERM within 5 s" wait_exit "$TUN_PID" 5
 check "and its interface is gone" bash -c "! ip -n $NS_B link show $IF_B2"
+
+# --- 9. what wg(8) writes, tun_node reads -----------------------------------------------------
+# boringtun's UAPI does not report the private key, so `wg showconf` omits it: put it back.
+ip netns exec "$NS_A" wg showconf "$IF_A" | sed "/^\[Interface\]/a PrivateKey = $KA" >"$WORK/showconf.conf"
+ip netns add "$NS_C"
+start_tun_node "$NS_C" "$WORK/showconf.conf" "$IF_C" showconf
+check "tun_node accepts the output of \`wg showconf\` (2 peers, up in ${UP_MS} ms)" \
+    grep -q "2 peer(s)" "$WORK/showconf.log"
+stop_tun_node
 
 echo "netns interop took $SECONDS s"
 
