@@ -2,14 +2,18 @@
 # Interop of `examples/tun_node.rs` with a real WireGuard peer (boringtun-cli, configured with
 # wg(8)) in network namespaces. Run as root; everything stays inside namespaces made here.
 #
-#   ns A (boringtun-cli, iface swa*)  --veth 192.168.241.1/24 <-> 192.168.241.2/24--  ns B (tun_node, iface swb*)
-#        inner 10.241.0.1/24 fd00:241::1/64                         inner 10.241.0.2/24 fd00:241::2/64
-#   ns C (boringtun-cli) --veth 192.168.242.1/24 <-> .2-- ns D (boringtun-cli): reference throughput
+#   ns A (boringtun-cli, iface swa*)  -- veth 192.168.241.1/24 fd41::1/64
+#                                        <-> 192.168.241.2/24 fd41::2/64 --  ns B (tun_node, swb*)
+#        inner 10.241.0.1/24 fd00:241::1/64                 inner 10.241.0.2/24 fd00:241::2/64
+#   ns C (boringtun-cli) -- veth 192.168.242.1/24 <-> .2 -- ns D (boringtun-cli): reference
 #
-# Checks: handshake + ping both ways (v4, v6), a bounded 20 MiB TCP transfer (iperf3) with its
-# throughput beside boringtun<->boringtun, recovery after kill -9 and restart of tun_node,
-# roaming of either side's outer address, a wrong private key gets nothing through, a spoofed
-# inner source address gets nothing through. Ends with `N passed, N failed`.
+# Checks: bad config exits 2 naming the line; link up within 2 s with MTU and addresses;
+# handshake + ping both ways (inner v4 and v6); a bounded 20 MiB TCP transfer (iperf3) with its
+# throughput beside boringtun<->boringtun; recovery after kill -9 and restart with the same
+# file (over a stale link of the same name); roaming of either side's outer address; a spoofed
+# inner source gets nothing through; a wrong private key gets nothing through (and the right
+# one does, over an outer IPv6 endpoint); SIGTERM; `wg showconf` output is accepted.
+# Ends with `N passed, N failed`; exit status non-zero on any failure.
 #
 # Environment: TUN_NODE=path (skip the build), NETNS_KEEP_LOGS=1 (print log paths, keep them).
 set -u -o pipefail
