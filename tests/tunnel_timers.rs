@@ -62,8 +62,7 @@ fn handshake_gives_up_after_max_attempts_and_drops_staged() {
     let _ = net(us_send(&mut us, now, &ipv4(OUR_IP4, THEIR_IP4, b"never")));
     let mut sent = 1;
     // Nobody answers: retries at REKEY_TIMEOUT + jitter each.
-    loop {
-        let Some(t) = us.poll_timeout() else { break };
+    while let Some(t) = us.poll_timeout() {
         if t > now + Duration::from_secs(600) {
             break;
         }

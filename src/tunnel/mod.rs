@@ -71,6 +71,7 @@
 //! The per-source token bucket the kernel applies to handshakes that carry a valid mac2.
 
 mod allowed_ips;
+pub mod backend;
 mod config;
 mod cookie;
 mod device;
