@@ -7,7 +7,7 @@ use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 use sealwire::crypto::x25519::StaticSecret;
 use sealwire::time::{Duration, Instant};
 use sealwire::tunnel::{
-    timers, Device, DeviceConfig, DropReason, Error, PeerConfig, PeerStatus, WallTime,
+    timers, Device, DeviceConfig, DropReason, Error, Event, PeerConfig, PeerStatus, WallTime,
 };
 use tunnel_common::*;
 

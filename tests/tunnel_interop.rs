@@ -44,7 +44,15 @@ fn handshake_we_initiate(
 
 #[test]
 fn we_initiate_boringtun_responds_no_psk() {
-    let (us, _, now) = handshake_we_initiate(None);
+    let (mut us, _, now) = handshake_we_initiate(None);
+    assert_eq!(
+        us.poll_event(),
+        Some(sealwire::tunnel::Event::HandshakeCompleted {
+            peer: their_pub(),
+            endpoint: addr(THEIRS),
+            initiator: true
+        })
+    );
     let st = us.peer_status(now, &their_pub()).unwrap();
     assert!(st.has_session);
     assert_eq!(us.stats().handshakes_completed, 1);

@@ -4,7 +4,9 @@ mod tunnel_common;
 
 use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 use sealwire::time::{Duration, Instant};
-use sealwire::tunnel::{timers, Device, DeviceConfig, DropReason, Error, PeerConfig, WallTime};
+use sealwire::tunnel::{
+    timers, Device, DeviceConfig, DropReason, Error, Event, PeerConfig, WallTime,
+};
 use tunnel_common::*;
 
 type Dev = Device<ChaCha20Rng>;
@@ -84,6 +86,8 @@ fn handshake_gives_up_after_max_attempts_and_drops_staged() {
     }
     // Kernel: MAX_TIMER_HANDSHAKES + 2 = 20 attempts, then give up.
     assert_eq!(us.stats().initiations_sent, 20);
+    let events: Vec<Event> = std::iter::from_fn(|| us.poll_event()).collect();
+    assert_eq!(events, vec![Event::HandshakeGaveUp { peer: their_pub() }]);
     assert!(us.peer_status(now, &their_pub()).unwrap().tx_bytes == 0);
     // The packet staged before giving up was dropped: a later handshake sends only the new one.
     let mut them = boringtun(None, None);
@@ -175,6 +179,11 @@ fn keys_are_wiped_after_three_times_reject_after_time() {
         drain(&mut us);
     }
     assert!(!us.peer_status(end, &their_pub()).unwrap().has_session);
+    let events: Vec<Event> = std::iter::from_fn(|| us.poll_event()).collect();
+    assert!(
+        events.contains(&Event::KeysWiped { peer: their_pub() }),
+        "{events:?}"
+    );
     // The session's index is gone: its packets are now unknown, not merely expired.
     assert_eq!(
         us_recv(&mut us, end, &dg),

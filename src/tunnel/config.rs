@@ -30,6 +30,9 @@ pub struct DeviceConfig {
     pub max_staged_packets: usize,
     /// Datagrams waiting in [`poll_transmit`](super::Device::poll_transmit) (default 4096).
     pub max_queued_transmits: usize,
+    /// Events waiting in [`poll_event`](super::Device::poll_event) (default 1024); when full
+    /// the oldest is dropped and counted.
+    pub max_queued_events: usize,
 }
 
 impl DeviceConfig {
@@ -41,6 +44,7 @@ impl DeviceConfig {
             handshake_rate_limit: 100,
             max_staged_packets: 128,
             max_queued_transmits: 4096,
+            max_queued_events: 1024,
         }
     }
 }

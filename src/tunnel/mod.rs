@@ -77,16 +77,19 @@ mod cookie;
 mod device;
 mod error;
 mod handshake;
+mod inbound;
 mod peer;
 pub mod replay;
 mod session;
+mod stats;
 pub mod timers;
 mod wire;
 
 pub use allowed_ips::{Cidr, CidrError};
 pub use config::{DeviceConfig, PeerConfig};
-pub use device::{Action, Device, PeerStatus, Stats, Transmit, WallTime};
+pub use device::{Action, Device, Event, Transmit, WallTime};
 pub use error::{DropReason, Error};
+pub use stats::{PeerStatus, Stats};
 pub use wire::{COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN};
 
 /// Sizes of the per-peer state, for capacity planning (documented and tested).
