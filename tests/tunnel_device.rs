@@ -179,11 +179,19 @@ fn roaming_follows_authenticated_packets_only() {
     assert_eq!(status(&us, now).endpoint, Some(addr(THEIRS)));
     // An authenticated packet from the new address does.
     let good = bt_net(&bt_send(&mut them, &ipv4(THEIR_IP4, OUR_IP4, b"b")));
+    while us.poll_event().is_some() {}
     assert!(matches!(
         us_recv_from(&mut us, now, moved, &good),
         Us::Tunnel(..)
     ));
     assert_eq!(status(&us, now).endpoint, Some(moved));
+    assert_eq!(
+        us.poll_event(),
+        Some(Event::EndpointChanged {
+            peer: their_pub(),
+            endpoint: moved
+        })
+    );
     let (_, to) = us_send_to(&mut us, now, &ipv4(OUR_IP4, THEIR_IP4, b"reply"));
     assert_eq!(to, Some(moved));
 }
