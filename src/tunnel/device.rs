@@ -239,6 +239,24 @@ impl<R: rand_core::CryptoRng> Device<R> {
     }
 
     /// Adds a peer. Its AllowedIPs take over any prefix another peer had (as in `wg set`).
+    ///
+    /// ```
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// # use sealwire::crypto::x25519::{PublicKey, StaticSecret};
+    /// # use sealwire::time::Instant;
+    /// use sealwire::tunnel::{Device, DeviceConfig, Error, PeerConfig};
+    /// let mut d = Device::new(DeviceConfig::new(StaticSecret::from_bytes([1; 32])), ChaCha20Rng::seed_from_u64(0));
+    /// let key = PublicKey::from_bytes([9; 32]);
+    /// let mut p = PeerConfig::new(key);
+    /// p.allowed_ips.push("10.7.0.0/24".parse().unwrap());
+    /// d.add_peer(Instant::ZERO, p).unwrap();
+    /// assert_eq!(d.add_peer(Instant::ZERO, PeerConfig::new(key)), Err(Error::DuplicatePeer));
+    /// let st = d.peer_status(Instant::ZERO, &key).unwrap();
+    /// assert_eq!(st.allowed_ips[0].to_string(), "10.7.0.0/24");
+    /// assert!(!st.has_session);
+    /// d.remove_peer(&key).unwrap();
+    /// assert_eq!(d.peer_count(), 0);
+    /// ```
     pub fn add_peer(&mut self, now: Instant, cfg: PeerConfig) -> Result<(), Error> {
         if self.by_key.contains_key(&cfg.public_key) {
             return Err(Error::DuplicatePeer);
@@ -378,7 +396,28 @@ impl<R: rand_core::CryptoRng> Device<R> {
         self.events.pop_front()
     }
 
-    /// The earliest timer deadline over all peers (`O(log n)`).
+    /// The earliest timer deadline over all peers (`O(log n)`). Sleep until then, then call
+    /// [`handle_timeout`](Self::handle_timeout). `None`: nothing is scheduled.
+    ///
+    /// ```
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// # use sealwire::crypto::x25519::{PublicKey, StaticSecret};
+    /// # use sealwire::time::Instant;
+    /// use sealwire::tunnel::{Device, DeviceConfig, PeerConfig};
+    /// let mut d = Device::new(DeviceConfig::new(StaticSecret::from_bytes([1; 32])), ChaCha20Rng::seed_from_u64(0));
+    /// assert_eq!(d.poll_timeout(), None);
+    /// let mut p = PeerConfig::new(StaticSecret::from_bytes([2; 32]).public_key());
+    /// p.endpoint = Some("192.0.2.1:51820".parse().unwrap());
+    /// p.persistent_keepalive = Some(25);
+    /// d.add_peer(Instant::from_secs(3), p).unwrap();
+    /// // A persistent keepalive is due at once; with no session it starts a handshake.
+    /// assert_eq!(d.poll_timeout(), Some(Instant::from_secs(3)));
+    /// d.handle_timeout(Instant::from_secs(3));
+    /// assert_eq!(d.poll_transmit().unwrap().payload.len(), 148);
+    /// // Next: the handshake retry, REKEY_TIMEOUT (5 s) plus up to 333 ms of jitter later.
+    /// let next = d.poll_timeout().unwrap();
+    /// assert!(next >= Instant::from_secs(8) && next <= Instant::from_secs(9));
+    /// ```
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.first().map(|(t, _)| *t)
     }

@@ -117,6 +117,13 @@ pub fn sizes() -> Sizes {
 
 #[cfg(test)]
 mod size_tests {
+    #[test]
+    fn device_is_send() {
+        fn send<T: Send>() {}
+        send::<super::Device<rand_chacha::ChaCha20Rng>>();
+        send::<super::backend::UserspaceBackend<rand_chacha::ChaCha20Rng>>();
+    }
+
     // The figures the module docs promise (64-bit targets).
     #[test]
     #[cfg(target_pointer_width = "64")]
