@@ -397,7 +397,8 @@ impl<R: rand_core::CryptoRng> Device<R> {
     }
 
     /// The earliest timer deadline over all peers (`O(log n)`). Sleep until then, then call
-    /// [`handle_timeout`](Self::handle_timeout). `None`: nothing is scheduled.
+    /// [`handle_timeout`](Self::handle_timeout). `None`: nothing is scheduled. It may be
+    /// earlier than the next action (a timer that traffic pushed back), never later.
     ///
     /// ```
     /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
@@ -788,22 +789,28 @@ impl<R: rand_core::CryptoRng> Device<R> {
         self.peers.get_mut(slot as usize)?.as_mut()
     }
 
-    /// Moves `slot` in the deadline set after its timers changed.
+    /// Keeps `slot`'s entry in the deadline set a lower bound of its next timer.
+    ///
+    /// Only an earlier deadline moves the entry. A later one (the common case on the data
+    /// path: every packet pushes the persistent keepalive forward) leaves it alone, so the
+    /// hot path does no tree operations and no allocation; the early entry just wakes
+    /// [`handle_timeout`](Self::handle_timeout), which finds nothing due and re-inserts the
+    /// real deadline. Every timer still fires exactly at its deadline.
     pub(super) fn reschedule(&mut self, slot: Slot) {
         let Some(p) = self.peers.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
-        let next = p.timers.next();
-        if next == p.scheduled {
+        let Some(next) = p.timers.next() else {
+            return;
+        };
+        if p.scheduled.is_some_and(|t| t <= next) {
             return;
         }
         if let Some(t) = p.scheduled {
             self.deadlines.remove(&(t, slot));
         }
-        if let Some(t) = next {
-            self.deadlines.insert((t, slot));
-        }
-        p.scheduled = next;
+        self.deadlines.insert((next, slot));
+        p.scheduled = Some(next);
     }
 }
 
