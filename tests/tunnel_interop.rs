@@ -390,3 +390,30 @@ fn inner_packets_with_bad_headers_from_boringtun_are_dropped() {
     );
     assert_eq!(us.peer_status(now, &their_pub()).unwrap(), before);
 }
+
+#[test]
+fn under_load_a_cookie_holding_source_is_still_rate_limited() {
+    let mut us = our_device(None, 4, 0);
+    let mut them = boringtun(None, None);
+    let now = Instant::from_secs(10);
+    let mut buf = vec![0u8; 2048];
+    let init = bt_net(&bt(them.format_handshake_initiation(&mut buf, false)));
+    let cookie = net(us_recv(&mut us, now, &init));
+    assert_eq!(bt_recv(&mut them, &cookie)[0], Bt::Done);
+    // Six initiations with a valid mac2 in the same instant: the burst is five.
+    let mut limited = 0;
+    for _ in 0..6 {
+        let i = bt_net(&bt(them.format_handshake_initiation(&mut buf, true)));
+        if us_recv(&mut us, now, &i) == Us::Err(Error::Dropped(DropReason::RateLimited)) {
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 1);
+    assert_eq!(us.stats().drops(DropReason::RateLimited), 1);
+    // 50 ms later one more token has accrued.
+    let i = bt_net(&bt(them.format_handshake_initiation(&mut buf, true)));
+    assert_ne!(
+        us_recv(&mut us, now + Duration::from_millis(50), &i),
+        Us::Err(Error::Dropped(DropReason::RateLimited))
+    );
+}

@@ -25,6 +25,9 @@ pub struct DeviceConfig {
     /// Handshake messages per second the device processes before it is "under load" and
     /// demands cookies (default 100; the one global rate limiter).
     pub handshake_rate_limit: u32,
+    /// Sources tracked by the per-source handshake limiter that applies under load
+    /// (default 4096); when all are active, new sources are refused until some go idle.
+    pub max_rate_limited_sources: usize,
     /// Outgoing packets held per peer while a handshake is in flight (default 128, the
     /// kernel's MAX_STAGED_PACKETS); older ones are dropped first.
     pub max_staged_packets: usize,
@@ -42,6 +45,7 @@ impl DeviceConfig {
             private_key,
             max_peers: 65_536,
             handshake_rate_limit: 100,
+            max_rate_limited_sources: 4096,
             max_staged_packets: 128,
             max_queued_transmits: 4096,
             max_queued_events: 1024,

@@ -3,7 +3,7 @@
 
 use super::allowed_ips::AllowedIps;
 use super::config::{DeviceConfig, PeerConfig};
-use super::cookie::{CookieChecker, RateLimiter};
+use super::cookie::{CookieChecker, RateLimiter, SourceLimiter};
 use super::error::{DropReason, Error};
 use super::handshake::{self, Identity, PeerKeys, Tai64N};
 use super::peer::Peer;
@@ -196,6 +196,7 @@ pub struct Device<R> {
     pub(super) deadlines: BTreeSet<(Instant, Slot)>,
     pub(super) cookie_checker: CookieChecker,
     pub(super) rate_limiter: RateLimiter,
+    pub(super) source_limiter: SourceLimiter,
     pub(super) transmits: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
     pub(super) wall_anchor: Option<(Instant, WallTime)>,
@@ -209,6 +210,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         Device {
             identity,
             rate_limiter: RateLimiter::new(config.handshake_rate_limit),
+            source_limiter: SourceLimiter::new(config.max_rate_limited_sources),
             config,
             rng,
             peers: Vec::new(),

@@ -111,6 +111,10 @@ impl<R: rand_core::CryptoRng> Device<R> {
                 len: COOKIE_REPLY_LEN,
             }));
         }
+        // Under load a proven address still gets only its fair share (kernel ratelimiter.c).
+        if under_load && !self.source_limiter.allow(now, src.ip()) {
+            return Err(DropReason::RateLimited.into());
+        }
         Ok(None)
     }
 

@@ -66,9 +66,9 @@
 //! packets (at most `max_staged_packets`, default 128) are extra and only exist while a
 //! handshake is in flight.
 //!
-//! ## Not implemented (yet)
-//!
-//! The per-source token bucket the kernel applies to handshakes that carry a valid mac2.
+//! * **Per-source limit under load** — even with a valid cookie, one source (IPv6: one /64)
+//!   gets at most 20 handshakes per second, burst 5 (the kernel's ratelimiter), so a single
+//!   real host cannot monopolise the responder.
 
 mod allowed_ips;
 pub mod backend;
