@@ -222,12 +222,22 @@ fn buffer_too_small_leaves_everything_untouched() {
 }
 
 #[test]
-fn padding_is_to_sixteen_bytes() {
+fn padding_is_to_sixteen_bytes_capped_at_the_mtu() {
     let (mut us, mut them, now) = established();
     for n in [1usize, 15, 16, 17, 100] {
         let pkt = ipv4(OUR_IP4, THEIR_IP4, &vec![1u8; n]);
         let dg = net(us_send(&mut us, now, &pkt));
         assert_eq!(dg.len(), 32 + pkt.len().div_ceil(16) * 16);
+        assert_eq!(
+            bt_recv(&mut them, &dg)[0],
+            Bt::Tunnel(pkt, "10.0.0.1".parse().unwrap())
+        );
+    }
+    // Never padded beyond the MTU (1420 by default), as the kernel does.
+    for (total, wire_len) in [(1420usize, 1420 + 32), (1410, 1420 + 32), (1500, 1500 + 32)] {
+        let pkt = ipv4(OUR_IP4, THEIR_IP4, &vec![2u8; total - 28]);
+        let dg = net(us_send(&mut us, now, &pkt));
+        assert_eq!(dg.len(), wire_len, "packet of {total}");
         assert_eq!(
             bt_recv(&mut them, &dg)[0],
             Bt::Tunnel(pkt, "10.0.0.1".parse().unwrap())

@@ -20,6 +20,9 @@ use core::net::SocketAddr;
 pub struct DeviceConfig {
     /// Our static X25519 key (`[Interface] PrivateKey`).
     pub private_key: StaticSecret,
+    /// The tunnel MTU: transport payloads are padded to a multiple of 16 but never beyond
+    /// it (default 1420, wg-quick's).
+    pub mtu: u16,
     /// Most peers the device will hold (default 65 536).
     pub max_peers: usize,
     /// Handshake messages per second the device processes before it is "under load" and
@@ -43,6 +46,7 @@ impl DeviceConfig {
     pub fn new(private_key: StaticSecret) -> Self {
         DeviceConfig {
             private_key,
+            mtu: 1420,
             max_peers: 65_536,
             handshake_rate_limit: 100,
             max_rate_limited_sources: 4096,

@@ -141,6 +141,12 @@ pub struct Transmit {
 
 pub(super) type Slot = u32;
 
+/// Uniform random jitter in `[0, REKEY_TIMEOUT_JITTER_MAX]`.
+fn jitter_from<R: rand_core::CryptoRng>(rng: &mut R) -> Duration {
+    let max = REKEY_TIMEOUT_JITTER_MAX.as_nanos() as u64;
+    Duration::from_nanos(rng.next_u64() % (max + 1))
+}
+
 /// A WireGuard-compatible interface: one static key, many peers.
 ///
 /// The device is sans-IO. Feed it IP packets from the TUN ([`encapsulate`](Self::encapsulate)),
@@ -441,8 +447,12 @@ impl<R: rand_core::CryptoRng> Device<R> {
     }
 
     /// Encrypts one IP packet from the TUN for the peer whose AllowedIPs contain its
-    /// destination, writing the datagram into `out` (needs `packet.len()` rounded up to 16,
-    /// plus 32; or 148 when a handshake must start). Allocates nothing when a session exists.
+    /// destination, writing the datagram into `out` (needs the packet padded to 16 bytes but
+    /// not beyond the MTU, plus 32; or 148 when a handshake must start). Allocates nothing
+    /// when a session exists.
+    ///
+    /// Without a session the packet is staged (bounded, oldest dropped first) and sent once
+    /// the handshake completes, via [`poll_transmit`](Self::poll_transmit).
     ///
     /// Returns [`Action::WriteToNetwork`], or [`Action::Done`] when the packet was staged
     /// behind a handshake already in flight. `Err(BufferTooSmall)` leaves everything as it was.
@@ -474,7 +484,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
             return Err(DropReason::NoEndpoint.into());
         };
         if has_session {
-            let needed = DATA_OVERHEAD + wire::padded_len(packet.len());
+            let needed = DATA_OVERHEAD + self.padded(packet.len());
             if out.len() < needed {
                 return Err(Error::BufferTooSmall { needed });
             }
@@ -533,10 +543,14 @@ impl<R: rand_core::CryptoRng> Device<R> {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, Error> {
-        let jitter = self.jitter();
-        let padded = wire::padded_len(payload.len());
+        let padded = self.padded(payload.len());
         let needed = DATA_OVERHEAD + padded;
-        let p = self.peer_mut(slot).ok_or(Error::UnknownPeer)?;
+        let rng = &mut self.rng;
+        let p = self
+            .peers
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Error::UnknownPeer)?;
         let kp = p
             .current
             .as_deref_mut()
@@ -557,7 +571,10 @@ impl<R: rand_core::CryptoRng> Device<R> {
         p.timers.any_authenticated_packet_traversal(now);
         p.timers.any_authenticated_packet_sent();
         if !payload.is_empty() {
-            p.timers.data_sent(now, jitter);
+            // Draw jitter only when the timer is actually armed: no RNG call per packet.
+            if p.timers.new_handshake.is_none() {
+                p.timers.data_sent(now, jitter_from(rng));
+            }
             p.tx_bytes = p.tx_bytes.saturating_add(payload.len() as u64);
         }
         if rekey {
@@ -597,7 +614,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
             let Some(pkt) = p.staged.pop_front() else {
                 return;
             };
-            let mut buf = vec![0u8; DATA_OVERHEAD + wire::padded_len(pkt.len())];
+            let mut buf = vec![0u8; DATA_OVERHEAD + self.padded(pkt.len())];
             if let Ok(len) = self.seal_data(now, slot, &pkt, &mut buf) {
                 buf.truncate(len);
                 self.push_transmit(to, buf);
@@ -762,8 +779,13 @@ impl<R: rand_core::CryptoRng> Device<R> {
     }
 
     pub(super) fn jitter(&mut self) -> Duration {
-        let max = REKEY_TIMEOUT_JITTER_MAX.as_nanos() as u64;
-        Duration::from_nanos(self.rng.next_u64() % (max + 1))
+        jitter_from(&mut self.rng)
+    }
+
+    /// Payload length after padding: a multiple of 16, but not beyond the MTU (kernel
+    /// behaviour), and never shorter than the packet.
+    pub(super) fn padded(&self, len: usize) -> usize {
+        wire::padded_len(len).min(usize::from(self.config.mtu).max(len))
     }
 
     /// A fresh random index not in use (random, so indices reveal nothing).

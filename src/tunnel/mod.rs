@@ -40,6 +40,9 @@
 //! * **mac2 and cookies under load** — one global rate limiter; above it a handshake needs a
 //!   cookie bound to the sender's IP and port, so spoofed floods get only cheap 64-byte
 //!   replies. The cookie secret rotates every 2 minutes.
+//! * **Per-source limit under load** — even with a valid cookie, one source (IPv6: one /64)
+//!   gets at most 20 handshakes per second, burst 5 (the kernel's ratelimiter), so a single
+//!   real host cannot monopolise the responder.
 //! * **Peer from the decrypted static key** — never from the source address, so anyone can
 //!   roam and nobody can impersonate by address.
 //! * **TAI64N strictly increasing and ≤ 50 initiations/s per peer** — a captured initiation
@@ -66,9 +69,20 @@
 //! packets (at most `max_staged_packets`, default 128) are extra and only exist while a
 //! handshake is in flight.
 //!
-//! * **Per-source limit under load** — even with a valid cookie, one source (IPv6: one /64)
-//!   gets at most 20 handshakes per second, burst 5 (the kernel's ratelimiter), so a single
-//!   real host cannot monopolise the responder.
+//! ## Driving a device
+//!
+//! ```text
+//! tun packet  → device.encapsulate(now, pkt, &mut buf)   → WriteToNetwork{to,len}: udp.send_to(&buf[..len], to)
+//! udp datagram→ device.decapsulate(now, src, dg, &mut buf) → WriteToTunnel{len,..}: tun.write(&buf[..len])
+//!                                                         → WriteToNetwork{to,len}: udp.send_to(...)
+//! after each call: while let Some(t) = device.poll_transmit() { udp.send_to(&t.payload, t.to) }
+//!                  while let Some(e) = device.poll_event()    { log(e) }
+//! sleep until device.poll_timeout(), then device.handle_timeout(now)
+//! at start (and when the system clock steps): device.set_wall_clock(now, WallTime::now())
+//! ```
+//!
+//! `encapsulate` needs at most `max(MTU, packet length) + 32` bytes (and 148 when it starts a
+//! handshake); `decapsulate` never needs more than the datagram's length.
 
 mod allowed_ips;
 pub mod backend;
