@@ -12,20 +12,19 @@
 //!   own addresses change.
 //! * Pumps: TUN read ⇒ `encapsulate` ⇒ UDP send; UDP receive ⇒ `decapsulate` ⇒ TUN write or
 //!   UDP send; sleep until `poll_timeout` ⇒ `handle_timeout`; after each step drain
-//!   `poll_transmit`. Logs completed handshakes. Stops on SIGTERM or Ctrl-C.
+//!   `poll_transmit` and `poll_event`. Logs handshakes and roaming. Stops on SIGTERM or Ctrl-C.
 //!
 //! Randomness is the OS generator; TAI64N timestamps come from the system clock. Log level
 //! from `RUST_LOG` (default `info`).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::process::{Command, ExitCode};
 
 use rand_core::UnwrapErr;
 use sealwire::crypto::x25519::{PublicKey, StaticSecret};
-use sealwire::time::{Clock, Instant};
+use sealwire::time::Clock;
 use sealwire::tunnel::conf::{Config, Endpoint};
-use sealwire::tunnel::{Action, Device, DeviceConfig, Error, PeerConfig, WallTime};
+use sealwire::tunnel::{Action, Device, DeviceConfig, Error, Event, PeerConfig, WallTime};
 use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
@@ -200,9 +199,6 @@ struct Node {
     udp: UdpSocket,
     udp_v6: bool,
     tun: tun::AsyncDevice,
-    /// Last handshake seen per peer, to log new ones.
-    handshakes: HashMap<PublicKey, Option<Instant>>,
-    handshakes_completed: u64,
 }
 
 impl Node {
@@ -222,34 +218,39 @@ impl Node {
         }
     }
 
+    /// Sends what the device queued and logs its events (after every input).
     async fn flush_transmits(&mut self) {
         while let Some(t) = self.device.poll_transmit() {
             self.send(t.to, &t.payload).await;
         }
+        self.log_events();
     }
 
-    fn log_handshakes(&mut self) {
-        let completed = self.device.stats().handshakes_completed;
-        if completed == self.handshakes_completed {
-            return;
-        }
-        self.handshakes_completed = completed;
-        let now = self.clock.now();
-        let keys: Vec<PublicKey> = self.device.peers().copied().collect();
-        for key in keys {
-            let Some(status) = self.device.peer_status(now, &key) else {
-                continue;
-            };
-            let seen = self.handshakes.entry(key).or_insert(None);
-            if status.last_handshake != *seen {
-                *seen = status.last_handshake;
-                let endpoint = status
-                    .endpoint
-                    .map_or_else(|| "unknown".to_string(), |e| e.to_string());
-                info!(
-                    "handshake completed with peer {} at {endpoint}",
-                    key_b64(&key)
-                );
+    fn log_events(&mut self) {
+        while let Some(event) = self.device.poll_event() {
+            match event {
+                Event::HandshakeCompleted {
+                    peer,
+                    endpoint,
+                    initiator,
+                } => {
+                    let role = if initiator { "initiator" } else { "responder" };
+                    info!(
+                        "handshake completed with peer {} at {endpoint} (we were {role})",
+                        key_b64(&peer)
+                    );
+                }
+                Event::EndpointChanged { peer, endpoint } => {
+                    info!("peer {} roamed to {endpoint}", key_b64(&peer));
+                }
+                Event::HandshakeGaveUp { peer } => {
+                    warn!(
+                        "no handshake response from peer {}; staged packets dropped",
+                        key_b64(&peer)
+                    );
+                }
+                Event::KeysWiped { peer } => info!("session keys of peer {} wiped", key_b64(&peer)),
+                other => info!("{other:?}"),
             }
         }
     }
@@ -291,7 +292,6 @@ impl Node {
             Err(e) => debug!("datagram from {src}: {e}"),
         }
         self.flush_transmits().await;
-        self.log_handshakes();
     }
 
     async fn on_timeout(&mut self) {
@@ -352,8 +352,6 @@ async fn run(mut config: Config, ifname: String) -> Result<(), String> {
         udp,
         udp_v6,
         tun,
-        handshakes: HashMap::new(),
-        handshakes_completed: 0,
     };
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut tun_buf = vec![0u8; BUF_LEN];

@@ -7,7 +7,7 @@ use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 use sealwire::crypto::x25519::StaticSecret;
 use sealwire::time::{Duration, Instant};
 use sealwire::tunnel::{
-    timers, Device, DeviceConfig, DropReason, Error, PeerConfig, PeerStatus, WallTime,
+    timers, Device, DeviceConfig, DropReason, Error, Event, PeerConfig, PeerStatus, WallTime,
 };
 use tunnel_common::*;
 
@@ -179,11 +179,19 @@ fn roaming_follows_authenticated_packets_only() {
     assert_eq!(status(&us, now).endpoint, Some(addr(THEIRS)));
     // An authenticated packet from the new address does.
     let good = bt_net(&bt_send(&mut them, &ipv4(THEIR_IP4, OUR_IP4, b"b")));
+    while us.poll_event().is_some() {}
     assert!(matches!(
         us_recv_from(&mut us, now, moved, &good),
         Us::Tunnel(..)
     ));
     assert_eq!(status(&us, now).endpoint, Some(moved));
+    assert_eq!(
+        us.poll_event(),
+        Some(Event::EndpointChanged {
+            peer: their_pub(),
+            endpoint: moved
+        })
+    );
     let (_, to) = us_send_to(&mut us, now, &ipv4(OUR_IP4, THEIR_IP4, b"reply"));
     assert_eq!(to, Some(moved));
 }
@@ -214,12 +222,22 @@ fn buffer_too_small_leaves_everything_untouched() {
 }
 
 #[test]
-fn padding_is_to_sixteen_bytes() {
+fn padding_is_to_sixteen_bytes_capped_at_the_mtu() {
     let (mut us, mut them, now) = established();
     for n in [1usize, 15, 16, 17, 100] {
         let pkt = ipv4(OUR_IP4, THEIR_IP4, &vec![1u8; n]);
         let dg = net(us_send(&mut us, now, &pkt));
         assert_eq!(dg.len(), 32 + pkt.len().div_ceil(16) * 16);
+        assert_eq!(
+            bt_recv(&mut them, &dg)[0],
+            Bt::Tunnel(pkt, "10.0.0.1".parse().unwrap())
+        );
+    }
+    // Never padded beyond the MTU (1420 by default), as the kernel does.
+    for (total, wire_len) in [(1420usize, 1420 + 32), (1410, 1420 + 32), (1500, 1500 + 32)] {
+        let pkt = ipv4(OUR_IP4, THEIR_IP4, &vec![2u8; total - 28]);
+        let dg = net(us_send(&mut us, now, &pkt));
+        assert_eq!(dg.len(), wire_len, "packet of {total}");
         assert_eq!(
             bt_recv(&mut them, &dg)[0],
             Bt::Tunnel(pkt, "10.0.0.1".parse().unwrap())

@@ -44,7 +44,15 @@ fn handshake_we_initiate(
 
 #[test]
 fn we_initiate_boringtun_responds_no_psk() {
-    let (us, _, now) = handshake_we_initiate(None);
+    let (mut us, _, now) = handshake_we_initiate(None);
+    assert_eq!(
+        us.poll_event(),
+        Some(sealwire::tunnel::Event::HandshakeCompleted {
+            peer: their_pub(),
+            endpoint: addr(THEIRS),
+            initiator: true
+        })
+    );
     let st = us.peer_status(now, &their_pub()).unwrap();
     assert!(st.has_session);
     assert_eq!(us.stats().handshakes_completed, 1);
@@ -146,6 +154,8 @@ fn rekey_after_rekey_after_time_with_boringtun() {
     assert!(drain(&mut us).is_empty());
     // At REKEY_AFTER_TIME: data still goes out on the old session, plus an initiation.
     let t2 = t0 + timers::REKEY_AFTER_TIME;
+    // boringtun sends on the old session; it will arrive after the rekey completes.
+    let old_from_them = bt_net(&bt_send(&mut them, &ipv4(THEIR_IP4, OUR_IP4, b"in flight")));
     let p = ipv4(OUR_IP4, THEIR_IP4, b"after");
     let dg = net(us_send(&mut us, t2, &p));
     let q = drain(&mut us);
@@ -159,6 +169,11 @@ fn rekey_after_rekey_after_time_with_boringtun() {
     assert_eq!(bt_recv(&mut them, &keepalive)[0], Bt::Done);
     assert!(matches!(bt_recv(&mut them, &dg)[0], Bt::Tunnel(..)));
     assert_eq!(us.stats().handshakes_completed, 2);
+    // The in-flight packet on the old session is still accepted (previous keypair).
+    assert!(matches!(
+        us_recv(&mut us, t2, &old_from_them),
+        Us::Tunnel(..)
+    ));
     // New session carries data both ways.
     let p = ipv4(OUR_IP4, THEIR_IP4, b"new session");
     let dg = net(us_send(&mut us, t2, &p));
@@ -322,4 +337,83 @@ fn our_keepalive_timer_answers_boringtun_data() {
     assert_eq!(ka.len(), 1);
     assert_eq!(ka[0].len(), 32);
     assert_eq!(bt_recv(&mut them, &ka[0])[0], Bt::Done);
+}
+
+#[test]
+fn our_replay_window_spans_8128_packets_of_boringtun() {
+    let (mut us, mut them, now) = handshake_they_initiate(None, 100);
+    // boringtun's counters: the keepalive used 0, the data packet in setup used 1.
+    let mut dgs = Vec::new();
+    for i in 0..9000u32 {
+        let p = ipv4(THEIR_IP4, OUR_IP4, &i.to_be_bytes());
+        dgs.push(bt_net(&bt_send(&mut them, &p)));
+    }
+    let counter = |d: &[u8]| u64::from_le_bytes(d[8..16].try_into().unwrap());
+    let newest = dgs.last().unwrap().clone();
+    assert!(matches!(us_recv(&mut us, now, &newest), Us::Tunnel(..)));
+    let top = counter(&newest);
+    let at = |c: u64| dgs.iter().find(|d| counter(d) == c).unwrap().clone();
+    // Exactly 8128 behind the newest is still inside the window; one more is not.
+    assert!(matches!(
+        us_recv(&mut us, now, &at(top - 8128)),
+        Us::Tunnel(..)
+    ));
+    assert_eq!(
+        us_recv(&mut us, now, &at(top - 8129)),
+        Us::Err(Error::Dropped(DropReason::ReplayedCounter))
+    );
+    assert!(matches!(
+        us_recv(&mut us, now, &at(top - 1000)),
+        Us::Tunnel(..)
+    ));
+}
+
+#[test]
+fn inner_packets_with_bad_headers_from_boringtun_are_dropped() {
+    let (mut us, mut them, now) = handshake_they_initiate(None, 100);
+    // IPv4 total length larger than what was sent.
+    let mut long = ipv4(THEIR_IP4, OUR_IP4, b"short");
+    long[2..4].copy_from_slice(&500u16.to_be_bytes());
+    let dg = bt_net(&bt_send(&mut them, &long));
+    // (boringtun refuses to encapsulate nothing; it encrypts whatever it gets.)
+    assert_eq!(
+        us_recv(&mut us, now, &dg),
+        Us::Err(Error::Dropped(DropReason::Malformed))
+    );
+    let before = us.peer_status(now, &their_pub()).unwrap();
+    let mut v5 = ipv4(THEIR_IP4, OUR_IP4, b"v5");
+    v5[0] = 0x55;
+    let dg = bt_net(&bt_send(&mut them, &v5));
+    assert_eq!(
+        us_recv(&mut us, now, &dg),
+        Us::Err(Error::Dropped(DropReason::Malformed))
+    );
+    assert_eq!(us.peer_status(now, &their_pub()).unwrap(), before);
+}
+
+#[test]
+fn under_load_a_cookie_holding_source_is_still_rate_limited() {
+    let mut us = our_device(None, 4, 0);
+    let mut them = boringtun(None, None);
+    let now = Instant::from_secs(10);
+    let mut buf = vec![0u8; 2048];
+    let init = bt_net(&bt(them.format_handshake_initiation(&mut buf, false)));
+    let cookie = net(us_recv(&mut us, now, &init));
+    assert_eq!(bt_recv(&mut them, &cookie)[0], Bt::Done);
+    // Six initiations with a valid mac2 in the same instant: the burst is five.
+    let mut limited = 0;
+    for _ in 0..6 {
+        let i = bt_net(&bt(them.format_handshake_initiation(&mut buf, true)));
+        if us_recv(&mut us, now, &i) == Us::Err(Error::Dropped(DropReason::RateLimited)) {
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 1);
+    assert_eq!(us.stats().drops(DropReason::RateLimited), 1);
+    // 50 ms later one more token has accrued.
+    let i = bt_net(&bt(them.format_handshake_initiation(&mut buf, true)));
+    assert_ne!(
+        us_recv(&mut us, now + Duration::from_millis(50), &i),
+        Us::Err(Error::Dropped(DropReason::RateLimited))
+    );
 }

@@ -20,16 +20,25 @@ use core::net::SocketAddr;
 pub struct DeviceConfig {
     /// Our static X25519 key (`[Interface] PrivateKey`).
     pub private_key: StaticSecret,
+    /// The tunnel MTU: transport payloads are padded to a multiple of 16 but never beyond
+    /// it (default 1420, wg-quick's).
+    pub mtu: u16,
     /// Most peers the device will hold (default 65 536).
     pub max_peers: usize,
     /// Handshake messages per second the device processes before it is "under load" and
     /// demands cookies (default 100; the one global rate limiter).
     pub handshake_rate_limit: u32,
+    /// Sources tracked by the per-source handshake limiter that applies under load
+    /// (default 4096); when all are active, new sources are refused until some go idle.
+    pub max_rate_limited_sources: usize,
     /// Outgoing packets held per peer while a handshake is in flight (default 128, the
     /// kernel's MAX_STAGED_PACKETS); older ones are dropped first.
     pub max_staged_packets: usize,
     /// Datagrams waiting in [`poll_transmit`](super::Device::poll_transmit) (default 4096).
     pub max_queued_transmits: usize,
+    /// Events waiting in [`poll_event`](super::Device::poll_event) (default 1024); when full
+    /// the oldest is dropped and counted.
+    pub max_queued_events: usize,
 }
 
 impl DeviceConfig {
@@ -37,10 +46,13 @@ impl DeviceConfig {
     pub fn new(private_key: StaticSecret) -> Self {
         DeviceConfig {
             private_key,
+            mtu: 1420,
             max_peers: 65_536,
             handshake_rate_limit: 100,
+            max_rate_limited_sources: 4096,
             max_staged_packets: 128,
             max_queued_transmits: 4096,
+            max_queued_events: 1024,
         }
     }
 }

@@ -1,26 +1,24 @@
 //! The [`Device`]: many peers behind one static key, cryptokey routing, timers, and the
 //! allocation-free data path.
 
-use super::allowed_ips::{AllowedIps, Cidr};
+use super::allowed_ips::AllowedIps;
 use super::config::{DeviceConfig, PeerConfig};
-use super::cookie::{mac1_valid, CookieChecker, RateLimiter};
+use super::cookie::{CookieChecker, RateLimiter, SourceLimiter};
 use super::error::{DropReason, Error};
 use super::handshake::{self, Identity, PeerKeys, Tai64N};
 use super::peer::Peer;
-use super::session::Keypair;
+use super::stats::{PeerStatus, Stats};
 use super::timers::{
-    INITIATION_MIN_GAP, KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME,
-    REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX,
+    KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
+    REKEY_AFTER_TIME, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX,
 };
-use super::wire::{
-    self, Message, COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN,
-};
+use super::wire::{self, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN};
 use crate::crypto::x25519::{PublicKey, StaticSecret};
 use crate::time::{Duration, Instant};
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
-use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use core::net::{IpAddr, SocketAddr};
 
 /// Wall-clock time (seconds and nanoseconds since the Unix epoch), used only for the TAI64N
 /// timestamp in initiations. It is an explicit input: see [`Device::set_wall_clock`].
@@ -98,6 +96,39 @@ pub enum Action {
     Done,
 }
 
+/// Something the embedder may want to log or act on; drained with [`Device::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A handshake with `peer` completed and a new session exists. As responder the session
+    /// becomes usable for sending once the initiator's first packet arrives.
+    HandshakeCompleted {
+        /// The peer.
+        peer: PublicKey,
+        /// Where it is now.
+        endpoint: SocketAddr,
+        /// Whether we initiated.
+        initiator: bool,
+    },
+    /// An authenticated packet arrived from a new address: the peer roamed.
+    EndpointChanged {
+        /// The peer.
+        peer: PublicKey,
+        /// Its new endpoint.
+        endpoint: SocketAddr,
+    },
+    /// No response after every retry (about REKEY_ATTEMPT_TIME): staged packets were dropped.
+    HandshakeGaveUp {
+        /// The peer.
+        peer: PublicKey,
+    },
+    /// All session keys of `peer` were wiped (3 × REJECT_AFTER_TIME without a new session).
+    KeysWiped {
+        /// The peer.
+        peer: PublicKey,
+    },
+}
+
 /// A datagram the device wants sent that did not fit the call that produced it (timer
 /// messages, staged packets flushed after a handshake, rekey initiations).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,64 +139,13 @@ pub struct Transmit {
     pub payload: Vec<u8>,
 }
 
-/// Device counters: one per [`DropReason`] plus a few successes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    drops: [u64; DropReason::ALL.len()],
-    /// Handshakes completed (as initiator or responder).
-    pub handshakes_completed: u64,
-    /// Cookie replies we sent because we were under load.
-    pub cookie_replies_sent: u64,
-    /// Cookie replies we accepted from peers.
-    pub cookie_replies_received: u64,
-    /// Initiations sent (including retries).
-    pub initiations_sent: u64,
+pub(super) type Slot = u32;
+
+/// Uniform random jitter in `[0, REKEY_TIMEOUT_JITTER_MAX]`.
+fn jitter_from<R: rand_core::CryptoRng>(rng: &mut R) -> Duration {
+    let max = REKEY_TIMEOUT_JITTER_MAX.as_nanos() as u64;
+    Duration::from_nanos(rng.next_u64() % (max + 1))
 }
-
-impl Stats {
-    /// How many inputs were dropped for `reason`.
-    ///
-    /// ```
-    /// use sealwire::tunnel::{DropReason, Stats};
-    /// assert_eq!(Stats::default().drops(DropReason::ReplayedCounter), 0);
-    /// ```
-    pub fn drops(&self, reason: DropReason) -> u64 {
-        self.drops.get(reason.index()).copied().unwrap_or(0)
-    }
-
-    /// Sum of all drop counters.
-    pub fn total_drops(&self) -> u64 {
-        self.drops.iter().sum()
-    }
-
-    fn count(&mut self, reason: DropReason) {
-        if let Some(c) = self.drops.get_mut(reason.index()) {
-            *c = c.saturating_add(1);
-        }
-    }
-}
-
-/// A snapshot of one peer for status displays and control planes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PeerStatus {
-    /// The peer's public key.
-    pub public_key: PublicKey,
-    /// Its current endpoint (configured or learned from authenticated packets).
-    pub endpoint: Option<SocketAddr>,
-    /// When the last handshake completed.
-    pub last_handshake: Option<Instant>,
-    /// Whether a session can send right now.
-    pub has_session: bool,
-    /// Inner bytes received.
-    pub rx_bytes: u64,
-    /// Inner bytes sent.
-    pub tx_bytes: u64,
-    /// Its AllowedIPs.
-    pub allowed_ips: Vec<Cidr>,
-}
-
-type Slot = u32;
 
 /// A WireGuard-compatible interface: one static key, many peers.
 ///
@@ -211,44 +191,22 @@ type Slot = u32;
 /// assert_eq!(source, "10.0.0.1".parse::<std::net::IpAddr>().unwrap());
 /// ```
 pub struct Device<R> {
-    identity: Identity,
-    config: DeviceConfig,
-    rng: R,
-    peers: Vec<Option<Peer>>,
-    free_slots: Vec<Slot>,
-    by_key: BTreeMap<PublicKey, Slot>,
-    indices: BTreeMap<u32, Slot>,
-    routes: AllowedIps<Slot>,
-    deadlines: BTreeSet<(Instant, Slot)>,
-    cookie_checker: CookieChecker,
-    rate_limiter: RateLimiter,
-    transmits: VecDeque<Transmit>,
-    wall_anchor: Option<(Instant, WallTime)>,
-    stats: Stats,
-}
-
-/// Inner destination (outbound) or source (inbound) address of an IP packet, and its
-/// length from the header.
-fn ip_header(packet: &[u8], want_source: bool) -> Option<(IpAddr, usize)> {
-    match packet.first()? >> 4 {
-        4 if packet.len() >= 20 => {
-            let len = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
-            let off = if want_source { 12 } else { 16 };
-            let a: [u8; 4] = packet.get(off..off + 4)?.try_into().ok()?;
-            Some((IpAddr::V4(Ipv4Addr::from(a)), len))
-        }
-        6 if packet.len() >= 40 => {
-            let len = 40 + usize::from(u16::from_be_bytes([*packet.get(4)?, *packet.get(5)?]));
-            let off = if want_source { 8 } else { 24 };
-            let a: [u8; 16] = packet.get(off..off + 16)?.try_into().ok()?;
-            Some((IpAddr::V6(Ipv6Addr::from(a)), len))
-        }
-        _ => None,
-    }
-}
-
-fn padded_len(len: usize) -> usize {
-    len.div_ceil(16).saturating_mul(16)
+    pub(super) identity: Identity,
+    pub(super) config: DeviceConfig,
+    pub(super) rng: R,
+    pub(super) peers: Vec<Option<Peer>>,
+    pub(super) free_slots: Vec<Slot>,
+    pub(super) by_key: BTreeMap<PublicKey, Slot>,
+    pub(super) indices: BTreeMap<u32, Slot>,
+    pub(super) routes: AllowedIps<Slot>,
+    pub(super) deadlines: BTreeSet<(Instant, Slot)>,
+    pub(super) cookie_checker: CookieChecker,
+    pub(super) rate_limiter: RateLimiter,
+    pub(super) source_limiter: SourceLimiter,
+    pub(super) transmits: VecDeque<Transmit>,
+    pub(super) events: VecDeque<Event>,
+    pub(super) wall_anchor: Option<(Instant, WallTime)>,
+    pub(super) stats: Stats,
 }
 
 impl<R: rand_core::CryptoRng> Device<R> {
@@ -258,6 +216,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         Device {
             identity,
             rate_limiter: RateLimiter::new(config.handshake_rate_limit),
+            source_limiter: SourceLimiter::new(config.max_rate_limited_sources),
             config,
             rng,
             peers: Vec::new(),
@@ -268,6 +227,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
             deadlines: BTreeSet::new(),
             cookie_checker: CookieChecker::new(),
             transmits: VecDeque::new(),
+            events: VecDeque::new(),
             wall_anchor: None,
             stats: Stats::default(),
         }
@@ -287,6 +247,24 @@ impl<R: rand_core::CryptoRng> Device<R> {
     }
 
     /// Adds a peer. Its AllowedIPs take over any prefix another peer had (as in `wg set`).
+    ///
+    /// ```
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// # use sealwire::crypto::x25519::{PublicKey, StaticSecret};
+    /// # use sealwire::time::Instant;
+    /// use sealwire::tunnel::{Device, DeviceConfig, Error, PeerConfig};
+    /// let mut d = Device::new(DeviceConfig::new(StaticSecret::from_bytes([1; 32])), ChaCha20Rng::seed_from_u64(0));
+    /// let key = PublicKey::from_bytes([9; 32]);
+    /// let mut p = PeerConfig::new(key);
+    /// p.allowed_ips.push("10.7.0.0/24".parse().unwrap());
+    /// d.add_peer(Instant::ZERO, p).unwrap();
+    /// assert_eq!(d.add_peer(Instant::ZERO, PeerConfig::new(key)), Err(Error::DuplicatePeer));
+    /// let st = d.peer_status(Instant::ZERO, &key).unwrap();
+    /// assert_eq!(st.allowed_ips[0].to_string(), "10.7.0.0/24");
+    /// assert!(!st.has_session);
+    /// d.remove_peer(&key).unwrap();
+    /// assert_eq!(d.peer_count(), 0);
+    /// ```
     pub fn add_peer(&mut self, now: Instant, cfg: PeerConfig) -> Result<(), Error> {
         if self.by_key.contains_key(&cfg.public_key) {
             return Err(Error::DuplicatePeer);
@@ -421,7 +399,34 @@ impl<R: rand_core::CryptoRng> Device<R> {
         self.transmits.pop_front()
     }
 
-    /// The earliest timer deadline over all peers (`O(log n)`).
+    /// The next event, if any (bounded queue).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The earliest timer deadline over all peers (`O(log n)`). Sleep until then, then call
+    /// [`handle_timeout`](Self::handle_timeout). `None`: nothing is scheduled. It may be
+    /// earlier than the next action (a timer that traffic pushed back), never later.
+    ///
+    /// ```
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// # use sealwire::crypto::x25519::{PublicKey, StaticSecret};
+    /// # use sealwire::time::Instant;
+    /// use sealwire::tunnel::{Device, DeviceConfig, PeerConfig};
+    /// let mut d = Device::new(DeviceConfig::new(StaticSecret::from_bytes([1; 32])), ChaCha20Rng::seed_from_u64(0));
+    /// assert_eq!(d.poll_timeout(), None);
+    /// let mut p = PeerConfig::new(StaticSecret::from_bytes([2; 32]).public_key());
+    /// p.endpoint = Some("192.0.2.1:51820".parse().unwrap());
+    /// p.persistent_keepalive = Some(25);
+    /// d.add_peer(Instant::from_secs(3), p).unwrap();
+    /// // A persistent keepalive is due at once; with no session it starts a handshake.
+    /// assert_eq!(d.poll_timeout(), Some(Instant::from_secs(3)));
+    /// d.handle_timeout(Instant::from_secs(3));
+    /// assert_eq!(d.poll_transmit().unwrap().payload.len(), 148);
+    /// // Next: the handshake retry, REKEY_TIMEOUT (5 s) plus up to 333 ms of jitter later.
+    /// let next = d.poll_timeout().unwrap();
+    /// assert!(next >= Instant::from_secs(8) && next <= Instant::from_secs(9));
+    /// ```
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.first().map(|(t, _)| *t)
     }
@@ -442,8 +447,12 @@ impl<R: rand_core::CryptoRng> Device<R> {
     }
 
     /// Encrypts one IP packet from the TUN for the peer whose AllowedIPs contain its
-    /// destination, writing the datagram into `out` (needs `packet.len()` rounded up to 16,
-    /// plus 32; or 148 when a handshake must start). Allocates nothing when a session exists.
+    /// destination, writing the datagram into `out` (needs the packet padded to 16 bytes but
+    /// not beyond the MTU, plus 32; or 148 when a handshake must start). Allocates nothing
+    /// when a session exists.
+    ///
+    /// Without a session the packet is staged (bounded, oldest dropped first) and sent once
+    /// the handshake completes, via [`poll_transmit`](Self::poll_transmit).
     ///
     /// Returns [`Action::WriteToNetwork`], or [`Action::Done`] when the packet was staged
     /// behind a handshake already in flight. `Err(BufferTooSmall)` leaves everything as it was.
@@ -453,7 +462,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         packet: &[u8],
         out: &mut [u8],
     ) -> Result<Action, Error> {
-        let Some((dst, _)) = ip_header(packet, false) else {
+        let Some((dst, _)) = wire::inner_ip(packet, false) else {
             self.stats.count(DropReason::Malformed);
             return Err(DropReason::Malformed.into());
         };
@@ -475,7 +484,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
             return Err(DropReason::NoEndpoint.into());
         };
         if has_session {
-            let needed = DATA_OVERHEAD + padded_len(packet.len());
+            let needed = DATA_OVERHEAD + self.padded(packet.len());
             if out.len() < needed {
                 return Err(Error::BufferTooSmall { needed });
             }
@@ -525,320 +534,23 @@ impl<R: rand_core::CryptoRng> Device<R> {
         result
     }
 
-    fn decapsulate_inner(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        datagram: &[u8],
-        out: &mut [u8],
-    ) -> Result<Action, Error> {
-        match wire::parse(datagram)? {
-            Message::Data {
-                receiver,
-                counter,
-                sealed,
-            } => {
-                let needed = sealed.len().saturating_sub(16);
-                if out.len() < needed {
-                    return Err(Error::BufferTooSmall { needed });
-                }
-                self.receive_data(now, src, receiver, counter, sealed, out)
-            }
-            Message::Initiation(msg) => {
-                if out.len() < RESPONSE_LEN {
-                    return Err(Error::BufferTooSmall {
-                        needed: RESPONSE_LEN,
-                    });
-                }
-                if let Some(a) = self.check_macs(now, src, msg, out)? {
-                    return Ok(a);
-                }
-                self.receive_initiation(now, src, msg, out)
-            }
-            Message::Response(msg) => {
-                if out.len() < DATA_OVERHEAD.max(COOKIE_REPLY_LEN) {
-                    return Err(Error::BufferTooSmall {
-                        needed: DATA_OVERHEAD.max(COOKIE_REPLY_LEN),
-                    });
-                }
-                if let Some(a) = self.check_macs(now, src, msg, out)? {
-                    return Ok(a);
-                }
-                self.receive_response(now, src, msg, out)
-            }
-            Message::CookieReply(msg) => {
-                let receiver = wire::u32_at(msg, wire::cookie::RECEIVER);
-                let slot = *self
-                    .indices
-                    .get(&receiver)
-                    .ok_or(DropReason::UnknownIndex)?;
-                let p = self.peer_mut(slot).ok_or(DropReason::UnknownIndex)?;
-                let key = p.keys.cookie_key;
-                if !p.cookies.consume_reply(now, &key, msg) {
-                    return Err(DropReason::Unexpected.into());
-                }
-                self.stats.cookie_replies_received += 1;
-                Ok(Action::Done)
-            }
-        }
-    }
-
-    /// mac1 always; under load mac2 or a cookie reply (written to `out`).
-    fn check_macs(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        msg: &[u8],
-        out: &mut [u8],
-    ) -> Result<Option<Action>, Error> {
-        if !mac1_valid(&self.identity.mac1_key, msg) {
-            return Err(DropReason::InvalidMac1.into());
-        }
-        let under_load = self.rate_limiter.record(now);
-        if under_load
-            && !self
-                .cookie_checker
-                .mac2_valid(now, &mut self.rng, &src, msg)
-        {
-            let mut reply = [0u8; COOKIE_REPLY_LEN];
-            self.cookie_checker.reply(
-                now,
-                &mut self.rng,
-                &self.identity.cookie_key,
-                &src,
-                msg,
-                &mut reply,
-            );
-            let dst = out
-                .get_mut(..COOKIE_REPLY_LEN)
-                .ok_or(Error::BufferTooSmall {
-                    needed: COOKIE_REPLY_LEN,
-                })?;
-            dst.copy_from_slice(&reply);
-            self.stats.count(DropReason::CookieRequired);
-            self.stats.cookie_replies_sent += 1;
-            return Ok(Some(Action::WriteToNetwork {
-                to: src,
-                len: COOKIE_REPLY_LEN,
-            }));
-        }
-        Ok(None)
-    }
-
-    fn receive_initiation(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        msg: &[u8; INITIATION_LEN],
-        out: &mut [u8],
-    ) -> Result<Action, Error> {
-        let half = handshake::open_initiation_static(&self.identity, msg)?;
-        // The peer is the one whose key decrypted, never the one at the source address.
-        let slot = *self
-            .by_key
-            .get(&half.remote_static)
-            .ok_or(DropReason::UnknownPeer)?;
-        let p = self.peer(slot).ok_or(DropReason::UnknownPeer)?;
-        let opened = handshake::open_initiation_timestamp(half, &p.keys, msg)?;
-        // WG §5.1: a replayed initiation must not reset the responder's session.
-        if p.latest_timestamp.is_some_and(|t| opened.timestamp <= t) {
-            return Err(DropReason::ReplayedTimestamp.into());
-        }
-        if p.last_initiation_consumed
-            .is_some_and(|t| now.saturating_duration_since(t) < INITIATION_MIN_GAP)
-        {
-            return Err(DropReason::InitiationFlood.into());
-        }
-        let local_index = self.new_index(slot);
-        let ephemeral = StaticSecret::random(&mut self.rng);
-        let mut resp = [0u8; RESPONSE_LEN];
-        let Some(p) = self.peer_mut(slot) else {
-            return Err(DropReason::UnknownPeer.into());
-        };
-        let Some(keys) =
-            handshake::create_response(&opened, &p.keys, local_index, ephemeral, &mut resp)
-        else {
-            self.indices.remove(&local_index);
-            return Err(DropReason::HandshakeDecrypt.into());
-        };
-        p.cookies.stamp(now, &p.keys.mac1_key.clone(), &mut resp);
-        p.latest_timestamp = Some(opened.timestamp);
-        p.last_initiation_consumed = Some(now);
-        p.endpoint = Some(src);
-        let mut freed = Vec::new();
-        p.add_keypair(
-            Keypair::new(
-                keys.send,
-                keys.recv,
-                local_index,
-                opened.remote_index,
-                now,
-                false,
-            ),
-            &mut freed,
-        );
-        p.last_handshake = Some(now);
-        p.timers.any_authenticated_packet_received();
-        p.timers.any_authenticated_packet_traversal(now);
-        p.timers.any_authenticated_packet_sent();
-        p.timers.session_derived(now);
-        self.stats.handshakes_completed += 1;
-        self.free_indices(&freed);
-        self.reschedule(slot);
-        let dst = out.get_mut(..RESPONSE_LEN).ok_or(Error::BufferTooSmall {
-            needed: RESPONSE_LEN,
-        })?;
-        dst.copy_from_slice(&resp);
-        Ok(Action::WriteToNetwork {
-            to: src,
-            len: RESPONSE_LEN,
-        })
-    }
-
-    fn receive_response(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        msg: &[u8; RESPONSE_LEN],
-        out: &mut [u8],
-    ) -> Result<Action, Error> {
-        let receiver = wire::u32_at(msg, wire::resp::RECEIVER);
-        let slot = *self
-            .indices
-            .get(&receiver)
-            .ok_or(DropReason::UnknownIndex)?;
-        let p = self.peers.get_mut(slot as usize).and_then(Option::as_mut);
-        let p = p.ok_or(DropReason::UnknownIndex)?;
-        let state = p
-            .handshake
-            .as_ref()
-            .filter(|h| h.local_index == receiver)
-            .ok_or(DropReason::Unexpected)?;
-        let keys = handshake::consume_response(&self.identity, &p.keys, state, msg)?;
-        let remote_index = wire::u32_at(msg, wire::resp::SENDER);
-        p.handshake = None;
-        let mut freed = Vec::new();
-        p.add_keypair(
-            Keypair::new(keys.send, keys.recv, receiver, remote_index, now, true),
-            &mut freed,
-        );
-        p.endpoint = Some(src);
-        p.last_handshake = Some(now);
-        p.timers.session_derived(now);
-        p.timers.handshake_complete();
-        p.timers.any_authenticated_packet_received();
-        p.timers.any_authenticated_packet_traversal(now);
-        self.stats.handshakes_completed += 1;
-        self.free_indices(&freed);
-        // Confirm the session to the responder: staged packets, or a keepalive.
-        let action = if self.peer(slot).is_some_and(|p| p.staged.is_empty()) {
-            let len = self.seal_data(now, slot, &[], out)?;
-            Action::WriteToNetwork { to: src, len }
-        } else {
-            self.flush_staged(now, slot);
-            Action::Done
-        };
-        self.reschedule(slot);
-        Ok(action)
-    }
-
-    fn receive_data(
-        &mut self,
-        now: Instant,
-        src: SocketAddr,
-        receiver: u32,
-        counter: u64,
-        sealed: &[u8],
-        out: &mut [u8],
-    ) -> Result<Action, Error> {
-        let slot = *self
-            .indices
-            .get(&receiver)
-            .ok_or(DropReason::UnknownIndex)?;
-        let p = self.peers.get_mut(slot as usize).and_then(Option::as_mut);
-        let p = p.ok_or(DropReason::UnknownIndex)?;
-        let (which, kp) = p.keypair_mut(receiver).ok_or(DropReason::UnknownIndex)?;
-        let len = kp.open_into(now, counter, sealed, out)?;
-        let plain = out.get(..len).ok_or(DropReason::Malformed)?;
-        // Authenticated from here on. Check the inner packet before touching any peer state
-        // (not even the replay window): a rejected packet changes nothing.
-        let inner = if len == 0 {
-            None
-        } else {
-            let Some((source, ip_len)) = ip_header(plain, true) else {
-                return Err(DropReason::Malformed.into());
-            };
-            if ip_len > len || ip_len == 0 {
-                return Err(DropReason::Malformed.into());
-            }
-            if self.routes.lookup(source) != Some(slot) {
-                return Err(DropReason::SourceNotAllowed.into());
-            }
-            Some((source, ip_len))
-        };
-        let Some(p) = self.peer_mut(slot) else {
-            return Err(DropReason::UnknownIndex.into());
-        };
-        if !p
-            .keypair_mut(receiver)
-            .is_some_and(|(_, kp)| kp.mark_received(counter))
-        {
-            return Err(DropReason::ReplayedCounter.into());
-        }
-        let mut freed = Vec::new();
-        let mut confirmed = false;
-        if which == 2 {
-            p.promote_next(&mut freed);
-            p.timers.handshake_complete();
-            confirmed = true;
-        }
-        // Roaming: only an authenticated packet may move the endpoint.
-        p.endpoint = Some(src);
-        p.timers.any_authenticated_packet_received();
-        p.timers.any_authenticated_packet_traversal(now);
-        if inner.is_some() {
-            p.timers.data_received(now);
-            p.rx_bytes = p.rx_bytes.saturating_add(len as u64);
-        }
-        // WG §6.2: as initiator, rekey shortly before the session expires on receive.
-        let lastminute = p.current.as_ref().is_some_and(|k| {
-            k.initiator
-                && now.saturating_duration_since(k.created)
-                    >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
-        }) && !p.timers.sent_lastminute_handshake;
-        if lastminute {
-            p.timers.sent_lastminute_handshake = true;
-        }
-        self.free_indices(&freed);
-        if confirmed {
-            self.flush_staged(now, slot);
-        }
-        if lastminute {
-            self.queue_initiation(now, slot, false);
-        }
-        self.reschedule(slot);
-        Ok(match inner {
-            Some((source, ip_len)) => Action::WriteToTunnel {
-                len: ip_len,
-                source,
-            },
-            None => Action::Done,
-        })
-    }
-
     /// Encrypts `payload` on the current session into `out`; returns the datagram length.
     /// The caller checked the buffer size and that a session exists.
-    fn seal_data(
+    pub(super) fn seal_data(
         &mut self,
         now: Instant,
         slot: Slot,
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, Error> {
-        let jitter = self.jitter();
-        let padded = padded_len(payload.len());
+        let padded = self.padded(payload.len());
         let needed = DATA_OVERHEAD + padded;
-        let p = self.peer_mut(slot).ok_or(Error::UnknownPeer)?;
+        let rng = &mut self.rng;
+        let p = self
+            .peers
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Error::UnknownPeer)?;
         let kp = p
             .current
             .as_deref_mut()
@@ -859,7 +571,10 @@ impl<R: rand_core::CryptoRng> Device<R> {
         p.timers.any_authenticated_packet_traversal(now);
         p.timers.any_authenticated_packet_sent();
         if !payload.is_empty() {
-            p.timers.data_sent(now, jitter);
+            // Draw jitter only when the timer is actually armed: no RNG call per packet.
+            if p.timers.new_handshake.is_none() {
+                p.timers.data_sent(now, jitter_from(rng));
+            }
             p.tx_bytes = p.tx_bytes.saturating_add(payload.len() as u64);
         }
         if rekey {
@@ -869,7 +584,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         Ok(needed)
     }
 
-    fn stage(&mut self, slot: Slot, packet: &[u8]) {
+    pub(super) fn stage(&mut self, slot: Slot, packet: &[u8]) {
         let max = self.config.max_staged_packets;
         let mut dropped = false;
         if let Some(p) = self.peer_mut(slot) {
@@ -887,7 +602,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
     }
 
     /// Sends staged packets on the current session (slow path: they go to the queue).
-    fn flush_staged(&mut self, now: Instant, slot: Slot) {
+    pub(super) fn flush_staged(&mut self, now: Instant, slot: Slot) {
         loop {
             let Some(p) = self.peer_mut(slot) else { return };
             let (Some(to), true) = (
@@ -899,7 +614,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
             let Some(pkt) = p.staged.pop_front() else {
                 return;
             };
-            let mut buf = vec![0u8; DATA_OVERHEAD + padded_len(pkt.len())];
+            let mut buf = vec![0u8; DATA_OVERHEAD + self.padded(pkt.len())];
             if let Ok(len) = self.seal_data(now, slot, &pkt, &mut buf) {
                 buf.truncate(len);
                 self.push_transmit(to, buf);
@@ -907,7 +622,18 @@ impl<R: rand_core::CryptoRng> Device<R> {
         }
     }
 
-    fn push_transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
+    pub(super) fn push_event(&mut self, e: Event) {
+        if self.config.max_queued_events == 0 {
+            return;
+        }
+        if self.events.len() >= self.config.max_queued_events {
+            self.events.pop_front();
+            self.stats.count(DropReason::QueueFull);
+        }
+        self.events.push_back(e);
+    }
+
+    pub(super) fn push_transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
         if self.transmits.len() >= self.config.max_queued_transmits {
             self.stats.count(DropReason::QueueFull);
             return;
@@ -915,14 +641,14 @@ impl<R: rand_core::CryptoRng> Device<R> {
         self.transmits.push_back(Transmit { to, payload });
     }
 
-    fn queue_initiation(&mut self, now: Instant, slot: Slot, retry: bool) {
+    pub(super) fn queue_initiation(&mut self, now: Instant, slot: Slot, retry: bool) {
         if let Some((to, msg)) = self.initiation(now, slot, retry) {
             self.push_transmit(to, msg.to_vec());
         }
     }
 
     /// Builds an initiation for `slot` unless one went out less than REKEY_TIMEOUT ago.
-    fn initiation(
+    pub(super) fn initiation(
         &mut self,
         now: Instant,
         slot: Slot,
@@ -966,7 +692,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         Some((to, msg))
     }
 
-    fn fire_timers(&mut self, now: Instant, slot: Slot) {
+    pub(super) fn fire_timers(&mut self, now: Instant, slot: Slot) {
         let due = |t: &mut Option<Instant>| {
             if t.is_some_and(|d| d <= now) {
                 *t = None;
@@ -990,6 +716,8 @@ impl<R: rand_core::CryptoRng> Device<R> {
                 if p.timers.zero_key_material.is_none() {
                     p.timers.zero_key_material = Some(now + REJECT_AFTER_TIME * 3);
                 }
+                let peer = p.keys.remote;
+                self.push_event(Event::HandshakeGaveUp { peer });
             } else {
                 p.timers.handshake_attempts += 1;
                 self.queue_initiation(now, slot, true);
@@ -1009,10 +737,15 @@ impl<R: rand_core::CryptoRng> Device<R> {
         }
         if zero {
             let mut freed = Vec::new();
+            let mut wiped = None;
             if let Some(p) = self.peer_mut(slot) {
                 p.clear_sessions(&mut freed);
+                wiped = Some(p.keys.remote);
             }
             self.free_indices(&freed);
+            if let Some(peer) = wiped {
+                self.push_event(Event::KeysWiped { peer });
+            }
         }
         if persistent {
             self.send_keepalive(now, slot);
@@ -1020,7 +753,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
     }
 
     /// An empty data packet on the current session, or a handshake if there is none.
-    fn send_keepalive(&mut self, now: Instant, slot: Slot) {
+    pub(super) fn send_keepalive(&mut self, now: Instant, slot: Slot) {
         let Some(p) = self.peer(slot) else { return };
         let Some(to) = p.endpoint else { return };
         if p.current.as_ref().is_some_and(|k| k.can_send(now)) {
@@ -1034,7 +767,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         }
     }
 
-    fn wall_at(&self, now: Instant) -> Tai64N {
+    pub(super) fn wall_at(&self, now: Instant) -> Tai64N {
         let w = match self.wall_anchor {
             Some((at, wall)) if now >= at => wall.plus(now - at),
             Some((_, wall)) => wall,
@@ -1045,13 +778,18 @@ impl<R: rand_core::CryptoRng> Device<R> {
         Tai64N::from_unix(w.secs, w.nanos & !0x00ff_ffff)
     }
 
-    fn jitter(&mut self) -> Duration {
-        let max = REKEY_TIMEOUT_JITTER_MAX.as_nanos() as u64;
-        Duration::from_nanos(self.rng.next_u64() % (max + 1))
+    pub(super) fn jitter(&mut self) -> Duration {
+        jitter_from(&mut self.rng)
+    }
+
+    /// Payload length after padding: a multiple of 16, but not beyond the MTU (kernel
+    /// behaviour), and never shorter than the packet.
+    pub(super) fn padded(&self, len: usize) -> usize {
+        wire::padded_len(len).min(usize::from(self.config.mtu).max(len))
     }
 
     /// A fresh random index not in use (random, so indices reveal nothing).
-    fn new_index(&mut self, slot: Slot) -> u32 {
+    pub(super) fn new_index(&mut self, slot: Slot) -> u32 {
         loop {
             let i = self.rng.next_u32();
             if let alloc::collections::btree_map::Entry::Vacant(e) = self.indices.entry(i) {
@@ -1061,36 +799,42 @@ impl<R: rand_core::CryptoRng> Device<R> {
         }
     }
 
-    fn free_indices(&mut self, freed: &[u32]) {
+    pub(super) fn free_indices(&mut self, freed: &[u32]) {
         for i in freed {
             self.indices.remove(i);
         }
     }
 
-    fn peer(&self, slot: Slot) -> Option<&Peer> {
+    pub(super) fn peer(&self, slot: Slot) -> Option<&Peer> {
         self.peers.get(slot as usize)?.as_ref()
     }
 
-    fn peer_mut(&mut self, slot: Slot) -> Option<&mut Peer> {
+    pub(super) fn peer_mut(&mut self, slot: Slot) -> Option<&mut Peer> {
         self.peers.get_mut(slot as usize)?.as_mut()
     }
 
-    /// Moves `slot` in the deadline set after its timers changed.
-    fn reschedule(&mut self, slot: Slot) {
+    /// Keeps `slot`'s entry in the deadline set a lower bound of its next timer.
+    ///
+    /// Only an earlier deadline moves the entry. A later one (the common case on the data
+    /// path: every packet pushes the persistent keepalive forward) leaves it alone, so the
+    /// hot path does no tree operations and no allocation; the early entry just wakes
+    /// [`handle_timeout`](Self::handle_timeout), which finds nothing due and re-inserts the
+    /// real deadline. Every timer still fires exactly at its deadline.
+    pub(super) fn reschedule(&mut self, slot: Slot) {
         let Some(p) = self.peers.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
-        let next = p.timers.next();
-        if next == p.scheduled {
+        let Some(next) = p.timers.next() else {
+            return;
+        };
+        if p.scheduled.is_some_and(|t| t <= next) {
             return;
         }
         if let Some(t) = p.scheduled {
             self.deadlines.remove(&(t, slot));
         }
-        if let Some(t) = next {
-            self.deadlines.insert((t, slot));
-        }
-        p.scheduled = next;
+        self.deadlines.insert((next, slot));
+        p.scheduled = Some(next);
     }
 }
 

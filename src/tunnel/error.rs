@@ -16,6 +16,9 @@ pub enum DropReason {
     InvalidMac1,
     /// Under load and mac2 missing or invalid: a cookie reply was sent instead.
     CookieRequired,
+    /// Under load, this source sent more handshakes than its per-source allowance
+    /// (20 per second, burst 5), even with a valid cookie.
+    RateLimited,
     /// A handshake message failed to decrypt or authenticate.
     HandshakeDecrypt,
     /// The initiation's static key belongs to no configured peer.
@@ -46,10 +49,11 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Malformed,
         DropReason::InvalidMac1,
         DropReason::CookieRequired,
+        DropReason::RateLimited,
         DropReason::HandshakeDecrypt,
         DropReason::UnknownPeer,
         DropReason::ReplayedTimestamp,
@@ -78,6 +82,7 @@ impl fmt::Display for DropReason {
             DropReason::CookieRequired => {
                 "under load without a valid cookie; a cookie reply was sent"
             }
+            DropReason::RateLimited => "this source exceeded its handshake rate under load",
             DropReason::HandshakeDecrypt => "the handshake message did not authenticate",
             DropReason::UnknownPeer => "the initiator's static key is not a configured peer",
             DropReason::ReplayedTimestamp => {

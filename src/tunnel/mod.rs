@@ -40,6 +40,9 @@
 //! * **mac2 and cookies under load** — one global rate limiter; above it a handshake needs a
 //!   cookie bound to the sender's IP and port, so spoofed floods get only cheap 64-byte
 //!   replies. The cookie secret rotates every 2 minutes.
+//! * **Per-source limit under load** — even with a valid cookie, one source (IPv6: one /64)
+//!   gets at most 20 handshakes per second, burst 5 (the kernel's ratelimiter), so a single
+//!   real host cannot monopolise the responder.
 //! * **Peer from the decrypted static key** — never from the source address, so anyone can
 //!   roam and nobody can impersonate by address.
 //! * **TAI64N strictly increasing and ≤ 50 initiations/s per peer** — a captured initiation
@@ -66,27 +69,42 @@
 //! packets (at most `max_staged_packets`, default 128) are extra and only exist while a
 //! handshake is in flight.
 //!
-//! ## Not implemented (yet)
+//! ## Driving a device
 //!
-//! The per-source token bucket the kernel applies to handshakes that carry a valid mac2.
+//! ```text
+//! tun packet  → device.encapsulate(now, pkt, &mut buf)   → WriteToNetwork{to,len}: udp.send_to(&buf[..len], to)
+//! udp datagram→ device.decapsulate(now, src, dg, &mut buf) → WriteToTunnel{len,..}: tun.write(&buf[..len])
+//!                                                         → WriteToNetwork{to,len}: udp.send_to(...)
+//! after each call: while let Some(t) = device.poll_transmit() { udp.send_to(&t.payload, t.to) }
+//!                  while let Some(e) = device.poll_event()    { log(e) }
+//! sleep until device.poll_timeout(), then device.handle_timeout(now)
+//! at start (and when the system clock steps): device.set_wall_clock(now, WallTime::now())
+//! ```
+//!
+//! `encapsulate` needs at most `max(MTU, packet length) + 32` bytes (and 148 when it starts a
+//! handshake); `decapsulate` never needs more than the datagram's length.
 
 mod allowed_ips;
+pub mod backend;
 pub mod conf;
 mod config;
 mod cookie;
 mod device;
 mod error;
 mod handshake;
+mod inbound;
 mod peer;
 pub mod replay;
 mod session;
+mod stats;
 pub mod timers;
 mod wire;
 
 pub use allowed_ips::{Cidr, CidrError};
 pub use config::{DeviceConfig, PeerConfig};
-pub use device::{Action, Device, PeerStatus, Stats, Transmit, WallTime};
+pub use device::{Action, Device, Event, Transmit, WallTime};
 pub use error::{DropReason, Error};
+pub use stats::{PeerStatus, Stats};
 pub use wire::{COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN};
 
 /// Sizes of the per-peer state, for capacity planning (documented and tested).
@@ -114,6 +132,13 @@ pub fn sizes() -> Sizes {
 
 #[cfg(test)]
 mod size_tests {
+    #[test]
+    fn device_is_send() {
+        fn send<T: Send>() {}
+        send::<super::Device<rand_chacha::ChaCha20Rng>>();
+        send::<super::backend::UserspaceBackend<rand_chacha::ChaCha20Rng>>();
+    }
+
     // The figures the module docs promise (64-bit targets).
     #[test]
     #[cfg(target_pointer_width = "64")]

@@ -5,6 +5,7 @@
 //! the whole word, so non-zero reserved bytes are rejected here too).
 
 use super::error::DropReason;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Handshake initiation.
 pub(crate) const MSG_INITIATION: u32 = 1;
@@ -111,6 +112,31 @@ pub(crate) mod cookie {
     pub const RECEIVER: usize = 4;
     pub const NONCE: usize = 8;
     pub const COOKIE: usize = 32;
+}
+
+/// Inner destination (outbound) or source (inbound) address of an IP packet, and its
+/// length from the header.
+pub(crate) fn inner_ip(packet: &[u8], want_source: bool) -> Option<(IpAddr, usize)> {
+    match packet.first()? >> 4 {
+        4 if packet.len() >= 20 => {
+            let len = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
+            let off = if want_source { 12 } else { 16 };
+            let a: [u8; 4] = packet.get(off..off + 4)?.try_into().ok()?;
+            Some((IpAddr::V4(Ipv4Addr::from(a)), len))
+        }
+        6 if packet.len() >= 40 => {
+            let len = 40 + usize::from(u16::from_be_bytes([*packet.get(4)?, *packet.get(5)?]));
+            let off = if want_source { 8 } else { 24 };
+            let a: [u8; 16] = packet.get(off..off + 16)?.try_into().ok()?;
+            Some((IpAddr::V6(Ipv6Addr::from(a)), len))
+        }
+        _ => None,
+    }
+}
+
+/// Transport payloads are padded to a multiple of 16 bytes (paper §5.4.6).
+pub(crate) fn padded_len(len: usize) -> usize {
+    len.div_ceil(16).saturating_mul(16)
 }
 
 #[cfg(test)]
