@@ -158,18 +158,34 @@ fn create_tun(config: &Config, ifname: &str) -> Result<tun::AsyncDevice, String>
     Ok(dev)
 }
 
-async fn bind_udp(port: u16) -> Result<(UdpSocket, bool), String> {
-    // Linux sockets on [::] are dual-stack unless net.ipv6.bindv6only is set.
-    match UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))).await {
-        Ok(s) => Ok((s, true)),
+/// One unconnected UDP socket on every local address: `[::]` with IPV6_V6ONLY off (IPv4
+/// peers arrive v4-mapped), or `0.0.0.0` where IPv6 is unavailable. Returns whether it is v6.
+fn bind_udp(port: u16) -> Result<(UdpSocket, bool), String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let dual_stack = || -> std::io::Result<Socket> {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_only_v6(false)?;
+        s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+        Ok(s)
+    };
+    let (socket, v6) = match dual_stack() {
+        Ok(s) => (s, true),
         Err(e6) => {
-            debug!("IPv6 bind failed ({e6}); falling back to 0.0.0.0");
-            UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)))
-                .await
-                .map(|s| (s, false))
-                .map_err(|e| format!("bind UDP port {port}: {e}"))
+            warn!("no dual-stack IPv6 socket ({e6}); using 0.0.0.0");
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+                .and_then(|s| {
+                    s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+                    Ok(s)
+                })
+                .map_err(|e| format!("bind UDP port {port}: {e}"))?;
+            (s, false)
         }
-    }
+    };
+    socket
+        .set_nonblocking(true)
+        .and_then(|()| UdpSocket::from_std(socket.into()))
+        .map(|s| (s, v6))
+        .map_err(|e| format!("UDP socket: {e}"))
 }
 
 fn key_b64(key: &PublicKey) -> String {
@@ -338,7 +354,7 @@ async fn run(mut config: Config, ifname: String) -> Result<(), String> {
     }
 
     let tun = create_tun(&config, &ifname)?;
-    let (udp, udp_v6) = bind_udp(config.interface.listen_port.unwrap_or(0)).await?;
+    let (udp, udp_v6) = bind_udp(config.interface.listen_port.unwrap_or(0))?;
     let local = udp.local_addr().map_err(|e| e.to_string())?;
     info!(
         "{ifname} up: public key {}, UDP {local}, {} peer(s)",
