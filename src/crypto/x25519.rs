@@ -55,7 +55,7 @@ pub(crate) fn base64_encode(bytes: &[u8]) -> String {
 
 /// Strict decoding of exactly 32 bytes: 43 symbols, one `=`, and zero unused bits (so each
 /// key has exactly one accepted spelling).
-fn base64_decode_32(s: &str) -> Result<[u8; 32], KeyFormatError> {
+pub(crate) fn base64_decode_32(s: &str) -> Result<[u8; 32], KeyFormatError> {
     let s = s.as_bytes();
     let (body, pad) = s.split_at_checked(43).ok_or(KeyFormatError)?;
     if pad != b"=" {
