@@ -417,3 +417,33 @@ fn under_load_a_cookie_holding_source_is_still_rate_limited() {
         Us::Err(Error::Dropped(DropReason::RateLimited))
     );
 }
+
+#[test]
+fn boringtun_under_load_cookies_our_response_and_we_answer_with_mac2() {
+    let mut us = our_device(None, 8, 100);
+    let mut them = boringtun(None, Some(0));
+    let now = Instant::from_secs(10);
+    let mut buf = vec![0u8; 2048];
+    let init = bt_net(&bt(them.format_handshake_initiation(&mut buf, false)));
+    let resp = net(us_recv(&mut us, now, &init));
+    // boringtun demands a cookie even for our response; the reply is addressed to our
+    // response's sender index.
+    let cookie = bt_net(&bt_recv(&mut them, &resp)[0]);
+    assert_eq!(cookie.len(), 64);
+    assert_eq!(us_recv(&mut us, now, &cookie), Us::Done);
+    assert_eq!(us.stats().cookie_replies_received, 1);
+    // boringtun tries again; our new response carries mac2 and is accepted.
+    let init2 = bt_net(&bt(them.format_handshake_initiation(&mut buf, true)));
+    let later = now + Duration::from_millis(100);
+    let resp2 = net(us_recv(&mut us, later, &init2));
+    assert_ne!(&resp2[76..92], &[0u8; 16], "mac2 is set");
+    let ka = bt_net(&bt_recv(&mut them, &resp2)[0]);
+    assert_eq!(ka.len(), 32);
+    assert_eq!(us_recv(&mut us, later, &ka), Us::Done);
+    let pkt = ipv4(OUR_IP4, THEIR_IP4, b"after two cookies");
+    let dg = net(us_send(&mut us, later, &pkt));
+    assert_eq!(
+        bt_recv(&mut them, &dg)[0],
+        Bt::Tunnel(pkt, "10.0.0.1".parse().unwrap())
+    );
+}

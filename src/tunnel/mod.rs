@@ -98,6 +98,7 @@ pub mod replay;
 mod session;
 mod stats;
 pub mod timers;
+mod wg_quick;
 mod wire;
 
 pub use allowed_ips::{Cidr, CidrError};
@@ -105,6 +106,7 @@ pub use config::{DeviceConfig, PeerConfig};
 pub use device::{Action, Device, Event, Transmit, WallTime};
 pub use error::{DropReason, Error};
 pub use stats::{PeerStatus, Stats};
+pub use wg_quick::{WgQuickError, WgQuickFile};
 pub use wire::{COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN};
 
 /// Sizes of the per-peer state, for capacity planning (documented and tested).
