@@ -155,7 +155,7 @@ pub(crate) fn create_initiation(
     msg: &mut [u8; INITIATION_LEN],
 ) -> Option<InitiatorState> {
     let ss = peer.ss.as_ref()?;
-    let mut ck = initial_chain_key();
+    let mut ck = Zeroizing::new(initial_chain_key());
     let mut h = peer.initial_hash;
     let e_pub = ephemeral.public_key();
     msg.fill(0);
@@ -183,7 +183,7 @@ pub(crate) fn create_initiation(
     mix_hash(&mut h, &msg[init::TIMESTAMP..init::TIMESTAMP + 28]);
     Some(InitiatorState {
         local_index,
-        ck,
+        ck: *ck,
         h,
         ephemeral: ephemeral.to_bytes(),
     })
