@@ -447,3 +447,24 @@ fn boringtun_under_load_cookies_our_response_and_we_answer_with_mac2() {
         Bt::Tunnel(pkt, "10.0.0.1".parse().unwrap())
     );
 }
+
+#[test]
+fn any_mutated_byte_of_a_boringtun_cookie_reply_is_rejected() {
+    let mut us = our_device(None, 3, 100);
+    let mut them = boringtun(None, Some(0));
+    let now = Instant::from_secs(10);
+    let init = net(us_send(&mut us, now, &ipv4(OUR_IP4, THEIR_IP4, b"c")));
+    let cookie = bt_net(&bt_recv(&mut them, &init)[0]);
+    for i in 0..cookie.len() {
+        let mut bad = cookie.clone();
+        bad[i] ^= 0x04;
+        assert!(
+            matches!(us_recv(&mut us, now, &bad), Us::Err(_)),
+            "byte {i}"
+        );
+    }
+    assert_eq!(us.stats().cookie_replies_received, 0);
+    // The genuine reply still works: nothing was consumed by the forgeries.
+    assert_eq!(us_recv(&mut us, now, &cookie), Us::Done);
+    assert_eq!(us.stats().cookie_replies_received, 1);
+}
