@@ -26,6 +26,9 @@ pub(crate) const TAI64N_LEN: usize = 12;
 
 /// A TAI64N timestamp as WireGuard sends it: big-endian `2^62 + 10 + unix seconds` followed
 /// by big-endian nanoseconds. Byte order makes lexicographic order equal time order.
+/// The base is the kernel's and wireguard-go's (`0x400000000000000a`); boringtun adds 37
+/// instead of 10, which only matters to a peer that sees the same key move between them
+/// (it rejects our initiations for 27 s).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Tai64N(pub(crate) [u8; TAI64N_LEN]);
 
