@@ -59,6 +59,14 @@
 //! * **Roaming** — the endpoint follows only authenticated packets (a valid handshake or a
 //!   decrypted data packet), so a spoofed source cannot redirect traffic.
 //!
+//! ## Where things are
+//!
+//! `wire` (sizes, parsing), `handshake` (Noise IKpsk2), `cookie` (mac1/mac2, cookie replies,
+//! global and per-source rate limits), [`replay`] (the window), `session` (one transport
+//! keypair), [`timers`] (constants and per-peer timers), `peer` (keypair slots, staging),
+//! `allowed_ips` (longest-prefix tables), `device` + `inbound` (the [`Device`]), `stats`,
+//! `config`, `wg_quick` (config files), [`backend`] (control-plane trait and conformance).
+//!
 //! ## Sizes
 //!
 //! Measured with `size_of` on 64-bit targets and checked by a test ([`sizes`]): an idle peer
