@@ -65,7 +65,7 @@
 //! global and per-source rate limits), [`replay`] (the window), `session` (one transport
 //! keypair), [`timers`] (constants and per-peer timers), `peer` (keypair slots, staging),
 //! `allowed_ips` (longest-prefix tables), `device` + `inbound` (the [`Device`]), `stats`,
-//! `config`, `wg_quick` (config files), [`backend`] (control-plane trait and conformance).
+//! `config`, [`conf`] (wg-quick config files), [`backend`] (control-plane trait and conformance).
 //!
 //! ## Sizes
 //!
@@ -106,7 +106,6 @@ pub mod replay;
 mod session;
 mod stats;
 pub mod timers;
-mod wg_quick;
 mod wire;
 
 pub use allowed_ips::{Cidr, CidrError};
@@ -114,7 +113,6 @@ pub use config::{DeviceConfig, PeerConfig};
 pub use device::{Action, Device, Event, Transmit, WallTime};
 pub use error::{DropReason, Error};
 pub use stats::{PeerStatus, Stats};
-pub use wg_quick::{WgQuickError, WgQuickFile};
 pub use wire::{COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN};
 
 /// Sizes of the per-peer state, for capacity planning (documented and tested).
