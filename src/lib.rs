@@ -53,4 +53,5 @@ extern crate alloc;
 extern crate std;
 
 pub mod crypto;
+pub mod session;
 pub mod time;

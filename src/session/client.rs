@@ -1,0 +1,1 @@
+//! The client (SDK) side: what a Rust SDK would link.

@@ -1,0 +1,1784 @@
+//! The node (inference host) side: many concurrent sessions over many connections.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, BinaryHeap, VecDeque};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::cmp::Reverse;
+use core::fmt;
+
+use zeroize::{Zeroize, Zeroizing};
+
+use super::config::NodeConfig;
+use super::error::{ErrorCode, SessionError};
+use super::replay::{EphKey, ReplayCache};
+use super::wire::{self, Field, InFrame, InPayload};
+use super::{CheckpointDelta, VectorDatabase};
+use crate::crypto::aead::{self, TAG_LEN};
+use crate::crypto::secp256k1::{Address, PublicKey, SecretKey};
+use crate::crypto::{hex, kdf, SecretBytes};
+use crate::time::Instant;
+
+/// AAD of the encrypted finish reason (what the reference node uses).
+pub(crate) const RESPONSE_FINAL_AAD: &[u8] = b"encrypted_response_final";
+/// Longest request id / reason text echoed back.
+const MAX_ECHO_LEN: usize = 256;
+/// Texts up to this size are sealed in a stack buffer (no allocation).
+const STACK_SEAL_LEN: usize = 512;
+
+/// Opaque handle for one WebSocket connection; sessions and keys are bound to it.
+///
+/// ```
+/// # use sealwire::session::{Node, NodeConfig, SecretKey};
+/// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+/// let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32]));
+/// let a = node.connect(sealwire::time::Instant::ZERO).unwrap();
+/// let b = node.connect(sealwire::time::Instant::ZERO).unwrap();
+/// assert_ne!(a, b);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(u64);
+
+impl ConnectionId {
+    /// The raw number (for logs).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// One WebSocket text frame to send on `conn`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The connection to send it on.
+    pub conn: ConnectionId,
+    /// The frame (one JSON object).
+    pub frame: String,
+}
+
+impl fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Frames are ciphertext or protocol text, but plaintext sessions carry answers in
+        // clear: show only the size.
+        write!(f, "Transmit({:?}, {} bytes)", self.conn, self.frame.len())
+    }
+}
+
+/// What the node tells its embedder.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// A verified init waits for [`Node::accept`] or [`Node::reject`].
+    SessionRequested(SessionRequest),
+    /// A re-init for an accepted `(conn, session_id)` recovering the same address and job:
+    /// accepted automatically (the SDK sends a fresh init before every prompt), old key wiped,
+    /// ack queued.
+    SessionRekeyed {
+        /// The connection.
+        conn: ConnectionId,
+        /// The session.
+        session_id: String,
+    },
+    /// A decrypted prompt to answer with [`Node::send_chunk`] and [`Node::finish`].
+    Prompt(PromptRequest),
+    /// The client cancelled the current answer (`stream_cancel`).
+    Cancel {
+        /// The connection.
+        conn: ConnectionId,
+        /// The session.
+        session_id: String,
+        /// The client's reason (e.g. `user_cancelled`), at most 256 bytes.
+        reason: String,
+    },
+    /// A session ended and its key was wiped.
+    SessionClosed {
+        /// The connection.
+        conn: ConnectionId,
+        /// The session.
+        session_id: String,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// A verified session init awaiting the embedder's decision.
+///
+/// The signature only proves that *some* key signed the ephemeral key and nonce; check that
+/// `client_address` may use `job_id` (on-chain job owner, allow-list) before accepting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionRequest {
+    /// The connection the init came on.
+    pub conn: ConnectionId,
+    /// Envelope `session_id` (decimal).
+    pub session_id: String,
+    /// Job id (decimal), equal to the encrypted `jobId`.
+    pub job_id: String,
+    /// Envelope `chain_id` (not authenticated).
+    pub chain_id: u64,
+    /// Address recovered from the init signature; `None` for plaintext sessions.
+    pub client_address: Option<Address>,
+    /// Plaintext sessions only: the unverified `user_address` the client claims.
+    pub claimed_user_address: Option<String>,
+    /// Model name from the encrypted init (empty for plaintext sessions).
+    pub model: String,
+    /// Price per token from the encrypted init (always 0 from SDK 1.36.0).
+    pub price_per_token: u64,
+    /// The client's key for checkpoint deltas.
+    pub recovery_public_key: Option<PublicKey>,
+    /// RAG database reference, if the init carried one.
+    pub vector_database: Option<VectorDatabase>,
+    /// `false` for legacy plaintext sessions (nothing authenticated).
+    pub encrypted: bool,
+}
+
+/// One image attached to a prompt.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PromptImage {
+    /// Base64 data (no `data:` prefix).
+    pub data: String,
+    /// `png`, `jpeg`, `webp` or `gif`.
+    pub format: String,
+}
+
+impl fmt::Debug for PromptImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PromptImage({}, {} bytes)", self.format, self.data.len())
+    }
+}
+
+/// A decrypted prompt. `Debug` does not show the prompt, the images or the search queries.
+#[non_exhaustive]
+pub struct PromptRequest {
+    /// The connection.
+    pub conn: ConnectionId,
+    /// The session.
+    pub session_id: String,
+    /// The frame's `id`; answer frames carry it.
+    pub request_id: String,
+    /// The prompt text (wiped on drop).
+    pub prompt: Zeroizing<String>,
+    /// Model the client asked for.
+    pub model: Option<String>,
+    /// `max_tokens`.
+    pub max_tokens: Option<u64>,
+    /// `temperature`.
+    pub temperature: Option<f64>,
+    /// `thinking` mode.
+    pub thinking: Option<String>,
+    /// Number of attached images.
+    pub image_count: usize,
+    /// The attached images.
+    pub images: Vec<PromptImage>,
+    /// Envelope `web_search` flag.
+    pub web_search: bool,
+    /// Search queries from inside the ciphertext (the envelope copy is ignored).
+    pub search_queries: Zeroizing<Vec<String>>,
+    /// `n` of the AAD `message_<n>`; `None` for plaintext sessions.
+    pub index: Option<u64>,
+    /// `false` for plaintext sessions.
+    pub encrypted: bool,
+}
+
+impl fmt::Debug for PromptRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PromptRequest")
+            .field("conn", &self.conn)
+            .field("session_id", &self.session_id)
+            .field("request_id", &self.request_id)
+            .field("prompt", &"[redacted]")
+            .field("model", &self.model)
+            .field("image_count", &self.image_count)
+            .field("index", &self.index)
+            .field("encrypted", &self.encrypted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// [`Node::close_session`].
+    Closed,
+    /// The key reached `session_ttl`, or a pending request was not answered in
+    /// `accept_timeout`.
+    Expired,
+    /// No accepted frame for `idle_timeout`.
+    Idle,
+    /// [`Node::disconnect`].
+    Disconnected,
+    /// The embedder rejected it.
+    Rejected,
+    /// Replaced by a new session.
+    Replaced,
+}
+
+/// How an answer ended (the plaintext `stream_end`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// `complete` or `cancelled`.
+    pub reason: String,
+    /// The model's finish reason, e.g. `stop` (encrypted in `encrypted_response`).
+    pub finish_reason: String,
+    /// Tokens billed.
+    pub tokens_used: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Context window of the model.
+    pub context_window_size: u64,
+}
+
+impl StreamEnd {
+    /// A normal end (`complete`, `stop`) with the given token counts.
+    ///
+    /// ```
+    /// let end = sealwire::session::StreamEnd::complete(12, 3, 8192);
+    /// assert_eq!(end.tokens_used, 3);
+    /// ```
+    pub fn complete(prompt_tokens: u64, completion_tokens: u64, context_window_size: u64) -> Self {
+        StreamEnd {
+            reason: String::from("complete"),
+            finish_reason: String::from("stop"),
+            tokens_used: completion_tokens,
+            prompt_tokens,
+            completion_tokens,
+            context_window_size,
+        }
+    }
+}
+
+/// Counters of a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// Frames passed to `handle_frame`.
+    pub frames_received: u64,
+    /// Frames rejected with an error frame.
+    pub frames_rejected: u64,
+    /// Open connections.
+    pub connections: usize,
+    /// Established sessions.
+    pub sessions_active: usize,
+    /// Sessions waiting for accept/reject.
+    pub sessions_pending: usize,
+    /// Remembered ephemeral keys.
+    pub replay_cache_len: usize,
+    /// Frames dropped because the transmit queue was full.
+    pub transmits_dropped: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+    errors: [u64; ErrorCode::COUNT],
+}
+
+impl NodeStats {
+    /// Rejections with `code`.
+    pub fn errors(&self, code: ErrorCode) -> u64 {
+        self.errors.get(code.index()).copied().unwrap_or(0)
+    }
+
+    /// `(code, count)` for every code seen at least once.
+    pub fn errors_by_code(&self) -> impl Iterator<Item = (ErrorCode, u64)> + '_ {
+        ErrorCode::all()
+            .iter()
+            .map(|c| (*c, self.errors(*c)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+/// Ongoing answer: the request and the next chunk index.
+struct AnswerStream {
+    request_id: Box<str>,
+    next_index: u64,
+}
+
+/// State only a pending (not yet accepted) session needs.
+struct Pending {
+    eph: Option<EphKey>,
+    init_id: Option<Box<str>>,
+}
+
+/// One session on a connection: its key and counters.
+///
+/// Accounting (64-bit): this struct is [`NodeSession::SIZE_BOUND`] bytes or less (asserted by
+/// a test), plus the heap bytes of `session_id` and `job_id` (≤ 78 each), one timer entry
+/// (32 B), one replay-cache entry (33 + 8 B in a B-tree, ≈ 60 B, plus 41 B in the expiry
+/// queue), its share of the connection's `Vec`, and transiently a `Pending` (≈ 56 B) or an
+/// `AnswerStream` (24 B + request id).
+pub(crate) struct NodeSession {
+    session_id: Box<str>,
+    job_id: Box<str>,
+    uid: u64,
+    key: SecretBytes<32>,
+    last_index: Option<u64>,
+    installed: Instant,
+    last_active: Instant,
+    chain_id: u64,
+    client_address: Option<Address>,
+    encrypted: bool,
+    pending: Option<Box<Pending>>,
+    stream: Option<Box<AnswerStream>>,
+}
+
+impl NodeSession {
+    /// Upper bound of `size_of::<NodeSession>()` the memory test enforces.
+    pub(crate) const SIZE_BOUND: usize = 200;
+
+    fn deadline(&self, cfg: &NodeConfig) -> Instant {
+        if self.pending.is_some() {
+            self.installed + cfg.accept_timeout
+        } else {
+            core::cmp::min(
+                self.installed + cfg.session_ttl,
+                self.last_active + cfg.idle_timeout,
+            )
+        }
+    }
+}
+
+#[derive(Default)]
+struct Conn {
+    sessions: Vec<NodeSession>,
+}
+
+/// Context for the error frame of a rejected input.
+#[derive(Default)]
+struct Echo<'f> {
+    session_id: Option<&'f str>,
+    id: Option<&'f str>,
+}
+
+/// The node: verifies and decrypts SDK frames for many sessions, encrypts answers.
+///
+/// ```
+/// use sealwire::session::{Node, NodeConfig, NodeEvent, SecretKey};
+/// use sealwire::time::Instant;
+/// use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+///
+/// let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32]));
+/// let conn = node.connect(Instant::ZERO).unwrap();
+/// node.handle_frame(Instant::ZERO, conn, r#"{"type":"ping"}"#).unwrap();
+/// assert_eq!(node.poll_transmit().unwrap().frame, r#"{"type":"pong"}"#);
+/// // A bad frame gets exactly one error frame and changes nothing else.
+/// assert!(node.handle_frame(Instant::ZERO, conn, "not json").is_err());
+/// assert!(node.poll_transmit().unwrap().frame.contains(r#""code":"INVALID_MESSAGE""#));
+/// ```
+pub struct Node<R> {
+    key: SecretKey,
+    public: PublicKey,
+    public_compressed: [u8; 33],
+    address: Address,
+    config: NodeConfig,
+    rng: R,
+    conns: BTreeMap<ConnectionId, Conn>,
+    next_conn: u64,
+    next_uid: u64,
+    sessions: usize,
+    pending: usize,
+    timers: BinaryHeap<Reverse<(Instant, ConnectionId, u64)>>,
+    replay: ReplayCache,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<NodeEvent>,
+    stats: NodeStats,
+    scratch: Zeroizing<Vec<u8>>,
+}
+
+impl<R> fmt::Debug for Node<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("address", &self.address)
+            .field("connections", &self.conns.len())
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decoded, checked fields of an `encrypted_session_init`.
+struct VerifiedInit {
+    eph: EphKey,
+    client: Address,
+    session_key: SecretBytes<32>,
+    model: String,
+    price: u64,
+    recovery: Option<PublicKey>,
+    vdb: Option<VectorDatabase>,
+}
+
+fn str_field<'x>(f: &'x Option<Field<'_>>) -> Option<&'x str> {
+    f.as_ref().and_then(Field::as_str)
+}
+
+fn decimal_field<'x>(f: &'x Option<Field<'_>>) -> Option<&'x str> {
+    str_field(f).filter(|s| wire::is_decimal(s))
+}
+
+fn truncate_chars(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+impl<R: rand_core::CryptoRng> Node<R> {
+    /// A node with the host key `key`.
+    pub fn new(key: SecretKey, config: NodeConfig, rng: R) -> Self {
+        let public = key.public_key();
+        let replay = ReplayCache::new(config.replay_cache_capacity, config.session_ttl);
+        Node {
+            public_compressed: public.to_compressed(),
+            address: public.address(),
+            public,
+            key,
+            config,
+            rng,
+            conns: BTreeMap::new(),
+            next_conn: 1,
+            next_uid: 1,
+            sessions: 0,
+            pending: 0,
+            timers: BinaryHeap::new(),
+            replay,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: NodeStats::default(),
+            scratch: Zeroizing::new(Vec::new()),
+        }
+    }
+
+    /// The host public key (what the SDK encrypts to).
+    pub fn public_key(&self) -> PublicKey {
+        self.public
+    }
+
+    /// The host address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Registers a new WebSocket connection.
+    pub fn connect(&mut self, _now: Instant) -> Result<ConnectionId, SessionError> {
+        if self.conns.len() >= self.config.max_connections {
+            return Err(SessionError::Capacity("connections"));
+        }
+        let id = ConnectionId(self.next_conn);
+        self.next_conn += 1;
+        self.conns.insert(id, Conn::default());
+        Ok(id)
+    }
+
+    /// Wipes every key of the connection and emits `SessionClosed` for each.
+    pub fn disconnect(&mut self, _now: Instant, conn: ConnectionId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            for s in c.sessions {
+                self.forget_session_counts(&s);
+                self.push_event(NodeEvent::SessionClosed {
+                    conn,
+                    session_id: s.session_id.to_string(),
+                    reason: CloseReason::Disconnected,
+                });
+                // `s` drops here: its key is wiped.
+            }
+        }
+        self.transmits.retain(|t| t.conn != conn);
+    }
+
+    /// Handles one WebSocket text frame from `conn`.
+    ///
+    /// On `Err` exactly one `error` frame is queued for `conn` (except for
+    /// [`SessionError::UnknownConnection`]) and no session changed.
+    pub fn handle_frame(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        frame: &str,
+    ) -> Result<(), SessionError> {
+        if !self.conns.contains_key(&conn) {
+            return Err(SessionError::UnknownConnection);
+        }
+        self.stats.frames_received += 1;
+        let mut echo = Echo::default();
+        let result = if frame.len() > self.config.max_frame_len {
+            Err(SessionError::FrameTooLarge)
+        } else {
+            match wire::parse_object::<InFrame<'_>>(frame) {
+                None => Err(SessionError::InvalidMessage("frame is not a JSON object")),
+                Some(env) => {
+                    let r = self.dispatch(now, conn, &env, &mut echo);
+                    if let Err(e) = r {
+                        let message = e.to_string();
+                        self.reject_frame(conn, &echo, e.code(), &message);
+                    }
+                    return r;
+                }
+            }
+        };
+        if let Err(e) = result {
+            let message = e.to_string();
+            self.reject_frame(conn, &echo, e.code(), &message);
+        }
+        result
+    }
+
+    fn reject_frame(&mut self, conn: ConnectionId, echo: &Echo<'_>, code: ErrorCode, msg: &str) {
+        self.stats.frames_rejected += 1;
+        if let Some(n) = self.stats.errors.get_mut(code.index()) {
+            *n += 1;
+        }
+        let frame = error_frame(code, msg, echo.session_id, echo.id);
+        let _ = self.queue(conn, frame);
+    }
+
+    fn dispatch<'f>(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        env: &'f InFrame<'f>,
+        echo: &mut Echo<'f>,
+    ) -> Result<(), SessionError> {
+        echo.id = str_field(&env.id).filter(|s| s.len() <= MAX_ECHO_LEN);
+        echo.session_id = decimal_field(&env.session_id);
+        let ty = str_field(&env.ty).ok_or(SessionError::InvalidMessage("no string type"))?;
+        match ty {
+            "encrypted_session_init" => self.on_encrypted_init(now, conn, env),
+            "encrypted_message" => self.on_encrypted_message(now, conn, env),
+            "session_init" => self.on_plain_init(now, conn, env),
+            "prompt" => self.on_plain_prompt(now, conn, env, echo),
+            "ping" => self.queue(conn, String::from(r#"{"type":"pong"}"#)),
+            "stream_cancel" => self.on_cancel(now, conn, env),
+            _ => Err(SessionError::InvalidMessage("unknown type")),
+        }
+    }
+
+    // ---------------------------------------------------------------- encrypted init
+
+    fn on_encrypted_init(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        env: &InFrame<'_>,
+    ) -> Result<(), SessionError> {
+        let session_id =
+            decimal_field(&env.session_id).ok_or(SessionError::InvalidMessage("session_id"))?;
+        let job_id = decimal_field(&env.job_id).ok_or(SessionError::InvalidMessage("job_id"))?;
+        let chain_id = env
+            .chain_id
+            .as_ref()
+            .and_then(Field::as_u64)
+            .ok_or(SessionError::InvalidMessage("chain_id"))?;
+        let payload = env
+            .payload
+            .as_ref()
+            .and_then(|p| p.get())
+            .ok_or(SessionError::MissingPayload)?;
+        let v = self.verify_init(payload, job_id)?;
+
+        // §7.1: node-wide, within the key lifetime, keyed on the decoded point.
+        if self.replay.contains(now, &v.eph) {
+            return Err(SessionError::ReplayedSessionInit);
+        }
+        // §7.3: an init never takes over a session of another identity or job.
+        let existing = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.sessions.iter().position(|s| &*s.session_id == session_id));
+        if let Some(pos) = existing {
+            let s = self
+                .conns
+                .get(&conn)
+                .and_then(|c| c.sessions.get(pos))
+                .ok_or(SessionError::UnknownConnection)?;
+            if s.pending.is_some() {
+                return Err(SessionError::SessionNotAccepted);
+            }
+            if !s.encrypted || s.client_address != Some(v.client) || &*s.job_id != job_id {
+                return Err(SessionError::NotAuthorized);
+            }
+            // Automatic re-key (§2.1): the SDK re-inits before every prompt.
+            self.ensure_room(1, 1)?;
+            if !self.replay.has_room(now) {
+                return Err(SessionError::Capacity("replay cache"));
+            }
+            self.replay.insert(now, v.eph);
+            if let Some(s) = self
+                .conns
+                .get_mut(&conn)
+                .and_then(|c| c.sessions.get_mut(pos))
+            {
+                // Assigning drops (and wipes) the old key.
+                s.key = v.session_key;
+                s.last_index = None;
+                s.installed = now;
+                s.last_active = now;
+                s.chain_id = chain_id;
+                s.stream = None;
+            }
+            let ack = ack_frame(session_id, Some(job_id), Some(chain_id), None);
+            self.queue(conn, ack)?;
+            self.push_event(NodeEvent::SessionRekeyed {
+                conn,
+                session_id: session_id.to_string(),
+            });
+            return Ok(());
+        }
+        self.check_new_session_room(conn)?;
+        if !self.replay.has_room(now) {
+            return Err(SessionError::Capacity("replay cache"));
+        }
+        self.ensure_room(0, 1)?;
+        self.replay.insert(now, v.eph);
+        let request = SessionRequest {
+            conn,
+            session_id: session_id.to_string(),
+            job_id: job_id.to_string(),
+            chain_id,
+            client_address: Some(v.client),
+            claimed_user_address: None,
+            model: v.model,
+            price_per_token: v.price,
+            recovery_public_key: v.recovery,
+            vector_database: v.vdb,
+            encrypted: true,
+        };
+        self.install_pending(
+            now,
+            conn,
+            session_id,
+            job_id,
+            chain_id,
+            Some(v.client),
+            true,
+            v.session_key,
+            Pending {
+                eph: Some(v.eph),
+                init_id: None,
+            },
+        );
+        self.push_event(NodeEvent::SessionRequested(request));
+        Ok(())
+    }
+
+    /// Spec §2.5 from the payload fields to the decrypted, checked plaintext.
+    fn verify_init(&self, p: &InPayload<'_>, job_id: &str) -> Result<VerifiedInit, SessionError> {
+        use SessionError as E;
+        let eph_hex = str_field(&p.ephPubHex).ok_or(E::MissingPayloadField("ephPubHex"))?;
+        let salt_hex = str_field(&p.saltHex).ok_or(E::MissingPayloadField("saltHex"))?;
+        let nonce_hex = str_field(&p.nonceHex).ok_or(E::MissingPayloadField("nonceHex"))?;
+        let ct_hex = str_field(&p.ciphertextHex).ok_or(E::MissingPayloadField("ciphertextHex"))?;
+        let sig_hex = str_field(&p.signatureHex).ok_or(E::MissingPayloadField("signatureHex"))?;
+        let info_hex = str_field(&p.info).ok_or(E::MissingPayloadField("info"))?;
+        let aad_hex = str_field(&p.aadHex).ok_or(E::MissingPayloadField("aadHex"))?;
+        let recid = p
+            .recid
+            .as_ref()
+            .and_then(Field::as_u64)
+            .ok_or(E::MissingPayloadField("recid"))?;
+
+        for (name, h) in [
+            ("ephPubHex", eph_hex),
+            ("saltHex", salt_hex),
+            ("nonceHex", nonce_hex),
+            ("ciphertextHex", ct_hex),
+            ("signatureHex", sig_hex),
+            ("info", info_hex),
+            ("aadHex", aad_hex),
+        ] {
+            hex::check(h).map_err(|_| E::InvalidHex(name))?;
+        }
+        let bad_hex = |_| E::InvalidHex("payload");
+        if hex::decoded_len(eph_hex).map_err(bad_hex)? != 33 {
+            return Err(E::InvalidPublicKey);
+        }
+        if hex::decoded_len(nonce_hex).map_err(bad_hex)? != 24 {
+            return Err(E::InvalidNonceSize);
+        }
+        if hex::decoded_len(sig_hex).map_err(bad_hex)? != 65 {
+            return Err(E::InvalidSignature);
+        }
+        // Parameters: the SDK only ever sends the zero salt and an empty info.
+        let salt: [u8; 32] = hex::decode_array(salt_hex).map_err(|_| E::UnsupportedParameters)?;
+        if salt != [0u8; 32] || hex::decoded_len(info_hex).map_err(bad_hex)? != 0 {
+            return Err(E::UnsupportedParameters);
+        }
+        let eph_bytes: [u8; 33] = hex::decode_array(eph_hex).map_err(bad_hex)?;
+        let eph = PublicKey::from_compressed(&eph_bytes).map_err(|_| E::InvalidPublicKey)?;
+        let nonce: [u8; 24] = hex::decode_array(nonce_hex).map_err(bad_hex)?;
+        let sig: [u8; 65] = hex::decode_array(sig_hex).map_err(bad_hex)?;
+        let (rs, v) = sig.split_at(64);
+        let v = v.first().copied().unwrap_or(0xff);
+        if v > 1 || recid != u64::from(v) {
+            return Err(E::InvalidSignature);
+        }
+        let rs: &[u8; 64] = rs.try_into().map_err(|_| E::InvalidSignature)?;
+        let mut aad = Vec::new();
+        if !aad_hex.is_empty() {
+            aad = hex::decode(aad_hex).map_err(bad_hex)?;
+        }
+        // §2.4.5: preimage over EphPub, NodePub, salt, nonce, info (and AAD if any).
+        let sep: &[u8] = b"|";
+        let aad_parts: [&[u8]; 2] = if aad.is_empty() {
+            [&[], &[]]
+        } else {
+            [sep, &aad]
+        };
+        let digest = kdf::sha256(&[
+            b"E2EEv1|",
+            &eph_bytes,
+            sep,
+            &self.public_compressed,
+            sep,
+            &salt,
+            sep,
+            &nonce,
+            sep,
+            aad_parts[0],
+            aad_parts[1],
+        ]);
+        let client = PublicKey::recover_from_prehash(&digest, rs, v)
+            .map_err(|_| E::InvalidSignature)?
+            .address();
+
+        // ECDH (raw x) → HKDF(zero salt, empty info) → XChaCha20-Poly1305 open.
+        let x = self.key.ecdh_x(&eph);
+        let k = kdf::hkdf_sha256(&salt, &x[..], b"");
+        let ct_len = hex::decoded_len(ct_hex).map_err(bad_hex)?;
+        let body_len = ct_len.checked_sub(TAG_LEN).ok_or(E::DecryptionFailed)?;
+        let mut buf = Zeroizing::new(alloc::vec![0u8; ct_len]);
+        hex::decode_to_slice(ct_hex, &mut buf).map_err(bad_hex)?;
+        let (body, tag) = buf.split_at_mut(body_len);
+        let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| E::DecryptionFailed)?;
+        aead::xchacha_open_in_place(&k, &nonce, &aad, body, &tag)
+            .map_err(|_| E::DecryptionFailed)?;
+
+        let plain: wire::InitPlain<'_> =
+            wire::parse_object_bytes(body).ok_or(E::InvalidSessionInit("not a JSON object"))?;
+        let sk_hex = str_field(&plain.sessionKey).ok_or(E::InvalidSessionInit("sessionKey"))?;
+        let session_key = SecretBytes::new(
+            hex::decode_array::<32>(sk_hex).map_err(|_| E::InvalidSessionInit("sessionKey"))?,
+        );
+        let inner_job = decimal_field(&plain.jobId).ok_or(E::InvalidSessionInit("jobId"))?;
+        let model = str_field(&plain.modelName).ok_or(E::InvalidSessionInit("modelName"))?;
+        let price = plain
+            .pricePerToken
+            .as_ref()
+            .and_then(Field::as_u64)
+            .ok_or(E::InvalidSessionInit("pricePerToken"))?;
+        let recovery = match &plain.recoveryPublicKey {
+            None | Some(Field::Null) => None,
+            Some(f) => {
+                let h = f
+                    .as_str()
+                    .ok_or(E::InvalidSessionInit("recoveryPublicKey"))?;
+                let b: [u8; 33] =
+                    hex::decode_array(h).map_err(|_| E::InvalidSessionInit("recoveryPublicKey"))?;
+                Some(
+                    PublicKey::from_compressed(&b)
+                        .map_err(|_| E::InvalidSessionInit("recoveryPublicKey"))?,
+                )
+            }
+        };
+        let vdb = match &plain.vectorDatabase {
+            None => None,
+            Some(o) => {
+                let o = o.get().ok_or(E::InvalidSessionInit("vectorDatabase"))?;
+                Some(VectorDatabase {
+                    manifest_path: str_field(&o.manifestPath)
+                        .ok_or(E::InvalidSessionInit("vectorDatabase"))?
+                        .to_string(),
+                    user_address: str_field(&o.userAddress)
+                        .ok_or(E::InvalidSessionInit("vectorDatabase"))?
+                        .to_string(),
+                })
+            }
+        };
+        if inner_job != job_id {
+            return Err(E::JobIdMismatch);
+        }
+        Ok(VerifiedInit {
+            eph: eph_bytes,
+            client,
+            session_key,
+            model: model.to_string(),
+            price,
+            recovery,
+            vdb,
+        })
+    }
+
+    // ---------------------------------------------------------------- encrypted message
+
+    fn on_encrypted_message(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        env: &InFrame<'_>,
+    ) -> Result<(), SessionError> {
+        use SessionError as E;
+        let session_id = decimal_field(&env.session_id).ok_or(E::InvalidMessage("session_id"))?;
+        let request_id = str_field(&env.id)
+            .filter(|s| s.len() <= MAX_ECHO_LEN)
+            .ok_or(E::InvalidMessage("id"))?;
+        let pos = self.find(conn, session_id).ok_or(E::SessionKeyNotFound)?;
+        let (pending, encrypted, last_index, key) = {
+            let s = self.session(conn, pos).ok_or(E::SessionKeyNotFound)?;
+            (
+                s.pending.is_some(),
+                s.encrypted,
+                s.last_index,
+                s.key.clone_secret(),
+            )
+        };
+        if pending {
+            return Err(E::SessionNotAccepted);
+        }
+        if !encrypted {
+            return Err(E::SessionKeyNotFound);
+        }
+        let p = env
+            .payload
+            .as_ref()
+            .and_then(|p| p.get())
+            .ok_or(E::MissingPayload)?;
+        let ct_hex = str_field(&p.ciphertextHex).ok_or(E::MissingPayloadField("ciphertextHex"))?;
+        let nonce_hex = str_field(&p.nonceHex).ok_or(E::MissingPayloadField("nonceHex"))?;
+        let aad_hex = str_field(&p.aadHex).ok_or(E::MissingPayloadField("aadHex"))?;
+        for (name, h) in [
+            ("ciphertextHex", ct_hex),
+            ("nonceHex", nonce_hex),
+            ("aadHex", aad_hex),
+        ] {
+            hex::check(h).map_err(|_| E::InvalidHex(name))?;
+        }
+        let bad_hex = |_| E::InvalidHex("payload");
+        if hex::decoded_len(nonce_hex).map_err(bad_hex)? != 24 {
+            return Err(E::InvalidNonceSize);
+        }
+        let nonce: [u8; 24] = hex::decode_array(nonce_hex).map_err(bad_hex)?;
+        let aad_len = hex::decoded_len(aad_hex).map_err(bad_hex)?;
+        let mut aad_stack = [0u8; 64];
+        let aad_heap;
+        let aad: &[u8] = if aad_len <= aad_stack.len() {
+            let dst = aad_stack.get_mut(..aad_len).ok_or(E::InvalidAad)?;
+            hex::decode_to_slice(aad_hex, dst).map_err(bad_hex)?;
+            dst
+        } else {
+            aad_heap = hex::decode(aad_hex).map_err(bad_hex)?;
+            &aad_heap
+        };
+        let ct_len = hex::decoded_len(ct_hex).map_err(bad_hex)?;
+        let body_len = ct_len.checked_sub(TAG_LEN).ok_or(E::DecryptionFailed)?;
+        let mut buf = Zeroizing::new(alloc::vec![0u8; ct_len]);
+        hex::decode_to_slice(ct_hex, &mut buf).map_err(bad_hex)?;
+        let (body, tag) = buf.split_at_mut(body_len);
+        let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| E::DecryptionFailed)?;
+        aead::xchacha_open_in_place(key.expose(), &nonce, aad, body, &tag)
+            .map_err(|_| E::DecryptionFailed)?;
+        // §7.4: only `message_<n>` inbound (never what the node emits).
+        let index = wire::parse_message_aad(aad).ok_or(E::InvalidAad)?;
+        if last_index.is_some_and(|last| index <= last) {
+            return Err(E::ReplayedMessage);
+        }
+        let inner: wire::PromptPlain<'_> =
+            wire::parse_object_bytes(body).ok_or(E::InvalidMessage("prompt payload"))?;
+        self.ensure_room(0, 1)?;
+        let web_search = env.web_search.as_ref().and_then(Field::as_bool) == Some(true);
+        let request = build_prompt(
+            conn,
+            session_id,
+            request_id,
+            inner,
+            web_search,
+            Some(index),
+            true,
+        );
+        if let Some(s) = self.session_mut(conn, pos) {
+            s.last_index = Some(index);
+            s.last_active = now;
+        }
+        self.push_event(NodeEvent::Prompt(request));
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- plaintext mode
+
+    fn on_plain_init(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        env: &InFrame<'_>,
+    ) -> Result<(), SessionError> {
+        use SessionError as E;
+        if !self.config.allow_plaintext {
+            return Err(E::PlaintextDisabled);
+        }
+        let session_id = decimal_field(&env.session_id).ok_or(E::InvalidMessage("session_id"))?;
+        let job_id = decimal_field(&env.job_id_camel)
+            .or_else(|| decimal_field(&env.job_id))
+            .ok_or(E::InvalidMessage("jobId"))?;
+        let chain_id = env
+            .chain_id
+            .as_ref()
+            .and_then(Field::as_u64)
+            .ok_or(E::InvalidMessage("chain_id"))?;
+        let user = match &env.user_address {
+            None => None,
+            Some(f) => Some(f.as_str().ok_or(E::InvalidMessage("user_address"))?),
+        };
+        let vdb = match &env.vector_database {
+            None => None,
+            Some(o) => {
+                let o = o.get().ok_or(E::InvalidMessage("vector_database"))?;
+                Some(VectorDatabase {
+                    manifest_path: str_field(&o.manifest_path)
+                        .ok_or(E::InvalidMessage("vector_database"))?
+                        .to_string(),
+                    user_address: str_field(&o.user_address)
+                        .ok_or(E::InvalidMessage("vector_database"))?
+                        .to_string(),
+                })
+            }
+        };
+        let init_id = str_field(&env.id).filter(|s| s.len() <= MAX_ECHO_LEN);
+        if let Some(pos) = self.find(conn, session_id) {
+            let s = self.session(conn, pos).ok_or(E::UnknownConnection)?;
+            if s.pending.is_some() {
+                return Err(E::SessionNotAccepted);
+            }
+            if s.encrypted || &*s.job_id != job_id {
+                return Err(E::NotAuthorized);
+            }
+            // Idempotent re-init of an accepted plaintext session.
+            let ack = ack_frame(session_id, Some(job_id), Some(chain_id), init_id);
+            return self.queue(conn, ack);
+        }
+        self.check_new_session_room(conn)?;
+        self.ensure_room(0, 1)?;
+        let request = SessionRequest {
+            conn,
+            session_id: session_id.to_string(),
+            job_id: job_id.to_string(),
+            chain_id,
+            client_address: None,
+            claimed_user_address: user.map(ToString::to_string),
+            model: String::new(),
+            price_per_token: 0,
+            recovery_public_key: None,
+            vector_database: vdb,
+            encrypted: false,
+        };
+        self.install_pending(
+            now,
+            conn,
+            session_id,
+            job_id,
+            chain_id,
+            None,
+            false,
+            SecretBytes::new([0u8; 32]),
+            Pending {
+                eph: None,
+                init_id: init_id.map(Into::into),
+            },
+        );
+        self.push_event(NodeEvent::SessionRequested(request));
+        Ok(())
+    }
+
+    fn on_plain_prompt<'f>(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        env: &'f InFrame<'f>,
+        echo: &mut Echo<'f>,
+    ) -> Result<(), SessionError> {
+        use SessionError as E;
+        if !self.config.allow_plaintext {
+            return Err(E::PlaintextDisabled);
+        }
+        let job_id = decimal_field(&env.job_id_camel).ok_or(E::InvalidMessage("jobId"))?;
+        let request_id = str_field(&env.id)
+            .filter(|s| s.len() <= MAX_ECHO_LEN)
+            .ok_or(E::InvalidMessage("id"))?;
+        // The plaintext prompt names no session: use this connection's plaintext session of
+        // the job.
+        let pos = self
+            .conns
+            .get(&conn)
+            .and_then(|c| {
+                c.sessions
+                    .iter()
+                    .position(|s| !s.encrypted && s.pending.is_none() && &*s.job_id == job_id)
+            })
+            .ok_or(E::SessionKeyNotFound)?;
+        let session_id = self
+            .session(conn, pos)
+            .map(|s| s.session_id.to_string())
+            .ok_or(E::SessionKeyNotFound)?;
+        let _ = echo;
+        let req = env.request.as_ref().and_then(|r| r.get());
+        let prompt = req
+            .and_then(|r| str_field(&r.prompt))
+            .or_else(|| str_field(&env.prompt))
+            .ok_or(E::InvalidMessage("prompt"))?;
+        self.ensure_room(0, 1)?;
+        let request = PromptRequest {
+            conn,
+            session_id,
+            request_id: request_id.to_string(),
+            prompt: Zeroizing::new(prompt.to_string()),
+            model: req
+                .and_then(|r| str_field(&r.model))
+                .map(ToString::to_string),
+            max_tokens: req.and_then(|r| r.max_tokens.as_ref().and_then(Field::as_u64)),
+            temperature: req.and_then(|r| r.temperature.as_ref().and_then(Field::as_f64)),
+            thinking: req
+                .and_then(|r| str_field(&r.thinking))
+                .map(ToString::to_string),
+            image_count: 0,
+            images: Vec::new(),
+            web_search: env.web_search.as_ref().and_then(Field::as_bool) == Some(true),
+            search_queries: Zeroizing::new(Vec::new()),
+            index: None,
+            encrypted: false,
+        };
+        if let Some(s) = self.session_mut(conn, pos) {
+            s.last_active = now;
+        }
+        self.push_event(NodeEvent::Prompt(request));
+        Ok(())
+    }
+
+    fn on_cancel(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        env: &InFrame<'_>,
+    ) -> Result<(), SessionError> {
+        let session_id =
+            decimal_field(&env.session_id).ok_or(SessionError::InvalidMessage("session_id"))?;
+        let pos = self
+            .find(conn, session_id)
+            .ok_or(SessionError::SessionKeyNotFound)?;
+        if self.session(conn, pos).is_some_and(|s| s.pending.is_some()) {
+            return Err(SessionError::SessionNotAccepted);
+        }
+        let reason = str_field(&env.reason).unwrap_or("user_cancelled");
+        self.ensure_room(0, 1)?;
+        if let Some(s) = self.session_mut(conn, pos) {
+            s.last_active = now;
+        }
+        self.push_event(NodeEvent::Cancel {
+            conn,
+            session_id: session_id.to_string(),
+            reason: truncate_chars(reason, MAX_ECHO_LEN).to_string(),
+        });
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- embedder decisions
+
+    /// Accepts a [`NodeEvent::SessionRequested`]: the key is installed and `session_init_ack`
+    /// queued.
+    pub fn accept(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        session_id: &str,
+    ) -> Result<(), SessionError> {
+        if !self.conns.contains_key(&conn) {
+            return Err(SessionError::UnknownConnection);
+        }
+        let pos = self
+            .find(conn, session_id)
+            .ok_or(SessionError::UnknownSession)?;
+        let (job_id, chain_id, init_id) = {
+            let s = self
+                .session(conn, pos)
+                .ok_or(SessionError::UnknownSession)?;
+            let p = s.pending.as_ref().ok_or(SessionError::UnknownSession)?;
+            (s.job_id.clone(), s.chain_id, p.init_id.clone())
+        };
+        let ack = ack_frame(
+            session_id,
+            Some(&job_id),
+            Some(chain_id),
+            init_id.as_deref(),
+        );
+        self.queue(conn, ack)?;
+        let uid = match self.session_mut(conn, pos) {
+            Some(s) => {
+                s.pending = None;
+                s.installed = now;
+                s.last_active = now;
+                s.uid
+            }
+            None => return Err(SessionError::UnknownSession),
+        };
+        self.pending = self.pending.saturating_sub(1);
+        let deadline = now + core::cmp::min(self.config.session_ttl, self.config.idle_timeout);
+        self.timers.push(Reverse((deadline, conn, uid)));
+        Ok(())
+    }
+
+    /// Rejects a [`NodeEvent::SessionRequested`]: an `error` frame `NOT_AUTHORIZED` with
+    /// `message` is queued and the key material wiped.
+    pub fn reject(
+        &mut self,
+        _now: Instant,
+        conn: ConnectionId,
+        session_id: &str,
+        message: &str,
+    ) -> Result<(), SessionError> {
+        if !self.conns.contains_key(&conn) {
+            return Err(SessionError::UnknownConnection);
+        }
+        let pos = self
+            .find(conn, session_id)
+            .ok_or(SessionError::UnknownSession)?;
+        if self.session(conn, pos).is_some_and(|s| s.pending.is_none()) {
+            return Err(SessionError::UnknownSession);
+        }
+        let s = self
+            .remove_session(conn, pos)
+            .ok_or(SessionError::UnknownSession)?;
+        if let Some(eph) = s.pending.as_ref().and_then(|p| p.eph) {
+            self.replay.forget(&eph);
+        }
+        let init_id = s.pending.as_ref().and_then(|p| p.init_id.as_deref());
+        let frame = error_frame(
+            ErrorCode::NotAuthorized,
+            truncate_chars(message, 1024),
+            Some(session_id),
+            init_id,
+        );
+        self.stats.frames_rejected += 1;
+        if let Some(n) = self.stats.errors.get_mut(ErrorCode::NotAuthorized.index()) {
+            *n += 1;
+        }
+        self.queue(conn, frame)
+    }
+
+    // ---------------------------------------------------------------- answers
+
+    /// Streams one piece of an answer: `encrypted_chunk` (AAD `chunk_<i>`, a fresh random
+    /// nonce, `i` counting from 0 per request) or `stream_chunk` for plaintext sessions.
+    /// `text` must hold whole characters (it is a `&str`, so it does).
+    pub fn send_chunk(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        session_id: &str,
+        request_id: &str,
+        text: &str,
+        is_final: bool,
+    ) -> Result<(), SessionError> {
+        if self.transmits.len() >= self.config.max_transmit_queue {
+            self.stats.transmits_dropped += 1;
+            return Err(SessionError::Capacity("transmit queue"));
+        }
+        let mut out = String::with_capacity(text.len() * 2 + 240 + session_id.len());
+        self.seal_chunk_into(now, conn, session_id, request_id, text, is_final, &mut out)?;
+        self.queue(conn, out)
+    }
+
+    /// The buffer API of [`Node::send_chunk`]: clears `out` and writes the frame into it
+    /// instead of queueing it. With `out` pre-sized (≈ 2 × text + 240 bytes) and `text` up to
+    /// 512 bytes nothing is allocated.
+    ///
+    /// ```
+    /// # use sealwire::session::{Node, NodeConfig, SecretKey};
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// # let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32]));
+    /// # let conn = node.connect(sealwire::time::Instant::ZERO).unwrap();
+    /// let mut out = String::with_capacity(512);
+    /// // No session "1" on this connection:
+    /// assert!(node.seal_chunk_into(sealwire::time::Instant::ZERO, conn, "1", "r", "hi", false, &mut out).is_err());
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal_chunk_into(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        session_id: &str,
+        request_id: &str,
+        text: &str,
+        is_final: bool,
+        out: &mut String,
+    ) -> Result<(), SessionError> {
+        let pos = self.active(conn, session_id)?;
+        let mut key = SecretBytes::new([0u8; 32]);
+        let mut index = 0;
+        let mut encrypted = true;
+        if let Some(s) = self.session_mut(conn, pos) {
+            encrypted = s.encrypted;
+            key = s.key.clone_secret();
+            match &mut s.stream {
+                Some(st) if &*st.request_id == request_id => {
+                    index = st.next_index;
+                    st.next_index = st.next_index.saturating_add(1);
+                }
+                slot => {
+                    *slot = Some(Box::new(AnswerStream {
+                        request_id: request_id.into(),
+                        next_index: 1,
+                    }));
+                }
+            }
+            s.last_active = now;
+        }
+        out.clear();
+        if !encrypted {
+            out.push_str(r#"{"type":"stream_chunk","content":"#);
+            wire::push_json_str(out, text);
+            out.push_str(r#","id":"#);
+            wire::push_json_str(out, request_id);
+            if is_final {
+                out.push_str(r#","final":true"#);
+            }
+            out.push('}');
+            return Ok(());
+        }
+        let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
+        let mut aad_buf = [0u8; 32];
+        let aad = wire::indexed_label(&mut aad_buf, b"chunk_", index);
+        out.push_str(r#"{"type":"encrypted_chunk","session_id":"#);
+        wire::push_json_str(out, session_id);
+        out.push_str(r#","id":"#);
+        wire::push_json_str(out, request_id);
+        out.push_str(r#","tokens":1,"payload":{"ciphertextHex":""#);
+        self.seal_hex(&key, &nonce, aad, text.as_bytes(), out);
+        out.push_str(r#"","nonceHex":""#);
+        hex::encode_to(&nonce, out);
+        out.push_str(r#"","aadHex":""#);
+        hex::encode_to(aad, out);
+        out.push_str(r#"","index":"#);
+        wire::push_u64(out, index);
+        out.push('}');
+        if is_final {
+            out.push_str(r#","final":true"#);
+        }
+        out.push('}');
+        Ok(())
+    }
+
+    /// Seals `plain` and appends hex(ciphertext ‖ tag) to `out`.
+    fn seal_hex(
+        &mut self,
+        key: &SecretBytes<32>,
+        nonce: &[u8; 24],
+        aad: &[u8],
+        plain: &[u8],
+        out: &mut String,
+    ) {
+        let mut stack = [0u8; STACK_SEAL_LEN];
+        let buf: &mut [u8] = match stack.get_mut(..plain.len()) {
+            Some(b) => b,
+            None => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(plain);
+                &mut self.scratch[..]
+            }
+        };
+        if buf.len() == plain.len() {
+            buf.copy_from_slice(plain);
+        }
+        let tag = aead::xchacha_seal_in_place(key.expose(), nonce, aad, buf);
+        hex::encode_to(buf, out);
+        hex::encode_to(&tag, out);
+        stack.zeroize();
+    }
+
+    /// Ends an answer: `encrypted_response` (the finish reason under AAD
+    /// `encrypted_response_final`) then `stream_end`; plaintext sessions get only
+    /// `stream_end`.
+    pub fn finish(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        session_id: &str,
+        request_id: &str,
+        end: StreamEnd,
+    ) -> Result<(), SessionError> {
+        let pos = self.active(conn, session_id)?;
+        if self.transmits.len().saturating_add(2) > self.config.max_transmit_queue {
+            self.stats.transmits_dropped += 1;
+            return Err(SessionError::Capacity("transmit queue"));
+        }
+        let mut key = SecretBytes::new([0u8; 32]);
+        let mut encrypted = true;
+        if let Some(s) = self.session_mut(conn, pos) {
+            encrypted = s.encrypted;
+            key = s.key.clone_secret();
+            s.stream = None;
+            s.last_active = now;
+        }
+        if encrypted {
+            let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
+            let mut f = String::with_capacity(256 + end.finish_reason.len() * 2);
+            f.push_str(r#"{"type":"encrypted_response","session_id":"#);
+            wire::push_json_str(&mut f, session_id);
+            f.push_str(r#","id":"#);
+            wire::push_json_str(&mut f, request_id);
+            f.push_str(r#","payload":{"ciphertextHex":""#);
+            self.seal_hex(
+                &key,
+                &nonce,
+                RESPONSE_FINAL_AAD,
+                end.finish_reason.as_bytes(),
+                &mut f,
+            );
+            f.push_str(r#"","nonceHex":""#);
+            hex::encode_to(&nonce, &mut f);
+            f.push_str(r#"","aadHex":""#);
+            hex::encode_to(RESPONSE_FINAL_AAD, &mut f);
+            f.push_str("\"}}");
+            self.queue(conn, f)?;
+        }
+        let mut f = String::with_capacity(320);
+        f.push_str(r#"{"type":"stream_end","session_id":"#);
+        wire::push_json_str(&mut f, session_id);
+        f.push_str(r#","id":"#);
+        wire::push_json_str(&mut f, request_id);
+        f.push_str(r#","reason":"#);
+        wire::push_json_str(&mut f, &end.reason);
+        f.push_str(r#","tokens_used":"#);
+        wire::push_u64(&mut f, end.tokens_used);
+        f.push_str(r#","finish_reason":"#);
+        wire::push_json_str(&mut f, &end.finish_reason);
+        f.push_str(r#","usage":{"prompt_tokens":"#);
+        wire::push_u64(&mut f, end.prompt_tokens);
+        f.push_str(r#","completion_tokens":"#);
+        wire::push_u64(&mut f, end.completion_tokens);
+        f.push_str(r#","total_tokens":"#);
+        wire::push_u64(
+            &mut f,
+            end.prompt_tokens.saturating_add(end.completion_tokens),
+        );
+        f.push_str(r#","context_window_size":"#);
+        wire::push_u64(&mut f, end.context_window_size);
+        f.push_str("}}");
+        self.queue(conn, f)
+    }
+
+    /// Queues an `error` frame with a stable code (model failures, token limits, ...).
+    pub fn send_error(
+        &mut self,
+        conn: ConnectionId,
+        session_id: Option<&str>,
+        request_id: Option<&str>,
+        code: ErrorCode,
+        message: &str,
+    ) -> Result<(), SessionError> {
+        if !self.conns.contains_key(&conn) {
+            return Err(SessionError::UnknownConnection);
+        }
+        let frame = error_frame(code, truncate_chars(message, 1024), session_id, request_id);
+        self.queue(conn, frame)
+    }
+
+    /// Explicit close: wipes the key and emits `SessionClosed`.
+    pub fn close_session(
+        &mut self,
+        _now: Instant,
+        conn: ConnectionId,
+        session_id: &str,
+    ) -> Result<(), SessionError> {
+        if !self.conns.contains_key(&conn) {
+            return Err(SessionError::UnknownConnection);
+        }
+        let pos = self
+            .find(conn, session_id)
+            .ok_or(SessionError::UnknownSession)?;
+        let s = self
+            .remove_session(conn, pos)
+            .ok_or(SessionError::UnknownSession)?;
+        if let Some(eph) = s.pending.as_ref().and_then(|p| p.eph) {
+            self.replay.forget(&eph);
+        }
+        self.push_event(NodeEvent::SessionClosed {
+            conn,
+            session_id: session_id.to_string(),
+            reason: CloseReason::Closed,
+        });
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- outputs and time
+
+    /// The next frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the embedder.
+    pub fn poll_event(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next deadline (O(1): the top of a binary heap). It may be early — a session that
+    /// was active since — in which case `handle_timeout` simply re-arms it.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Expires keys (TTL, idle) and unanswered requests due at `now`. O(k log n) for k due
+    /// entries.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((due, conn, uid))) = self.timers.peek() {
+            if due > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(pos) = self
+                .conns
+                .get(&conn)
+                .and_then(|c| c.sessions.iter().position(|s| s.uid == uid))
+            else {
+                continue; // lazily deleted
+            };
+            let Some(s) = self.session(conn, pos) else {
+                continue;
+            };
+            let actual = s.deadline(&self.config);
+            if actual > now {
+                self.timers.push(Reverse((actual, conn, uid)));
+                continue;
+            }
+            let pending = s.pending.is_some();
+            let idle = !pending && s.last_active + self.config.idle_timeout <= now;
+            if let Some(s) = self.remove_session(conn, pos) {
+                if let Some(p) = &s.pending {
+                    if let Some(eph) = p.eph {
+                        self.replay.forget(&eph);
+                    }
+                    // Tell the waiting client (one error frame for its init).
+                    let frame = error_frame(
+                        ErrorCode::SessionNotAccepted,
+                        "session was not accepted in time",
+                        Some(&s.session_id),
+                        p.init_id.as_deref(),
+                    );
+                    let _ = self.queue(conn, frame);
+                }
+                self.push_event(NodeEvent::SessionClosed {
+                    conn,
+                    session_id: s.session_id.to_string(),
+                    reason: if idle {
+                        CloseReason::Idle
+                    } else {
+                        CloseReason::Expired
+                    },
+                });
+            }
+        }
+        // Stale entries are bounded: rebuild when they dominate.
+        if self.timers.len() > self.sessions.saturating_mul(2).saturating_add(64) {
+            self.rebuild_timers();
+        }
+    }
+
+    fn rebuild_timers(&mut self) {
+        let mut v = Vec::with_capacity(self.sessions);
+        for (conn, c) in &self.conns {
+            for s in &c.sessions {
+                v.push(Reverse((s.deadline(&self.config), *conn, s.uid)));
+            }
+        }
+        self.timers = BinaryHeap::from(v);
+    }
+
+    /// Host-key challenge (§5.1): the JSON body of `POST /v1/auth/challenge` → the JSON
+    /// response body `{"signature":"<r‖s hex>","recid":n}`.
+    pub fn answer_challenge(&self, body: &[u8]) -> Result<String, SessionError> {
+        super::challenge::answer(&self.key, body)
+    }
+
+    /// Checkpoint delta for a session's `recoveryPublicKey` (§5.2) → the published JSON
+    /// object text.
+    pub fn encrypt_checkpoint_delta(
+        &mut self,
+        recovery_public_key: &PublicKey,
+        delta: &CheckpointDelta,
+    ) -> Result<String, SessionError> {
+        super::checkpoint::encrypt(&self.key, recovery_public_key, delta, &mut self.rng)
+    }
+
+    /// The inner `hostSignature` of a checkpoint delta: EIP-191 signature by the host key
+    /// over the lower-case hex of keccak-256 of the sorted compact JSON of `messages`.
+    pub fn sign_checkpoint_messages(
+        &self,
+        messages: &[super::CheckpointMessage],
+    ) -> Result<String, SessionError> {
+        super::checkpoint::sign_messages(&self.key, messages)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NodeStats {
+        let mut s = self.stats.clone();
+        s.connections = self.conns.len();
+        s.sessions_pending = self.pending;
+        s.sessions_active = self.sessions.saturating_sub(self.pending);
+        s.replay_cache_len = self.replay.len();
+        s
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    fn find(&self, conn: ConnectionId, session_id: &str) -> Option<usize> {
+        self.conns
+            .get(&conn)?
+            .sessions
+            .iter()
+            .position(|s| &*s.session_id == session_id)
+    }
+
+    fn session(&self, conn: ConnectionId, pos: usize) -> Option<&NodeSession> {
+        self.conns.get(&conn)?.sessions.get(pos)
+    }
+
+    fn session_mut(&mut self, conn: ConnectionId, pos: usize) -> Option<&mut NodeSession> {
+        self.conns.get_mut(&conn)?.sessions.get_mut(pos)
+    }
+
+    /// Position of an accepted session, or the embedder-facing error.
+    fn active(&self, conn: ConnectionId, session_id: &str) -> Result<usize, SessionError> {
+        if !self.conns.contains_key(&conn) {
+            return Err(SessionError::UnknownConnection);
+        }
+        let pos = self
+            .find(conn, session_id)
+            .ok_or(SessionError::UnknownSession)?;
+        match self.session(conn, pos) {
+            Some(s) if s.pending.is_none() => Ok(pos),
+            Some(_) => Err(SessionError::SessionNotAccepted),
+            None => Err(SessionError::UnknownSession),
+        }
+    }
+
+    fn remove_session(&mut self, conn: ConnectionId, pos: usize) -> Option<NodeSession> {
+        let c = self.conns.get_mut(&conn)?;
+        if pos >= c.sessions.len() {
+            return None;
+        }
+        let s = c.sessions.swap_remove(pos);
+        self.forget_session_counts(&s);
+        Some(s)
+    }
+
+    fn forget_session_counts(&mut self, s: &NodeSession) {
+        self.sessions = self.sessions.saturating_sub(1);
+        if s.pending.is_some() {
+            self.pending = self.pending.saturating_sub(1);
+        }
+    }
+
+    fn check_new_session_room(&self, conn: ConnectionId) -> Result<(), SessionError> {
+        if self.sessions >= self.config.max_sessions {
+            return Err(SessionError::Capacity("sessions"));
+        }
+        let n = self.conns.get(&conn).map_or(0, |c| c.sessions.len());
+        if n >= self.config.max_sessions_per_connection {
+            return Err(SessionError::Capacity("sessions per connection"));
+        }
+        Ok(())
+    }
+
+    /// Fails (before any state change) unless `transmits` more frames and `events` more
+    /// events fit.
+    fn ensure_room(&mut self, transmits: usize, events: usize) -> Result<(), SessionError> {
+        if self.transmits.len().saturating_add(transmits) > self.config.max_transmit_queue {
+            self.stats.transmits_dropped += 1;
+            return Err(SessionError::Capacity("transmit queue"));
+        }
+        if self.events.len().saturating_add(events) > self.config.max_transmit_queue {
+            self.stats.events_dropped += 1;
+            return Err(SessionError::Capacity("event queue"));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn install_pending(
+        &mut self,
+        now: Instant,
+        conn: ConnectionId,
+        session_id: &str,
+        job_id: &str,
+        chain_id: u64,
+        client_address: Option<Address>,
+        encrypted: bool,
+        key: SecretBytes<32>,
+        pending: Pending,
+    ) {
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        let s = NodeSession {
+            session_id: session_id.into(),
+            job_id: job_id.into(),
+            uid,
+            key,
+            last_index: None,
+            installed: now,
+            last_active: now,
+            chain_id,
+            client_address,
+            encrypted,
+            pending: Some(Box::new(pending)),
+            stream: None,
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.sessions.push(s);
+            self.sessions += 1;
+            self.pending += 1;
+            self.timers
+                .push(Reverse((now + self.config.accept_timeout, conn, uid)));
+        }
+    }
+
+    fn queue(&mut self, conn: ConnectionId, frame: String) -> Result<(), SessionError> {
+        if self.transmits.len() >= self.config.max_transmit_queue {
+            self.stats.transmits_dropped += 1;
+            return Err(SessionError::Capacity("transmit queue"));
+        }
+        self.transmits.push_back(Transmit { conn, frame });
+        Ok(())
+    }
+
+    fn push_event(&mut self, e: NodeEvent) {
+        if self.events.len() >= self.config.max_transmit_queue {
+            self.stats.events_dropped += 1;
+            return;
+        }
+        self.events.push_back(e);
+    }
+}
+
+fn build_prompt(
+    conn: ConnectionId,
+    session_id: &str,
+    request_id: &str,
+    inner: wire::PromptPlain<'_>,
+    web_search: bool,
+    index: Option<u64>,
+    encrypted: bool,
+) -> PromptRequest {
+    let images: Vec<PromptImage> = inner
+        .images
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| PromptImage {
+            data: i.data.into_owned(),
+            format: i.format.into_owned(),
+        })
+        .collect();
+    PromptRequest {
+        conn,
+        session_id: session_id.to_string(),
+        request_id: request_id.to_string(),
+        prompt: Zeroizing::new(inner.prompt.into_owned()),
+        model: inner.model.map(|m| m.into_owned()),
+        max_tokens: inner.max_tokens,
+        temperature: inner.temperature,
+        thinking: inner.thinking.map(|t| t.into_owned()),
+        image_count: images.len(),
+        images,
+        web_search,
+        search_queries: Zeroizing::new(
+            inner
+                .search_queries
+                .unwrap_or_default()
+                .into_iter()
+                .map(|q| q.into_owned())
+                .collect(),
+        ),
+        index,
+        encrypted,
+    }
+}
+
+/// `{"type":"session_init_ack","status":"success","session_id":..,"job_id":..,"chain_id":..,"message":..[,"id":..]}`
+fn ack_frame(
+    session_id: &str,
+    job_id: Option<&str>,
+    chain_id: Option<u64>,
+    id: Option<&str>,
+) -> String {
+    let mut f = String::with_capacity(160);
+    f.push_str(r#"{"type":"session_init_ack","status":"success","session_id":"#);
+    wire::push_json_str(&mut f, session_id);
+    if let Some(j) = job_id {
+        f.push_str(r#","job_id":"#);
+        wire::push_json_str(&mut f, j);
+    }
+    if let Some(c) = chain_id {
+        f.push_str(r#","chain_id":"#);
+        wire::push_u64(&mut f, c);
+    }
+    f.push_str(r#","message":"Session initialized""#);
+    if let Some(i) = id {
+        f.push_str(r#","id":"#);
+        wire::push_json_str(&mut f, i);
+    }
+    f.push('}');
+    f
+}
+
+/// `{"type":"error","code":..,"message":..[,"session_id":..][,"id":..]}`
+pub(crate) fn error_frame(
+    code: ErrorCode,
+    message: &str,
+    session_id: Option<&str>,
+    id: Option<&str>,
+) -> String {
+    let mut f = String::with_capacity(96 + message.len());
+    f.push_str(r#"{"type":"error","code":""#);
+    f.push_str(code.as_str());
+    f.push_str(r#"","message":"#);
+    wire::push_json_str(&mut f, message);
+    if let Some(s) = session_id {
+        f.push_str(r#","session_id":"#);
+        wire::push_json_str(&mut f, s);
+    }
+    if let Some(i) = id {
+        f.push_str(r#","id":"#);
+        wire::push_json_str(&mut f, i);
+    }
+    f.push('}');
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_session_struct_stays_within_its_memory_budget() {
+        let size = core::mem::size_of::<NodeSession>();
+        assert!(
+            size <= NodeSession::SIZE_BOUND,
+            "NodeSession is {size} bytes"
+        );
+        // Heap beside ids: Pending/AnswerStream boxes are transient; the established
+        // session costs the struct + timer entry + replay entry (≈ 100 B) ≤ 512 B.
+        let replay_entry = 33 + 8 + 24 + 41;
+        let timer_entry = core::mem::size_of::<Reverse<(Instant, ConnectionId, u64)>>();
+        assert!(size + replay_entry + timer_entry <= 512);
+    }
+
+    #[test]
+    fn error_frames_have_the_sdk_shape() {
+        assert_eq!(
+            error_frame(ErrorCode::InvalidAad, "bad \"aad\"", Some("7"), Some("1-a")),
+            r#"{"type":"error","code":"INVALID_AAD","message":"bad \"aad\"","session_id":"7","id":"1-a"}"#
+        );
+    }
+}
