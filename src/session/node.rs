@@ -323,6 +323,7 @@ pub(crate) struct NodeSession {
 
 impl NodeSession {
     /// Upper bound of `size_of::<NodeSession>()` the memory test enforces.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) const SIZE_BOUND: usize = 200;
 
     fn deadline(&self, cfg: &NodeConfig) -> Instant {
