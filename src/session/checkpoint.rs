@@ -4,7 +4,8 @@
 //! `x` = x-coordinate of `e·RecoveryPub`, `K` = HKDF-SHA256(SHA-256(x), zero salt,
 //! `"checkpoint-delta-encryption-v1"`), XChaCha20-Poly1305 with an empty AAD over the delta as
 //! compact JSON with keys sorted at every level. The published object is signed (EIP-191) by
-//! the host over the hex of keccak-256(ciphertext).
+//! the host over the hex of keccak-256(ciphertext); the delta's inner `hostSignature` is the
+//! EIP-191 signature of the sorted compact JSON of `messages` itself.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -118,10 +119,11 @@ pub(crate) fn sign_messages(
     key: &SecretKey,
     messages: &[CheckpointMessage],
 ) -> Result<String, SessionError> {
+    // The reference node signs the sorted compact JSON text itself (checked against
+    // checkpoint_delta.json), unlike the outer signature, which signs a hash.
     let mut json = String::new();
     push_messages(&mut json, messages)?;
-    let h = hex::encode(&kdf::keccak256(json.as_bytes()));
-    Ok(personal_sign(key, h.as_bytes()))
+    Ok(personal_sign(key, json.as_bytes()))
 }
 
 pub(crate) fn encrypt<R: rand_core::CryptoRng>(

@@ -457,7 +457,8 @@ impl<R: rand_core::CryptoRng> Client<R> {
     }
 
     /// Sends a prompt: `encrypted_message` with AAD `message_<n>` (n counting from 0 since
-    /// the last init). Returns the request id. The envelope's `search_queries` is always
+    /// the last init). Returns the request id. An unfinished previous answer is abandoned
+    /// (its remaining frames are ignored). The envelope's `search_queries` is always
     /// `null`: the queries travel only inside the ciphertext.
     pub fn send_prompt(&mut self, now: Instant, prompt: &Prompt) -> Result<String, ClientError> {
         let id = match &prompt.request_id {
@@ -466,9 +467,10 @@ impl<R: rand_core::CryptoRng> Client<R> {
         };
         let s = self.session.as_mut().ok_or(ClientError::NotReady)?;
         match s.phase {
-            Phase::Ready => {}
+            // One answer at a time: a new prompt supersedes an unfinished answer, whose later
+            // frames are then ignored (they carry the old request id).
+            Phase::Ready | Phase::Answering => {}
             Phase::AwaitingAck => return Err(ClientError::NotReady),
-            Phase::Answering => return Err(ClientError::Busy),
         }
         if !prompt.temperature.is_finite() {
             return Err(ClientError::InvalidParameter("temperature"));

@@ -314,8 +314,6 @@ pub enum ClientError {
     AnswerTooLarge,
     /// No session, or the session is not ready for this call.
     NotReady,
-    /// An answer is already in progress.
-    Busy,
     /// A parameter cannot be encoded (e.g. a non-decimal id, a non-finite temperature).
     InvalidParameter(&'static str),
 }
@@ -330,7 +328,6 @@ impl fmt::Display for ClientError {
             ClientError::InvalidUtf8 => f.write_str("answer chunk is not valid UTF-8"),
             ClientError::AnswerTooLarge => f.write_str("answer exceeds the size limit"),
             ClientError::NotReady => f.write_str("session is not ready"),
-            ClientError::Busy => f.write_str("an answer is already in progress"),
             ClientError::InvalidParameter(what) => write!(f, "invalid parameter: {what}"),
         }
     }

@@ -1514,7 +1514,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
     }
 
     /// The inner `hostSignature` of a checkpoint delta: EIP-191 signature by the host key
-    /// over the lower-case hex of keccak-256 of the sorted compact JSON of `messages`.
+    /// over the sorted compact JSON text of `messages` (as the reference node does).
     pub fn sign_checkpoint_messages(
         &self,
         messages: &[super::CheckpointMessage],
