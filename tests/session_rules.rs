@@ -735,16 +735,17 @@ fn client_messages_count_up_from_zero_after_each_init() {
 
 #[test]
 fn per_session_memory_is_documented_and_bounded() {
-    // 10 000 established sessions (plaintext, to keep the debug-mode test fast: the per-session
+    // 100 000 established sessions (plaintext, to keep the debug-mode test fast: the per-session
     // state is the same struct) and the deadline heap holds one live entry each.
     let cfg = NodeConfig {
         allow_plaintext: true,
         max_sessions_per_connection: 100,
+        max_transmit_queue: 1_000,
         ..NodeConfig::default()
     };
     let mut node = node(cfg, 1);
     let mut conns = Vec::new();
-    for i in 0..10_000u64 {
+    for i in 0..100_000u64 {
         if i % 100 == 0 {
             conns.push(node.connect(T0).unwrap());
         }
@@ -758,15 +759,20 @@ fn per_session_memory_is_documented_and_bounded() {
         node.accept(t, conn, &i.to_string()).unwrap();
         drain(&mut node);
     }
-    assert_eq!(node.stats().sessions_active, 10_000);
+    assert_eq!(node.stats().sessions_active, 100_000);
     // The earliest deadline is the first session's idle timeout (the accept-timeout entries
     // were lazily deleted).
     let first_idle = T0 + Duration::from_secs(30 * 60);
     assert!(node.poll_timeout().unwrap() <= first_idle);
-    node.handle_timeout(first_idle + Duration::from_millis(4_999));
-    assert_eq!(node.stats().sessions_active, 5_000);
+    node.handle_timeout(first_idle + Duration::from_millis(49_999));
+    assert_eq!(node.stats().sessions_active, 50_000);
     assert_eq!(
         node.poll_timeout(),
-        Some(first_idle + Duration::from_millis(5_000))
+        Some(first_idle + Duration::from_millis(50_000))
     );
+    // Every expired session was reported once, or counted as dropped when the bounded event
+    // queue (here 1 000) was full because the embedder did not drain it.
+    let closed = events(&mut node).len() as u64;
+    assert_eq!(closed, 1_000);
+    assert_eq!(closed + node.stats().events_dropped, 50_000);
 }
