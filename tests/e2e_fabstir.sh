@@ -37,7 +37,12 @@ fi
 
 # ---- build ------------------------------------------------------------------------------------
 echo "building examples (debug)..."
-cargo build --quiet --example ws_node --example ws_client
+if ! cargo build --example ws_node --example ws_client >"${TMPDIR:-/tmp}/e2e-fabstir-build.$$.log" 2>&1; then
+  cat "${TMPDIR:-/tmp}/e2e-fabstir-build.$$.log" >&2
+  echo "e2e_fabstir: cargo build failed" >&2
+  exit 2
+fi
+rm -f "${TMPDIR:-/tmp}/e2e-fabstir-build.$$.log"
 TARGET=$(cargo metadata --format-version 1 --no-deps |
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
 WS_NODE=$TARGET/debug/examples/ws_node
