@@ -98,6 +98,7 @@ mod checkpoint;
 mod client;
 mod config;
 mod error;
+mod events;
 mod node;
 mod replay;
 mod wire;

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::cmp::Reverse;
 use core::fmt;
 
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::config::NodeConfig;
 use super::error::{ErrorCode, SessionError};
@@ -19,235 +19,20 @@ use crate::crypto::secp256k1::{Address, PublicKey, SecretKey};
 use crate::crypto::{hex, kdf, SecretBytes};
 use crate::time::Instant;
 
+pub use super::events::{
+    CloseReason, ConnectionId, NodeEvent, PromptImage, PromptRequest, SessionRequest, StreamEnd,
+    Transmit,
+};
+
+mod answer;
+mod plaintext;
+
 /// AAD of the encrypted finish reason (what the reference node uses).
 pub(crate) const RESPONSE_FINAL_AAD: &[u8] = b"encrypted_response_final";
 /// Longest request id / reason text echoed back.
 const MAX_ECHO_LEN: usize = 256;
 /// Texts up to this size are sealed in a stack buffer (no allocation).
 const STACK_SEAL_LEN: usize = 512;
-
-/// Opaque handle for one WebSocket connection; sessions and keys are bound to it.
-///
-/// ```
-/// # use sealwire::session::{Node, NodeConfig, SecretKey};
-/// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
-/// let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32]));
-/// let a = node.connect(sealwire::time::Instant::ZERO).unwrap();
-/// let b = node.connect(sealwire::time::Instant::ZERO).unwrap();
-/// assert_ne!(a, b);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(u64);
-
-impl ConnectionId {
-    /// The raw number (for logs).
-    pub fn as_u64(self) -> u64 {
-        self.0
-    }
-}
-
-/// One WebSocket text frame to send on `conn`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// The connection to send it on.
-    pub conn: ConnectionId,
-    /// The frame (one JSON object).
-    pub frame: String,
-}
-
-impl fmt::Debug for Transmit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Frames are ciphertext or protocol text, but plaintext sessions carry answers in
-        // clear: show only the size.
-        write!(f, "Transmit({:?}, {} bytes)", self.conn, self.frame.len())
-    }
-}
-
-/// What the node tells its embedder.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum NodeEvent {
-    /// A verified init waits for [`Node::accept`] or [`Node::reject`].
-    SessionRequested(SessionRequest),
-    /// A re-init for an accepted `(conn, session_id)` recovering the same address and job:
-    /// accepted automatically (the SDK sends a fresh init before every prompt), old key wiped,
-    /// ack queued.
-    SessionRekeyed {
-        /// The connection.
-        conn: ConnectionId,
-        /// The session.
-        session_id: String,
-    },
-    /// A decrypted prompt to answer with [`Node::send_chunk`] and [`Node::finish`].
-    Prompt(PromptRequest),
-    /// The client cancelled the current answer (`stream_cancel`).
-    Cancel {
-        /// The connection.
-        conn: ConnectionId,
-        /// The session.
-        session_id: String,
-        /// The client's reason (e.g. `user_cancelled`), at most 256 bytes.
-        reason: String,
-    },
-    /// A session ended and its key was wiped.
-    SessionClosed {
-        /// The connection.
-        conn: ConnectionId,
-        /// The session.
-        session_id: String,
-        /// Why.
-        reason: CloseReason,
-    },
-}
-
-/// A verified session init awaiting the embedder's decision.
-///
-/// The signature only proves that *some* key signed the ephemeral key and nonce; check that
-/// `client_address` may use `job_id` (on-chain job owner, allow-list) before accepting.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SessionRequest {
-    /// The connection the init came on.
-    pub conn: ConnectionId,
-    /// Envelope `session_id` (decimal).
-    pub session_id: String,
-    /// Job id (decimal), equal to the encrypted `jobId`.
-    pub job_id: String,
-    /// Envelope `chain_id` (not authenticated).
-    pub chain_id: u64,
-    /// Address recovered from the init signature; `None` for plaintext sessions.
-    pub client_address: Option<Address>,
-    /// Plaintext sessions only: the unverified `user_address` the client claims.
-    pub claimed_user_address: Option<String>,
-    /// Model name from the encrypted init (empty for plaintext sessions).
-    pub model: String,
-    /// Price per token from the encrypted init (always 0 from SDK 1.36.0).
-    pub price_per_token: u64,
-    /// The client's key for checkpoint deltas.
-    pub recovery_public_key: Option<PublicKey>,
-    /// RAG database reference, if the init carried one.
-    pub vector_database: Option<VectorDatabase>,
-    /// `false` for legacy plaintext sessions (nothing authenticated).
-    pub encrypted: bool,
-}
-
-/// One image attached to a prompt.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PromptImage {
-    /// Base64 data (no `data:` prefix).
-    pub data: String,
-    /// `png`, `jpeg`, `webp` or `gif`.
-    pub format: String,
-}
-
-impl fmt::Debug for PromptImage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PromptImage({}, {} bytes)", self.format, self.data.len())
-    }
-}
-
-/// A decrypted prompt. `Debug` does not show the prompt, the images or the search queries.
-#[non_exhaustive]
-pub struct PromptRequest {
-    /// The connection.
-    pub conn: ConnectionId,
-    /// The session.
-    pub session_id: String,
-    /// The frame's `id`; answer frames carry it.
-    pub request_id: String,
-    /// The prompt text (wiped on drop).
-    pub prompt: Zeroizing<String>,
-    /// Model the client asked for.
-    pub model: Option<String>,
-    /// `max_tokens`.
-    pub max_tokens: Option<u64>,
-    /// `temperature`.
-    pub temperature: Option<f64>,
-    /// `thinking` mode.
-    pub thinking: Option<String>,
-    /// Number of attached images.
-    pub image_count: usize,
-    /// The attached images.
-    pub images: Vec<PromptImage>,
-    /// Envelope `web_search` flag.
-    pub web_search: bool,
-    /// Search queries from inside the ciphertext (the envelope copy is ignored).
-    pub search_queries: Zeroizing<Vec<String>>,
-    /// `n` of the AAD `message_<n>`; `None` for plaintext sessions.
-    pub index: Option<u64>,
-    /// `false` for plaintext sessions.
-    pub encrypted: bool,
-}
-
-impl fmt::Debug for PromptRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PromptRequest")
-            .field("conn", &self.conn)
-            .field("session_id", &self.session_id)
-            .field("request_id", &self.request_id)
-            .field("prompt", &"[redacted]")
-            .field("model", &self.model)
-            .field("image_count", &self.image_count)
-            .field("index", &self.index)
-            .field("encrypted", &self.encrypted)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why a session ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// [`Node::close_session`].
-    Closed,
-    /// The key reached `session_ttl`, or a pending request was not answered in
-    /// `accept_timeout`.
-    Expired,
-    /// No accepted frame for `idle_timeout`.
-    Idle,
-    /// [`Node::disconnect`].
-    Disconnected,
-    /// The embedder rejected it.
-    Rejected,
-    /// Replaced by a new session.
-    Replaced,
-}
-
-/// How an answer ended (the plaintext `stream_end`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StreamEnd {
-    /// `complete` or `cancelled`.
-    pub reason: String,
-    /// The model's finish reason, e.g. `stop` (encrypted in `encrypted_response`).
-    pub finish_reason: String,
-    /// Tokens billed.
-    pub tokens_used: u64,
-    /// Prompt tokens.
-    pub prompt_tokens: u64,
-    /// Completion tokens.
-    pub completion_tokens: u64,
-    /// Context window of the model.
-    pub context_window_size: u64,
-}
-
-impl StreamEnd {
-    /// A normal end (`complete`, `stop`) with the given token counts.
-    ///
-    /// ```
-    /// let end = sealwire::session::StreamEnd::complete(12, 3, 8192);
-    /// assert_eq!(end.tokens_used, 3);
-    /// ```
-    pub fn complete(prompt_tokens: u64, completion_tokens: u64, context_window_size: u64) -> Self {
-        StreamEnd {
-            reason: String::from("complete"),
-            finish_reason: String::from("stop"),
-            tokens_used: completion_tokens,
-            prompt_tokens,
-            completion_tokens,
-            context_window_size,
-        }
-    }
-}
 
 /// Counters of a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -688,13 +473,14 @@ impl<R: rand_core::CryptoRng> Node<R> {
             ("ephPubHex", eph_hex),
             ("saltHex", salt_hex),
             ("nonceHex", nonce_hex),
-            ("ciphertextHex", ct_hex),
             ("signatureHex", sig_hex),
             ("info", info_hex),
             ("aadHex", aad_hex),
         ] {
             hex::check(h).map_err(|_| E::InvalidHex(name))?;
         }
+        // Decoding validates: one pass over the largest field.
+        let mut buf = decode_ciphertext(ct_hex)?;
         let bad_hex = |_| E::InvalidHex("payload");
         if hex::decoded_len(eph_hex).map_err(bad_hex)? != 33 {
             return Err(E::InvalidPublicKey);
@@ -751,10 +537,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         // ECDH (raw x) → HKDF(zero salt, empty info) → XChaCha20-Poly1305 open.
         let x = self.key.ecdh_x(&eph);
         let k = kdf::hkdf_sha256(&salt, &x[..], b"");
-        let ct_len = hex::decoded_len(ct_hex).map_err(bad_hex)?;
-        let body_len = ct_len.checked_sub(TAG_LEN).ok_or(E::DecryptionFailed)?;
-        let mut buf = Zeroizing::new(alloc::vec![0u8; ct_len]);
-        hex::decode_to_slice(ct_hex, &mut buf).map_err(bad_hex)?;
+        let body_len = buf.len().checked_sub(TAG_LEN).ok_or(E::DecryptionFailed)?;
         let (body, tag) = buf.split_at_mut(body_len);
         let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| E::DecryptionFailed)?;
         aead::xchacha_open_in_place(&k, &nonce, &aad, body, &tag)
@@ -852,11 +635,8 @@ impl<R: rand_core::CryptoRng> Node<R> {
         let ct_hex = str_field(&p.ciphertextHex).ok_or(E::MissingPayloadField("ciphertextHex"))?;
         let nonce_hex = str_field(&p.nonceHex).ok_or(E::MissingPayloadField("nonceHex"))?;
         let aad_hex = str_field(&p.aadHex).ok_or(E::MissingPayloadField("aadHex"))?;
-        for (name, h) in [
-            ("ciphertextHex", ct_hex),
-            ("nonceHex", nonce_hex),
-            ("aadHex", aad_hex),
-        ] {
+        let mut buf = decode_ciphertext(ct_hex)?;
+        for (name, h) in [("nonceHex", nonce_hex), ("aadHex", aad_hex)] {
             hex::check(h).map_err(|_| E::InvalidHex(name))?;
         }
         let bad_hex = |_| E::InvalidHex("payload");
@@ -875,10 +655,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
             aad_heap = hex::decode(aad_hex).map_err(bad_hex)?;
             &aad_heap
         };
-        let ct_len = hex::decoded_len(ct_hex).map_err(bad_hex)?;
-        let body_len = ct_len.checked_sub(TAG_LEN).ok_or(E::DecryptionFailed)?;
-        let mut buf = Zeroizing::new(alloc::vec![0u8; ct_len]);
-        hex::decode_to_slice(ct_hex, &mut buf).map_err(bad_hex)?;
+        let body_len = buf.len().checked_sub(TAG_LEN).ok_or(E::DecryptionFailed)?;
         let (body, tag) = buf.split_at_mut(body_len);
         let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| E::DecryptionFailed)?;
         aead::xchacha_open_in_place(key.expose(), &nonce, aad, body, &tag)
@@ -903,155 +680,6 @@ impl<R: rand_core::CryptoRng> Node<R> {
         );
         if let Some(s) = self.session_mut(conn, pos) {
             s.last_index = Some(index);
-            s.last_active = now;
-        }
-        self.push_event(NodeEvent::Prompt(request));
-        Ok(())
-    }
-
-    // ---------------------------------------------------------------- plaintext mode
-
-    fn on_plain_init(
-        &mut self,
-        now: Instant,
-        conn: ConnectionId,
-        env: &InFrame<'_>,
-    ) -> Result<(), SessionError> {
-        use SessionError as E;
-        if !self.config.allow_plaintext {
-            return Err(E::PlaintextDisabled);
-        }
-        let session_id = decimal_field(&env.session_id).ok_or(E::InvalidMessage("session_id"))?;
-        let job_id = decimal_field(&env.job_id_camel)
-            .or_else(|| decimal_field(&env.job_id))
-            .ok_or(E::InvalidMessage("jobId"))?;
-        let chain_id = env
-            .chain_id
-            .as_ref()
-            .and_then(Field::as_u64)
-            .ok_or(E::InvalidMessage("chain_id"))?;
-        let user = match &env.user_address {
-            None => None,
-            Some(f) => Some(f.as_str().ok_or(E::InvalidMessage("user_address"))?),
-        };
-        let vdb = match &env.vector_database {
-            None => None,
-            Some(o) => {
-                let o = o.get().ok_or(E::InvalidMessage("vector_database"))?;
-                Some(VectorDatabase {
-                    manifest_path: str_field(&o.manifest_path)
-                        .ok_or(E::InvalidMessage("vector_database"))?
-                        .to_string(),
-                    user_address: str_field(&o.user_address)
-                        .ok_or(E::InvalidMessage("vector_database"))?
-                        .to_string(),
-                })
-            }
-        };
-        let init_id = str_field(&env.id).filter(|s| s.len() <= MAX_ECHO_LEN);
-        if let Some(pos) = self.find(conn, session_id) {
-            let s = self.session(conn, pos).ok_or(E::UnknownConnection)?;
-            if s.pending.is_some() {
-                return Err(E::SessionNotAccepted);
-            }
-            if s.encrypted || &*s.job_id != job_id {
-                return Err(E::NotAuthorized);
-            }
-            // Idempotent re-init of an accepted plaintext session.
-            let ack = ack_frame(session_id, Some(job_id), Some(chain_id), init_id);
-            return self.queue(conn, ack);
-        }
-        self.check_new_session_room(conn)?;
-        self.ensure_room(0, 1)?;
-        let request = SessionRequest {
-            conn,
-            session_id: session_id.to_string(),
-            job_id: job_id.to_string(),
-            chain_id,
-            client_address: None,
-            claimed_user_address: user.map(ToString::to_string),
-            model: String::new(),
-            price_per_token: 0,
-            recovery_public_key: None,
-            vector_database: vdb,
-            encrypted: false,
-        };
-        self.install_pending(
-            now,
-            conn,
-            session_id,
-            job_id,
-            chain_id,
-            None,
-            false,
-            SecretBytes::new([0u8; 32]),
-            Pending {
-                eph: None,
-                init_id: init_id.map(Into::into),
-            },
-        );
-        self.push_event(NodeEvent::SessionRequested(request));
-        Ok(())
-    }
-
-    fn on_plain_prompt<'f>(
-        &mut self,
-        now: Instant,
-        conn: ConnectionId,
-        env: &'f InFrame<'f>,
-        echo: &mut Echo<'f>,
-    ) -> Result<(), SessionError> {
-        use SessionError as E;
-        if !self.config.allow_plaintext {
-            return Err(E::PlaintextDisabled);
-        }
-        let job_id = decimal_field(&env.job_id_camel).ok_or(E::InvalidMessage("jobId"))?;
-        let request_id = str_field(&env.id)
-            .filter(|s| s.len() <= MAX_ECHO_LEN)
-            .ok_or(E::InvalidMessage("id"))?;
-        // The plaintext prompt names no session: use this connection's plaintext session of
-        // the job.
-        let pos = self
-            .conns
-            .get(&conn)
-            .and_then(|c| {
-                c.sessions
-                    .iter()
-                    .position(|s| !s.encrypted && s.pending.is_none() && &*s.job_id == job_id)
-            })
-            .ok_or(E::SessionKeyNotFound)?;
-        let session_id = self
-            .session(conn, pos)
-            .map(|s| s.session_id.to_string())
-            .ok_or(E::SessionKeyNotFound)?;
-        let _ = echo;
-        let req = env.request.as_ref().and_then(|r| r.get());
-        let prompt = req
-            .and_then(|r| str_field(&r.prompt))
-            .or_else(|| str_field(&env.prompt))
-            .ok_or(E::InvalidMessage("prompt"))?;
-        self.ensure_room(0, 1)?;
-        let request = PromptRequest {
-            conn,
-            session_id,
-            request_id: request_id.to_string(),
-            prompt: Zeroizing::new(prompt.to_string()),
-            model: req
-                .and_then(|r| str_field(&r.model))
-                .map(ToString::to_string),
-            max_tokens: req.and_then(|r| r.max_tokens.as_ref().and_then(Field::as_u64)),
-            temperature: req.and_then(|r| r.temperature.as_ref().and_then(Field::as_f64)),
-            thinking: req
-                .and_then(|r| str_field(&r.thinking))
-                .map(ToString::to_string),
-            image_count: 0,
-            images: Vec::new(),
-            web_search: env.web_search.as_ref().and_then(Field::as_bool) == Some(true),
-            search_queries: Zeroizing::new(Vec::new()),
-            index: None,
-            encrypted: false,
-        };
-        if let Some(s) = self.session_mut(conn, pos) {
             s.last_active = now;
         }
         self.push_event(NodeEvent::Prompt(request));
@@ -1165,224 +793,6 @@ impl<R: rand_core::CryptoRng> Node<R> {
         if let Some(n) = self.stats.errors.get_mut(ErrorCode::NotAuthorized.index()) {
             *n += 1;
         }
-        self.queue(conn, frame)
-    }
-
-    // ---------------------------------------------------------------- answers
-
-    /// Streams one piece of an answer: `encrypted_chunk` (AAD `chunk_<i>`, a fresh random
-    /// nonce, `i` counting from 0 per request) or `stream_chunk` for plaintext sessions.
-    /// `text` must hold whole characters (it is a `&str`, so it does).
-    pub fn send_chunk(
-        &mut self,
-        now: Instant,
-        conn: ConnectionId,
-        session_id: &str,
-        request_id: &str,
-        text: &str,
-        is_final: bool,
-    ) -> Result<(), SessionError> {
-        if self.transmits.len() >= self.config.max_transmit_queue {
-            self.stats.transmits_dropped += 1;
-            return Err(SessionError::Capacity("transmit queue"));
-        }
-        let mut out = String::with_capacity(text.len() * 2 + 240 + session_id.len());
-        self.seal_chunk_into(now, conn, session_id, request_id, text, is_final, &mut out)?;
-        self.queue(conn, out)
-    }
-
-    /// The buffer API of [`Node::send_chunk`]: clears `out` and writes the frame into it
-    /// instead of queueing it. With `out` pre-sized (≈ 2 × text + 240 bytes) and `text` up to
-    /// 512 bytes nothing is allocated.
-    ///
-    /// ```
-    /// # use sealwire::session::{Node, NodeConfig, SecretKey};
-    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
-    /// # let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32]));
-    /// # let conn = node.connect(sealwire::time::Instant::ZERO).unwrap();
-    /// let mut out = String::with_capacity(512);
-    /// // No session "1" on this connection:
-    /// assert!(node.seal_chunk_into(sealwire::time::Instant::ZERO, conn, "1", "r", "hi", false, &mut out).is_err());
-    /// ```
-    #[allow(clippy::too_many_arguments)]
-    pub fn seal_chunk_into(
-        &mut self,
-        now: Instant,
-        conn: ConnectionId,
-        session_id: &str,
-        request_id: &str,
-        text: &str,
-        is_final: bool,
-        out: &mut String,
-    ) -> Result<(), SessionError> {
-        let pos = self.active(conn, session_id)?;
-        let mut key = SecretBytes::new([0u8; 32]);
-        let mut index = 0;
-        let mut encrypted = true;
-        if let Some(s) = self.session_mut(conn, pos) {
-            encrypted = s.encrypted;
-            key = s.key.clone_secret();
-            match &mut s.stream {
-                Some(st) if &*st.request_id == request_id => {
-                    index = st.next_index;
-                    st.next_index = st.next_index.saturating_add(1);
-                }
-                slot => {
-                    *slot = Some(Box::new(AnswerStream {
-                        request_id: request_id.into(),
-                        next_index: 1,
-                    }));
-                }
-            }
-            s.last_active = now;
-        }
-        out.clear();
-        if !encrypted {
-            out.push_str(r#"{"type":"stream_chunk","content":"#);
-            wire::push_json_str(out, text);
-            out.push_str(r#","id":"#);
-            wire::push_json_str(out, request_id);
-            if is_final {
-                out.push_str(r#","final":true"#);
-            }
-            out.push('}');
-            return Ok(());
-        }
-        let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
-        let mut aad_buf = [0u8; 32];
-        let aad = wire::indexed_label(&mut aad_buf, b"chunk_", index);
-        out.push_str(r#"{"type":"encrypted_chunk","session_id":"#);
-        wire::push_json_str(out, session_id);
-        out.push_str(r#","id":"#);
-        wire::push_json_str(out, request_id);
-        out.push_str(r#","tokens":1,"payload":{"ciphertextHex":""#);
-        self.seal_hex(&key, &nonce, aad, text.as_bytes(), out);
-        out.push_str(r#"","nonceHex":""#);
-        hex::encode_to(&nonce, out);
-        out.push_str(r#"","aadHex":""#);
-        hex::encode_to(aad, out);
-        out.push_str(r#"","index":"#);
-        wire::push_u64(out, index);
-        out.push('}');
-        if is_final {
-            out.push_str(r#","final":true"#);
-        }
-        out.push('}');
-        Ok(())
-    }
-
-    /// Seals `plain` and appends hex(ciphertext ‖ tag) to `out`.
-    fn seal_hex(
-        &mut self,
-        key: &SecretBytes<32>,
-        nonce: &[u8; 24],
-        aad: &[u8],
-        plain: &[u8],
-        out: &mut String,
-    ) {
-        let mut stack = [0u8; STACK_SEAL_LEN];
-        let buf: &mut [u8] = match stack.get_mut(..plain.len()) {
-            Some(b) => b,
-            None => {
-                self.scratch.clear();
-                self.scratch.extend_from_slice(plain);
-                &mut self.scratch[..]
-            }
-        };
-        if buf.len() == plain.len() {
-            buf.copy_from_slice(plain);
-        }
-        let tag = aead::xchacha_seal_in_place(key.expose(), nonce, aad, buf);
-        hex::encode_to(buf, out);
-        hex::encode_to(&tag, out);
-        stack.zeroize();
-    }
-
-    /// Ends an answer: `encrypted_response` (the finish reason under AAD
-    /// `encrypted_response_final`) then `stream_end`; plaintext sessions get only
-    /// `stream_end`.
-    pub fn finish(
-        &mut self,
-        now: Instant,
-        conn: ConnectionId,
-        session_id: &str,
-        request_id: &str,
-        end: StreamEnd,
-    ) -> Result<(), SessionError> {
-        let pos = self.active(conn, session_id)?;
-        if self.transmits.len().saturating_add(2) > self.config.max_transmit_queue {
-            self.stats.transmits_dropped += 1;
-            return Err(SessionError::Capacity("transmit queue"));
-        }
-        let mut key = SecretBytes::new([0u8; 32]);
-        let mut encrypted = true;
-        if let Some(s) = self.session_mut(conn, pos) {
-            encrypted = s.encrypted;
-            key = s.key.clone_secret();
-            s.stream = None;
-            s.last_active = now;
-        }
-        if encrypted {
-            let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
-            let mut f = String::with_capacity(256 + end.finish_reason.len() * 2);
-            f.push_str(r#"{"type":"encrypted_response","session_id":"#);
-            wire::push_json_str(&mut f, session_id);
-            f.push_str(r#","id":"#);
-            wire::push_json_str(&mut f, request_id);
-            f.push_str(r#","payload":{"ciphertextHex":""#);
-            self.seal_hex(
-                &key,
-                &nonce,
-                RESPONSE_FINAL_AAD,
-                end.finish_reason.as_bytes(),
-                &mut f,
-            );
-            f.push_str(r#"","nonceHex":""#);
-            hex::encode_to(&nonce, &mut f);
-            f.push_str(r#"","aadHex":""#);
-            hex::encode_to(RESPONSE_FINAL_AAD, &mut f);
-            f.push_str("\"}}");
-            self.queue(conn, f)?;
-        }
-        let mut f = String::with_capacity(320);
-        f.push_str(r#"{"type":"stream_end","session_id":"#);
-        wire::push_json_str(&mut f, session_id);
-        f.push_str(r#","id":"#);
-        wire::push_json_str(&mut f, request_id);
-        f.push_str(r#","reason":"#);
-        wire::push_json_str(&mut f, &end.reason);
-        f.push_str(r#","tokens_used":"#);
-        wire::push_u64(&mut f, end.tokens_used);
-        f.push_str(r#","finish_reason":"#);
-        wire::push_json_str(&mut f, &end.finish_reason);
-        f.push_str(r#","usage":{"prompt_tokens":"#);
-        wire::push_u64(&mut f, end.prompt_tokens);
-        f.push_str(r#","completion_tokens":"#);
-        wire::push_u64(&mut f, end.completion_tokens);
-        f.push_str(r#","total_tokens":"#);
-        wire::push_u64(
-            &mut f,
-            end.prompt_tokens.saturating_add(end.completion_tokens),
-        );
-        f.push_str(r#","context_window_size":"#);
-        wire::push_u64(&mut f, end.context_window_size);
-        f.push_str("}}");
-        self.queue(conn, f)
-    }
-
-    /// Queues an `error` frame with a stable code (model failures, token limits, ...).
-    pub fn send_error(
-        &mut self,
-        conn: ConnectionId,
-        session_id: Option<&str>,
-        request_id: Option<&str>,
-        code: ErrorCode,
-        message: &str,
-    ) -> Result<(), SessionError> {
-        if !self.conns.contains_key(&conn) {
-            return Err(SessionError::UnknownConnection);
-        }
-        let frame = error_frame(code, truncate_chars(message, 1024), session_id, request_id);
         self.queue(conn, frame)
     }
 
@@ -1661,6 +1071,15 @@ impl<R: rand_core::CryptoRng> Node<R> {
         }
         self.events.push_back(e);
     }
+}
+
+/// Strictly decodes `ciphertextHex` straight into a (wiped-on-drop) buffer.
+fn decode_ciphertext(ct_hex: &str) -> Result<Zeroizing<Vec<u8>>, SessionError> {
+    let bad = |_| SessionError::InvalidHex("ciphertextHex");
+    let len = hex::decoded_len(ct_hex).map_err(bad)?;
+    let mut buf = Zeroizing::new(alloc::vec![0u8; len]);
+    hex::decode_to_slice(ct_hex, &mut buf).map_err(bad)?;
+    Ok(buf)
 }
 
 fn build_prompt(

@@ -418,7 +418,8 @@ pub(crate) fn push_u64(out: &mut String, n: u64) {
 /// Appends a finite `f64` as JavaScript's `Number.prototype.toString` would for the values a
 /// prompt carries (integers without `.0`, decimals in shortest round-trip form).
 pub(crate) fn push_js_number(out: &mut String, x: f64) {
-    if x.is_finite() && x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 {
+    const SAFE: f64 = 9.007_199_254_740_992e15; // 2^53
+    if x.is_finite() && x > -SAFE && x < SAFE && (x as i64) as f64 == x {
         let _ = write!(out, "{}", x as i64);
     } else if x.is_finite() {
         // serde_json uses the shortest round-trip representation (ryu), as JS does.
