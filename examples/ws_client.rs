@@ -156,6 +156,8 @@ async fn run(opts: Options) -> Result<(), String> {
         ..Prompt::new(opts.prompt.as_str())
     });
     let mut cancelled = false;
+    // One long-lived Ctrl-C future, so a signal during event handling is not lost.
+    let mut interrupt = Box::pin(tokio::signal::ctrl_c());
     let mut stdout = std::io::stdout();
 
     loop {
@@ -220,7 +222,8 @@ async fn run(opts: Options) -> Result<(), String> {
                 Some(Ok(_)) => {}
             },
             () = sleep_until(deadline) => client.handle_timeout(clock.now()),
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut interrupt => {
+                interrupt = Box::pin(tokio::signal::ctrl_c());
                 if cancelled {
                     return Err("interrupted".into());
                 }

@@ -202,6 +202,27 @@ check_challenge_bad_body() {
 }
 check "challenge with a bad body → 400 JSON" check_challenge_bad_body
 
+# stream_cancel: ws_client gets Ctrl-C after the first words of a slow answer; it must exit 0
+# with a strict prefix of the echo, and the node must have seen the cancel.
+check_cancel() {
+  local out=$WORK/cancel.out words pid
+  words=$(seq -s ' ' 1 40)
+  RUST_LOG=info start_node "$E2E_KEY" --echo-delay-ms 100 || return 1
+  "$WS_CLIENT" --url "$NODE_URL" --node-pub "$NODE_PUB" $words >"$out" &
+  pid=$!
+  for _ in $(seq 1 400); do [ -s "$out" ] && break; sleep 0.025; done
+  kill -INT "$pid"
+  wait "$pid" || { echo "ws_client exited $?"; return 1; }
+  local got
+  got=$(tr -d '\n' <"$out" | sed 's/ *$//')
+  echo "partial answer: $got"
+  [ -n "$got" ] && [ "$got" != "$words" ] && [ "${words#"$got"}" != "$words" ] || return 1
+  for _ in $(seq 1 100); do grep -q 'stream cancelled by the client' "$NODE_ERR" && return 0; sleep 0.02; done
+  echo "the node never reported the cancel"
+  return 1
+}
+check "stream_cancel from ws_client stops the answer" check_cancel
+
 check_sigterm() {
   stop_node && grep -q . "$NODE_OUT"
 }
