@@ -231,4 +231,42 @@ impl<R: rand_core::CryptoRng> Node<R> {
         let frame = error_frame(code, truncate_chars(message, 1024), session_id, request_id);
         self.queue(conn, frame)
     }
+
+    /// Queues the one error the SDK interprets: `TOKEN_LIMIT_EXCEEDED` with `prompt_tokens` and
+    /// `context_window_size`, which the SDK turns into a `ContextLimitError`.
+    ///
+    /// ```
+    /// # use sealwire::session::{Node, NodeConfig, SecretKey};
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// # let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32]));
+    /// let conn = node.connect(sealwire::time::Instant::ZERO).unwrap();
+    /// node.send_token_limit_error(conn, Some("1"), Some("r"), 9000, 8192).unwrap();
+    /// assert_eq!(node.poll_transmit().unwrap().frame,
+    ///     r#"{"type":"error","code":"TOKEN_LIMIT_EXCEEDED","message":"Prompt exceeds context window","session_id":"1","id":"r","prompt_tokens":9000,"context_window_size":8192}"#);
+    /// ```
+    pub fn send_token_limit_error(
+        &mut self,
+        conn: ConnectionId,
+        session_id: Option<&str>,
+        request_id: Option<&str>,
+        prompt_tokens: u64,
+        context_window_size: u64,
+    ) -> Result<(), SessionError> {
+        if !self.conns.contains_key(&conn) {
+            return Err(SessionError::UnknownConnection);
+        }
+        let mut frame = error_frame(
+            ErrorCode::TokenLimitExceeded,
+            "Prompt exceeds context window",
+            session_id,
+            request_id,
+        );
+        frame.pop(); // the closing brace
+        frame.push_str(r#","prompt_tokens":"#);
+        wire::push_u64(&mut frame, prompt_tokens);
+        frame.push_str(r#","context_window_size":"#);
+        wire::push_u64(&mut frame, context_window_size);
+        frame.push('}');
+        self.queue(conn, frame)
+    }
 }
