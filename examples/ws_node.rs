@@ -84,8 +84,9 @@ pub trait Model: Send + Sync + 'static {
 }
 
 /// Echoes the prompt back, one word (with its trailing whitespace) per piece.
-struct EchoModel {
-    delay: Duration,
+pub struct EchoModel {
+    /// Pause before each word (to make cancellation observable).
+    pub delay: Duration,
 }
 
 impl Model for EchoModel {
@@ -236,10 +237,8 @@ struct ActiveStream {
     chunks: u64,
 }
 
-type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
-
-struct NodeTask {
-    node: Node<Rng>,
+struct NodeTask<R> {
+    node: Node<R>,
     clock: Clock,
     allow: Option<HashSet<Address>>,
     model: Arc<dyn Model>,
@@ -250,7 +249,7 @@ struct NodeTask {
     next_stream: u64,
 }
 
-impl NodeTask {
+impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let done = loop {
             let deadline = self
@@ -670,6 +669,78 @@ async fn shutdown_signal() {
     }
 }
 
+/// The node's policy and model (what the command line configures).
+pub struct Service {
+    /// Client addresses allowed to open sessions; `None` = everyone.
+    pub allow: Option<HashSet<Address>>,
+    /// The LLM backend.
+    pub model: Arc<dyn Model>,
+    /// Answers generated at the same time, node-wide.
+    pub max_streams: usize,
+}
+
+/// Serves `node` on `listener` (`/v1/ws` and `/v1/auth/challenge`) until `shutdown` completes,
+/// then disconnects every client and drops the node, wiping its keys. `false` if the node task
+/// failed.
+pub async fn serve<R>(
+    listener: tokio::net::TcpListener,
+    node: Node<R>,
+    service: Service,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> bool
+where
+    R: rand_core::CryptoRng + Send + 'static,
+{
+    // The transport refuses frames well beyond the node's own limit; frames just above it
+    // still reach the node, which answers with its MESSAGE_TOO_LARGE error frame.
+    let max_message = node.config().max_frame_len.saturating_add(1 << 20);
+    let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+    let task = NodeTask {
+        node,
+        clock: Clock::new(),
+        allow: service.allow,
+        model: service.model,
+        max_streams: service.max_streams,
+        commands: commands.downgrade(),
+        conns: HashMap::new(),
+        streams: HashMap::new(),
+        next_stream: 0,
+    };
+    let node_task = tokio::spawn(task.run(rx));
+
+    let app = Router::new()
+        .route("/v1/ws", get(ws_upgrade))
+        .route("/v1/auth/challenge", post(challenge))
+        .with_state(App {
+            commands: commands.clone(),
+            max_message,
+        });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+
+    shutdown.await;
+    info!("shutting down");
+    let _ = stop.send(());
+    let (done, finished) = oneshot::channel();
+    if commands.send(Command::Shutdown { done }).await.is_ok() {
+        let _ = finished.await;
+    }
+    drop(commands);
+    if node_task.await.is_err() {
+        error!("node task failed");
+        return false;
+    }
+    // Upgraded WebSockets are not tracked by the server's graceful shutdown; bound the wait.
+    let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
+    true
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::main]
@@ -706,9 +777,6 @@ async fn main() -> ExitCode {
         allow_plaintext: opts.plaintext,
         ..NodeConfig::default()
     };
-    // The transport refuses frames well beyond the node's own limit; frames just above it
-    // still reach the node, which answers with its MESSAGE_TOO_LARGE error frame.
-    let max_message = config.max_frame_len.saturating_add(1 << 20);
     let node = Node::new(key, config, system_rng());
     let public_key = hex::encode(&node.public_key().to_compressed());
     let address = node.address();
@@ -734,56 +802,20 @@ async fn main() -> ExitCode {
         }
     };
     let local = listener.local_addr().unwrap_or(opts.listen);
+    println!("ws_node listen={local} public_key={public_key} address={address}");
+    info!(%local, public_key, %address, "listening (WebSocket at /v1/ws, challenge at /v1/auth/challenge)");
 
-    let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
-    let task = NodeTask {
-        node,
-        clock: Clock::new(),
+    let service = Service {
         allow,
         model: Arc::new(EchoModel {
             delay: opts.echo_delay,
         }),
         max_streams: opts.max_streams,
-        commands: commands.downgrade(),
-        conns: HashMap::new(),
-        streams: HashMap::new(),
-        next_stream: 0,
     };
-    let node_task = tokio::spawn(task.run(rx));
-
-    let app = Router::new()
-        .route("/v1/ws", get(ws_upgrade))
-        .route("/v1/auth/challenge", post(challenge))
-        .with_state(App {
-            commands: commands.clone(),
-            max_message,
-        });
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-
-    println!("ws_node listen={local} public_key={public_key} address={address}");
-    info!(%local, public_key, %address, "listening (WebSocket at /v1/ws, challenge at /v1/auth/challenge)");
-
-    shutdown_signal().await;
-    info!("shutting down");
-    let _ = stop.send(());
-    let (done, finished) = oneshot::channel();
-    if commands.send(Command::Shutdown { done }).await.is_ok() {
-        let _ = finished.await;
+    if serve(listener, node, service, shutdown_signal()).await {
+        info!("stopped");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
-    drop(commands);
-    if node_task.await.is_err() {
-        error!("node task failed");
-        return ExitCode::FAILURE;
-    }
-    // Upgraded WebSockets are not tracked by the server's graceful shutdown; bound the wait.
-    let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
-    info!("stopped");
-    ExitCode::SUCCESS
 }
