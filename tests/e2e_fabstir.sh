@@ -6,7 +6,8 @@
 # builds the examples, installs the judge's npm packages under the cargo target dir (never next
 # to the tool), starts ws_node processes on free loopback ports and runs:
 #   - the judge's modes: encrypted, replay, tamper, wrong-key, challenge, plaintext (rejected by
-#     default, echoed with --plaintext);
+#     default, echoed with --plaintext), and the SDK's own plaintext frames from plaintext.json
+#     (tests/e2e/plaintext_frames.mjs);
 #   - every node-side vector of vectors/fabstir/*.json, each against a fresh node process holding
 #     the vector's node key and allowing the file's client addresses;
 #   - the host-key challenge for every host key of host_key_challenge.json;
@@ -55,6 +56,7 @@ rm -f "$WORK"/node-*.out "$WORK"/node-*.err "$WORK"/check-*.log
 TOOL=$TARGET/fabstir-client
 mkdir -p "$TOOL"
 cp "$TOOL_SRC/client.mjs" "$TOOL/client.mjs"
+cp "$ROOT/tests/e2e/plaintext_frames.mjs" "$TOOL/plaintext_frames.mjs" # resolves `ws` there
 if ! cmp -s "$TOOL_SRC/package.json" "$TOOL/package.json" ||
   [ ! -d "$TOOL/node_modules/@noble/secp256k1" ] || [ ! -d "$TOOL/node_modules/ws" ]; then
   cp "$TOOL_SRC/package.json" "$TOOL/package.json"
@@ -174,6 +176,10 @@ check "mode tamper" judge tamper "${J[@]}"
 check "mode wrong-key" judge wrong-key "${J[@]}"
 check "mode challenge" judge challenge "${J[@]}" --host-address "$NODE_ADDRESS"
 check "mode plaintext --expect-rejected (no --plaintext)" judge plaintext --expect-rejected "${J[@]}"
+if [ -f "$VEC_DIR/plaintext.json" ]; then
+  check "SDK plaintext frames rejected (no --plaintext)" \
+    timeout 60 node "$TOOL/plaintext_frames.mjs" --url "$NODE_URL" --file "$VEC_DIR/plaintext.json" --expect-rejected
+fi
 
 # our own client against our node
 check_ws_client_echo() {
@@ -208,6 +214,7 @@ check_cancel() {
   local out=$WORK/cancel.out words pid
   words=$(seq -s ' ' 1 40)
   RUST_LOG=info start_node "$E2E_KEY" --echo-delay-ms 100 || return 1
+  : >"$out" # truncate now: the background job's own redirection may come too late
   "$WS_CLIENT" --url "$NODE_URL" --node-pub "$NODE_PUB" $words >"$out" &
   pid=$!
   for _ in $(seq 1 400); do [ -s "$out" ] && break; sleep 0.025; done
@@ -231,6 +238,10 @@ check "ws_node exits 0 on SIGTERM" check_sigterm
 # ---- legacy plaintext, allowed -------------------------------------------------------------------
 start_node "$E2E_KEY" --plaintext
 check "mode plaintext --expect-echo (--plaintext)" judge plaintext --expect-echo --url "$NODE_URL" --node-pub "$NODE_PUB"
+if [ -f "$VEC_DIR/plaintext.json" ]; then
+  check "SDK plaintext frames echoed (--plaintext)" \
+    timeout 60 node "$TOOL/plaintext_frames.mjs" --url "$NODE_URL" --file "$VEC_DIR/plaintext.json"
+fi
 stop_node || true
 
 # ---- vectors: one fresh node per vector ----------------------------------------------------------
