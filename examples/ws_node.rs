@@ -50,7 +50,8 @@ OPTIONS:
     --listen ADDR        address to listen on (default 127.0.0.1:8080)
     --allow ADDRESS      accept sessions only from this client address (0x…, repeatable);
                          without it every address is accepted (a warning is logged)
-    --plaintext          also accept legacy unencrypted session_init/prompt sessions
+    --plaintext          also accept legacy unencrypted session_init/prompt sessions (with
+                         --allow they are still refused: their address is only claimed)
     --echo-delay-ms N    pause N ms before each echoed word (default 0)
     --max-streams N      answers generated at the same time, node-wide (default 1024)
     -h, --help           print this help
