@@ -172,6 +172,16 @@ start_node "$E2E_KEY"
 J=(--url "$NODE_URL" --node-pub "$NODE_PUB")
 check "mode encrypted --prompts 3 --expect-echo" judge encrypted --prompts 3 --expect-echo "${J[@]}"
 check "mode replay" judge replay "${J[@]}"
+check_concurrent() { # ten SDK-style clients at once on one node, each with its own session id
+  local pids=() i rc=0
+  for i in $(seq 1 10); do
+    judge encrypted --prompts 3 --expect-echo --session-id "$((100 + i))" --job-id "$i" "${J[@]}" &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || rc=1; done
+  return "$rc"
+}
+check "mode encrypted, 10 clients at once" check_concurrent
 check "mode tamper" judge tamper "${J[@]}"
 check "mode wrong-key" judge wrong-key "${J[@]}"
 check "mode challenge" judge challenge "${J[@]}" --host-address "$NODE_ADDRESS"
