@@ -26,6 +26,9 @@ use crate::time::Instant;
 mod answer;
 use answer::{node_error, NodeFrame};
 
+/// Largest number of undrained events (a node cannot grow the queue without bound).
+const MAX_EVENTS: usize = 65_536;
+
 /// `alg` of the init payload, byte for byte (U+2192 raw).
 const ALG: &str = "secp256k1-ecdh(ephemeral\u{2192}static)+hkdf(sha256)+xchacha20-poly1305";
 

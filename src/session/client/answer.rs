@@ -32,6 +32,10 @@ impl<R: rand_core::CryptoRng> Client<R> {
         now: Instant,
         env: &NodeFrame<'_>,
     ) -> Result<(), ClientError> {
+        // Bound the event queue even against a flood of empty chunks.
+        if self.events.len() >= MAX_EVENTS {
+            return Err(ClientError::AnswerTooLarge);
+        }
         let policy = self.config.chunk_aad;
         let max_answer = self.config.max_answer_len;
         let chunk_timeout = self.config.chunk_timeout;
@@ -89,6 +93,10 @@ impl<R: rand_core::CryptoRng> Client<R> {
         now: Instant,
         env: &NodeFrame<'_>,
     ) -> Result<(), ClientError> {
+        // Bound the event queue even against a flood of empty chunks.
+        if self.events.len() >= MAX_EVENTS {
+            return Err(ClientError::AnswerTooLarge);
+        }
         let chunk_timeout = self.config.chunk_timeout;
         let max_answer = self.config.max_answer_len;
         let s = self.session.as_mut().ok_or(ClientError::NotReady)?;
