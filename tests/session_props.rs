@@ -308,3 +308,76 @@ proptest! {
         prop_assert_eq!(a.len(), 7);
     }
 }
+
+/// A JSON value of a random type (for field-type confusion).
+fn any_json() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |x| x.is_finite())
+            .prop_map(Value::from),
+        "[0-9a-fA-Fx]{0,80}".prop_map(Value::String),
+        "\\PC{0,20}".prop_map(Value::String),
+        Just(json!([])),
+        Just(json!({})),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Garbage and type confusion never panic, always get exactly one error frame, and never
+    /// disturb an established session.
+    #[test]
+    fn arbitrary_frames_get_one_error_frame_and_leave_sessions_untouched(
+        raw in "\\PC{0,200}",
+        which in 0usize..2,
+        path in 0usize..12,
+        value in any_json(),
+    ) {
+        let (mut node, conn) = established(4);
+        let base: Value = serde_json::from_str(if which == 0 {
+            original_init()
+        } else {
+            original_message()
+        })
+        .unwrap();
+        // Replace one field (envelope or payload) with a value of a random type.
+        let mut confused = base.clone();
+        let keys: Vec<(bool, String)> = confused
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| (false, k.clone()))
+            .chain(confused["payload"].as_object().unwrap().keys().map(|k| (true, k.clone())))
+            .collect();
+        let (in_payload, key) = keys[path % keys.len()].clone();
+        if in_payload {
+            confused["payload"][&key] = value.clone();
+        } else {
+            confused[&key] = value.clone();
+        }
+        for frame in [raw, confused.to_string()] {
+            let r = node.handle_frame(T0, conn, &frame);
+            let evs = events(&mut node);
+            let frames = drain(&mut node);
+            if r.is_err() {
+                prop_assert_eq!(frames.len(), 1, "{}", frame);
+                prop_assert!(error_code(&frames[0]).is_some());
+                prop_assert!(evs.is_empty());
+            }
+            // Whatever happened, the established session still takes its next message.
+        }
+        let next = indexed_message(&K1, "1", 1_000, "still fine");
+        node.handle_frame(T0, conn, &next).unwrap();
+        let ok = matches!(events(&mut node).first(), Some(NodeEvent::Prompt(p)) if p.prompt.as_str() == "still fine");
+        prop_assert!(ok);
+    }
+}
+
+fn original_message() -> &'static str {
+    static F: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    F.get_or_init(|| indexed_message(&K1, "1", 0, "hello"))
+}
