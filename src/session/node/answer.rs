@@ -39,7 +39,9 @@ impl<R: rand_core::CryptoRng> Node<R> {
 
     /// The buffer API of [`Node::send_chunk`]: clears `out` and writes the frame into it
     /// instead of queueing it. With `out` pre-sized (≈ 2 × text + 240 bytes) and `text` up to
-    /// 512 bytes nothing is allocated.
+    /// 512 bytes nothing is allocated, except once per request (the first chunk of a new
+    /// `request_id` records it for the `chunk_<i>` counter); longer texts reuse one internal
+    /// scratch buffer.
     ///
     /// ```
     /// # use sealwire::session::{Node, NodeConfig, SecretKey};
