@@ -82,9 +82,9 @@
 //!
 //! ## Memory
 //!
-//! An established session costs one `NodeSession` (152 bytes on 64-bit, bound asserted by a
+//! An established session costs one `NodeSession` (160 bytes on 64-bit, bound asserted by a
 //! test), one deadline-heap entry (32 B), one replay-cache entry (≈ 100 B) and, with the SDK's
-//! one session per connection, the connection's table entry (≈ 48 B): ≈ 335 B plus its
+//! one session per connection, the connection's table entry (≈ 48 B): ≈ 340 B plus its
 //! `session_id` and `job_id` strings, under the 512 B budget. 100 000 concurrent sessions are
 //! exercised by a test. `poll_timeout` is O(1) (heap
 //! top) and `handle_timeout` O(log n) per due entry, with lazy deletion.

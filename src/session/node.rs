@@ -88,10 +88,10 @@ struct Pending {
 
 /// One session on a connection: its key and counters.
 ///
-/// Accounting (64-bit, established session): this struct (152 B, ≤ [`NodeSession::SIZE_BOUND`]
+/// Accounting (64-bit, established session): this struct (160 B, ≤ [`NodeSession::SIZE_BOUND`]
 /// asserted by a test) stored in its connection's exactly-sized `Vec`, one deadline-heap entry
 /// (32 B), one replay-cache entry (≈ 60 B in the B-tree + 41 B in the expiry queue) and, for
-/// the usual one session per connection, the connection's B-tree entry (≈ 48 B): ≈ 335 B,
+/// the usual one session per connection, the connection's B-tree entry (≈ 48 B): ≈ 340 B,
 /// plus the heap bytes of `session_id` and `job_id` (≤ 78 each). Transiently a `Pending`
 /// (≈ 56 B, until accept) or an `AnswerStream` (32 B + request id, while answering).
 pub(crate) struct NodeSession {
@@ -102,6 +102,8 @@ pub(crate) struct NodeSession {
     last_index: Option<u64>,
     installed: Instant,
     last_active: Instant,
+    /// Deadline of this session's one live heap entry (others are stale and skipped).
+    armed: Instant,
     chain_id: u64,
     client_address: Option<Address>,
     encrypted: bool,
@@ -394,18 +396,27 @@ impl<R: rand_core::CryptoRng> Node<R> {
             init_id.as_deref(),
         );
         self.queue(conn, ack)?;
-        let uid = match self.session_mut(conn, pos) {
+        let deadline = now + core::cmp::min(self.config.session_ttl, self.config.idle_timeout);
+        let rearm = match self.session_mut(conn, pos) {
             Some(s) => {
                 s.pending = None;
                 s.installed = now;
                 s.last_active = now;
-                s.uid
+                // Keep exactly one live heap entry: re-arm only if the deadline moved earlier;
+                // otherwise the pending entry fires first and re-arms itself.
+                if deadline < s.armed {
+                    s.armed = deadline;
+                    Some(s.uid)
+                } else {
+                    None
+                }
             }
             None => return Err(SessionError::UnknownSession),
         };
         self.pending = self.pending.saturating_sub(1);
-        let deadline = now + core::cmp::min(self.config.session_ttl, self.config.idle_timeout);
-        self.timers.push(Reverse((deadline, conn, uid)));
+        if let Some(uid) = rearm {
+            self.timers.push(Reverse((deadline, conn, uid)));
+        }
         Ok(())
     }
 
@@ -510,8 +521,14 @@ impl<R: rand_core::CryptoRng> Node<R> {
             let Some(s) = self.session(conn, pos) else {
                 continue;
             };
+            if s.armed != due {
+                continue; // superseded entry
+            }
             let actual = s.deadline(&self.config);
             if actual > now {
+                if let Some(s) = self.session_mut(conn, pos) {
+                    s.armed = actual;
+                }
                 self.timers.push(Reverse((actual, conn, uid)));
                 continue;
             }
@@ -542,7 +559,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
                 });
             }
         }
-        // Stale entries are bounded: rebuild when they dominate.
+        // Stale entries (closed sessions) are bounded: rebuild when they dominate.
         if self.timers.len() > self.sessions.saturating_mul(2).saturating_add(64) {
             self.rebuild_timers();
         }
@@ -550,9 +567,10 @@ impl<R: rand_core::CryptoRng> Node<R> {
 
     fn rebuild_timers(&mut self) {
         let mut v = Vec::with_capacity(self.sessions);
-        for (conn, c) in &self.conns {
-            for s in &c.sessions {
-                v.push(Reverse((s.deadline(&self.config), *conn, s.uid)));
+        for (conn, c) in self.conns.iter_mut() {
+            for s in c.sessions.iter_mut() {
+                s.armed = s.deadline(&self.config);
+                v.push(Reverse((s.armed, *conn, s.uid)));
             }
         }
         self.timers = BinaryHeap::from(v);
@@ -691,6 +709,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
             last_index: None,
             installed: now,
             last_active: now,
+            armed: now + self.config.accept_timeout,
             chain_id,
             client_address,
             encrypted,
@@ -796,6 +815,12 @@ mod tests {
         node.handle_frame(Instant::ZERO, conn, init).unwrap();
         node.accept(Instant::ZERO, conn, "1").unwrap();
         assert_eq!(node.conns[&conn].sessions.capacity(), 1);
+        // Exactly one live deadline entry per session, also after it re-arms.
+        assert_eq!(node.timers.len(), 1);
+        let due = node.poll_timeout().unwrap();
+        node.handle_timeout(due);
+        assert_eq!(node.timers.len(), 1);
+        assert_eq!(node.stats().sessions_active, 1);
     }
 
     #[test]
