@@ -55,6 +55,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod crypto;
+pub mod session;
 pub mod time;
 pub mod tunnel;
 

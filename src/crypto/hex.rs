@@ -34,13 +34,32 @@ impl std::error::Error for HexError {}
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-#[inline]
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Value of each byte as a hex digit, or `0xff` when it is not one.
+const NIBBLE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Decodes one pair of digits; `None` when either is not a hex digit.
+#[inline(always)]
+fn pair(hi: u8, lo: u8) -> Option<u8> {
+    let h = NIBBLE[usize::from(hi)];
+    let l = NIBBLE[usize::from(lo)];
+    if (h | l) & 0xf0 != 0 {
+        None
+    } else {
+        Some((h << 4) | l)
     }
 }
 
@@ -62,9 +81,16 @@ fn strip(s: &str) -> &[u8] {
 /// ```
 pub fn encode_to(bytes: &[u8], out: &mut String) {
     out.reserve(bytes.len() * 2);
-    for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    let mut block = [0u8; 128];
+    for chunk in bytes.chunks(64) {
+        for (dst, &b) in block.chunks_exact_mut(2).zip(chunk) {
+            dst[0] = DIGITS[usize::from(b >> 4)];
+            dst[1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        // Only ASCII digits were written, so this never fails.
+        if let Ok(text) = core::str::from_utf8(&block[..chunk.len() * 2]) {
+            out.push_str(text);
+        }
     }
 }
 
@@ -108,15 +134,15 @@ pub fn decode_to_slice(s: &str, out: &mut [u8]) -> Result<(), HexError> {
     if b.len() / 2 != out.len() {
         return Err(HexError::WrongLength);
     }
-    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
-        let (hi, lo) = match pair {
-            [h, l] => (nibble(*h), nibble(*l)),
-            _ => (None, None),
-        };
-        match (hi, lo) {
-            (Some(h), Some(l)) => *o = (h << 4) | l,
-            _ => return Err(HexError::InvalidChar),
+    let mut bad = false;
+    for (o, digits) in out.iter_mut().zip(b.chunks_exact(2)) {
+        match pair(digits[0], digits[1]) {
+            Some(v) => *o = v,
+            None => bad = true,
         }
+    }
+    if bad {
+        return Err(HexError::InvalidChar);
     }
     Ok(())
 }
@@ -162,7 +188,7 @@ pub fn check(s: &str) -> Result<(), HexError> {
     if b.len() % 2 != 0 {
         return Err(HexError::OddLength);
     }
-    if b.iter().all(|c| nibble(*c).is_some()) {
+    if b.iter().all(|&c| NIBBLE[usize::from(c)] != 0xff) {
         Ok(())
     } else {
         Err(HexError::InvalidChar)

@@ -1,0 +1,258 @@
+//! An encrypted Fabstir session from the command line: a thin tokio pump around
+//! [`sealwire::session::Client`].
+//!
+//! ```text
+//! cargo run --example ws_client -- --url ws://127.0.0.1:8080/v1/ws --node-pub 02… tell me a story
+//! ```
+//!
+//! Opens the WebSocket, starts an encrypted session (`encrypted_session_init`, wait for the ack),
+//! sends the prompt given as the positional arguments, prints the decrypted answer as it streams
+//! in, then a newline. Exits non-zero on any error (node error frame, timeout, closed socket).
+//! Ctrl-C sends `stream_cancel`; a second Ctrl-C quits at once.
+
+use std::process::ExitCode;
+
+use futures_util::{SinkExt, StreamExt};
+use sealwire::session::{
+    Client, ClientConfig, ClientEvent, Prompt, PublicKey, SecretKey, SessionParams,
+};
+use sealwire::time::Clock;
+use tokio_tungstenite::tungstenite::Message;
+use zeroize::Zeroizing;
+
+const USAGE: &str = "\
+ws_client — send one prompt over an encrypted Fabstir session (sealwire example)
+
+USAGE:
+    ws_client [OPTIONS] --node-pub HEX PROMPT…
+
+OPTIONS:
+    --url URL            the node's WebSocket (default ws://127.0.0.1:8080/v1/ws)
+    --node-pub HEX       the node's public key (33-byte compressed or 65-byte, hex, optional 0x)
+    --node-key HEX       or the node's private key (the public key is derived; for tests)
+    --client-key HEX     this client's identity key (default: a fresh random key)
+    --session-id ID      decimal session id (default 1)
+    --job-id ID          decimal job id (default 1)
+    --chain-id N         chain id (default 84532)
+    --model NAME         model name (default echo)
+    -h, --help           print this help
+
+The decrypted answer goes to stdout; diagnostics go to stderr.
+";
+
+struct Options {
+    url: String,
+    node_public_key: PublicKey,
+    client_key: Option<SecretKey>,
+    session_id: String,
+    job_id: String,
+    chain_id: u64,
+    model: String,
+    prompt: Zeroizing<String>,
+}
+
+fn parse_args() -> Result<Option<Options>, String> {
+    let mut url = "ws://127.0.0.1:8080/v1/ws".to_owned();
+    let mut node_public_key = None;
+    let mut client_key = None;
+    let mut session_id = "1".to_owned();
+    let mut job_id = "1".to_owned();
+    let mut chain_id = 84532;
+    let mut model = "echo".to_owned();
+    let mut words: Vec<String> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--url" => url = value("--url")?,
+            "--node-pub" => {
+                let v = value("--node-pub")?;
+                node_public_key =
+                    Some(PublicKey::from_hex(&v).map_err(|e| format!("--node-pub: {e}"))?);
+            }
+            "--node-key" => {
+                let v = Zeroizing::new(value("--node-key")?);
+                let k = SecretKey::from_hex(&v).map_err(|_| "--node-key: not a valid key")?;
+                node_public_key = Some(k.public_key());
+            }
+            "--client-key" => {
+                let v = Zeroizing::new(value("--client-key")?);
+                let k = SecretKey::from_hex(&v).map_err(|_| "--client-key: not a valid key")?;
+                client_key = Some(k);
+            }
+            "--session-id" => session_id = value("--session-id")?,
+            "--job-id" => job_id = value("--job-id")?,
+            "--chain-id" => {
+                let v = value("--chain-id")?;
+                chain_id = v
+                    .parse()
+                    .map_err(|_| format!("--chain-id: bad number {v:?}"))?;
+            }
+            "--model" => model = value("--model")?,
+            "--" => words.extend(args.by_ref()),
+            s if s.starts_with("--") => return Err(format!("unknown option {s:?} (see --help)")),
+            _ => words.push(arg),
+        }
+    }
+    let node_public_key = node_public_key.ok_or("--node-pub or --node-key is required")?;
+    if words.is_empty() {
+        return Err("no prompt given".into());
+    }
+    Ok(Some(Options {
+        url,
+        node_public_key,
+        client_key,
+        session_id,
+        job_id,
+        chain_id,
+        model,
+        prompt: Zeroizing::new(words.join(" ")),
+    }))
+}
+
+fn system_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run(opts: Options) -> Result<(), String> {
+    let clock = Clock::new();
+    let identity = opts
+        .client_key
+        .unwrap_or_else(|| SecretKey::generate(&mut system_rng()));
+    let mut client = Client::new(
+        identity,
+        opts.node_public_key,
+        ClientConfig::default(),
+        system_rng(),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(opts.url.as_str())
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", opts.url))?;
+    let (mut sink, mut incoming) = ws.split();
+
+    client
+        .start_session(
+            clock.now(),
+            SessionParams {
+                session_id: opts.session_id,
+                job_id: opts.job_id,
+                chain_id: opts.chain_id,
+                model: opts.model.clone(),
+                price_per_token: 0,
+                vector_database: None,
+            },
+        )
+        .map_err(|e| format!("cannot start the session: {e}"))?;
+    let mut prompt = Some(Prompt {
+        model: Some(opts.model.clone()),
+        ..Prompt::new(opts.prompt.as_str())
+    });
+    let mut cancelled = false;
+    // One long-lived Ctrl-C future, so a signal during event handling is not lost.
+    let mut interrupt = Box::pin(tokio::signal::ctrl_c());
+    let mut stdout = std::io::stdout();
+
+    loop {
+        // Output first: frames to send, then events.
+        while let Some(frame) = client.poll_transmit() {
+            sink.send(Message::text(frame))
+                .await
+                .map_err(|e| format!("send failed: {e}"))?;
+        }
+        let mut handled = false;
+        while let Some(event) = client.poll_event() {
+            handled = true;
+            match event {
+                ClientEvent::SessionReady => {
+                    if let Some(p) = prompt.take() {
+                        client
+                            .send_prompt(clock.now(), &p)
+                            .map_err(|e| format!("cannot send the prompt: {e}"))?;
+                    }
+                }
+                ClientEvent::Chunk { text, .. } => {
+                    use std::io::Write;
+                    print!("{text}");
+                    let _ = stdout.flush();
+                }
+                ClientEvent::Finished { .. } => {
+                    println!();
+                    let _ = sink.send(Message::Close(None)).await;
+                    return Ok(());
+                }
+                ClientEvent::NodeError { code, message } => {
+                    return Err(format!(
+                        "the node answered with an error: {code}: {message}"
+                    ));
+                }
+                ClientEvent::TimedOut => return Err("timed out waiting for the node".into()),
+                ClientEvent::AnswerFailed { error } => {
+                    return Err(format!("the answer failed the client's checks: {error}"));
+                }
+                _ => {}
+            }
+        }
+        if handled {
+            continue; // handling an event may have queued frames
+        }
+        let deadline = client
+            .poll_timeout()
+            .map(|t| tokio::time::Instant::from_std(clock.to_std(t)));
+        tokio::select! {
+            msg = incoming.next() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    // A bad frame of the answer also fails it (AnswerFailed, handled above);
+                    // anything else the client ignores.
+                    if let Err(e) = client.handle_frame(clock.now(), text.as_str()) {
+                        eprintln!("ws_client: ignoring a frame from the node: {e}");
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    return Err("the node closed the connection".into())
+                }
+                Some(Err(e)) => return Err(format!("connection failed: {e}")),
+                Some(Ok(_)) => {}
+            },
+            () = sleep_until(deadline) => client.handle_timeout(clock.now()),
+            _ = &mut interrupt => {
+                interrupt = Box::pin(tokio::signal::ctrl_c());
+                if cancelled {
+                    return Err("interrupted".into());
+                }
+                cancelled = true;
+                eprintln!("\nws_client: cancelling (Ctrl-C again to quit)");
+                client.cancel(clock.now()).map_err(|e| format!("cannot cancel: {e}"))?;
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let opts = match parse_args() {
+        Ok(Some(opts)) => opts,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("ws_client: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(opts).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ws_client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Configuration knobs of the node and the client. Every table and queue has a bound here.
+
+use crate::time::Duration;
+
+/// Limits and timers of a [`Node`](super::Node).
+///
+/// ```
+/// use sealwire::session::NodeConfig;
+/// let cfg = NodeConfig { allow_plaintext: true, ..NodeConfig::default() };
+/// assert_eq!(cfg.max_sessions_per_connection, 64);
+/// ```
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Largest accepted frame in bytes, checked before parsing (default 32 MiB: images make
+    /// prompts up to ~13 MB of base64, hex doubles it).
+    pub max_frame_len: usize,
+    /// Largest number of open connections (default 100 000).
+    pub max_connections: usize,
+    /// Largest number of sessions (pending and established) node-wide (default 100 000).
+    pub max_sessions: usize,
+    /// Largest number of sessions on one connection (default 64).
+    pub max_sessions_per_connection: usize,
+    /// Absolute key lifetime since the key was installed (default 24 h).
+    pub session_ttl: Duration,
+    /// A key unused for this long is wiped (default 30 min).
+    pub idle_timeout: Duration,
+    /// A `SessionRequested` the embedder does not answer within this time is dropped with an
+    /// error frame (default 60 s).
+    pub accept_timeout: Duration,
+    /// Largest number of remembered ephemeral keys; each is kept for `session_ttl`
+    /// (default 1 000 000). When full of live entries, new inits get `CAPACITY`.
+    pub replay_cache_capacity: usize,
+    /// Largest number of queued outgoing frames (and of queued events) (default 65 536).
+    pub max_transmit_queue: usize,
+    /// Accept the SDK's legacy unauthenticated `session_init`/`prompt` (default false).
+    pub allow_plaintext: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            max_frame_len: 32 * 1024 * 1024,
+            max_connections: 100_000,
+            max_sessions: 100_000,
+            max_sessions_per_connection: 64,
+            session_ttl: Duration::from_secs(24 * 3600),
+            idle_timeout: Duration::from_secs(30 * 60),
+            accept_timeout: Duration::from_secs(60),
+            replay_cache_capacity: 1_000_000,
+            max_transmit_queue: 65_536,
+            allow_plaintext: false,
+        }
+    }
+}
+
+/// Which AADs the client accepts on `encrypted_chunk` frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChunkAadPolicy {
+    /// Require `chunk_<i>` with `i` = 0, 1, 2, … in arrival order and `encrypted_response_final`
+    /// on `encrypted_response` (what the reference node and sealwire's node send). Stops
+    /// reordering, dropping-then-shifting and reflection of the client's own messages.
+    Ordered,
+    /// Decrypt under whatever `aadHex` says, like the SDK (for nodes that send an empty or
+    /// `message_<n>` AAD). Undecryptable chunks still fail the answer.
+    AsSent,
+}
+
+/// Timers and limits of a [`Client`](super::Client).
+///
+/// ```
+/// use sealwire::session::ClientConfig;
+/// assert_eq!(ClientConfig::default().ack_timeout.as_secs(), 30);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Wait for `session_init_ack` (SDK: 30 s).
+    pub ack_timeout: Duration,
+    /// Wait for the first chunk of an answer (SDK: 180 s).
+    pub first_chunk_timeout: Duration,
+    /// Wait between chunks (SDK: 60 s).
+    pub chunk_timeout: Duration,
+    /// After a `final` chunk or `encrypted_response` without `stream_end`, resolve after this
+    /// long (SDK: 3 s).
+    pub final_grace: Duration,
+    /// Largest accepted frame in bytes (default 4 MiB).
+    pub max_frame_len: usize,
+    /// Largest answer in bytes (default 16 MiB).
+    pub max_answer_len: usize,
+    /// Which chunk AADs are accepted (default [`ChunkAadPolicy::Ordered`]).
+    pub chunk_aad: ChunkAadPolicy,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            ack_timeout: Duration::from_secs(30),
+            first_chunk_timeout: Duration::from_secs(180),
+            chunk_timeout: Duration::from_secs(60),
+            final_grace: Duration::from_secs(3),
+            max_frame_len: 4 * 1024 * 1024,
+            max_answer_len: 16 * 1024 * 1024,
+            chunk_aad: ChunkAadPolicy::Ordered,
+        }
+    }
+}

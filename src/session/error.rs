@@ -1,0 +1,337 @@
+//! Errors of the session module and the stable wire codes they map to (spec §6).
+
+use core::fmt;
+
+/// The stable `code` of an `error` frame (spec §6, plus sealwire's own codes).
+///
+/// The SDK reads none of these except `TOKEN_LIMIT_EXCEEDED`; they are stable so that logs and
+/// dashboards can rely on them.
+///
+/// ```
+/// use sealwire::session::ErrorCode;
+/// assert_eq!(ErrorCode::ReplayedSessionInit.as_str(), "REPLAYED_SESSION_INIT");
+/// assert_eq!(ErrorCode::from_wire("INVALID_AAD"), Some(ErrorCode::InvalidAad));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Frame not a JSON object, no string `type`, unknown type, bad envelope ids or chain id,
+    /// or an invalid inner prompt JSON.
+    InvalidMessage,
+    /// No `payload` object.
+    MissingPayload,
+    /// A required payload field is missing or not a string.
+    MissingPayloadFields,
+    /// Odd length or a non-hex character in a hex field.
+    InvalidHexEncoding,
+    /// The ephemeral key is not a valid 33-byte compressed point.
+    InvalidPublicKey,
+    /// The nonce is not 24 bytes.
+    InvalidNonceSize,
+    /// The signature is malformed, out of range, high-S or has a bad recovery id.
+    InvalidSignature,
+    /// Salt not 32 zero bytes or a non-empty info.
+    UnsupportedParameters,
+    /// The AEAD tag did not verify.
+    DecryptionFailed,
+    /// The decrypted init is not the expected JSON.
+    InvalidSessionInit,
+    /// The decrypted `jobId` differs from the envelope `job_id`.
+    JobIdMismatch,
+    /// The ephemeral public key was already used.
+    ReplayedSessionInit,
+    /// The recovered address may not use this job (the embedder rejected it).
+    NotAuthorized,
+    /// No key for this session on this connection.
+    SessionKeyNotFound,
+    /// The message AAD is not `message_<canonical decimal>`.
+    InvalidAad,
+    /// The message index is not above the highest accepted one.
+    ReplayedMessage,
+    /// The frame exceeds the configured size limit (sealwire).
+    MessageTooLarge,
+    /// A plaintext frame while plaintext sessions are disabled (sealwire).
+    PlaintextDisabled,
+    /// A table or queue of the node is full (sealwire).
+    Capacity,
+    /// The session exists but the embedder has not accepted it (yet) (sealwire).
+    SessionNotAccepted,
+    /// The prompt does not fit the model's context window (read by the SDK).
+    TokenLimitExceeded,
+    /// The model failed while answering.
+    InferenceFailed,
+    /// An internal failure of the node.
+    Internal,
+}
+
+const ALL_CODES: [ErrorCode; 23] = [
+    ErrorCode::InvalidMessage,
+    ErrorCode::MissingPayload,
+    ErrorCode::MissingPayloadFields,
+    ErrorCode::InvalidHexEncoding,
+    ErrorCode::InvalidPublicKey,
+    ErrorCode::InvalidNonceSize,
+    ErrorCode::InvalidSignature,
+    ErrorCode::UnsupportedParameters,
+    ErrorCode::DecryptionFailed,
+    ErrorCode::InvalidSessionInit,
+    ErrorCode::JobIdMismatch,
+    ErrorCode::ReplayedSessionInit,
+    ErrorCode::NotAuthorized,
+    ErrorCode::SessionKeyNotFound,
+    ErrorCode::InvalidAad,
+    ErrorCode::ReplayedMessage,
+    ErrorCode::MessageTooLarge,
+    ErrorCode::PlaintextDisabled,
+    ErrorCode::Capacity,
+    ErrorCode::SessionNotAccepted,
+    ErrorCode::TokenLimitExceeded,
+    ErrorCode::InferenceFailed,
+    ErrorCode::Internal,
+];
+
+impl ErrorCode {
+    /// Number of distinct codes (for per-code counters).
+    pub(crate) const COUNT: usize = ALL_CODES.len();
+
+    /// The wire spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::InvalidMessage => "INVALID_MESSAGE",
+            ErrorCode::MissingPayload => "MISSING_PAYLOAD",
+            ErrorCode::MissingPayloadFields => "MISSING_PAYLOAD_FIELDS",
+            ErrorCode::InvalidHexEncoding => "INVALID_HEX_ENCODING",
+            ErrorCode::InvalidPublicKey => "INVALID_PUBLIC_KEY",
+            ErrorCode::InvalidNonceSize => "INVALID_NONCE_SIZE",
+            ErrorCode::InvalidSignature => "INVALID_SIGNATURE",
+            ErrorCode::UnsupportedParameters => "UNSUPPORTED_PARAMETERS",
+            ErrorCode::DecryptionFailed => "DECRYPTION_FAILED",
+            ErrorCode::InvalidSessionInit => "INVALID_SESSION_INIT",
+            ErrorCode::JobIdMismatch => "JOB_ID_MISMATCH",
+            ErrorCode::ReplayedSessionInit => "REPLAYED_SESSION_INIT",
+            ErrorCode::NotAuthorized => "NOT_AUTHORIZED",
+            ErrorCode::SessionKeyNotFound => "SESSION_KEY_NOT_FOUND",
+            ErrorCode::InvalidAad => "INVALID_AAD",
+            ErrorCode::ReplayedMessage => "REPLAYED_MESSAGE",
+            ErrorCode::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            ErrorCode::PlaintextDisabled => "PLAINTEXT_DISABLED",
+            ErrorCode::Capacity => "CAPACITY",
+            ErrorCode::SessionNotAccepted => "SESSION_NOT_ACCEPTED",
+            ErrorCode::TokenLimitExceeded => "TOKEN_LIMIT_EXCEEDED",
+            ErrorCode::InferenceFailed => "INFERENCE_FAILED",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+
+    /// Parses a wire code.
+    pub fn from_wire(s: &str) -> Option<ErrorCode> {
+        ALL_CODES.iter().copied().find(|c| c.as_str() == s)
+    }
+
+    pub(crate) fn index(self) -> usize {
+        ALL_CODES.iter().position(|c| *c == self).unwrap_or(0)
+    }
+
+    pub(crate) fn all() -> &'static [ErrorCode] {
+        &ALL_CODES
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the node refused an input or an embedder call.
+///
+/// `Display` is a sentence that never contains key material, plaintext or attacker-chosen
+/// text; it is what the node puts into the `message` of the error frame.
+///
+/// ```
+/// use sealwire::session::{SessionError, ErrorCode};
+/// assert_eq!(SessionError::ReplayedMessage.code(), ErrorCode::ReplayedMessage);
+/// assert!(!SessionError::DecryptionFailed.to_string().is_empty());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The frame is longer than `max_frame_len`.
+    FrameTooLarge,
+    /// The frame is not valid JSON, or its envelope is malformed; the text names the field.
+    InvalidMessage(&'static str),
+    /// The frame has no `payload` object.
+    MissingPayload,
+    /// A payload field is missing or has the wrong JSON type; the text names it.
+    MissingPayloadField(&'static str),
+    /// A hex field is malformed; the text names it.
+    InvalidHex(&'static str),
+    /// The ephemeral public key is not a valid compressed point.
+    InvalidPublicKey,
+    /// The nonce is not 24 bytes.
+    InvalidNonceSize,
+    /// The signature is malformed, out of range, high-S, has a bad recovery id or recovers
+    /// nothing.
+    InvalidSignature,
+    /// Non-zero salt or non-empty info.
+    UnsupportedParameters,
+    /// The AEAD tag did not verify.
+    DecryptionFailed,
+    /// The decrypted init is malformed; the text names the field.
+    InvalidSessionInit(&'static str),
+    /// Decrypted `jobId` ≠ envelope `job_id`.
+    JobIdMismatch,
+    /// The ephemeral key of this init was seen before.
+    ReplayedSessionInit,
+    /// The embedder rejected the session, or an init tried to take over another identity's
+    /// session.
+    NotAuthorized,
+    /// No key for this session on this connection.
+    SessionKeyNotFound,
+    /// The message AAD is not `message_<canonical decimal>`.
+    InvalidAad,
+    /// The message index is not above the highest accepted one.
+    ReplayedMessage,
+    /// A plaintext frame while plaintext sessions are disabled.
+    PlaintextDisabled,
+    /// A bounded table or queue is full; the text names it.
+    Capacity(&'static str),
+    /// The session is still waiting for the embedder's decision.
+    SessionNotAccepted,
+    /// The connection id is not (or no longer) known. No error frame is queued.
+    UnknownConnection,
+    /// The embedder named a session or request that does not exist on this connection.
+    UnknownSession,
+    /// The side-protocol input (challenge, checkpoint) is malformed; the text names the part.
+    InvalidSideProtocol(&'static str),
+    /// A challenge response recovered a different address than expected.
+    AddressMismatch,
+}
+
+impl SessionError {
+    /// The stable wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SessionError::FrameTooLarge => ErrorCode::MessageTooLarge,
+            SessionError::InvalidMessage(_) => ErrorCode::InvalidMessage,
+            SessionError::MissingPayload => ErrorCode::MissingPayload,
+            SessionError::MissingPayloadField(_) => ErrorCode::MissingPayloadFields,
+            SessionError::InvalidHex(_) => ErrorCode::InvalidHexEncoding,
+            SessionError::InvalidPublicKey => ErrorCode::InvalidPublicKey,
+            SessionError::InvalidNonceSize => ErrorCode::InvalidNonceSize,
+            SessionError::InvalidSignature => ErrorCode::InvalidSignature,
+            SessionError::UnsupportedParameters => ErrorCode::UnsupportedParameters,
+            SessionError::DecryptionFailed => ErrorCode::DecryptionFailed,
+            SessionError::InvalidSessionInit(_) => ErrorCode::InvalidSessionInit,
+            SessionError::JobIdMismatch => ErrorCode::JobIdMismatch,
+            SessionError::ReplayedSessionInit => ErrorCode::ReplayedSessionInit,
+            SessionError::NotAuthorized => ErrorCode::NotAuthorized,
+            SessionError::SessionKeyNotFound => ErrorCode::SessionKeyNotFound,
+            SessionError::InvalidAad => ErrorCode::InvalidAad,
+            SessionError::ReplayedMessage => ErrorCode::ReplayedMessage,
+            SessionError::PlaintextDisabled => ErrorCode::PlaintextDisabled,
+            SessionError::Capacity(_) => ErrorCode::Capacity,
+            SessionError::SessionNotAccepted => ErrorCode::SessionNotAccepted,
+            SessionError::UnknownConnection => ErrorCode::Internal,
+            SessionError::UnknownSession => ErrorCode::SessionKeyNotFound,
+            SessionError::InvalidSideProtocol(_) => ErrorCode::InvalidMessage,
+            SessionError::AddressMismatch => ErrorCode::NotAuthorized,
+        }
+    }
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionError::FrameTooLarge => f.write_str("frame exceeds the size limit"),
+            SessionError::InvalidMessage(what) => write!(f, "malformed frame: {what}"),
+            SessionError::MissingPayload => f.write_str("frame has no payload object"),
+            SessionError::MissingPayloadField(what) => {
+                write!(
+                    f,
+                    "payload field {what} is missing or not of the right type"
+                )
+            }
+            SessionError::InvalidHex(what) => write!(f, "field {what} is not valid hex"),
+            SessionError::InvalidPublicKey => {
+                f.write_str("ephemeral public key is not a valid compressed secp256k1 point")
+            }
+            SessionError::InvalidNonceSize => f.write_str("nonce must be 24 bytes"),
+            SessionError::InvalidSignature => f.write_str("signature is invalid"),
+            SessionError::UnsupportedParameters => {
+                f.write_str("salt must be 32 zero bytes and info must be empty")
+            }
+            SessionError::DecryptionFailed => f.write_str("decryption failed"),
+            SessionError::InvalidSessionInit(what) => {
+                write!(f, "session init payload is invalid: {what}")
+            }
+            SessionError::JobIdMismatch => {
+                f.write_str("encrypted job id does not match the envelope job_id")
+            }
+            SessionError::ReplayedSessionInit => f.write_str("session init was replayed"),
+            SessionError::NotAuthorized => f.write_str("not authorized for this job"),
+            SessionError::SessionKeyNotFound => f.write_str("no session key for this session"),
+            SessionError::InvalidAad => f.write_str("message AAD must be message_<index>"),
+            SessionError::ReplayedMessage => {
+                f.write_str("message index is not above the last accepted one")
+            }
+            SessionError::PlaintextDisabled => f.write_str("plaintext sessions are disabled"),
+            SessionError::Capacity(what) => write!(f, "node capacity reached: {what}"),
+            SessionError::SessionNotAccepted => f.write_str("session has not been accepted"),
+            SessionError::UnknownConnection => f.write_str("unknown connection"),
+            SessionError::UnknownSession => f.write_str("unknown session or request"),
+            SessionError::InvalidSideProtocol(what) => write!(f, "invalid input: {what}"),
+            SessionError::AddressMismatch => {
+                f.write_str("recovered address differs from the expected one")
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for SessionError {}
+
+/// Why the client refused an input or a call.
+///
+/// ```
+/// use sealwire::session::ClientError;
+/// assert!(ClientError::NotReady.to_string().contains("ready"));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The frame exceeds `max_frame_len`.
+    FrameTooLarge,
+    /// The frame is not a JSON object with a string `type`, or a field has the wrong type.
+    Malformed(&'static str),
+    /// A chunk or response failed to decrypt; the answer is failed.
+    DecryptionFailed,
+    /// A chunk carried an unexpected AAD or index (reordered, dropped or reflected).
+    OutOfOrder,
+    /// A chunk's plaintext is not UTF-8 (the node split a character).
+    InvalidUtf8,
+    /// The answer grew beyond `max_answer_len`.
+    AnswerTooLarge,
+    /// No session, or the session is not ready for this call.
+    NotReady,
+    /// A parameter cannot be encoded (e.g. a non-decimal id, a non-finite temperature).
+    InvalidParameter(&'static str),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::FrameTooLarge => f.write_str("frame exceeds the size limit"),
+            ClientError::Malformed(what) => write!(f, "malformed frame: {what}"),
+            ClientError::DecryptionFailed => f.write_str("answer chunk failed to decrypt"),
+            ClientError::OutOfOrder => f.write_str("answer chunk out of order"),
+            ClientError::InvalidUtf8 => f.write_str("answer chunk is not valid UTF-8"),
+            ClientError::AnswerTooLarge => f.write_str("answer exceeds the size limit"),
+            ClientError::NotReady => f.write_str("session is not ready"),
+            ClientError::InvalidParameter(what) => write!(f, "invalid parameter: {what}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ClientError {}

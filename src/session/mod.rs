@@ -1,0 +1,128 @@
+//! # Fabstir-compatible LLM end-to-end encryption
+//!
+//! The wire protocol of the Fabstir SDK (`@fabstir/sdk-core` 1.36.0) between a client (the SDK,
+//! or [`Client`]) and an inference host ([`Node`]), byte-compatible with the SDK and hardened
+//! where the SDK is weak. Every frame is one WebSocket text frame holding one compact JSON
+//! object. The machines are sans-IO: feed frames and time in, drain frames, events and the
+//! next deadline out.
+//!
+//! ## Sequence
+//!
+//! ```text
+//!  Client (SDK)                                  Node                      Embedder
+//!    | encrypted_session_init ------------------->|                            |
+//!    |   EphPub, nonce, sig(EphPub|NodePub|salt|  |  verify, ECDH, HKDF, open  |
+//!    |   nonce|info), XChaCha(K, {sessionKey,…})  |-- SessionRequested ------->|
+//!    |                                            |   (recovered address)      | owns the job?
+//!    |                                            |<-- accept / reject --------|
+//!    |<------------------------ session_init_ack  |   (or error NOT_AUTHORIZED)|
+//!    | encrypted_message (AAD message_<n>) ------>|-- Prompt ----------------->|
+//!    |<--- encrypted_chunk (AAD chunk_0, 1, …)    |<-- send_chunk -------------|
+//!    |<--- encrypted_response (finish reason)     |<-- finish -----------------|
+//!    |<--- stream_end (plaintext usage)           |                            |
+//!    | encrypted_session_init (fresh key) ------->|  same address and job:     |
+//!    |<------------------------ session_init_ack  |  re-keyed automatically    |
+//! ```
+//! The SDK sends a fresh init before **every** prompt on the same connection and `session_id`,
+//! so in practice each key protects exactly one prompt (index 0); the node treats such an init
+//! as "replace the key, restart the index" ([`NodeEvent::SessionRekeyed`]).
+//!
+//! ## Wire
+//!
+//! | frame | direction | fields (in the SDK's key order) |
+//! |---|---|---|
+//! | `encrypted_session_init` | c→n | `payload{ephPubHex, saltHex, nonceHex, ciphertextHex, signatureHex, recid, alg, info, aadHex}, chain_id, session_id, job_id` |
+//! | `encrypted_message` | c→n | `session_id, id, payload{ciphertextHex, nonceHex, aadHex}, web_search, max_searches, search_queries` |
+//! | `session_init` / `prompt` | c→n | legacy plaintext, only with [`NodeConfig::allow_plaintext`] |
+//! | `ping` / `stream_cancel` | c→n | heartbeat / abort the answer |
+//! | `session_init_ack` | n→c | `status, session_id, job_id, chain_id, message` |
+//! | `encrypted_chunk` | n→c | `session_id, id, tokens, payload{ciphertextHex, nonceHex, aadHex, index}, final?` |
+//! | `encrypted_response` | n→c | `session_id, id, payload{…}` (finish reason, AAD `encrypted_response_final`) |
+//! | `stream_end` / `stream_chunk` | n→c | plaintext end of answer (usage) / plaintext chunk |
+//! | `error` | n→c | `code, message, session_id?, id?` — exactly one per rejected client frame |
+//! | `pong` | n→c | heartbeat answer |
+//!
+//! Init cryptography: `x` = x-coordinate of `e·NodePub`; `K` = HKDF-SHA256(x, salt = 32 zero
+//! bytes, info = ""); XChaCha20-Poly1305 under `K`; ECDSA/secp256k1 (RFC 6979, low-S,
+//! recoverable) over SHA-256(`"E2EEv1|" ‖ EphPub ‖ "|" ‖ NodePub ‖ "|" ‖ salt ‖ "|" ‖ nonce ‖ "|"
+//! ‖ info`). Everything after the init is XChaCha20-Poly1305 under the 32-byte `sessionKey`
+//! carried inside the init, with random 24-byte nonces.
+//!
+//! ## Why each check (spec §2.5, §6, §7)
+//!
+//! The node checks in the spec's order, and each failure yields one `error` frame with a
+//! stable [`ErrorCode`]; no other session changes.
+//! * **Frame size before parsing** (`MESSAGE_TOO_LARGE`): images make prompts ~13 MB; bound
+//!   memory before serde sees a byte.
+//! * **Strict hex** (`INVALID_HEX_ENCODING`): the SDK's decoder turns `"zz"` into `00`; a node
+//!   that copies that accepts garbage as the zero salt.
+//! * **Point and signature validity** (`INVALID_PUBLIC_KEY`, `INVALID_SIGNATURE`): high-S and
+//!   recid ≥ 2 are refused, so one init has one encoding.
+//! * **The signature proves nothing about the job**: it covers only EphPub, NodePub, salt,
+//!   nonce and info, and recovery yields *some* address for any bits. Hence
+//!   [`NodeEvent::SessionRequested`]: the embedder must check that the recovered address owns
+//!   the job (or is allow-listed) and call [`Node::accept`] or [`Node::reject`].
+//! * **`jobId` = `job_id`** (`JOB_ID_MISMATCH`): the envelope is unauthenticated; only the
+//!   encrypted `jobId` binds the job.
+//! * **Replay** (`REPLAYED_SESSION_INIT`): nothing in the protocol is fresh, so the node keeps a
+//!   bounded node-wide cache of ephemeral keys (decoded points) for the key lifetime.
+//! * **Indices** (`INVALID_AAD`, `REPLAYED_MESSAGE`): inbound AAD must be
+//!   `message_<canonical decimal>` and strictly increase per key; the node emits only
+//!   `chunk_<i>` / `encrypted_response_final`, so a chunk reflected back as a message fails.
+//! * **Binding**: keys belong to the `(connection, session_id)` that installed them; an init for
+//!   an existing session from another address or job is `NOT_AUTHORIZED` and leaves it intact.
+//! * **Key hygiene**: keys expire ([`NodeConfig::session_ttl`], [`NodeConfig::idle_timeout`]
+//!   via [`Node::poll_timeout`]/[`Node::handle_timeout`]) and are wiped on close, re-key,
+//!   expiry, disconnect and drop. `Debug` never shows keys or prompts; error messages are
+//!   fixed sentences.
+//!
+//! The [`Client`] is strict where the SDK is lenient: chunk AADs must be `chunk_0, chunk_1, …`
+//! in order ([`ChunkAadPolicy`]), an undecryptable or non-UTF-8 chunk fails the answer, and the
+//! prompt never travels in the clear `search_queries`.
+//!
+//! ## Memory
+//!
+//! An established session costs one `NodeSession` (160 bytes on 64-bit, bound asserted by a
+//! test), one deadline-heap entry (32 B), one replay-cache entry (≈ 100 B) and, with the SDK's
+//! one session per connection, the connection's table entry (≈ 48 B): ≈ 340 B plus its
+//! `session_id` and `job_id` strings, under the 512 B budget. 100 000 concurrent sessions are
+//! exercised by a test. `poll_timeout` is O(1) (heap
+//! top) and `handle_timeout` O(log n) per due entry, with lazy deletion.
+//!
+//! ## Side protocols
+//!
+//! [`Node::answer_challenge`] / [`verify_challenge_response`] implement the host-key challenge
+//! (§5.1); [`Node::encrypt_checkpoint_delta`] / [`decrypt_checkpoint_delta`] the checkpoint
+//! deltas (§5.2).
+
+mod challenge;
+mod checkpoint;
+mod client;
+mod config;
+mod error;
+mod events;
+mod node;
+mod replay;
+mod wire;
+
+pub use crate::crypto::secp256k1::{Address, PublicKey, SecretKey};
+pub use challenge::verify_challenge_response;
+pub use checkpoint::{decrypt_checkpoint_delta, CheckpointDelta, CheckpointMessage};
+pub use client::{Client, ClientEvent, Prompt, SessionParams};
+pub use config::{ChunkAadPolicy, ClientConfig, NodeConfig};
+pub use error::{ClientError, ErrorCode, SessionError};
+pub use node::{
+    CloseReason, ConnectionId, Node, NodeEvent, NodeStats, PromptImage, PromptRequest,
+    SessionRequest, StreamEnd, Transmit,
+};
+
+/// A RAG vector database reference carried by an init.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VectorDatabase {
+    /// `manifestPath` (`manifest_path` in plaintext mode).
+    pub manifest_path: String,
+    /// `userAddress` (`user_address` in plaintext mode).
+    pub user_address: String,
+}
+
+use alloc::string::String;

@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# End-to-end check: examples/ws_node judged by a client that is not ours.
+#
+# The judge is ../shared/tools/fabstir-client/client.mjs, an SDK-compatible Fabstir client
+# (Node.js + the SDK's @noble libraries) checked against the SDK-generated vectors. This script
+# builds the examples, installs the judge's npm packages under the cargo target dir (never next
+# to the tool), starts ws_node processes on free loopback ports and runs:
+#   - the judge's modes: encrypted, replay, tamper, wrong-key, challenge, plaintext (rejected by
+#     default, echoed with --plaintext), and the SDK's own plaintext frames from plaintext.json
+#     (tests/e2e/plaintext_frames.mjs);
+#   - every node-side vector of vectors/fabstir/*.json, each against a fresh node process holding
+#     the vector's node key and allowing the file's client addresses;
+#   - the host-key challenge for every host key of host_key_challenge.json;
+#   - our own examples/ws_client against ws_node, and a few operational checks (--help, bad
+#     challenge body → 400, SIGTERM → exit 0).
+# Prints one `PASS name` / `FAIL name` line per check, then `N passed, N failed`; exits 1 on any
+# failure. Needs cargo, node (>= 18) and npm (registry access on the first run only).
+#
+# Environment: CARGO_TARGET_DIR (as cargo), FABSTIR_CLIENT_DIR (the tool), FABSTIR_VECTORS (dir),
+# E2E_KEEP_LOGS=1 (keep node logs), RUST_LOG (node log filter, default warn).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+command -v node >/dev/null || { echo "e2e_fabstir: node (>= 18) is required" >&2; exit 2; }
+command -v npm >/dev/null || { echo "e2e_fabstir: npm is required" >&2; exit 2; }
+
+TOOL_SRC=${FABSTIR_CLIENT_DIR:-$ROOT/../shared/tools/fabstir-client}
+if [ -n "${FABSTIR_VECTORS:-}" ]; then
+  VEC_DIR=$FABSTIR_VECTORS
+elif [ -d "$ROOT/vectors/fabstir" ] && ls "$ROOT"/vectors/fabstir/*.json >/dev/null 2>&1; then
+  VEC_DIR=$ROOT/vectors/fabstir
+else
+  VEC_DIR=$ROOT/../shared/vectors/fabstir
+fi
+[ -f "$TOOL_SRC/client.mjs" ] || { echo "e2e_fabstir: no client.mjs in $TOOL_SRC" >&2; exit 2; }
+
+# ---- build ------------------------------------------------------------------------------------
+echo "building examples (debug)..."
+if ! cargo build --example ws_node --example ws_client >"${TMPDIR:-/tmp}/e2e-fabstir-build.$$.log" 2>&1; then
+  cat "${TMPDIR:-/tmp}/e2e-fabstir-build.$$.log" >&2
+  echo "e2e_fabstir: cargo build failed" >&2
+  exit 2
+fi
+rm -f "${TMPDIR:-/tmp}/e2e-fabstir-build.$$.log"
+TARGET=$(cargo metadata --format-version 1 --no-deps |
+  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
+WS_NODE=$TARGET/debug/examples/ws_node
+WS_CLIENT=$TARGET/debug/examples/ws_client
+WORK=$TARGET/e2e-fabstir
+mkdir -p "$WORK"
+rm -f "$WORK"/node-*.out "$WORK"/node-*.err "$WORK"/check-*.log
+
+# ---- the judge, installed under the target dir (cached) ---------------------------------------
+TOOL=$TARGET/fabstir-client
+mkdir -p "$TOOL"
+cp "$TOOL_SRC/client.mjs" "$TOOL/client.mjs"
+cp "$ROOT/tests/e2e/plaintext_frames.mjs" "$TOOL/plaintext_frames.mjs" # resolves `ws` there
+if ! cmp -s "$TOOL_SRC/package.json" "$TOOL/package.json" ||
+  [ ! -d "$TOOL/node_modules/@noble/secp256k1" ] || [ ! -d "$TOOL/node_modules/ws" ]; then
+  cp "$TOOL_SRC/package.json" "$TOOL/package.json"
+  echo "installing the fabstir-client npm packages into $TOOL ..."
+  (cd "$TOOL" && npm install --no-audit --no-fund --silent >/dev/null)
+fi
+judge() { timeout 120 node "$TOOL/client.mjs" "$@"; }
+
+# ---- bookkeeping -------------------------------------------------------------------------------
+PASSED=0
+FAILED=0
+CHECK_N=0
+pass() { PASSED=$((PASSED + 1)); echo "PASS $1"; }
+fail() {
+  FAILED=$((FAILED + 1))
+  echo "FAIL $1"
+  if [ -n "${2:-}" ] && [ -f "$2" ]; then tail -c 1500 "$2" | sed 's/^/    /'; fi
+}
+# check NAME CMD...: passes when CMD exits 0; its output is kept in a log shown on failure.
+check() {
+  local name=$1
+  shift
+  CHECK_N=$((CHECK_N + 1))
+  local log=$WORK/check-$CHECK_N.log
+  if "$@" >"$log" 2>&1; then pass "$name"; else fail "$name" "$log"; fi
+}
+
+# ---- node processes ----------------------------------------------------------------------------
+NODE_PID=
+NODE_N=0
+NODE_URL=
+NODE_HTTP=
+NODE_PUB=
+NODE_ADDRESS=
+NODE_OUT=
+NODE_ERR=
+
+stop_node() { # stop_node [expect-clean]: SIGTERM, bounded wait, SIGKILL as a last resort
+  local pid=$NODE_PID rc=0
+  NODE_PID=
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    return 124
+  fi
+  wait "$pid" 2>/dev/null || rc=$?
+  return "$rc"
+}
+
+cleanup() {
+  local status=$?
+  if [ -n "$NODE_PID" ]; then
+    kill -KILL "$NODE_PID" 2>/dev/null || true
+    wait "$NODE_PID" 2>/dev/null || true
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_node KEY_HEX [ws_node args...]: fresh process on a free loopback port (the OS picks it:
+# --listen 127.0.0.1:0, read back from the startup line); returns once the port accepts.
+start_node() {
+  local key=$1
+  shift
+  stop_node || true
+  NODE_N=$((NODE_N + 1))
+  NODE_OUT=$WORK/node-$NODE_N.out
+  NODE_ERR=$WORK/node-$NODE_N.err
+  HOST_PRIVATE_KEY=$key RUST_LOG=${RUST_LOG:-warn} \
+    "$WS_NODE" --listen 127.0.0.1:0 "$@" >"$NODE_OUT" 2>"$NODE_ERR" &
+  NODE_PID=$!
+  local line=
+  for _ in $(seq 1 400); do
+    line=$(grep -m1 '^ws_node listen=' "$NODE_OUT" 2>/dev/null || true)
+    [ -n "$line" ] && break
+    kill -0 "$NODE_PID" 2>/dev/null || break
+    sleep 0.025
+  done
+  if [ -z "$line" ]; then
+    echo "ws_node did not start (args: $*); stderr:" >&2
+    sed 's/^/    /' "$NODE_ERR" >&2
+    return 1
+  fi
+  local listen
+  listen=$(sed -n 's/.* listen=\([^ ]*\).*/\1/p' <<<"$line")
+  NODE_PUB=$(sed -n 's/.* public_key=\([0-9a-f]*\).*/\1/p' <<<"$line")
+  NODE_ADDRESS=$(sed -n 's/.* address=\(0x[0-9a-fA-F]*\).*/\1/p' <<<"$line")
+  NODE_URL=ws://$listen/v1/ws
+  NODE_HTTP=http://$listen
+  local host=${listen%:*} port=${listen##*:}
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
+    sleep 0.025
+  done
+  echo "ws_node port $listen never accepted a connection" >&2
+  return 1
+}
+
+# A fixed development key for the mode checks (SHA-256("sealwire e2e node")).
+E2E_KEY=0x$(printf 'sealwire e2e node' | sha256sum | cut -d' ' -f1)
+
+# ---- operational checks ------------------------------------------------------------------------
+check "ws_node --help" bash -c '"$1" --help | grep -q -- --listen' _ "$WS_NODE"
+check "ws_node rejects a bad HOST_PRIVATE_KEY" bash -c \
+  'HOST_PRIVATE_KEY=0x1234 timeout 10 "$1" --listen 127.0.0.1:0; [ $? -eq 2 ]' _ "$WS_NODE"
+
+# ---- the judge's modes against a strict node (no --allow: any address; no --plaintext) ---------
+start_node "$E2E_KEY"
+J=(--url "$NODE_URL" --node-pub "$NODE_PUB")
+check "mode encrypted --prompts 3 --expect-echo" judge encrypted --prompts 3 --expect-echo "${J[@]}"
+check "mode replay" judge replay "${J[@]}"
+check_concurrent() { # ten SDK-style clients at once on one node, each with its own session id
+  local pids=() i rc=0
+  for i in $(seq 1 10); do
+    judge encrypted --prompts 3 --expect-echo --session-id "$((100 + i))" --job-id "$i" "${J[@]}" &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || rc=1; done
+  return "$rc"
+}
+check "mode encrypted, 10 clients at once" check_concurrent
+check "mode tamper" judge tamper "${J[@]}"
+check "mode wrong-key" judge wrong-key "${J[@]}"
+check "mode challenge" judge challenge "${J[@]}" --host-address "$NODE_ADDRESS"
+check "mode plaintext --expect-rejected (no --plaintext)" judge plaintext --expect-rejected "${J[@]}"
+if [ -f "$VEC_DIR/plaintext.json" ]; then
+  check "SDK plaintext frames rejected (no --plaintext)" \
+    timeout 60 node "$TOOL/plaintext_frames.mjs" --url "$NODE_URL" --file "$VEC_DIR/plaintext.json" --expect-rejected
+fi
+
+# our own client against our node
+check_ws_client_echo() {
+  local out
+  out=$("$WS_CLIENT" --url "$NODE_URL" --node-pub "$NODE_PUB" --session-id 7 --job-id 7 \
+    hello from the sealwire ws_client, "é😀" done)
+  [ "$out" = "hello from the sealwire ws_client, é😀 done" ] || { echo "got: $out"; return 1; }
+}
+check "ws_client echo through ws_node" check_ws_client_echo
+check "ws_client --node-key echo" bash -c \
+  'out=$("$1" --url "$2" --node-key "$3" one two three) && [ "$out" = "one two three" ]' \
+  _ "$WS_CLIENT" "$NODE_URL" "$E2E_KEY"
+check "ws_client fails against the wrong node key" bash -c \
+  '! timeout 60 "$1" --url "$2" --node-key 0x$(printf other | sha256sum | cut -d" " -f1) hi' \
+  _ "$WS_CLIENT" "$NODE_URL"
+
+# the challenge endpoint's error path: a bad body is a 400 with a JSON error
+check_challenge_bad_body() {
+  node --input-type=module -e '
+    const r = await fetch(process.argv[1] + "/v1/auth/challenge", { method: "POST",
+      headers: { "Content-Type": "application/json" }, body: "{\"challenge\":\"zz\"}" });
+    const b = await r.json().catch(() => null);
+    console.log(r.status, JSON.stringify(b));
+    process.exit(r.status === 400 && b && typeof b === "object" ? 0 : 1);
+  ' "$NODE_HTTP"
+}
+check "challenge with a bad body → 400 JSON" check_challenge_bad_body
+
+# stream_cancel: ws_client gets Ctrl-C after the first words of a slow answer; it must exit 0
+# with a strict prefix of the echo, and the node must have seen the cancel.
+check_cancel() {
+  local out=$WORK/cancel.out words pid
+  words=$(seq -s ' ' 1 40)
+  RUST_LOG=info start_node "$E2E_KEY" --echo-delay-ms 100 || return 1
+  : >"$out" # truncate now: the background job's own redirection may come too late
+  "$WS_CLIENT" --url "$NODE_URL" --node-pub "$NODE_PUB" $words >"$out" &
+  pid=$!
+  for _ in $(seq 1 400); do [ -s "$out" ] && break; sleep 0.025; done
+  kill -INT "$pid"
+  wait "$pid" || { echo "ws_client exited $?"; return 1; }
+  local got
+  got=$(tr -d '\n' <"$out" | sed 's/ *$//')
+  echo "partial answer: $got"
+  [ -n "$got" ] && [ "$got" != "$words" ] && [ "${words#"$got"}" != "$words" ] || return 1
+  for _ in $(seq 1 100); do grep -q 'stream cancelled by the client' "$NODE_ERR" && return 0; sleep 0.02; done
+  echo "the node never reported the cancel"
+  return 1
+}
+check "stream_cancel from ws_client stops the answer" check_cancel
+
+check_sigterm() {
+  stop_node && grep -q . "$NODE_OUT"
+}
+check "ws_node exits 0 on SIGTERM" check_sigterm
+
+# ---- legacy plaintext, allowed -------------------------------------------------------------------
+start_node "$E2E_KEY" --plaintext
+check "mode plaintext --expect-echo (--plaintext)" judge plaintext --expect-echo --url "$NODE_URL" --node-pub "$NODE_PUB"
+if [ -f "$VEC_DIR/plaintext.json" ]; then
+  check "SDK plaintext frames echoed (--plaintext)" \
+    timeout 60 node "$TOOL/plaintext_frames.mjs" --url "$NODE_URL" --file "$VEC_DIR/plaintext.json"
+fi
+stop_node || true
+
+# ---- vectors: one fresh node per vector ----------------------------------------------------------
+# vec_keys FILE: distinct node_private_key values; vec_allow FILE: every client address the file
+# names (the vectors expect exactly these to be allowed; recovered strangers must be refused).
+vec_keys() {
+  node -e 'const f=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
+    console.log([...new Set(f.vectors.map(v=>v.node_private_key).filter(Boolean))].join("\n"))' "$1"
+}
+vec_allow() {
+  node -e 'const f=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
+    const a=new Set(); for (const v of f.vectors) for (const x of [v.client_address, v.expected&&v.expected.client_address]) if (typeof x==="string") a.add(x);
+    console.log([...a].join("\n"))' "$1"
+}
+
+echo "vectors from $VEC_DIR"
+for file in "$VEC_DIR"/*.json; do
+  base=$(basename "$file" .json)
+  mapfile -t keys < <(vec_keys "$file")
+  [ "${#keys[@]}" -gt 0 ] && [ -n "${keys[0]}" ] || continue
+  allow=()
+  while IFS= read -r a; do [ -n "$a" ] && allow+=(--allow "$a"); done < <(vec_allow "$file")
+  for key in "${keys[@]}"; do
+    mapfile -t names < <(judge vectors --file "$file" --node-key "$key" --list)
+    for name in "${names[@]}"; do
+      [ -n "$name" ] || continue
+      if ! start_node "0x$key" "${allow[@]}"; then
+        fail "vector $base/$name (node did not start)" "$NODE_ERR"
+        continue
+      fi
+      check "vector $base/$name" judge vectors --file "$file" --node-key "$key" --name "$name" --url "$NODE_URL"
+    done
+  done
+done
+stop_node || true
+
+# ---- the host-key challenge with every host key of the challenge vectors -------------------------
+challenge_file=$VEC_DIR/host_key_challenge.json
+if [ -f "$challenge_file" ]; then
+  while IFS=' ' read -r hkey haddr; do
+    [ -n "$hkey" ] || continue
+    if ! start_node "0x$hkey"; then fail "challenge host $haddr (node did not start)" "$NODE_ERR"; continue; fi
+    check "challenge host $haddr" judge challenge --url "$NODE_URL" --host-address "$haddr"
+  done < <(node -e 'const f=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
+    const seen=new Set(); for (const v of f.vectors) if (v.host_private_key && v.host_address && !seen.has(v.host_private_key)) { seen.add(v.host_private_key); console.log(v.host_private_key.replace(/^0x/,""), v.host_address); }' "$challenge_file")
+  stop_node || true
+fi
+
+[ "${E2E_KEEP_LOGS:-0}" = 1 ] || { [ "$FAILED" -gt 0 ] || rm -f "$WORK"/node-*.out "$WORK"/node-*.err "$WORK"/check-*.log; }
+[ "$FAILED" -eq 0 ] || echo "logs: $WORK"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

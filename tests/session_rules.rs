@@ -1,0 +1,778 @@
+//! One test per rule of the node and the client (spec §2.5, §3, §6, §7 and the issue).
+
+mod session_util;
+
+use sealwire::crypto::hex;
+use sealwire::session::*;
+use sealwire::time::{Duration, Instant};
+use serde_json::Value;
+use session_util::*;
+
+const K1: [u8; 32] = [0xa1; 32];
+const K2: [u8; 32] = [0xa2; 32];
+const T0: Instant = Instant::from_secs(100);
+
+/// Node with one accepted session "1" (job "2") under key K1 on a fresh connection.
+fn established(
+    config: NodeConfig,
+) -> (
+    sealwire::session::Node<rand_chacha::ChaCha20Rng>,
+    ConnectionId,
+) {
+    let mut node = node(config, 1);
+    let conn = node.connect(T0).unwrap();
+    establish(&mut node, T0, conn, &init_frame(K1, 1, "1", "2")).unwrap();
+    let frames = drain(&mut node);
+    assert_eq!(frames.len(), 1);
+    assert!(frames[0].starts_with(r#"{"type":"session_init_ack""#));
+    (node, conn)
+}
+
+/// Sends a message and returns (Ok?, frames, prompt texts).
+fn send(
+    node: &mut sealwire::session::Node<rand_chacha::ChaCha20Rng>,
+    now: Instant,
+    conn: ConnectionId,
+    frame: &str,
+) -> (Result<(), SessionError>, Vec<String>, Vec<String>) {
+    let r = node.handle_frame(now, conn, frame);
+    let prompts = events(node)
+        .into_iter()
+        .filter_map(|e| match e {
+            NodeEvent::Prompt(p) => Some(p.prompt.to_string()),
+            _ => None,
+        })
+        .collect();
+    (r, drain(node), prompts)
+}
+
+fn assert_rejected(r: &(Result<(), SessionError>, Vec<String>, Vec<String>), code: &str) {
+    assert!(r.0.is_err(), "expected rejection {code}");
+    assert_eq!(r.1.len(), 1, "exactly one error frame: {:?}", r.1);
+    assert_eq!(error_code(&r.1[0]).as_deref(), Some(code));
+    assert!(r.2.is_empty());
+}
+
+#[test]
+fn replayed_session_init_is_rejected_and_state_unchanged() {
+    let (mut node, conn) = established(NodeConfig::default());
+    let init = init_frame(K1, 1, "1", "2");
+    let before = node.stats();
+    // Verbatim, upper-case hex, 0x-prefixed: all the same decoded ephemeral point.
+    let upper = {
+        let mut v: Value = serde_json::from_str(&init).unwrap();
+        let eph = v["payload"]["ephPubHex"].as_str().unwrap().to_uppercase();
+        v["payload"]["ephPubHex"] = Value::String(format!("0x{eph}"));
+        // Keep the SDK key order irrelevant: receivers must not depend on it.
+        v.to_string()
+    };
+    let other = node.connect(T0).unwrap();
+    for (c, f) in [(conn, &init), (conn, &upper), (other, &init)] {
+        let r = send(&mut node, T0, c, f);
+        assert_rejected(&r, "REPLAYED_SESSION_INIT");
+    }
+    let after = node.stats();
+    assert_eq!(after.sessions_active, before.sessions_active);
+    assert_eq!(after.replay_cache_len, before.replay_cache_len);
+    // The live session still works with its original key and index.
+    let r = send(
+        &mut node,
+        T0,
+        conn,
+        &indexed_message(&K1, "1", 0, "still here"),
+    );
+    assert_eq!(r.2, vec!["still here".to_string()]);
+}
+
+#[test]
+fn message_index_must_strictly_increase_per_key() {
+    let (mut node, conn) = established(NodeConfig::default());
+    assert_eq!(
+        send(&mut node, T0, conn, &indexed_message(&K1, "1", 3, "a")).2,
+        ["a"]
+    );
+    // Gaps are allowed, equal and lower are not.
+    assert_rejected(
+        &send(&mut node, T0, conn, &indexed_message(&K1, "1", 3, "b")),
+        "REPLAYED_MESSAGE",
+    );
+    assert_rejected(
+        &send(&mut node, T0, conn, &indexed_message(&K1, "1", 1, "c")),
+        "REPLAYED_MESSAGE",
+    );
+    assert_eq!(
+        send(&mut node, T0, conn, &indexed_message(&K1, "1", 10, "d")).2,
+        ["d"]
+    );
+}
+
+#[test]
+fn message_aad_must_be_message_canonical_decimal() {
+    let (mut node, conn) = established(NodeConfig::default());
+    for aad in [
+        &b""[..],
+        b"message_01",
+        b"message_+1",
+        b"chunk_0",
+        b"encrypted_response_final",
+        b"message_",
+    ] {
+        let f = message(&K1, "1", "r", aad, &prompt_json("x"), [7; 24]);
+        assert_rejected(&send(&mut node, T0, conn, &f), "INVALID_AAD");
+    }
+}
+
+#[test]
+fn reinit_with_same_identity_replaces_the_key_and_restarts_the_index() {
+    let (mut node, conn) = established(NodeConfig::default());
+    assert_eq!(
+        send(&mut node, T0, conn, &indexed_message(&K1, "1", 0, "one")).2,
+        ["one"]
+    );
+    node.handle_frame(T0, conn, &init_frame(K2, 2, "1", "2"))
+        .unwrap();
+    let ev = events(&mut node);
+    assert!(matches!(&ev[..], [NodeEvent::SessionRekeyed { session_id, .. }] if session_id == "1"));
+    assert!(drain(&mut node)[0].contains("session_init_ack"));
+    // Old key gone; the index restarts under the new one.
+    assert_rejected(
+        &send(&mut node, T0, conn, &indexed_message(&K1, "1", 5, "old")),
+        "DECRYPTION_FAILED",
+    );
+    assert_eq!(
+        send(&mut node, T0, conn, &indexed_message(&K2, "1", 0, "two")).2,
+        ["two"]
+    );
+}
+
+#[test]
+fn init_for_another_identitys_session_is_not_authorized_and_the_key_is_kept() {
+    let (mut node, conn) = established(NodeConfig::default());
+    // A different client key signs an init for the same session id.
+    let mut intruder = Client::new(
+        SecretKey::from_bytes(&[0x33; 32]).unwrap(),
+        node.public_key(),
+        ClientConfig::default(),
+        Recorded::new(&K2, 9),
+    );
+    intruder.start_session(T0, params("1", "2")).unwrap();
+    let r = send(&mut node, T0, conn, &intruder.poll_transmit().unwrap());
+    assert_rejected(&r, "NOT_AUTHORIZED");
+    // Same identity but another job: also refused.
+    let r = send(&mut node, T0, conn, &init_frame(K2, 3, "1", "7"));
+    assert_rejected(&r, "NOT_AUTHORIZED");
+    assert_eq!(
+        send(&mut node, T0, conn, &indexed_message(&K1, "1", 0, "mine")).2,
+        ["mine"]
+    );
+}
+
+#[test]
+fn rejected_session_gets_not_authorized_and_no_key() {
+    let mut node = node(NodeConfig::default(), 1);
+    let conn = node.connect(T0).unwrap();
+    node.handle_frame(T0, conn, &init_frame(K1, 1, "1", "2"))
+        .unwrap();
+    assert!(
+        drain(&mut node).is_empty(),
+        "no ack before the embedder decides"
+    );
+    let ev = events(&mut node);
+    let NodeEvent::SessionRequested(req) = &ev[0] else {
+        panic!()
+    };
+    assert_eq!(req.client_address, Some(client_address()));
+    node.reject(T0, conn, "1", "job 2 belongs to someone else")
+        .unwrap();
+    let f = drain(&mut node);
+    assert_eq!(error_code(&f[0]).as_deref(), Some("NOT_AUTHORIZED"));
+    assert!(f[0].contains("job 2 belongs to someone else"));
+    assert_rejected(
+        &send(&mut node, T0, conn, &indexed_message(&K1, "1", 0, "x")),
+        "SESSION_KEY_NOT_FOUND",
+    );
+    assert_eq!(
+        node.stats().sessions_pending + node.stats().sessions_active,
+        0
+    );
+}
+
+#[test]
+fn prompts_before_accept_are_refused() {
+    let mut node = node(NodeConfig::default(), 1);
+    let conn = node.connect(T0).unwrap();
+    node.handle_frame(T0, conn, &init_frame(K1, 1, "1", "2"))
+        .unwrap();
+    assert_rejected(
+        &send(&mut node, T0, conn, &indexed_message(&K1, "1", 0, "x")),
+        "SESSION_NOT_ACCEPTED",
+    );
+    // And the embedder cannot stream into a pending session.
+    assert_eq!(
+        node.send_chunk(T0, conn, "1", "r", "x", false),
+        Err(SessionError::SessionNotAccepted)
+    );
+}
+
+#[test]
+fn unanswered_session_request_times_out_with_one_error_frame() {
+    let mut node = node(NodeConfig::default(), 1);
+    let conn = node.connect(T0).unwrap();
+    node.handle_frame(T0, conn, &init_frame(K1, 1, "1", "2"))
+        .unwrap();
+    events(&mut node);
+    let due = node.poll_timeout().unwrap();
+    assert_eq!(due, T0 + Duration::from_secs(60));
+    node.handle_timeout(due - Duration::from_nanos(1));
+    assert!(drain(&mut node).is_empty());
+    node.handle_timeout(due);
+    let f = drain(&mut node);
+    assert_eq!(f.len(), 1);
+    assert_eq!(error_code(&f[0]).as_deref(), Some("SESSION_NOT_ACCEPTED"));
+    assert!(matches!(
+        &events(&mut node)[..],
+        [NodeEvent::SessionClosed {
+            reason: CloseReason::Expired,
+            ..
+        }]
+    ));
+    assert_eq!(
+        node.accept(due, conn, "1"),
+        Err(SessionError::UnknownSession)
+    );
+}
+
+#[test]
+fn keys_expire_after_the_idle_timeout_and_are_wiped() {
+    let cfg = NodeConfig {
+        idle_timeout: Duration::from_secs(30),
+        ..NodeConfig::default()
+    };
+    let (mut node, conn) = established(cfg);
+    // Activity at T0+20 moves the idle deadline to T0+50.
+    let t = T0 + Duration::from_secs(20);
+    assert_eq!(
+        send(&mut node, t, conn, &indexed_message(&K1, "1", 0, "a")).2,
+        ["a"]
+    );
+    let due = node.poll_timeout().unwrap();
+    assert_eq!(
+        due,
+        T0 + Duration::from_secs(30),
+        "early deadline; re-armed lazily"
+    );
+    node.handle_timeout(due);
+    assert!(events(&mut node).is_empty());
+    assert_eq!(node.poll_timeout(), Some(T0 + Duration::from_secs(50)));
+    node.handle_timeout(T0 + Duration::from_secs(50));
+    assert!(matches!(
+        &events(&mut node)[..],
+        [NodeEvent::SessionClosed {
+            reason: CloseReason::Idle,
+            ..
+        }]
+    ));
+    let r = send(
+        &mut node,
+        T0 + Duration::from_secs(51),
+        conn,
+        &indexed_message(&K1, "1", 1, "b"),
+    );
+    assert_rejected(&r, "SESSION_KEY_NOT_FOUND");
+    // Only lazily deleted entries remain: they fire without effect and then are gone.
+    while let Some(t) = node.poll_timeout() {
+        node.handle_timeout(t);
+        assert!(events(&mut node).is_empty());
+        assert!(drain(&mut node).is_empty());
+    }
+}
+
+#[test]
+fn keys_expire_after_the_ttl_even_when_busy() {
+    let cfg = NodeConfig {
+        session_ttl: Duration::from_secs(100),
+        idle_timeout: Duration::from_secs(30),
+        ..NodeConfig::default()
+    };
+    let (mut node, conn) = established(cfg);
+    let mut t = T0;
+    for i in 0..10u64 {
+        t += Duration::from_secs(20);
+        node.handle_timeout(t);
+        let r = send(&mut node, t, conn, &indexed_message(&K1, "1", i, "x"));
+        if t < T0 + Duration::from_secs(100) {
+            assert!(r.0.is_ok(), "alive at {t:?}");
+        } else {
+            assert_rejected(&r, "SESSION_KEY_NOT_FOUND");
+        }
+    }
+}
+
+#[test]
+fn sessions_are_bound_to_their_connection() {
+    let (mut node, conn) = established(NodeConfig::default());
+    let other = node.connect(T0).unwrap();
+    assert_rejected(
+        &send(&mut node, T0, other, &indexed_message(&K1, "1", 0, "x")),
+        "SESSION_KEY_NOT_FOUND",
+    );
+    assert_eq!(
+        send(&mut node, T0, conn, &indexed_message(&K1, "1", 0, "y")).2,
+        ["y"]
+    );
+}
+
+#[test]
+fn disconnect_wipes_every_key_and_reports_each_session() {
+    let (mut node, conn) = established(NodeConfig::default());
+    establish(&mut node, T0, conn, &init_frame(K2, 2, "5", "6")).unwrap();
+    drain(&mut node);
+    node.disconnect(T0, conn);
+    let closed: Vec<_> = events(&mut node)
+        .into_iter()
+        .map(|e| match e {
+            NodeEvent::SessionClosed {
+                session_id,
+                reason: CloseReason::Disconnected,
+                ..
+            } => session_id,
+            e => panic!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(closed.len(), 2);
+    assert_eq!(node.stats().sessions_active, 0);
+    assert_eq!(
+        node.handle_frame(T0, conn, r#"{"type":"ping"}"#),
+        Err(SessionError::UnknownConnection)
+    );
+    assert!(
+        drain(&mut node).is_empty(),
+        "no frame for an unknown connection"
+    );
+}
+
+#[test]
+fn close_session_wipes_the_key() {
+    let (mut node, conn) = established(NodeConfig::default());
+    node.close_session(T0, conn, "1").unwrap();
+    assert!(matches!(
+        &events(&mut node)[..],
+        [NodeEvent::SessionClosed {
+            reason: CloseReason::Closed,
+            ..
+        }]
+    ));
+    assert_rejected(
+        &send(&mut node, T0, conn, &indexed_message(&K1, "1", 0, "x")),
+        "SESSION_KEY_NOT_FOUND",
+    );
+}
+
+#[test]
+fn oversized_frame_is_rejected_before_parsing() {
+    let cfg = NodeConfig {
+        max_frame_len: 1600,
+        ..NodeConfig::default()
+    };
+    let (mut node, conn) = established(cfg);
+    let big = indexed_message(&K1, "1", 0, &"x".repeat(2000));
+    assert_rejected(&send(&mut node, T0, conn, &big), "MESSAGE_TOO_LARGE");
+    assert_rejected(
+        &send(&mut node, T0, conn, &"{".repeat(5000)),
+        "MESSAGE_TOO_LARGE",
+    );
+    assert_eq!(
+        send(&mut node, T0, conn, &indexed_message(&K1, "1", 0, "ok")).2,
+        ["ok"]
+    );
+}
+
+#[test]
+fn plaintext_frames_are_refused_unless_enabled() {
+    let mut node = node(NodeConfig::default(), 1);
+    let conn = node.connect(T0).unwrap();
+    let init = r#"{"type":"session_init","chain_id":84532,"session_id":"301","jobId":"302","user_address":"0x6e792C2BfA2eD64F68d98b8AB658621f1239d169","id":"1-a"}"#;
+    let r = send(&mut node, T0, conn, init);
+    assert_rejected(&r, "PLAINTEXT_DISABLED");
+    let v: Value = serde_json::from_str(&r.1[0]).unwrap();
+    assert_eq!(
+        v["id"], "1-a",
+        "the SDK only notices errors carrying its id"
+    );
+    let mut open_node = session_util::node(
+        NodeConfig {
+            allow_plaintext: true,
+            ..NodeConfig::default()
+        },
+        1,
+    );
+    let c = open_node.connect(T0).unwrap();
+    open_node.handle_frame(T0, c, init).unwrap();
+    let ev = events(&mut open_node);
+    assert!(
+        matches!(&ev[..], [NodeEvent::SessionRequested(r)] if !r.encrypted && r.client_address.is_none())
+    );
+}
+
+#[test]
+fn bad_input_leaves_other_sessions_untouched() {
+    let (mut node, conn) = established(NodeConfig::default());
+    let other = node.connect(T0).unwrap();
+    let garbage = [
+        "",
+        "null",
+        "[]",
+        "[\"ping\"]",
+        "{}",
+        r#"{"type":1}"#,
+        r#"{"type":"nope"}"#,
+        r#"{"type":"encrypted_message"}"#,
+        r#"{"type":"encrypted_message","session_id":"1","id":"x"}"#,
+        r#"{"type":"encrypted_message","session_id":"1","id":"x","payload":{"ciphertextHex":"zz","nonceHex":"00","aadHex":""}}"#,
+        r#"{"type":"encrypted_message","session_id":"1","id":"x","payload":{"ciphertextHex":"00","nonceHex":"000000000000000000000000000000000000000000000000","aadHex":""}}"#,
+        r#"{"type":"encrypted_session_init","session_id":"1","job_id":"2","chain_id":1,"payload":5}"#,
+        r#"{"type":"encrypted_session_init","session_id":"1","job_id":"2","chain_id":-1,"payload":{}}"#,
+        r#"{"type":"stream_cancel","session_id":"9"}"#,
+        "{\"type\":\"ping\",\"type\":\"ping\"}",
+    ];
+    let before = node.stats();
+    for (i, g) in garbage.iter().enumerate() {
+        let c = if i % 2 == 0 { conn } else { other };
+        let r = send(&mut node, T0, c, g);
+        assert!(r.0.is_err(), "{g}");
+        assert_eq!(r.1.len(), 1, "{g}");
+        assert!(error_code(&r.1[0]).is_some(), "{g}");
+    }
+    assert_eq!(
+        node.stats().frames_rejected,
+        before.frames_rejected + garbage.len() as u64
+    );
+    assert_eq!(node.stats().sessions_active, 1);
+    assert_eq!(
+        send(&mut node, T0, conn, &indexed_message(&K1, "1", 0, "fine")).2,
+        ["fine"]
+    );
+}
+
+#[test]
+fn chunks_use_ordered_chunk_aads_per_request_and_never_the_message_form() {
+    let (mut node, conn) = established(NodeConfig::default());
+    for (rid, n) in [("r1", 3), ("r2", 2)] {
+        for i in 0..n {
+            node.send_chunk(T0, conn, "1", rid, &format!("t{i}"), i + 1 == n)
+                .unwrap();
+        }
+        node.finish(T0, conn, "1", rid, StreamEnd::complete(1, 2, 8192))
+            .unwrap();
+        let frames = drain(&mut node);
+        for (i, f) in frames.iter().take(n).enumerate() {
+            let (pt, aad) = open(&K1, f).unwrap();
+            assert_eq!(aad, format!("chunk_{i}").as_bytes());
+            assert_eq!(pt, format!("t{i}").as_bytes());
+            let v: Value = serde_json::from_str(f).unwrap();
+            assert_eq!(v["id"], rid);
+            assert_eq!(
+                v["final"].as_bool(),
+                if i + 1 == n { Some(true) } else { None }
+            );
+        }
+        let (pt, aad) = open(&K1, &frames[n]).unwrap();
+        assert_eq!(
+            (pt.as_slice(), aad.as_slice()),
+            (&b"stop"[..], &b"encrypted_response_final"[..])
+        );
+        let end: Value = serde_json::from_str(&frames[n + 1]).unwrap();
+        assert_eq!(end["type"], "stream_end");
+        assert_eq!(end["usage"]["total_tokens"], 3);
+    }
+    // A chunk reflected back as a message fails (its AAD is not message_<n>).
+    node.send_chunk(T0, conn, "1", "r3", "reflect", false)
+        .unwrap();
+    let chunk: Value = serde_json::from_str(&drain(&mut node)[0]).unwrap();
+    let reflected = serde_json::json!({"type":"encrypted_message","session_id":"1","id":"x","payload":chunk["payload"]}).to_string();
+    assert_rejected(&send(&mut node, T0, conn, &reflected), "INVALID_AAD");
+}
+
+#[test]
+fn seal_chunk_into_writes_the_same_frame_as_send_chunk() {
+    let (mut a, ca) = established(NodeConfig::default());
+    let (mut b, cb) = established(NodeConfig::default());
+    let mut out = String::with_capacity(1024);
+    a.seal_chunk_into(T0, ca, "1", "r", "héllo", false, &mut out)
+        .unwrap();
+    b.send_chunk(T0, cb, "1", "r", "héllo", false).unwrap();
+    assert_eq!(out, drain(&mut b)[0]);
+    assert_eq!(open(&K1, &out).unwrap().0, "héllo".as_bytes());
+    // Large chunks (beyond the stack buffer) too.
+    let big = "ü".repeat(2000);
+    a.seal_chunk_into(T0, ca, "1", "r", &big, true, &mut out)
+        .unwrap();
+    assert_eq!(open(&K1, &out).unwrap().0, big.as_bytes());
+}
+
+#[test]
+fn ping_gets_pong_and_cancel_is_reported() {
+    let (mut node, conn) = established(NodeConfig::default());
+    assert_eq!(
+        send(&mut node, T0, conn, r#"{"type":"ping"}"#).1,
+        [r#"{"type":"pong"}"#]
+    );
+    node.handle_frame(
+        T0,
+        conn,
+        r#"{"type":"stream_cancel","session_id":"1","reason":"user_cancelled"}"#,
+    )
+    .unwrap();
+    assert!(
+        matches!(&events(&mut node)[..], [NodeEvent::Cancel { reason, .. }] if reason == "user_cancelled")
+    );
+}
+
+#[test]
+fn capacity_limits_fail_closed_with_capacity_code() {
+    let cfg = NodeConfig {
+        max_sessions_per_connection: 1,
+        max_connections: 2,
+        ..NodeConfig::default()
+    };
+    let (mut node, conn) = established(cfg);
+    let r = send(&mut node, T0, conn, &init_frame(K2, 2, "5", "6"));
+    assert_rejected(&r, "CAPACITY");
+    node.connect(T0).unwrap();
+    assert_eq!(node.connect(T0), Err(SessionError::Capacity("connections")));
+}
+
+#[test]
+fn replay_cache_full_of_live_keys_refuses_new_inits() {
+    let cfg = NodeConfig {
+        replay_cache_capacity: 1,
+        ..NodeConfig::default()
+    };
+    let (mut node, _conn) = established(cfg);
+    let c2 = node.connect(T0).unwrap();
+    assert_rejected(
+        &send(&mut node, T0, c2, &init_frame(K2, 2, "5", "6")),
+        "CAPACITY",
+    );
+}
+
+#[test]
+fn debug_output_never_shows_prompts_or_keys() {
+    let (mut node, conn) = established(NodeConfig::default());
+    node.handle_frame(T0, conn, &indexed_message(&K1, "1", 0, "top secret prompt"))
+        .unwrap();
+    let ev = events(&mut node);
+    let dbg = format!("{ev:?} {node:?}");
+    assert!(!dbg.contains("top secret"), "{dbg}");
+    assert!(!dbg.contains(&hex::encode(&K1)));
+    let mut c = client(K1, 1);
+    c.start_session(T0, params("1", "2")).unwrap();
+    let p = Prompt::new("top secret prompt");
+    let dbg = format!(
+        "{c:?} {p:?} {:?}",
+        SecretKey::from_bytes(&CLIENT_KEY).unwrap()
+    );
+    assert!(
+        !dbg.contains("top secret")
+            && !dbg.contains(&hex::encode(&CLIENT_KEY))
+            && !dbg.contains(&hex::encode(&K1))
+    );
+    let chunk = ClientEvent::Chunk {
+        text: "top secret".into(),
+        index: 0,
+        is_final: false,
+    };
+    assert!(!format!("{chunk:?}").contains("top secret"));
+}
+
+#[test]
+fn error_messages_are_fixed_sentences_without_input() {
+    let (mut node, conn) = established(NodeConfig::default());
+    let f = message(
+        &K1,
+        "1",
+        "r",
+        b"message_x_secret",
+        &prompt_json("prompt secret"),
+        [1; 24],
+    );
+    let r = send(&mut node, T0, conn, &f);
+    let v: Value = serde_json::from_str(&r.1[0]).unwrap();
+    let msg = v["message"].as_str().unwrap();
+    assert!(!msg.contains("secret"));
+    assert_eq!(v["session_id"], "1");
+    assert_eq!(v["id"], "r");
+}
+
+// --------------------------------------------------------------------------- client
+
+fn client_with_answer(cfg: ClientConfig) -> (Client<Recorded>, String) {
+    let mut c = client_cfg(K1, 1, cfg);
+    c.start_session(T0, params("1", "2")).unwrap();
+    c.poll_transmit().unwrap();
+    c.handle_frame(T0, r#"{"type":"session_init_ack"}"#)
+        .unwrap();
+    let mut p = Prompt::new("q");
+    p.request_id = Some("r".into());
+    c.send_prompt(T0, &p).unwrap();
+    c.poll_transmit().unwrap();
+    while c.poll_event().is_some() {}
+    (c, "r".into())
+}
+
+fn node_chunks(texts: &[&str]) -> Vec<String> {
+    let (mut node, conn) = established(NodeConfig::default());
+    for (i, t) in texts.iter().enumerate() {
+        node.send_chunk(T0, conn, "1", "r", t, i + 1 == texts.len())
+            .unwrap();
+    }
+    node.finish(T0, conn, "1", "r", StreamEnd::complete(1, 1, 1))
+        .unwrap();
+    drain(&mut node)
+}
+
+#[test]
+fn client_fails_the_answer_on_reordered_chunks() {
+    let mut frames = node_chunks(&["a", "b", "c"]);
+    frames.swap(0, 1);
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    assert_eq!(c.handle_frame(T0, &frames[0]), Err(ClientError::OutOfOrder));
+    assert_eq!(
+        c.poll_event(),
+        Some(ClientEvent::AnswerFailed {
+            error: ClientError::OutOfOrder
+        })
+    );
+    // The rest of that answer is ignored: no Finished with a truncated text.
+    for f in &frames[1..] {
+        let _ = c.handle_frame(T0, f);
+    }
+    while let Some(e) = c.poll_event() {
+        assert!(!matches!(e, ClientEvent::Finished { .. }));
+    }
+}
+
+#[test]
+fn client_fails_the_answer_on_a_dropped_chunk() {
+    let mut frames = node_chunks(&["a", "b", "c"]);
+    frames.remove(1);
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    c.handle_frame(T0, &frames[0]).unwrap();
+    assert_eq!(c.handle_frame(T0, &frames[1]), Err(ClientError::OutOfOrder));
+}
+
+#[test]
+fn client_ignores_frames_of_other_requests_and_sessions() {
+    let frames = node_chunks(&["a"]);
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    let mut v: Value = serde_json::from_str(&frames[0]).unwrap();
+    v["id"] = "other".into();
+    c.handle_frame(T0, &v.to_string()).unwrap();
+    v["id"] = "r".into();
+    v["session_id"] = "9".into();
+    c.handle_frame(T0, &v.to_string()).unwrap();
+    assert_eq!(c.poll_event(), None);
+    for f in &frames {
+        c.handle_frame(T0, f).unwrap();
+    }
+    let mut last = None;
+    while let Some(e) = c.poll_event() {
+        last = Some(e);
+    }
+    assert!(matches!(last, Some(ClientEvent::Finished { text, .. }) if text == "a"));
+}
+
+#[test]
+fn client_never_sends_search_queries_in_clear() {
+    let mut c = client(K1, 1);
+    c.start_session(T0, params("1", "2")).unwrap();
+    c.poll_transmit().unwrap();
+    c.handle_frame(T0, r#"{"type":"session_init_ack"}"#)
+        .unwrap();
+    let mut p = Prompt::new("latest news about secret project");
+    p.web_search = true;
+    p.search_queries = vec!["latest news about secret project".into()];
+    c.send_prompt(T0, &p).unwrap();
+    let f = c.poll_transmit().unwrap();
+    assert!(!f.contains("secret"));
+    let v: Value = serde_json::from_str(&f).unwrap();
+    assert!(v["search_queries"].is_null());
+    let (pt, aad) = open(&K1, &f).unwrap();
+    assert_eq!(aad, b"message_0");
+    let inner: Value = serde_json::from_slice(&pt).unwrap();
+    assert_eq!(
+        inner["search_queries"][0],
+        "latest news about secret project"
+    );
+}
+
+#[test]
+fn client_times_out_waiting_for_ack_and_chunks() {
+    let mut c = client(K1, 1);
+    c.start_session(T0, params("1", "2")).unwrap();
+    assert_eq!(c.poll_timeout(), Some(T0 + Duration::from_secs(30)));
+    c.handle_timeout(T0 + Duration::from_secs(30));
+    assert_eq!(c.poll_event(), Some(ClientEvent::TimedOut));
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    assert_eq!(c.poll_timeout(), Some(T0 + Duration::from_secs(180)));
+    c.handle_timeout(T0 + Duration::from_secs(180));
+    assert_eq!(c.poll_event(), Some(ClientEvent::TimedOut));
+}
+
+#[test]
+fn client_messages_count_up_from_zero_after_each_init() {
+    let mut c = client(K1, 1);
+    c.start_session(T0, params("1", "2")).unwrap();
+    c.poll_transmit().unwrap();
+    c.handle_frame(T0, r#"{"type":"session_init_ack"}"#)
+        .unwrap();
+    for i in 0..3 {
+        c.send_prompt(T0, &Prompt::new("x")).unwrap();
+        let f = c.poll_transmit().unwrap();
+        assert_eq!(open(&K1, &f).unwrap().1, format!("message_{i}").as_bytes());
+    }
+}
+
+#[test]
+fn per_session_memory_is_documented_and_bounded() {
+    // 100 000 established sessions (plaintext, to keep the debug-mode test fast: the per-session
+    // state is the same struct) and the deadline heap holds one live entry each.
+    let cfg = NodeConfig {
+        allow_plaintext: true,
+        max_sessions_per_connection: 100,
+        max_transmit_queue: 1_000,
+        ..NodeConfig::default()
+    };
+    let mut node = node(cfg, 1);
+    let mut conns = Vec::new();
+    for i in 0..100_000u64 {
+        if i % 100 == 0 {
+            conns.push(node.connect(T0).unwrap());
+        }
+        let conn = *conns.last().unwrap();
+        let t = T0 + Duration::from_millis(i);
+        let f = format!(
+            r#"{{"type":"session_init","chain_id":1,"session_id":"{i}","jobId":"{i}","id":"x"}}"#
+        );
+        node.handle_frame(t, conn, &f).unwrap();
+        events(&mut node);
+        node.accept(t, conn, &i.to_string()).unwrap();
+        drain(&mut node);
+    }
+    assert_eq!(node.stats().sessions_active, 100_000);
+    // The earliest deadline is the first session's idle timeout (the accept-timeout entries
+    // were lazily deleted).
+    let first_idle = T0 + Duration::from_secs(30 * 60);
+    assert!(node.poll_timeout().unwrap() <= first_idle);
+    node.handle_timeout(first_idle + Duration::from_millis(49_999));
+    assert_eq!(node.stats().sessions_active, 50_000);
+    assert_eq!(
+        node.poll_timeout(),
+        Some(first_idle + Duration::from_millis(50_000))
+    );
+    // Every expired session was reported once, or counted as dropped when the bounded event
+    // queue (here 1 000) was full because the embedder did not drain it.
+    let closed = events(&mut node).len() as u64;
+    assert_eq!(closed, 1_000);
+    assert_eq!(closed + node.stats().events_dropped, 50_000);
+}
