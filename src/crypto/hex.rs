@@ -112,7 +112,7 @@ pub fn encode(bytes: &[u8]) -> String {
 /// ```
 pub fn decoded_len(s: &str) -> Result<usize, HexError> {
     let b = strip(s);
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(HexError::OddLength);
     }
     Ok(b.len() / 2)
@@ -128,7 +128,7 @@ pub fn decoded_len(s: &str) -> Result<usize, HexError> {
 /// ```
 pub fn decode_to_slice(s: &str, out: &mut [u8]) -> Result<(), HexError> {
     let b = strip(s);
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(HexError::OddLength);
     }
     if b.len() / 2 != out.len() {
@@ -185,7 +185,7 @@ pub fn decode_array<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
 /// ```
 pub fn check(s: &str) -> Result<(), HexError> {
     let b = strip(s);
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(HexError::OddLength);
     }
     if b.iter().all(|&c| NIBBLE[usize::from(c)] != 0xff) {
