@@ -9,7 +9,9 @@ use sealwire::session::{Client, ClientConfig, Prompt, SecretKey, SessionParams};
 use sealwire::time::{Duration, Instant};
 
 fuzz_target!(|data: &[u8]| {
-    let node_pub = SecretKey::from_bytes(&[0x42; 32]).expect("key").public_key();
+    let node_pub = SecretKey::from_bytes(&[0x42; 32])
+        .expect("key")
+        .public_key();
     let identity = SecretKey::from_bytes(&[0x24; 32]).expect("key");
     let config = ClientConfig {
         max_frame_len: 64 * 1024,
