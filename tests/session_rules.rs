@@ -415,6 +415,59 @@ fn plaintext_frames_are_refused_unless_enabled() {
 }
 
 #[test]
+fn plaintext_prompt_selects_its_session_by_job_or_by_session_id() {
+    let mut node = session_util::node(
+        NodeConfig {
+            allow_plaintext: true,
+            ..NodeConfig::default()
+        },
+        1,
+    );
+    let c = node.connect(T0).unwrap();
+    let init = r#"{"type":"session_init","chain_id":84532,"session_id":"301","jobId":"302","user_address":"0x6e792C2BfA2eD64F68d98b8AB658621f1239d169","id":"1-a"}"#;
+    node.handle_frame(T0, c, init).unwrap();
+    events(&mut node);
+    node.accept(T0, c, "301").unwrap();
+    drain(&mut node);
+    // The SDK names the job; other legacy clients name the session.
+    for (frame, rid) in [
+        (
+            r#"{"type":"prompt","chain_id":84532,"jobId":"302","prompt":"by job","id":"p-1"}"#,
+            "p-1",
+        ),
+        (
+            r#"{"type":"prompt","session_id":"301","prompt":"by session","id":"p-2"}"#,
+            "p-2",
+        ),
+    ] {
+        node.handle_frame(T0, c, frame).unwrap();
+        let ev = events(&mut node);
+        assert!(
+            matches!(&ev[..], [NodeEvent::Prompt(p)] if p.session_id == "301" && p.request_id == rid && !p.encrypted),
+            "{frame}"
+        );
+    }
+    // Neither, or a session/job this connection does not hold: one error each.
+    for (frame, code) in [
+        (
+            r#"{"type":"prompt","prompt":"x","id":"p-3"}"#,
+            "INVALID_MESSAGE",
+        ),
+        (
+            r#"{"type":"prompt","session_id":"999","prompt":"x","id":"p-4"}"#,
+            "SESSION_KEY_NOT_FOUND",
+        ),
+        (
+            r#"{"type":"prompt","jobId":"999","session_id":"301","prompt":"x","id":"p-5"}"#,
+            "SESSION_KEY_NOT_FOUND",
+        ),
+    ] {
+        let r = send(&mut node, T0, c, frame);
+        assert_rejected(&r, code);
+    }
+}
+
+#[test]
 fn bad_input_leaves_other_sessions_untouched() {
     let (mut node, conn) = established(NodeConfig::default());
     let other = node.connect(T0).unwrap();

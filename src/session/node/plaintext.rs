@@ -108,19 +108,29 @@ impl<R: rand_core::CryptoRng> Node<R> {
         if !self.config.allow_plaintext {
             return Err(E::PlaintextDisabled);
         }
-        let job_id = decimal_field(&env.job_id_camel).ok_or(E::InvalidMessage("jobId"))?;
+        // The SDK's plaintext prompt names the job (`jobId`), not the session; other legacy
+        // clients name the session (`session_id`). Either selects this connection's accepted
+        // plaintext session; the job wins when both are present.
+        let job_id = decimal_field(&env.job_id_camel);
+        let named_session = decimal_field(&env.session_id);
+        if job_id.is_none() && named_session.is_none() {
+            return Err(E::InvalidMessage("jobId"));
+        }
         let request_id = str_field(&env.id)
             .filter(|s| s.len() <= MAX_ECHO_LEN)
             .ok_or(E::InvalidMessage("id"))?;
-        // The plaintext prompt names no session: use this connection's plaintext session of
-        // the job.
+        let selects = |s: &NodeSession| match (job_id, named_session) {
+            (Some(job), _) => &*s.job_id == job,
+            (None, Some(sid)) => &*s.session_id == sid,
+            (None, None) => false,
+        };
         let pos = self
             .conns
             .get(&conn)
             .and_then(|c| {
                 c.sessions
                     .iter()
-                    .position(|s| !s.encrypted && s.pending.is_none() && &*s.job_id == job_id)
+                    .position(|s| !s.encrypted && s.pending.is_none() && selects(s))
             })
             .ok_or(E::SessionKeyNotFound)?;
         let session_id = self
