@@ -16,10 +16,11 @@
 //!   a condition variable until `poll_timeout` (woken when an operation moves it earlier) ⇒
 //!   `handle_timeout`. After each step the queued `poll_transmit` datagrams and `poll_event`
 //!   events are taken under the lock and sent/logged after it. Buffers are allocated once per
-//!   thread; the UDP socket asks for 4 MiB buffers each way. (Measured in the namespace test
-//!   on a busy 2-vCPU machine, this beats the earlier single-threaded tokio loop by about a
-//!   third in throughput at slightly less CPU: the blocking calls return at once while
-//!   packets are queued, so each wake-up drains a burst without readiness polling.)
+//!   thread; the UDP socket asks for 4 MiB buffers each way. The blocking calls return at
+//!   once while packets are queued, so a busy thread drains a burst without readiness
+//!   polling. (Same-run comparisons on a shared 2-vCPU machine: median iperf3 throughput
+//!   25–50% above the earlier single-threaded tokio loop at similar CPU time when the
+//!   machine was loaded; within noise of it when quiet.)
 //! * Logs handshakes and roaming. The main thread waits for SIGTERM or Ctrl-C, then exits;
 //!   the kernel closes the TUN and removes the link.
 //!
