@@ -8,14 +8,16 @@
 #   ns C (boringtun-cli) -- veth 192.168.242.1/24 <-> .2 -- ns D (boringtun-cli): reference
 #
 # Checks: bad config exits 2 naming the line; link up within 2 s with MTU and addresses;
-# handshake + ping both ways (inner v4 and v6); a bounded 20 MiB TCP transfer (iperf3) with its
-# throughput beside boringtun<->boringtun; recovery after kill -9 and restart with the same
-# file (over a stale link of the same name); roaming of either side's outer address; a spoofed
-# inner source gets nothing through; a wrong private key gets nothing through (and the right
-# one does, over an outer IPv6 endpoint); SIGTERM; `wg showconf` output is accepted.
+# handshake + ping both ways (inner v4 and v6); bounded TCP transfers (iperf3) both ways whose
+# median throughput over several rounds must be at least boringtun<->boringtun's in the same
+# run; recovery after kill -9 and restart with the same file (over a stale link of the same
+# name); roaming of either side's outer address; a spoofed inner source gets nothing through; a
+# wrong private key gets nothing through (and the right one does, over an outer IPv6 endpoint);
+# SIGTERM; `wg showconf` output is accepted.
 # Ends with `N passed, N failed`; exit status non-zero on any failure.
 #
-# Environment: TUN_NODE=path (skip the build), NETNS_KEEP_LOGS=1 (print log paths, keep them).
+# Environment: TUN_NODE=path (skip the build), NETNS_KEEP_LOGS=1 (print log paths, keep them),
+# NETNS_ROUNDS=N (throughput rounds, default 5), NETNS_BULK=SIZE (per transfer, default 40M).
 set -u -o pipefail
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -142,6 +144,7 @@ check "tun_node logged the handshake" grep -qi "handshake" "$WORK/b.log"
 # --- 3. bulk transfer, beside boringtun <-> boringtun in ns C/D ---------------------------
 start_boringtun "$NS_C" "$IF_C" || fail_setup "boringtun-cli did not start in $NS_C"
 start_boringtun "$NS_D" "$IF_D" || fail_setup "boringtun-cli did not start in $NS_D"
+BT_D_PID=${PIDS[-1]}
 printf '[Interface]\nPrivateKey = %s\nListenPort = 51820\n[Peer]\nPublicKey = %s\nAllowedIPs = 10.242.0.2/32\nEndpoint = 192.168.242.2:51820\n' \
     "$KC" "$PD" >"$WORK/c.conf"
 printf '[Interface]\nPrivateKey = %s\nListenPort = 51820\n[Peer]\nPublicKey = %s\nAllowedIPs = 10.242.0.1/32\nEndpoint = 192.168.242.1:51820\n' \
@@ -151,16 +154,41 @@ ip netns exec "$NS_D" wg setconf "$IF_D" "$WORK/d.conf"
 ip -n "$NS_C" addr add 10.242.0.1/24 dev "$IF_C"; ip -n "$NS_C" link set mtu 1420 up dev "$IF_C"
 ip -n "$NS_D" addr add 10.242.0.2/24 dev "$IF_D"; ip -n "$NS_D" link set mtu 1420 up dev "$IF_D"
 ping_ok "$NS_D" 10.242.0.1 >/dev/null
-# The machine is shared and noisy: alternate the two setups and keep each one's best of two.
-SW_MBPS=""; BT_MBPS=""
-for _ in 1 2; do
-    SW_MBPS=$(max_of "$SW_MBPS" "$(bulk_mbps "$NS_A" 10.241.0.1 "$NS_B")")
-    BT_MBPS=$(max_of "$BT_MBPS" "$(bulk_mbps "$NS_C" 10.242.0.1 "$NS_D")")
+# The machine is shared and noisy: ROUNDS rounds, each timing both setups in both directions
+# (the order alternates between rounds); the check compares the medians of the same run.
+ROUNDS=${NETNS_ROUNDS:-5}
+SW_UP=(); BT_UP=(); SW_DOWN=(); BT_DOWN=()
+cpu0_sw=$(cpu_ticks "$TUN_PID"); cpu0_bt=$(cpu_ticks "$BT_D_PID")
+for round in $(seq 1 "$ROUNDS"); do
+    if ((round % 2)); then order="sw bt"; else order="bt sw"; fi
+    for who in $order; do
+        if [[ $who == sw ]]; then
+            # B -> A: tun_node encrypts; A -> B: tun_node decrypts.
+            SW_UP+=("$(bulk_mbps "$NS_A" 10.241.0.1 "$NS_B")")
+            SW_DOWN+=("$(bulk_mbps "$NS_B" 10.241.0.2 "$NS_A")")
+        else
+            BT_UP+=("$(bulk_mbps "$NS_C" 10.242.0.1 "$NS_D")")
+            BT_DOWN+=("$(bulk_mbps "$NS_D" 10.242.0.2 "$NS_C")")
+        fi
+    done
 done
-check "20 MiB TCP B -> A through tun_node<->boringtun (best ${SW_MBPS:-none} Mbit/s)" test -n "$SW_MBPS"
-check "20 MiB TCP through boringtun<->boringtun (best ${BT_MBPS:-none} Mbit/s)" test -n "$BT_MBPS"
-echo "throughput (iperf3, 20 MiB TCP, best of 2): tun_node<->boringtun ${SW_MBPS:-n/a} Mbit/s," \
-    "boringtun<->boringtun ${BT_MBPS:-n/a} Mbit/s"
+cpu_sw=$(($(cpu_ticks "$TUN_PID") - cpu0_sw)); cpu_bt=$(($(cpu_ticks "$BT_D_PID") - cpu0_bt))
+SW_UP_MED=$(median "${SW_UP[@]}"); BT_UP_MED=$(median "${BT_UP[@]}")
+SW_DOWN_MED=$(median "${SW_DOWN[@]}"); BT_DOWN_MED=$(median "${BT_DOWN[@]}")
+echo "throughput (iperf3 ${BULK_SIZE} TCP, $ROUNDS rounds, Mbit/s; median [all]):"
+echo "  tun_node  -> boringtun ${SW_UP_MED:-n/a} [${SW_UP[*]}]"
+echo "  boringtun -> boringtun ${BT_UP_MED:-n/a} [${BT_UP[*]}]"
+echo "  boringtun -> tun_node  ${SW_DOWN_MED:-n/a} [${SW_DOWN[*]}]"
+echo "  boringtun -> boringtun ${BT_DOWN_MED:-n/a} [${BT_DOWN[*]}]"
+echo "  CPU over all transfers: tun_node $((cpu_sw * 10)) ms, the boringtun in its place $((cpu_bt * 10)) ms"
+check "bulk TCP through tun_node<->boringtun completed in every round" \
+    test "$(count_numbers "${SW_UP[@]}" "${SW_DOWN[@]}")" -eq $((2 * ROUNDS))
+check "bulk TCP through boringtun<->boringtun completed in every round" \
+    test "$(count_numbers "${BT_UP[@]}" "${BT_DOWN[@]}")" -eq $((2 * ROUNDS))
+check "throughput tun_node -> boringtun (median ${SW_UP_MED:-n/a}) >= boringtun -> boringtun (${BT_UP_MED:-n/a})" \
+    at_least "$SW_UP_MED" "$BT_UP_MED"
+check "throughput boringtun -> tun_node (median ${SW_DOWN_MED:-n/a}) >= boringtun -> boringtun (${BT_DOWN_MED:-n/a})" \
+    at_least "$SW_DOWN_MED" "$BT_DOWN_MED"
 ip netns del "$NS_C"; ip netns del "$NS_D"
 
 # --- 4. kill -9 and restart with the same file ------------------------------------------

@@ -232,18 +232,37 @@ endpoint_is() {
     [[ "$ep" == "$4" ]]
 }
 
-# max_of A B: the larger of two decimal numbers (either may be empty).
-max_of() {
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "") print b; else if (b == "" || a + 0 >= b + 0) print a; else print b }'
+# median NUMBERS...: the median of the non-empty arguments (mean of the middle two when even).
+median() {
+    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g |
+        awk '{ a[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
-# bulk_mbps SERVER_NS SERVER_ADDR CLIENT_NS: 20 MiB over TCP with iperf3; prints Mbit/s.
+# count_numbers ARGS...: how many arguments are numbers (a failed transfer yields an empty one).
+count_numbers() {
+    printf '%s\n' "$@" | grep -cE '^[0-9.]+$'
+}
+
+# at_least A B: both are numbers and A >= B.
+at_least() {
+    [[ -n "$1" && -n "$2" ]] && awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'
+}
+
+# cpu_ticks PID: user + system CPU time of PID (all its threads) in clock ticks (1/100 s).
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+BULK_SIZE=${NETNS_BULK:-40M}
+
+# bulk_mbps SERVER_NS SERVER_ADDR CLIENT_NS: BULK_SIZE over TCP with iperf3 from the client to
+# the server; prints the receiver's Mbit/s (nothing if the transfer failed).
 bulk_mbps() {
     local sns=$1 saddr=$2 cns=$3
     ip netns exec "$sns" timeout 60 iperf3 -s -1 -B "$saddr" >"$WORK/iperf-s-$sns.log" 2>&1 &
     local spid=$!
-    sleep 0.5
-    ip netns exec "$cns" timeout 60 iperf3 -c "$saddr" -n 20M -f m >"$WORK/iperf-c-$cns.log" 2>&1
+    sleep 0.3
+    ip netns exec "$cns" timeout 60 iperf3 -c "$saddr" -n "$BULK_SIZE" -f m >"$WORK/iperf-c-$cns.log" 2>&1
     wait "$spid" 2>/dev/null
     awk '/receiver/ { for (i = 1; i < NF; i++) if ($(i + 1) == "Mbits/sec") print $i }' \
         "$WORK/iperf-c-$cns.log" | tail -n 1
