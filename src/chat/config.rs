@@ -85,8 +85,10 @@ pub struct ChatConfig {
     pub window: SkipWindow,
     /// Rekey policy and throttle.
     pub rekey: RekeyPolicy,
-    /// Counters reserved ahead by each seal (default 1024): after a restore the sender resumes
-    /// at the end of the lease, never reusing a message key.
+    /// Counters reserved ahead by each seal (default 128): after a restore the sender resumes
+    /// at the end of the lease, never reusing a message key. The restored sender's first
+    /// counter jumps ahead by up to this much, so it must not exceed the peer's
+    /// `window.per_chain` (checked against ours, as both sides normally share defaults).
     pub seal_lease: u64,
     /// Limits on Argon2id parameters accepted from a sealed record's header.
     pub kdf_limits: KdfLimits,
@@ -105,7 +107,7 @@ impl ChatConfig {
             pinned_peer: None,
             window: SkipWindow::default(),
             rekey: RekeyPolicy::default(),
-            seal_lease: 1024,
+            seal_lease: 128,
             kdf_limits: KdfLimits::default(),
             max_message_len: 65_536,
             queue_capacity: 64,
@@ -118,6 +120,7 @@ impl ChatConfig {
             && self.rekey.throttle_max > 0
             && self.rekey.after_messages > 0
             && self.seal_lease > 0
+            && self.seal_lease <= u64::from(self.window.per_chain)
             && self.queue_capacity >= 4
             && self.rekey.handshake_timeout > Duration::ZERO
     }

@@ -1,5 +1,6 @@
 //! The chat state machine: handshake, ratchet, rekey, teardown.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt;
@@ -228,9 +229,9 @@ pub struct Chat<R> {
     pub(crate) rng: R,
     pub(crate) role: Role,
     pub(crate) current: Option<Epoch>,
-    pub(crate) unconfirmed: Option<Unconfirmed>,
-    pub(crate) previous: Option<Previous>,
-    pending: Option<Pending>,
+    pub(crate) unconfirmed: Option<Box<Unconfirmed>>,
+    pub(crate) previous: Option<Box<Previous>>,
+    pending: Option<Box<Pending>>,
     pub(crate) peer: Option<IdentityPublic>,
     pub(crate) rekey_log: Vec<Instant>,
     transmit: VecDeque<Vec<u8>>,
@@ -370,8 +371,9 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 .map_or(0, |u| u.epoch.recv.skipped.len())
     }
 
-    /// Approximate bytes this machine holds: its own size plus heap for skipped keys, queued
-    /// frames and events. An idle established chat holds under 1 KiB plus
+    /// Approximate bytes this machine holds, not counting the RNG it owns (zero-sized for the OS
+    /// generator): its own size plus heap for skipped keys, queued frames and events, handshakes
+    /// in flight and the previous epoch. An idle established chat holds under 1 KiB plus
     /// 40 bytes per skipped key.
     pub fn memory_bytes(&self) -> usize {
         let skipped = [
@@ -393,15 +395,12 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         }) + self.unconfirmed.as_ref().map_or(0, |u| {
             core::mem::size_of::<Unconfirmed>() + u.msg3_frame.capacity()
         });
+        // The current epoch lives inline; the previous one is boxed.
         let epochs = self
-            .current
+            .previous
             .as_ref()
-            .map_or(0, |_| core::mem::size_of::<Epoch>())
-            + self
-                .previous
-                .as_ref()
-                .map_or(0, |_| core::mem::size_of::<Previous>());
-        core::mem::size_of::<Self>()
+            .map_or(0, |_| core::mem::size_of::<Previous>());
+        core::mem::size_of::<Self>() - core::mem::size_of::<R>()
             + self.rekey_log.capacity() * core::mem::size_of::<Instant>()
             + skipped
             + queued
@@ -413,12 +412,21 @@ impl<R: rand_core::CryptoRng> Chat<R> {
 
     /// The next frame to send to the peer (through the relay), if any.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmit.pop_front()
+        let f = self.transmit.pop_front();
+        if f.is_none() && self.transmit.capacity() > 0 {
+            // An idle chat holds no queue memory.
+            self.transmit = VecDeque::new();
+        }
+        f
     }
 
     /// The next event for the embedder, if any.
     pub fn poll_event(&mut self) -> Option<ChatEvent> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() && self.events.capacity() > 0 {
+            self.events = VecDeque::new();
+        }
+        e
     }
 
     /// The next instant at which [`Chat::handle_timeout`] has work to do.
@@ -738,12 +746,12 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             self.log_rekey(now);
         }
         self.transmit.push_back(frame.clone());
-        self.pending = Some(Pending {
+        self.pending = Some(Box::new(Pending {
             epoch,
             hs,
             started: now,
             last_sent: frame,
-        });
+        }));
         Ok(())
     }
 
@@ -777,7 +785,8 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                     // larger ephemeral key (bytes compared as big-endian numbers) wins; its
                     // sender stays initiator, the other side answers it.
                     if pd.hs.local_ephemeral() >= their_e {
-                        return Err(Error::UnexpectedHandshake);
+                        // Ours wins: their message 1 is consumed, ours stands.
+                        return Ok(());
                     }
                     counts_against_throttle = false;
                 }
@@ -818,12 +827,12 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         }
         self.unconfirmed = None;
         self.transmit.push_back(frame.clone());
-        self.pending = Some(Pending {
+        self.pending = Some(Box::new(Pending {
             epoch: h.epoch,
             hs,
             started: now,
             last_sent: frame,
-        });
+        }));
         Ok(())
     }
 
@@ -861,13 +870,13 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         self.transmit.push_back(frame.clone());
         let epoch = build_epoch(h.epoch, Role::Initiator, out, now, None);
         // Keep sending in the old epoch until the responder confirms it has the new keys.
-        self.unconfirmed = Some(Unconfirmed {
+        self.unconfirmed = Some(Box::new(Unconfirmed {
             epoch,
             msg3_frame: frame,
             resend_at: now + self.config.rekey.handshake_timeout,
             resends_left: MSG3_RESENDS,
             peer,
-        });
+        }));
         Ok(())
     }
 
@@ -938,11 +947,11 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         let hh = epoch.handshake_hash;
         if let Some(old) = self.current.replace(epoch) {
             // The old send chain is dropped (wiped) here.
-            self.previous = Some(Previous {
+            self.previous = Some(Box::new(Previous {
                 number: old.number,
                 recv: old.recv,
                 until: now + self.config.rekey.grace,
-            });
+            }));
         }
         self.events.push_back(if first {
             ChatEvent::Established {
@@ -1102,7 +1111,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             // Any authenticated frame in the new epoch proves the responder has its keys.
             if let Some(u) = self.unconfirmed.take() {
                 let peer = u.peer;
-                let Unconfirmed { epoch, .. } = u;
+                let Unconfirmed { epoch, .. } = *u;
                 self.install(now, epoch, peer);
             }
         }

@@ -267,11 +267,11 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 let number = r.u32()?;
                 let left = Duration::from_nanos(r.u64()?);
                 let recv = r.recv(per)?;
-                Some(Previous {
+                Some(alloc::boxed::Box::new(Previous {
                     number,
                     recv,
                     until: now + left,
-                })
+                }))
             }
             _ => return Err(Error::SealedForeign),
         };

@@ -9,6 +9,9 @@ pub const SIGNATURE_LEN: usize = 64;
 
 /// A long-term Ed25519 identity (private) key. Wiped on drop, `[redacted]` in `Debug`.
 ///
+/// Only the 32-byte seed and the public key are kept (64 bytes, as one copy lives in every
+/// chat); the expanded signing key exists only for the duration of a signature.
+///
 /// ```
 /// use sealwire::crypto::ed25519::IdentityKey;
 /// let id = IdentityKey::from_seed([7u8; 32]);
@@ -17,13 +20,17 @@ pub const SIGNATURE_LEN: usize = 64;
 /// assert!(id.public().verify(b"msg", &sig));
 /// assert!(!id.public().verify(b"msh", &sig));
 /// ```
-pub struct IdentityKey(SigningKey);
+pub struct IdentityKey {
+    seed: Zeroizing<[u8; 32]>,
+    public: [u8; 32],
+}
 
 impl IdentityKey {
     /// The identity whose RFC 8032 secret seed is `seed`.
     pub fn from_seed(seed: [u8; 32]) -> Self {
         let seed = Zeroizing::new(seed);
-        IdentityKey(SigningKey::from_bytes(&seed))
+        let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        IdentityKey { seed, public }
     }
 
     /// A fresh identity drawn from `rng`.
@@ -42,12 +49,13 @@ impl IdentityKey {
 
     /// The public half.
     pub fn public(&self) -> IdentityPublic {
-        IdentityPublic(self.0.verifying_key().to_bytes())
+        IdentityPublic(self.public)
     }
 
     /// Signs `msg` (deterministic RFC 8032 signature).
     pub fn sign(&self, msg: &[u8]) -> [u8; SIGNATURE_LEN] {
-        self.0.sign(msg).to_bytes()
+        // `SigningKey` wipes its copy of the secret on drop.
+        SigningKey::from_bytes(&self.seed).sign(msg).to_bytes()
     }
 }
 

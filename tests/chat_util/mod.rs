@@ -169,3 +169,90 @@ pub fn unhex(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use sealwire::chat::{Chat, ChatConfig, ChatEvent, ChatId, Error};
+use sealwire::crypto::ed25519::IdentityKey;
+use sealwire::time::Instant;
+
+pub const SEED_A: [u8; 32] = [0xa1; 32];
+pub const SEED_B: [u8; 32] = [0xb2; 32];
+pub const PAIR_CHAT: [u8; 16] = [0x5c; 16];
+
+pub fn config(seed: [u8; 32]) -> ChatConfig {
+    ChatConfig::new(ChatId::new(PAIR_CHAT), IdentityKey::from_seed(seed))
+}
+
+/// Two machines and a clock; frames are moved by hand or with `pump`.
+pub struct Pair {
+    pub a: Chat<ChaCha20Rng>,
+    pub b: Chat<ChaCha20Rng>,
+    pub now: Instant,
+}
+
+impl Pair {
+    pub fn with(seed: u8, edit: impl Fn(&mut ChatConfig)) -> Pair {
+        let mut ca = config(SEED_A);
+        let mut cb = config(SEED_B);
+        edit(&mut ca);
+        edit(&mut cb);
+        let now = Instant::from_secs(1000);
+        let a = Chat::initiator(ca, ChaCha20Rng::from_seed([seed; 32]), now).unwrap();
+        let b = Chat::responder(cb, ChaCha20Rng::from_seed([seed.wrapping_add(1); 32])).unwrap();
+        Pair { a, b, now }
+    }
+
+    pub fn new(seed: u8) -> Pair {
+        Self::with(seed, |_| {})
+    }
+
+    /// A pair whose first epoch is established, events drained.
+    pub fn established(seed: u8) -> Pair {
+        let mut p = Self::new(seed);
+        p.pump().unwrap();
+        assert!(p.a.is_established() && p.b.is_established());
+        p.a_events();
+        p.b_events();
+        p
+    }
+
+    /// Delivers every queued frame both ways until both are quiet; stops at the first error.
+    pub fn pump(&mut self) -> Result<(), Error> {
+        loop {
+            let mut moved = false;
+            while let Some(f) = self.a.poll_transmit() {
+                self.b.handle_frame(self.now, &f)?;
+                moved = true;
+            }
+            while let Some(f) = self.b.poll_transmit() {
+                self.a.handle_frame(self.now, &f)?;
+                moved = true;
+            }
+            if !moved {
+                return Ok(());
+            }
+        }
+    }
+
+    pub fn a_events(&mut self) -> Vec<ChatEvent> {
+        std::iter::from_fn(|| self.a.poll_event()).collect()
+    }
+
+    pub fn b_events(&mut self) -> Vec<ChatEvent> {
+        std::iter::from_fn(|| self.b.poll_event()).collect()
+    }
+}
+
+pub fn messages(ev: &[ChatEvent]) -> Vec<(u32, u64, Vec<u8>)> {
+    ev.iter()
+        .filter_map(|e| match e {
+            ChatEvent::Message {
+                epoch,
+                counter,
+                plaintext,
+            } => Some((*epoch, *counter, plaintext.clone())),
+            _ => None,
+        })
+        .collect()
+}
