@@ -26,8 +26,9 @@ pub enum Error {
     /// The frame was already received, lies below the skipped-key window, or names an epoch
     /// that is no longer accepted. State unchanged.
     Replayed,
-    /// The frame's counter jumps beyond the skipped-key window, or its epoch skips one. The chat
-    /// was closed (fail closed) and a close frame queued for the peer.
+    /// The frame's counter jumps beyond the skipped-key window, or its epoch skips one. If the
+    /// chat was established it is now closed (fail closed) and a close frame is queued for the
+    /// peer.
     Desync,
     /// No keys for this yet: the chat (or the frame's epoch) is still being established.
     NotEstablished,

@@ -168,6 +168,9 @@ pub(crate) struct Epoch {
     /// Responder only: SHA-256 of the message 3 body that established this epoch, so a
     /// retransmitted message 3 is answered with a fresh confirmation.
     pub(crate) msg3_digest: Option<[u8; 32]>,
+    /// Responder only: the ephemeral key of the message 1 that started this epoch, so a
+    /// duplicate of it is told apart from a peer redoing the epoch.
+    pub(crate) peer_msg1_ephemeral: Option<[u8; 32]>,
 }
 
 /// An epoch the initiator has keys for but the responder has not confirmed yet.
@@ -763,22 +766,30 @@ impl<R: rand_core::CryptoRng> Chat<R> {
 
     fn on_msg1(&mut self, now: Instant, h: &FrameHeader, body: &[u8]) -> Result<(), Error> {
         let expected = self.expected_epoch();
-        if self.current.is_some() && h.epoch < expected {
-            return Err(Error::Replayed);
-        }
-        if h.epoch != expected {
-            return Err(if self.current.is_some() {
-                Error::UnexpectedHandshake
-            } else {
-                Error::Desync
-            });
+        let their_e: [u8; 32] = body.try_into().map_err(|_| Error::Malformed)?;
+        // A message 1 for the current epoch that is not the one which made it: the peer lost
+        // that epoch (crash and restore from an older sealed state) and redoes it.
+        let redo = match &self.current {
+            Some(c) if h.epoch == c.number => {
+                if c.peer_msg1_ephemeral == Some(their_e) {
+                    return Err(Error::Replayed);
+                }
+                true
+            }
+            Some(c) if h.epoch < c.number => return Err(Error::Replayed),
+            _ => false,
+        };
+        if !redo && h.epoch != expected {
+            if self.current.is_some() {
+                self.fail_closed(now, CloseReason::Desync);
+            }
+            return Err(Error::Desync);
         }
         if self.transmit.len() >= self.config.queue_capacity {
             return Err(Error::QueueFull);
         }
-        let their_e: [u8; 32] = body.try_into().map_err(|_| Error::Malformed)?;
-        let mut counts_against_throttle = h.epoch > 0;
-        if let Some(pd) = &self.pending {
+        let mut counts_against_throttle = h.epoch > 0 || redo;
+        if let Some(pd) = self.pending.as_ref().filter(|pd| pd.epoch == h.epoch) {
             match pd.hs.role() {
                 Role::Initiator => {
                     // Both sides started this epoch at once. Tie-break: the message 1 with the
@@ -914,8 +925,10 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             Err(e) => return Err(e),
         };
         let out = hs.finish().map_err(|_| Error::HandshakeFailed)?;
+        let remote_e = hs.remote_ephemeral();
         self.pending = None;
-        let epoch = build_epoch(h.epoch, Role::Responder, out, now, Some(sha256(&[body])));
+        let mut epoch = build_epoch(h.epoch, Role::Responder, out, now, Some(sha256(&[body])));
+        epoch.peer_msg1_ephemeral = remote_e;
         self.install(now, epoch, peer);
         // Tell the initiator we have the new keys (an empty data frame, not reported).
         self.send_confirmation(now)
@@ -1072,7 +1085,8 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 None => return Err(Error::NotEstablished),
                 // An epoch already left behind (or whose grace is over).
                 Some(c) if h.epoch < c.number => return Err(Error::Replayed),
-                Some(_) if self.pending.as_ref().is_some_and(|p| p.epoch == h.epoch) => {
+                // The next epoch, whose handshake has not completed here (yet, or at all).
+                Some(c) if h.epoch == c.number.saturating_add(1) => {
                     return Err(Error::NotEstablished)
                 }
                 Some(_) => {
@@ -1202,5 +1216,6 @@ pub(crate) fn build_epoch(
         established_at: now,
         handshake_hash,
         msg3_digest,
+        peer_msg1_ephemeral: None,
     }
 }

@@ -6,7 +6,7 @@
 //! ```text
 //! own_identity 32 | role 1 (0 initiator, 1 responder) | peer_identity 32
 //! epoch: number 4 | age_ns 8 | handshake_hash 32 | msg3_digest_flag 1 | msg3_digest 32
-//!        | send_ck 32 | send_index 8 (= lease end) | recv_chain
+//!        | msg1_e_flag 1 | peer_msg1_ephemeral 32 | send_ck 32 | send_index 8 (= lease end) | recv_chain
 //! previous_flag 1 [ number 4 | grace_left_ns 8 | recv_chain ]
 //! rekey_log_len 1 | rekey_age_ns 8 * len
 //! recv_chain = ck 32 | index 8 | n 2 | (counter 8 | key 32) * n
@@ -170,6 +170,8 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         w.put(&cur.handshake_hash);
         w.u8(u8::from(cur.msg3_digest.is_some()));
         w.put(&cur.msg3_digest.unwrap_or([0u8; 32]));
+        w.u8(u8::from(cur.peer_msg1_ephemeral.is_some()));
+        w.put(&cur.peer_msg1_ephemeral.unwrap_or([0u8; 32]));
         w.put(send.chain.key_bytes());
         w.u64(send.chain.index());
         w.recv(&cur.recv);
@@ -258,6 +260,8 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         let handshake_hash = r.take::<32>()?;
         let has_digest = r.u8()?;
         let digest = r.take::<32>()?;
+        let has_e = r.u8()?;
+        let msg1_e = r.take::<32>()?;
         let send_ck = r.key()?;
         let send_index = r.u64()?;
         let recv = r.recv(per)?;
@@ -298,6 +302,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             established_at: now.saturating_sub(age),
             handshake_hash,
             msg3_digest: (has_digest == 1).then_some(digest),
+            peer_msg1_ephemeral: (has_e == 1).then_some(msg1_e),
         });
         chat.previous = previous;
         chat.rekey_log = rekey_log;
