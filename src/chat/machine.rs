@@ -653,7 +653,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         self.events.push_back(e);
     }
 
-    fn throttle_allows(&self, now: Instant) -> bool {
+    pub(crate) fn throttle_allows(&self, now: Instant) -> bool {
         let period = self.config.rekey.throttle_period;
         let recent = self.rekey_log.iter().filter(|t| now < **t + period).count();
         recent < self.config.rekey.throttle_max as usize
@@ -731,7 +731,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         Ok(id)
     }
 
-    fn start_handshake(&mut self, now: Instant, epoch: u32) -> Result<(), Error> {
+    pub(crate) fn start_handshake(&mut self, now: Instant, epoch: u32) -> Result<(), Error> {
         if self.transmit.len() >= self.config.queue_capacity {
             return Err(Error::QueueFull);
         }
@@ -758,17 +758,13 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         Ok(())
     }
 
-    fn expected_epoch(&self) -> u32 {
-        self.current
-            .as_ref()
-            .map_or(0, |c| c.number.saturating_add(1))
-    }
-
     fn on_msg1(&mut self, now: Instant, h: &FrameHeader, body: &[u8]) -> Result<(), Error> {
-        let expected = self.expected_epoch();
         let their_e: [u8; 32] = body.try_into().map_err(|_| Error::Malformed)?;
         // A message 1 for the current epoch that is not the one which made it: the peer lost
         // that epoch (crash and restore from an older sealed state) and redoes it.
+        // A message 1 for a later epoch than the next one: the peer moved on while we were
+        // restored from an older seal. Answering is safe: the epoch is bound into the prologue
+        // and both signatures, and nothing changes unless the handshake completes.
         let redo = match &self.current {
             Some(c) if h.epoch == c.number => {
                 if c.peer_msg1_ephemeral == Some(their_e) {
@@ -777,14 +773,19 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 true
             }
             Some(c) if h.epoch < c.number => return Err(Error::Replayed),
-            _ => false,
-        };
-        if !redo && h.epoch != expected {
-            if self.current.is_some() {
-                self.fail_closed(now, CloseReason::Desync);
+            Some(_) => false,
+            // Before any epoch: the first handshake, or (if our first epoch awaits the peer's
+            // confirmation, which was lost) the peer's rekey from it.
+            None if h.epoch != 0
+                && !self
+                    .unconfirmed
+                    .as_ref()
+                    .is_some_and(|u| h.epoch > u.epoch.number) =>
+            {
+                return Err(Error::Desync)
             }
-            return Err(Error::Desync);
-        }
+            None => false,
+        };
         if self.transmit.len() >= self.config.queue_capacity {
             return Err(Error::QueueFull);
         }
@@ -892,7 +893,11 @@ impl<R: rand_core::CryptoRng> Chat<R> {
     }
 
     fn on_msg3(&mut self, now: Instant, h: &FrameHeader, body: &[u8]) -> Result<(), Error> {
-        if let Some(cur) = &self.current {
+        let answering = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.epoch == h.epoch && p.hs.role() == Role::Responder);
+        if let Some(cur) = self.current.as_ref().filter(|_| !answering) {
             if cur.number == h.epoch {
                 // A retransmitted message 3 whose confirmation was lost: confirm again.
                 if cur.msg3_digest == Some(sha256(&[body])) {

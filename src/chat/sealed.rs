@@ -310,6 +310,13 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         // Nothing may be sent until a new lease is sealed.
         chat.lease = Some((number, send_index));
         chat.push_event(ChatEvent::SealAdvised);
+        // The record may predate a rekey the peer completed (we crashed mid-handshake): start a
+        // fresh epoch at once, which the peer accepts whichever side of that rekey it is on.
+        if let Some(next) = number.checked_add(1) {
+            if chat.throttle_allows(now) {
+                chat.start_handshake(now, next)?;
+            }
+        }
         Ok(chat)
     }
 }
