@@ -112,10 +112,7 @@ impl Sim {
     /// Drains events and frames of both sides, checking the invariants.
     fn drain(&mut self) {
         for side in 0..2 {
-            loop {
-                let Some(ev) = self.nodes[side].chat.poll_event() else {
-                    break;
-                };
+            while let Some(ev) = self.nodes[side].chat.poll_event() {
                 match ev {
                     ChatEvent::Established {
                         epoch,

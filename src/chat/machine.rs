@@ -776,15 +776,16 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             Some(_) => false,
             // Before any epoch: the first handshake, or (if our first epoch awaits the peer's
             // confirmation, which was lost) the peer's rekey from it.
-            None if h.epoch != 0
-                && !self
+            None => {
+                let after_unconfirmed = self
                     .unconfirmed
                     .as_ref()
-                    .is_some_and(|u| h.epoch > u.epoch.number) =>
-            {
-                return Err(Error::Desync)
+                    .is_some_and(|u| h.epoch > u.epoch.number);
+                if h.epoch != 0 && !after_unconfirmed {
+                    return Err(Error::Desync);
+                }
+                false
             }
-            None => false,
         };
         if self.transmit.len() >= self.config.queue_capacity {
             return Err(Error::QueueFull);
