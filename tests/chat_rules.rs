@@ -534,6 +534,12 @@ fn sealed_state_restores_and_never_reuses_a_message_key() {
     assert_eq!(restored.send(p.now, b"x"), Err(Error::LeaseExhausted));
     restored.seal(p.now, &key).unwrap();
     assert_eq!(restored.send(p.now, b"after restore").unwrap(), 129);
+    // First out: message 1 of a fresh epoch (a restore always rekeys), then the message.
+    let f1 = restored.poll_transmit().unwrap();
+    assert_eq!(
+        FrameHeader::parse(&f1).unwrap().0.kind,
+        FrameKind::HandshakeInit
+    );
     let f = restored.poll_transmit().unwrap();
     p.b.handle_frame(p.now, &f).unwrap();
     assert_eq!(

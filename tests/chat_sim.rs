@@ -369,3 +369,24 @@ fn restore_from_before_a_rekey_redoes_the_epoch_and_converges() {
     assert_eq!(sim.nodes[1].chat.epoch(), Some(1));
     sim.converge();
 }
+
+/// A shrunk case found by the property test (kept as a regression): the responder rekeys
+/// while the initiator's first epoch is still unconfirmed.
+#[test]
+fn rekey_from_the_responder_before_the_first_epoch_is_confirmed_converges() {
+    let mut sim = Sim::new(0);
+    for o in [
+        Op::Deliver(0, 0),
+        Op::Deliver(1, 0),
+        Op::Deliver(0, 0),
+        Op::Rekey(1),
+        Op::Send(1, 0),
+        Op::Advance(10),
+        Op::Send(1, 0),
+        Op::Deliver(0, 0),
+        Op::Deliver(1, 37),
+    ] {
+        sim.apply(o);
+    }
+    sim.converge();
+}

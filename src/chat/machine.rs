@@ -618,7 +618,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                     // The responder never confirmed: abandon the new keys.
                     let epoch = u.epoch.number;
                     self.unconfirmed = None;
-                    if epoch == 0 && self.current.is_none() {
+                    if epoch == 0 && self.current.is_none() && self.pending.is_none() {
                         let _ = self.start_handshake(now, 0);
                     }
                 } else {
@@ -630,6 +630,14 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                     }
                 }
             }
+        }
+        if self.role == Role::Initiator
+            && self.current.is_none()
+            && self.pending.is_none()
+            && self.unconfirmed.is_none()
+        {
+            // Every attempt at a first epoch failed: the initiator starts over.
+            let _ = self.start_handshake(now, 0);
         }
         if self.previous.as_ref().is_some_and(|prev| now >= prev.until) {
             self.previous = None;
@@ -776,16 +784,9 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             Some(_) => false,
             // Before any epoch: the first handshake, or (if our first epoch awaits the peer's
             // confirmation, which was lost) the peer's rekey from it.
-            None => {
-                let after_unconfirmed = self
-                    .unconfirmed
-                    .as_ref()
-                    .is_some_and(|u| h.epoch > u.epoch.number);
-                if h.epoch != 0 && !after_unconfirmed {
-                    return Err(Error::Desync);
-                }
-                false
-            }
+            // No epoch yet: the first one may be above 0 if the peer rekeyed before its first
+            // epoch was confirmed here.
+            None => false,
         };
         if self.transmit.len() >= self.config.queue_capacity {
             return Err(Error::QueueFull);
@@ -814,7 +815,11 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 }
             }
         }
-        if self.unconfirmed.is_some() {
+        let restarts_unconfirmed = self
+            .unconfirmed
+            .as_ref()
+            .is_some_and(|u| u.epoch.number == h.epoch);
+        if restarts_unconfirmed {
             // The peer never got our message 3 and starts afresh: its new attempt wins.
             counts_against_throttle = false;
         }
@@ -838,7 +843,9 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         if counts_against_throttle {
             self.log_rekey(now);
         }
-        self.unconfirmed = None;
+        if restarts_unconfirmed {
+            self.unconfirmed = None;
+        }
         self.transmit.push_back(frame.clone());
         self.pending = Some(Box::new(Pending {
             epoch: h.epoch,
@@ -956,6 +963,14 @@ impl<R: rand_core::CryptoRng> Chat<R> {
 
     /// Makes `epoch` current; the old receive chain stays for the grace period.
     fn install(&mut self, now: Instant, epoch: Epoch, peer: IdentityPublic) {
+        if self
+            .unconfirmed
+            .as_ref()
+            .is_some_and(|u| u.epoch.number <= epoch.number)
+        {
+            // Superseded by the epoch being installed.
+            self.unconfirmed = None;
+        }
         let first = self.peer.is_none();
         self.peer = Some(peer);
         if first {
