@@ -496,9 +496,28 @@ impl<R: rand_core::CryptoRng> Chat<R> {
 
     /// Buffer API for the receive hot path: decrypts a data frame in place and returns where
     /// the plaintext lies; no allocation, no event. Other frames are handed to
-    /// [`Chat::handle_frame`] and reported as [`Opened::Control`]. On error the buffer's
-    /// contents are unspecified only if the error is for a non-data frame; a rejected data frame
-    /// leaves it unchanged.
+    /// [`Chat::handle_frame`] and reported as [`Opened::Control`] (as is an empty data frame, a
+    /// key confirmation). A rejected frame leaves the buffer unchanged.
+    ///
+    /// ```
+    /// # use sealwire::chat::{Chat, ChatConfig, ChatId, Opened};
+    /// # use sealwire::crypto::ed25519::IdentityKey;
+    /// # use sealwire::time::Instant;
+    /// # use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+    /// # let id = ChatId::new([7; 16]); let now = Instant::ZERO;
+    /// # let mut a = Chat::initiator(ChatConfig::new(id, IdentityKey::from_seed([1; 32])), ChaCha20Rng::from_seed([1; 32]), now).unwrap();
+    /// # let mut b = Chat::responder(ChatConfig::new(id, IdentityKey::from_seed([2; 32])), ChaCha20Rng::from_seed([2; 32])).unwrap();
+    /// # loop { let mut m = false;
+    /// #   while let Some(f) = a.poll_transmit() { b.handle_frame(now, &f).unwrap(); m = true; }
+    /// #   while let Some(f) = b.poll_transmit() { a.handle_frame(now, &f).unwrap(); m = true; }
+    /// #   if !m { break; } }
+    /// let mut buf = [0u8; 128];
+    /// let n = a.seal_into(now, b"in place", &mut buf).unwrap();
+    /// match b.open_in_place(now, &mut buf[..n]).unwrap() {
+    ///     Opened::Message { plaintext, .. } => assert_eq!(&buf[plaintext], b"in place"),
+    ///     _ => unreachable!(),
+    /// }
+    /// ```
     pub fn open_in_place(&mut self, now: Instant, frame: &mut [u8]) -> Result<Opened, Error> {
         if self.closed {
             return Err(Error::Closed);
