@@ -97,6 +97,8 @@
 
 mod config;
 mod error;
+mod event;
+mod handshake;
 mod machine;
 pub(crate) mod noise;
 mod ratchet;
@@ -106,7 +108,8 @@ mod wire;
 
 pub use config::{ChatConfig, RekeyPolicy, SkipWindow};
 pub use error::Error;
-pub use machine::{Chat, ChatEvent, CloseReason, Opened};
+pub use event::{ChatEvent, CloseReason, Opened};
+pub use machine::Chat;
 pub use relay::{RelayConfig, RelayFilter};
 pub use sealed::SEALED_CHAT_MAGIC;
 pub use wire::{
