@@ -69,6 +69,8 @@ struct Sim {
 fn cfg(seed: [u8; 32]) -> ChatConfig {
     let mut c = config(seed);
     c.seal_lease = 32;
+    // Automatic rekeys after a few messages, from both sides, on top of the explicit ones.
+    c.rekey.after_messages = 12;
     c
 }
 

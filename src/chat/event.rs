@@ -52,7 +52,7 @@ impl CloseReason {
     }
 }
 
-/// What the machine tells its embedder. Drain with [`Chat::poll_event`].
+/// What the machine tells its embedder. Drain with [`Chat::poll_event`](crate::chat::Chat::poll_event).
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChatEvent {
@@ -121,7 +121,7 @@ impl fmt::Debug for ChatEvent {
     }
 }
 
-/// The result of [`Chat::open_in_place`].
+/// The result of [`Chat::open_in_place`](crate::chat::Chat::open_in_place).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Opened {

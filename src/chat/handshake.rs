@@ -108,11 +108,12 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         body: &[u8],
     ) -> Result<(), Error> {
         let their_e: [u8; 32] = body.try_into().map_err(|_| Error::Malformed)?;
-        // A message 1 for the current epoch that is not the one which made it: the peer lost
-        // that epoch (crash and restore from an older sealed state) and redoes it.
-        // A message 1 for a later epoch than the next one: the peer moved on while we were
-        // restored from an older seal. Answering is safe: the epoch is bound into the prologue
-        // and both signatures, and nothing changes unless the handshake completes.
+        // Which epochs we answer (docs/chat-protocol.md §6). A message 1 for the current epoch
+        // that is not the one which made it: the peer lost that epoch (crash and restore from
+        // an older seal) and redoes it. One for a later epoch than the next: the peer moved on
+        // while we were restored from an older seal. Answering either is safe: the epoch is
+        // bound into the prologue and both signatures, and nothing changes unless the
+        // handshake completes.
         let redo = match &self.current {
             Some(c) if h.epoch == c.number => {
                 if c.peer_msg1_ephemeral == Some(their_e) {
@@ -122,8 +123,6 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             }
             Some(c) if h.epoch < c.number => return Err(Error::Replayed),
             Some(_) => false,
-            // Before any epoch: the first handshake, or (if our first epoch awaits the peer's
-            // confirmation, which was lost) the peer's rekey from it.
             // No epoch yet: the first one may be above 0 if the peer rekeyed before its first
             // epoch was confirmed here.
             None => false,
