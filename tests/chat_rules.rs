@@ -478,8 +478,12 @@ fn close_is_authenticated_and_wipes_both_sides() {
         reason: CloseReason::Normal,
         by_peer: true
     }));
-    assert_eq!(p.b.memory_bytes(), p.b.memory_bytes());
+    assert_eq!(p.b.epoch(), None);
     assert_eq!(p.b.skipped_keys(), 0);
+    assert_eq!(
+        p.b.seal(p.now, &SealKey::from_bytes([1; 32])).unwrap_err(),
+        Error::Closed
+    );
     assert_eq!(p.b.poll_timeout(), None);
 }
 
@@ -714,4 +718,17 @@ fn relay_filter_drops_garbage_and_throttles_handshakes_per_chat() {
     let mut hs = f1.clone();
     hs[29] = 1; // handshake with a counter
     assert_eq!(relay.check(p.now, &hs), Err(Error::Malformed));
+}
+
+#[test]
+fn machines_are_send_and_secrets_print_redacted() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Chat<ChaCha20Rng>>();
+    assert_send::<RelayFilter>();
+    let cfg = config(SEED_A);
+    assert!(!format!("{cfg:?}").contains(&hex(&SEED_A)));
+    assert!(format!("{cfg:?}").contains("[redacted]"));
+    let p = Pair::established(80);
+    let dbg = format!("{:?}", p.a);
+    assert!(dbg.contains("Chat") && !dbg.contains("ck"));
 }
