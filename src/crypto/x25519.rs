@@ -169,6 +169,14 @@ impl StaticSecret {
     }
 }
 
+// Needed where a handshake is tried on a copy and the original kept on failure (chat); every
+// copy is wiped on drop like the original.
+impl Clone for StaticSecret {
+    fn clone(&self) -> Self {
+        self.clone_secret()
+    }
+}
+
 impl fmt::Debug for StaticSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("StaticSecret([redacted])")
