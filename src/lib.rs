@@ -5,6 +5,9 @@
 //! * [`session`] — the Fabstir LLM end-to-end encryption, byte-compatible with the Fabstir SDK
 //!   (secp256k1 ECDH + HKDF-SHA256 + XChaCha20-Poly1305, recoverable ECDSA client identity),
 //!   hardened against replay and with keys that expire and are wiped.
+//! * [`chat`] — per-chat forward secrecy between two apps over untrusted relays:
+//!   `Noise_XX_25519_ChaChaPoly_SHA256` with Ed25519-signed per-epoch statics, a symmetric
+//!   ratchet per direction, rekeys, and sealed (persisted) state ([`seal`]).
 //!
 //! Every machine is a plain struct: it consumes bytes, time and randomness handed to it by the
 //! caller and produces bytes to send, events, and its next deadline. It never touches a socket,
@@ -52,5 +55,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod chat;
 pub mod crypto;
+pub mod seal;
 pub mod time;
