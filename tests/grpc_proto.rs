@@ -12,7 +12,8 @@
 use std::path::{Path, PathBuf};
 
 const GENERATED: &str = "examples/common/chat_relay.rs";
-const HEADER: &str = "// @generated from proto/chat_relay.proto by tests/grpc_proto.rs; do not edit.\n\
+const HEADER: &str =
+    "// @generated from proto/chat_relay.proto by tests/grpc_proto.rs; do not edit.\n\
 // Regenerate: cargo test --test grpc_proto -- --ignored regenerate\n\n";
 
 fn root() -> &'static Path {
