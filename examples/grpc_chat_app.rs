@@ -260,7 +260,15 @@ impl App {
         Ok(())
     }
 
+    /// Runs until end of input, `/quit`, or the chat closes; then lets queued frames reach the
+    /// node before returning.
     async fn run(mut self) -> Result<(), BoxError> {
+        let result = self.pump().await;
+        self.relay.finish(std::time::Duration::from_secs(2)).await;
+        result
+    }
+
+    async fn pump(&mut self) -> Result<(), BoxError> {
         let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         self.flush().await?;
         loop {
@@ -411,8 +419,15 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = start(args).await {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    let code = match start(args).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    };
+    let _ = std::io::stdout().flush();
+    // Exit now: tokio's stdin reader is a blocking thread that would hold the runtime's shutdown
+    // until another line arrives.
+    std::process::exit(code);
 }

@@ -475,7 +475,8 @@ impl Session<'_> {
                 ));
             }
         }
-        if !chat.members.contains(&self.identity) {
+        let joined = !chat.members.contains(&self.identity);
+        if joined {
             if chat.members.len() >= 2 {
                 return Err(Reject(
                     Code::PermissionDenied,
@@ -509,7 +510,9 @@ impl Session<'_> {
             ),
             None => (Vec::new(), String::new()),
         };
-        tracing::info!(identity = %short(&self.identity), chat = %hex::encode(&id), "chat started");
+        if joined {
+            tracing::info!(identity = %short(&self.identity), chat = %hex::encode(&id), "joined chat");
+        }
         Ok(Some(chat_relay::ChatStarted {
             chat_id: id.to_vec(),
             peer_identity,
@@ -628,6 +631,11 @@ async fn main() {
         let _ = tokio::signal::ctrl_c().await;
     };
     if let Err(e) = tonic::transport::Server::builder()
+        // One app needs one stream; a few more allow reconnects racing the old stream's end.
+        .max_concurrent_streams(Some(8))
+        // Notice dead peers (a killed app behind a NAT, a cut cable) within about a minute.
+        .http2_keepalive_interval(Some(StdDuration::from_secs(30)))
+        .http2_keepalive_timeout(Some(StdDuration::from_secs(20)))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -116,6 +116,12 @@ async fn run(node: &str) -> Result<(), BoxError> {
         "bad-version",
         first_refusal(&mut s, chat, one(bad_version)).await?,
     );
+    let mut bad_size = handshake_init(chat, 0);
+    bad_size.pop(); // message 1 must carry exactly 32 bytes
+    report(
+        "bad-size",
+        first_refusal(&mut s, chat, one(bad_size)).await?,
+    );
     let mut bad_kind = handshake_init(chat, 0);
     bad_kind[1] = 0x7f;
     report(

@@ -164,6 +164,7 @@ PROBE_RC=$?
 check "probe ran" test "$PROBE_RC" -eq 0
 check "garbage frame -> InvalidArgument" grep -qx "garbage InvalidArgument" "$WORK/probe.out"
 check "bad version -> InvalidArgument" grep -qx "bad-version InvalidArgument" "$WORK/probe.out"
+check "bad handshake size -> InvalidArgument" grep -qx "bad-size InvalidArgument" "$WORK/probe.out"
 check "bad kind -> InvalidArgument" grep -qx "bad-kind InvalidArgument" "$WORK/probe.out"
 check "frame of a chat not started -> NotFound" grep -qx "unknown-chat NotFound" "$WORK/probe.out"
 check "oversized frame -> ResourceExhausted" grep -qx "oversized ResourceExhausted" "$WORK/probe.out"
@@ -174,6 +175,32 @@ check "message beyond the transport limit ends only that stream" grep -qx "huge 
 check "node still running" kill -0 "$NODE_PID"
 say_a "still alive"
 check "chat still works after the probe" wait_for "$WORK/b.out" "<a> still alive"
+
+# --- authenticated close ----------------------------------------------------------------------
+# wait_until COMMAND...: true once COMMAND succeeds, false after $TIMEOUT seconds.
+wait_until() {
+    local deadline=$((SECONDS + TIMEOUT))
+    while [ "$SECONDS" -le "$deadline" ]; do
+        if "$@"; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+# exited PID...: every PID has exited (a zombie not yet reaped by this shell counts as exited).
+exited() {
+    local pid st
+    for pid in "$@"; do
+        st="$(ps -o stat= -p "$pid" 2>/dev/null)"
+        [ -z "$st" ] || [[ "$st" == Z* ]] || return 1
+    done
+}
+no_state() { [ ! -e "$WORK/a.state" ] && [ ! -e "$WORK/b.state" ]; }
+say_a "/close"
+check "close: A reports its close" wait_for "$WORK/a.err" "event: closed reason=Normal by_peer=false"
+check "close: B sees the peer's authenticated close" \
+    wait_for "$WORK/b.err" "event: closed reason=Normal by_peer=true"
+check "close: both apps exit" wait_until exited "$A_PID" "$B_PID"
+check "close: both sealed states are deleted" wait_until no_state
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

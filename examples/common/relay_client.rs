@@ -113,6 +113,17 @@ impl RelayStream {
         self.send(uplink::Msg::Frame(frame)).await
     }
 
+    /// Ends the uplink and waits (at most `grace`) for the node to end the stream, so that
+    /// frames queued just before (a close frame) reach the node before the process exits.
+    pub async fn finish(self, grace: std::time::Duration) {
+        let RelayStream { tx, mut rx } = self;
+        drop(tx);
+        let _ = tokio::time::timeout(grace, async {
+            while let Ok(Some(_)) = rx.message().await {}
+        })
+        .await;
+    }
+
     /// The next downlink message; `Ok(None)` when the node closed the stream cleanly, `Err`
     /// with the node's gRPC status when it ended the stream.
     pub async fn next(&mut self) -> Result<Option<downlink::Msg>, Status> {
