@@ -34,7 +34,7 @@ use sealwire::chat::{RelayConfig, RelayFilter};
 use sealwire::crypto::ed25519::IdentityPublic;
 use sealwire::crypto::hex;
 use sealwire::time::Clock;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tonic::codegen::tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Code, Request, Response, Status, Streaming};
 
@@ -50,7 +50,11 @@ struct Config {
     mailbox: usize,
     /// Frames held for a chat's second participant before it has joined.
     pending_per_chat: usize,
+    /// Bytes of frames queued over all mailboxes and pending lists.
+    max_queued_bytes: usize,
     max_apps: usize,
+    /// Open `RouteChat` streams (including ones still registering).
+    max_streams: usize,
     max_chats: usize,
     max_chats_per_stream: usize,
     /// Downlink messages buffered per stream before the node waits for the app to read.
@@ -66,7 +70,9 @@ impl Default for Config {
             relay: RelayConfig::default(),
             mailbox: 1024,
             pending_per_chat: 64,
+            max_queued_bytes: 256 << 20,
             max_apps: 10_000,
+            max_streams: 10_000,
             max_chats: 100_000,
             max_chats_per_stream: 64,
             stream_queue: 64,
@@ -76,7 +82,8 @@ impl Default for Config {
 }
 
 const USAGE: &str = "usage: grpc_chat_node [--listen ADDR] [--max-message BYTES] \
-[--max-handshakes N] [--mailbox FRAMES] [--pending FRAMES] [--max-apps N] [--max-chats N] \
+[--max-handshakes N] [--mailbox FRAMES] [--pending FRAMES] [--max-queued-bytes N] \
+[--max-apps N] [--max-streams N] [--max-chats N] \
 [--max-chats-per-stream N] [--stream-queue N]";
 
 impl Config {
@@ -116,7 +123,9 @@ fn parse_args() -> Result<Config, String> {
             }
             "--mailbox" => cfg.mailbox = number()?,
             "--pending" => cfg.pending_per_chat = number()?,
+            "--max-queued-bytes" => cfg.max_queued_bytes = number()?,
             "--max-apps" => cfg.max_apps = number()?,
+            "--max-streams" => cfg.max_streams = number()?,
             "--max-chats" => {
                 cfg.max_chats = number()?;
                 cfg.relay.max_chats = cfg.max_chats;
@@ -153,12 +162,37 @@ struct Registry {
     chats: HashMap<ChatId, Chat>,
     /// Keyless frame checks and the per-chat handshake throttle.
     filter: RelayFilter,
+    /// Bytes of all queued frames (mailboxes and pending lists), against `max_queued_bytes`.
+    queued_bytes: usize,
+}
+
+impl Registry {
+    /// The entry of `identity`, created if missing. At capacity an idle entry (offline, empty
+    /// mailbox) is forgotten to make room; if there is none, `None`.
+    fn app_entry(&mut self, identity: Identity, max_apps: usize) -> Option<&mut App> {
+        if !self.apps.contains_key(&identity) && self.apps.len() >= max_apps {
+            let idle = self
+                .apps
+                .iter()
+                .find(|(_, a)| a.live.is_none() && a.mailbox.is_empty())
+                .map(|(id, _)| *id)?;
+            self.apps.remove(&idle);
+        }
+        Some(self.apps.entry(identity).or_insert_with(|| App {
+            app_id: String::new(),
+            generation: 0,
+            live: None,
+            mailbox: VecDeque::new(),
+        }))
+    }
 }
 
 struct Relay {
     cfg: Config,
     clock: Clock,
     registry: Mutex<Registry>,
+    /// One permit per open stream.
+    streams: Arc<Semaphore>,
 }
 
 impl Relay {
@@ -181,6 +215,10 @@ impl ChatRelay for Node {
         &self,
         request: Request<Streaming<Uplink>>,
     ) -> Result<Response<Self::RouteChatStream>, Status> {
+        let permit =
+            self.0.streams.clone().try_acquire_owned().map_err(|_| {
+                Status::resource_exhausted("the node serves its maximum of streams")
+            })?;
         let peer = request.remote_addr();
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(self.0.cfg.stream_queue);
@@ -190,6 +228,7 @@ impl ChatRelay for Node {
                 tracing::info!(?peer, code = ?status.code(), reason = status.message(), "stream ended");
                 let _ = tx.send(Err(status)).await;
             }
+            drop(permit);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -289,20 +328,10 @@ async fn serve_stream(
     let notify = Arc::new(Notify::new());
     let (generation, queued) = {
         let mut reg = relay.registry();
-        let apps_len = reg.apps.len();
-        let app = match reg.apps.get_mut(&identity) {
-            Some(app) => app,
-            None if apps_len >= relay.cfg.max_apps => {
-                return Err(Status::resource_exhausted(
-                    "the node serves its maximum of apps",
-                ))
-            }
-            None => reg.apps.entry(identity).or_insert(App {
-                app_id: String::new(),
-                generation: 0,
-                live: None,
-                mailbox: VecDeque::new(),
-            }),
+        let Some(app) = reg.app_entry(identity, relay.cfg.max_apps) else {
+            return Err(Status::resource_exhausted(
+                "the node serves its maximum of apps",
+            ));
         };
         app.app_id = app_id.clone();
         app.generation = app.generation.wrapping_add(1);
@@ -406,14 +435,19 @@ impl Session<'_> {
                 .await
                 .map_err(|_| Status::cancelled("the app went away"))?;
             let frame = {
-                let mut reg = self.relay.registry();
+                let mut guard = self.relay.registry();
+                let reg = &mut *guard;
                 let Some(app) = reg.apps.get_mut(&self.identity) else {
                     return Ok(());
                 };
                 if app.generation != self.generation {
                     return Err(Status::aborted("a newer stream registered this identity"));
                 }
-                app.mailbox.pop_front()
+                let frame = app.mailbox.pop_front();
+                if let Some(f) = &frame {
+                    reg.queued_bytes = reg.queued_bytes.saturating_sub(f.len());
+                }
+                frame
             };
             match frame {
                 Some(frame) => permit.send(down(downlink::Msg::Frame(frame))),
@@ -491,6 +525,8 @@ impl Session<'_> {
                     for frame in held {
                         if app.mailbox.len() < cfg.mailbox {
                             app.mailbox.push_back(frame);
+                        } else {
+                            reg.queued_bytes = reg.queued_bytes.saturating_sub(frame.len());
                         }
                     }
                     if let Some(live) = &app.live {
@@ -548,6 +584,12 @@ impl Session<'_> {
             ),
             _ => Reject(Code::InvalidArgument, "not a well-formed chat frame"),
         })?;
+        if reg.queued_bytes.saturating_add(frame.len()) > cfg.max_queued_bytes {
+            return Err(Reject(
+                Code::ResourceExhausted,
+                "the node's queues are full",
+            ));
+        }
         let Some(chat) = reg.chats.get_mut(&header.chat_id) else {
             return Err(Reject(Code::NotFound, "no such chat"));
         };
@@ -559,13 +601,15 @@ impl Session<'_> {
                     "too many frames held for a participant that has not joined",
                 ));
             }
+            reg.queued_bytes += frame.len();
             chat.pending.push_back(frame);
             return Ok(());
         };
-        let Some(app) = reg.apps.get_mut(&other) else {
+        // The peer's entry may have been forgotten while idle; its mailbox starts again.
+        let Some(app) = reg.app_entry(other, cfg.max_apps) else {
             return Err(Reject(
-                Code::NotFound,
-                "the chat's other participant is unknown",
+                Code::ResourceExhausted,
+                "the node serves its maximum of apps",
             ));
         };
         if app.mailbox.len() >= cfg.mailbox {
@@ -574,10 +618,12 @@ impl Session<'_> {
                 "the peer's mailbox is full",
             ));
         }
+        let len = frame.len();
         app.mailbox.push_back(frame);
         if let Some(live) = &app.live {
             live.notify_one();
         }
+        reg.queued_bytes += len;
         Ok(())
     }
 }
@@ -619,7 +665,9 @@ async fn main() {
             apps: HashMap::new(),
             chats: HashMap::new(),
             filter: RelayFilter::new(cfg.relay),
+            queued_bytes: 0,
         }),
+        streams: Arc::new(Semaphore::new(cfg.max_streams)),
         cfg,
         clock: Clock::new(),
     });

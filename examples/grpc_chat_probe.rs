@@ -166,6 +166,34 @@ async fn run(node: &str) -> Result<(), BoxError> {
     third.start_chat(chat, None).await?;
     report("third-participant", start_answer(&mut third).await);
 
+    // A participant that stops reading: its stream queue, then its bounded mailbox fill up, and
+    // the sender is told RESOURCE_EXHAUSTED instead of the node growing without bound.
+    let chat2 = random_chat();
+    s.start_chat(chat2, None).await?;
+    start_answer(&mut s).await;
+    let (sleeper, _) =
+        RelayStream::connect(node, &identity(), "probe-sleeper", ProofMode::Honest).await?;
+    let mut sleeper = sleeper;
+    sleeper.start_chat(chat2, None).await?;
+    start_answer(&mut sleeper).await;
+    let data = |counter: u64| {
+        let mut frame = FrameHeader {
+            kind: FrameKind::Data,
+            chat_id: ChatId::new(chat2),
+            epoch: 0,
+            counter,
+        }
+        .encode()
+        .to_vec();
+        frame.resize(frame.len() + 1024, 0x17);
+        frame
+    };
+    report(
+        "mailbox-full",
+        first_refusal(&mut s, chat2, (0..5000).map(data)).await?,
+    );
+    drop(sleeper);
+
     // A forged registration proof ends the stream.
     let forged = RelayStream::connect(node, &identity(), "probe-forged", ProofMode::Forged).await;
     let code = match forged {
