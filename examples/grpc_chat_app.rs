@@ -22,6 +22,9 @@
 //! `/quit` (or end of input) exits leaving the chat resumable. Each received message is printed
 //! to stdout as `<peer> text`. Events go to stderr as `event: KIND key=value ...` lines.
 //!
+//! If the node goes away the app keeps its chat, holds outgoing frames in a bounded outbox,
+//! and reconnects with backoff (`event: relay-lost`, `event: relay-reconnected`).
+//!
 //! The app is a pump: frames from the node go to `Chat::handle_frame`, lines to `Chat::send`,
 //! deadlines to `Chat::handle_timeout`; whatever the machine queues is sent to the node.
 
@@ -33,8 +36,10 @@ mod chat_relay;
 #[path = "common/relay_client.rs"]
 mod relay_client;
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chat_relay::downlink;
 use rand_core::UnwrapErr;
@@ -182,10 +187,40 @@ fn printable(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// How to (re)join the chat at the node.
+struct Link {
+    node: String,
+    identity: IdentityKey,
+    name: String,
+    chat_id: [u8; 16],
+    pin: Option<[u8; 32]>,
+}
+
+impl Link {
+    /// Registers and starts the chat; returns the stream and the frames the node had queued.
+    async fn connect(&self) -> Result<(RelayStream, u32), BoxError> {
+        let (relay, queued) =
+            RelayStream::connect(&self.node, &self.identity, &self.name, ProofMode::Honest).await?;
+        relay.start_chat(self.chat_id, self.pin).await?;
+        Ok((relay, queued))
+    }
+}
+
+/// Frames kept while the node is unreachable; the oldest go first when it is full.
+const OUTBOX_CAPACITY: usize = 256;
+/// Reconnect backoff bounds.
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
 struct App {
     chat: Chat<Rng>,
     clock: Clock,
-    relay: RelayStream,
+    link: Link,
+    /// The stream to the node; `None` while reconnecting.
+    relay: Option<RelayStream>,
+    outbox: VecDeque<Vec<u8>>,
+    retry_at: tokio::time::Instant,
+    backoff: Duration,
     persist: Option<Persist>,
     peer_label: Option<String>,
 }
@@ -211,8 +246,13 @@ impl App {
     async fn flush(&mut self) -> Result<(), BoxError> {
         self.seal()?;
         while let Some(frame) = self.chat.poll_transmit() {
-            self.relay.send_frame(frame).await?;
+            if self.outbox.len() >= OUTBOX_CAPACITY {
+                self.outbox.pop_front();
+                eprintln!("error: the node is unreachable and the outbox is full; dropped a frame");
+            }
+            self.outbox.push_back(frame);
         }
+        self.send_outbox().await;
         let mut out = std::io::stdout().lock();
         while let Some(ev) = self.chat.poll_event() {
             match ev {
@@ -260,11 +300,46 @@ impl App {
         Ok(())
     }
 
+    /// Hands queued frames to the node while the stream is up.
+    async fn send_outbox(&mut self) {
+        let Some(relay) = &self.relay else { return };
+        while let Some(frame) = self.outbox.front() {
+            if relay.send_frame(frame.clone()).await.is_err() {
+                self.lost("the stream is closed");
+                return;
+            }
+            self.outbox.pop_front();
+        }
+    }
+
+    fn lost(&mut self, why: &str) {
+        event(&format!("relay-lost reason={why:?}"));
+        self.relay = None;
+        self.backoff = RETRY_MIN;
+        self.retry_at = tokio::time::Instant::now() + self.backoff;
+    }
+
+    async fn reconnect(&mut self) {
+        match tokio::time::timeout(RETRY_MAX, self.link.connect()).await {
+            Ok(Ok((relay, queued))) => {
+                event(&format!("relay-reconnected queued={queued}"));
+                self.relay = Some(relay);
+                self.send_outbox().await;
+            }
+            _ => {
+                self.backoff = (self.backoff * 2).min(RETRY_MAX);
+                self.retry_at = tokio::time::Instant::now() + self.backoff;
+            }
+        }
+    }
+
     /// Runs until end of input, `/quit`, or the chat closes; then lets queued frames reach the
     /// node before returning.
     async fn run(mut self) -> Result<(), BoxError> {
         let result = self.pump().await;
-        self.relay.finish(std::time::Duration::from_secs(2)).await;
+        if let Some(relay) = self.relay.take() {
+            relay.finish(Duration::from_secs(2)).await;
+        }
         result
     }
 
@@ -279,6 +354,14 @@ impl App {
             let sleep = async {
                 match deadline {
                     Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let retry_at = self.retry_at;
+            let offline = self.relay.is_none();
+            let relay = async {
+                match self.relay.as_mut() {
+                    Some(r) => r.next().await,
                     None => std::future::pending().await,
                 }
             };
@@ -298,7 +381,7 @@ impl App {
                         }
                     }
                 },
-                msg = self.relay.next() => match msg {
+                msg = relay => match msg {
                     Ok(Some(downlink::Msg::Frame(frame))) => {
                         if let Err(e) = self.chat.handle_frame(self.clock.now(), &frame) {
                             eprintln!("error: frame refused: {e}");
@@ -317,11 +400,10 @@ impl App {
                         hex::encode(&s.peer_identity)
                     )),
                     Ok(Some(other)) => eprintln!("error: unexpected message from the node: {other:?}"),
-                    Ok(None) => return Err("the node closed the stream".into()),
-                    Err(status) => {
-                        return Err(format!("the node ended the stream: {status}").into())
-                    }
+                    Ok(None) => self.lost("the node closed the stream"),
+                    Err(status) => self.lost(&status.to_string()),
                 },
+                () = tokio::time::sleep_until(retry_at), if offline => self.reconnect().await,
                 () = sleep => self.chat.handle_timeout(self.clock.now()),
             }
             self.flush().await?;
@@ -377,9 +459,16 @@ async fn start(args: Args) -> Result<(), BoxError> {
         });
     }
 
-    let (relay, queued) =
-        RelayStream::connect(&args.node, &identity, &args.name, ProofMode::Honest).await?;
-    relay.start_chat(chat_id, args.peer_identity).await?;
+    let link = Link {
+        node: args.node,
+        identity,
+        name: args.name,
+        chat_id,
+        pin: args.peer_identity,
+    };
+    // The first connection must work (a wrong address should fail fast); later losses are
+    // retried with backoff while the chat keeps its state.
+    let (relay, queued) = link.connect().await?;
     event(&format!("registered queued={queued}"));
 
     let chat = match resumed {
@@ -402,7 +491,11 @@ async fn start(args: Args) -> Result<(), BoxError> {
     App {
         chat,
         clock,
-        relay,
+        link,
+        relay: Some(relay),
+        outbox: VecDeque::new(),
+        retry_at: tokio::time::Instant::now(),
+        backoff: RETRY_MIN,
         persist,
         peer_label: args.peer_name,
     }

@@ -177,6 +177,22 @@ check "node still running" kill -0 "$NODE_PID"
 say_a "still alive"
 check "chat still works after the probe" wait_for "$WORK/b.out" "<a> still alive"
 
+# --- the node restarts (its queues and chat table are in memory only) -------------------------
+{ kill -KILL "$NODE_PID" && wait "$NODE_PID"; } 2>/dev/null
+check "A notices the node is gone" wait_for "$WORK/a.err" "event: relay-lost"
+check "B notices the node is gone" wait_for "$WORK/b.err" "event: relay-lost"
+say_a "queued while the node is down"
+"$BIN/grpc_chat_node" --listen "$ADDR" >"$WORK/node2.out" 2>"$WORK/node2.err" &
+NODE_PID=$!
+PIDS+=("$NODE_PID")
+check "node restarts on the same address" wait_for "$WORK/node2.out" "listening on $ADDR"
+check "A reconnects" wait_for "$WORK/a.err" "event: relay-reconnected"
+check "B reconnects" wait_for "$WORK/b.err" "event: relay-reconnected"
+check "A's frame kept while the node was down arrives" \
+    wait_for "$WORK/b.out" "<a> queued while the node is down"
+say_b "after the node restart"
+check "B -> A after the node restart" wait_for "$WORK/a.out" "<b> after the node restart"
+
 # --- authenticated close ----------------------------------------------------------------------
 # wait_until COMMAND...: true once COMMAND succeeds, false after $TIMEOUT seconds.
 wait_until() {
