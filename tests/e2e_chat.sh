@@ -207,7 +207,7 @@ wait_until() {
 exited() {
     local pid st
     for pid in "$@"; do
-        st="$(ps -o stat= -p "$pid" 2>/dev/null)"
+        st="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null)"
         [ -z "$st" ] || [[ "$st" == Z* ]] || return 1
     done
 }
