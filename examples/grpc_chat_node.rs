@@ -13,8 +13,17 @@
 //! the per-chat rekey throttle. Every refusal is a gRPC status code, in-band for one message
 //! (`Downlink.rejected`) or ending the stream when the stream itself is unusable.
 //!
-//! Bounds (flags): frame size, mailbox per identity, frames held for a participant that has not
-//! joined yet, apps, chats, chats per stream, and the per-stream downlink queue.
+//! Bounds (flags, see `--help`): largest message (so frame size), handshakes per chat per 30 s,
+//! frames per mailbox, frames held for a participant that has not joined yet, total queued
+//! bytes, apps (idle ones are forgotten at capacity), open streams, chats, chats per stream, and
+//! the per-stream downlink queue. Registration must finish within 10 s.
+//!
+//! State is in memory: after a restart apps re-register and re-start their chats (the example
+//! app reconnects by itself); frames queued at the moment of the crash are lost, which the chat
+//! protocol tolerates.
+//!
+//! Limits of this example: a chat's two participants are fixed for the node's lifetime (no
+//! expiry of the chat table beyond its capacity), and delivery has no acknowledgements.
 
 #[rustfmt::skip]
 #[allow(clippy::all, clippy::pedantic)]
