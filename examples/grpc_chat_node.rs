@@ -22,8 +22,9 @@
 //! app reconnects by itself); frames queued at the moment of the crash are lost, which the chat
 //! protocol tolerates.
 //!
-//! Limits of this example: a chat's two participants are fixed for the node's lifetime (no
-//! expiry of the chat table beyond its capacity), and delivery has no acknowledgements.
+//! Limits of this example: a chat's two participants are fixed for the node's lifetime, chats
+//! never expire (once `--max-chats` exist, new ones are refused), and delivery has no
+//! acknowledgements.
 
 #[rustfmt::skip]
 #[allow(clippy::all, clippy::pedantic)]
