@@ -121,6 +121,20 @@ sealed_records() {
         ! compgen -G "$WORK/*.tmp" >/dev/null
 }
 check "state files are sealed chat records (magic SWCH), no temp file left" sealed_records
+# refuse_resume STATE [ENV...]: the app must refuse to resume from STATE and exit 1 before it
+# talks to any node (the address given has no listener).
+refuse_resume() {
+    local state="$1"; shift
+    env "$@" "$BIN/grpc_chat_app" --node http://127.0.0.1:9 --identity "$WORK/b.key" \
+        --chat "$CHAT" --responder --state "$state" "${KDF[@]}" </dev/null \
+        >/dev/null 2>"$WORK/refuse.err"
+    [ $? -eq 1 ] && grep -q "cannot resume" "$WORK/refuse.err"
+}
+cp "$WORK/b.state" "$WORK/tampered.state"
+printf '\xff' | dd of="$WORK/tampered.state" bs=1 seek=80 conv=notrunc status=none
+check "a tampered sealed state is refused" refuse_resume "$WORK/tampered.state"
+check "a wrong passphrase is refused" \
+    refuse_resume "$WORK/b.state" CHAT_PASSPHRASE="not the passphrase"
 check "sealed state holds no plaintext" \
     bash -c "! grep -qaF 'hello from' '$WORK/a.state' '$WORK/b.state'"
 
