@@ -7,7 +7,8 @@
 # Apps are driven through fifos on stdin; their stdout (received messages) and stderr (events,
 # `event: KIND key=value ...`) go to files that the checks poll with a timeout. No fixed sleeps
 # beyond the 0.1 s poll step; the whole run takes a few seconds after the build.
-# Prints PASS/FAIL per check and a final `N passed, N failed`; exits non-zero on any failure.
+# Prints PASS/FAIL per check and, as its last line, `N passed, N failed`; exits non-zero on any
+# failure (then the logs' tails are shown and the logs kept). E2E_KEEP=1 keeps them anyway.
 set -u
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,11 +26,21 @@ PASSED=0
 FAILED=0
 PIDS=()
 
+# On exit: stop every process started here, show the logs' tails if something failed, and
+# print the summary as the very last line.
 cleanup() {
     for fd in 5 6; do eval "exec $fd>&-" 2>/dev/null; done
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-    if [ "$FAILED" -eq 0 ] && [ -z "${E2E_KEEP:-}" ]; then rm -rf "$WORK"; else echo "logs kept in $WORK"; fi
+    if [ "$FAILED" -eq 0 ] && [ -z "${E2E_KEEP:-}" ]; then
+        rm -rf "$WORK"
+    else
+        for f in "$WORK"/*.err "$WORK"/*.out; do
+            [ -s "$f" ] && { echo "--- tail of $f"; tail -n 12 "$f"; }
+        done
+        echo "logs kept in $WORK"
+    fi
+    echo "$PASSED passed, $FAILED failed"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -58,7 +69,7 @@ NODE_PID=$!
 PIDS+=("$NODE_PID")
 check "node starts and listens on loopback" wait_for "$WORK/node.out" "listening on 127.0.0.1:"
 ADDR="$(sed -n 's/^listening on //p' "$WORK/node.out" | head -n1)"
-if [ -z "$ADDR" ]; then echo "node did not start"; echo "$PASSED passed, $((FAILED + 1)) failed"; exit 1; fi
+if [ -z "$ADDR" ]; then FAILED=$((FAILED + 1)); echo "FAIL node did not start"; exit 1; fi
 NODE="http://$ADDR"
 
 # --- identities and the chat ----------------------------------------------------------------
@@ -233,5 +244,6 @@ check "close: B sees the peer's authenticated close" \
 check "close: both apps exit" wait_until exited "$A_PID" "$B_PID"
 check "close: both sealed states are deleted" wait_until no_state
 
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+# The summary line is printed by `cleanup` on exit.
+[ "$FAILED" -eq 0 ] && exit 0
+exit 1
