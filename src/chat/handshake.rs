@@ -65,11 +65,8 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             .split_first_chunk::<32>()
             .ok_or(Error::HandshakeFailed)?;
         let sig: &[u8; SIGNATURE_LEN] = sig.try_into().map_err(|_| Error::HandshakeFailed)?;
-        let id = IdentityPublic::from_bytes(*id).ok_or(Error::HandshakeFailed)?;
         let msg = static_signature_message(remote_static, self.config.chat_id.as_bytes(), epoch);
-        if !id.verify(&msg, sig) {
-            return Err(Error::HandshakeFailed);
-        }
+        let id = IdentityPublic::parse_verified(*id, &msg, sig).ok_or(Error::HandshakeFailed)?;
         let expected = self.peer.or(self.config.pinned_peer);
         if expected.is_some_and(|e| !crate::crypto::ct_eq(e.as_bytes(), id.as_bytes())) {
             return Err(Error::IdentityMismatch);

@@ -152,6 +152,9 @@ pub(crate) struct Handshake {
     ss: SymmetricState,
     s: X25519Secret,
     e: X25519Secret,
+    /// Public halves, computed once (each is a scalar multiplication).
+    s_pub: [u8; X25519_LEN],
+    e_pub: [u8; X25519_LEN],
     re: Option<[u8; X25519_LEN]>,
     rs: Option<[u8; X25519_LEN]>,
     /// Number of messages processed so far (0..=3).
@@ -167,6 +170,8 @@ impl Handshake {
         Handshake {
             role,
             ss: SymmetricState::new(prologue),
+            s_pub: s.public(),
+            e_pub: e.public(),
             s,
             e,
             re: None,
@@ -177,12 +182,12 @@ impl Handshake {
 
     /// Our Noise static public key.
     pub(crate) fn local_static(&self) -> [u8; 32] {
-        self.s.public()
+        self.s_pub
     }
 
     /// Our ephemeral public key (used by the rekey tie-break).
     pub(crate) fn local_ephemeral(&self) -> [u8; 32] {
-        self.e.public()
+        self.e_pub
     }
 
     /// The peer's ephemeral public key, once received.
@@ -207,7 +212,7 @@ impl Handshake {
         if self.role != Role::Initiator || self.step != 0 {
             return Err(NoiseError);
         }
-        let e = self.e.public();
+        let e = self.e_pub;
         self.ss.mix_hash(&e);
         let mut out = Vec::with_capacity(MSG1_LEN);
         out.extend_from_slice(&e);
@@ -239,12 +244,12 @@ impl Handshake {
             return Err(NoiseError);
         }
         let mut out = Vec::with_capacity(X25519_LEN * 2 + TAG_LEN * 2 + payload.len());
-        let e = self.e.public();
+        let e = self.e_pub;
         self.ss.mix_hash(&e);
         out.extend_from_slice(&e);
         let ee = self.dh(&self.e, self.re.as_ref())?;
         self.ss.mix_key(&ee[..]);
-        let s = self.s.public();
+        let s = self.s_pub;
         self.ss.encrypt_and_hash(&s, &mut out);
         // es for the responder is DH(s, re).
         let es = self.dh(&self.s, self.re.as_ref())?;
@@ -284,7 +289,7 @@ impl Handshake {
             return Err(NoiseError);
         }
         let mut out = Vec::with_capacity(X25519_LEN + TAG_LEN * 2 + payload.len());
-        let s = self.s.public();
+        let s = self.s_pub;
         self.ss.encrypt_and_hash(&s, &mut out);
         // se for the initiator is DH(s, re).
         let se = self.dh(&self.s, self.re.as_ref())?;

@@ -9,8 +9,8 @@ pub const SIGNATURE_LEN: usize = 64;
 
 /// A long-term Ed25519 identity (private) key. Wiped on drop, `[redacted]` in `Debug`.
 ///
-/// Only the 32-byte seed and the public key are kept (64 bytes, as one copy lives in every
-/// chat); the expanded signing key exists only for the duration of a signature.
+/// The expanded key is kept (224 bytes) so a handshake signs without re-deriving the public
+/// key.
 ///
 /// ```
 /// use sealwire::crypto::ed25519::IdentityKey;
@@ -20,17 +20,14 @@ pub const SIGNATURE_LEN: usize = 64;
 /// assert!(id.public().verify(b"msg", &sig));
 /// assert!(!id.public().verify(b"msh", &sig));
 /// ```
-pub struct IdentityKey {
-    seed: Zeroizing<[u8; 32]>,
-    public: [u8; 32],
-}
+pub struct IdentityKey(SigningKey);
 
 impl IdentityKey {
     /// The identity whose RFC 8032 secret seed is `seed`.
     pub fn from_seed(seed: [u8; 32]) -> Self {
         let seed = Zeroizing::new(seed);
-        let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
-        IdentityKey { seed, public }
+        // `SigningKey` wipes its secret on drop (ed25519-dalek's `zeroize` feature).
+        IdentityKey(SigningKey::from_bytes(&seed))
     }
 
     /// A fresh identity drawn from `rng`.
@@ -49,13 +46,12 @@ impl IdentityKey {
 
     /// The public half.
     pub fn public(&self) -> IdentityPublic {
-        IdentityPublic(self.public)
+        IdentityPublic(self.0.verifying_key().to_bytes())
     }
 
     /// Signs `msg` (deterministic RFC 8032 signature).
     pub fn sign(&self, msg: &[u8]) -> [u8; SIGNATURE_LEN] {
-        // `SigningKey` wipes its copy of the secret on drop.
-        SigningKey::from_bytes(&self.seed).sign(msg).to_bytes()
+        self.0.sign(msg).to_bytes()
     }
 }
 
@@ -85,6 +81,17 @@ impl IdentityPublic {
     /// The 32 encoded bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// Parses `bytes` and verifies `sig` over `msg` in one step (one point decompression).
+    pub(crate) fn parse_verified(
+        bytes: [u8; 32],
+        msg: &[u8],
+        sig: &[u8; SIGNATURE_LEN],
+    ) -> Option<Self> {
+        let vk = VerifyingKey::from_bytes(&bytes).ok()?;
+        vk.verify_strict(msg, &Signature::from_bytes(sig)).ok()?;
+        Some(IdentityPublic(bytes))
     }
 
     /// Verifies `sig` over `msg` with the strict RFC 8032 rules (no malleable signatures, no
