@@ -205,6 +205,26 @@ async fn run(node: &str) -> Result<(), BoxError> {
     };
     report("bad-signature", code);
 
+    // A second registration of the same identity (an app restarted before the node noticed
+    // the old connection die) replaces the first stream, which ends with ABORTED.
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("OS randomness");
+    let (mut first, _) = RelayStream::connect(
+        node,
+        &IdentityKey::from_seed(seed),
+        "probe-twice",
+        ProofMode::Honest,
+    )
+    .await?;
+    let (_second, _) = RelayStream::connect(
+        node,
+        &IdentityKey::from_seed(seed),
+        "probe-twice",
+        ProofMode::Honest,
+    )
+    .await?;
+    report("replaced", start_answer(&mut first).await);
+
     // A message beyond the transport limit ends that stream only.
     let (mut huge, _) =
         RelayStream::connect(node, &identity(), "probe-huge", ProofMode::Honest).await?;

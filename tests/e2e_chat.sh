@@ -197,6 +197,7 @@ check "rekey flood -> ResourceExhausted (throttle)" grep -qx "rekey-throttle Res
 check "third participant -> PermissionDenied" grep -qx "third-participant PermissionDenied" "$WORK/probe.out"
 check "a reader that stalls: its mailbox fills -> ResourceExhausted" grep -qx "mailbox-full ResourceExhausted" "$WORK/probe.out"
 check "bad registration signature -> Unauthenticated" grep -qx "bad-signature Unauthenticated" "$WORK/probe.out"
+check "a second registration of an identity replaces its stream (Aborted)" grep -qx "replaced Aborted" "$WORK/probe.out"
 check "message beyond the transport limit ends only that stream" grep -qx "huge OutOfRange" "$WORK/probe.out"
 check "node still running" kill -0 "$NODE_PID"
 say_a "still alive"
