@@ -1,0 +1,138 @@
+//! The app side of the relay's `RouteChat` stream: connect, prove the identity, then send and
+//! receive `Uplink`/`Downlink` messages. Shared by `grpc_chat_app` and `grpc_chat_probe`; it
+//! knows the relay protocol only, nothing of the chat protocol.
+
+use sealwire::crypto::ed25519::IdentityKey;
+use tokio::sync::mpsc;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use super::chat_relay::chat_relay_client::ChatRelayClient;
+use super::chat_relay::{downlink, uplink, Downlink, Proof, Register, StartChat, Uplink};
+
+/// Domain separation of the registration proof (see `Proof` in the proto).
+const REGISTER_CONTEXT: &[u8] = b"sealwire/chat-relay/1 register";
+
+/// Uplink messages buffered before `send` waits for the transport.
+const UPLINK_QUEUE: usize = 64;
+
+/// Largest message the client accepts from the node (frames are far smaller).
+const MAX_DOWNLINK: usize = 1 << 20;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One open `RouteChat` stream.
+pub struct RelayStream {
+    tx: mpsc::Sender<Uplink>,
+    rx: Streaming<Downlink>,
+}
+
+/// How a registration went: the proof the app sends can be replaced to test the node.
+pub enum ProofMode {
+    /// Sign the challenge with the identity key.
+    Honest,
+    /// Send 64 zero bytes instead of a signature (tests only).
+    Forged,
+}
+
+impl RelayStream {
+    /// Connects to `node` (e.g. `http://127.0.0.1:50051`) and opens the stream, unregistered.
+    pub async fn open(node: &str) -> Result<Self, BoxError> {
+        let client = ChatRelayClient::connect(node.to_string())
+            .await?
+            .max_decoding_message_size(MAX_DOWNLINK);
+        let mut client = client;
+        let (tx, rx) = mpsc::channel(UPLINK_QUEUE);
+        let rx = client
+            .route_chat(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        Ok(RelayStream { tx, rx })
+    }
+
+    /// Connects and registers `identity`; returns the stream and how many frames the node had
+    /// queued for this identity (they follow as `Downlink.frame`).
+    pub async fn connect(
+        node: &str,
+        identity: &IdentityKey,
+        app_id: &str,
+        mode: ProofMode,
+    ) -> Result<(Self, u32), BoxError> {
+        let mut stream = Self::open(node).await?;
+        let public = *identity.public().as_bytes();
+        stream
+            .send(uplink::Msg::Register(Register {
+                identity: public.to_vec(),
+                app_id: app_id.to_string(),
+            }))
+            .await?;
+        let nonce = match stream.next().await? {
+            Some(downlink::Msg::Challenge(c)) => c.nonce,
+            other => return Err(format!("expected a challenge, got {other:?}").into()),
+        };
+        let signature = match mode {
+            ProofMode::Honest => {
+                let mut signed = Vec::with_capacity(REGISTER_CONTEXT.len() + 64);
+                signed.extend_from_slice(REGISTER_CONTEXT);
+                signed.extend_from_slice(&nonce);
+                signed.extend_from_slice(&public);
+                identity.sign(&signed).to_vec()
+            }
+            ProofMode::Forged => vec![0u8; 64],
+        };
+        stream.send(uplink::Msg::Proof(Proof { signature })).await?;
+        match stream.next().await? {
+            Some(downlink::Msg::Registered(r)) => Ok((stream, r.queued_frames)),
+            other => Err(format!("expected `registered`, got {other:?}").into()),
+        }
+    }
+
+    /// Queues one uplink message.
+    pub async fn send(&self, msg: uplink::Msg) -> Result<(), BoxError> {
+        self.tx
+            .send(Uplink { msg: Some(msg) })
+            .await
+            .map_err(|_| "the stream to the node is closed".into())
+    }
+
+    /// Joins a chat, optionally pinning the other participant's identity.
+    pub async fn start_chat(
+        &self,
+        chat_id: [u8; 16],
+        pin: Option<[u8; 32]>,
+    ) -> Result<(), BoxError> {
+        self.send(uplink::Msg::Start(StartChat {
+            chat_id: chat_id.to_vec(),
+            peer_identity: pin.map(|p| p.to_vec()).unwrap_or_default(),
+        }))
+        .await
+    }
+
+    /// Sends one chat frame.
+    pub async fn send_frame(&self, frame: Vec<u8>) -> Result<(), BoxError> {
+        self.send(uplink::Msg::Frame(frame)).await
+    }
+
+    /// Ends the uplink and waits (at most `grace`) for the node to end the stream, so that
+    /// frames queued just before (a close frame) reach the node before the process exits.
+    pub async fn finish(self, grace: std::time::Duration) {
+        let RelayStream { tx, mut rx } = self;
+        drop(tx);
+        let _ = tokio::time::timeout(grace, async {
+            while let Ok(Some(_)) = rx.message().await {}
+        })
+        .await;
+    }
+
+    /// The next downlink message; `Ok(None)` when the node closed the stream cleanly, `Err`
+    /// with the node's gRPC status when it ended the stream.
+    pub async fn next(&mut self) -> Result<Option<downlink::Msg>, Status> {
+        loop {
+            match self.rx.message().await? {
+                None => return Ok(None),
+                Some(Downlink { msg: None }) => continue,
+                Some(Downlink { msg: Some(m) }) => return Ok(Some(m)),
+            }
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! A chat app over the gRPC relay: one `sealwire::chat::Chat` pumped between stdin/stdout and a
+//! `grpc_chat_node`.
+//!
+//! ```text
+//! CHAT_PASSPHRASE=... cargo run --example grpc_chat_app -- \
+//!     --identity alice.key --chat 00112233445566778899aabbccddeeff \
+//!     --initiator --peer-identity HEX --peer-name bob --state alice.state
+//! ```
+//!
+//! * `--identity FILE`: the Ed25519 identity seed (hex), created (mode 0600) if missing.
+//!   `--show-identity` prints the public key in hex and exits.
+//! * `--chat HEX`: the 16-byte chat id both apps use; `--initiator` or `--responder` picks who
+//!   sends the first handshake message; `--peer-identity HEX` pins the peer (the chat fails
+//!   closed on anyone else); `--peer-name NAME` is how received lines are labelled.
+//! * `--state FILE`: the chat state is sealed (Argon2id + XChaCha20-Poly1305, passphrase from
+//!   the environment variable `CHAT_PASSPHRASE`) and written atomically (temp file, fsync,
+//!   rename) after every change. If FILE exists at start the chat resumes from it with no new
+//!   handshake; the sealed send-counter lease guarantees no message key is used twice.
+//!   `--kdf-memory-kib N --kdf-iterations N` lower the Argon2id cost (tests only).
+//!
+//! Each stdin line is sent as one message; `/rekey` starts a rekey, `/close` closes the chat,
+//! `/quit` (or end of input) exits leaving the chat resumable. Each received message is printed
+//! to stdout as `<peer> text`. Events go to stderr as `event: KIND key=value ...` lines.
+//!
+//! If the node goes away the app keeps its chat, holds outgoing frames in a bounded outbox,
+//! and reconnects with backoff (`event: relay-lost`, `event: relay-reconnected`).
+//!
+//! The app is a pump: frames from the node go to `Chat::handle_frame`, lines to `Chat::send`,
+//! deadlines to `Chat::handle_timeout`; whatever the machine queues is sent to the node.
+
+#[rustfmt::skip]
+#[allow(clippy::all, clippy::pedantic)]
+#[path = "common/chat_relay.rs"]
+mod chat_relay;
+#[allow(dead_code)]
+#[path = "common/relay_client.rs"]
+mod relay_client;
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chat_relay::downlink;
+use rand_core::UnwrapErr;
+use relay_client::{BoxError, ProofMode, RelayStream};
+use sealwire::chat::{Chat, ChatConfig, ChatEvent, ChatId};
+use sealwire::crypto::ed25519::{IdentityKey, IdentityPublic};
+use sealwire::crypto::hex;
+use sealwire::seal::{KdfParams, SealKey, UnsealWith};
+use sealwire::time::Clock;
+use tokio::io::AsyncBufReadExt;
+use zeroize::Zeroizing;
+
+type Rng = UnwrapErr<getrandom::SysRng>;
+
+const USAGE: &str = "usage: grpc_chat_app --identity FILE [--show-identity] [--node URL] \
+--chat HEX32 (--initiator|--responder) [--peer-identity HEX64] [--peer-name NAME] [--name NAME] \
+[--state FILE] [--kdf-memory-kib N] [--kdf-iterations N]";
+
+struct Args {
+    identity: PathBuf,
+    show_identity: bool,
+    node: String,
+    name: String,
+    chat: Option<[u8; 16]>,
+    initiator: Option<bool>,
+    peer_identity: Option<[u8; 32]>,
+    peer_name: Option<String>,
+    state: Option<PathBuf>,
+    kdf: KdfParams,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        identity: PathBuf::new(),
+        show_identity: false,
+        node: "http://127.0.0.1:50051".into(),
+        name: "app".into(),
+        chat: None,
+        initiator: None,
+        peer_identity: None,
+        peer_name: None,
+        state: None,
+        kdf: KdfParams::default(),
+    };
+    let mut identity = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--identity" => identity = Some(PathBuf::from(value()?)),
+            "--show-identity" => a.show_identity = true,
+            "--node" => a.node = value()?,
+            "--name" => a.name = value()?,
+            "--chat" => {
+                let v = value()?;
+                a.chat = Some(decode_hex(&v).ok_or("--chat: expected 32 hex digits")?);
+            }
+            "--initiator" => a.initiator = Some(true),
+            "--responder" => a.initiator = Some(false),
+            "--peer-identity" => {
+                let v = value()?;
+                a.peer_identity =
+                    Some(decode_hex(&v).ok_or("--peer-identity: expected 64 hex digits")?);
+            }
+            "--peer-name" => a.peer_name = Some(value()?),
+            "--state" => a.state = Some(PathBuf::from(value()?)),
+            "--kdf-memory-kib" => a.kdf.memory_kib = number(&value()?)?,
+            "--kdf-iterations" => a.kdf.iterations = number(&value()?)?,
+            "-h" | "--help" => return Err(USAGE.into()),
+            _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
+        }
+    }
+    a.identity = identity.ok_or_else(|| format!("--identity is required\n{USAGE}"))?;
+    Ok(a)
+}
+
+fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|_| format!("not a number: {s}"))
+}
+
+fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    hex::decode_array(s.trim()).ok()
+}
+
+/// Loads the identity seed, or creates it (0600, atomically) if the file does not exist. The
+/// seed is kept (wiped on drop) because the chat configuration takes its own `IdentityKey`.
+fn load_identity(path: &Path) -> Result<Zeroizing<[u8; 32]>, BoxError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let text = Zeroizing::new(text);
+            Ok(Zeroizing::new(decode_hex::<32>(&text).ok_or_else(
+                || format!("{}: not a 64-digit hex seed", path.display()),
+            )?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = Zeroizing::new([0u8; 32]);
+            getrandom::fill(&mut seed[..]).map_err(|e| format!("no OS randomness: {e}"))?;
+            let text = Zeroizing::new(format!("{}\n", hex::encode(&seed[..])));
+            write_atomically(path, text.as_bytes())?;
+            Ok(seed)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display()).into()),
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new content: write a
+/// temp file beside it, fsync it, rename it over `path`, fsync the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Where and how the chat state is sealed.
+struct Persist {
+    path: PathBuf,
+    key: SealKey,
+}
+
+fn event(line: &str) {
+    eprintln!("event: {line}");
+}
+
+/// Printable form of a received message: control characters are replaced so a peer cannot
+/// drive the terminal.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+/// How to (re)join the chat at the node.
+struct Link {
+    node: String,
+    identity: IdentityKey,
+    name: String,
+    chat_id: [u8; 16],
+    pin: Option<[u8; 32]>,
+}
+
+impl Link {
+    /// Registers and starts the chat; returns the stream and the frames the node had queued.
+    async fn connect(&self) -> Result<(RelayStream, u32), BoxError> {
+        let (relay, queued) =
+            RelayStream::connect(&self.node, &self.identity, &self.name, ProofMode::Honest).await?;
+        relay.start_chat(self.chat_id, self.pin).await?;
+        Ok((relay, queued))
+    }
+}
+
+/// Frames kept while the node is unreachable; the oldest go first when it is full.
+const OUTBOX_CAPACITY: usize = 256;
+/// Reconnect backoff bounds.
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+struct App {
+    chat: Chat<Rng>,
+    clock: Clock,
+    link: Link,
+    /// The stream to the node; `None` while reconnecting.
+    relay: Option<RelayStream>,
+    outbox: VecDeque<Vec<u8>>,
+    retry_at: tokio::time::Instant,
+    backoff: Duration,
+    persist: Option<Persist>,
+    peer_label: Option<String>,
+}
+
+impl App {
+    fn label(&self) -> String {
+        match (&self.peer_label, self.chat.peer_identity()) {
+            (Some(name), _) => name.clone(),
+            (None, Some(peer)) => hex::encode(&peer.as_bytes()[..8]),
+            (None, None) => "peer".into(),
+        }
+    }
+
+    fn peer_hex(&self) -> String {
+        self.chat
+            .peer_identity()
+            .map(|p| hex::encode(p.as_bytes()))
+            .unwrap_or_default()
+    }
+
+    /// After every input: seal the new state (before any frame it produced leaves), then send
+    /// what the machine queued, then report its events.
+    async fn flush(&mut self) -> Result<(), BoxError> {
+        self.seal()?;
+        while let Some(frame) = self.chat.poll_transmit() {
+            if self.outbox.len() >= OUTBOX_CAPACITY {
+                self.outbox.pop_front();
+                eprintln!("error: the node is unreachable and the outbox is full; dropped a frame");
+            }
+            self.outbox.push_back(frame);
+        }
+        self.send_outbox().await;
+        let mut out = std::io::stdout().lock();
+        while let Some(ev) = self.chat.poll_event() {
+            match ev {
+                ChatEvent::Message { plaintext, .. } => {
+                    writeln!(out, "<{}> {}", self.label(), printable(&plaintext))?;
+                }
+                ChatEvent::PeerIdentity { identity } => event(&format!(
+                    "peer-identity peer={}",
+                    hex::encode(identity.as_bytes())
+                )),
+                ChatEvent::Established { epoch, .. } => event(&format!(
+                    "established epoch={epoch} peer={}",
+                    self.peer_hex()
+                )),
+                ChatEvent::Rekeyed { epoch, .. } => event(&format!("rekeyed epoch={epoch}")),
+                ChatEvent::SealAdvised => {}
+                ChatEvent::Closed { reason, by_peer } => {
+                    event(&format!("closed reason={reason:?} by_peer={by_peer}"))
+                }
+                other => event(&format!("other {other:?}")),
+            }
+        }
+        out.flush()?;
+        // Events can follow a seal (a rekey completing inside `handle_frame`); seal again so the
+        // file always holds the newest epoch.
+        self.seal()
+    }
+
+    fn seal(&mut self) -> Result<(), BoxError> {
+        let Some(p) = &self.persist else {
+            return Ok(());
+        };
+        if self.chat.is_closed() {
+            // Every key is wiped: nothing to resume, so nothing may remain on disk.
+            if p.path.exists() {
+                std::fs::remove_file(&p.path)?;
+            }
+            return Ok(());
+        }
+        if !self.chat.is_established() {
+            return Ok(()); // nothing worth keeping before the first handshake completes
+        }
+        let record = self.chat.seal(self.clock.now(), &p.key)?;
+        write_atomically(&p.path, &record)?;
+        Ok(())
+    }
+
+    /// Hands queued frames to the node while the stream is up.
+    async fn send_outbox(&mut self) {
+        let Some(relay) = &self.relay else { return };
+        while let Some(frame) = self.outbox.front() {
+            if relay.send_frame(frame.clone()).await.is_err() {
+                self.lost("the stream is closed");
+                return;
+            }
+            self.outbox.pop_front();
+        }
+    }
+
+    fn lost(&mut self, why: &str) {
+        event(&format!("relay-lost reason={why:?}"));
+        self.relay = None;
+        self.backoff = RETRY_MIN;
+        self.retry_at = tokio::time::Instant::now() + self.backoff;
+    }
+
+    async fn reconnect(&mut self) {
+        match tokio::time::timeout(RETRY_MAX, self.link.connect()).await {
+            Ok(Ok((relay, queued))) => {
+                event(&format!("relay-reconnected queued={queued}"));
+                self.relay = Some(relay);
+                self.send_outbox().await;
+            }
+            _ => {
+                self.backoff = (self.backoff * 2).min(RETRY_MAX);
+                self.retry_at = tokio::time::Instant::now() + self.backoff;
+            }
+        }
+    }
+
+    /// Runs until end of input, `/quit`, or the chat closes; then lets queued frames reach the
+    /// node before returning.
+    async fn run(mut self) -> Result<(), BoxError> {
+        let result = self.pump().await;
+        if let Some(relay) = self.relay.take() {
+            relay.finish(Duration::from_secs(2)).await;
+        }
+        result
+    }
+
+    async fn pump(&mut self) -> Result<(), BoxError> {
+        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        self.flush().await?;
+        loop {
+            if self.chat.is_closed() {
+                return Ok(());
+            }
+            let deadline = self.chat.poll_timeout().map(|t| self.clock.to_std(t));
+            let sleep = async {
+                match deadline {
+                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let retry_at = self.retry_at;
+            let offline = self.relay.is_none();
+            let relay = async {
+                match self.relay.as_mut() {
+                    Some(r) => r.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                line = stdin.next_line() => match line? {
+                    None => return Ok(()),
+                    Some(line) => {
+                        let now = self.clock.now();
+                        let result = match line.trim_end() {
+                            "/rekey" => self.chat.rekey(now),
+                            "/close" => self.chat.close(now),
+                            "/quit" => return Ok(()),
+                            text => self.chat.send(now, text.as_bytes()).map(|_| ()),
+                        };
+                        if let Err(e) = result {
+                            eprintln!("error: {e}");
+                        }
+                    }
+                },
+                msg = relay => match msg {
+                    Ok(Some(downlink::Msg::Frame(frame))) => {
+                        if let Err(e) = self.chat.handle_frame(self.clock.now(), &frame) {
+                            eprintln!("error: frame refused: {e}");
+                        }
+                    }
+                    Ok(Some(downlink::Msg::Rejected(r))) => {
+                        eprintln!(
+                            "error: node refused uplink #{}: {:?}: {}",
+                            r.uplink_index,
+                            tonic::Code::from(r.code),
+                            r.message
+                        );
+                    }
+                    Ok(Some(downlink::Msg::Started(s))) => event(&format!(
+                        "relay-chat-started peer={}",
+                        hex::encode(&s.peer_identity)
+                    )),
+                    Ok(Some(other)) => eprintln!("error: unexpected message from the node: {other:?}"),
+                    Ok(None) => self.lost("the node closed the stream"),
+                    Err(status) => self.lost(&status.to_string()),
+                },
+                () = tokio::time::sleep_until(retry_at), if offline => self.reconnect().await,
+                () = sleep => self.chat.handle_timeout(self.clock.now()),
+            }
+            self.flush().await?;
+        }
+    }
+}
+
+async fn start(args: Args) -> Result<(), BoxError> {
+    let seed = load_identity(&args.identity)?;
+    let identity = IdentityKey::from_seed(*seed);
+    if args.show_identity {
+        println!("{}", hex::encode(identity.public().as_bytes()));
+        return Ok(());
+    }
+    let chat_id = args.chat.ok_or("--chat is required")?;
+    let pin = match args.peer_identity {
+        Some(p) => Some(IdentityPublic::from_bytes(p).ok_or("--peer-identity is not a key")?),
+        None => None,
+    };
+    let config = || {
+        let mut cfg = ChatConfig::new(ChatId::new(chat_id), IdentityKey::from_seed(*seed));
+        cfg.pinned_peer = pin;
+        cfg
+    };
+    let clock = Clock::new();
+    let mut rng: Rng = UnwrapErr(getrandom::SysRng);
+
+    let mut persist = None;
+    let mut resumed = None;
+    if let Some(path) = &args.state {
+        let passphrase = Zeroizing::new(
+            std::env::var("CHAT_PASSPHRASE")
+                .map_err(|_| "--state needs the passphrase in CHAT_PASSPHRASE")?,
+        );
+        if path.exists() {
+            let record = std::fs::read(path)?;
+            let chat = Chat::unseal(
+                config(),
+                UnwrapErr(getrandom::SysRng),
+                clock.now(),
+                &record,
+                UnsealWith::Passphrase(passphrase.as_bytes()),
+                None,
+            )
+            .map_err(|e| format!("cannot resume from {}: {e}", path.display()))?;
+            resumed = Some(chat);
+        }
+        let key = SealKey::from_passphrase(passphrase.as_bytes(), args.kdf, &mut rng)
+            .map_err(|e| format!("cannot derive the sealing key: {e}"))?;
+        persist = Some(Persist {
+            path: path.clone(),
+            key,
+        });
+    }
+
+    let link = Link {
+        node: args.node,
+        identity,
+        name: args.name,
+        chat_id,
+        pin: args.peer_identity,
+    };
+    // The first connection must work (a wrong address should fail fast); later losses are
+    // retried with backoff while the chat keeps its state.
+    let (relay, queued) = link.connect().await?;
+    event(&format!("registered queued={queued}"));
+
+    let chat = match resumed {
+        Some(chat) => {
+            event(&format!(
+                "resumed epoch={} peer={}",
+                chat.epoch().unwrap_or(0),
+                chat.peer_identity()
+                    .map(|p| hex::encode(p.as_bytes()))
+                    .unwrap_or_default()
+            ));
+            chat
+        }
+        None => match args.initiator {
+            Some(true) => Chat::initiator(config(), rng, clock.now())?,
+            Some(false) => Chat::responder(config(), rng)?,
+            None => return Err("--initiator or --responder is required".into()),
+        },
+    };
+    App {
+        chat,
+        clock,
+        link,
+        relay: Some(relay),
+        outbox: VecDeque::new(),
+        retry_at: tokio::time::Instant::now(),
+        backoff: RETRY_MIN,
+        persist,
+        peer_label: args.peer_name,
+    }
+    .run()
+    .await
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+    let code = match start(args).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    };
+    let _ = std::io::stdout().flush();
+    // Exit now: tokio's stdin reader is a blocking thread that would hold the runtime's shutdown
+    // until another line arrives.
+    std::process::exit(code);
+}
