@@ -5,6 +5,8 @@
 //! * [`session`] — the Fabstir LLM end-to-end encryption, byte-compatible with the Fabstir SDK
 //!   (secp256k1 ECDH + HKDF-SHA256 + XChaCha20-Poly1305, recoverable ECDSA client identity),
 //!   hardened against replay and with keys that expire and are wiped.
+//! * [`tunnel`] — a WireGuard-compatible tunnel device (Noise IKpsk2, cookies, cryptokey
+//!   routing, exact timers), interoperable with boringtun and the reference implementations.
 //!
 //! Every machine is a plain struct: it consumes bytes, time and randomness handed to it by the
 //! caller and produces bytes to send, events, and its next deadline. It never touches a socket,
@@ -54,6 +56,7 @@ extern crate std;
 
 pub mod crypto;
 pub mod time;
+pub mod tunnel;
 
 // The README's embedding example is compiled and run as a doc test.
 #[cfg(doctest)]

@@ -5,7 +5,9 @@
 
 use alloc::vec::Vec;
 use chacha20poly1305::aead::AeadInOut;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, XChaCha20Poly1305};
+#[cfg(not(feature = "ring"))]
+use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use zeroize::Zeroizing;
 
 /// Length of the Poly1305 tag.
@@ -82,14 +84,32 @@ pub(crate) fn chacha_seal_in_place(
     aad: &[u8],
     buf: &mut [u8],
 ) -> [u8; TAG_LEN] {
-    let cipher = ChaCha20Poly1305::new(key.into());
-    match cipher.encrypt_inout_detached(nonce.into(), aad, buf.into()) {
-        Ok(tag) => tag.into(),
-        Err(_) => [0u8; TAG_LEN],
+    #[cfg(feature = "ring")]
+    {
+        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+        let Ok(unbound) = UnboundKey::new(&CHACHA20_POLY1305, key) else {
+            return [0u8; TAG_LEN];
+        };
+        let k = LessSafeKey::new(unbound);
+        let n = Nonce::assume_unique_for_key(*nonce);
+        match k.seal_in_place_separate_tag(n, Aad::from(aad), buf) {
+            Ok(tag) => tag.as_ref().try_into().unwrap_or([0u8; TAG_LEN]),
+            // Only reachable for messages beyond 256 GiB.
+            Err(_) => [0u8; TAG_LEN],
+        }
+    }
+    #[cfg(not(feature = "ring"))]
+    {
+        let cipher = ChaCha20Poly1305::new(key.into());
+        match cipher.encrypt_inout_detached(nonce.into(), aad, buf.into()) {
+            Ok(tag) => tag.into(),
+            Err(_) => [0u8; TAG_LEN],
+        }
     }
 }
 
-/// Decrypts `buf` in place with ChaCha20-Poly1305 after checking `tag`.
+/// Decrypts `buf` in place with ChaCha20-Poly1305 after checking `tag`. With the `ring`
+/// feature the contents of `buf` are unspecified on failure.
 pub(crate) fn chacha_open_in_place(
     key: &[u8; 32],
     nonce: &[u8; 12],
@@ -97,10 +117,23 @@ pub(crate) fn chacha_open_in_place(
     buf: &mut [u8],
     tag: &[u8; TAG_LEN],
 ) -> Result<(), AeadError> {
-    let cipher = ChaCha20Poly1305::new(key.into());
-    cipher
-        .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
-        .map_err(|_| AeadError)
+    #[cfg(feature = "ring")]
+    {
+        use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
+        let unbound = UnboundKey::new(&CHACHA20_POLY1305, key).map_err(|_| AeadError)?;
+        let k = LessSafeKey::new(unbound);
+        let n = Nonce::assume_unique_for_key(*nonce);
+        k.open_in_place_separate_tag(n, Aad::from(aad), Tag::from(*tag), buf, 0..)
+            .map(|_| ())
+            .map_err(|_| AeadError)
+    }
+    #[cfg(not(feature = "ring"))]
+    {
+        let cipher = ChaCha20Poly1305::new(key.into());
+        cipher
+            .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
+            .map_err(|_| AeadError)
+    }
 }
 
 #[cfg(test)]

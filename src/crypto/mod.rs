@@ -11,10 +11,12 @@
 //! AEAD and KDF helpers are crate-internal.
 
 pub(crate) mod aead;
+pub(crate) mod blake2s;
 pub mod hex;
 pub(crate) mod kdf;
 pub mod secp256k1;
 mod secret;
+pub mod x25519;
 
 pub use secret::SecretBytes;
 

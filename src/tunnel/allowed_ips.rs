@@ -1,0 +1,277 @@
+//! Cryptokey routing: longest-prefix match over AllowedIPs (paper §2).
+//!
+//! Sorted prefix tables: one ordered map per address family keyed by `(prefix length, masked
+//! address)`, plus a count of entries per length. A lookup probes only the lengths in use,
+//! longest first: at most 33 (IPv4) or 129 (IPv6) `O(log n)` probes, no allocation.
+//!
+//! Why both ways: outbound, the destination picks the one peer allowed to receive it;
+//! inbound, a decrypted packet is only forwarded if its source is in the sending peer's
+//! AllowedIPs, so a peer can never spoof another peer's addresses.
+
+use alloc::collections::BTreeMap;
+use core::fmt;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::str::FromStr;
+
+/// An IP prefix such as `10.0.0.0/24` or `fd00::/64`; host bits are cleared on creation.
+///
+/// ```
+/// use sealwire::tunnel::Cidr;
+/// let c: Cidr = "10.1.2.3/16".parse().unwrap();
+/// assert_eq!(c.to_string(), "10.1.0.0/16");
+/// assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+/// assert!(c.contains("10.1.200.1".parse().unwrap()));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+/// The prefix text was not `ADDRESS/LENGTH` with a length that fits the address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CidrError;
+
+impl fmt::Display for CidrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the prefix is not ADDRESS/LENGTH with a valid length")
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for CidrError {}
+
+fn mask4(a: u32, len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        a & (u32::MAX << (32 - u32::from(len)))
+    }
+}
+
+fn mask6(a: u128, len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        a & (u128::MAX << (128 - u32::from(len)))
+    }
+}
+
+impl Cidr {
+    /// A prefix of `len` bits of `addr`; `None` if `len` exceeds the address size.
+    ///
+    /// ```
+    /// # use sealwire::tunnel::Cidr;
+    /// assert!(Cidr::new("::1".parse().unwrap(), 128).is_some());
+    /// assert!(Cidr::new("::1".parse().unwrap(), 129).is_none());
+    /// ```
+    pub fn new(addr: IpAddr, len: u8) -> Option<Self> {
+        let addr = match addr {
+            IpAddr::V4(a) if len <= 32 => IpAddr::V4(Ipv4Addr::from(mask4(u32::from(a), len))),
+            IpAddr::V6(a) if len <= 128 => IpAddr::V6(Ipv6Addr::from(mask6(u128::from(a), len))),
+            _ => return None,
+        };
+        Some(Cidr { addr, len })
+    }
+
+    /// The (masked) network address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length in bits.
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    /// Whether this is a zero-length prefix (`0.0.0.0/0` or `::/0`).
+    pub fn is_default_route(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `ip` lies inside the prefix.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => mask4(u32::from(a), self.len) == u32::from(n),
+            (IpAddr::V6(n), IpAddr::V6(a)) => mask6(u128::from(a), self.len) == u128::from(n),
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+    fn from_str(s: &str) -> Result<Self, CidrError> {
+        let s = s.trim();
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.parse().map_err(|_| CidrError)?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => {
+                l.parse::<u8>().map_err(|_| CidrError)?
+            }
+            Some(_) => return Err(CidrError),
+            None => max,
+        };
+        Cidr::new(addr, len).ok_or(CidrError)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// Longest-prefix table mapping prefixes to values (peer slots).
+#[derive(Clone, Debug)]
+pub(crate) struct AllowedIps<T> {
+    v4: BTreeMap<(u8, u32), T>,
+    v6: BTreeMap<(u8, u128), T>,
+    v4_lens: [u32; 33],
+    v6_lens: [u32; 129],
+}
+
+impl<T> Default for AllowedIps<T> {
+    fn default() -> Self {
+        AllowedIps {
+            v4: BTreeMap::new(),
+            v6: BTreeMap::new(),
+            v4_lens: [0; 33],
+            v6_lens: [0; 129],
+        }
+    }
+}
+
+impl<T: Copy + PartialEq> AllowedIps<T> {
+    /// Inserts or replaces (a prefix belongs to exactly one peer, as in WireGuard).
+    pub(crate) fn insert(&mut self, cidr: Cidr, value: T) -> Option<T> {
+        let len = cidr.len;
+        let prev = match cidr.addr {
+            IpAddr::V4(a) => self.v4.insert((len, u32::from(a)), value),
+            IpAddr::V6(a) => self.v6.insert((len, u128::from(a)), value),
+        };
+        if prev.is_none() {
+            let counts: &mut [u32] = if cidr.addr.is_ipv4() {
+                &mut self.v4_lens
+            } else {
+                &mut self.v6_lens
+            };
+            if let Some(c) = counts.get_mut(usize::from(len)) {
+                *c += 1;
+            }
+        }
+        prev
+    }
+
+    /// Removes every prefix mapped to `value`.
+    pub(crate) fn remove_value(&mut self, value: T) {
+        let lens4 = &mut self.v4_lens;
+        self.v4.retain(|(l, _), v| {
+            let keep = *v != value;
+            if !keep {
+                if let Some(c) = lens4.get_mut(usize::from(*l)) {
+                    *c -= 1;
+                }
+            }
+            keep
+        });
+        let lens6 = &mut self.v6_lens;
+        self.v6.retain(|(l, _), v| {
+            let keep = *v != value;
+            if !keep {
+                if let Some(c) = lens6.get_mut(usize::from(*l)) {
+                    *c -= 1;
+                }
+            }
+            keep
+        });
+    }
+
+    /// The value of the longest prefix containing `ip`.
+    pub(crate) fn lookup(&self, ip: IpAddr) -> Option<T> {
+        match ip {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                (0..=32u8)
+                    .rev()
+                    .filter(|l| self.v4_lens.get(usize::from(*l)).is_some_and(|c| *c > 0))
+                    .find_map(|l| self.v4.get(&(l, mask4(a, l))).copied())
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                (0..=128u8)
+                    .rev()
+                    .filter(|l| self.v6_lens.get(usize::from(*l)).is_some_and(|c| *c > 0))
+                    .find_map(|l| self.v6.get(&(l, mask6(a, l))).copied())
+            }
+        }
+    }
+
+    /// The prefixes mapped to `value`.
+    pub(crate) fn prefixes_of(&self, value: T) -> impl Iterator<Item = Cidr> + '_ {
+        let v4 = self
+            .v4
+            .iter()
+            .filter(move |(_, v)| **v == value)
+            .filter_map(|((l, a), _)| Cidr::new(IpAddr::V4(Ipv4Addr::from(*a)), *l));
+        let v6 = self
+            .v6
+            .iter()
+            .filter(move |(_, v)| **v == value)
+            .filter_map(|((l, a), _)| Cidr::new(IpAddr::V6(Ipv6Addr::from(*a)), *l));
+        v4.chain(v6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn longest_prefix_wins_both_families() {
+        let mut t = AllowedIps::default();
+        t.insert("0.0.0.0/0".parse().unwrap(), 1);
+        t.insert("10.0.0.0/8".parse().unwrap(), 2);
+        t.insert("10.1.0.0/16".parse().unwrap(), 3);
+        t.insert("10.1.2.3/32".parse().unwrap(), 4);
+        t.insert("fd00::/8".parse().unwrap(), 5);
+        t.insert("fd00:1::/32".parse().unwrap(), 6);
+        assert_eq!(t.lookup(ip("8.8.8.8")), Some(1));
+        assert_eq!(t.lookup(ip("10.2.0.1")), Some(2));
+        assert_eq!(t.lookup(ip("10.1.9.9")), Some(3));
+        assert_eq!(t.lookup(ip("10.1.2.3")), Some(4));
+        assert_eq!(t.lookup(ip("fd00:1::5")), Some(6));
+        assert_eq!(t.lookup(ip("fd77::5")), Some(5));
+        assert_eq!(t.lookup(ip("2001:db8::1")), None);
+        t.remove_value(3);
+        assert_eq!(t.lookup(ip("10.1.9.9")), Some(2));
+        assert_eq!(t.prefixes_of(4).count(), 1);
+        // Re-inserting a prefix moves it to the new peer.
+        t.insert("10.0.0.0/8".parse().unwrap(), 9);
+        assert_eq!(t.lookup(ip("10.2.0.1")), Some(9));
+        t.remove_value(2);
+        assert_eq!(t.lookup(ip("10.2.0.1")), Some(9));
+    }
+
+    #[test]
+    fn cidr_parsing_is_strict() {
+        assert!("10.0.0.1".parse::<Cidr>().unwrap().prefix_len() == 32);
+        for bad in [
+            "10.0.0.0/",
+            "10.0.0.0/+1",
+            "10.0.0.0/x",
+            "1.2.3/8",
+            "::/129",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! # tunnel — a WireGuard-compatible tunnel, sans-IO
+//!
+//! Byte-compatible with WireGuard (the paper "WireGuard: Next Generation Kernel Network
+//! Tunnel", the Linux kernel module, wireguard-go, boringtun): the handshake is
+//! `Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s` with WireGuard's identifiers, the transport is
+//! ChaCha20-Poly1305 with 64-bit counter nonces. [`Device`] holds many peers behind one
+//! static key and does cryptokey routing; it never touches a socket, a TUN or a clock.
+//!
+//! ## Handshake and data
+//!
+//! ```text
+//!  Initiator                                              Responder
+//!  ---------                                              ---------
+//!  encapsulate(ip) → no session: stage, send
+//!    [1] initiation  sender=I, e_i, AEAD(s_i), AEAD(TAI64N), mac1, mac2 ─────►
+//!                                       mac1 ok? under load ⇒ mac2 ok? else ◄── [3] cookie reply
+//!                                       decrypt s_i ⇒ peer; timestamp newer?
+//!    ◄──────────────── [2] response  sender=R, receiver=I, e_r, AEAD(ε), mac1, mac2
+//!  keys ⇒ current; send staged (or keepalive)                 keys ⇒ next
+//!    [4] data  receiver=R, counter, AEAD(ip ‖ pad) ─────────────────────►
+//!                                                  first data ⇒ next becomes current
+//!    ◄───────────────────────────────────── [4] data receiver=I, counter, ...
+//!  after REKEY_AFTER_TIME (initiator) the roles repeat; old keys stay as `previous`
+//! ```
+//!
+//! ## Wire (all integers little-endian)
+//!
+//! | type | size | fields |
+//! |---|---|---|
+//! | 1 initiation | 148 | type‖0³, sender u32, ephemeral 32, static 32+16, timestamp 12+16, mac1 16, mac2 16 |
+//! | 2 response | 92 | type‖0³, sender u32, receiver u32, ephemeral 32, empty 0+16, mac1 16, mac2 16 |
+//! | 3 cookie reply | 64 | type‖0³, receiver u32, nonce 24, cookie 16+16 |
+//! | 4 data | 32 + n | type‖0³, receiver u32, counter u64, ciphertext n (padded to 16) + 16 |
+//!
+//! ## Why each check
+//!
+//! * **Exact sizes and type words** — anything else is noise; dropped before any crypto.
+//! * **mac1** (`MAC(HASH("mac1----" ‖ S_responder), msg)`) — only someone who knows our public
+//!   key can make us run X25519.
+//! * **mac2 and cookies under load** — one global rate limiter; above it a handshake needs a
+//!   cookie bound to the sender's IP and port, so spoofed floods get only cheap 64-byte
+//!   replies. The cookie secret rotates every 2 minutes.
+//! * **Per-source limit under load** — even with a valid cookie, one source (IPv6: one /64)
+//!   gets at most 20 handshakes per second, burst 5 (the kernel's ratelimiter), so a single
+//!   real host cannot monopolise the responder.
+//! * **Peer from the decrypted static key** — never from the source address, so anyone can
+//!   roam and nobody can impersonate by address.
+//! * **TAI64N strictly increasing and ≤ 50 initiations/s per peer** — a captured initiation
+//!   replayed later cannot reset a session or burn CPU.
+//! * **Random indices** — indices are looked up in a table; random values reveal nothing
+//!   about the number of peers or sessions.
+//! * **Replay window of 8128 counters** — each counter is a nonce; accepted once, out of order
+//!   allowed within the window ([`replay`]).
+//! * **Session limits** — REKEY_AFTER_TIME 120 s, REJECT_AFTER_TIME 180 s,
+//!   REKEY_AFTER_MESSAGES 2^60, REJECT_AFTER_MESSAGES 2^64 − 2^13 − 1 ([`timers`]).
+//! * **AllowedIPs both ways** — outbound picks the peer by longest prefix; inbound drops a
+//!   packet whose inner source is not the sender's (counted as
+//!   [`DropReason::SourceNotAllowed`], never forwarded).
+//! * **Roaming** — the endpoint follows only authenticated packets (a valid handshake or a
+//!   decrypted data packet), so a spoofed source cannot redirect traffic.
+//!
+//! ## Sizes
+//!
+//! Measured with `size_of` on 64-bit targets and checked by a test ([`sizes`]): an idle peer
+//! (no session) is **640 bytes** plus about 40 bytes per AllowedIPs entry and ~56 bytes of
+//! table entries (key map, deadline set); each live session adds one boxed keypair of
+//! **1128 bytes** (1024 of them the 8192-bit replay bitmap) plus one index-map entry. A peer
+//! holds at most three sessions (previous, current, next): under 4.1 KiB at worst. Staged
+//! packets (at most `max_staged_packets`, default 128) are extra and only exist while a
+//! handshake is in flight.
+//!
+//! ## Driving a device
+//!
+//! ```text
+//! tun packet  → device.encapsulate(now, pkt, &mut buf)   → WriteToNetwork{to,len}: udp.send_to(&buf[..len], to)
+//! udp datagram→ device.decapsulate(now, src, dg, &mut buf) → WriteToTunnel{len,..}: tun.write(&buf[..len])
+//!                                                         → WriteToNetwork{to,len}: udp.send_to(...)
+//! after each call: while let Some(t) = device.poll_transmit() { udp.send_to(&t.payload, t.to) }
+//!                  while let Some(e) = device.poll_event()    { log(e) }
+//! sleep until device.poll_timeout(), then device.handle_timeout(now)
+//! at start (and when the system clock steps): device.set_wall_clock(now, WallTime::now())
+//! ```
+//!
+//! `encapsulate` needs at most `max(MTU, packet length) + 32` bytes (and 148 when it starts a
+//! handshake); `decapsulate` never needs more than the datagram's length.
+
+mod allowed_ips;
+pub mod backend;
+mod config;
+mod cookie;
+mod device;
+mod error;
+mod handshake;
+mod inbound;
+mod peer;
+pub mod replay;
+mod session;
+mod stats;
+pub mod timers;
+mod wire;
+
+pub use allowed_ips::{Cidr, CidrError};
+pub use config::{DeviceConfig, PeerConfig};
+pub use device::{Action, Device, Event, Transmit, WallTime};
+pub use error::{DropReason, Error};
+pub use stats::{PeerStatus, Stats};
+pub use wire::{COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN};
+
+/// Sizes of the per-peer state, for capacity planning (documented and tested).
+///
+/// ```
+/// let s = sealwire::tunnel::sizes();
+/// assert!(s.peer < 1024 && s.keypair < 1300);
+/// ```
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Sizes {
+    /// Bytes of one peer without sessions (excluding AllowedIPs and staged packets).
+    pub peer: usize,
+    /// Bytes of one transport session (each of current/previous/next, boxed).
+    pub keypair: usize,
+}
+
+/// The in-memory sizes of per-peer and per-session state on this target.
+pub fn sizes() -> Sizes {
+    Sizes {
+        peer: core::mem::size_of::<peer::Peer>(),
+        keypair: core::mem::size_of::<session::Keypair>(),
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn device_is_send() {
+        fn send<T: Send>() {}
+        send::<super::Device<rand_chacha::ChaCha20Rng>>();
+        send::<super::backend::UserspaceBackend<rand_chacha::ChaCha20Rng>>();
+    }
+
+    // The figures the module docs promise (64-bit targets).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn bytes_per_peer_and_per_session_match_the_docs() {
+        let s = super::sizes();
+        assert!(
+            s.peer <= 640,
+            "peer grew to {} bytes: update the docs",
+            s.peer
+        );
+        assert!(
+            s.keypair <= 1128,
+            "keypair grew to {} bytes: update the docs",
+            s.keypair
+        );
+        // The replay bitmap dominates a session: 8192 bits.
+        assert!(s.keypair >= 1024);
+    }
+}

@@ -1,0 +1,134 @@
+//! One peer's state: handshake keys, pending initiation, the three keypair slots, endpoint,
+//! cookie jar, timers and staged packets.
+//!
+//! Keypair slots (paper §6.1, kernel noise.c): `current` sends; `previous` still receives
+//! in-flight packets of the session before; `next` is a session we derived as responder and
+//! may not send on until the initiator proves it has it (its first data packet). This is how
+//! a rekey never drops packets that were in flight.
+
+use super::cookie::CookieJar;
+use super::handshake::{InitiatorState, PeerKeys, Tai64N};
+use super::session::Keypair;
+use super::timers::PeerTimers;
+use crate::time::Instant;
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+pub(crate) struct Peer {
+    pub(crate) keys: PeerKeys,
+    pub(crate) endpoint: Option<SocketAddr>,
+    pub(crate) handshake: Option<InitiatorState>,
+    pub(crate) last_initiation_sent: Option<Instant>,
+    pub(crate) cookies: CookieJar,
+    pub(crate) latest_timestamp: Option<Tai64N>,
+    pub(crate) last_initiation_consumed: Option<Instant>,
+    pub(crate) current: Option<Box<Keypair>>,
+    pub(crate) previous: Option<Box<Keypair>>,
+    pub(crate) next: Option<Box<Keypair>>,
+    pub(crate) timers: PeerTimers,
+    pub(crate) staged: VecDeque<Vec<u8>>,
+    pub(crate) last_handshake: Option<Instant>,
+    pub(crate) rx_bytes: u64,
+    pub(crate) tx_bytes: u64,
+    /// The deadline under which this peer sits in the device's timer set.
+    pub(crate) scheduled: Option<Instant>,
+}
+
+impl Peer {
+    pub(crate) fn new(keys: PeerKeys, endpoint: Option<SocketAddr>) -> Self {
+        Peer {
+            keys,
+            endpoint,
+            handshake: None,
+            last_initiation_sent: None,
+            cookies: CookieJar::default(),
+            latest_timestamp: None,
+            last_initiation_consumed: None,
+            current: None,
+            previous: None,
+            next: None,
+            timers: PeerTimers::default(),
+            staged: VecDeque::new(),
+            last_handshake: None,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            scheduled: None,
+        }
+    }
+
+    /// Installs a fresh keypair; returns the local indices of keypairs it displaced.
+    pub(crate) fn add_keypair(&mut self, kp: Keypair, freed: &mut Vec<u32>) {
+        let kp = Box::new(kp);
+        let mut drop = |k: Option<Box<Keypair>>| {
+            if let Some(k) = k {
+                freed.push(k.local_index);
+            }
+        };
+        if kp.initiator {
+            // Initiator: the new session is confirmed (we got the response), send on it now.
+            if let Some(next) = self.next.take() {
+                drop(self.previous.replace(next));
+                drop(self.current.take());
+            } else {
+                let cur = self.current.take();
+                drop(core::mem::replace(&mut self.previous, cur));
+            }
+            self.current = Some(kp);
+        } else {
+            // Responder: wait for the initiator's first packet before sending on it.
+            drop(self.next.replace(kp));
+            drop(self.previous.take());
+        }
+    }
+
+    /// Finds the keypair with `local_index`: 0 = current, 1 = previous, 2 = next.
+    pub(crate) fn keypair_mut(&mut self, local_index: u32) -> Option<(u8, &mut Keypair)> {
+        if let Some(k) = self
+            .current
+            .as_deref_mut()
+            .filter(|k| k.local_index == local_index)
+        {
+            return Some((0, k));
+        }
+        if let Some(k) = self
+            .previous
+            .as_deref_mut()
+            .filter(|k| k.local_index == local_index)
+        {
+            return Some((1, k));
+        }
+        if let Some(k) = self
+            .next
+            .as_deref_mut()
+            .filter(|k| k.local_index == local_index)
+        {
+            return Some((2, k));
+        }
+        None
+    }
+
+    /// The initiator used `next`: it becomes current, current becomes previous.
+    pub(crate) fn promote_next(&mut self, freed: &mut Vec<u32>) {
+        if let Some(next) = self.next.take() {
+            let cur = self.current.replace(next);
+            if let Some(old) = core::mem::replace(&mut self.previous, cur) {
+                freed.push(old.local_index);
+            }
+        }
+    }
+
+    /// Wipes every session and the pending handshake (zero-key-material timer, removal).
+    pub(crate) fn clear_sessions(&mut self, freed: &mut Vec<u32>) {
+        for k in [self.current.take(), self.previous.take(), self.next.take()]
+            .into_iter()
+            .flatten()
+        {
+            freed.push(k.local_index);
+        }
+        if let Some(h) = self.handshake.take() {
+            freed.push(h.local_index);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! A transport keypair: the two ChaCha20-Poly1305 keys of one completed handshake, the send
+//! counter and the receive replay window (WireGuard paper §5.4.6).
+
+use super::error::DropReason;
+use super::replay::ReplayWindow;
+use super::timers::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
+use super::wire::{DATA_HEADER_LEN, MSG_DATA};
+use crate::crypto::aead::{chacha_open_in_place, chacha_seal_in_place, TAG_LEN};
+use crate::time::Instant;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// One direction pair of transport keys.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub(crate) struct Keypair {
+    send_key: [u8; 32],
+    recv_key: [u8; 32],
+    #[zeroize(skip)]
+    pub(crate) send_counter: u64,
+    #[zeroize(skip)]
+    pub(crate) replay: ReplayWindow,
+    #[zeroize(skip)]
+    pub(crate) local_index: u32,
+    #[zeroize(skip)]
+    pub(crate) remote_index: u32,
+    #[zeroize(skip)]
+    pub(crate) created: Instant,
+    /// Whether we initiated the handshake that made it (only the initiator rekeys by age).
+    #[zeroize(skip)]
+    pub(crate) initiator: bool,
+}
+
+fn nonce(counter: u64) -> [u8; 12] {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_le_bytes());
+    n
+}
+
+impl Keypair {
+    pub(crate) fn new(
+        send_key: [u8; 32],
+        recv_key: [u8; 32],
+        local_index: u32,
+        remote_index: u32,
+        created: Instant,
+        initiator: bool,
+    ) -> Self {
+        Keypair {
+            send_key,
+            recv_key,
+            send_counter: 0,
+            replay: ReplayWindow::default(),
+            local_index,
+            remote_index,
+            created,
+            initiator,
+        }
+    }
+
+    /// Whether it may still send at `now` (WG §6.2: REJECT_AFTER_TIME, REJECT_AFTER_MESSAGES).
+    pub(crate) fn can_send(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.created) < REJECT_AFTER_TIME
+            && self.send_counter < REJECT_AFTER_MESSAGES
+    }
+
+    /// Whether it may still receive at `now`.
+    pub(crate) fn can_receive(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.created) < REJECT_AFTER_TIME
+    }
+
+    /// Encrypts `payload` (already copied, padded, into `out[16..16+len]`) in place and writes
+    /// the header and tag. `out` must be exactly `16 + len + 16` bytes.
+    pub(crate) fn seal_into(&mut self, out: &mut [u8]) -> Option<()> {
+        let counter = self.send_counter;
+        let (header, rest) = out.split_at_mut_checked(DATA_HEADER_LEN)?;
+        let body_len = rest.len().checked_sub(TAG_LEN)?;
+        let (body, tag) = rest.split_at_mut_checked(body_len)?;
+        header[..4].copy_from_slice(&MSG_DATA.to_le_bytes());
+        header[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
+        header[8..16].copy_from_slice(&counter.to_le_bytes());
+        tag.copy_from_slice(&chacha_seal_in_place(
+            &self.send_key,
+            &nonce(counter),
+            &[],
+            body,
+        ));
+        self.send_counter = counter.saturating_add(1);
+        Some(())
+    }
+
+    /// Authenticates and decrypts `sealed` (ciphertext ‖ tag) into `out[..len-16]`. The
+    /// window is not changed: the caller marks the counter with [`Self::mark_received`] once
+    /// the inner packet passed its checks too.
+    pub(crate) fn open_into(
+        &mut self,
+        now: Instant,
+        counter: u64,
+        sealed: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, DropReason> {
+        if !self.can_receive(now) || counter >= REJECT_AFTER_MESSAGES {
+            return Err(DropReason::SessionExpired);
+        }
+        // Cheap check first: a replayed counter costs no decryption.
+        if !self.replay.check(counter) {
+            return Err(DropReason::ReplayedCounter);
+        }
+        let ct_len = sealed
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(DropReason::Malformed)?;
+        let (ct, tag) = sealed
+            .split_at_checked(ct_len)
+            .ok_or(DropReason::Malformed)?;
+        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| DropReason::Malformed)?;
+        let dst = out.get_mut(..ct_len).ok_or(DropReason::Malformed)?;
+        dst.copy_from_slice(ct);
+        chacha_open_in_place(&self.recv_key, &nonce(counter), &[], dst, tag)
+            .map_err(|_| DropReason::DecryptFailed)?;
+        Ok(ct_len)
+    }
+
+    /// Marks `counter` as received, once the packet is accepted as a whole.
+    pub(crate) fn mark_received(&mut self, counter: u64) -> bool {
+        self.replay.update(counter)
+    }
+}

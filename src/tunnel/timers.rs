@@ -1,0 +1,140 @@
+//! WireGuard's protocol constants and the per-peer timers (paper §6, the kernel's timers.c).
+//!
+//! Every timer is an exact deadline (`Option<Instant>`); the peer's next deadline is their
+//! minimum and the device keeps one ordered set of `(deadline, peer)`. There is no tick.
+//!
+//! | timer | armed when | fires ⇒ |
+//! |---|---|---|
+//! | retransmit handshake | an initiation is sent (REKEY_TIMEOUT + jitter) | resend, up to REKEY_ATTEMPT_TIME |
+//! | send keepalive | data received and none pending (KEEPALIVE_TIMEOUT) | send an empty packet |
+//! | new handshake | data sent and none pending (KEEPALIVE + REKEY_TIMEOUT + jitter) | initiate: the peer went quiet |
+//! | zero key material | a session is derived (3 × REJECT_AFTER_TIME) | wipe all keys |
+//! | persistent keepalive | any authenticated packet sent or received (interval) | send an empty packet |
+//!
+//! Authenticated traffic cancels: any packet sent cancels "send keepalive"; any packet
+//! received cancels "new handshake"; a completed handshake cancels "retransmit".
+
+use crate::time::{Duration, Instant};
+
+/// Rekey (as initiator) after this many messages on a session.
+pub const REKEY_AFTER_MESSAGES: u64 = 1 << 60;
+/// Never send or accept a counter at or beyond this.
+pub const REJECT_AFTER_MESSAGES: u64 = u64::MAX - (1 << 13);
+/// Rekey (as initiator) when sending on a session older than this.
+pub const REKEY_AFTER_TIME: Duration = Duration::from_secs(120);
+/// Sessions older than this are unusable.
+pub const REJECT_AFTER_TIME: Duration = Duration::from_secs(180);
+/// Give up retrying a handshake after this long.
+pub const REKEY_ATTEMPT_TIME: Duration = Duration::from_secs(90);
+/// Retry an unanswered initiation after this (plus jitter); also the minimum gap between
+/// initiations.
+pub const REKEY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Send a keepalive if data was received but nothing sent for this long.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound of the random jitter added to handshake retries (kernel: HZ/3).
+pub const REKEY_TIMEOUT_JITTER_MAX: Duration = Duration::from_millis(333);
+/// Retries of one handshake attempt: REKEY_ATTEMPT_TIME / REKEY_TIMEOUT.
+pub(crate) const MAX_TIMER_HANDSHAKES: u32 = 18;
+/// Minimum gap between two initiations accepted from one peer (50 per second).
+pub(crate) const INITIATION_MIN_GAP: Duration = Duration::from_millis(20);
+
+/// The five timers of one peer plus the small state they need.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PeerTimers {
+    pub(crate) retransmit_handshake: Option<Instant>,
+    pub(crate) send_keepalive: Option<Instant>,
+    pub(crate) new_handshake: Option<Instant>,
+    pub(crate) zero_key_material: Option<Instant>,
+    pub(crate) persistent_keepalive: Option<Instant>,
+    pub(crate) handshake_attempts: u32,
+    pub(crate) need_another_keepalive: bool,
+    /// Set once we initiated because the session is about to expire on receive.
+    pub(crate) sent_lastminute_handshake: bool,
+    pub(crate) persistent_interval: Option<Duration>,
+}
+
+impl PeerTimers {
+    /// The earliest armed deadline.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        [
+            self.retransmit_handshake,
+            self.send_keepalive,
+            self.new_handshake,
+            self.zero_key_material,
+            self.persistent_keepalive,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub(crate) fn data_sent(&mut self, now: Instant, jitter: Duration) {
+        if self.new_handshake.is_none() {
+            self.new_handshake = Some(now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter);
+        }
+    }
+
+    pub(crate) fn data_received(&mut self, now: Instant) {
+        if self.send_keepalive.is_none() {
+            self.send_keepalive = Some(now + KEEPALIVE_TIMEOUT);
+        } else {
+            self.need_another_keepalive = true;
+        }
+    }
+
+    pub(crate) fn any_authenticated_packet_sent(&mut self) {
+        self.send_keepalive = None;
+    }
+
+    pub(crate) fn any_authenticated_packet_received(&mut self) {
+        self.new_handshake = None;
+    }
+
+    pub(crate) fn any_authenticated_packet_traversal(&mut self, now: Instant) {
+        if let Some(i) = self.persistent_interval {
+            self.persistent_keepalive = Some(now + i);
+        }
+    }
+
+    pub(crate) fn handshake_initiated(&mut self, now: Instant, jitter: Duration) {
+        self.retransmit_handshake = Some(now + REKEY_TIMEOUT + jitter);
+    }
+
+    pub(crate) fn handshake_complete(&mut self) {
+        self.retransmit_handshake = None;
+        self.handshake_attempts = 0;
+        self.sent_lastminute_handshake = false;
+    }
+
+    pub(crate) fn session_derived(&mut self, now: Instant) {
+        self.zero_key_material = Some(now + REJECT_AFTER_TIME * 3);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_match_the_paper() {
+        assert_eq!(REJECT_AFTER_MESSAGES, 18_446_744_073_709_543_423);
+        assert_eq!(
+            MAX_TIMER_HANDSHAKES as u64,
+            REKEY_ATTEMPT_TIME.as_secs() / REKEY_TIMEOUT.as_secs()
+        );
+    }
+
+    #[test]
+    fn next_is_the_minimum_and_traffic_cancels() {
+        let mut t = PeerTimers::default();
+        assert_eq!(t.next(), None);
+        let now = Instant::from_secs(100);
+        t.data_received(now);
+        t.data_sent(now, Duration::ZERO);
+        assert_eq!(t.next(), Some(now + KEEPALIVE_TIMEOUT));
+        t.any_authenticated_packet_sent();
+        assert_eq!(t.next(), Some(now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT));
+        t.any_authenticated_packet_received();
+        assert_eq!(t.next(), None);
+    }
+}

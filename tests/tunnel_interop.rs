@@ -1,0 +1,419 @@
+//! Interop with boringtun 0.7 (an independent WireGuard implementation), in process, with our
+//! side on virtual time. Every test has boringtun on one end.
+
+mod tunnel_common;
+
+use sealwire::time::{Duration, Instant};
+use sealwire::tunnel::{timers, DropReason, Error};
+use tunnel_common::*;
+
+const PSK: [u8; 32] = [0x5a; 32];
+
+/// Our initiator ↔ boringtun responder; returns both after data flowed both ways.
+fn handshake_we_initiate(
+    psk: Option<[u8; 32]>,
+) -> (
+    sealwire::tunnel::Device<rand_chacha::ChaCha20Rng>,
+    boringtun::noise::Tunn,
+    Instant,
+) {
+    let mut us = our_device(psk, 1, 100);
+    let mut them = boringtun(psk, None);
+    let now = Instant::from_secs(10);
+    let pkt = ipv4(OUR_IP4, THEIR_IP4, b"hello boringtun");
+    let init = net(us_send(&mut us, now, &pkt));
+    assert_eq!(init.len(), 148);
+    let r = bt_recv(&mut them, &init);
+    let resp = bt_net(&r[0]);
+    assert_eq!(resp.len(), 92);
+    // The response completes our handshake; the staged packet goes out via poll_transmit.
+    assert_eq!(us_recv(&mut us, now, &resp), Us::Done);
+    let queued = drain(&mut us);
+    assert_eq!(queued.len(), 1);
+    let got = bt_recv(&mut them, &queued[0]);
+    assert_eq!(got[0], Bt::Tunnel(pkt.clone(), "10.0.0.1".parse().unwrap()));
+    // And back.
+    let back = ipv4(THEIR_IP4, OUR_IP4, b"hello sealwire");
+    let dg = bt_net(&bt_send(&mut them, &back));
+    assert_eq!(
+        us_recv(&mut us, now, &dg),
+        Us::Tunnel(back, "10.0.0.2".parse().unwrap())
+    );
+    (us, them, now)
+}
+
+#[test]
+fn we_initiate_boringtun_responds_no_psk() {
+    let (mut us, _, now) = handshake_we_initiate(None);
+    assert_eq!(
+        us.poll_event(),
+        Some(sealwire::tunnel::Event::HandshakeCompleted {
+            peer: their_pub(),
+            endpoint: addr(THEIRS),
+            initiator: true
+        })
+    );
+    let st = us.peer_status(now, &their_pub()).unwrap();
+    assert!(st.has_session);
+    assert_eq!(us.stats().handshakes_completed, 1);
+    assert_eq!(us.stats().total_drops(), 0);
+}
+
+#[test]
+fn we_initiate_boringtun_responds_with_psk() {
+    let (us, _, _) = handshake_we_initiate(Some(PSK));
+    assert_eq!(us.stats().handshakes_completed, 1);
+}
+
+#[test]
+fn psk_mismatch_fails_against_boringtun() {
+    let mut us = our_device(Some(PSK), 1, 100);
+    let mut them = boringtun(None, None);
+    let now = Instant::from_secs(10);
+    let init = net(us_send(&mut us, now, &ipv4(OUR_IP4, THEIR_IP4, b"x")));
+    let r = bt_recv(&mut them, &init);
+    let resp = bt_net(&r[0]);
+    // boringtun answers (it cannot know), but the response does not authenticate for us.
+    assert_eq!(
+        us_recv(&mut us, now, &resp),
+        Us::Err(Error::Dropped(DropReason::HandshakeDecrypt))
+    );
+    assert_eq!(us.stats().drops(DropReason::HandshakeDecrypt), 1);
+}
+
+fn handshake_they_initiate(
+    psk: Option<[u8; 32]>,
+    rate_limit: u32,
+) -> (
+    sealwire::tunnel::Device<rand_chacha::ChaCha20Rng>,
+    boringtun::noise::Tunn,
+    Instant,
+) {
+    let mut us = our_device(psk, 2, rate_limit);
+    let mut them = boringtun(psk, None);
+    let now = Instant::from_secs(10);
+    let mut buf = vec![0u8; 2048];
+    let init = bt_net(&bt(them.format_handshake_initiation(&mut buf, false)));
+    let resp = net(us_recv(&mut us, now, &init));
+    assert_eq!(resp.len(), 92);
+    let r = bt_recv(&mut them, &resp);
+    // boringtun confirms with a keepalive, which promotes our `next` session.
+    let keepalive = bt_net(&r[0]);
+    assert_eq!(keepalive.len(), 32);
+    assert_eq!(us_recv(&mut us, now, &keepalive), Us::Done);
+    let pkt = ipv6(OUR_IP6, THEIR_IP6, b"v6 from us");
+    let dg = net(us_send(&mut us, now, &pkt));
+    assert_eq!(
+        bt_recv(&mut them, &dg)[0],
+        Bt::Tunnel(pkt, OUR_IP6.parse().unwrap())
+    );
+    let back = ipv6(THEIR_IP6, OUR_IP6, b"v6 from boringtun");
+    let dg = bt_net(&bt_send(&mut them, &back));
+    assert_eq!(
+        us_recv(&mut us, now, &dg),
+        Us::Tunnel(back, THEIR_IP6.parse().unwrap())
+    );
+    (us, them, now)
+}
+
+#[test]
+fn boringtun_initiates_we_respond_no_psk() {
+    let (us, _, _) = handshake_they_initiate(None, 100);
+    assert_eq!(us.stats().handshakes_completed, 1);
+}
+
+#[test]
+fn boringtun_initiates_we_respond_with_psk() {
+    handshake_they_initiate(Some(PSK), 100);
+}
+
+#[test]
+fn replayed_boringtun_initiation_is_rejected() {
+    let mut us = our_device(None, 2, 100);
+    let mut them = boringtun(None, None);
+    let now = Instant::from_secs(10);
+    let mut buf = vec![0u8; 2048];
+    let init = bt_net(&bt(them.format_handshake_initiation(&mut buf, false)));
+    let _ = net(us_recv(&mut us, now, &init));
+    assert_eq!(
+        us_recv(&mut us, now + Duration::from_secs(1), &init),
+        Us::Err(Error::Dropped(DropReason::ReplayedTimestamp))
+    );
+}
+
+#[test]
+fn rekey_after_rekey_after_time_with_boringtun() {
+    let (mut us, mut them, t0) = handshake_we_initiate(Some(PSK));
+    let first_idx = drain(&mut us);
+    assert!(first_idx.is_empty());
+    // Just before REKEY_AFTER_TIME: data, no initiation.
+    let t1 = t0 + timers::REKEY_AFTER_TIME - Duration::from_millis(1);
+    let p = ipv4(OUR_IP4, THEIR_IP4, b"before");
+    let dg = net(us_send(&mut us, t1, &p));
+    assert!(matches!(bt_recv(&mut them, &dg)[0], Bt::Tunnel(..)));
+    assert!(drain(&mut us).is_empty());
+    // At REKEY_AFTER_TIME: data still goes out on the old session, plus an initiation.
+    let t2 = t0 + timers::REKEY_AFTER_TIME;
+    // boringtun sends on the old session; it will arrive after the rekey completes.
+    let old_from_them = bt_net(&bt_send(&mut them, &ipv4(THEIR_IP4, OUR_IP4, b"in flight")));
+    let p = ipv4(OUR_IP4, THEIR_IP4, b"after");
+    let dg = net(us_send(&mut us, t2, &p));
+    let q = drain(&mut us);
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].len(), 148);
+    let resp = bt_recv(&mut them, &q[0]);
+    let resp = bt_net(&resp[0]);
+    // The old-session packet arrives after the new handshake: it is still accepted.
+    let keepalive = net(us_recv(&mut us, t2, &resp));
+    assert_eq!(keepalive.len(), 32);
+    assert_eq!(bt_recv(&mut them, &keepalive)[0], Bt::Done);
+    assert!(matches!(bt_recv(&mut them, &dg)[0], Bt::Tunnel(..)));
+    assert_eq!(us.stats().handshakes_completed, 2);
+    // The in-flight packet on the old session is still accepted (previous keypair).
+    assert!(matches!(
+        us_recv(&mut us, t2, &old_from_them),
+        Us::Tunnel(..)
+    ));
+    // New session carries data both ways.
+    let p = ipv4(OUR_IP4, THEIR_IP4, b"new session");
+    let dg = net(us_send(&mut us, t2, &p));
+    assert_eq!(
+        bt_recv(&mut them, &dg)[0],
+        Bt::Tunnel(p, "10.0.0.1".parse().unwrap())
+    );
+    let back = ipv4(THEIR_IP4, OUR_IP4, b"new back");
+    let dg = bt_net(&bt_send(&mut them, &back));
+    assert!(matches!(us_recv(&mut us, t2, &dg), Us::Tunnel(..)));
+}
+
+#[test]
+fn boringtun_under_load_sends_cookie_we_retry_with_mac2() {
+    let mut us = our_device(None, 3, 100);
+    // limit 0: boringtun demands a valid mac2 on every handshake message.
+    let mut them = boringtun(None, Some(0));
+    let now = Instant::from_secs(10);
+    let pkt = ipv4(OUR_IP4, THEIR_IP4, b"through the cookie");
+    let init = net(us_send(&mut us, now, &pkt));
+    let r = bt_recv(&mut them, &init);
+    let cookie = bt_net(&r[0]);
+    assert_eq!(cookie.len(), 64);
+    assert_eq!(cookie[0], 3);
+    assert_eq!(us_recv(&mut us, now, &cookie), Us::Done);
+    assert_eq!(us.stats().cookie_replies_received, 1);
+    // A second copy of the reply is no longer expected (one reply per mac1).
+    assert_eq!(
+        us_recv(&mut us, now, &cookie),
+        Us::Err(Error::Dropped(DropReason::Unexpected))
+    );
+    // The retransmit timer fires after REKEY_TIMEOUT + jitter (exact deadline, no tick).
+    let deadline = us.poll_timeout().unwrap();
+    assert!(deadline >= now + timers::REKEY_TIMEOUT);
+    assert!(deadline <= now + timers::REKEY_TIMEOUT + timers::REKEY_TIMEOUT_JITTER_MAX);
+    us.handle_timeout(deadline - Duration::from_nanos(1));
+    assert!(drain(&mut us).is_empty());
+    us.handle_timeout(deadline);
+    let retry = drain(&mut us);
+    assert_eq!(retry.len(), 1);
+    assert_ne!(&retry[0][132..148], &[0u8; 16], "mac2 is set");
+    let r = bt_recv(&mut them, &retry[0]);
+    let resp = bt_net(&r[0]);
+    assert_eq!(resp.len(), 92);
+    assert_eq!(us_recv(&mut us, deadline, &resp), Us::Done);
+    let staged = drain(&mut us);
+    assert_eq!(
+        bt_recv(&mut them, &staged[0])[0],
+        Bt::Tunnel(pkt, "10.0.0.1".parse().unwrap())
+    );
+}
+
+#[test]
+fn we_under_load_send_cookie_boringtun_retries_with_mac2() {
+    let mut us = our_device(None, 4, 0);
+    let mut them = boringtun(None, None);
+    let now = Instant::from_secs(10);
+    let mut buf = vec![0u8; 2048];
+    let init = bt_net(&bt(them.format_handshake_initiation(&mut buf, false)));
+    let cookie = net(us_recv(&mut us, now, &init));
+    assert_eq!(cookie.len(), 64);
+    assert_eq!(us.stats().cookie_replies_sent, 1);
+    assert_eq!(us.stats().drops(DropReason::CookieRequired), 1);
+    assert_eq!(us.stats().handshakes_completed, 0);
+    assert_eq!(bt_recv(&mut them, &cookie)[0], Bt::Done);
+    let init2 = bt_net(&bt(them.format_handshake_initiation(&mut buf, true)));
+    assert_ne!(&init2[132..148], &[0u8; 16]);
+    let resp = net(us_recv(&mut us, now + Duration::from_millis(100), &init2));
+    assert_eq!(resp.len(), 92);
+    let r = bt_recv(&mut them, &resp);
+    assert_eq!(us_recv(&mut us, now, &bt_net(&r[0])), Us::Done);
+    assert_eq!(us.stats().handshakes_completed, 1);
+}
+
+#[test]
+fn lost_initiation_is_retransmitted_to_boringtun() {
+    let mut us = our_device(None, 5, 100);
+    let mut them = boringtun(None, None);
+    let now = Instant::from_secs(10);
+    let pkt = ipv4(OUR_IP4, THEIR_IP4, b"lost then found");
+    let _lost = net(us_send(&mut us, now, &pkt));
+    // More packets while the handshake is in flight are staged, not re-initiated.
+    assert_eq!(
+        us_send(&mut us, now + Duration::from_secs(1), &pkt),
+        Us::Done
+    );
+    let t = us.poll_timeout().unwrap();
+    us.handle_timeout(t);
+    let retry = drain(&mut us);
+    assert_eq!(retry.len(), 1);
+    let resp = bt_net(&bt_recv(&mut them, &retry[0])[0]);
+    assert_eq!(us_recv(&mut us, t, &resp), Us::Done);
+    let staged = drain(&mut us);
+    assert_eq!(staged.len(), 2);
+    for s in staged {
+        assert!(matches!(bt_recv(&mut them, &s)[0], Bt::Tunnel(..)));
+    }
+}
+
+#[test]
+fn reordered_and_duplicated_data_from_boringtun_delivered_once() {
+    let (mut us, mut them, now) = handshake_they_initiate(None, 100);
+    let mut dgs = Vec::new();
+    for i in 0..64u32 {
+        let p = ipv4(THEIR_IP4, OUR_IP4, &i.to_be_bytes());
+        dgs.push((i, bt_net(&bt_send(&mut them, &p))));
+    }
+    // Deterministic shuffle with duplicates.
+    let mut order: Vec<usize> = (0..64).chain((0..64).step_by(3)).collect();
+    let mut x = 0x9e37_79b9u32;
+    for i in (1..order.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        order.swap(i, (x as usize) % (i + 1));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut replays = 0;
+    for &k in &order {
+        match us_recv(&mut us, now, &dgs[k].1) {
+            Us::Tunnel(p, _) => assert!(seen.insert(p[28..32].to_vec())),
+            Us::Err(Error::Dropped(DropReason::ReplayedCounter)) => replays += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen.len(), 64);
+    assert_eq!(replays, order.len() - 64);
+    assert_eq!(
+        us.stats().drops(DropReason::ReplayedCounter),
+        replays as u64
+    );
+}
+
+#[test]
+fn reordered_data_to_boringtun_delivered_once() {
+    let (mut us, mut them, now) = handshake_we_initiate(None);
+    let mut dgs = Vec::new();
+    for i in 0..40u32 {
+        let p = ipv4(OUR_IP4, THEIR_IP4, &i.to_be_bytes());
+        dgs.push(net(us_send(&mut us, now, &p)));
+    }
+    dgs.reverse();
+    let dup = dgs[5].clone();
+    dgs.push(dup);
+    let delivered = dgs
+        .iter()
+        .filter(|d| matches!(bt_recv(&mut them, d)[0], Bt::Tunnel(..)))
+        .count();
+    assert_eq!(delivered, 40);
+}
+
+#[test]
+fn our_keepalive_timer_answers_boringtun_data() {
+    let (mut us, mut them, now) = handshake_they_initiate(None, 100);
+    let dg = bt_net(&bt_send(&mut them, &ipv4(THEIR_IP4, OUR_IP4, b"ping")));
+    assert!(matches!(us_recv(&mut us, now, &dg), Us::Tunnel(..)));
+    // We received data and sent nothing: KEEPALIVE_TIMEOUT later a keepalive is due.
+    assert_eq!(us.poll_timeout(), Some(now + timers::KEEPALIVE_TIMEOUT));
+    us.handle_timeout(now + timers::KEEPALIVE_TIMEOUT);
+    let ka = drain(&mut us);
+    assert_eq!(ka.len(), 1);
+    assert_eq!(ka[0].len(), 32);
+    assert_eq!(bt_recv(&mut them, &ka[0])[0], Bt::Done);
+}
+
+#[test]
+fn our_replay_window_spans_8128_packets_of_boringtun() {
+    let (mut us, mut them, now) = handshake_they_initiate(None, 100);
+    // boringtun's counters: the keepalive used 0, the data packet in setup used 1.
+    let mut dgs = Vec::new();
+    for i in 0..9000u32 {
+        let p = ipv4(THEIR_IP4, OUR_IP4, &i.to_be_bytes());
+        dgs.push(bt_net(&bt_send(&mut them, &p)));
+    }
+    let counter = |d: &[u8]| u64::from_le_bytes(d[8..16].try_into().unwrap());
+    let newest = dgs.last().unwrap().clone();
+    assert!(matches!(us_recv(&mut us, now, &newest), Us::Tunnel(..)));
+    let top = counter(&newest);
+    let at = |c: u64| dgs.iter().find(|d| counter(d) == c).unwrap().clone();
+    // Exactly 8128 behind the newest is still inside the window; one more is not.
+    assert!(matches!(
+        us_recv(&mut us, now, &at(top - 8128)),
+        Us::Tunnel(..)
+    ));
+    assert_eq!(
+        us_recv(&mut us, now, &at(top - 8129)),
+        Us::Err(Error::Dropped(DropReason::ReplayedCounter))
+    );
+    assert!(matches!(
+        us_recv(&mut us, now, &at(top - 1000)),
+        Us::Tunnel(..)
+    ));
+}
+
+#[test]
+fn inner_packets_with_bad_headers_from_boringtun_are_dropped() {
+    let (mut us, mut them, now) = handshake_they_initiate(None, 100);
+    // IPv4 total length larger than what was sent.
+    let mut long = ipv4(THEIR_IP4, OUR_IP4, b"short");
+    long[2..4].copy_from_slice(&500u16.to_be_bytes());
+    let dg = bt_net(&bt_send(&mut them, &long));
+    // (boringtun refuses to encapsulate nothing; it encrypts whatever it gets.)
+    assert_eq!(
+        us_recv(&mut us, now, &dg),
+        Us::Err(Error::Dropped(DropReason::Malformed))
+    );
+    let before = us.peer_status(now, &their_pub()).unwrap();
+    let mut v5 = ipv4(THEIR_IP4, OUR_IP4, b"v5");
+    v5[0] = 0x55;
+    let dg = bt_net(&bt_send(&mut them, &v5));
+    assert_eq!(
+        us_recv(&mut us, now, &dg),
+        Us::Err(Error::Dropped(DropReason::Malformed))
+    );
+    assert_eq!(us.peer_status(now, &their_pub()).unwrap(), before);
+}
+
+#[test]
+fn under_load_a_cookie_holding_source_is_still_rate_limited() {
+    let mut us = our_device(None, 4, 0);
+    let mut them = boringtun(None, None);
+    let now = Instant::from_secs(10);
+    let mut buf = vec![0u8; 2048];
+    let init = bt_net(&bt(them.format_handshake_initiation(&mut buf, false)));
+    let cookie = net(us_recv(&mut us, now, &init));
+    assert_eq!(bt_recv(&mut them, &cookie)[0], Bt::Done);
+    // Six initiations with a valid mac2 in the same instant: the burst is five.
+    let mut limited = 0;
+    for _ in 0..6 {
+        let i = bt_net(&bt(them.format_handshake_initiation(&mut buf, true)));
+        if us_recv(&mut us, now, &i) == Us::Err(Error::Dropped(DropReason::RateLimited)) {
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 1);
+    assert_eq!(us.stats().drops(DropReason::RateLimited), 1);
+    // 50 ms later one more token has accrued.
+    let i = bt_net(&bt(them.format_handshake_initiation(&mut buf, true)));
+    assert_ne!(
+        us_recv(&mut us, now + Duration::from_millis(50), &i),
+        Us::Err(Error::Dropped(DropReason::RateLimited))
+    );
+}
