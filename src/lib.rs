@@ -7,6 +7,9 @@
 //!   hardened against replay and with keys that expire and are wiped.
 //! * [`tunnel`] — a WireGuard-compatible tunnel device (Noise IKpsk2, cookies, cryptokey
 //!   routing, exact timers), interoperable with boringtun and the reference implementations.
+//! * [`chat`] — per-chat forward secrecy between two apps over untrusted relays:
+//!   `Noise_XX_25519_ChaChaPoly_SHA256` with Ed25519-signed per-epoch statics, a symmetric
+//!   ratchet per direction, rekeys, and sealed (persisted) state ([`seal`]).
 //!
 //! Every machine is a plain struct: it consumes bytes, time and randomness handed to it by the
 //! caller and produces bytes to send, events, and its next deadline. It never touches a socket,
@@ -54,7 +57,9 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod chat;
 pub mod crypto;
+pub mod seal;
 pub mod time;
 pub mod tunnel;
 

@@ -12,6 +12,7 @@
 
 pub(crate) mod aead;
 pub(crate) mod blake2s;
+pub mod ed25519;
 pub mod hex;
 pub(crate) mod kdf;
 pub mod secp256k1;

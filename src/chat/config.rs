@@ -1,0 +1,127 @@
+//! Configuration of a chat machine: identity, pinning, windows, rekey policy, sealing.
+
+use crate::crypto::ed25519::{IdentityKey, IdentityPublic};
+use crate::seal::KdfLimits;
+use crate::time::Duration;
+
+use super::wire::ChatId;
+
+/// Bounds of the skipped-message-key store (out-of-order delivery).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkipWindow {
+    /// Largest forward jump accepted in one chain, and most skipped keys kept per chain
+    /// (default 256). A frame further ahead is a [`crate::chat::Error::Desync`].
+    pub per_chain: u32,
+    /// Most skipped keys kept over all chains of the chat (default 1024); the oldest go first.
+    pub total: u32,
+}
+
+impl Default for SkipWindow {
+    fn default() -> Self {
+        SkipWindow {
+            per_chain: 256,
+            total: 1024,
+        }
+    }
+}
+
+/// When and how often to rekey.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RekeyPolicy {
+    /// Start a rekey after this many messages sent in one epoch (default 2^20).
+    pub after_messages: u64,
+    /// Start a rekey when the epoch is this old (default 24 h).
+    pub after_time: Duration,
+    /// Close the chat (reason `Expired`) if the epoch reaches this age without a successful
+    /// rekey (default 48 h).
+    pub reject_after_time: Duration,
+    /// How long the previous epoch's receive chain stays usable after a rekey, so in-flight
+    /// messages still open (default 60 s).
+    pub grace: Duration,
+    /// A handshake not finished within this time is abandoned; the initiator retries
+    /// (default 10 s).
+    pub handshake_timeout: Duration,
+    /// At most this many rekey handshakes (started or accepted) per `throttle_period`
+    /// (default 3).
+    pub throttle_max: u32,
+    /// The throttle's sliding period (default 30 s).
+    pub throttle_period: Duration,
+}
+
+impl Default for RekeyPolicy {
+    fn default() -> Self {
+        RekeyPolicy {
+            after_messages: 1 << 20,
+            after_time: Duration::from_secs(24 * 3600),
+            reject_after_time: Duration::from_secs(48 * 3600),
+            grace: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+            throttle_max: 3,
+            throttle_period: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything a [`crate::chat::Chat`] is configured with.
+///
+/// ```
+/// use sealwire::chat::{ChatConfig, ChatId};
+/// use sealwire::crypto::ed25519::IdentityKey;
+/// let peer = IdentityKey::from_seed([2; 32]).public();
+/// let mut cfg = ChatConfig::new(ChatId::new([1; 16]), IdentityKey::from_seed([1; 32]));
+/// cfg.pinned_peer = Some(peer);
+/// cfg.window.per_chain = 64;
+/// assert_eq!(cfg.rekey.throttle_max, 3);
+/// ```
+#[derive(Debug)]
+pub struct ChatConfig {
+    /// The chat identifier (bound into every frame, the prologue and the signatures).
+    pub chat_id: ChatId,
+    /// Our long-term Ed25519 identity.
+    pub identity: IdentityKey,
+    /// If set, the peer must prove exactly this identity, or the chat fails closed.
+    pub pinned_peer: Option<IdentityPublic>,
+    /// Skipped-key bounds.
+    pub window: SkipWindow,
+    /// Rekey policy and throttle.
+    pub rekey: RekeyPolicy,
+    /// Counters reserved ahead by each seal (default 128): after a restore the sender resumes
+    /// at the end of the lease, never reusing a message key. The restored sender's first
+    /// counter jumps ahead by up to this much, so it must not exceed the peer's
+    /// `window.per_chain` (checked against ours, as both sides normally share defaults).
+    pub seal_lease: u64,
+    /// Limits on Argon2id parameters accepted from a sealed record's header.
+    pub kdf_limits: KdfLimits,
+    /// Largest plaintext accepted for one message (default 65 536 bytes).
+    pub max_message_len: usize,
+    /// Capacity of the transmit queue and of the event queue (default 64 each).
+    pub queue_capacity: usize,
+}
+
+impl ChatConfig {
+    /// A configuration with the defaults documented on each field.
+    pub fn new(chat_id: ChatId, identity: IdentityKey) -> Self {
+        ChatConfig {
+            chat_id,
+            identity,
+            pinned_peer: None,
+            window: SkipWindow::default(),
+            rekey: RekeyPolicy::default(),
+            seal_lease: 128,
+            kdf_limits: KdfLimits::default(),
+            max_message_len: 65_536,
+            queue_capacity: 64,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> bool {
+        self.window.per_chain > 0
+            && self.window.total >= self.window.per_chain
+            && self.rekey.throttle_max > 0
+            && self.rekey.after_messages > 0
+            && self.seal_lease > 0
+            && self.seal_lease <= u64::from(self.window.per_chain)
+            && self.queue_capacity >= 4
+            && self.rekey.handshake_timeout > Duration::ZERO
+    }
+}

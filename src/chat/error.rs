@@ -1,0 +1,119 @@
+//! Errors of the chat machine. Each describes the outcome of one input; a rejected frame
+//! leaves the machine as it was, except where a variant says the chat was closed (fail closed).
+//! Detailed errors are for the embedder's logs: do not echo them to the peer.
+
+use core::fmt;
+
+use crate::seal::SealError;
+
+/// What went wrong with one call into a [`crate::chat::Chat`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The frame is not a well-formed chat frame (size, version, kind, counter of a handshake).
+    Malformed,
+    /// The frame belongs to another chat.
+    WrongChat,
+    /// The frame did not authenticate under the key its header names (tampered, forged, or
+    /// encrypted under another key). State unchanged.
+    AuthenticationFailed,
+    /// A handshake message failed: a Noise tag, a low-order key, or the identity signature over
+    /// the Noise static key. State unchanged.
+    HandshakeFailed,
+    /// The peer proved an identity other than the pinned one (or, on a rekey, other than the one
+    /// proved in the first epoch). The chat was closed.
+    IdentityMismatch,
+    /// The frame was already received, lies below the skipped-key window, or names an epoch
+    /// that is no longer accepted. State unchanged.
+    Replayed,
+    /// The frame's counter jumps beyond the skipped-key window, or its epoch skips one. If the
+    /// chat was established it is now closed (fail closed) and a close frame is queued for the
+    /// peer.
+    Desync,
+    /// No keys for this yet: the chat (or the frame's epoch) is still being established.
+    NotEstablished,
+    /// A handshake message arrived that this side is not waiting for (out of turn). Dropped.
+    UnexpectedHandshake,
+    /// A rekey was asked for (or offered by the peer) too soon after the previous ones.
+    RekeyThrottled,
+    /// A rekey is already under way.
+    RekeyInProgress,
+    /// The chat is closed; nothing more can be sent or received.
+    Closed,
+    /// The output buffer is too small; it was left untouched and no key was used.
+    BufferTooSmall {
+        /// Bytes the buffer must hold.
+        needed: usize,
+    },
+    /// The plaintext is longer than the configured maximum.
+    MessageTooLarge,
+    /// The bounded transmit or event queue is full; drain `poll_transmit`/`poll_event` first.
+    QueueFull,
+    /// Every counter of the last sealed lease has been used: seal the state again before sending
+    /// more, so a restore can never reuse a message key.
+    LeaseExhausted,
+    /// The configuration is unusable (e.g. a zero window or throttle).
+    InvalidConfig,
+    /// The sealed record could not be opened (see [`SealError`]).
+    Sealed(SealError),
+    /// The sealed record is authentic but belongs to another chat or identity.
+    SealedForeign,
+    /// The sealed record is older than one the caller has already seen.
+    SealedStale {
+        /// Seal sequence number of the record.
+        record: u64,
+        /// Newest sequence number the caller had seen.
+        seen: u64,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Malformed => f.write_str("the frame is not a well-formed chat frame"),
+            Error::WrongChat => f.write_str("the frame belongs to another chat"),
+            Error::AuthenticationFailed => f.write_str("the frame did not authenticate"),
+            Error::HandshakeFailed => f.write_str("the handshake message did not verify"),
+            Error::IdentityMismatch => {
+                f.write_str("the peer proved an unexpected identity; the chat was closed")
+            }
+            Error::Replayed => f.write_str("the frame was already received or is too old"),
+            Error::Desync => f.write_str(
+                "the frame jumps beyond the skipped-key window or skips an epoch; the chat was closed",
+            ),
+            Error::NotEstablished => f.write_str("the chat or epoch is not established yet"),
+            Error::UnexpectedHandshake => {
+                f.write_str("a handshake message arrived out of turn and was dropped")
+            }
+            Error::RekeyThrottled => f.write_str("too many rekeys in the throttle period"),
+            Error::RekeyInProgress => f.write_str("a rekey is already under way"),
+            Error::Closed => f.write_str("the chat is closed"),
+            Error::BufferTooSmall { needed } => {
+                write!(f, "the output buffer is too small: {needed} bytes are needed")
+            }
+            Error::MessageTooLarge => f.write_str("the message is larger than the configured maximum"),
+            Error::QueueFull => f.write_str("the transmit or event queue is full"),
+            Error::LeaseExhausted => {
+                f.write_str("the sealed counter lease is used up; seal the state again")
+            }
+            Error::InvalidConfig => f.write_str("the chat configuration is invalid"),
+            Error::Sealed(e) => write!(f, "the sealed state could not be opened: {e}"),
+            Error::SealedForeign => {
+                f.write_str("the sealed state belongs to another chat or identity")
+            }
+            Error::SealedStale { record, seen } => write!(
+                f,
+                "the sealed state is stale: sequence {record} is older than {seen}"
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}
+
+impl From<SealError> for Error {
+    fn from(e: SealError) -> Self {
+        Error::Sealed(e)
+    }
+}

@@ -1,0 +1,103 @@
+//! # chat — per-chat forward secrecy between two apps
+//!
+//! Two apps talk through relays (e.g. gRPC nodes) that see only frames. Each chat runs a
+//! [`Chat`] machine on both ends:
+//!
+//! ```text
+//!   initiator (A)                      relay                     responder (B)
+//!   ── epoch 0 ───────────────────────────────────────────────────────────────
+//!   kind 1: -> e                     ──────────▶
+//!                                    ◀──────────   kind 2: <- e, ee, s, es, {id_B ‖ sig_B}
+//!   kind 3: -> s, se, {id_A ‖ sig_A} ──────────▶                    (B: Established 0)
+//!                                    ◀──────────   kind 0x10 counter 0: empty (confirmation)
+//!   (A: Established 0)
+//!   kind 0x10 counter n: ChaCha20-Poly1305(MK_n, nonce 0, ad = header)  ⇄ both ways
+//!   ── rekey: the same three messages with epoch + 1, started by either side ──
+//!   kind 0x20: close (encrypted reason code), every key wiped
+//! ```
+//!
+//! ## Handshake
+//! `Noise_XX_25519_ChaChaPoly_SHA256` with prologue `"sealwire/chat/1" ‖ chat_id (16) ‖
+//! epoch (u32 BE)`. Each side's Noise static key is a fresh X25519 key per epoch, signed by its
+//! long-term Ed25519 identity: the payload of messages 2 and 3 is `identity_pub (32) ‖
+//! sig (64)`, `sig = Ed25519(identity, "sealwire/chat/1 static" ‖ noise_static_pub ‖ chat_id ‖
+//! epoch)`. Why: the static key changes every epoch (so compromise of one epoch's keys says
+//! nothing about the next), while the signature binds it to the long-term identity, the chat
+//! and the epoch (a signature cannot be replayed into another chat or epoch). The embedder
+//! learns the identity from [`ChatEvent::PeerIdentity`] and may pin it
+//! ([`ChatConfig::pinned_peer`]); after the first epoch every rekey must prove the same
+//! identity. A mismatch closes the chat.
+//!
+//! The initiator installs the new keys when it reads message 2 but keeps sending in the old
+//! epoch until the responder confirms with any authenticated frame of the new epoch (it sends
+//! an empty data frame right after message 3); message 3 is re-sent up to three times, one
+//! handshake timeout apart, then the attempt is abandoned. Why: message 3 can be lost, and a
+//! sender that switched early would be sending into keys the peer does not have.
+//!
+//! ## Messages
+//! `Split()` yields the initiator→responder and responder→initiator chain keys. Per message:
+//! `MK = HMAC-SHA256(CK, 0x01)`, `CK' = HMAC-SHA256(CK, 0x02)`; the frame counter is the
+//! message's index in the chain. Body = ChaCha20-Poly1305(key = MK, nonce = 0, ad = the 30-byte
+//! header). Why nonce 0: every key encrypts exactly one frame. Why the header as AD: a relay
+//! cannot move a body to another chat, epoch, counter or kind.
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 1 | version = 1 |
+//! | 1 | 1 | kind: 1, 2, 3 handshake; 0x10 data; 0x20 close |
+//! | 2 | 16 | chat id |
+//! | 18 | 4 | epoch, u32 BE |
+//! | 22 | 8 | counter, u64 BE (0 in handshake frames) |
+//! | 30 | .. | body (handshake: 32 / 192 / 160 bytes; close: 17; data: plaintext + 16) |
+//!
+//! ## Order, replay, desync
+//! Frames may arrive out of order: keys for skipped counters are kept (at most
+//! [`SkipWindow::per_chain`] per chain, [`SkipWindow::total`] per chat; the oldest go first).
+//! A counter already used, or older than every kept key ⇒ [`Error::Replayed`]. A counter more
+//! than `per_chain` ahead ⇒ [`Error::Desync`]: the chat closes and tells the peer (fail closed:
+//! ratcheting further would let a forger make us burn unbounded work). Every other rejected
+//! frame leaves the machine exactly as it was (trial decryption on copies, commit on success).
+//!
+//! ## Rekey
+//! A new XX handshake with `epoch + 1`: on demand ([`Chat::rekey`]), after
+//! [`RekeyPolicy::after_messages`] sent messages, or when the epoch is
+//! [`RekeyPolicy::after_time`] old. The previous epoch's receive chain stays for
+//! [`RekeyPolicy::grace`] so in-flight messages still open. At most
+//! [`RekeyPolicy::throttle_max`] rekeys per [`RekeyPolicy::throttle_period`] ⇒
+//! [`Error::RekeyThrottled`]. Simultaneous rekey: both sides sent message 1 of the same epoch;
+//! the one whose ephemeral key is larger (32 bytes compared lexicographically) stays
+//! initiator, the other abandons its attempt and answers. Both compute the same comparison, so
+//! they converge. A frame of an older epoch (after its grace) ⇒ [`Error::Replayed`]; a data
+//! frame of an epoch never agreed ⇒ [`Error::Desync`].
+//!
+//! ## Teardown and secrets
+//! [`Chat::close`] sends kind 0x20 with an encrypted reason code under the next send key, so a
+//! relay cannot forge a close. Every key is wiped on close, on expiry
+//! ([`RekeyPolicy::reject_after_time`]) and on drop.
+//!
+//! ## Sealed state
+//! [`Chat::seal`] / [`Chat::unseal`] persist the whole state (see [`crate::seal`]) with a
+//! counter lease, so a crash-and-restore never reuses a message key.
+//!
+//! ## Relays
+//! [`RelayFilter`] checks version, kind and sizes and rate-limits handshakes per chat,
+//! without keys.
+
+mod config;
+mod error;
+mod machine;
+pub(crate) mod noise;
+mod ratchet;
+pub mod relay;
+mod sealed;
+mod wire;
+
+pub use config::{ChatConfig, RekeyPolicy, SkipWindow};
+pub use error::Error;
+pub use machine::{Chat, ChatEvent, CloseReason, Opened};
+pub use relay::{RelayConfig, RelayFilter};
+pub use sealed::SEALED_CHAT_MAGIC;
+pub use wire::{
+    data_frame_len, ChatId, FrameHeader, FrameKind, CLOSE_BODY_LEN, HEADER_LEN,
+    IDENTITY_PAYLOAD_LEN, MSG1_BODY_LEN, MSG2_BODY_LEN, MSG3_BODY_LEN, TAG_LEN, VERSION,
+};
