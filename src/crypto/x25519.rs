@@ -125,8 +125,13 @@ impl X25519Secret {
 
     /// `DH(self, their_public)`; `None` when the result is all zero (a low-order point), which
     /// a genuine peer never sends.
-    pub(crate) fn dh(&self, their_public: &[u8; X25519_LEN]) -> Option<zeroize::Zeroizing<[u8; 32]>> {
-        let shared = self.0.diffie_hellman(&x25519_dalek::PublicKey::from(*their_public));
+    pub(crate) fn dh(
+        &self,
+        their_public: &[u8; X25519_LEN],
+    ) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        let shared = self
+            .0
+            .diffie_hellman(&x25519_dalek::PublicKey::from(*their_public));
         if !shared.was_contributory() {
             return None;
         }
