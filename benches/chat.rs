@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use hmac::{Hmac, KeyInit, Mac};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -166,6 +166,7 @@ fn roundtrip(c: &mut Criterion<clock::Clock>) {
 
 #[cfg(not(feature = "ring"))]
 fn handshake(c: &mut Criterion<clock::Clock>) {
+    use criterion::BatchSize;
     use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
     let mut g = c.benchmark_group("chat/handshake");

@@ -18,9 +18,9 @@ use boringtun::noise::{Tunn, TunnResult};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use sealwire::crypto::x25519::{PublicKey, StaticSecret};
+use sealwire::crypto::x25519::StaticSecret;
 use sealwire::time::Instant;
-use sealwire::tunnel::{Action, Device, DeviceConfig, DropReason, Error, PeerConfig, WallTime};
+use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig, WallTime};
 
 /// The tunnel MTU (wg-quick's default) and the inner packet length of the data benches.
 const PACKET_LEN: usize = 1420;
@@ -399,6 +399,9 @@ const PEERS: usize = 10_000;
 /// with every peer's persistent-keepalive timer armed.
 #[cfg(not(feature = "ring"))]
 fn lookup(c: &mut Criterion<clock::Clock>) {
+    use sealwire::crypto::x25519::PublicKey;
+    use sealwire::tunnel::{DropReason, Error};
+
     fn peer(i: usize, endpoint: bool) -> PeerConfig {
         let mut key = [0u8; 32];
         key[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
@@ -409,7 +412,7 @@ fn lookup(c: &mut Criterion<clock::Clock>) {
             .push(format!("10.0.{hi}.{lo}/32").parse().unwrap());
         p.allowed_ips
             .push(format!("fd00::{hi:x}:{lo:x}/128").parse().unwrap());
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             let j = i / 10;
             p.allowed_ips.push(
                 format!("172.{}.{}.0/24", 16 + (j >> 8), j & 0xff)
