@@ -333,3 +333,36 @@ fn poll_timeout_with_ten_thousand_peers_is_the_earliest_deadline() {
     }
     assert!(t.elapsed() < std::time::Duration::from_millis(500));
 }
+
+/// Hub: boringtun A → our device → boringtun B, the way a relay node forwards between peers.
+#[test]
+fn hub_forwards_between_two_boringtun_peers() {
+    let mut us = Device::new(DeviceConfig::new(our_key()), ChaCha20Rng::seed_from_u64(13));
+    us.set_wall_clock(Instant::ZERO, WallTime::from_unix(WALL, 0));
+    let (ka, kb) = ([0x51u8; 32], [0x52u8; 32]);
+    let (src_a, src_b) = (addr("198.51.100.1:1111"), addr("198.51.100.2:2222"));
+    for (k, net_) in [(ka, "10.1.0.0/16"), (kb, "10.2.0.0/16")] {
+        let mut p = PeerConfig::new(StaticSecret::from_bytes(k).public_key());
+        p.allowed_ips.push(net_.parse().unwrap());
+        us.add_peer(Instant::ZERO, p).unwrap();
+    }
+    let mut a = boringtun_keyed(ka, None, None);
+    let mut b = boringtun_keyed(kb, None, None);
+    let now = Instant::from_secs(1);
+    let mut buf = vec![0u8; 2048];
+    for (t, src) in [(&mut a, src_a), (&mut b, src_b)] {
+        let init = bt_net(&bt(t.format_handshake_initiation(&mut buf, false)));
+        let resp = net(us_recv_from(&mut us, now, src, &init));
+        let ka = bt_net(&bt_recv(t, &resp)[0]);
+        assert_eq!(us_recv_from(&mut us, now, src, &ka), Us::Done);
+    }
+    let pkt = ipv4([10, 1, 0, 5], [10, 2, 0, 9], b"through the hub");
+    let dg = bt_net(&bt_send(&mut a, &pkt));
+    let Us::Tunnel(inner, source) = us_recv_from(&mut us, now, src_a, &dg) else {
+        panic!("not delivered")
+    };
+    assert_eq!(source, "10.1.0.5".parse::<std::net::IpAddr>().unwrap());
+    let (out, to) = us_send_to(&mut us, now, &inner);
+    assert_eq!(to, Some(src_b));
+    assert_eq!(bt_recv(&mut b, &net(out))[0], Bt::Tunnel(pkt, source));
+}

@@ -417,3 +417,80 @@ fn under_load_a_cookie_holding_source_is_still_rate_limited() {
         Us::Err(Error::Dropped(DropReason::RateLimited))
     );
 }
+
+#[test]
+fn boringtun_under_load_cookies_our_response_and_we_answer_with_mac2() {
+    let mut us = our_device(None, 8, 100);
+    let mut them = boringtun(None, Some(0));
+    let now = Instant::from_secs(10);
+    let mut buf = vec![0u8; 2048];
+    let init = bt_net(&bt(them.format_handshake_initiation(&mut buf, false)));
+    let resp = net(us_recv(&mut us, now, &init));
+    // boringtun demands a cookie even for our response; the reply is addressed to our
+    // response's sender index.
+    let cookie = bt_net(&bt_recv(&mut them, &resp)[0]);
+    assert_eq!(cookie.len(), 64);
+    assert_eq!(us_recv(&mut us, now, &cookie), Us::Done);
+    assert_eq!(us.stats().cookie_replies_received, 1);
+    // boringtun tries again; our new response carries mac2 and is accepted.
+    let init2 = bt_net(&bt(them.format_handshake_initiation(&mut buf, true)));
+    let later = now + Duration::from_millis(100);
+    let resp2 = net(us_recv(&mut us, later, &init2));
+    assert_ne!(&resp2[76..92], &[0u8; 16], "mac2 is set");
+    let ka = bt_net(&bt_recv(&mut them, &resp2)[0]);
+    assert_eq!(ka.len(), 32);
+    assert_eq!(us_recv(&mut us, later, &ka), Us::Done);
+    let pkt = ipv4(OUR_IP4, THEIR_IP4, b"after two cookies");
+    let dg = net(us_send(&mut us, later, &pkt));
+    assert_eq!(
+        bt_recv(&mut them, &dg)[0],
+        Bt::Tunnel(pkt, "10.0.0.1".parse().unwrap())
+    );
+}
+
+#[test]
+fn any_mutated_byte_of_a_boringtun_cookie_reply_is_rejected() {
+    let mut us = our_device(None, 3, 100);
+    let mut them = boringtun(None, Some(0));
+    let now = Instant::from_secs(10);
+    let init = net(us_send(&mut us, now, &ipv4(OUR_IP4, THEIR_IP4, b"c")));
+    let cookie = bt_net(&bt_recv(&mut them, &init)[0]);
+    for i in 0..cookie.len() {
+        let mut bad = cookie.clone();
+        bad[i] ^= 0x04;
+        assert!(
+            matches!(us_recv(&mut us, now, &bad), Us::Err(_)),
+            "byte {i}"
+        );
+    }
+    assert_eq!(us.stats().cookie_replies_received, 0);
+    // The genuine reply still works: nothing was consumed by the forgeries.
+    assert_eq!(us_recv(&mut us, now, &cookie), Us::Done);
+    assert_eq!(us.stats().cookie_replies_received, 1);
+}
+
+#[test]
+fn boringtun_rekey_as_initiator_drops_no_in_flight_packet() {
+    let (mut us, mut them, now) = handshake_they_initiate(None, 100);
+    let t = now + Duration::from_secs(30);
+    let old_p0 = bt_net(&bt_send(&mut them, &ipv4(THEIR_IP4, OUR_IP4, b"p0")));
+    let old_p1 = bt_net(&bt_send(&mut them, &ipv4(THEIR_IP4, OUR_IP4, b"p1")));
+    let mut buf = vec![0u8; 2048];
+    // boringtun starts a new handshake (as its rekey timer would).
+    let init = bt_net(&bt(them.format_handshake_initiation(&mut buf, true)));
+    let resp = net(us_recv(&mut us, t, &init));
+    // We keep sending on the old session until the initiator confirms the new one.
+    let q_old = net(us_send(&mut us, t, &ipv4(OUR_IP4, THEIR_IP4, b"q-old")));
+    let confirm = bt_net(&bt_recv(&mut them, &resp)[0]);
+    assert!(matches!(us_recv(&mut us, t, &old_p1), Us::Tunnel(..)));
+    assert!(matches!(bt_recv(&mut them, &q_old)[0], Bt::Tunnel(..)));
+    assert_eq!(us_recv(&mut us, t, &confirm), Us::Done);
+    // New session both ways; the oldest packet still opens via `previous`.
+    let p2 = bt_net(&bt_send(&mut them, &ipv4(THEIR_IP4, OUR_IP4, b"p2")));
+    assert!(matches!(us_recv(&mut us, t, &p2), Us::Tunnel(..)));
+    let q_new = net(us_send(&mut us, t, &ipv4(OUR_IP4, THEIR_IP4, b"q-new")));
+    assert_ne!(q_new[4..8], q_old[4..8], "sent on the new session");
+    assert!(matches!(bt_recv(&mut them, &q_new)[0], Bt::Tunnel(..)));
+    assert!(matches!(us_recv(&mut us, t, &old_p0), Us::Tunnel(..)));
+    assert_eq!(us.stats().total_drops(), 0);
+}

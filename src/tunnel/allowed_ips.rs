@@ -261,6 +261,58 @@ mod tests {
         assert_eq!(t.lookup(ip("10.2.0.1")), Some(9));
     }
 
+    // Model check against a linear longest-prefix scan (independent of the table layout).
+    #[test]
+    fn lookup_matches_a_linear_scan() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut t = AllowedIps::default();
+        let mut model: std::vec::Vec<(Cidr, u32)> = std::vec::Vec::new();
+        for v in 0..300u32 {
+            let r = next();
+            let c = if r % 3 == 0 {
+                Cidr::new(
+                    IpAddr::V6(Ipv6Addr::from(u128::from(r) << 64 | 0xfd)),
+                    (r % 129) as u8,
+                )
+            } else {
+                // Small address space so prefixes overlap a lot.
+                Cidr::new(
+                    IpAddr::V4(Ipv4Addr::from((r as u32) & 0x0a0f_0f0f)),
+                    (r % 33) as u8,
+                )
+            }
+            .unwrap();
+            t.insert(c, v);
+            model.retain(|(m, _)| *m != c);
+            model.push((c, v));
+            if v % 50 == 49 {
+                let gone = (next() % u64::from(v)) as u32;
+                t.remove_value(gone);
+                model.retain(|(_, m)| *m != gone);
+            }
+        }
+        for _ in 0..5000 {
+            let r = next();
+            let ip = if r % 3 == 0 {
+                IpAddr::V6(Ipv6Addr::from(u128::from(r) << 64 | u128::from(r >> 60)))
+            } else {
+                IpAddr::V4(Ipv4Addr::from((r as u32) & 0x0a0f_0f0f))
+            };
+            let expect = model
+                .iter()
+                .filter(|(c, _)| c.contains(ip))
+                .max_by_key(|(c, _)| c.prefix_len())
+                .map(|(_, v)| *v);
+            assert_eq!(t.lookup(ip), expect, "{ip}");
+        }
+    }
+
     #[test]
     fn cidr_parsing_is_strict() {
         assert!("10.0.0.1".parse::<Cidr>().unwrap().prefix_len() == 32);

@@ -26,6 +26,9 @@ pub(crate) const TAI64N_LEN: usize = 12;
 
 /// A TAI64N timestamp as WireGuard sends it: big-endian `2^62 + 10 + unix seconds` followed
 /// by big-endian nanoseconds. Byte order makes lexicographic order equal time order.
+/// The base is the kernel's and wireguard-go's (`0x400000000000000a`); boringtun adds 37
+/// instead of 10, which only matters to a peer that sees the same key move between them
+/// (it rejects our initiations for 27 s).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Tai64N(pub(crate) [u8; TAI64N_LEN]);
 
@@ -155,7 +158,7 @@ pub(crate) fn create_initiation(
     msg: &mut [u8; INITIATION_LEN],
 ) -> Option<InitiatorState> {
     let ss = peer.ss.as_ref()?;
-    let mut ck = initial_chain_key();
+    let mut ck = Zeroizing::new(initial_chain_key());
     let mut h = peer.initial_hash;
     let e_pub = ephemeral.public_key();
     msg.fill(0);
@@ -183,7 +186,7 @@ pub(crate) fn create_initiation(
     mix_hash(&mut h, &msg[init::TIMESTAMP..init::TIMESTAMP + 28]);
     Some(InitiatorState {
         local_index,
-        ck,
+        ck: *ck,
         h,
         ephemeral: ephemeral.to_bytes(),
     })

@@ -59,6 +59,14 @@
 //! * **Roaming** — the endpoint follows only authenticated packets (a valid handshake or a
 //!   decrypted data packet), so a spoofed source cannot redirect traffic.
 //!
+//! ## Where things are
+//!
+//! `wire` (sizes, parsing), `handshake` (Noise IKpsk2), `cookie` (mac1/mac2, cookie replies,
+//! global and per-source rate limits), [`replay`] (the window), `session` (one transport
+//! keypair), [`timers`] (constants and per-peer timers), `peer` (keypair slots, staging),
+//! `allowed_ips` (longest-prefix tables), `device` + `inbound` (the [`Device`]), `stats`,
+//! `config`, `wg_quick` (config files), [`backend`] (control-plane trait and conformance).
+//!
 //! ## Sizes
 //!
 //! Measured with `size_of` on 64-bit targets and checked by a test ([`sizes`]): an idle peer
@@ -97,6 +105,7 @@ pub mod replay;
 mod session;
 mod stats;
 pub mod timers;
+mod wg_quick;
 mod wire;
 
 pub use allowed_ips::{Cidr, CidrError};
@@ -104,6 +113,7 @@ pub use config::{DeviceConfig, PeerConfig};
 pub use device::{Action, Device, Event, Transmit, WallTime};
 pub use error::{DropReason, Error};
 pub use stats::{PeerStatus, Stats};
+pub use wg_quick::{WgQuickError, WgQuickFile};
 pub use wire::{COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN};
 
 /// Sizes of the per-peer state, for capacity planning (documented and tested).

@@ -124,3 +124,51 @@ impl Keypair {
         self.replay.update(counter)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Duration;
+
+    fn pair(now: Instant) -> (Keypair, Keypair) {
+        (
+            Keypair::new([1; 32], [2; 32], 10, 20, now, true),
+            Keypair::new([2; 32], [1; 32], 20, 10, now, false),
+        )
+    }
+
+    #[test]
+    fn counters_at_the_reject_limit_are_refused_both_ways() {
+        let now = Instant::from_secs(1);
+        let (mut a, mut b) = pair(now);
+        a.send_counter = REJECT_AFTER_MESSAGES - 1;
+        assert!(a.can_send(now));
+        let mut buf = [0u8; 32];
+        a.seal_into(&mut buf).unwrap();
+        assert!(!a.can_send(now), "REJECT_AFTER_MESSAGES reached");
+        let mut out = [0u8; 16];
+        assert_eq!(
+            b.open_into(now, REJECT_AFTER_MESSAGES - 1, &buf[16..], &mut out),
+            Ok(0)
+        );
+        assert_eq!(
+            b.open_into(now, REJECT_AFTER_MESSAGES, &buf[16..], &mut out),
+            Err(DropReason::SessionExpired)
+        );
+    }
+
+    #[test]
+    fn sessions_expire_at_reject_after_time() {
+        let now = Instant::from_secs(1);
+        let (a, _) = pair(now);
+        assert!(a.can_send(now + REJECT_AFTER_TIME - Duration::from_nanos(1)));
+        assert!(!a.can_send(now + REJECT_AFTER_TIME));
+        assert!(!a.can_receive(now + REJECT_AFTER_TIME));
+    }
+
+    #[test]
+    fn nonce_is_the_little_endian_counter_after_four_zero_bytes() {
+        let n = nonce(0x0102_0304_0506_0708);
+        assert_eq!(n, [0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1]);
+    }
+}
