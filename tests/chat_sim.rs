@@ -112,10 +112,7 @@ impl Sim {
     /// Drains events and frames of both sides, checking the invariants.
     fn drain(&mut self) {
         for side in 0..2 {
-            loop {
-                let Some(ev) = self.nodes[side].chat.poll_event() else {
-                    break;
-                };
+            while let Some(ev) = self.nodes[side].chat.poll_event() {
                 match ev {
                     ChatEvent::Established {
                         epoch,
@@ -371,4 +368,62 @@ fn restore_from_before_a_rekey_redoes_the_epoch_and_converges() {
     assert_eq!(sim.nodes[0].chat.epoch(), Some(1));
     assert_eq!(sim.nodes[1].chat.epoch(), Some(1));
     sim.converge();
+}
+
+/// A shrunk case found by the property test (kept as a regression): the responder rekeys
+/// while the initiator's first epoch is still unconfirmed.
+#[test]
+fn rekey_from_the_responder_before_the_first_epoch_is_confirmed_converges() {
+    let mut sim = Sim::new(0);
+    for o in [
+        Op::Deliver(0, 0),
+        Op::Deliver(1, 0),
+        Op::Deliver(0, 0),
+        Op::Rekey(1),
+        Op::Send(1, 0),
+        Op::Advance(10),
+        Op::Send(1, 0),
+        Op::Deliver(0, 0),
+        Op::Deliver(1, 37),
+    ] {
+        sim.apply(o);
+    }
+    sim.converge();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Garbage and bit-flipped frames never panic; a rejected frame leaves the machine usable
+    /// (unless it failed closed on a desync, which must then be reported).
+    #[test]
+    fn arbitrary_and_mutated_frames_never_panic_and_leave_the_machine_usable(
+        garbage in proptest::collection::vec(any::<u8>(), 0..120),
+        flips in proptest::collection::vec((any::<usize>(), 1..=255u8), 1..4),
+        which in 0..5usize,
+    ) {
+        let mut p = Pair::established(90);
+        let _ = p.b.handle_frame(p.now, &garbage);
+        // Mutate one of: a data frame, a close frame, or a handshake message of a rekey.
+        let mut frame = match which {
+            0 | 1 => { p.a.send(p.now, b"to be mutated").unwrap(); p.a.poll_transmit().unwrap() }
+            2 => { p.a.rekey(p.now).unwrap(); p.a.poll_transmit().unwrap() }
+            _ => { let mut hdr = p.a.poll_transmit(); if hdr.is_none() { p.a.send(p.now, b"").unwrap(); hdr = p.a.poll_transmit(); } hdr.unwrap() }
+        };
+        for (pos, x) in flips {
+            let i = pos % frame.len();
+            frame[i] ^= x;
+        }
+        let r = p.b.handle_frame(p.now, &frame);
+        if p.b.is_closed() {
+            prop_assert!(r == Err(Error::Desync) || r.is_ok());
+        } else {
+            p.b_events();
+            p.a.send(p.now, b"still works").unwrap();
+            let mut last = None;
+            while let Some(f) = p.a.poll_transmit() { last = Some(f); }
+            p.b.handle_frame(p.now, &last.unwrap()).unwrap();
+            prop_assert!(messages(&p.b_events()).iter().any(|m| m.2 == b"still works"));
+        }
+    }
 }

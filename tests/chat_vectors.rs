@@ -26,7 +26,10 @@ const ID_SEED_R: [u8; 32] = [0x22; 32];
 fn key(tag: u8, epoch: u8) -> [u8; 32] {
     let mut k = [0u8; 32];
     for (i, b) in k.iter_mut().enumerate() {
-        *b = tag.wrapping_mul(31).wrapping_add(epoch.wrapping_mul(7)).wrapping_add(i as u8);
+        *b = tag
+            .wrapping_mul(31)
+            .wrapping_add(epoch.wrapping_mul(7))
+            .wrapping_add(i as u8);
     }
     k
 }
@@ -56,16 +59,24 @@ fn snow_epoch(epoch: u32) -> Value {
     let (si, ei, sr, er) = (key(S_I, e), key(E_I, e), key(S_R, e), key(E_R, e));
     let pro = prologue(&CHAT_ID, epoch);
     let mut ini = snow::Builder::new(NOISE.parse().unwrap())
-        .local_private_key(&si).unwrap()
+        .local_private_key(&si)
+        .unwrap()
         .fixed_ephemeral_key_for_testing_only(&ei)
-        .prologue(&pro).unwrap()
-        .build_initiator().unwrap();
+        .prologue(&pro)
+        .unwrap()
+        .build_initiator()
+        .unwrap();
     let mut res = snow::Builder::new(NOISE.parse().unwrap())
-        .local_private_key(&sr).unwrap()
+        .local_private_key(&sr)
+        .unwrap()
         .fixed_ephemeral_key_for_testing_only(&er)
-        .prologue(&pro).unwrap()
-        .build_responder().unwrap();
-    let pub_of = |k: [u8; 32]| *x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(k)).as_bytes();
+        .prologue(&pro)
+        .unwrap()
+        .build_responder()
+        .unwrap();
+    let pub_of = |k: [u8; 32]| {
+        *x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(k)).as_bytes()
+    };
     let mut buf = [0u8; 1024];
     let mut scratch = [0u8; 1024];
     let frame = |kind: u8, body: &[u8]| {
@@ -76,10 +87,20 @@ fn snow_epoch(epoch: u32) -> Value {
     let n = ini.write_message(&[], &mut buf).unwrap();
     let m1 = frame(1, &buf[..n]);
     res.read_message(&buf[..n], &mut scratch).unwrap();
-    let n = res.write_message(&identity_payload(&ID_SEED_R, &pub_of(sr), &CHAT_ID, epoch), &mut buf).unwrap();
+    let n = res
+        .write_message(
+            &identity_payload(&ID_SEED_R, &pub_of(sr), &CHAT_ID, epoch),
+            &mut buf,
+        )
+        .unwrap();
     let m2 = frame(2, &buf[..n]);
     ini.read_message(&buf[..n], &mut scratch).unwrap();
-    let n = ini.write_message(&identity_payload(&ID_SEED_I, &pub_of(si), &CHAT_ID, epoch), &mut buf).unwrap();
+    let n = ini
+        .write_message(
+            &identity_payload(&ID_SEED_I, &pub_of(si), &CHAT_ID, epoch),
+            &mut buf,
+        )
+        .unwrap();
     let m3 = frame(3, &buf[..n]);
     res.read_message(&buf[..n], &mut scratch).unwrap();
     assert_eq!(ini.get_handshake_hash(), res.get_handshake_hash());
@@ -109,7 +130,13 @@ fn snow_epoch(epoch: u32) -> Value {
 }
 
 fn scripts() -> (Script, Script) {
-    let a = Script::new(&[&key(S_I, 0), &key(E_I, 0), &key(S_I, 1), &key(E_I, 1), &SEAL_NONCE]);
+    let a = Script::new(&[
+        &key(S_I, 0),
+        &key(E_I, 0),
+        &key(S_I, 1),
+        &key(E_I, 1),
+        &SEAL_NONCE,
+    ]);
     let b = Script::new(&[&key(S_R, 0), &key(E_R, 0), &key(S_R, 1), &key(E_R, 1)]);
     (a, b)
 }
@@ -142,7 +169,11 @@ fn run_sealwire(vec: &Value) -> Vec<u8> {
         b.handle_frame(now, &m3).unwrap();
         let msgs = ep["messages"].as_array().unwrap();
         let conf = b.poll_transmit().unwrap();
-        assert_eq!(hex(&conf), msgs[0]["frame"].as_str().unwrap(), "epoch {i} confirmation");
+        assert_eq!(
+            hex(&conf),
+            msgs[0]["frame"].as_str().unwrap(),
+            "epoch {i} confirmation"
+        );
         a.handle_frame(now, &conf).unwrap();
         let ev: Vec<_> = std::iter::from_fn(|| a.poll_event()).collect();
         let want_hh = h(&ep["handshake_hash"]);
@@ -150,9 +181,15 @@ fn run_sealwire(vec: &Value) -> Vec<u8> {
             ChatEvent::Established { handshake_hash, .. } | ChatEvent::Rekeyed { handshake_hash, .. }
             if handshake_hash[..] == want_hh[..])));
         a.send(now, &h(&msgs[1]["plaintext"])).unwrap();
-        assert_eq!(hex(&a.poll_transmit().unwrap()), msgs[1]["frame"].as_str().unwrap());
+        assert_eq!(
+            hex(&a.poll_transmit().unwrap()),
+            msgs[1]["frame"].as_str().unwrap()
+        );
         b.send(now, &h(&msgs[2]["plaintext"])).unwrap();
-        assert_eq!(hex(&b.poll_transmit().unwrap()), msgs[2]["frame"].as_str().unwrap());
+        assert_eq!(
+            hex(&b.poll_transmit().unwrap()),
+            msgs[2]["frame"].as_str().unwrap()
+        );
         // And each side opens the other's vector frame.
         b.handle_frame(now, &h(&msgs[1]["frame"])).unwrap();
         a.handle_frame(now, &h(&msgs[2]["frame"])).unwrap();
@@ -179,9 +216,20 @@ fn sealed_state_record_matches_the_regression_vector_and_opens() {
     assert_eq!(hex(&record), sealed["record"].as_str().unwrap());
     let key = SealKey::from_bytes(h(&sealed["key"]).try_into().unwrap());
     let (_, sb) = scripts();
-    let restored = Chat::unseal(cfg(ID_SEED_I), sb, Instant::from_secs(5000), &record, UnsealWith::Key(&key), Some(1)).unwrap();
+    let restored = Chat::unseal(
+        cfg(ID_SEED_I),
+        sb,
+        Instant::from_secs(5000),
+        &record,
+        UnsealWith::Key(&key),
+        Some(1),
+    )
+    .unwrap();
     assert_eq!(restored.epoch(), Some(1));
-    assert_eq!(restored.peer_identity(), Some(IdentityKey::from_seed(ID_SEED_R).public()));
+    assert_eq!(
+        restored.peer_identity(),
+        Some(IdentityKey::from_seed(ID_SEED_R).public())
+    );
 }
 
 /// Regenerates vectors/chat/*.json. Run by hand:
@@ -199,7 +247,11 @@ fn generate_vectors() {
     });
     let dir = vectors_dir();
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("handshake.json"), serde_json::to_string_pretty(&vec).unwrap() + "\n").unwrap();
+    std::fs::write(
+        dir.join("handshake.json"),
+        serde_json::to_string_pretty(&vec).unwrap() + "\n",
+    )
+    .unwrap();
     let record = run_sealwire(&vec);
     let sealed = json!({
         "description": "Regression vector (sealwire's own output): the initiator of handshake.json after epoch 1, sealed 65 s after its first handshake with a raw key; nonce drawn from the script after the handshake keys.",
@@ -207,5 +259,9 @@ fn generate_vectors() {
         "nonce": hex(&SEAL_NONCE),
         "record": hex(&record),
     });
-    std::fs::write(dir.join("sealed_state.json"), serde_json::to_string_pretty(&sealed).unwrap() + "\n").unwrap();
+    std::fs::write(
+        dir.join("sealed_state.json"),
+        serde_json::to_string_pretty(&sealed).unwrap() + "\n",
+    )
+    .unwrap();
 }

@@ -8,155 +8,22 @@ use core::ops::Range;
 
 use zeroize::Zeroizing;
 
-use crate::crypto::ed25519::{IdentityPublic, SIGNATURE_LEN};
-use crate::crypto::kdf::sha256;
-use crate::crypto::x25519::X25519Secret;
+use crate::crypto::ed25519::IdentityPublic;
 use crate::time::Instant;
 
 use super::config::ChatConfig;
 use super::error::Error;
-use super::noise::{Handshake, HandshakeOutput, Role};
-use super::ratchet::{seal_with, ChainKey, RecvChain, SendChain};
-use super::wire::{FrameHeader, FrameKind, HEADER_LEN, IDENTITY_PAYLOAD_LEN, TAG_LEN};
+use super::event::{ChatEvent, CloseReason, Opened};
+use super::noise::{Handshake, Role};
+use super::ratchet::{seal_with, RecvChain, SendChain};
+use super::wire::{FrameHeader, FrameKind, HEADER_LEN, TAG_LEN};
 
 /// Protocol label, first part of the prologue.
 pub(crate) const PROLOGUE_LABEL: &[u8] = b"sealwire/chat/1";
 /// Domain separator of the identity signature over the Noise static key.
 pub(crate) const STATIC_SIG_LABEL: &[u8] = b"sealwire/chat/1 static";
 /// How many times an initiator re-sends message 3 before abandoning an unconfirmed epoch.
-const MSG3_RESENDS: u8 = 3;
-
-/// Why a chat closed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// An orderly close by one side (code 0).
-    Normal,
-    /// A frame jumped beyond the skipped-key window or skipped an epoch (code 1).
-    Desync,
-    /// The peer proved an unexpected identity (code 2).
-    IdentityMismatch,
-    /// The epoch outlived `reject_after_time` without a successful rekey (code 3).
-    Expired,
-    /// A reason code this version does not know.
-    Unknown(u8),
-}
-
-impl CloseReason {
-    /// The wire code carried (encrypted) in a close frame.
-    ///
-    /// ```
-    /// use sealwire::chat::CloseReason;
-    /// assert_eq!(CloseReason::from_code(CloseReason::Desync.code()), CloseReason::Desync);
-    /// ```
-    pub const fn code(self) -> u8 {
-        match self {
-            CloseReason::Normal => 0,
-            CloseReason::Desync => 1,
-            CloseReason::IdentityMismatch => 2,
-            CloseReason::Expired => 3,
-            CloseReason::Unknown(c) => c,
-        }
-    }
-
-    /// Parses a wire code.
-    pub const fn from_code(c: u8) -> Self {
-        match c {
-            0 => CloseReason::Normal,
-            1 => CloseReason::Desync,
-            2 => CloseReason::IdentityMismatch,
-            3 => CloseReason::Expired,
-            c => CloseReason::Unknown(c),
-        }
-    }
-}
-
-/// What the machine tells its embedder. Drain with [`Chat::poll_event`].
-#[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ChatEvent {
-    /// The peer proved this Ed25519 identity (signature over its Noise static key verified,
-    /// and equal to the pinned one if any). Reported once, at the first handshake; rekeys must
-    /// prove the same identity.
-    PeerIdentity {
-        /// The verified identity.
-        identity: IdentityPublic,
-    },
-    /// The first epoch is established: messages can be sent.
-    Established {
-        /// The epoch (0).
-        epoch: u32,
-        /// The Noise handshake hash, usable for channel binding.
-        handshake_hash: [u8; 32],
-    },
-    /// A rekey completed: new messages use the new epoch.
-    Rekeyed {
-        /// The new epoch.
-        epoch: u32,
-        /// The new handshake hash.
-        handshake_hash: [u8; 32],
-    },
-    /// A message arrived (possibly out of order).
-    Message {
-        /// Epoch it was sent in.
-        epoch: u32,
-        /// Its counter in the sender's chain.
-        counter: u64,
-        /// The plaintext.
-        plaintext: Vec<u8>,
-    },
-    /// The last sealed record no longer covers the state well (half the counter lease is used,
-    /// or a new epoch began): seal again soon.
-    SealAdvised,
-    /// The chat is closed and every key is wiped.
-    Closed {
-        /// Why.
-        reason: CloseReason,
-        /// Whether the peer closed it (authenticated close frame).
-        by_peer: bool,
-    },
-}
-
-impl fmt::Debug for ChatEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ChatEvent::PeerIdentity { identity } => write!(f, "PeerIdentity({identity:?})"),
-            ChatEvent::Established { epoch, .. } => write!(f, "Established {{ epoch: {epoch} }}"),
-            ChatEvent::Rekeyed { epoch, .. } => write!(f, "Rekeyed {{ epoch: {epoch} }}"),
-            ChatEvent::Message {
-                epoch,
-                counter,
-                plaintext,
-            } => write!(
-                f,
-                "Message {{ epoch: {epoch}, counter: {counter}, len: {} }}",
-                plaintext.len()
-            ),
-            ChatEvent::SealAdvised => f.write_str("SealAdvised"),
-            ChatEvent::Closed { reason, by_peer } => {
-                write!(f, "Closed {{ reason: {reason:?}, by_peer: {by_peer} }}")
-            }
-        }
-    }
-}
-
-/// The result of [`Chat::open_in_place`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Opened {
-    /// A data frame: its plaintext is now at `plaintext` inside the caller's buffer.
-    Message {
-        /// Epoch it was sent in.
-        epoch: u32,
-        /// Counter in the sender's chain.
-        counter: u64,
-        /// Where the plaintext lies in the buffer.
-        plaintext: Range<usize>,
-    },
-    /// A handshake, close or confirmation frame was consumed: drain `poll_transmit` and
-    /// `poll_event`.
-    Control,
-}
+pub(crate) const MSG3_RESENDS: u8 = 3;
 
 /// One established key epoch.
 pub(crate) struct Epoch {
@@ -176,10 +43,10 @@ pub(crate) struct Epoch {
 /// An epoch the initiator has keys for but the responder has not confirmed yet.
 pub(crate) struct Unconfirmed {
     pub(crate) epoch: Epoch,
-    msg3_frame: Vec<u8>,
-    resend_at: Instant,
-    resends_left: u8,
-    peer: IdentityPublic,
+    pub(crate) msg3_frame: Vec<u8>,
+    pub(crate) resend_at: Instant,
+    pub(crate) resends_left: u8,
+    pub(crate) peer: IdentityPublic,
 }
 
 /// The receive chain of the epoch before the current one, kept for a grace period.
@@ -190,12 +57,12 @@ pub(crate) struct Previous {
 }
 
 /// A handshake in flight.
-struct Pending {
-    epoch: u32,
-    hs: Handshake,
-    started: Instant,
+pub(crate) struct Pending {
+    pub(crate) epoch: u32,
+    pub(crate) hs: Handshake,
+    pub(crate) started: Instant,
     /// The last handshake frame we sent, re-sent when the peer's previous message is repeated.
-    last_sent: Vec<u8>,
+    pub(crate) last_sent: Vec<u8>,
 }
 
 /// A per-chat forward-secret channel: one machine per chat and side, handling the first
@@ -234,11 +101,11 @@ pub struct Chat<R> {
     pub(crate) current: Option<Epoch>,
     pub(crate) unconfirmed: Option<Box<Unconfirmed>>,
     pub(crate) previous: Option<Box<Previous>>,
-    pending: Option<Box<Pending>>,
+    pub(crate) pending: Option<Box<Pending>>,
     pub(crate) peer: Option<IdentityPublic>,
     pub(crate) rekey_log: Vec<Instant>,
-    transmit: VecDeque<Vec<u8>>,
-    events: VecDeque<ChatEvent>,
+    pub(crate) transmit: VecDeque<Vec<u8>>,
+    pub(crate) events: VecDeque<ChatEvent>,
     pub(crate) closed: bool,
     pub(crate) seal_seq: u64,
     /// `(epoch, first counter not covered)` of the last seal.
@@ -256,30 +123,8 @@ impl<R> fmt::Debug for Chat<R> {
     }
 }
 
-fn prologue(chat_id: &[u8; 16], epoch: u32) -> [u8; 35] {
-    let mut p = [0u8; 35];
-    p[..15].copy_from_slice(PROLOGUE_LABEL);
-    p[15..31].copy_from_slice(chat_id);
-    p[31..].copy_from_slice(&epoch.to_be_bytes());
-    p
-}
-
-/// The bytes an identity key signs: `"sealwire/chat/1 static" ‖ noise_static_pub ‖ chat_id ‖ epoch`.
-pub(crate) fn static_signature_message(
-    static_pub: &[u8; 32],
-    chat_id: &[u8; 16],
-    epoch: u32,
-) -> [u8; 74] {
-    let mut m = [0u8; 74];
-    m[..22].copy_from_slice(STATIC_SIG_LABEL);
-    m[22..54].copy_from_slice(static_pub);
-    m[54..70].copy_from_slice(chat_id);
-    m[70..].copy_from_slice(&epoch.to_be_bytes());
-    m
-}
-
 impl<R: rand_core::CryptoRng> Chat<R> {
-    fn blank(config: ChatConfig, rng: R, role: Role) -> Result<Self, Error> {
+    pub(crate) fn blank(config: ChatConfig, rng: R, role: Role) -> Result<Self, Error> {
         if !config.validate() {
             return Err(Error::InvalidConfig);
         }
@@ -496,9 +341,28 @@ impl<R: rand_core::CryptoRng> Chat<R> {
 
     /// Buffer API for the receive hot path: decrypts a data frame in place and returns where
     /// the plaintext lies; no allocation, no event. Other frames are handed to
-    /// [`Chat::handle_frame`] and reported as [`Opened::Control`]. On error the buffer's
-    /// contents are unspecified only if the error is for a non-data frame; a rejected data frame
-    /// leaves it unchanged.
+    /// [`Chat::handle_frame`] and reported as [`Opened::Control`] (as is an empty data frame, a
+    /// key confirmation). A rejected frame leaves the buffer unchanged.
+    ///
+    /// ```
+    /// # use sealwire::chat::{Chat, ChatConfig, ChatId, Opened};
+    /// # use sealwire::crypto::ed25519::IdentityKey;
+    /// # use sealwire::time::Instant;
+    /// # use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+    /// # let id = ChatId::new([7; 16]); let now = Instant::ZERO;
+    /// # let mut a = Chat::initiator(ChatConfig::new(id, IdentityKey::from_seed([1; 32])), ChaCha20Rng::from_seed([1; 32]), now).unwrap();
+    /// # let mut b = Chat::responder(ChatConfig::new(id, IdentityKey::from_seed([2; 32])), ChaCha20Rng::from_seed([2; 32])).unwrap();
+    /// # loop { let mut m = false;
+    /// #   while let Some(f) = a.poll_transmit() { b.handle_frame(now, &f).unwrap(); m = true; }
+    /// #   while let Some(f) = b.poll_transmit() { a.handle_frame(now, &f).unwrap(); m = true; }
+    /// #   if !m { break; } }
+    /// let mut buf = [0u8; 128];
+    /// let n = a.seal_into(now, b"in place", &mut buf).unwrap();
+    /// match b.open_in_place(now, &mut buf[..n]).unwrap() {
+    ///     Opened::Message { plaintext, .. } => assert_eq!(&buf[plaintext], b"in place"),
+    ///     _ => unreachable!(),
+    /// }
+    /// ```
     pub fn open_in_place(&mut self, now: Instant, frame: &mut [u8]) -> Result<Opened, Error> {
         if self.closed {
             return Err(Error::Closed);
@@ -618,7 +482,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                     // The responder never confirmed: abandon the new keys.
                     let epoch = u.epoch.number;
                     self.unconfirmed = None;
-                    if epoch == 0 && self.current.is_none() {
+                    if epoch == 0 && self.current.is_none() && self.pending.is_none() {
                         let _ = self.start_handshake(now, 0);
                     }
                 } else {
@@ -630,6 +494,14 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                     }
                 }
             }
+        }
+        if self.role == Role::Initiator
+            && self.current.is_none()
+            && self.pending.is_none()
+            && self.unconfirmed.is_none()
+        {
+            // Every attempt at a first epoch failed: the initiator starts over.
+            let _ = self.start_handshake(now, 0);
         }
         if self.previous.as_ref().is_some_and(|prev| now >= prev.until) {
             self.previous = None;
@@ -669,7 +541,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             .map_or(Instant::ZERO, |t| *t + self.config.rekey.throttle_period)
     }
 
-    fn log_rekey(&mut self, now: Instant) {
+    pub(crate) fn log_rekey(&mut self, now: Instant) {
         let max = self.config.rekey.throttle_max as usize;
         if self.rekey_log.len() >= max {
             if let Some(pos) = self
@@ -685,7 +557,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         self.rekey_log.push(now);
     }
 
-    fn frame(&self, kind: FrameKind, epoch: u32, counter: u64, body: &[u8]) -> Vec<u8> {
+    pub(crate) fn frame(&self, kind: FrameKind, epoch: u32, counter: u64, body: &[u8]) -> Vec<u8> {
         let h = FrameHeader {
             kind,
             chat_id: self.config.chat_id,
@@ -698,297 +570,8 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         out
     }
 
-    fn identity_payload(&self, static_pub: &[u8; 32], epoch: u32) -> [u8; IDENTITY_PAYLOAD_LEN] {
-        let msg = static_signature_message(static_pub, self.config.chat_id.as_bytes(), epoch);
-        let sig = self.config.identity.sign(&msg);
-        let mut p = [0u8; IDENTITY_PAYLOAD_LEN];
-        p[..32].copy_from_slice(self.config.identity.public().as_bytes());
-        p[32..].copy_from_slice(&sig);
-        p
-    }
-
-    /// Checks the peer's identity payload against the Noise static key it just proved, the pin
-    /// and the identity of earlier epochs.
-    fn verify_identity(
-        &self,
-        payload: &[u8],
-        remote_static: &[u8; 32],
-        epoch: u32,
-    ) -> Result<IdentityPublic, Error> {
-        let (id, sig) = payload
-            .split_first_chunk::<32>()
-            .ok_or(Error::HandshakeFailed)?;
-        let sig: &[u8; SIGNATURE_LEN] = sig.try_into().map_err(|_| Error::HandshakeFailed)?;
-        let id = IdentityPublic::from_bytes(*id).ok_or(Error::HandshakeFailed)?;
-        let msg = static_signature_message(remote_static, self.config.chat_id.as_bytes(), epoch);
-        if !id.verify(&msg, sig) {
-            return Err(Error::HandshakeFailed);
-        }
-        let expected = self.peer.or(self.config.pinned_peer);
-        if expected.is_some_and(|e| !crate::crypto::ct_eq(e.as_bytes(), id.as_bytes())) {
-            return Err(Error::IdentityMismatch);
-        }
-        Ok(id)
-    }
-
-    pub(crate) fn start_handshake(&mut self, now: Instant, epoch: u32) -> Result<(), Error> {
-        if self.transmit.len() >= self.config.queue_capacity {
-            return Err(Error::QueueFull);
-        }
-        let s = X25519Secret::generate(&mut self.rng);
-        let e = X25519Secret::generate(&mut self.rng);
-        let mut hs = Handshake::new(
-            Role::Initiator,
-            &prologue(self.config.chat_id.as_bytes(), epoch),
-            s,
-            e,
-        );
-        let body = hs.write_msg1().map_err(|_| Error::HandshakeFailed)?;
-        let frame = self.frame(FrameKind::HandshakeInit, epoch, 0, &body);
-        if epoch > 0 {
-            self.log_rekey(now);
-        }
-        self.transmit.push_back(frame.clone());
-        self.pending = Some(Box::new(Pending {
-            epoch,
-            hs,
-            started: now,
-            last_sent: frame,
-        }));
-        Ok(())
-    }
-
-    fn on_msg1(&mut self, now: Instant, h: &FrameHeader, body: &[u8]) -> Result<(), Error> {
-        let their_e: [u8; 32] = body.try_into().map_err(|_| Error::Malformed)?;
-        // A message 1 for the current epoch that is not the one which made it: the peer lost
-        // that epoch (crash and restore from an older sealed state) and redoes it.
-        // A message 1 for a later epoch than the next one: the peer moved on while we were
-        // restored from an older seal. Answering is safe: the epoch is bound into the prologue
-        // and both signatures, and nothing changes unless the handshake completes.
-        let redo = match &self.current {
-            Some(c) if h.epoch == c.number => {
-                if c.peer_msg1_ephemeral == Some(their_e) {
-                    return Err(Error::Replayed);
-                }
-                true
-            }
-            Some(c) if h.epoch < c.number => return Err(Error::Replayed),
-            Some(_) => false,
-            // Before any epoch: the first handshake, or (if our first epoch awaits the peer's
-            // confirmation, which was lost) the peer's rekey from it.
-            None if h.epoch != 0
-                && !self
-                    .unconfirmed
-                    .as_ref()
-                    .is_some_and(|u| h.epoch > u.epoch.number) =>
-            {
-                return Err(Error::Desync)
-            }
-            None => false,
-        };
-        if self.transmit.len() >= self.config.queue_capacity {
-            return Err(Error::QueueFull);
-        }
-        let mut counts_against_throttle = h.epoch > 0 || redo;
-        if let Some(pd) = self.pending.as_ref().filter(|pd| pd.epoch == h.epoch) {
-            match pd.hs.role() {
-                Role::Initiator => {
-                    // Both sides started this epoch at once. Tie-break: the message 1 with the
-                    // larger ephemeral key (bytes compared as big-endian numbers) wins; its
-                    // sender stays initiator, the other side answers it.
-                    if pd.hs.local_ephemeral() >= their_e {
-                        // Ours wins: their message 1 is consumed, ours stands.
-                        return Ok(());
-                    }
-                    counts_against_throttle = false;
-                }
-                Role::Responder => {
-                    if pd.hs.remote_ephemeral() == Some(their_e) {
-                        // A repeated message 1: repeat our message 2.
-                        let again = pd.last_sent.clone();
-                        self.transmit.push_back(again);
-                        return Ok(());
-                    }
-                    // The initiator restarted: answer the new attempt instead (same throttle).
-                }
-            }
-        }
-        if self.unconfirmed.is_some() {
-            // The peer never got our message 3 and starts afresh: its new attempt wins.
-            counts_against_throttle = false;
-        }
-        if counts_against_throttle && !self.throttle_allows(now) {
-            return Err(Error::RekeyThrottled);
-        }
-        let s = X25519Secret::generate(&mut self.rng);
-        let e = X25519Secret::generate(&mut self.rng);
-        let mut hs = Handshake::new(
-            Role::Responder,
-            &prologue(self.config.chat_id.as_bytes(), h.epoch),
-            s,
-            e,
-        );
-        hs.read_msg1(body).map_err(|_| Error::HandshakeFailed)?;
-        let payload = self.identity_payload(&hs.local_static(), h.epoch);
-        let body2 = hs
-            .write_msg2(&payload)
-            .map_err(|_| Error::HandshakeFailed)?;
-        let frame = self.frame(FrameKind::HandshakeResponse, h.epoch, 0, &body2);
-        if counts_against_throttle {
-            self.log_rekey(now);
-        }
-        self.unconfirmed = None;
-        self.transmit.push_back(frame.clone());
-        self.pending = Some(Box::new(Pending {
-            epoch: h.epoch,
-            hs,
-            started: now,
-            last_sent: frame,
-        }));
-        Ok(())
-    }
-
-    fn on_msg2(&mut self, now: Instant, h: &FrameHeader, body: &[u8]) -> Result<(), Error> {
-        let Some(pd) = &self.pending else {
-            return Err(self.stale_or_unexpected(h.epoch));
-        };
-        if pd.epoch != h.epoch || pd.hs.role() != Role::Initiator {
-            return Err(self.stale_or_unexpected(h.epoch));
-        }
-        if self.transmit.len() >= self.config.queue_capacity
-            || self.events.len() + 3 > self.config.queue_capacity
-        {
-            return Err(Error::QueueFull);
-        }
-        // Work on a copy so a forged message 2 leaves the handshake as it was.
-        let mut hs = pd.hs.clone();
-        let payload = hs.read_msg2(body).map_err(|_| Error::HandshakeFailed)?;
-        let rs = hs.remote_static().ok_or(Error::HandshakeFailed)?;
-        let peer = match self.verify_identity(&payload, &rs, h.epoch) {
-            Ok(p) => p,
-            Err(Error::IdentityMismatch) => {
-                self.fail_closed(now, CloseReason::IdentityMismatch);
-                return Err(Error::IdentityMismatch);
-            }
-            Err(e) => return Err(e),
-        };
-        let my_payload = self.identity_payload(&hs.local_static(), h.epoch);
-        let body3 = hs
-            .write_msg3(&my_payload)
-            .map_err(|_| Error::HandshakeFailed)?;
-        let out = hs.finish().map_err(|_| Error::HandshakeFailed)?;
-        let frame = self.frame(FrameKind::HandshakeFinish, h.epoch, 0, &body3);
-        self.pending = None;
-        self.transmit.push_back(frame.clone());
-        let epoch = build_epoch(h.epoch, Role::Initiator, out, now, None);
-        // Keep sending in the old epoch until the responder confirms it has the new keys.
-        self.unconfirmed = Some(Box::new(Unconfirmed {
-            epoch,
-            msg3_frame: frame,
-            resend_at: now + self.config.rekey.handshake_timeout,
-            resends_left: MSG3_RESENDS,
-            peer,
-        }));
-        Ok(())
-    }
-
-    fn on_msg3(&mut self, now: Instant, h: &FrameHeader, body: &[u8]) -> Result<(), Error> {
-        let answering = self
-            .pending
-            .as_ref()
-            .is_some_and(|p| p.epoch == h.epoch && p.hs.role() == Role::Responder);
-        if let Some(cur) = self.current.as_ref().filter(|_| !answering) {
-            if cur.number == h.epoch {
-                // A retransmitted message 3 whose confirmation was lost: confirm again.
-                if cur.msg3_digest == Some(sha256(&[body])) {
-                    self.send_confirmation(now)?;
-                    return Ok(());
-                }
-                return Err(Error::Replayed);
-            }
-        }
-        let Some(pd) = &self.pending else {
-            return Err(self.stale_or_unexpected(h.epoch));
-        };
-        if pd.epoch != h.epoch || pd.hs.role() != Role::Responder {
-            return Err(self.stale_or_unexpected(h.epoch));
-        }
-        if self.transmit.len() + 1 >= self.config.queue_capacity
-            || self.events.len() + 3 > self.config.queue_capacity
-        {
-            return Err(Error::QueueFull);
-        }
-        let mut hs = pd.hs.clone();
-        let payload = hs.read_msg3(body).map_err(|_| Error::HandshakeFailed)?;
-        let rs = hs.remote_static().ok_or(Error::HandshakeFailed)?;
-        let peer = match self.verify_identity(&payload, &rs, h.epoch) {
-            Ok(p) => p,
-            Err(Error::IdentityMismatch) => {
-                self.fail_closed(now, CloseReason::IdentityMismatch);
-                return Err(Error::IdentityMismatch);
-            }
-            Err(e) => return Err(e),
-        };
-        let out = hs.finish().map_err(|_| Error::HandshakeFailed)?;
-        let remote_e = hs.remote_ephemeral();
-        self.pending = None;
-        let mut epoch = build_epoch(h.epoch, Role::Responder, out, now, Some(sha256(&[body])));
-        epoch.peer_msg1_ephemeral = remote_e;
-        self.install(now, epoch, peer);
-        // Tell the initiator we have the new keys (an empty data frame, not reported).
-        self.send_confirmation(now)
-    }
-
-    fn send_confirmation(&mut self, now: Instant) -> Result<(), Error> {
-        let mut frame = alloc::vec![0u8; super::wire::data_frame_len(0)];
-        self.seal_frame(now, FrameKind::Data, &[], &mut frame)?;
-        self.transmit.push_back(frame);
-        Ok(())
-    }
-
-    fn stale_or_unexpected(&self, epoch: u32) -> Error {
-        match &self.current {
-            Some(c) if epoch <= c.number => Error::Replayed,
-            _ => Error::UnexpectedHandshake,
-        }
-    }
-
-    /// Makes `epoch` current; the old receive chain stays for the grace period.
-    fn install(&mut self, now: Instant, epoch: Epoch, peer: IdentityPublic) {
-        let first = self.peer.is_none();
-        self.peer = Some(peer);
-        if first {
-            self.events
-                .push_back(ChatEvent::PeerIdentity { identity: peer });
-        }
-        let number = epoch.number;
-        let hh = epoch.handshake_hash;
-        if let Some(old) = self.current.replace(epoch) {
-            // The old send chain is dropped (wiped) here.
-            self.previous = Some(Box::new(Previous {
-                number: old.number,
-                recv: old.recv,
-                until: now + self.config.rekey.grace,
-            }));
-        }
-        self.events.push_back(if first {
-            ChatEvent::Established {
-                epoch: number,
-                handshake_hash: hh,
-            }
-        } else {
-            ChatEvent::Rekeyed {
-                epoch: number,
-                handshake_hash: hh,
-            }
-        });
-        if self.lease.is_some() {
-            self.events.push_back(ChatEvent::SealAdvised);
-        }
-    }
-
     /// Encrypts into `out` (header ‖ ciphertext ‖ tag). Nothing changes unless it succeeds.
-    fn seal_frame(
+    pub(crate) fn seal_frame(
         &mut self,
         _now: Instant,
         kind: FrameKind,
@@ -1167,7 +750,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
     }
 
     /// Queues an authenticated close (if there are keys), wipes everything, reports `Closed`.
-    fn fail_closed(&mut self, now: Instant, reason: CloseReason) {
+    pub(crate) fn fail_closed(&mut self, now: Instant, reason: CloseReason) {
         let _ = now;
         if self.current.is_some() {
             let mut frame = alloc::vec![0u8; super::wire::data_frame_len(1)];
@@ -1192,35 +775,5 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         self.pending = None;
         self.unconfirmed = None;
         self.closed = true;
-    }
-}
-
-pub(crate) fn build_epoch(
-    number: u32,
-    role: Role,
-    out: HandshakeOutput,
-    now: Instant,
-    msg3_digest: Option<[u8; 32]>,
-) -> Epoch {
-    let HandshakeOutput {
-        handshake_hash,
-        initiator_to_responder,
-        responder_to_initiator,
-        ..
-    } = out;
-    let (send, recv) = match role {
-        Role::Initiator => (initiator_to_responder, responder_to_initiator),
-        Role::Responder => (responder_to_initiator, initiator_to_responder),
-    };
-    Epoch {
-        number,
-        send: SendChain {
-            chain: ChainKey::new(send, 0),
-        },
-        recv: RecvChain::new(ChainKey::new(recv, 0)),
-        established_at: now,
-        handshake_hash,
-        msg3_digest,
-        peer_msg1_ephemeral: None,
     }
 }

@@ -77,7 +77,19 @@
 //!
 //! ## Sealed state
 //! [`Chat::seal`] / [`Chat::unseal`] persist the whole state (see [`crate::seal`]) with a
-//! counter lease, so a crash-and-restore never reuses a message key.
+//! counter lease, so a crash-and-restore never reuses a message key: the live machine never
+//! sends past the lease of its last seal, and a restored one resumes after it (and must be
+//! sealed before sending). A restored machine immediately starts a fresh epoch, because its
+//! record may predate a rekey the peer completed; the peer accepts a handshake that redoes its
+//! current epoch or jumps ahead, since the epoch is bound into the prologue and signatures.
+//!
+//! ## Why one machine, not typestate
+//! A chat is established *and* handshaking during every rekey, and the old epoch keeps
+//! receiving during the grace period, so the phases overlap; one [`Chat`] holds the current,
+//! previous, unconfirmed and pending epochs and every method is valid at any time, returning
+//! [`Error::NotEstablished`] or [`Error::Closed`] where it cannot act.
+//!
+//! The full specification (byte layouts, KDFs, every rule) is `docs/chat-protocol.md`.
 //!
 //! ## Relays
 //! [`RelayFilter`] checks version, kind and sizes and rate-limits handshakes per chat,
@@ -85,6 +97,8 @@
 
 mod config;
 mod error;
+mod event;
+mod handshake;
 mod machine;
 pub(crate) mod noise;
 mod ratchet;
@@ -94,7 +108,8 @@ mod wire;
 
 pub use config::{ChatConfig, RekeyPolicy, SkipWindow};
 pub use error::Error;
-pub use machine::{Chat, ChatEvent, CloseReason, Opened};
+pub use event::{ChatEvent, CloseReason, Opened};
+pub use machine::Chat;
 pub use relay::{RelayConfig, RelayFilter};
 pub use sealed::SEALED_CHAT_MAGIC;
 pub use wire::{

@@ -24,7 +24,8 @@ use crate::time::{Duration, Instant};
 
 use super::config::ChatConfig;
 use super::error::Error;
-use super::machine::{Chat, ChatEvent, Epoch, Previous};
+use super::event::ChatEvent;
+use super::machine::{Chat, Epoch, Previous};
 use super::noise::Role;
 use super::ratchet::{ChainKey, RecvChain, SendChain};
 
