@@ -483,9 +483,11 @@ fn lookup(c: &mut Criterion<clock::Clock>) {
 
 // ------------------------------------------------------------------------------ the clock
 
-/// Wall time (as criterion's default), or with `SEALWIRE_BENCH_CLOCK=cpu` the benchmark
-/// thread's CPU time: on a shared, loaded machine time spent descheduled then no longer lands
-/// in one function's figure and not in its neighbour's, so ratios of one run stay comparable.
+/// The benchmark thread's CPU time, or with `SEALWIRE_BENCH_CLOCK=wall` wall time (criterion's
+/// default clock). The machines are single-threaded and never sleep, so their CPU time is their
+/// cost; on a shared, loaded machine wall time also counts the time spent descheduled, which
+/// lands on one function and not its neighbour and moved `--quick` ratios by 30% and more
+/// between runs, while CPU-time ratios repeat within a few percent.
 mod clock {
     use criterion::measurement::{Measurement, ValueFormatter, WallTime};
     use rustix::time::{clock_gettime, ClockId};
@@ -497,11 +499,11 @@ mod clock {
 
     impl Clock {
         pub fn from_env() -> Self {
-            let cpu = std::env::var("SEALWIRE_BENCH_CLOCK").is_ok_and(|v| v == "cpu");
-            let id = if cpu {
-                ClockId::ThreadCPUTime
-            } else {
+            let wall = std::env::var("SEALWIRE_BENCH_CLOCK").is_ok_and(|v| v == "wall");
+            let id = if wall {
                 ClockId::Monotonic
+            } else {
+                ClockId::ThreadCPUTime
             };
             Clock { id, wall: WallTime }
         }
@@ -538,8 +540,12 @@ mod clock {
     }
 }
 
+/// `--quick` stops once two samples agree within 2% (criterion's default is 5%) or after 3 s.
 fn config() -> Criterion<clock::Clock> {
-    Criterion::default().with_measurement(clock::Clock::from_env())
+    Criterion::default()
+        .with_measurement(clock::Clock::from_env())
+        .significance_level(0.02)
+        .measurement_time(std::time::Duration::from_secs(3))
 }
 
 #[cfg(not(feature = "ring"))]
