@@ -7,6 +7,9 @@
 
 use std::hint::black_box;
 
+#[path = "common/clock.rs"]
+mod clock;
+
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -79,7 +82,7 @@ fn floor_init(v: &InitVector) -> [u8; 20] {
     h[12..].try_into().expect("20 bytes")
 }
 
-fn bench_init(c: &mut Criterion) {
+fn bench_init(c: &mut Criterion<clock::Clock>) {
     let v = load_init_vector();
     assert_eq!(
         sealwire::crypto::hex::encode(&floor_init(&v)),
@@ -157,7 +160,7 @@ fn prompt_1k() -> Prompt {
     p
 }
 
-fn bench_prompt_open(c: &mut Criterion) {
+fn bench_prompt_open(c: &mut Criterion<clock::Clock>) {
     let (mut node, conn, mut client) = established();
     let prompt = prompt_1k();
     // One frame for the floor: the same ciphertext size, nonce and AAD the node opens.
@@ -220,7 +223,7 @@ fn bench_prompt_open(c: &mut Criterion) {
     g.finish();
 }
 
-fn bench_chunk_seal(c: &mut Criterion) {
+fn bench_chunk_seal(c: &mut Criterion<clock::Clock>) {
     let (mut node, conn, _client) = established();
     let text = "y".repeat(64);
     let mut out = String::with_capacity(1024);
@@ -263,7 +266,7 @@ fn bench_chunk_seal(c: &mut Criterion) {
 /// 100,000 sessions in one node: the next deadline must stay cheap (O(log n) or better).
 /// Sessions are plaintext ones so that building the fixture takes seconds, not minutes; they
 /// sit in the same tables and deadline structure as encrypted sessions.
-fn bench_scale(c: &mut Criterion) {
+fn bench_scale(c: &mut Criterion<clock::Clock>) {
     let config = NodeConfig {
         allow_plaintext: true,
         max_sessions: 200_000,
@@ -300,11 +303,9 @@ fn bench_scale(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(
-    benches,
-    bench_init,
-    bench_prompt_open,
-    bench_chunk_seal,
-    bench_scale
-);
+criterion_group! {
+    name = benches;
+    config = clock::config();
+    targets = bench_init, bench_prompt_open, bench_chunk_seal, bench_scale
+}
 criterion_main!(benches);
