@@ -18,11 +18,13 @@
 //!
 //! ## The loop
 //!
+//! Every machine is driven the same way, whatever the protocol and whatever runs it:
+//!
 //! ```text
 //! loop {
 //!     // 1. drain what the machine wants to say
 //!     while let Some(t) = machine.poll_transmit() { socket.send(t) }
-//!     while let Some(e) = machine.poll_event()    { app.handle(e) }   // may call accept()/reject()
+//!     while let Some(e) = machine.poll_event()    { app.handle(e) }   // may call accept()/send()
 //!     // 2. wait for input or the machine's deadline, whichever is first
 //!     select! {
 //!         bytes = socket.recv()                      => machine.handle_*(now, bytes),
@@ -31,11 +33,62 @@
 //! }
 //! ```
 //!
-//! Inputs are of three kinds: bytes from the network (`handle_frame`, ...), decisions of the
-//! embedder (`accept`, `reject`, `send_*`), and time (`handle_timeout`). Outputs are of three
-//! kinds too: bytes to transmit (`poll_transmit`), events (`poll_event`), and the next deadline
+//! Inputs are of three kinds: bytes from the network (`handle_frame`, `decapsulate`, ...),
+//! decisions of the embedder (`accept`, `reject`, `send`, `rekey`, ...), and time
+//! (`handle_timeout`). Outputs are of three kinds too: bytes to transmit (`poll_transmit`, or
+//! the caller's buffer on the hot paths), events (`poll_event`), and the next deadline
 //! (`poll_timeout`). A bad input returns an `Err` for that input only; it never poisons the
-//! machine or touches other sessions.
+//! machine or touches other sessions, chats or peers.
+//!
+//! Here the loop runs two [`chat`] endpoints against each other over an in-memory "network",
+//! with a virtual clock that jumps straight to the next deadline (no test here ever sleeps):
+//!
+//! ```
+//! use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+//! use sealwire::chat::{Chat, ChatConfig, ChatEvent, ChatId};
+//! use sealwire::crypto::ed25519::IdentityKey;
+//! use sealwire::time::{Duration, Instant};
+//!
+//! let id = ChatId::new([7; 16]);
+//! let (alice_id, bob_id) = (IdentityKey::from_seed([1; 32]), IdentityKey::from_seed([2; 32]));
+//! let mut bob_cfg = ChatConfig::new(id, bob_id);
+//! bob_cfg.pinned_peer = Some(alice_id.public()); // fail closed on anyone else
+//! let mut now = Instant::ZERO;
+//! let mut alice = Chat::initiator(ChatConfig::new(id, alice_id), ChaCha20Rng::from_seed([3; 32]), now)?;
+//! let mut bob = Chat::responder(bob_cfg, ChaCha20Rng::from_seed([4; 32]))?;
+//!
+//! let (mut received, mut sent) = (Vec::new(), false);
+//! for _ in 0..20 {
+//!     if alice.is_established() && !sent {
+//!         alice.send(now, b"hello bob")?; // before the handshake: Err(NotEstablished)
+//!         sent = true;
+//!     }
+//!     // The "network": deliver until both sides are quiet. An `Err` would concern that one
+//!     // frame only (a duplicate, a forgery); the machine goes on.
+//!     let mut quiet = false;
+//!     while !quiet {
+//!         quiet = true;
+//!         while let Some(f) = alice.poll_transmit() { quiet = false; let _ = bob.handle_frame(now, &f); }
+//!         while let Some(f) = bob.poll_transmit() { quiet = false; let _ = alice.handle_frame(now, &f); }
+//!     }
+//!     while let Some(e) = bob.poll_event() {
+//!         if let ChatEvent::Message { plaintext, .. } = e { received.push(plaintext); }
+//!     }
+//!     while alice.poll_event().is_some() {}
+//!     // Time only moves to the next deadline either machine asked for.
+//!     let next = [alice.poll_timeout(), bob.poll_timeout()].into_iter().flatten().min();
+//!     now = next.unwrap_or(now + Duration::from_secs(1)).max(now);
+//!     alice.handle_timeout(now);
+//!     bob.handle_timeout(now);
+//! }
+//! assert_eq!(received, [b"hello bob".to_vec()]);
+//! # Ok::<(), sealwire::chat::Error>(())
+//! ```
+//!
+//! The README shows the same for a Fabstir [`session`] node and client; [`tunnel::Device`]'s
+//! docs show two WireGuard devices exchanging a packet. The runnable tokio programs in
+//! `examples/` (`ws_node`, `ws_client`, `grpc_chat_node`, `grpc_chat_app`, `tun_node`) are the
+//! same loop with real sockets, a TUN device and the system clock ([`time::Clock`]).
 //!
 //! ## Conventions
 //!
