@@ -376,12 +376,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         conn: ConnectionId,
         session_id: &str,
     ) -> Result<(), SessionError> {
-        if !self.conns.contains_key(&conn) {
-            return Err(SessionError::UnknownConnection);
-        }
-        let pos = self
-            .find(conn, session_id)
-            .ok_or(SessionError::UnknownSession)?;
+        let pos = self.locate(conn, session_id)?;
         let (job_id, chain_id, init_id) = {
             let s = self
                 .session(conn, pos)
@@ -429,12 +424,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         session_id: &str,
         message: &str,
     ) -> Result<(), SessionError> {
-        if !self.conns.contains_key(&conn) {
-            return Err(SessionError::UnknownConnection);
-        }
-        let pos = self
-            .find(conn, session_id)
-            .ok_or(SessionError::UnknownSession)?;
+        let pos = self.locate(conn, session_id)?;
         if self.session(conn, pos).is_some_and(|s| s.pending.is_none()) {
             return Err(SessionError::UnknownSession);
         }
@@ -465,12 +455,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         conn: ConnectionId,
         session_id: &str,
     ) -> Result<(), SessionError> {
-        if !self.conns.contains_key(&conn) {
-            return Err(SessionError::UnknownConnection);
-        }
-        let pos = self
-            .find(conn, session_id)
-            .ok_or(SessionError::UnknownSession)?;
+        let pos = self.locate(conn, session_id)?;
         let s = self
             .remove_session(conn, pos)
             .ok_or(SessionError::UnknownSession)?;
@@ -621,6 +606,18 @@ impl<R: rand_core::CryptoRng> Node<R> {
             .position(|s| &*s.session_id == session_id)
     }
 
+    /// The position of `session_id` on `conn`, accepted or pending.
+    fn locate(&self, conn: ConnectionId, session_id: &str) -> Result<usize, SessionError> {
+        let c = self
+            .conns
+            .get(&conn)
+            .ok_or(SessionError::UnknownConnection)?;
+        c.sessions
+            .iter()
+            .position(|s| &*s.session_id == session_id)
+            .ok_or(SessionError::UnknownSession)
+    }
+
     fn session(&self, conn: ConnectionId, pos: usize) -> Option<&NodeSession> {
         self.conns.get(&conn)?.sessions.get(pos)
     }
@@ -631,12 +628,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
 
     /// Position of an accepted session, or the embedder-facing error.
     fn active(&self, conn: ConnectionId, session_id: &str) -> Result<usize, SessionError> {
-        if !self.conns.contains_key(&conn) {
-            return Err(SessionError::UnknownConnection);
-        }
-        let pos = self
-            .find(conn, session_id)
-            .ok_or(SessionError::UnknownSession)?;
+        let pos = self.locate(conn, session_id)?;
         match self.session(conn, pos) {
             Some(s) if s.pending.is_none() => Ok(pos),
             Some(_) => Err(SessionError::SessionNotAccepted),
