@@ -1,0 +1,188 @@
+//! The hot paths allocate nothing (DESIGN §2): tunnel encapsulate/decapsulate into caller
+//! buffers, chat `seal_into`/`open_in_place`, and the session's `seal_chunk_into` with a
+//! pre-sized output. Heap allocations are counted per thread by a counting global allocator.
+
+use allocation_counter::measure;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use sealwire::time::{Duration, Instant};
+
+#[test]
+fn tunnel_encapsulate_and_decapsulate_allocate_nothing() {
+    use sealwire::crypto::x25519::StaticSecret;
+    use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig, WallTime};
+
+    let (ka, kb) = (
+        StaticSecret::from_bytes([1; 32]),
+        StaticSecret::from_bytes([2; 32]),
+    );
+    let (pa, pb) = (ka.public_key(), kb.public_key());
+    let mut a = Device::new(DeviceConfig::new(ka), ChaCha20Rng::seed_from_u64(1));
+    let mut b = Device::new(DeviceConfig::new(kb), ChaCha20Rng::seed_from_u64(2));
+    let addr_a = "192.0.2.1:51820".parse().unwrap();
+    let addr_b = "192.0.2.2:51820".parse().unwrap();
+    let mut peer_b = PeerConfig::new(pb);
+    peer_b.endpoint = Some(addr_b);
+    peer_b.allowed_ips.push("10.0.0.2/32".parse().unwrap());
+    a.add_peer(Instant::ZERO, peer_b).unwrap();
+    let mut peer_a = PeerConfig::new(pa);
+    peer_a.endpoint = Some(addr_a);
+    peer_a.allowed_ips.push("10.0.0.1/32".parse().unwrap());
+    b.add_peer(Instant::ZERO, peer_a).unwrap();
+    let now = Instant::from_secs(1);
+    a.set_wall_clock(now, WallTime::from_unix(1_700_000_000, 0));
+    b.set_wall_clock(now, WallTime::from_unix(1_700_000_000, 0));
+
+    // A 1420-byte IPv4 packet 10.0.0.1 -> 10.0.0.2.
+    let mut ip = vec![0u8; 1420];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&1420u16.to_be_bytes());
+    ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
+    ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+    let (mut buf, mut out) = (vec![0u8; 2048], vec![0u8; 2048]);
+
+    // Handshake (allocations allowed here: sessions are created).
+    let Ok(Action::WriteToNetwork { len, .. }) = a.encapsulate(now, &ip, &mut buf) else {
+        panic!("initiation")
+    };
+    let Ok(Action::WriteToNetwork { len, .. }) = b.decapsulate(now, addr_a, &buf[..len], &mut out)
+    else {
+        panic!("response")
+    };
+    a.decapsulate(now, addr_b, &out[..len], &mut buf).unwrap();
+    let staged = a.poll_transmit().expect("staged packet").payload.to_vec();
+    b.decapsulate(now, addr_a, &staged, &mut out).unwrap();
+    while a.poll_event().is_some() {}
+    while b.poll_event().is_some() {}
+
+    let mut delivered = 0;
+    let info = measure(|| {
+        for i in 0..100u64 {
+            let t = now + Duration::from_millis(i);
+            let Ok(Action::WriteToNetwork { len, .. }) = a.encapsulate(t, &ip, &mut buf) else {
+                panic!("data")
+            };
+            if let Ok(Action::WriteToTunnel { len, .. }) =
+                b.decapsulate(t, addr_a, &buf[..len], &mut out)
+            {
+                delivered += usize::from(out[..len] == ip[..]);
+            }
+        }
+    });
+    assert_eq!(delivered, 100, "every packet arrives");
+    assert_eq!(info.count_total, 0, "tunnel data path allocated: {info:?}");
+}
+
+#[test]
+fn chat_seal_into_and_open_in_place_allocate_nothing() {
+    use sealwire::chat::{Chat, ChatConfig, ChatId, Opened};
+    use sealwire::crypto::ed25519::IdentityKey;
+
+    let id = ChatId::new([5; 16]);
+    let mut now = Instant::ZERO;
+    let mut a = Chat::initiator(
+        ChatConfig::new(id, IdentityKey::from_seed([1; 32])),
+        ChaCha20Rng::seed_from_u64(1),
+        now,
+    )
+    .unwrap();
+    let mut b = Chat::responder(
+        ChatConfig::new(id, IdentityKey::from_seed([2; 32])),
+        ChaCha20Rng::seed_from_u64(2),
+    )
+    .unwrap();
+    for _ in 0..10 {
+        let mut quiet = true;
+        while let Some(f) = a.poll_transmit() {
+            quiet = false;
+            let _ = b.handle_frame(now, &f);
+        }
+        while let Some(f) = b.poll_transmit() {
+            quiet = false;
+            let _ = a.handle_frame(now, &f);
+        }
+        while a.poll_event().is_some() {}
+        while b.poll_event().is_some() {}
+        if quiet && a.is_established() && b.is_established() {
+            break;
+        }
+        now += Duration::from_millis(1);
+    }
+    assert!(a.is_established() && b.is_established());
+
+    let msg = [0x61u8; 1024];
+    let mut frame = vec![0u8; 2048];
+    let mut opened = 0;
+    let info = measure(|| {
+        for _ in 0..100 {
+            let n = a.seal_into(now, &msg, &mut frame).unwrap();
+            if let Ok(Opened::Message { plaintext, .. }) = b.open_in_place(now, &mut frame[..n]) {
+                opened += usize::from(frame[plaintext] == msg[..]);
+            }
+        }
+    });
+    assert_eq!(opened, 100, "every message opens");
+    assert_eq!(info.count_total, 0, "chat message path allocated: {info:?}");
+}
+
+#[test]
+fn session_chunk_sealing_into_a_sized_buffer_allocates_nothing() {
+    use sealwire::session::{
+        Client, ClientConfig, Node, NodeConfig, NodeEvent, Prompt, SecretKey, SessionParams,
+    };
+
+    let node_key = SecretKey::from_bytes(&[0x42; 32]).unwrap();
+    let mut client = Client::new(
+        SecretKey::from_bytes(&[0x24; 32]).unwrap(),
+        node_key.public_key(),
+        ClientConfig::default(),
+        ChaCha20Rng::seed_from_u64(1),
+    );
+    let mut node = Node::new(
+        node_key,
+        NodeConfig::default(),
+        ChaCha20Rng::seed_from_u64(2),
+    );
+    let now = Instant::ZERO;
+    let conn = node.connect(now).unwrap();
+    client
+        .start_session(
+            now,
+            SessionParams {
+                session_id: "1".into(),
+                job_id: "1".into(),
+                chain_id: 84532,
+                model: "m".into(),
+                price_per_token: 0,
+                vector_database: None,
+            },
+        )
+        .unwrap();
+    node.handle_frame(now, conn, &client.poll_transmit().unwrap())
+        .unwrap();
+    while node.poll_event().is_some() {}
+    node.accept(now, conn, "1").unwrap();
+    client
+        .handle_frame(now, &node.poll_transmit().unwrap().frame)
+        .unwrap();
+    client.send_prompt(now, &Prompt::new("hi")).unwrap();
+    node.handle_frame(now, conn, &client.poll_transmit().unwrap())
+        .unwrap();
+    let Some(NodeEvent::Prompt(p)) = node.poll_event() else {
+        panic!("prompt")
+    };
+
+    let text = "y".repeat(64);
+    let mut out = String::with_capacity(1024);
+    // The first chunk of a request records the request id (one allocation, once).
+    node.seal_chunk_into(now, conn, "1", &p.request_id, &text, false, &mut out)
+        .unwrap();
+    let info = measure(|| {
+        for _ in 0..100 {
+            node.seal_chunk_into(now, conn, "1", &p.request_id, &text, false, &mut out)
+                .unwrap();
+        }
+    });
+    assert!(out.starts_with(r#"{"type":"encrypted_chunk""#), "{out}");
+    assert_eq!(info.count_total, 0, "chunk sealing allocated: {info:?}");
+}
