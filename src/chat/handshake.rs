@@ -9,7 +9,7 @@ use crate::crypto::x25519::StaticSecret as X25519Secret;
 use crate::time::Instant;
 
 use super::error::Error;
-use super::event::{ChatEvent, CloseReason};
+use super::event::ChatEvent;
 use super::machine::{
     Chat, Epoch, Pending, Previous, Unconfirmed, MSG3_RESENDS, PROLOGUE_LABEL, STATIC_SIG_LABEL,
 };
@@ -216,14 +216,10 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         let mut hs = pd.hs.clone();
         let payload = hs.read_msg2(body).map_err(|_| Error::HandshakeFailed)?;
         let rs = hs.remote_static().ok_or(Error::HandshakeFailed)?;
-        let peer = match self.verify_identity(&payload, &rs, h.epoch) {
-            Ok(p) => p,
-            Err(Error::IdentityMismatch) => {
-                self.fail_closed(now, CloseReason::IdentityMismatch);
-                return Err(Error::IdentityMismatch);
-            }
-            Err(e) => return Err(e),
-        };
+        // A valid signature by the wrong identity proves only that *someone* answered: anyone
+        // with an Ed25519 key can make one, so it is rejected like a forgery (the handshake
+        // was advanced on a copy) and the genuine peer's message can still complete it.
+        let peer = self.verify_identity(&payload, &rs, h.epoch)?;
         let my_payload = self.identity_payload(&hs.local_static(), h.epoch);
         let body3 = hs
             .write_msg3(&my_payload)
@@ -278,14 +274,10 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         let mut hs = pd.hs.clone();
         let payload = hs.read_msg3(body).map_err(|_| Error::HandshakeFailed)?;
         let rs = hs.remote_static().ok_or(Error::HandshakeFailed)?;
-        let peer = match self.verify_identity(&payload, &rs, h.epoch) {
-            Ok(p) => p,
-            Err(Error::IdentityMismatch) => {
-                self.fail_closed(now, CloseReason::IdentityMismatch);
-                return Err(Error::IdentityMismatch);
-            }
-            Err(e) => return Err(e),
-        };
+        // A valid signature by the wrong identity proves only that *someone* answered: anyone
+        // with an Ed25519 key can make one, so it is rejected like a forgery (the handshake
+        // was advanced on a copy) and the genuine peer's message can still complete it.
+        let peer = self.verify_identity(&payload, &rs, h.epoch)?;
         let out = hs.finish().map_err(|_| Error::HandshakeFailed)?;
         let remote_e = hs.remote_ephemeral();
         self.pending = None;
