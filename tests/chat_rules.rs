@@ -153,6 +153,38 @@ fn stranger_finishing_a_handshake_with_the_responder_is_rejected_without_closing
 }
 
 #[test]
+fn forged_message_one_does_not_abandon_an_epoch_awaiting_confirmation() {
+    let mut p = Pair::established(11);
+    p.a.rekey(p.now).unwrap();
+    let f1 = p.a.poll_transmit().unwrap();
+    p.b.handle_frame(p.now, &f1).unwrap();
+    let f2 = p.b.poll_transmit().unwrap();
+    p.a.handle_frame(p.now, &f2).unwrap();
+    let f3 = p.a.poll_transmit().unwrap();
+    p.b.handle_frame(p.now, &f3).unwrap();
+    assert_eq!(p.b.epoch(), Some(1));
+    let confirmation = p.b.poll_transmit().unwrap();
+    // Before the confirmation reaches A, anyone injects a message 1 for epoch 1 (its body is
+    // just an ephemeral key, so it needs no secret).
+    let mut forged = f1.clone();
+    forged[30..].copy_from_slice(&[0x77; 32]);
+    let _ = p.a.handle_frame(p.now, &forged);
+    // (A's answer to it goes to the forger.)
+    while p.a.poll_transmit().is_some() {}
+    // A still holds the epoch B installed, and B's confirmation completes it.
+    p.a.handle_frame(p.now, &confirmation).unwrap();
+    assert_eq!(p.a.epoch(), Some(1));
+    let m = send_frame(&mut p.a, p.now, b"epoch 1");
+    p.b.handle_frame(p.now, &m).unwrap();
+    let m = send_frame(&mut p.b, p.now, b"epoch 1 back");
+    p.a.handle_frame(p.now, &m).unwrap();
+    assert!(messages(&p.a_events())
+        .iter()
+        .any(|m| m.2 == b"epoch 1 back"));
+    assert!(messages(&p.b_events()).iter().any(|m| m.2 == b"epoch 1"));
+}
+
+#[test]
 fn forged_handshake_message_is_rejected_and_the_real_one_still_completes() {
     let mut p = Pair::new(6);
     let f1 = p.a.poll_transmit().unwrap();

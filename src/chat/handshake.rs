@@ -154,14 +154,10 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 }
             }
         }
-        let restarts_unconfirmed = self
-            .unconfirmed
-            .as_ref()
-            .is_some_and(|u| u.epoch.number == h.epoch);
-        if restarts_unconfirmed {
-            // The peer never got our message 3 and starts afresh: its new attempt wins.
-            counts_against_throttle = false;
-        }
+        // A message 1 for the epoch we hold unconfirmed may be the peer starting afresh (it
+        // never got our message 3), but it is unauthenticated: we answer it and keep our
+        // unconfirmed keys until the new handshake completes (`install` then supersedes them),
+        // so an injected message 1 cannot make us drop the epoch the peer already installed.
         if counts_against_throttle && !self.throttle_allows(now) {
             return Err(Error::RekeyThrottled);
         }
@@ -181,9 +177,6 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         let frame = self.frame(FrameKind::HandshakeResponse, h.epoch, 0, &body2);
         if counts_against_throttle {
             self.log_rekey(now);
-        }
-        if restarts_unconfirmed {
-            self.unconfirmed = None;
         }
         self.transmit.push_back(frame.clone());
         self.pending = Some(Box::new(Pending {
