@@ -45,26 +45,29 @@ fn handshake_establishes_both_sides_and_reports_the_verified_peer_identity() {
 }
 
 #[test]
-fn pinned_identity_mismatch_fails_closed_on_either_side() {
-    // The responder pins someone else: fails at message 3.
+fn pinned_identity_mismatch_is_rejected_without_closing_on_either_side() {
+    // The responder pins someone else: message 3 is rejected, nothing closes.
     let wrong = IdentityKey::from_seed([0xee; 32]).public();
     let mut p = Pair::new(2);
     let mut cb = config(SEED_B);
     cb.pinned_peer = Some(wrong);
     p.b = Chat::responder(cb, ChaCha20Rng::from_seed([3; 32])).unwrap();
     assert_eq!(p.pump(), Err(Error::IdentityMismatch));
-    assert!(p.b.is_closed());
-    assert!(p.b_events().contains(&ChatEvent::Closed {
-        reason: CloseReason::IdentityMismatch,
-        by_peer: false
-    }));
-    // The initiator pins someone else: fails at message 2.
+    assert!(!p.b.is_closed() && !p.b.is_established());
+    assert_eq!(p.b.peer_identity(), None);
+    assert!(!p
+        .b_events()
+        .iter()
+        .any(|e| matches!(e, ChatEvent::Closed { .. } | ChatEvent::PeerIdentity { .. })));
+    assert!(p.b.poll_transmit().is_none(), "no close frame is sent");
+    // The initiator pins someone else: message 2 is rejected, nothing closes.
     let mut p = Pair::with(4, |c| c.pinned_peer = Some(wrong));
     let f1 = p.a.poll_transmit().unwrap();
     p.b.handle_frame(p.now, &f1).unwrap();
     let f2 = p.b.poll_transmit().unwrap();
     assert_eq!(p.a.handle_frame(p.now, &f2), Err(Error::IdentityMismatch));
-    assert!(p.a.is_closed());
+    assert!(!p.a.is_closed() && !p.a.is_established());
+    assert!(p.a.poll_transmit().is_none(), "no message 3 and no close");
     // The right pin works.
     let right = IdentityKey::from_seed(SEED_B).public();
     let mut p = Pair::new(5);
@@ -73,6 +76,112 @@ fn pinned_identity_mismatch_fails_closed_on_either_side() {
     p.a = Chat::initiator(ca, ChaCha20Rng::from_seed([5; 32]), p.now).unwrap();
     p.pump().unwrap();
     assert!(p.a.is_established());
+}
+
+#[test]
+fn stranger_answering_a_rekey_is_rejected_and_the_genuine_peer_completes_it() {
+    let mut p = Pair::established(9);
+    // Mallory has her own identity, sees every frame and answers A's message 1 herself.
+    let mut mallory =
+        Chat::responder(config([0x3e; 32]), ChaCha20Rng::from_seed([0x3e; 32])).unwrap();
+    p.a.rekey(p.now).unwrap();
+    let f1 = p.a.poll_transmit().unwrap();
+    mallory.handle_frame(p.now, &f1).unwrap();
+    let forged2 = mallory.poll_transmit().unwrap();
+    assert_eq!(
+        FrameHeader::parse(&forged2).unwrap().0.kind,
+        FrameKind::HandshakeResponse
+    );
+    assert_eq!(
+        p.a.handle_frame(p.now, &forged2),
+        Err(Error::IdentityMismatch)
+    );
+    assert!(!p.a.is_closed());
+    assert_eq!(p.a.epoch(), Some(0));
+    assert!(p.a.poll_transmit().is_none(), "no message 3 and no close");
+    // Epoch 0 still carries messages, and B's genuine message 2 completes the rekey.
+    let m = send_frame(&mut p.a, p.now, b"still epoch 0");
+    p.b.handle_frame(p.now, &f1).unwrap();
+    p.b.handle_frame(p.now, &m).unwrap();
+    p.pump().unwrap();
+    assert_eq!((p.a.epoch(), p.b.epoch()), (Some(1), Some(1)));
+    let m = send_frame(&mut p.a, p.now, b"epoch 1");
+    p.b.handle_frame(p.now, &m).unwrap();
+    let got = messages(&p.b_events());
+    assert_eq!(
+        got,
+        vec![
+            (0, 0, b"still epoch 0".to_vec()),
+            (1, 0, b"epoch 1".to_vec())
+        ]
+    );
+}
+
+#[test]
+fn stranger_finishing_a_handshake_with_the_responder_is_rejected_without_closing() {
+    let mut p = Pair::established(10);
+    // Mallory starts a handshake of her own towards B (as if A redid epoch 0) and finishes it
+    // with her identity: B rejects message 3 and keeps the chat with A.
+    let mut mallory = Chat::initiator(
+        config([0x3e; 32]),
+        ChaCha20Rng::from_seed([0x3f; 32]),
+        p.now,
+    )
+    .unwrap();
+    let m1 = mallory.poll_transmit().unwrap();
+    p.b.handle_frame(p.now, &m1).unwrap();
+    let m2 = p.b.poll_transmit().unwrap();
+    mallory.handle_frame(p.now, &m2).unwrap();
+    let m3 = mallory.poll_transmit().unwrap();
+    assert_eq!(
+        FrameHeader::parse(&m3).unwrap().0.kind,
+        FrameKind::HandshakeFinish
+    );
+    assert_eq!(p.b.handle_frame(p.now, &m3), Err(Error::IdentityMismatch));
+    assert!(!p.b.is_closed());
+    assert!(
+        p.b.poll_transmit().is_none(),
+        "no confirmation and no close"
+    );
+    assert!(p.b_events().is_empty());
+    let m = send_frame(&mut p.a, p.now, b"hello");
+    p.b.handle_frame(p.now, &m).unwrap();
+    let m = send_frame(&mut p.b, p.now, b"back");
+    p.a.handle_frame(p.now, &m).unwrap();
+    // (B's counter 0 was its key confirmation.)
+    assert_eq!(messages(&p.a_events()), vec![(0, 1, b"back".to_vec())]);
+}
+
+#[test]
+fn forged_message_one_does_not_abandon_an_epoch_awaiting_confirmation() {
+    let mut p = Pair::established(11);
+    p.a.rekey(p.now).unwrap();
+    let f1 = p.a.poll_transmit().unwrap();
+    p.b.handle_frame(p.now, &f1).unwrap();
+    let f2 = p.b.poll_transmit().unwrap();
+    p.a.handle_frame(p.now, &f2).unwrap();
+    let f3 = p.a.poll_transmit().unwrap();
+    p.b.handle_frame(p.now, &f3).unwrap();
+    assert_eq!(p.b.epoch(), Some(1));
+    let confirmation = p.b.poll_transmit().unwrap();
+    // Before the confirmation reaches A, anyone injects a message 1 for epoch 1 (its body is
+    // just an ephemeral key, so it needs no secret).
+    let mut forged = f1.clone();
+    forged[30..].copy_from_slice(&[0x77; 32]);
+    let _ = p.a.handle_frame(p.now, &forged);
+    // (A's answer to it goes to the forger.)
+    while p.a.poll_transmit().is_some() {}
+    // A still holds the epoch B installed, and B's confirmation completes it.
+    p.a.handle_frame(p.now, &confirmation).unwrap();
+    assert_eq!(p.a.epoch(), Some(1));
+    let m = send_frame(&mut p.a, p.now, b"epoch 1");
+    p.b.handle_frame(p.now, &m).unwrap();
+    let m = send_frame(&mut p.b, p.now, b"epoch 1 back");
+    p.a.handle_frame(p.now, &m).unwrap();
+    assert!(messages(&p.a_events())
+        .iter()
+        .any(|m| m.2 == b"epoch 1 back"));
+    assert!(messages(&p.b_events()).iter().any(|m| m.2 == b"epoch 1"));
 }
 
 #[test]
@@ -253,27 +362,117 @@ fn counter_older_than_the_kept_skipped_keys_is_replayed() {
     p.b.handle_frame(p.now, &frames[6]).unwrap();
 }
 
+fn no_close(ev: &[ChatEvent]) -> bool {
+    !ev.iter().any(|e| matches!(e, ChatEvent::Closed { .. }))
+}
+
+fn kinds(c: &mut Chat<ChaCha20Rng>) -> Vec<(FrameKind, u32)> {
+    std::iter::from_fn(|| c.poll_transmit())
+        .map(|f| {
+            let h = FrameHeader::parse(&f).unwrap().0;
+            (h.kind, h.epoch)
+        })
+        .collect()
+}
+
 #[test]
-fn jump_beyond_the_window_is_desync_closes_and_tells_the_peer() {
+fn frame_beyond_the_window_is_desync_and_changes_nothing() {
     let mut p = Pair::with(23, |c| {
         c.window.per_chain = 4;
         c.seal_lease = 4;
     });
     p.pump().unwrap();
     p.a_events();
+    p.b_events();
     let frames: Vec<_> = (0..6u8)
         .map(|i| send_frame(&mut p.a, p.now, &[i]))
         .collect();
-    assert_eq!(p.b.handle_frame(p.now, &frames[5]), Err(Error::Desync));
-    assert!(p.b.is_closed());
-    let close = p.b.poll_transmit().unwrap();
-    assert_eq!(FrameHeader::parse(&close).unwrap().0.kind, FrameKind::Close);
-    p.a.handle_frame(p.now, &close).unwrap();
-    assert!(p.a.is_closed());
-    assert!(p.a_events().contains(&ChatEvent::Closed {
-        reason: CloseReason::Desync,
-        by_peer: true
-    }));
+    // The genuine frame 5 and a forged one far ahead (a relay can write any counter): both
+    // are beyond the window of 4 and neither is authenticated.
+    let mut forged = frames[0].clone();
+    forged[22..30].copy_from_slice(&u64::MAX.to_be_bytes());
+    for f in [&frames[5], &forged] {
+        assert_eq!(p.b.handle_frame(p.now, f), Err(Error::Desync));
+        assert!(!p.b.is_closed() && p.b.is_established());
+        assert_eq!(p.b.epoch(), Some(0));
+        assert_eq!(p.b.skipped_keys(), 0);
+        assert!(no_close(&p.b_events()));
+    }
+    // The one side effect: a rekey was started (only once: it is then in progress); no close.
+    assert_eq!(kinds(&mut p.b), vec![(FrameKind::HandshakeInit, 1)]);
+    // The receive counter did not move: frame 0 and every in-window frame still open, in order.
+    for f in &frames[..5] {
+        p.b.handle_frame(p.now, f).unwrap();
+    }
+    assert_eq!(p.b.skipped_keys(), 0);
+    let got: Vec<_> = messages(&p.b_events())
+        .into_iter()
+        .map(|m| (m.1, m.2))
+        .collect();
+    assert_eq!(
+        got,
+        (0..5u8)
+            .map(|i| (u64::from(i), vec![i]))
+            .collect::<Vec<_>>()
+    );
+    // The send side did not move either: B's next message is its counter 1 (0 was its key
+    // confirmation) and opens at A.
+    let back = send_frame(&mut p.b, p.now, b"back");
+    assert_eq!(FrameHeader::parse(&back).unwrap().0.counter, 1);
+    p.a.handle_frame(p.now, &back).unwrap();
+    assert!(p.a.is_established() && no_close(&p.a_events()));
+}
+
+#[test]
+fn genuine_desync_is_resynchronised_by_the_rekey_it_starts() {
+    let mut p = Pair::with(26, |c| {
+        c.window.per_chain = 4;
+        c.seal_lease = 4;
+    });
+    p.pump().unwrap();
+    p.a_events();
+    p.b_events();
+    // More than a window of A's frames is lost.
+    for i in 0..6u8 {
+        let _lost = send_frame(&mut p.a, p.now, &[i]);
+    }
+    let late = send_frame(&mut p.a, p.now, b"late");
+    assert_eq!(p.b.handle_frame(p.now, &late), Err(Error::Desync));
+    // B's rekey is A's notice; the handshake puts both chains back at counter 0.
+    p.pump().unwrap();
+    assert_eq!((p.a.epoch(), p.b.epoch()), (Some(1), Some(1)));
+    // A answered B's handshake, so A's counter 0 was its key confirmation.
+    let m = send_frame(&mut p.a, p.now, b"in step");
+    assert_eq!(FrameHeader::parse(&m).unwrap().0.counter, 1);
+    p.b.handle_frame(p.now, &m).unwrap();
+    assert_eq!(messages(&p.b_events()), vec![(1, 1, b"in step".to_vec())]);
+    assert!(no_close(&p.a_events()));
+}
+
+#[test]
+fn forged_desync_frames_start_no_more_rekeys_than_the_throttle_allows() {
+    let mut p = Pair::established(27);
+    let mut forged = send_frame(&mut p.a, p.now, b"x");
+    forged[22..30].copy_from_slice(&1_000_000u64.to_be_bytes());
+    let start = p.now;
+    let mut inits = 0;
+    // One forged frame a second for 30 s (one throttle period); B's handshakes go nowhere
+    // (the attacker drops them), so each times out and may be retried.
+    while p.now < start + Duration::from_secs(30) {
+        assert_eq!(p.b.handle_frame(p.now, &forged), Err(Error::Desync));
+        p.b.handle_timeout(p.now);
+        inits += kinds(&mut p.b)
+            .iter()
+            .filter(|k| k.0 == FrameKind::HandshakeInit)
+            .count();
+        p.now += Duration::from_secs(1);
+    }
+    assert!((1..=3).contains(&inits), "{inits} handshakes started");
+    assert_eq!(p.b.epoch(), Some(0));
+    // The chat is unharmed.
+    let m = send_frame(&mut p.a, p.now, b"fine");
+    p.b.handle_frame(p.now, &m).unwrap();
+    assert_eq!(messages(&p.b_events()), vec![(0, 1, b"fine".to_vec())]);
 }
 
 #[test]
@@ -373,7 +572,10 @@ fn stale_handshake_epoch_is_replayed_and_skipped_epoch_is_desync() {
     let mut f = send_frame(&mut p.a, p.now, b"x");
     f[21] = 3;
     assert_eq!(p.b.handle_frame(p.now, &f), Err(Error::Desync));
-    assert!(p.b.is_closed());
+    assert!(!p.b.is_closed());
+    assert_eq!(p.b.epoch(), Some(1));
+    f[21] = 1;
+    p.b.handle_frame(p.now, &f).unwrap();
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Errors of the chat machine. Each describes the outcome of one input; a rejected frame
-//! leaves the machine as it was, except where a variant says the chat was closed (fail closed).
+//! never closes the chat and leaves its keys, counters and epochs as they were (a
+//! [`Error::Desync`] may start a throttled rekey).
 //! Detailed errors are for the embedder's logs: do not echo them to the peer.
 
 use core::fmt;
@@ -20,15 +21,19 @@ pub enum Error {
     /// A handshake message failed: a Noise tag, a low-order key, or the identity signature over
     /// the Noise static key. State unchanged.
     HandshakeFailed,
-    /// The peer proved an identity other than the pinned one (or, on a rekey, other than the one
-    /// proved in the first epoch). The chat was closed.
+    /// A handshake message carried a valid signature by an identity other than the pinned one
+    /// (or, on a rekey, other than the one proved in the first epoch). The message is dropped
+    /// and the handshake in flight stays as it was, so the genuine peer's message can still
+    /// complete it. Why not close: anyone with an Ed25519 key can produce such a message.
     IdentityMismatch,
     /// The frame was already received, lies below the skipped-key window, or names an epoch
     /// that is no longer accepted. State unchanged.
     Replayed,
-    /// The frame's counter jumps beyond the skipped-key window, or its epoch skips one. If the
-    /// chat was established it is now closed (fail closed) and a close frame is queued for the
-    /// peer.
+    /// The frame's counter jumps beyond the skipped-key window, or its epoch skips one. The
+    /// frame was not authenticated (nothing is derived that far), so keys, counters and epoch
+    /// are unchanged and the chat stays open; if established, idle and within the rekey
+    /// throttle, the chat starts a rekey, which resynchronises a peer that really lost a
+    /// window of frames.
     Desync,
     /// No keys for this yet: the chat (or the frame's epoch) is still being established.
     NotEstablished,
@@ -75,11 +80,11 @@ impl fmt::Display for Error {
             Error::AuthenticationFailed => f.write_str("the frame did not authenticate"),
             Error::HandshakeFailed => f.write_str("the handshake message did not verify"),
             Error::IdentityMismatch => {
-                f.write_str("the peer proved an unexpected identity; the chat was closed")
+                f.write_str("a handshake message proved an unexpected identity and was dropped")
             }
             Error::Replayed => f.write_str("the frame was already received or is too old"),
             Error::Desync => f.write_str(
-                "the frame jumps beyond the skipped-key window or skips an epoch; the chat was closed",
+                "the frame jumps beyond the skipped-key window or skips an epoch and was dropped",
             ),
             Error::NotEstablished => f.write_str("the chat or epoch is not established yet"),
             Error::UnexpectedHandshake => {
@@ -89,9 +94,14 @@ impl fmt::Display for Error {
             Error::RekeyInProgress => f.write_str("a rekey is already under way"),
             Error::Closed => f.write_str("the chat is closed"),
             Error::BufferTooSmall { needed } => {
-                write!(f, "the output buffer is too small: {needed} bytes are needed")
+                write!(
+                    f,
+                    "the output buffer is too small: {needed} bytes are needed"
+                )
             }
-            Error::MessageTooLarge => f.write_str("the message is larger than the configured maximum"),
+            Error::MessageTooLarge => {
+                f.write_str("the message is larger than the configured maximum")
+            }
             Error::QueueFull => f.write_str("the transmit or event queue is full"),
             Error::LeaseExhausted => {
                 f.write_str("the sealed counter lease is used up; seal the state again")

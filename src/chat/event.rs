@@ -13,9 +13,11 @@ use crate::crypto::ed25519::IdentityPublic;
 pub enum CloseReason {
     /// An orderly close by one side (code 0).
     Normal,
-    /// A frame jumped beyond the skipped-key window or skipped an epoch (code 1).
+    /// Desynchronised (code 1). This version never sends it (a desync starts a rekey
+    /// instead), but reports it from a peer that does.
     Desync,
-    /// The peer proved an unexpected identity (code 2).
+    /// An unexpected identity (code 2). This version never sends it (such a handshake
+    /// message is dropped instead), but reports it from a peer that does.
     IdentityMismatch,
     /// The epoch outlived `reject_after_time` without a successful rekey (code 3).
     Expired,

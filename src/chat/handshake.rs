@@ -9,7 +9,7 @@ use crate::crypto::x25519::StaticSecret as X25519Secret;
 use crate::time::Instant;
 
 use super::error::Error;
-use super::event::{ChatEvent, CloseReason};
+use super::event::ChatEvent;
 use super::machine::{
     Chat, Epoch, Pending, Previous, Unconfirmed, MSG3_RESENDS, PROLOGUE_LABEL, STATIC_SIG_LABEL,
 };
@@ -154,14 +154,10 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 }
             }
         }
-        let restarts_unconfirmed = self
-            .unconfirmed
-            .as_ref()
-            .is_some_and(|u| u.epoch.number == h.epoch);
-        if restarts_unconfirmed {
-            // The peer never got our message 3 and starts afresh: its new attempt wins.
-            counts_against_throttle = false;
-        }
+        // A message 1 for the epoch we hold unconfirmed may be the peer starting afresh (it
+        // never got our message 3), but it is unauthenticated: we answer it and keep our
+        // unconfirmed keys until the new handshake completes (`install` then supersedes them),
+        // so an injected message 1 cannot make us drop the epoch the peer already installed.
         if counts_against_throttle && !self.throttle_allows(now) {
             return Err(Error::RekeyThrottled);
         }
@@ -181,9 +177,6 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         let frame = self.frame(FrameKind::HandshakeResponse, h.epoch, 0, &body2);
         if counts_against_throttle {
             self.log_rekey(now);
-        }
-        if restarts_unconfirmed {
-            self.unconfirmed = None;
         }
         self.transmit.push_back(frame.clone());
         self.pending = Some(Box::new(Pending {
@@ -216,14 +209,10 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         let mut hs = pd.hs.clone();
         let payload = hs.read_msg2(body).map_err(|_| Error::HandshakeFailed)?;
         let rs = hs.remote_static().ok_or(Error::HandshakeFailed)?;
-        let peer = match self.verify_identity(&payload, &rs, h.epoch) {
-            Ok(p) => p,
-            Err(Error::IdentityMismatch) => {
-                self.fail_closed(now, CloseReason::IdentityMismatch);
-                return Err(Error::IdentityMismatch);
-            }
-            Err(e) => return Err(e),
-        };
+        // A valid signature by the wrong identity proves only that *someone* answered: anyone
+        // with an Ed25519 key can make one, so it is rejected like a forgery (the handshake
+        // was advanced on a copy) and the genuine peer's message can still complete it.
+        let peer = self.verify_identity(&payload, &rs, h.epoch)?;
         let my_payload = self.identity_payload(&hs.local_static(), h.epoch);
         let body3 = hs
             .write_msg3(&my_payload)
@@ -278,14 +267,10 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         let mut hs = pd.hs.clone();
         let payload = hs.read_msg3(body).map_err(|_| Error::HandshakeFailed)?;
         let rs = hs.remote_static().ok_or(Error::HandshakeFailed)?;
-        let peer = match self.verify_identity(&payload, &rs, h.epoch) {
-            Ok(p) => p,
-            Err(Error::IdentityMismatch) => {
-                self.fail_closed(now, CloseReason::IdentityMismatch);
-                return Err(Error::IdentityMismatch);
-            }
-            Err(e) => return Err(e),
-        };
+        // A valid signature by the wrong identity proves only that *someone* answered: anyone
+        // with an Ed25519 key can make one, so it is rejected like a forgery (the handshake
+        // was advanced on a copy) and the genuine peer's message can still complete it.
+        let peer = self.verify_identity(&payload, &rs, h.epoch)?;
         let out = hs.finish().map_err(|_| Error::HandshakeFailed)?;
         let remote_e = hs.remote_ephemeral();
         self.pending = None;

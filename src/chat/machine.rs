@@ -306,8 +306,9 @@ impl<R: rand_core::CryptoRng> Chat<R> {
     // ---------------------------------------------------------------- inputs
 
     /// Handles one frame from the peer. Messages become [`ChatEvent::Message`] events;
-    /// handshake frames may queue replies. A rejected frame leaves the machine unchanged,
-    /// except for the fail-closed errors ([`Error::Desync`], [`Error::IdentityMismatch`]).
+    /// handshake frames may queue replies. A rejected frame leaves the keys, counters, epochs
+    /// and the open/closed state unchanged; the one side effect is that an [`Error::Desync`]
+    /// may start a (throttled) rekey, see the [module documentation](crate::chat).
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Result<(), Error> {
         if self.closed {
             return Err(Error::Closed);
@@ -677,11 +678,8 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 Some(c) if h.epoch == c.number.saturating_add(1) => {
                     return Err(Error::NotEstablished)
                 }
-                Some(_) => {
-                    // A frame from an epoch we never agreed on: fail closed.
-                    self.fail_closed(now, CloseReason::Desync);
-                    return Err(Error::Desync);
-                }
+                // An epoch we never agreed on. Unauthenticated: see `on_desync`.
+                Some(_) => return Err(self.on_desync(now)),
             }
         };
         let chain = match which {
@@ -692,10 +690,8 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         .ok_or(Error::NotEstablished)?;
         let adv = match chain.open(h.counter, per, header, ct, &tag) {
             Ok(a) => a,
-            Err(Error::Desync) => {
-                self.fail_closed(now, CloseReason::Desync);
-                return Err(Error::Desync);
-            }
+            // A counter beyond the window, never authenticated: see `on_desync`.
+            Err(Error::Desync) => return Err(self.on_desync(now)),
             Err(e) => return Err(e),
         };
         if h.kind == FrameKind::Close && ct.len() != 1 {
@@ -747,6 +743,25 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 c.recv.trim(keep);
             }
         }
+    }
+
+    /// A data or close frame that would need a jump beyond what we accept (a counter more than
+    /// the window ahead, or an epoch more than one ahead). Such a frame was never authenticated
+    /// (we refuse to derive that far), so it must not cost the chat anything: every key,
+    /// counter and skipped key stays as it was, and the chat stays open. Why not fail closed:
+    /// anyone who can inject one frame (a relay, an on-path or off-path attacker) could then
+    /// destroy any chat, and closing is permanent where dropping traffic is not.
+    ///
+    /// The one thing it may do is what a genuine desync needs and an attacker cannot abuse:
+    /// start a rekey, if established, no handshake is in flight and the rekey throttle allows
+    /// ([`Chat::rekey`]'s rules). A fresh epoch starts both chains at counter 0, so a peer whose
+    /// frames really are out of reach (more than a window of them lost) is resynchronised as
+    /// soon as the handshake completes; a forged frame buys at most `throttle_max` extra rekeys
+    /// per `throttle_period`, each of which only moves the chat to a new epoch with the
+    /// genuine peer (an attacker cannot complete it as the peer).
+    fn on_desync(&mut self, now: Instant) -> Error {
+        let _ = self.rekey(now);
+        Error::Desync
     }
 
     /// Queues an authenticated close (if there are keys), wipes everything, reports `Closed`.

@@ -26,7 +26,8 @@
 //! and the epoch (a signature cannot be replayed into another chat or epoch). The embedder
 //! learns the identity from [`ChatEvent::PeerIdentity`] and may pin it
 //! ([`ChatConfig::pinned_peer`]); after the first epoch every rekey must prove the same
-//! identity. A mismatch closes the chat.
+//! identity. A message proving another identity is dropped (it does not close the chat:
+//! anyone with an Ed25519 key could make one), and the handshake waits for the genuine peer.
 //!
 //! The initiator installs the new keys when it reads message 2 but keeps sending in the old
 //! epoch until the responder confirms with any authenticated frame of the new epoch (it sends
@@ -54,9 +55,23 @@
 //! Frames may arrive out of order: keys for skipped counters are kept (at most
 //! [`SkipWindow::per_chain`] per chain, [`SkipWindow::total`] per chat; the oldest go first).
 //! A counter already used, or older than every kept key ⇒ [`Error::Replayed`]. A counter more
-//! than `per_chain` ahead ⇒ [`Error::Desync`]: the chat closes and tells the peer (fail closed:
-//! ratcheting further would let a forger make us burn unbounded work). Every other rejected
-//! frame leaves the machine exactly as it was (trial decryption on copies, commit on success).
+//! than `per_chain` ahead (or a data frame of an epoch more than one ahead) ⇒
+//! [`Error::Desync`]. Every rejected frame leaves keys, counters, skipped keys and epochs
+//! exactly as they were (trial decryption on copies, commit on success), and none closes the
+//! chat.
+//!
+//! **The desync rule.** A desync frame is dropped *unauthenticated*: ratcheting that far to
+//! check its tag would let a forger make us burn unbounded work, so we never learn whether the
+//! peer sent it. It therefore must not change anything an attacker could want changed: the
+//! chat is not closed and no close is sent (otherwise anyone able to inject one frame, such
+//! as a relay or an off-path attacker, could kill any chat, and a close is permanent where
+//! dropping traffic is not). What it may do is start a rekey ([`Chat::rekey`]), if the chat is
+//! established, no handshake is in flight and the rekey throttle allows. Why: a genuine desync
+//! (more than a window of the peer's frames lost) needs exactly that: the new epoch starts both
+//! chains at counter 0, so the peer is resynchronised when the handshake completes, and the
+//! handshake itself is the peer being told. An attacker gains little: at most
+//! [`RekeyPolicy::throttle_max`] extra rekeys per [`RekeyPolicy::throttle_period`], each
+//! completed only by the genuine peer, and the current epoch keeps working meanwhile.
 //!
 //! ## Rekey
 //! A new XX handshake with `epoch + 1`: on demand ([`Chat::rekey`]), after
@@ -68,7 +83,7 @@
 //! the one whose ephemeral key is larger (32 bytes compared lexicographically) stays
 //! initiator, the other abandons its attempt and answers. Both compute the same comparison, so
 //! they converge. A frame of an older epoch (after its grace) ⇒ [`Error::Replayed`]; a data
-//! frame of an epoch never agreed ⇒ [`Error::Desync`].
+//! frame of an epoch never agreed ⇒ [`Error::Desync`] (the desync rule above).
 //!
 //! ## Teardown and secrets
 //! [`Chat::close`] sends kind 0x20 with an encrypted reason code under the next send key, so a
