@@ -5,9 +5,7 @@
 
 use alloc::vec::Vec;
 use chacha20poly1305::aead::AeadInOut;
-#[cfg(not(feature = "ring"))]
-use chacha20poly1305::ChaCha20Poly1305;
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
+use chacha20poly1305::{ChaCha20Poly1305, KeyInit, XChaCha20Poly1305};
 use zeroize::Zeroizing;
 
 /// Length of the Poly1305 tag.
@@ -99,13 +97,7 @@ pub(crate) fn chacha_seal_in_place(
         }
     }
     #[cfg(not(feature = "ring"))]
-    {
-        let cipher = ChaCha20Poly1305::new(key.into());
-        match cipher.encrypt_inout_detached(nonce.into(), aad, buf.into()) {
-            Ok(tag) => tag.into(),
-            Err(_) => [0u8; TAG_LEN],
-        }
-    }
+    rustcrypto_seal(key, nonce, aad, buf)
 }
 
 /// Decrypts `buf` in place with ChaCha20-Poly1305 after checking `tag`. With the `ring`
@@ -128,11 +120,113 @@ pub(crate) fn chacha_open_in_place(
             .map_err(|_| AeadError)
     }
     #[cfg(not(feature = "ring"))]
-    {
-        let cipher = ChaCha20Poly1305::new(key.into());
-        cipher
-            .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
-            .map_err(|_| AeadError)
+    rustcrypto_open(key, nonce, aad, buf, tag)
+}
+
+/// RustCrypto ChaCha20-Poly1305 seal (the default backend, and the `ring` build's fallback).
+fn rustcrypto_seal(key: &[u8; 32], nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+    let cipher = ChaCha20Poly1305::new(key.into());
+    match cipher.encrypt_inout_detached(nonce.into(), aad, buf.into()) {
+        Ok(tag) => tag.into(),
+        // Only reachable for messages beyond 256 GiB, which no caller can build in memory.
+        Err(_) => [0u8; TAG_LEN],
+    }
+}
+
+/// RustCrypto ChaCha20-Poly1305 open; `buf` is unchanged on failure.
+fn rustcrypto_open(
+    key: &[u8; 32],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), AeadError> {
+    let cipher = ChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
+        .map_err(|_| AeadError)
+}
+
+/// A ChaCha20-Poly1305 key that seals or opens many messages (one direction of a tunnel
+/// transport session): the backend's per-key setup runs once, in [`TransportKey::new`],
+/// instead of once per packet as in [`chacha_seal_in_place`].
+///
+/// Secrets: the raw key is wiped on drop. With the `ring` feature the key is also held by a
+/// `ring::aead::LessSafeKey`, which `ring` does not zeroize and gives no way to wipe, so that
+/// copy of the key stays in freed memory until the allocator reuses it. That is the
+/// trade-off of opting into `ring` (DESIGN §7); the default RustCrypto build keeps only the
+/// zeroizing raw key.
+pub(crate) struct TransportKey {
+    raw: Zeroizing<[u8; 32]>,
+    /// Always `Some` in practice (ring accepts every 32-byte ChaCha20-Poly1305 key); `None`
+    /// would fall back to RustCrypto rather than fail.
+    #[cfg(feature = "ring")]
+    ring: Option<ring::aead::LessSafeKey>,
+}
+
+impl TransportKey {
+    /// Takes `key`; with `ring`, builds ring's key here, once.
+    pub(crate) fn new(key: [u8; 32]) -> Self {
+        let raw = Zeroizing::new(key);
+        #[cfg(feature = "ring")]
+        {
+            use ring::aead::{LessSafeKey, UnboundKey, CHACHA20_POLY1305};
+            let ring = UnboundKey::new(&CHACHA20_POLY1305, &*raw)
+                .ok()
+                .map(LessSafeKey::new);
+            TransportKey { raw, ring }
+        }
+        #[cfg(not(feature = "ring"))]
+        TransportKey { raw }
+    }
+
+    /// Encrypts `buf` in place (12-byte IETF nonce); returns the tag.
+    #[inline]
+    pub(crate) fn seal_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        #[cfg(feature = "ring")]
+        if let Some(k) = &self.ring {
+            use ring::aead::{Aad, Nonce};
+            let n = Nonce::assume_unique_for_key(*nonce);
+            return match k.seal_in_place_separate_tag(n, Aad::from(aad), buf) {
+                Ok(tag) => tag.as_ref().try_into().unwrap_or([0u8; TAG_LEN]),
+                // Only reachable for messages beyond 256 GiB.
+                Err(_) => [0u8; TAG_LEN],
+            };
+        }
+        rustcrypto_seal(&self.raw, nonce, aad, buf)
+    }
+
+    /// Decrypts `buf` in place after checking `tag`. With the `ring` feature the contents of
+    /// `buf` are unspecified on failure.
+    #[inline]
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), AeadError> {
+        #[cfg(feature = "ring")]
+        if let Some(k) = &self.ring {
+            use ring::aead::{Aad, Nonce, Tag};
+            let n = Nonce::assume_unique_for_key(*nonce);
+            return k
+                .open_in_place_separate_tag(n, Aad::from(aad), Tag::from(*tag), buf, 0..)
+                .map(|_| ())
+                .map_err(|_| AeadError);
+        }
+        rustcrypto_open(&self.raw, nonce, aad, buf, tag)
+    }
+}
+
+impl core::fmt::Debug for TransportKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("TransportKey([redacted])")
     }
 }
 
@@ -159,6 +253,39 @@ mod tests {
         assert_eq!(crate::crypto::hex::encode(&buf[..8]), "d31a8d34648e60db");
         chacha_open_in_place(&key, &nonce, &aad, &mut buf, &tag).unwrap();
         assert!(buf.starts_with(b"Ladies"));
+    }
+
+    // The same RFC 8439 §2.8.2 vector through the reusable key, twice with one key object,
+    // and a tampered tag rejected.
+    #[test]
+    fn transport_key_rfc8439_vector_and_reuse() {
+        let key = TransportKey::new(core::array::from_fn(|i| 0x80 + i as u8));
+        let nonce = [
+            0x07, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+        ];
+        let aad = [
+            0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,
+        ];
+        let msg = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        for _ in 0..2 {
+            let mut buf = msg.to_vec();
+            let tag = key.seal_in_place(&nonce, &aad, &mut buf);
+            assert_eq!(
+                crate::crypto::hex::encode(&tag),
+                "1ae10b594f09e26a7e902ecbd0600691"
+            );
+            assert_eq!(crate::crypto::hex::encode(&buf[..8]), "d31a8d34648e60db");
+            let mut bad = tag;
+            bad[0] ^= 1;
+            let mut copy = buf.clone();
+            assert_eq!(
+                key.open_in_place(&nonce, &aad, &mut copy, &bad),
+                Err(AeadError)
+            );
+            key.open_in_place(&nonce, &aad, &mut buf, &tag).unwrap();
+            assert_eq!(&buf[..], &msg[..]);
+        }
+        assert_eq!(format!("{key:?}"), "TransportKey([redacted])");
     }
 
     #[test]

@@ -5,27 +5,22 @@ use super::error::DropReason;
 use super::replay::ReplayWindow;
 use super::timers::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
 use super::wire::{DATA_HEADER_LEN, MSG_DATA};
-use crate::crypto::aead::{chacha_open_in_place, chacha_seal_in_place, TAG_LEN};
+use crate::crypto::aead::{TransportKey, TAG_LEN};
 use crate::time::Instant;
-use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// One direction pair of transport keys.
-#[derive(Zeroize, ZeroizeOnDrop)]
+///
+/// The keys are [`TransportKey`]s, set up once per session (not per packet) and wiped on
+/// drop (with the `ring` feature, see [`TransportKey`] for the copy ring keeps).
 pub(crate) struct Keypair {
-    send_key: [u8; 32],
-    recv_key: [u8; 32],
-    #[zeroize(skip)]
+    send_key: TransportKey,
+    recv_key: TransportKey,
     pub(crate) send_counter: u64,
-    #[zeroize(skip)]
     pub(crate) replay: ReplayWindow,
-    #[zeroize(skip)]
     pub(crate) local_index: u32,
-    #[zeroize(skip)]
     pub(crate) remote_index: u32,
-    #[zeroize(skip)]
     pub(crate) created: Instant,
     /// Whether we initiated the handshake that made it (only the initiator rekeys by age).
-    #[zeroize(skip)]
     pub(crate) initiator: bool,
 }
 
@@ -45,8 +40,8 @@ impl Keypair {
         initiator: bool,
     ) -> Self {
         Keypair {
-            send_key,
-            recv_key,
+            send_key: TransportKey::new(send_key),
+            recv_key: TransportKey::new(recv_key),
             send_counter: 0,
             replay: ReplayWindow::default(),
             local_index,
@@ -77,12 +72,7 @@ impl Keypair {
         header[..4].copy_from_slice(&MSG_DATA.to_le_bytes());
         header[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
         header[8..16].copy_from_slice(&counter.to_le_bytes());
-        tag.copy_from_slice(&chacha_seal_in_place(
-            &self.send_key,
-            &nonce(counter),
-            &[],
-            body,
-        ));
+        tag.copy_from_slice(&self.send_key.seal_in_place(&nonce(counter), &[], body));
         self.send_counter = counter.saturating_add(1);
         Some(())
     }
@@ -114,7 +104,8 @@ impl Keypair {
         let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| DropReason::Malformed)?;
         let dst = out.get_mut(..ct_len).ok_or(DropReason::Malformed)?;
         dst.copy_from_slice(ct);
-        chacha_open_in_place(&self.recv_key, &nonce(counter), &[], dst, tag)
+        self.recv_key
+            .open_in_place(&nonce(counter), &[], dst, tag)
             .map_err(|_| DropReason::DecryptFailed)?;
         Ok(ct_len)
     }

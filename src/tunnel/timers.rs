@@ -55,17 +55,28 @@ pub(crate) struct PeerTimers {
 
 impl PeerTimers {
     /// The earliest armed deadline.
+    ///
+    /// Runs on every packet (the device's `reschedule`), so it is a branch-free minimum over
+    /// the five timers, an unarmed one counting as `u64::MAX` nanoseconds.
+    #[inline]
     pub(crate) fn next(&self) -> Option<Instant> {
-        [
-            self.retransmit_handshake,
-            self.send_keepalive,
-            self.new_handshake,
-            self.zero_key_material,
-            self.persistent_keepalive,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let ns = |t: Option<Instant>| t.map_or(u64::MAX, Instant::as_nanos);
+        let m = ns(self.retransmit_handshake)
+            .min(ns(self.send_keepalive))
+            .min(ns(self.new_handshake))
+            .min(ns(self.zero_key_material))
+            .min(ns(self.persistent_keepalive));
+        if m != u64::MAX {
+            return Some(Instant::from_nanos(m));
+        }
+        // Nothing below the sentinel: either nothing is armed or a timer sits at the very
+        // end of time (Instant::MAX, reachable only by saturating arithmetic).
+        let armed = self.retransmit_handshake.is_some()
+            || self.send_keepalive.is_some()
+            || self.new_handshake.is_some()
+            || self.zero_key_material.is_some()
+            || self.persistent_keepalive.is_some();
+        armed.then_some(Instant::MAX)
     }
 
     pub(crate) fn data_sent(&mut self, now: Instant, jitter: Duration) {
@@ -136,5 +147,32 @@ mod tests {
         assert_eq!(t.next(), Some(now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT));
         t.any_authenticated_packet_received();
         assert_eq!(t.next(), None);
+    }
+
+    #[test]
+    fn next_matches_a_plain_minimum_for_every_combination() {
+        // Independent model: the minimum over the armed timers, by sorting.
+        let values = [
+            None,
+            Some(Instant::ZERO),
+            Some(Instant::from_secs(7)),
+            Some(Instant::from_nanos(u64::MAX - 1)),
+            Some(Instant::MAX),
+        ];
+        let n = values.len();
+        for code in 0..n.pow(5) {
+            let pick = |k: u32| values[(code / n.pow(k)) % n];
+            let t = PeerTimers {
+                retransmit_handshake: pick(0),
+                send_keepalive: pick(1),
+                new_handshake: pick(2),
+                zero_key_material: pick(3),
+                persistent_keepalive: pick(4),
+                ..PeerTimers::default()
+            };
+            let mut armed: Vec<Instant> = (0..5).filter_map(pick).collect();
+            armed.sort();
+            assert_eq!(t.next(), armed.first().copied(), "combination {code}");
+        }
     }
 }
