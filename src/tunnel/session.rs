@@ -24,12 +24,6 @@ pub(crate) struct Keypair {
     pub(crate) initiator: bool,
 }
 
-fn nonce(counter: u64) -> [u8; 12] {
-    let mut n = [0u8; 12];
-    n[4..].copy_from_slice(&counter.to_le_bytes());
-    n
-}
-
 impl Keypair {
     pub(crate) fn new(
         send_key: [u8; 32],
@@ -72,7 +66,7 @@ impl Keypair {
         header[..4].copy_from_slice(&MSG_DATA.to_le_bytes());
         header[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
         header[8..16].copy_from_slice(&counter.to_le_bytes());
-        tag.copy_from_slice(&self.send_key.seal_in_place(&nonce(counter), &[], body));
+        tag.copy_from_slice(&self.send_key.seal_in_place(counter, &[], body));
         self.send_counter = counter.saturating_add(1);
         Some(())
     }
@@ -105,7 +99,7 @@ impl Keypair {
         let dst = out.get_mut(..ct_len).ok_or(DropReason::Malformed)?;
         dst.copy_from_slice(ct);
         self.recv_key
-            .open_in_place(&nonce(counter), &[], dst, tag)
+            .open_in_place(counter, &[], dst, tag)
             .map_err(|_| DropReason::DecryptFailed)?;
         Ok(ct_len)
     }
@@ -159,7 +153,7 @@ mod tests {
 
     #[test]
     fn nonce_is_the_little_endian_counter_after_four_zero_bytes() {
-        let n = nonce(0x0102_0304_0506_0708);
+        let n = crate::crypto::aead::counter_nonce(0x0102_0304_0506_0708);
         assert_eq!(n, [0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1]);
     }
 }
