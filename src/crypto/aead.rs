@@ -301,7 +301,7 @@ mod tests {
             key.open_in_place(counter, b"ad", &mut buf, &tag).unwrap();
             assert_eq!(buf, msg);
         }
-        assert_eq!(format!("{key:?}"), "TransportKey([redacted])");
+        assert_eq!(alloc::format!("{key:?}"), "TransportKey([redacted])");
     }
 
     #[test]

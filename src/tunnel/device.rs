@@ -545,9 +545,15 @@ impl<R: rand_core::CryptoRng> Device<R> {
     ) -> Result<usize, Error> {
         let padded = self.padded(payload.len());
         let needed = DATA_OVERHEAD + padded;
-        let rng = &mut self.rng;
-        let p = self
-            .peers
+        // Split borrows: the peer, the RNG and the deadline set are used together below, so
+        // the peer is looked up once per packet.
+        let Device {
+            peers,
+            rng,
+            deadlines,
+            ..
+        } = self;
+        let p = peers
             .get_mut(slot as usize)
             .and_then(Option::as_mut)
             .ok_or(Error::UnknownPeer)?;
@@ -579,8 +585,10 @@ impl<R: rand_core::CryptoRng> Device<R> {
         }
         if rekey {
             self.queue_initiation(now, slot, false);
+            self.reschedule(slot);
+        } else {
+            Self::reschedule_peer(deadlines, slot, p);
         }
-        self.reschedule(slot);
         Ok(needed)
     }
 
@@ -824,16 +832,37 @@ impl<R: rand_core::CryptoRng> Device<R> {
         let Some(p) = self.peers.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
+        Self::reschedule_peer(&mut self.deadlines, slot, p);
+    }
+
+    /// [`reschedule`](Self::reschedule) for a peer the caller already holds.
+    #[inline]
+    pub(super) fn reschedule_peer(
+        deadlines: &mut BTreeSet<(Instant, Slot)>,
+        slot: Slot,
+        p: &mut Peer,
+    ) {
         let Some(next) = p.timers.next() else {
             return;
         };
         if p.scheduled.is_some_and(|t| t <= next) {
             return;
         }
+        Self::move_deadline(deadlines, slot, p, next);
+    }
+
+    /// The slow part of rescheduling (tree operations), kept out of the data path.
+    #[cold]
+    fn move_deadline(
+        deadlines: &mut BTreeSet<(Instant, Slot)>,
+        slot: Slot,
+        p: &mut Peer,
+        next: Instant,
+    ) {
         if let Some(t) = p.scheduled {
-            self.deadlines.remove(&(t, slot));
+            deadlines.remove(&(t, slot));
         }
-        self.deadlines.insert((next, slot));
+        deadlines.insert((next, slot));
         p.scheduled = Some(next);
     }
 }

@@ -58,6 +58,7 @@ impl Keypair {
 
     /// Encrypts `payload` (already copied, padded, into `out[16..16+len]`) in place and writes
     /// the header and tag. `out` must be exactly `16 + len + 16` bytes.
+    #[inline]
     pub(crate) fn seal_into(&mut self, out: &mut [u8]) -> Option<()> {
         let counter = self.send_counter;
         let (header, rest) = out.split_at_mut_checked(DATA_HEADER_LEN)?;

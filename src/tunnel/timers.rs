@@ -170,7 +170,7 @@ mod tests {
                 persistent_keepalive: pick(4),
                 ..PeerTimers::default()
             };
-            let mut armed: Vec<Instant> = (0..5).filter_map(pick).collect();
+            let mut armed: alloc::vec::Vec<Instant> = (0..5).filter_map(pick).collect();
             armed.sort();
             assert_eq!(t.next(), armed.first().copied(), "combination {code}");
         }
