@@ -10,7 +10,7 @@ use super::peer::Peer;
 use super::stats::{PeerStatus, Stats};
 use super::timers::{
     KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
-    REKEY_AFTER_TIME, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX,
+    REKEY_AFTER_TIME_NS, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX,
 };
 use super::wire::{self, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN};
 use crate::crypto::x25519::{PublicKey, StaticSecret};
@@ -573,7 +573,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         // WG §6.2: the initiator rekeys after REKEY_AFTER_TIME; either side after
         // REKEY_AFTER_MESSAGES.
         let rekey = kp.send_counter > REKEY_AFTER_MESSAGES
-            || (kp.initiator && now.saturating_duration_since(kp.created) >= REKEY_AFTER_TIME);
+            || (kp.initiator && kp.age_ns(now) >= REKEY_AFTER_TIME_NS);
         p.timers.any_authenticated_packet_traversal(now);
         p.timers.any_authenticated_packet_sent();
         if !payload.is_empty() {

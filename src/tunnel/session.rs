@@ -3,7 +3,7 @@
 
 use super::error::DropReason;
 use super::replay::ReplayWindow;
-use super::timers::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
+use super::timers::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME_NS};
 use super::wire::{DATA_HEADER_LEN, MSG_DATA};
 use crate::crypto::aead::{TransportKey, TAG_LEN};
 use crate::time::Instant;
@@ -45,15 +45,23 @@ impl Keypair {
         }
     }
 
+    /// Nanoseconds since the session was derived (zero if `now` is earlier). Compared with
+    /// the `*_NS` constants: plain integers on the per-packet path, no `Duration` built.
+    #[inline]
+    pub(crate) fn age_ns(&self, now: Instant) -> u64 {
+        now.as_nanos().saturating_sub(self.created.as_nanos())
+    }
+
     /// Whether it may still send at `now` (WG §6.2: REJECT_AFTER_TIME, REJECT_AFTER_MESSAGES).
+    #[inline]
     pub(crate) fn can_send(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.created) < REJECT_AFTER_TIME
-            && self.send_counter < REJECT_AFTER_MESSAGES
+        self.age_ns(now) < REJECT_AFTER_TIME_NS && self.send_counter < REJECT_AFTER_MESSAGES
     }
 
     /// Whether it may still receive at `now`.
+    #[inline]
     pub(crate) fn can_receive(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.created) < REJECT_AFTER_TIME
+        self.age_ns(now) < REJECT_AFTER_TIME_NS
     }
 
     /// Encrypts `payload` (already copied, padded, into `out[16..16+len]`) in place and writes
@@ -113,6 +121,7 @@ impl Keypair {
 
 #[cfg(test)]
 mod tests {
+    use super::super::timers::REJECT_AFTER_TIME;
     use super::*;
     use crate::time::Duration;
 

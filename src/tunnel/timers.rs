@@ -33,6 +33,10 @@ pub const REKEY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound of the random jitter added to handshake retries (kernel: HZ/3).
 pub const REKEY_TIMEOUT_JITTER_MAX: Duration = Duration::from_millis(333);
+/// [`REJECT_AFTER_TIME`] in nanoseconds (for per-packet integer comparisons).
+pub(crate) const REJECT_AFTER_TIME_NS: u64 = REJECT_AFTER_TIME.as_nanos() as u64;
+/// [`REKEY_AFTER_TIME`] in nanoseconds.
+pub(crate) const REKEY_AFTER_TIME_NS: u64 = REKEY_AFTER_TIME.as_nanos() as u64;
 /// Retries of one handshake attempt: REKEY_ATTEMPT_TIME / REKEY_TIMEOUT.
 pub(crate) const MAX_TIMER_HANDSHAKES: u32 = 18;
 /// Minimum gap between two initiations accepted from one peer (50 per second).
@@ -129,6 +133,8 @@ mod tests {
     #[test]
     fn constants_match_the_paper() {
         assert_eq!(REJECT_AFTER_MESSAGES, 18_446_744_073_709_543_423);
+        assert_eq!(REJECT_AFTER_TIME_NS, 180_000_000_000);
+        assert_eq!(REKEY_AFTER_TIME_NS, 120_000_000_000);
         assert_eq!(
             MAX_TIMER_HANDSHAKES as u64,
             REKEY_ATTEMPT_TIME.as_secs() / REKEY_TIMEOUT.as_secs()
