@@ -100,6 +100,16 @@
 //!   config knob.
 //! * `#![no_std]` + `alloc`; the default `std` feature adds `std::error::Error` impls and
 //!   [`time::Clock`].
+//!
+//! ## Cargo features
+//!
+//! * `std` (default): see above.
+//! * `ring`: moves the ChaCha20-Poly1305 data paths (tunnel transport, chat messages) from
+//!   RustCrypto onto `ring`, about three times faster on x86-64. The trade-off: `ring` offers
+//!   no zeroize, and each tunnel session keeps one prepared `ring` key per direction (built
+//!   once per session rather than per packet), which is **not wiped on drop**: its bytes stay
+//!   in freed memory until reused. Our own copy of every key is still zeroized. The default
+//!   build keeps every key zeroizing.
 
 #![no_std]
 #![forbid(unsafe_code)]

@@ -10,7 +10,7 @@ use super::peer::Peer;
 use super::stats::{PeerStatus, Stats};
 use super::timers::{
     KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES,
-    REKEY_AFTER_TIME, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX,
+    REKEY_AFTER_TIME_NS, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX,
 };
 use super::wire::{self, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN};
 use crate::crypto::x25519::{PublicKey, StaticSecret};
@@ -545,9 +545,15 @@ impl<R: rand_core::CryptoRng> Device<R> {
     ) -> Result<usize, Error> {
         let padded = self.padded(payload.len());
         let needed = DATA_OVERHEAD + padded;
-        let rng = &mut self.rng;
-        let p = self
-            .peers
+        // Split borrows: the peer, the RNG and the deadline set are used together below, so
+        // the peer is looked up once per packet.
+        let Device {
+            peers,
+            rng,
+            deadlines,
+            ..
+        } = self;
+        let p = peers
             .get_mut(slot as usize)
             .and_then(Option::as_mut)
             .ok_or(Error::UnknownPeer)?;
@@ -567,7 +573,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         // WG §6.2: the initiator rekeys after REKEY_AFTER_TIME; either side after
         // REKEY_AFTER_MESSAGES.
         let rekey = kp.send_counter > REKEY_AFTER_MESSAGES
-            || (kp.initiator && now.saturating_duration_since(kp.created) >= REKEY_AFTER_TIME);
+            || (kp.initiator && kp.age_ns(now) >= REKEY_AFTER_TIME_NS);
         p.timers.any_authenticated_packet_traversal(now);
         p.timers.any_authenticated_packet_sent();
         if !payload.is_empty() {
@@ -579,8 +585,10 @@ impl<R: rand_core::CryptoRng> Device<R> {
         }
         if rekey {
             self.queue_initiation(now, slot, false);
+            self.reschedule(slot);
+        } else {
+            Self::reschedule_peer(deadlines, slot, p);
         }
-        self.reschedule(slot);
         Ok(needed)
     }
 
@@ -824,16 +832,37 @@ impl<R: rand_core::CryptoRng> Device<R> {
         let Some(p) = self.peers.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
+        Self::reschedule_peer(&mut self.deadlines, slot, p);
+    }
+
+    /// [`reschedule`](Self::reschedule) for a peer the caller already holds.
+    #[inline]
+    pub(super) fn reschedule_peer(
+        deadlines: &mut BTreeSet<(Instant, Slot)>,
+        slot: Slot,
+        p: &mut Peer,
+    ) {
         let Some(next) = p.timers.next() else {
             return;
         };
         if p.scheduled.is_some_and(|t| t <= next) {
             return;
         }
+        Self::move_deadline(deadlines, slot, p, next);
+    }
+
+    /// The slow part of rescheduling (tree operations), kept out of the data path.
+    #[cold]
+    fn move_deadline(
+        deadlines: &mut BTreeSet<(Instant, Slot)>,
+        slot: Slot,
+        p: &mut Peer,
+        next: Instant,
+    ) {
         if let Some(t) = p.scheduled {
-            self.deadlines.remove(&(t, slot));
+            deadlines.remove(&(t, slot));
         }
-        self.deadlines.insert((next, slot));
+        deadlines.insert((next, slot));
         p.scheduled = Some(next);
     }
 }

@@ -62,6 +62,8 @@ pub(crate) struct Identity {
     pub(crate) cookie_key: [u8; 32],
     /// Initial hash for initiations addressed to us.
     initial_hash: [u8; 32],
+    /// `HASH(CONSTRUCTION)`, the same for every handshake: hashed once here, not per message.
+    initial_ck: [u8; 32],
 }
 
 impl Identity {
@@ -71,6 +73,7 @@ impl Identity {
             mac1_key: hash(&[LABEL_MAC1, public.as_bytes()]),
             cookie_key: hash(&[LABEL_COOKIE, public.as_bytes()]),
             initial_hash: initial_hash(&public),
+            initial_ck: initial_chain_key(),
             secret,
             public,
         }
@@ -158,7 +161,7 @@ pub(crate) fn create_initiation(
     msg: &mut [u8; INITIATION_LEN],
 ) -> Option<InitiatorState> {
     let ss = peer.ss.as_ref()?;
-    let mut ck = Zeroizing::new(initial_chain_key());
+    let mut ck = Zeroizing::new(identity.initial_ck);
     let mut h = peer.initial_hash;
     let e_pub = ephemeral.public_key();
     msg.fill(0);
@@ -207,7 +210,7 @@ pub(crate) fn open_initiation_static(
     identity: &Identity,
     msg: &[u8; INITIATION_LEN],
 ) -> Result<HalfOpenInitiation, DropReason> {
-    let mut ck = Zeroizing::new(initial_chain_key());
+    let mut ck = Zeroizing::new(identity.initial_ck);
     let mut h = identity.initial_hash;
     let mut e = [0u8; 32];
     e.copy_from_slice(&msg[init::EPHEMERAL..init::EPHEMERAL + 32]);

@@ -256,11 +256,17 @@ impl<R: rand_core::CryptoRng> Device<R> {
         sealed: &[u8],
         out: &mut [u8],
     ) -> Result<Action, Error> {
-        let slot = *self
-            .indices
-            .get(&receiver)
-            .ok_or(DropReason::UnknownIndex)?;
-        let p = self.peers.get_mut(slot as usize).and_then(Option::as_mut);
+        // Split borrows: the keypair found here stays in hand for the source check and the
+        // replay mark, so the peer and keypair are looked up once per packet.
+        let Device {
+            indices,
+            peers,
+            routes,
+            deadlines,
+            ..
+        } = self;
+        let slot = *indices.get(&receiver).ok_or(DropReason::UnknownIndex)?;
+        let p = peers.get_mut(slot as usize).and_then(Option::as_mut);
         let p = p.ok_or(DropReason::UnknownIndex)?;
         let (which, kp) = p.keypair_mut(receiver).ok_or(DropReason::UnknownIndex)?;
         let len = kp.open_into(now, counter, sealed, out)?;
@@ -276,18 +282,12 @@ impl<R: rand_core::CryptoRng> Device<R> {
             if ip_len > len || ip_len == 0 {
                 return Err(DropReason::Malformed.into());
             }
-            if self.routes.lookup(source) != Some(slot) {
+            if routes.lookup(source) != Some(slot) {
                 return Err(DropReason::SourceNotAllowed.into());
             }
             Some((source, ip_len))
         };
-        let Some(p) = self.peer_mut(slot) else {
-            return Err(DropReason::UnknownIndex.into());
-        };
-        if !p
-            .keypair_mut(receiver)
-            .is_some_and(|(_, kp)| kp.mark_received(counter))
-        {
+        if !kp.mark_received(counter) {
             return Err(DropReason::ReplayedCounter.into());
         }
         let mut freed = Vec::new();
@@ -316,20 +316,25 @@ impl<R: rand_core::CryptoRng> Device<R> {
         if lastminute {
             p.timers.sent_lastminute_handshake = true;
         }
-        self.free_indices(&freed);
-        if roamed {
-            self.push_event(Event::EndpointChanged {
-                peer,
-                endpoint: src,
-            });
+        if freed.is_empty() && !roamed && !confirmed && !lastminute {
+            // The common case: nothing else to do but keep the deadline a lower bound.
+            Self::reschedule_peer(deadlines, slot, p);
+        } else {
+            self.free_indices(&freed);
+            if roamed {
+                self.push_event(Event::EndpointChanged {
+                    peer,
+                    endpoint: src,
+                });
+            }
+            if confirmed {
+                self.flush_staged(now, slot);
+            }
+            if lastminute {
+                self.queue_initiation(now, slot, false);
+            }
+            self.reschedule(slot);
         }
-        if confirmed {
-            self.flush_staged(now, slot);
-        }
-        if lastminute {
-            self.queue_initiation(now, slot, false);
-        }
-        self.reschedule(slot);
         Ok(match inner {
             Some((source, ip_len)) => Action::WriteToTunnel {
                 len: ip_len,

@@ -73,7 +73,9 @@
 //! (no session) is **640 bytes** plus about 40 bytes per AllowedIPs entry and ~56 bytes of
 //! table entries (key map, deadline set); each live session adds one boxed keypair of
 //! **1128 bytes** (1024 of them the 8192-bit replay bitmap) plus one index-map entry. A peer
-//! holds at most three sessions (previous, current, next): under 4.1 KiB at worst. Staged
+//! holds at most three sessions (previous, current, next): under 4.1 KiB at worst. With the
+//! `ring` feature a keypair also keeps ring's two prepared keys (built once per session, not
+//! per packet; ring sizes each for AES) and is **2224 bytes**: under 7.4 KiB per peer at worst. Staged
 //! packets (at most `max_staged_packets`, default 128) are extra and only exist while a
 //! handshake is in flight.
 //!
@@ -157,8 +159,9 @@ mod size_tests {
             "peer grew to {} bytes: update the docs",
             s.peer
         );
+        let keypair_max = if cfg!(feature = "ring") { 2224 } else { 1128 };
         assert!(
-            s.keypair <= 1128,
+            s.keypair <= keypair_max,
             "keypair grew to {} bytes: update the docs",
             s.keypair
         );

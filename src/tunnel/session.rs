@@ -3,36 +3,25 @@
 
 use super::error::DropReason;
 use super::replay::ReplayWindow;
-use super::timers::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
+use super::timers::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME_NS};
 use super::wire::{DATA_HEADER_LEN, MSG_DATA};
-use crate::crypto::aead::{chacha_open_in_place, chacha_seal_in_place, TAG_LEN};
+use crate::crypto::aead::{TransportKey, TAG_LEN};
 use crate::time::Instant;
-use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// One direction pair of transport keys.
-#[derive(Zeroize, ZeroizeOnDrop)]
+///
+/// The keys are [`TransportKey`]s, set up once per session (not per packet) and wiped on
+/// drop (with the `ring` feature, see [`TransportKey`] for the copy ring keeps).
 pub(crate) struct Keypair {
-    send_key: [u8; 32],
-    recv_key: [u8; 32],
-    #[zeroize(skip)]
+    send_key: TransportKey,
+    recv_key: TransportKey,
     pub(crate) send_counter: u64,
-    #[zeroize(skip)]
     pub(crate) replay: ReplayWindow,
-    #[zeroize(skip)]
     pub(crate) local_index: u32,
-    #[zeroize(skip)]
     pub(crate) remote_index: u32,
-    #[zeroize(skip)]
     pub(crate) created: Instant,
     /// Whether we initiated the handshake that made it (only the initiator rekeys by age).
-    #[zeroize(skip)]
     pub(crate) initiator: bool,
-}
-
-fn nonce(counter: u64) -> [u8; 12] {
-    let mut n = [0u8; 12];
-    n[4..].copy_from_slice(&counter.to_le_bytes());
-    n
 }
 
 impl Keypair {
@@ -45,8 +34,8 @@ impl Keypair {
         initiator: bool,
     ) -> Self {
         Keypair {
-            send_key,
-            recv_key,
+            send_key: TransportKey::new(send_key),
+            recv_key: TransportKey::new(recv_key),
             send_counter: 0,
             replay: ReplayWindow::default(),
             local_index,
@@ -56,19 +45,28 @@ impl Keypair {
         }
     }
 
+    /// Nanoseconds since the session was derived (zero if `now` is earlier). Compared with
+    /// the `*_NS` constants: plain integers on the per-packet path, no `Duration` built.
+    #[inline]
+    pub(crate) fn age_ns(&self, now: Instant) -> u64 {
+        now.as_nanos().saturating_sub(self.created.as_nanos())
+    }
+
     /// Whether it may still send at `now` (WG §6.2: REJECT_AFTER_TIME, REJECT_AFTER_MESSAGES).
+    #[inline]
     pub(crate) fn can_send(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.created) < REJECT_AFTER_TIME
-            && self.send_counter < REJECT_AFTER_MESSAGES
+        self.age_ns(now) < REJECT_AFTER_TIME_NS && self.send_counter < REJECT_AFTER_MESSAGES
     }
 
     /// Whether it may still receive at `now`.
+    #[inline]
     pub(crate) fn can_receive(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.created) < REJECT_AFTER_TIME
+        self.age_ns(now) < REJECT_AFTER_TIME_NS
     }
 
     /// Encrypts `payload` (already copied, padded, into `out[16..16+len]`) in place and writes
     /// the header and tag. `out` must be exactly `16 + len + 16` bytes.
+    #[inline]
     pub(crate) fn seal_into(&mut self, out: &mut [u8]) -> Option<()> {
         let counter = self.send_counter;
         let (header, rest) = out.split_at_mut_checked(DATA_HEADER_LEN)?;
@@ -77,12 +75,7 @@ impl Keypair {
         header[..4].copy_from_slice(&MSG_DATA.to_le_bytes());
         header[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
         header[8..16].copy_from_slice(&counter.to_le_bytes());
-        tag.copy_from_slice(&chacha_seal_in_place(
-            &self.send_key,
-            &nonce(counter),
-            &[],
-            body,
-        ));
+        tag.copy_from_slice(&self.send_key.seal_in_place(counter, &[], body));
         self.send_counter = counter.saturating_add(1);
         Some(())
     }
@@ -114,7 +107,8 @@ impl Keypair {
         let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| DropReason::Malformed)?;
         let dst = out.get_mut(..ct_len).ok_or(DropReason::Malformed)?;
         dst.copy_from_slice(ct);
-        chacha_open_in_place(&self.recv_key, &nonce(counter), &[], dst, tag)
+        self.recv_key
+            .open_in_place(counter, &[], dst, tag)
             .map_err(|_| DropReason::DecryptFailed)?;
         Ok(ct_len)
     }
@@ -127,6 +121,7 @@ impl Keypair {
 
 #[cfg(test)]
 mod tests {
+    use super::super::timers::REJECT_AFTER_TIME;
     use super::*;
     use crate::time::Duration;
 
@@ -168,7 +163,7 @@ mod tests {
 
     #[test]
     fn nonce_is_the_little_endian_counter_after_four_zero_bytes() {
-        let n = nonce(0x0102_0304_0506_0708);
+        let n = crate::crypto::aead::counter_nonce(0x0102_0304_0506_0708);
         assert_eq!(n, [0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1]);
     }
 }

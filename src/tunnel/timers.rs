@@ -33,6 +33,10 @@ pub const REKEY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound of the random jitter added to handshake retries (kernel: HZ/3).
 pub const REKEY_TIMEOUT_JITTER_MAX: Duration = Duration::from_millis(333);
+/// [`REJECT_AFTER_TIME`] in nanoseconds (for per-packet integer comparisons).
+pub(crate) const REJECT_AFTER_TIME_NS: u64 = REJECT_AFTER_TIME.as_nanos() as u64;
+/// [`REKEY_AFTER_TIME`] in nanoseconds.
+pub(crate) const REKEY_AFTER_TIME_NS: u64 = REKEY_AFTER_TIME.as_nanos() as u64;
 /// Retries of one handshake attempt: REKEY_ATTEMPT_TIME / REKEY_TIMEOUT.
 pub(crate) const MAX_TIMER_HANDSHAKES: u32 = 18;
 /// Minimum gap between two initiations accepted from one peer (50 per second).
@@ -55,17 +59,28 @@ pub(crate) struct PeerTimers {
 
 impl PeerTimers {
     /// The earliest armed deadline.
+    ///
+    /// Runs on every packet (the device's `reschedule`), so it is a branch-free minimum over
+    /// the five timers, an unarmed one counting as `u64::MAX` nanoseconds.
+    #[inline]
     pub(crate) fn next(&self) -> Option<Instant> {
-        [
-            self.retransmit_handshake,
-            self.send_keepalive,
-            self.new_handshake,
-            self.zero_key_material,
-            self.persistent_keepalive,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let ns = |t: Option<Instant>| t.map_or(u64::MAX, Instant::as_nanos);
+        let m = ns(self.retransmit_handshake)
+            .min(ns(self.send_keepalive))
+            .min(ns(self.new_handshake))
+            .min(ns(self.zero_key_material))
+            .min(ns(self.persistent_keepalive));
+        if m != u64::MAX {
+            return Some(Instant::from_nanos(m));
+        }
+        // Nothing below the sentinel: either nothing is armed or a timer sits at the very
+        // end of time (Instant::MAX, reachable only by saturating arithmetic).
+        let armed = self.retransmit_handshake.is_some()
+            || self.send_keepalive.is_some()
+            || self.new_handshake.is_some()
+            || self.zero_key_material.is_some()
+            || self.persistent_keepalive.is_some();
+        armed.then_some(Instant::MAX)
     }
 
     pub(crate) fn data_sent(&mut self, now: Instant, jitter: Duration) {
@@ -118,6 +133,8 @@ mod tests {
     #[test]
     fn constants_match_the_paper() {
         assert_eq!(REJECT_AFTER_MESSAGES, 18_446_744_073_709_543_423);
+        assert_eq!(REJECT_AFTER_TIME_NS, 180_000_000_000);
+        assert_eq!(REKEY_AFTER_TIME_NS, 120_000_000_000);
         assert_eq!(
             MAX_TIMER_HANDSHAKES as u64,
             REKEY_ATTEMPT_TIME.as_secs() / REKEY_TIMEOUT.as_secs()
@@ -136,5 +153,32 @@ mod tests {
         assert_eq!(t.next(), Some(now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT));
         t.any_authenticated_packet_received();
         assert_eq!(t.next(), None);
+    }
+
+    #[test]
+    fn next_matches_a_plain_minimum_for_every_combination() {
+        // Independent model: the minimum over the armed timers, by sorting.
+        let values = [
+            None,
+            Some(Instant::ZERO),
+            Some(Instant::from_secs(7)),
+            Some(Instant::from_nanos(u64::MAX - 1)),
+            Some(Instant::MAX),
+        ];
+        let n = values.len();
+        for code in 0..n.pow(5) {
+            let pick = |k: u32| values[(code / n.pow(k)) % n];
+            let t = PeerTimers {
+                retransmit_handshake: pick(0),
+                send_keepalive: pick(1),
+                new_handshake: pick(2),
+                zero_key_material: pick(3),
+                persistent_keepalive: pick(4),
+                ..PeerTimers::default()
+            };
+            let mut armed: alloc::vec::Vec<Instant> = (0..5).filter_map(pick).collect();
+            armed.sort();
+            assert_eq!(t.next(), armed.first().copied(), "combination {code}");
+        }
     }
 }

@@ -116,6 +116,7 @@ pub(crate) mod cookie {
 
 /// Inner destination (outbound) or source (inbound) address of an IP packet, and its
 /// length from the header.
+#[inline]
 pub(crate) fn inner_ip(packet: &[u8], want_source: bool) -> Option<(IpAddr, usize)> {
     match packet.first()? >> 4 {
         4 if packet.len() >= 20 => {
