@@ -343,7 +343,9 @@ impl<R: rand_core::CryptoRng> Chat<R> {
     /// Buffer API for the receive hot path: decrypts a data frame in place and returns where
     /// the plaintext lies; no allocation, no event. Other frames are handed to
     /// [`Chat::handle_frame`] and reported as [`Opened::Control`] (as is an empty data frame, a
-    /// key confirmation). A rejected frame leaves the buffer unchanged.
+    /// key confirmation). A rejected frame leaves the buffer unchanged, except that with the
+    /// `ring` feature a frame whose tag fails has its body zeroed by `ring` (never left as
+    /// unauthenticated plaintext).
     ///
     /// ```
     /// # use sealwire::chat::{Chat, ChatConfig, ChatId, Opened};
