@@ -364,14 +364,14 @@ fn decap(c: &mut Criterion<clock::Clock>) {
     g.finish();
 }
 
-#[cfg(not(feature = "ring"))]
+/// In a `ring` build this registers `sealwire-ring` beside `boringtun` (which uses ring too).
 fn handshake(c: &mut Criterion<clock::Clock>) {
     let mut g = c.benchmark_group("tunnel/handshake");
     let pkt = data_packet();
     let mut bufs = Bufs::new();
     let now = Instant::from_secs(1);
     let mut seed = 0u64;
-    g.bench_function("sealwire", |bch| {
+    g.bench_function(SEALWIRE, |bch| {
         bch.iter_batched_ref(
             || {
                 seed += 2;
@@ -494,6 +494,6 @@ criterion_group! {
 criterion_group! {
     name = benches;
     config = clock::config();
-    targets = encap, decap
+    targets = encap, decap, handshake
 }
 criterion_main!(benches);
