@@ -4,8 +4,6 @@
 //! Embedder policy in these tests: accept a session iff the recovered address equals the
 //! vector's `client_address` (plaintext sessions: accept).
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::fs;
 
 use chacha20poly1305::aead::AeadInOut;
@@ -16,6 +14,9 @@ use sealwire::crypto::hex;
 use sealwire::session::*;
 use sealwire::time::{Duration, Instant};
 use serde_json::Value;
+
+mod session_util;
+use session_util::Recorded;
 
 // ------------------------------------------------------------------------------- helpers
 
@@ -37,39 +38,12 @@ fn kind(v: &Value) -> &str {
     v["kind"].as_str().unwrap_or("default")
 }
 
-/// An RNG that replays recorded bytes (the SDK's randomness), then zeros.
-struct Recorded(VecDeque<u8>);
-
-impl Recorded {
-    fn new(parts: &[&str]) -> Self {
-        let mut q = VecDeque::new();
-        for p in parts {
-            q.extend(hex::decode(p).unwrap());
-        }
-        Recorded(q)
-    }
+/// The SDK's recorded randomness (hex parts, in draw order), replayed by the shared
+/// [`Recorded`] RNG.
+fn recorded(parts: &[&str]) -> Recorded {
+    let bytes: Vec<u8> = parts.iter().flat_map(|p| hex::decode(p).unwrap()).collect();
+    Recorded::new(&bytes, 0)
 }
-
-impl rand_core::TryRng for Recorded {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        let mut b = [0u8; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        let mut b = [0u8; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        for d in dst {
-            *d = self.0.pop_front().unwrap_or(0);
-        }
-        Ok(())
-    }
-}
-impl rand_core::TryCryptoRng for Recorded {}
 
 /// Independent XChaCha20-Poly1305 open (the crate directly, not sealwire's wrapper).
 fn xopen(key_hex: &str, nonce_hex: &str, aad_hex: &str, ct_hex: &str) -> Option<Vec<u8>> {
@@ -392,7 +366,7 @@ fn client_reproduces_the_sdk_session_init_frames_byte_for_byte() {
         }
         let name = s(&v, "name");
         let r = &v["random"];
-        let rng = Recorded::new(&[s(r, "session_key"), s(r, "ephemeral_seed48"), s(r, "nonce")]);
+        let rng = recorded(&[s(r, "session_key"), s(r, "ephemeral_seed48"), s(r, "nonce")]);
         let e = &v["expected"];
         let node_pub = PublicKey::from_hex(s(&v, "node_public_key")).unwrap();
         let me = SecretKey::from_hex(s(&v, "client_private_key")).unwrap();
@@ -479,7 +453,7 @@ fn client_reproduces_the_sdk_encrypted_message_payloads() {
             SecretKey::from_bytes(&[5; 32]).unwrap(),
             node_key.public_key(),
             ClientConfig::default(),
-            Recorded::new(&parts),
+            recorded(&parts),
         );
         let frame: Value = serde_json::from_str(s(&v, "frame")).unwrap();
         client
@@ -613,7 +587,7 @@ fn negative_vectors_get_the_expected_node_reply() {
 /// A client holding `session_key`, waiting for the answer to `request_frame`.
 fn client_for(v: &Value, policy: ChunkAadPolicy) -> (Client<Recorded>, Value) {
     let request: Value = serde_json::from_str(s(v, "request_frame")).unwrap();
-    let rng = Recorded::new(&[s(v, "session_key")]);
+    let rng = recorded(&[s(v, "session_key")]);
     let cfg = ClientConfig {
         chunk_aad: policy,
         ..ClientConfig::default()
@@ -843,7 +817,7 @@ fn plaintext_vectors_work_on_both_sides_behind_the_opt_in() {
             SecretKey::from_bytes(&[4; 32]).unwrap(),
             SecretKey::from_bytes(&[3; 32]).unwrap().public_key(),
             ClientConfig::default(),
-            Recorded::new(&[]),
+            recorded(&[]),
         );
         client
             .start_plaintext_session(
@@ -980,7 +954,7 @@ fn checkpoint_delta_vectors() {
                 let mut node = Node::new(
                     host,
                     NodeConfig::default(),
-                    Recorded::new(&[s(&v, "ephemeral_private_key"), s(&v["encrypted"], "nonce")]),
+                    recorded(&[s(&v, "ephemeral_private_key"), s(&v["encrypted"], "nonce")]),
                 );
                 assert_eq!(node.address().to_string(), s(&v, "host_address"));
                 let out = node
