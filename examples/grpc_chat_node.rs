@@ -685,8 +685,19 @@ async fn main() {
     // The e2e script waits for this line.
     println!("listening on {local}");
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    // Ctrl-C or SIGTERM (what service managers and `kill` send) shut down cleanly.
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     };
     if let Err(e) = tonic::transport::Server::builder()
         // One app needs one stream; a few more allow reconnects racing the old stream's end.

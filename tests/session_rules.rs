@@ -636,6 +636,35 @@ fn debug_output_never_shows_prompts_or_keys() {
         is_final: false,
     };
     assert!(!format!("{chunk:?}").contains("top secret"));
+    let delta = CheckpointDelta {
+        session_id: "1".into(),
+        checkpoint_index: 0,
+        proof_hash: "0x00".into(),
+        start_token: 0,
+        end_token: 1,
+        messages: vec![CheckpointMessage {
+            role: "user".into(),
+            content: "top secret conversation".into(),
+            timestamp: 1,
+            metadata: None,
+        }],
+        host_signature: "0x".into(),
+    };
+    assert!(!format!("{delta:?}").contains("top secret"));
+}
+
+#[test]
+fn a_flood_of_pongs_leaves_one_pending_event() {
+    let mut c = client(K1, 1);
+    for _ in 0..100_000 {
+        c.handle_frame(T0, r#"{"type":"pong"}"#).unwrap();
+    }
+    let mut n = 0;
+    while let Some(e) = c.poll_event() {
+        assert!(matches!(e, ClientEvent::Pong));
+        n += 1;
+    }
+    assert_eq!(n, 1);
 }
 
 #[test]

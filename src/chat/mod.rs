@@ -94,9 +94,12 @@
 //! [`Chat::seal`] / [`Chat::unseal`] persist the whole state (see [`crate::seal`]) with a
 //! counter lease, so a crash-and-restore never reuses a message key: the live machine never
 //! sends past the lease of its last seal, and a restored one resumes after it (and must be
-//! sealed before sending). A restored machine immediately starts a fresh epoch, because its
-//! record may predate a rekey the peer completed; the peer accepts a handshake that redoes its
-//! current epoch or jumps ahead, since the epoch is bound into the prologue and signatures.
+//! sealed before sending). A restored machine starts a fresh epoch at once when the rekey
+//! throttle allows, because its record may predate a rekey the peer completed; the peer accepts
+//! a handshake that redoes its current epoch or jumps ahead, since the epoch is bound into the
+//! prologue and signatures. If the throttle is spent (several restores within its period), the
+//! chat goes on in the restored epoch — the lease still rules out key reuse — and the next
+//! scheduled or Desync-triggered rekey moves it on.
 //!
 //! ## Why one machine, not typestate
 //! A chat is established *and* handshaking during every rekey, and the old epoch keeps

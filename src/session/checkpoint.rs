@@ -20,8 +20,8 @@ use crate::crypto::{aead, hex, kdf};
 
 const INFO: &[u8] = b"checkpoint-delta-encryption-v1";
 
-/// One conversation message inside a checkpoint delta.
-#[derive(Clone, Debug, PartialEq)]
+/// One conversation message inside a checkpoint delta. `Debug` hides the text.
+#[derive(Clone, PartialEq)]
 pub struct CheckpointMessage {
     /// `user` or `assistant`.
     pub role: String,
@@ -33,8 +33,8 @@ pub struct CheckpointMessage {
     pub metadata: Option<Map<String, Value>>,
 }
 
-/// The delta a node publishes per checkpoint.
-#[derive(Clone, Debug, PartialEq)]
+/// The delta a node publishes per checkpoint. `Debug` hides the conversation.
+#[derive(Clone, PartialEq)]
 pub struct CheckpointDelta {
     /// Session id (decimal).
     pub session_id: String,
@@ -51,6 +51,28 @@ pub struct CheckpointDelta {
     /// EIP-191 host signature over the messages (see
     /// [`Node::sign_checkpoint_messages`](super::Node::sign_checkpoint_messages)).
     pub host_signature: String,
+}
+
+impl core::fmt::Debug for CheckpointMessage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CheckpointMessage")
+            .field("role", &self.role)
+            .field("content", &"[redacted]")
+            .field("timestamp", &self.timestamp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl core::fmt::Debug for CheckpointDelta {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CheckpointDelta")
+            .field("session_id", &self.session_id)
+            .field("checkpoint_index", &self.checkpoint_index)
+            .field("start_token", &self.start_token)
+            .field("end_token", &self.end_token)
+            .field("messages", &self.messages)
+            .finish_non_exhaustive()
+    }
 }
 
 fn push_messages(out: &mut String, messages: &[CheckpointMessage]) -> Result<(), SessionError> {

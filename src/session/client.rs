@@ -623,7 +623,11 @@ impl<R: rand_core::CryptoRng> Client<R> {
             None => return Ok(()), // the SDK drops frames without a type
         };
         if ty == "pong" {
-            self.events.push_back(ClientEvent::Pong);
+            // Heartbeat answers carry nothing: one pending `Pong` stands for any number, so a
+            // node flooding pongs cannot grow the queue.
+            if self.events.back() != Some(&ClientEvent::Pong) && self.events.len() < MAX_EVENTS {
+                self.events.push_back(ClientEvent::Pong);
+            }
             return Ok(());
         }
         let Some(s) = self.session.as_mut() else {
