@@ -28,7 +28,10 @@ pub struct NodeConfig {
     /// error frame (default 60 s).
     pub accept_timeout: Duration,
     /// Largest number of remembered ephemeral keys; each is kept for `session_ttl`
-    /// (default 1 000 000). When full of live entries, new inits get `CAPACITY`.
+    /// (default 1 000 000, about 100 bytes each). When full of live entries, new inits get
+    /// `CAPACITY`. Only inits that were accepted (or re-keyed automatically) stay in it, and
+    /// the SDK sends one init per prompt, so size it at least peak accepted-init rate ×
+    /// `session_ttl`: the default covers about 11 prompts per second node-wide with a 24 h TTL.
     pub replay_cache_capacity: usize,
     /// Largest number of queued outgoing frames (and of queued events) (default 65 536).
     pub max_transmit_queue: usize,
