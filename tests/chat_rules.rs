@@ -763,6 +763,41 @@ fn sealed_state_restores_and_never_reuses_a_message_key() {
 }
 
 #[test]
+fn restores_beyond_the_rekey_throttle_still_reach_a_fresh_epoch() {
+    let mut p = Pair::established(63);
+    let key = SealKey::from_bytes([4; 32]);
+    let mut record = p.a.seal(p.now, &key).unwrap();
+    // Crash and restore repeatedly within one throttle period: only the first restores can
+    // start their fresh epoch at once.
+    let mut restored = None;
+    for i in 0..5u8 {
+        let mut r = Chat::unseal(
+            config(SEED_A),
+            ChaCha20Rng::from_seed([70 + i; 32]),
+            p.now,
+            &record,
+            UnsealWith::Key(&key),
+            None,
+        )
+        .unwrap();
+        record = r.seal(p.now, &key).unwrap();
+        restored = Some(r);
+    }
+    let mut r = restored.unwrap();
+    let epoch = r.epoch().expect("established");
+    while r.poll_transmit().is_some() {}
+    // The rekey is still due: poll_timeout names the moment the throttle frees up, and the
+    // handshake for the next epoch starts then.
+    let due = r.poll_timeout().expect("a deadline");
+    assert!(due > p.now && due <= p.now + sealwire::time::Duration::from_secs(30));
+    r.handle_timeout(due);
+    let f = r.poll_transmit().expect("message 1 of a fresh epoch");
+    let (h, _) = FrameHeader::parse(&f).unwrap();
+    assert_eq!(h.kind, FrameKind::HandshakeInit);
+    assert_eq!(h.epoch, epoch + 1);
+}
+
+#[test]
 fn live_machine_refuses_to_send_past_its_sealed_lease() {
     let mut p = Pair::with(62, |c| c.seal_lease = 4);
     p.pump().unwrap();

@@ -104,6 +104,8 @@ pub struct Chat<R> {
     pub(crate) pending: Option<Box<Pending>>,
     pub(crate) peer: Option<IdentityPublic>,
     pub(crate) rekey_log: Vec<Instant>,
+    /// A restore wanted a fresh epoch but the throttle was spent: rekey as soon as it allows.
+    pub(crate) rekey_due: bool,
     pub(crate) transmit: VecDeque<Vec<u8>>,
     pub(crate) events: VecDeque<ChatEvent>,
     pub(crate) closed: bool,
@@ -138,6 +140,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             pending: None,
             peer: None,
             rekey_log: Vec::new(),
+            rekey_due: false,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             closed: false,
@@ -297,7 +300,12 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         if let Some(cur) = &self.current {
             at(cur.established_at + p.reject_after_time);
             if self.pending.is_none() && self.unconfirmed.is_none() {
-                at((cur.established_at + p.after_time).max(self.throttle_free_at()));
+                let due = if self.rekey_due {
+                    Instant::ZERO
+                } else {
+                    cur.established_at + p.after_time
+                };
+                at(due.max(self.throttle_free_at()));
             }
         }
         next
@@ -516,9 +524,11 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         }
         if self.pending.is_none()
             && self.unconfirmed.is_none()
-            && now >= cur.established_at + p.after_time
+            && (self.rekey_due || now >= cur.established_at + p.after_time)
+            && !matches!(self.rekey(now), Err(Error::RekeyThrottled))
         {
-            let _ = self.rekey(now);
+            // Started, or impossible for a reason waiting will not fix: no longer due.
+            self.rekey_due = false;
         }
     }
 

@@ -98,8 +98,8 @@
 //! throttle allows, because its record may predate a rekey the peer completed; the peer accepts
 //! a handshake that redoes its current epoch or jumps ahead, since the epoch is bound into the
 //! prologue and signatures. If the throttle is spent (several restores within its period), the
-//! chat goes on in the restored epoch — the lease still rules out key reuse — and the next
-//! scheduled or Desync-triggered rekey moves it on.
+//! rekey stays due and starts as soon as the throttle allows ([`Chat::poll_timeout`] names the
+//! moment); meanwhile the chat goes on in the restored epoch and the lease rules out key reuse.
 //!
 //! ## Why one machine, not typestate
 //! A chat is established *and* handshaking during every rekey, and the old epoch keeps

@@ -316,6 +316,10 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         if let Some(next) = number.checked_add(1) {
             if chat.throttle_allows(now) {
                 chat.start_handshake(now, next)?;
+            } else {
+                // Several restores within the throttle period: rekey once it allows
+                // (`poll_timeout` reports when).
+                chat.rekey_due = true;
             }
         }
         Ok(chat)
