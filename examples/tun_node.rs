@@ -11,16 +11,17 @@
 //!   dual-stack, or `0.0.0.0` when IPv6 is unavailable), so it keeps working when the host's
 //!   own addresses change.
 //! * Pumps on three OS threads with blocking I/O, sharing the device behind a mutex that is
-//!   held only around the device calls (never across a syscall): TUN read ⇒ `encapsulate` ⇒
-//!   UDP send; UDP receive ⇒ `decapsulate` ⇒ TUN write or UDP send; a timer thread sleeps on
-//!   a condition variable until `poll_timeout` (woken when an operation moves it earlier) ⇒
-//!   `handle_timeout`. After each step the queued `poll_transmit` datagrams and `poll_event`
-//!   events are taken under the lock and sent/logged after it. Buffers are allocated once per
-//!   thread; the UDP socket asks for 4 MiB buffers each way. The blocking calls return at
-//!   once while packets are queued, so a busy thread drains a burst without readiness
-//!   polling. (Same-run comparisons on a shared 2-vCPU machine: median iperf3 throughput
-//!   25–50% above the earlier single-threaded tokio loop at similar CPU time when the
-//!   machine was loaded; within noise of it when quiet.)
+//!   held only around the device calls (never across a syscall): TUN read (straight into the
+//!   datagram buffer) ⇒ `encapsulate_in_place` ⇒ UDP send; UDP receive ⇒ `decapsulate` ⇒
+//!   TUN write or UDP send; a timer thread sleeps on a condition variable until
+//!   `poll_timeout` (woken when an operation moves it earlier) ⇒ `handle_timeout`. After each
+//!   step the queued `poll_transmit` datagrams and `poll_event` events are taken under the
+//!   lock and sent/logged after it. Buffers are allocated once per thread; the UDP socket
+//!   asks for 4 MiB buffers each way. The blocking calls return at once while packets are
+//!   queued, so a busy thread drains a burst without readiness polling. (Same-run
+//!   comparisons on a shared 2-vCPU machine: median iperf3 throughput 25–50% above the
+//!   earlier single-threaded tokio loop at similar CPU time when the machine was loaded;
+//!   within noise of it when quiet.)
 //! * Logs handshakes and roaming. The main thread waits for SIGTERM or Ctrl-C, then exits;
 //!   the kernel closes the TUN and removes the link.
 //!
@@ -37,7 +38,8 @@ use sealwire::crypto::x25519::{PublicKey, StaticSecret};
 use sealwire::time::{Clock, Instant};
 use sealwire::tunnel::conf::{Config, Endpoint};
 use sealwire::tunnel::{
-    Action, Device, DeviceConfig, Error, Event, PeerConfig, Transmit, WallTime,
+    Action, Device, DeviceConfig, Error, Event, PeerConfig, Transmit, WallTime, DATA_HEADER_LEN,
+    DATA_OVERHEAD,
 };
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
@@ -334,13 +336,17 @@ fn log_event(event: Event) {
     }
 }
 
-/// TUN ⇒ `encapsulate` ⇒ UDP, with blocking reads.
+/// TUN ⇒ `encapsulate_in_place` ⇒ UDP, with blocking reads. Each packet is read straight
+/// into the datagram buffer behind the 16-byte data header and sealed there: no copy.
 fn tun_to_udp(sh: &Shared, mut tun: tun::Reader) {
-    let mut packet = vec![0u8; BUF_LEN];
-    let mut out = vec![0u8; BUF_LEN];
+    let mut buf = vec![0u8; BUF_LEN];
     let mut pending = Pending::default();
     loop {
-        let n = match tun.read(&mut packet) {
+        // Room for the header in front, and for the padding and the tag behind.
+        let Some(space) = buf.get_mut(DATA_HEADER_LEN..BUF_LEN - DATA_OVERHEAD) else {
+            return;
+        };
+        let n = match tun.read(space) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -348,19 +354,16 @@ fn tun_to_udp(sh: &Shared, mut tun: tun::Reader) {
                 return;
             }
         };
-        let Some(packet) = packet.get(..n) else {
-            continue;
-        };
         let result = {
             let mut core = sh.lock();
             let now = sh.clock.now();
-            let r = core.device.encapsulate(now, packet, &mut out);
+            let r = core.device.encapsulate_in_place(now, &mut buf, n);
             sh.collect(&mut core, &mut pending);
             r
         };
         match result {
             Ok(Action::WriteToNetwork { to, len }) => {
-                if let Some(bytes) = out.get(..len) {
+                if let Some(bytes) = buf.get(..len) {
                     sh.send(to, bytes);
                 }
             }

@@ -71,6 +71,30 @@ fn tunnel_encapsulate_and_decapsulate_allocate_nothing() {
     });
     assert_eq!(delivered, 100, "every packet arrives");
     assert_eq!(info.count_total, 0, "tunnel data path allocated: {info:?}");
+
+    // The zero-copy variant: the packet is placed at buf[16..] and sealed there.
+    let mut delivered = 0;
+    let info = measure(|| {
+        for i in 100..200u64 {
+            let t = now + Duration::from_millis(i);
+            buf[16..16 + ip.len()].copy_from_slice(&ip);
+            let Ok(Action::WriteToNetwork { len, .. }) =
+                a.encapsulate_in_place(t, &mut buf, ip.len())
+            else {
+                panic!("data")
+            };
+            if let Ok(Action::WriteToTunnel { len, .. }) =
+                b.decapsulate(t, addr_a, &buf[..len], &mut out)
+            {
+                delivered += usize::from(out[..len] == ip[..]);
+            }
+        }
+    });
+    assert_eq!(delivered, 100, "every packet arrives");
+    assert_eq!(
+        info.count_total, 0,
+        "in-place data path allocated: {info:?}"
+    );
 }
 
 #[test]

@@ -131,8 +131,13 @@ impl fmt::Display for Cidr {
 pub(crate) struct AllowedIps<T> {
     v4: BTreeMap<(u8, u32), T>,
     v6: BTreeMap<(u8, u128), T>,
+    /// How many prefixes of each length exist.
     v4_lens: [u32; 33],
     v6_lens: [u32; 129],
+    /// Bit `l` set iff some prefix has length `l`: a lookup probes only those lengths,
+    /// longest first.
+    v4_mask: u64,
+    v6_mask: [u64; 3],
 }
 
 impl<T> Default for AllowedIps<T> {
@@ -142,6 +147,8 @@ impl<T> Default for AllowedIps<T> {
             v6: BTreeMap::new(),
             v4_lens: [0; 33],
             v6_lens: [0; 129],
+            v4_mask: 0,
+            v6_mask: [0; 3],
         }
     }
 }
@@ -163,6 +170,7 @@ impl<T: Copy + PartialEq> AllowedIps<T> {
             if let Some(c) = counts.get_mut(usize::from(len)) {
                 *c += 1;
             }
+            self.refresh_masks();
         }
         prev
     }
@@ -189,24 +197,61 @@ impl<T: Copy + PartialEq> AllowedIps<T> {
             }
             keep
         });
+        self.refresh_masks();
+    }
+
+    /// Recomputes the length bitmaps from the counts (on every change of the table, which
+    /// is rare; lookups are the hot path).
+    fn refresh_masks(&mut self) {
+        self.v4_mask = 0;
+        for (l, c) in self.v4_lens.iter().enumerate() {
+            if *c > 0 {
+                self.v4_mask |= 1 << l;
+            }
+        }
+        self.v6_mask = [0; 3];
+        for (l, c) in self.v6_lens.iter().enumerate() {
+            if *c > 0 {
+                if let Some(w) = self.v6_mask.get_mut(l / 64) {
+                    *w |= 1 << (l % 64);
+                }
+            }
+        }
     }
 
     /// The value of the longest prefix containing `ip`.
+    #[inline]
     pub(crate) fn lookup(&self, ip: IpAddr) -> Option<T> {
         match ip {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
-                (0..=32u8)
-                    .rev()
-                    .filter(|l| self.v4_lens.get(usize::from(*l)).is_some_and(|c| *c > 0))
-                    .find_map(|l| self.v4.get(&(l, mask4(a, l))).copied())
+                let mut m = self.v4_mask;
+                while m != 0 {
+                    let l = 63 - m.leading_zeros();
+                    m &= !(1u64 << l);
+                    // l <= 32: the mask only holds bits of lengths 0..=32.
+                    let l = l as u8;
+                    if let Some(v) = self.v4.get(&(l, mask4(a, l))) {
+                        return Some(*v);
+                    }
+                }
+                None
             }
             IpAddr::V6(a) => {
                 let a = u128::from(a);
-                (0..=128u8)
-                    .rev()
-                    .filter(|l| self.v6_lens.get(usize::from(*l)).is_some_and(|c| *c > 0))
-                    .find_map(|l| self.v6.get(&(l, mask6(a, l))).copied())
+                for (w, word) in self.v6_mask.iter().enumerate().rev() {
+                    let mut m = *word;
+                    while m != 0 {
+                        let bit = 63 - m.leading_zeros();
+                        m &= !(1u64 << bit);
+                        // w * 64 + bit <= 128: the mask only holds lengths 0..=128.
+                        let l = (w * 64) as u8 + bit as u8;
+                        if let Some(v) = self.v6.get(&(l, mask6(a, l))) {
+                            return Some(*v);
+                        }
+                    }
+                }
+                None
             }
         }
     }

@@ -462,6 +462,86 @@ impl<R: rand_core::CryptoRng> Device<R> {
         packet: &[u8],
         out: &mut [u8],
     ) -> Result<Action, Error> {
+        let (slot, has_session, to) = self.route(now, packet)?;
+        if has_session {
+            let needed = DATA_OVERHEAD + self.padded(packet.len());
+            let body = out
+                .get_mut(DATA_HEADER_LEN..needed)
+                .ok_or(Error::BufferTooSmall { needed })?;
+            body[..packet.len()].copy_from_slice(packet);
+            let len = self.seal_in_place(now, slot, packet.len(), out)?;
+            return Ok(Action::WriteToNetwork { to, len });
+        }
+        self.stage_and_initiate(now, slot, packet, out)
+    }
+
+    /// [`encapsulate`](Self::encapsulate) without the copy: the IP packet is already in
+    /// `buf[16..16 + len]` (read it from the TUN straight there), and the datagram is
+    /// sealed in place around it, so `buf` needs `len` padded to 16 bytes (but not beyond
+    /// the MTU) plus 32 bytes; or 148 when a handshake must start.
+    ///
+    /// Same results as [`encapsulate`](Self::encapsulate): [`Action::WriteToNetwork`] with
+    /// the datagram in `buf[..len]`, [`Action::Done`] when the packet was staged behind a
+    /// handshake in flight, and `Err` (counted, nothing changed) for a packet that has no
+    /// route. `Err(BufferTooSmall)` leaves everything, `buf` included, as it was.
+    ///
+    /// ```
+    /// use sealwire::crypto::x25519::StaticSecret;
+    /// use sealwire::time::Instant;
+    /// use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig};
+    ///
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// let peer = StaticSecret::from_bytes([2; 32]).public_key();
+    /// let mut d = Device::new(DeviceConfig::new(StaticSecret::from_bytes([1; 32])), ChaCha20Rng::seed_from_u64(0));
+    /// let mut p = PeerConfig::new(peer);
+    /// p.endpoint = Some("192.0.2.2:51820".parse().unwrap());
+    /// p.allowed_ips.push("10.0.0.2/32".parse().unwrap());
+    /// d.add_peer(Instant::ZERO, p).unwrap();
+    ///
+    /// // A 20-byte IPv4 header to 10.0.0.2, placed where the datagram's payload goes.
+    /// let mut buf = [0u8; 2048];
+    /// let ip = &mut buf[16..36];
+    /// ip[0] = 0x45;
+    /// ip[3] = 20;
+    /// ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+    /// // No session yet: the packet is staged and `buf` now holds the handshake initiation.
+    /// let action = d.encapsulate_in_place(Instant::ZERO, &mut buf, 20).unwrap();
+    /// assert!(matches!(action, Action::WriteToNetwork { len: 148, .. }));
+    /// assert_eq!(buf[0], 1); // message type 1
+    /// ```
+    pub fn encapsulate_in_place(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<Action, Error> {
+        let end = DATA_HEADER_LEN.saturating_add(len);
+        let packet = buf
+            .get(DATA_HEADER_LEN..end)
+            .ok_or(Error::BufferTooSmall { needed: end })?;
+        let (slot, has_session, to) = self.route(now, packet)?;
+        if has_session {
+            let needed = DATA_OVERHEAD + self.padded(len);
+            if buf.len() < needed {
+                return Err(Error::BufferTooSmall { needed });
+            }
+            let len = self.seal_in_place(now, slot, len, buf)?;
+            return Ok(Action::WriteToNetwork { to, len });
+        }
+        if buf.len() < INITIATION_LEN {
+            return Err(Error::BufferTooSmall {
+                needed: INITIATION_LEN,
+            });
+        }
+        // The packet moves to the staging queue before the initiation overwrites it.
+        self.stage(slot, &buf[DATA_HEADER_LEN..end]);
+        self.initiate_into(now, slot, buf)
+    }
+
+    /// The peer for an outbound `packet` (cryptokey routing), whether it has a session to
+    /// send on, and its endpoint. Counts the reason of a packet that cannot go anywhere.
+    #[inline]
+    fn route(&mut self, now: Instant, packet: &[u8]) -> Result<(Slot, bool, SocketAddr), Error> {
         let Some((dst, _)) = wire::inner_ip(packet, false) else {
             self.stats.count(DropReason::Malformed);
             return Err(DropReason::Malformed.into());
@@ -470,33 +550,38 @@ impl<R: rand_core::CryptoRng> Device<R> {
             self.stats.count(DropReason::NoRoute);
             return Err(DropReason::NoRoute.into());
         };
-        let sendable = self.peer(slot).map(|p| {
-            (
-                p.current.as_ref().is_some_and(|k| k.can_send(now)),
-                p.endpoint,
-            )
-        });
-        let Some((has_session, endpoint)) = sendable else {
+        let Some(p) = self.peer(slot) else {
             return Err(DropReason::NoRoute.into());
         };
-        let Some(to) = endpoint else {
+        let has_session = p.current.as_ref().is_some_and(|k| k.can_send(now));
+        let Some(to) = p.endpoint else {
             self.stats.count(DropReason::NoEndpoint);
             return Err(DropReason::NoEndpoint.into());
         };
-        if has_session {
-            let needed = DATA_OVERHEAD + self.padded(packet.len());
-            if out.len() < needed {
-                return Err(Error::BufferTooSmall { needed });
-            }
-            let len = self.seal_data(now, slot, packet, out)?;
-            return Ok(Action::WriteToNetwork { to, len });
-        }
+        Ok((slot, has_session, to))
+    }
+
+    /// The slow path of an outbound packet without a session: stage a copy, start a
+    /// handshake unless one is in flight, and write its initiation into `out`.
+    fn stage_and_initiate(
+        &mut self,
+        now: Instant,
+        slot: Slot,
+        packet: &[u8],
+        out: &mut [u8],
+    ) -> Result<Action, Error> {
         if out.len() < INITIATION_LEN {
             return Err(Error::BufferTooSmall {
                 needed: INITIATION_LEN,
             });
         }
         self.stage(slot, packet);
+        self.initiate_into(now, slot, out)
+    }
+
+    /// Starts a handshake with `slot` (unless one is in flight) and writes the initiation
+    /// into `out`, which the caller checked holds [`INITIATION_LEN`] bytes.
+    fn initiate_into(&mut self, now: Instant, slot: Slot, out: &mut [u8]) -> Result<Action, Error> {
         let action = match self.initiation(now, slot, false) {
             Some((to, msg)) => {
                 out.get_mut(..INITIATION_LEN)
@@ -535,7 +620,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
     }
 
     /// Encrypts `payload` on the current session into `out`; returns the datagram length.
-    /// The caller checked the buffer size and that a session exists.
+    /// The caller checked that a session exists.
     pub(super) fn seal_data(
         &mut self,
         now: Instant,
@@ -543,7 +628,26 @@ impl<R: rand_core::CryptoRng> Device<R> {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, Error> {
-        let padded = self.padded(payload.len());
+        let end = DATA_HEADER_LEN + payload.len();
+        out.get_mut(DATA_HEADER_LEN..end)
+            .ok_or(Error::BufferTooSmall {
+                needed: DATA_OVERHEAD + self.padded(payload.len()),
+            })?
+            .copy_from_slice(payload);
+        self.seal_in_place(now, slot, payload.len(), out)
+    }
+
+    /// Encrypts the `len`-byte payload already in `out[16..16 + len]` on the current
+    /// session, padding and sealing in place; returns the datagram length. The caller
+    /// checked that a session exists.
+    pub(super) fn seal_in_place(
+        &mut self,
+        now: Instant,
+        slot: Slot,
+        len: usize,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        let padded = self.padded(len);
         let needed = DATA_OVERHEAD + padded;
         // Split borrows: the peer, the RNG and the deadline set are used together below, so
         // the peer is looked up once per packet.
@@ -564,29 +668,36 @@ impl<R: rand_core::CryptoRng> Device<R> {
         let buf = out
             .get_mut(..needed)
             .ok_or(Error::BufferTooSmall { needed })?;
-        let (_, body) = buf.split_at_mut(DATA_HEADER_LEN);
-        let (body, _) = body.split_at_mut(padded);
-        let (data, pad) = body.split_at_mut(payload.len());
-        data.copy_from_slice(payload);
-        pad.fill(0);
+        buf[DATA_HEADER_LEN + len..DATA_HEADER_LEN + padded].fill(0);
         kp.seal_into(buf).ok_or(Error::BufferTooSmall { needed })?;
         // WG §6.2: the initiator rekeys after REKEY_AFTER_TIME; either side after
         // REKEY_AFTER_MESSAGES.
         let rekey = kp.send_counter > REKEY_AFTER_MESSAGES
             || (kp.initiator && kp.age_ns(now) >= REKEY_AFTER_TIME_NS);
+        // The deadline entry stays a valid lower bound when timers only move later or
+        // disarm (the usual case here: the persistent keepalive moves on, the keepalive is
+        // cancelled); only a timer armed or moved earlier needs the entry looked at.
+        let keepalive_before = p.timers.persistent_keepalive;
         p.timers.any_authenticated_packet_traversal(now);
         p.timers.any_authenticated_packet_sent();
-        if !payload.is_empty() {
+        let mut armed = p.scheduled.is_none()
+            || match (keepalive_before, p.timers.persistent_keepalive) {
+                (Some(before), Some(after)) => after < before,
+                (None, after) => after.is_some(),
+                (Some(_), None) => false,
+            };
+        if len != 0 {
             // Draw jitter only when the timer is actually armed: no RNG call per packet.
             if p.timers.new_handshake.is_none() {
                 p.timers.data_sent(now, jitter_from(rng));
+                armed = true;
             }
-            p.tx_bytes = p.tx_bytes.saturating_add(payload.len() as u64);
+            p.tx_bytes = p.tx_bytes.saturating_add(len as u64);
         }
         if rekey {
             self.queue_initiation(now, slot, false);
             self.reschedule(slot);
-        } else {
+        } else if armed {
             Self::reschedule_peer(deadlines, slot, p);
         }
         Ok(needed)

@@ -210,6 +210,25 @@ pub fn us_send_to(
     (us, to)
 }
 
+/// Like `us_send` through [`Device::encapsulate_in_place`]: the packet is placed at
+/// `buf[16..]` of an exactly sized buffer (`cap` bytes) and sealed there.
+pub fn us_send_in_place(
+    d: &mut Device<ChaCha20Rng>,
+    now: Instant,
+    packet: &[u8],
+    cap: usize,
+) -> Us {
+    let mut buf = vec![0xeeu8; cap.max(16 + packet.len())];
+    buf[16..16 + packet.len()].copy_from_slice(packet);
+    buf.truncate(cap);
+    match d.encapsulate_in_place(now, &mut buf, packet.len()) {
+        Ok(Action::Done) => Us::Done,
+        Ok(Action::WriteToNetwork { len, .. }) => Us::Network(buf[..len].to_vec()),
+        Ok(Action::WriteToTunnel { .. }) => panic!("encapsulate never writes to the tunnel"),
+        Err(e) => Us::Err(e),
+    }
+}
+
 pub fn drain(d: &mut Device<ChaCha20Rng>) -> Vec<Vec<u8>> {
     let mut v = Vec::new();
     while let Some(t) = d.poll_transmit() {
