@@ -92,7 +92,10 @@
 //! ```
 //!
 //! `encapsulate` needs at most `max(MTU, packet length) + 32` bytes (and 148 when it starts a
-//! handshake); `decapsulate` never needs more than the datagram's length.
+//! handshake); `decapsulate` never needs more than the datagram's length. To save the copy of
+//! each outbound packet, read it from the TUN straight into `buf[DATA_HEADER_LEN..]` and call
+//! [`Device::encapsulate_in_place`]`(now, &mut buf, len)`: the datagram is sealed around it
+//! (this is what `examples/tun_node.rs` does).
 
 mod allowed_ips;
 pub mod backend;
