@@ -465,10 +465,12 @@ impl<R: rand_core::CryptoRng> Device<R> {
         let (slot, has_session, to) = self.route(now, packet)?;
         if has_session {
             let needed = DATA_OVERHEAD + self.padded(packet.len());
-            let body = out
-                .get_mut(DATA_HEADER_LEN..needed)
-                .ok_or(Error::BufferTooSmall { needed })?;
-            body[..packet.len()].copy_from_slice(packet);
+            if out.len() < needed {
+                return Err(Error::BufferTooSmall { needed });
+            }
+            out.get_mut(DATA_HEADER_LEN..DATA_HEADER_LEN + packet.len())
+                .ok_or(Error::BufferTooSmall { needed })?
+                .copy_from_slice(packet);
             let len = self.seal_in_place(now, slot, packet.len(), out)?;
             return Ok(Action::WriteToNetwork { to, len });
         }
@@ -668,7 +670,9 @@ impl<R: rand_core::CryptoRng> Device<R> {
         let buf = out
             .get_mut(..needed)
             .ok_or(Error::BufferTooSmall { needed })?;
-        buf[DATA_HEADER_LEN + len..DATA_HEADER_LEN + padded].fill(0);
+        if let Some(pad) = buf.get_mut(DATA_HEADER_LEN + len..DATA_HEADER_LEN + padded) {
+            pad.fill(0);
+        }
         kp.seal_into(buf).ok_or(Error::BufferTooSmall { needed })?;
         // WG §6.2: the initiator rekeys after REKEY_AFTER_TIME; either side after
         // REKEY_AFTER_MESSAGES.
