@@ -52,8 +52,38 @@ const SOCKET_BUF: usize = 4 << 20;
 
 type Rng = UnwrapErr<getrandom::SysRng>;
 
+const HELP: &str = "\
+tun_node — a WireGuard-compatible node on a Linux TUN device (sealwire example)
+
+USAGE:
+    tun_node --config FILE --interface NAME
+
+OPTIONS:
+    --config FILE        a wg-quick style file (also the output of `wg showconf`):
+                           [Interface] PrivateKey, ListenPort, Address, MTU
+                           [Peer]      PublicKey, PresharedKey, AllowedIPs, Endpoint,
+                                       PersistentKeepalive
+                         DNS, Table, Pre/PostUp, Pre/PostDown, SaveConfig and FwMark are
+                         accepted and ignored (a warning names each); any other key, or a bad
+                         value, is an error that names its line
+    --interface NAME     the TUN link to create (1 to 15 characters); a stale link of that
+                         name is deleted first
+    -h, --help           print this help
+
+Needs CAP_NET_ADMIN (root) and `ip` from iproute2. Sets the MTU (1420 unless MTU says
+otherwise), every Address, brings the link up and listens on ListenPort (random if absent)
+on all local addresses. Stops on SIGTERM or Ctrl-C; the link goes away with the process.
+
+ENVIRONMENT:
+    RUST_LOG             log filter (default info); logs go to stderr
+
+EXIT STATUS:
+    0 after SIGTERM/Ctrl-C; 1 on a runtime failure (TUN, socket, `ip`); 2 on bad usage or a
+    bad config file.
+";
+
 fn usage() -> ExitCode {
-    eprintln!("usage: tun_node --config FILE --interface NAME");
+    eprintln!("usage: tun_node --config FILE --interface NAME   (tun_node --help for more)");
     ExitCode::from(2)
 }
 
@@ -74,7 +104,10 @@ fn main() -> ExitCode {
         match arg.as_str() {
             "--config" => config_path = args.next(),
             "--interface" => ifname = args.next(),
-            "-h" | "--help" => return usage(),
+            "-h" | "--help" => {
+                print!("{HELP}");
+                return ExitCode::SUCCESS;
+            }
             _ => return usage(),
         }
     }
