@@ -70,6 +70,89 @@ fn persistent_keepalive_fires_exactly_on_its_interval() {
     assert_eq!(bt_recv(&mut them, &out[0])[0], Bt::Done);
 }
 
+/// Traffic pushes the persistent keepalive on (data sent through both encapsulation paths,
+/// keepalives received): it fires exactly 25 s after the last authenticated packet, never
+/// earlier, and nothing else fires meanwhile (each of our data packets is answered, so no
+/// new handshake is due).
+#[test]
+fn persistent_keepalive_restarts_from_the_last_traversal() {
+    let mut us = device_with_keepalive(Some(25));
+    let mut them = boringtun(None, None);
+    us.handle_timeout(Instant::ZERO);
+    let init = drain(&mut us);
+    let t1 = Instant::from_secs(1);
+    let resp = bt_net(&bt_recv(&mut them, &init[0])[0]);
+    let ka = net(us_recv(&mut us, t1, &resp));
+    assert_eq!(bt_recv(&mut them, &ka)[0], Bt::Done);
+    let mut last = t1;
+    for (i, secs) in [2u64, 5, 8, 11].into_iter().enumerate() {
+        let sent = t1 + Duration::from_secs(secs);
+        us.handle_timeout(sent);
+        assert!(drain(&mut us).is_empty(), "nothing due at {sent:?}");
+        let pkt = ipv4(OUR_IP4, THEIR_IP4, b"data");
+        let dg = if i % 2 == 0 {
+            net(us_send(&mut us, sent, &pkt))
+        } else {
+            net(us_send_in_place(&mut us, sent, &pkt, 64))
+        };
+        assert!(matches!(bt_recv(&mut them, &dg)[0], Bt::Tunnel(..)));
+        // boringtun answers with a keepalive one second later.
+        last = sent + Duration::from_secs(1);
+        let reply = bt_net(&bt_send(&mut them, &[]));
+        assert_eq!(reply.len(), 32);
+        assert_eq!(us_recv(&mut us, last, &reply), Us::Done);
+    }
+    let due = last + Duration::from_secs(25);
+    let (fired, out) = run_until_output(&mut us, due);
+    assert_eq!(fired, due);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].len(), 32, "a keepalive");
+    assert_eq!(bt_recv(&mut them, &out[0])[0], Bt::Done);
+}
+
+/// A data packet that arms the new-handshake timer moves `poll_timeout` earlier at once,
+/// through both encapsulation paths, even when the only deadline before it was minutes away.
+#[test]
+fn data_after_a_quiet_spell_moves_poll_timeout_to_the_new_handshake_deadline() {
+    for in_place in [false, true] {
+        let mut us = device_with_keepalive(None);
+        let mut them = boringtun(None, None);
+        let t0 = Instant::from_secs(1);
+        we_initiate(&mut us, &mut them, t0);
+        // boringtun's keepalive cancels our new-handshake timer and our keepalive is sent,
+        // so the next deadline is far away.
+        let reply = bt_net(&bt_send(&mut them, &[]));
+        assert_eq!(us_recv(&mut us, t0, &reply), Us::Done);
+        while let Some(t) = us.poll_timeout() {
+            if t > t0 + Duration::from_secs(60) {
+                break;
+            }
+            us.handle_timeout(t);
+            for dg in drain(&mut us) {
+                let _ = bt_recv(&mut them, &dg);
+            }
+        }
+        let quiet = us.poll_timeout().expect("key wipe at least");
+        assert!(quiet > t0 + Duration::from_secs(60));
+        let t1 = t0 + Duration::from_secs(30);
+        let pkt = ipv4(OUR_IP4, THEIR_IP4, b"after a quiet spell");
+        let dg = if in_place {
+            net(us_send_in_place(&mut us, t1, &pkt, 96))
+        } else {
+            net(us_send(&mut us, t1, &pkt))
+        };
+        assert!(matches!(bt_recv(&mut them, &dg)[0], Bt::Tunnel(..)));
+        let next = us.poll_timeout().expect("armed");
+        assert!(
+            next <= t1
+                + timers::KEEPALIVE_TIMEOUT
+                + timers::REKEY_TIMEOUT
+                + timers::REKEY_TIMEOUT_JITTER_MAX,
+            "in_place {in_place}: poll_timeout {next:?} is later than the new-handshake timer"
+        );
+    }
+}
+
 #[test]
 fn handshake_gives_up_after_max_attempts_and_drops_staged() {
     let mut us = device_with_keepalive(None);
