@@ -54,9 +54,65 @@ use zeroize::Zeroizing;
 
 type Rng = UnwrapErr<getrandom::SysRng>;
 
-const USAGE: &str = "usage: grpc_chat_app --identity FILE [--show-identity] [--node URL] \
---chat HEX32 (--initiator|--responder) [--peer-identity HEX64] [--peer-name NAME] [--name NAME] \
-[--state FILE] [--kdf-memory-kib N] [--kdf-iterations N]";
+const HELP: &str = "\
+grpc_chat_app — a sealwire::chat app on stdin/stdout over grpc_chat_node (sealwire example)
+
+USAGE:
+    grpc_chat_app --identity FILE --show-identity
+    grpc_chat_app --identity FILE --chat HEX32 (--initiator | --responder) [OPTIONS]
+
+OPTIONS:
+    --identity FILE         the Ed25519 identity seed (64 hex digits); created (mode 0600)
+                            if missing. Required
+    --show-identity         print the identity's public key (64 hex digits) and exit
+    --node URL              the relay node (default http://127.0.0.1:50051)
+    --name NAME             the app id this app registers with at the node (default app;
+                            the node takes at most 64 bytes without control characters)
+    --chat HEX32            the 16-byte chat id both apps use (32 hex digits)
+    --initiator             send the first handshake message
+    --responder             wait for the peer's first handshake message
+                            (one of the two is required unless --state resumes a chat)
+    --peer-identity HEX64   pin the peer's public key; anyone else is refused
+                            (default: accept the first peer)
+    --peer-name NAME        label of received messages (default: the first 16 hex digits
+                            of the peer's key)
+    --state FILE            seal the chat state to FILE (Argon2id + XChaCha20-Poly1305,
+                            passphrase from CHAT_PASSPHRASE), rewritten atomically after every
+                            change and deleted when the chat closes; if FILE exists the
+                            chat resumes from it without a new initial handshake
+    --kdf-memory-kib N      Argon2id memory cost of the sealing key (default 65536, 64 MiB)
+    --kdf-iterations N      Argon2id time cost of the sealing key (default 3); lower both
+                            for tests only
+    -h, --help              print this help
+
+INPUT (stdin, one line each):
+    TEXT                    send TEXT as one message
+    /rekey                  start a rekey (a new epoch)
+    /close                  close the chat (the peer is told; the app exits)
+    /quit                   exit, leaving the chat resumable (so does end of input)
+
+OUTPUT:
+    stdout                  each received message as `<PEER-NAME> text` (control characters
+                            replaced); with --show-identity only the public key
+    stderr                  events as `event: KIND key=value ...` (registered, resumed,
+                            established, rekeyed, closed, relay-lost, relay-reconnected, ...)
+                            and problems as `error: ...`
+
+If the node goes away the app keeps the chat, holds outgoing frames (at most 256, oldest
+dropped first) and reconnects with backoff; only the first connection must succeed.
+
+ENVIRONMENT:
+    CHAT_PASSPHRASE         passphrase of the sealed state; required with --state
+
+EXIT STATUS:
+    0 at /quit, end of input or the chat's close, and after --show-identity; 1 on a runtime
+    failure (identity file, --chat or a role missing, passphrase, state file, first
+    connection to the node); 2 on bad usage (unknown flag, missing or malformed value, no
+    --identity).
+";
+
+const USAGE: &str =
+    "usage: grpc_chat_app --identity FILE [OPTIONS]   (grpc_chat_app --help for more)";
 
 struct Args {
     identity: PathBuf,
@@ -71,7 +127,8 @@ struct Args {
     kdf: KdfParams,
 }
 
-fn parse_args() -> Result<Args, String> {
+/// The arguments, or `None` when `--help` was asked for.
+fn parse_args() -> Result<Option<Args>, String> {
     let mut a = Args {
         identity: PathBuf::new(),
         show_identity: false,
@@ -87,7 +144,10 @@ fn parse_args() -> Result<Args, String> {
     let mut identity = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--identity" => identity = Some(PathBuf::from(value()?)),
             "--show-identity" => a.show_identity = true,
@@ -108,12 +168,12 @@ fn parse_args() -> Result<Args, String> {
             "--state" => a.state = Some(PathBuf::from(value()?)),
             "--kdf-memory-kib" => a.kdf.memory_kib = number(&value()?)?,
             "--kdf-iterations" => a.kdf.iterations = number(&value()?)?,
-            "-h" | "--help" => return Err(USAGE.into()),
+            "-h" | "--help" => return Ok(None),
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
     a.identity = identity.ok_or_else(|| format!("--identity is required\n{USAGE}"))?;
-    Ok(a)
+    Ok(Some(a))
 }
 
 fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
@@ -506,7 +566,11 @@ async fn start(args: Args) -> Result<(), BoxError> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = match parse_args() {
-        Ok(a) => a,
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{HELP}");
+            return;
+        }
         Err(msg) => {
             eprintln!("{msg}");
             std::process::exit(2);

@@ -91,10 +91,53 @@ impl Default for Config {
     }
 }
 
-const USAGE: &str = "usage: grpc_chat_node [--listen ADDR] [--max-message BYTES] \
-[--max-handshakes N] [--mailbox FRAMES] [--pending FRAMES] [--max-queued-bytes N] \
-[--max-apps N] [--max-streams N] [--max-chats N] \
-[--max-chats-per-stream N] [--stream-queue N]";
+const HELP: &str = "\
+grpc_chat_node — a keyless gRPC relay for sealwire::chat (sealwire example)
+
+USAGE:
+    grpc_chat_node [OPTIONS]
+
+Apps open one RouteChat stream each (proto/chat_relay.proto), register an Ed25519 identity
+by signing a challenge (within 10 s), start chats by id and send frames; the node routes
+each frame to the chat's other participant and queues it while that one is offline. It
+never holds a chat key. State is in memory only.
+
+OPTIONS:
+    --listen ADDR             address to listen on (default 127.0.0.1:50051; port 0 picks a
+                              free port, the startup line shows it)
+    --max-message BYTES       largest plaintext of a data frame; larger frames are refused
+                              (default 65536)
+    --max-handshakes N        handshake frames per chat per 30 s (default 6)
+    --mailbox FRAMES          frames queued per app identity, online or offline (default 1024)
+    --pending FRAMES          frames held for a chat's second participant before it joins
+                              (default 64)
+    --max-queued-bytes N      bytes of frames queued over all mailboxes and pending lists
+                              (default 268435456, 256 MiB)
+    --max-apps N              identities known at once; an idle one (offline, empty mailbox)
+                              is forgotten to make room (default 10000)
+    --max-streams N           open RouteChat streams, registering ones included
+                              (default 10000)
+    --max-chats N             chats held; they never expire, new ones are refused beyond it
+                              (default 100000). Also caps the chats tracked by the handshake
+                              throttle (65536 unless this flag is given)
+    --max-chats-per-stream N  chats one stream may start (default 64)
+    --stream-queue N          downlink messages buffered per stream before the node waits
+                              for the app to read (default 64)
+    -h, --help                print this help
+
+Every N, BYTES and FRAMES value must be a positive integer.
+
+ENVIRONMENT:
+    RUST_LOG                  log filter (default info); logs go to stderr
+
+On startup one line goes to stdout:
+    listening on ADDR
+
+EXIT STATUS:
+    0 after SIGTERM/Ctrl-C; 1 if it cannot listen or the server fails; 2 on bad usage.
+";
+
+const USAGE: &str = "usage: grpc_chat_node [OPTIONS]   (grpc_chat_node --help for more)";
 
 impl Config {
     /// Largest frame accepted: a data frame with the largest plaintext.
@@ -103,12 +146,13 @@ impl Config {
     }
 }
 
-fn parse_args() -> Result<Config, String> {
+/// The configuration, or `None` when `--help` was asked for.
+fn parse_args() -> Result<Option<Config>, String> {
     let mut cfg = Config::default();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_string());
+            return Ok(None);
         }
         let value = args
             .next()
@@ -145,7 +189,7 @@ fn parse_args() -> Result<Config, String> {
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
-    Ok(cfg)
+    Ok(Some(cfg))
 }
 
 type Identity = [u8; 32];
@@ -653,7 +697,11 @@ async fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cfg = match parse_args() {
-        Ok(cfg) => cfg,
+        Ok(Some(cfg)) => cfg,
+        Ok(None) => {
+            print!("{HELP}");
+            return;
+        }
         Err(msg) => {
             eprintln!("{msg}");
             std::process::exit(2);

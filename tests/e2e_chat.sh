@@ -63,6 +63,36 @@ wait_for() {
     return 1
 }
 
+# --- help and usage -------------------------------------------------------------------------
+# documents_every_flag NAME: `NAME --help` exits 0 with nothing on stderr, and its stdout has an
+# option line for every flag the parser in examples/NAME.rs matches (its quoted "--flag" and
+# "-h" strings), so the help cannot drift from the parser.
+documents_every_flag() {
+    local name="$1" flag flags
+    "$BIN/$name" --help >"$WORK/help.out" 2>"$WORK/help.err" </dev/null || return 1
+    [ ! -s "$WORK/help.err" ] || return 1
+    flags="$(grep -o '"--\?[a-z][a-z-]*"' "$ROOT/examples/$name.rs" | tr -d '"' | sort -u)"
+    [ "$(wc -w <<<"$flags")" -ge 3 ] || return 1 # the scan itself found the parser
+    for flag in $flags; do
+        grep -qE -e "^ +(-h, )?$flag( |,|\$)" "$WORK/help.out" ||
+            { echo "  $name --help has no line for $flag"; return 1; }
+    done
+}
+# short_usage NAME FLAG...: a bad command line exits 2 with nothing on stdout and a usage line
+# naming --help on stderr.
+short_usage() {
+    local name="$1"; shift
+    "$BIN/$name" "$@" >"$WORK/usage.out" 2>"$WORK/usage.err" </dev/null
+    [ $? -eq 2 ] && [ ! -s "$WORK/usage.out" ] && grep -q '^usage: .*--help' "$WORK/usage.err"
+}
+bad_command_lines() { short_usage "$1" --no-such-flag x && short_usage "$1" --node; }
+for name in grpc_chat_node grpc_chat_app; do
+    check "$name --help exits 0 and documents every flag its parser accepts" \
+        documents_every_flag "$name"
+    check "$name: an unknown flag, a missing value -> usage naming --help, exit 2" \
+        bad_command_lines "$name"
+done
+
 # --- the node -------------------------------------------------------------------------------
 "$BIN/grpc_chat_node" --listen 127.0.0.1:0 >"$WORK/node.out" 2>"$WORK/node.err" &
 NODE_PID=$!
