@@ -2,19 +2,23 @@
 //! and timers with 10 000 peers.
 //!
 //! The `ring` feature swaps the crate's ChaCha20-Poly1305 seam globally, so one binary cannot
-//! hold both backends: a default build registers `sealwire` and `floor`, a `--features ring`
-//! build registers `sealwire-ring` and `floor-ring`; `boringtun` runs in both, so each ratio
-//! goal compares figures of one run. The handshake and scale groups barely touch the AEAD and
-//! run only in the default build.
+//! hold both backends: a default build registers `sealwire`, `sealwire-copy` and `floor`, a
+//! `--features ring` build `sealwire-ring`, `sealwire-ring-copy` and `floor-ring`; `boringtun`
+//! runs in both, so each ratio goal compares figures of one run. The handshake group runs in
+//! both builds (`sealwire-ring` in a ring build); the scale group only in the default build.
 //!
-//! Decapsulation always gets a fresh counter (the replay window rejects repeats): each
-//! iteration's datagram is made, untimed, by the peer's own `encapsulate`, for sealwire and
-//! boringtun alike.
+//! Transport data: every function gets each packet or datagram in a fresh buffer made by
+//! untimed setup, as the TUN read or UDP receive would leave it, and is timed until the
+//! datagram or packet is ready. `sealwire` is the zero-copy API `tun_node` uses
+//! (`encapsulate_in_place`/`decapsulate_in_place`: the AEAD runs where the bytes lie);
+//! `sealwire-copy` is the copying `encapsulate`/`decapsulate`, the same shape as boringtun's
+//! `Tunn` API, which copies each packet once more. Decapsulation always gets a fresh counter
+//! (the replay window rejects repeats): each iteration's datagram is made, untimed, by the
+//! peer's own `encapsulate`, for sealwire and boringtun alike.
 
 #[path = "common/clock.rs"]
 mod clock;
 
-use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use boringtun::noise::{Tunn, TunnResult};
@@ -34,6 +38,11 @@ const DECAP_BATCH: u64 = 256;
 const SEALWIRE: &str = "sealwire";
 #[cfg(feature = "ring")]
 const SEALWIRE: &str = "sealwire-ring";
+/// The copying `encapsulate`/`decapsulate` (same API shape as boringtun's).
+#[cfg(not(feature = "ring"))]
+const SEALWIRE_COPY: &str = "sealwire-copy";
+#[cfg(feature = "ring")]
+const SEALWIRE_COPY: &str = "sealwire-ring-copy";
 
 const ADDR_A: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 51820);
 const ADDR_B: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 51820);
@@ -183,7 +192,7 @@ fn boringtun_established() -> (Tunn, Tunn) {
 
 // ----------------------------------------------------------------------------- the floors
 
-/// `(header ‖ ciphertext ‖ tag)` length of a 1420-byte packet.
+/// `ciphertext ‖ tag` length of a 1420-byte packet (the floors seal it unpadded).
 const SEALED_LEN: usize = PACKET_LEN + 16;
 
 fn nonce(counter: u64) -> [u8; 12] {
@@ -274,38 +283,79 @@ mod floor {
 
 // -------------------------------------------------------------------------------- benches
 
+/// Every function gets each packet in a fresh buffer made by untimed setup (as a TUN read
+/// would leave it) and turns it into a datagram: `sealwire` seals it where it lies
+/// (`encapsulate_in_place`, what `tun_node` does), `sealwire-copy` and `boringtun` copy it
+/// into an output buffer first (their `encapsulate`), `floor` is the bare AEAD in place.
 fn encap(c: &mut Criterion<clock::Clock>) {
     let mut g = c.benchmark_group("tunnel/encap-1420");
     let pkt = data_packet();
     let now = Instant::from_secs(1);
     let mut out = vec![0u8; 2048];
+    let batch = BatchSize::NumIterations(DECAP_BATCH);
+    let in_place = || {
+        let mut buf = vec![0u8; 2048];
+        buf[16..16 + PACKET_LEN].copy_from_slice(&pkt);
+        buf
+    };
 
     let (mut a, _b) = sealwire_established(now);
     g.bench_function(SEALWIRE, |bch| {
-        bch.iter(|| a.encapsulate(now, black_box(&pkt), &mut out).unwrap())
+        bch.iter_batched_ref(
+            in_place,
+            |buf| match a.encapsulate_in_place(now, buf, PACKET_LEN) {
+                Ok(Action::WriteToNetwork { len, .. }) => len,
+                other => panic!("no datagram: {other:?}"),
+            },
+            batch,
+        )
+    });
+    g.bench_function(SEALWIRE_COPY, |bch| {
+        bch.iter_batched_ref(
+            || pkt.clone(),
+            |src| match a.encapsulate(now, src, &mut out) {
+                Ok(Action::WriteToNetwork { len, .. }) => len,
+                other => panic!("no datagram: {other:?}"),
+            },
+            batch,
+        )
     });
 
     let (mut ta, _tb) = boringtun_established();
     g.bench_function("boringtun", |bch| {
-        bch.iter(|| match ta.encapsulate(black_box(&pkt), &mut out) {
-            TunnResult::WriteToNetwork(d) => d.len(),
-            _ => panic!("no datagram"),
-        })
+        bch.iter_batched_ref(
+            || pkt.clone(),
+            |src| match ta.encapsulate(src, &mut out) {
+                TunnResult::WriteToNetwork(d) => d.len(),
+                _ => panic!("no datagram"),
+            },
+            batch,
+        )
     });
 
     let key = floor::Key::new(&[7; 32]);
-    let mut buf = vec![0u8; SEALED_LEN];
-    buf[..PACKET_LEN].copy_from_slice(&pkt);
     let mut counter = 0u64;
     g.bench_function(floor::NAME, |bch| {
-        bch.iter(|| {
-            key.seal(counter, black_box(&mut buf));
-            counter += 1;
-        })
+        bch.iter_batched_ref(
+            || {
+                let mut buf = vec![0u8; SEALED_LEN];
+                buf[..PACKET_LEN].copy_from_slice(&pkt);
+                buf
+            },
+            |buf| {
+                key.seal(counter, buf);
+                counter += 1;
+            },
+            batch,
+        )
     });
     g.finish();
 }
 
+/// Every function gets each datagram in a fresh buffer made by untimed setup (as a UDP
+/// receive would leave it): `sealwire` opens it where it lies (`decapsulate_in_place`, what
+/// `tun_node` does), `sealwire-copy` and `boringtun` decrypt it into an output buffer (their
+/// `decapsulate`), `floor` is the bare AEAD in place.
 fn decap(c: &mut Criterion<clock::Clock>) {
     let mut g = c.benchmark_group("tunnel/decap-1420");
     let pkt = data_packet();
@@ -315,6 +365,27 @@ fn decap(c: &mut Criterion<clock::Clock>) {
 
     let (mut a, mut b) = sealwire_established(now);
     g.bench_function(SEALWIRE, |bch| {
+        bch.iter_batched_ref(
+            || {
+                let mut dg = vec![0u8; 2048];
+                let Ok(Action::WriteToNetwork { len, .. }) = a.encapsulate(now, &pkt, &mut dg)
+                else {
+                    panic!("no datagram");
+                };
+                dg.truncate(len);
+                dg
+            },
+            |dg| {
+                let n = dg.len();
+                match b.decapsulate_in_place(now, ADDR_A, dg, n) {
+                    Ok(Action::WriteToTunnel { len, .. }) => len,
+                    other => panic!("not delivered: {other:?}"),
+                }
+            },
+            batch,
+        )
+    });
+    g.bench_function(SEALWIRE_COPY, |bch| {
         bch.iter_batched_ref(
             || {
                 let mut dg = vec![0u8; 2048];
@@ -470,7 +541,7 @@ fn lookup(c: &mut Criterion<clock::Clock>) {
     g.bench_function("sealwire", |bch| {
         bch.iter(|| {
             k = (k + 1) & 1023;
-            let r = d.encapsulate(Instant::ZERO, black_box(&packets[k]), &mut out);
+            let r = d.encapsulate(Instant::ZERO, std::hint::black_box(&packets[k]), &mut out);
             assert!(matches!(r, Err(Error::Dropped(DropReason::NoEndpoint))));
         })
     });
@@ -479,7 +550,7 @@ fn lookup(c: &mut Criterion<clock::Clock>) {
     let d = device(true);
     assert!(d.poll_timeout().is_some());
     g.bench_function("poll-timeout", |bch| {
-        bch.iter(|| black_box(&d).poll_timeout())
+        bch.iter(|| std::hint::black_box(&d).poll_timeout())
     });
     g.finish();
 }

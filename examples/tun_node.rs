@@ -12,15 +12,15 @@
 //!   own addresses change.
 //! * Pumps on three OS threads with blocking I/O, sharing the device behind a mutex that is
 //!   held only around the device calls (never across a syscall): TUN read (straight into the
-//!   datagram buffer) ⇒ `encapsulate_in_place` ⇒ UDP send; UDP receive ⇒ `decapsulate` ⇒
-//!   TUN write or UDP send; a timer thread sleeps on a condition variable until
-//!   `poll_timeout` (woken when an operation moves it earlier) ⇒ `handle_timeout`. After each
-//!   step the queued `poll_transmit` datagrams and `poll_event` events are taken under the
-//!   lock and sent/logged after it. Buffers are allocated once per thread; the UDP socket
-//!   asks for 4 MiB buffers each way. The blocking calls return at once while packets are
-//!   queued, so a busy thread drains a burst without readiness polling. (Same-run
-//!   comparisons on a shared 2-vCPU machine: median iperf3 throughput 25–50% above the
-//!   earlier single-threaded tokio loop at similar CPU time when the machine was loaded;
+//!   datagram buffer) ⇒ `encapsulate_in_place` ⇒ UDP send; UDP receive ⇒
+//!   `decapsulate_in_place` ⇒ TUN write or UDP send; a timer thread sleeps on a condition
+//!   variable until `poll_timeout` (woken when an operation moves it earlier) ⇒
+//!   `handle_timeout`. After each step the queued `poll_transmit` datagrams and `poll_event`
+//!   events are taken under the lock and sent/logged after it. Buffers are allocated once per
+//!   thread; the UDP socket asks for 4 MiB buffers each way. The blocking calls return at once
+//!   while packets are queued, so a busy thread drains a burst without readiness polling.
+//!   (Same-run comparisons on a shared 2-vCPU machine: median iperf3 throughput 25–50% above
+//!   the earlier single-threaded tokio loop at similar CPU time when the machine was loaded;
 //!   within noise of it when quiet.)
 //! * Logs handshakes and roaming. The main thread waits for SIGTERM or Ctrl-C, then exits;
 //!   the kernel closes the TUN and removes the link.
@@ -408,13 +408,13 @@ fn tun_to_udp(sh: &Shared, mut tun: tun::Reader) {
     }
 }
 
-/// UDP ⇒ `decapsulate` ⇒ TUN (or a reply over UDP), with blocking receives.
+/// UDP ⇒ `decapsulate_in_place` ⇒ TUN (or a reply over UDP), with blocking receives. Each
+/// datagram is opened in the buffer it was received into: no copy.
 fn udp_to_tun(sh: &Shared, mut tun: tun::Writer) {
-    let mut datagram = vec![0u8; BUF_LEN];
-    let mut out = vec![0u8; BUF_LEN];
+    let mut buf = vec![0u8; BUF_LEN];
     let mut pending = Pending::default();
     loop {
-        let (n, src) = match sh.udp.recv_from(&mut datagram) {
+        let (n, src) = match sh.udp.recv_from(&mut buf) {
             Ok(r) => r,
             // ICMP errors and interruptions surface here; keep going.
             Err(e) => {
@@ -422,26 +422,24 @@ fn udp_to_tun(sh: &Shared, mut tun: tun::Writer) {
                 continue;
             }
         };
-        let Some(datagram) = datagram.get(..n) else {
-            continue;
-        };
         // Report v4 peers as v4 even though they arrived on the dual-stack socket.
         let src = SocketAddr::new(src.ip().to_canonical(), src.port());
         let result = {
             let mut core = sh.lock();
             let now = sh.clock.now();
-            let r = core.device.decapsulate(now, src, datagram, &mut out);
+            let r = core.device.decapsulate_in_place(now, src, &mut buf, n);
             sh.collect(&mut core, &mut pending);
             r
         };
         match result {
             Ok(Action::WriteToNetwork { to, len }) => {
-                if let Some(bytes) = out.get(..len) {
+                if let Some(bytes) = buf.get(..len) {
                     sh.send(to, bytes);
                 }
             }
             Ok(Action::WriteToTunnel { len, .. }) => {
-                if let Some(bytes) = out.get(..len) {
+                // The packet sits behind the 16-byte data header, where it was decrypted.
+                if let Some(bytes) = buf.get(DATA_HEADER_LEN..DATA_HEADER_LEN + len) {
                     if let Err(e) = tun.write(bytes) {
                         debug!("TUN write: {e}");
                     }

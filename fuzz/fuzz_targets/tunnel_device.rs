@@ -4,7 +4,8 @@
 //! usable.
 //!
 //! Input: a sequence of records `op (1) | len (2, LE) | bytes`; `op % 4` = 0: datagram from
-//! the peer's endpoint, 1: datagram from another address, 2: outbound IP packet (through
+//! the peer's endpoint, 1: datagram from another address (both through `decapsulate` for an
+//! even `len`, else `decapsulate_in_place`), 2: outbound IP packet (through
 //! `encapsulate` for an even `len`, else `encapsulate_in_place`), 3: advance time by `len`
 //! milliseconds and run timers.
 #![no_main]
@@ -143,13 +144,20 @@ fuzz_target!(|data: &[u8]| {
                 } else {
                     "198.51.100.7:4444".parse().expect("addr")
                 };
-                if let Ok(Action::WriteToTunnel { len, source }) =
+                // Odd lengths go through the zero-copy path, the datagram in a buffer of
+                // exactly its size.
+                let mut in_place = bytes.to_vec();
+                let result = if len % 2 == 0 {
                     a.decapsulate(now, src, bytes, &mut out)
-                {
+                } else {
+                    a.decapsulate_in_place(now, src, &mut in_place, bytes.len())
+                };
+                if let Ok(Action::WriteToTunnel { len, source }) = result {
                     // Cryptokey routing: only B's inner address can come out of the tunnel
                     // (nobody else holds a session).
                     assert_eq!(source, IpAddr::from([10, 0, 0, 2]));
                     assert!(len <= out.len());
+                    assert!(len + 32 <= bytes.len());
                 }
             }
             2 if len % 2 == 0 => {

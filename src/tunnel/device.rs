@@ -621,6 +621,67 @@ impl<R: rand_core::CryptoRng> Device<R> {
         result
     }
 
+    /// [`decapsulate`](Self::decapsulate) without the copy: the datagram is `buf[..len]`
+    /// (receive it straight there) and transport data is decrypted where it lies.
+    ///
+    /// As with [`encapsulate_in_place`](Self::encapsulate_in_place), the inner packet lives
+    /// behind the 16-byte data header: [`Action::WriteToTunnel`]`{ len, .. }` means write
+    /// `buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len]` to the TUN. A reply
+    /// ([`Action::WriteToNetwork`]`{ len, .. }`, for a handshake message) is `buf[..len]`, as
+    /// from `decapsulate`. A bad datagram is dropped with a counted reason and changes no
+    /// peer, but `buf` may hold garbage afterwards; `len` beyond `buf` is `BufferTooSmall`.
+    ///
+    /// ```
+    /// use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// use sealwire::crypto::x25519::StaticSecret;
+    /// use sealwire::time::Instant;
+    /// use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig, WallTime, DATA_HEADER_LEN};
+    ///
+    /// let (ka, kb) = (StaticSecret::from_bytes([1; 32]), StaticSecret::from_bytes([2; 32]));
+    /// let (pa, pb) = (ka.public_key(), kb.public_key());
+    /// let mut a = Device::new(DeviceConfig::new(ka), ChaCha20Rng::seed_from_u64(1));
+    /// let mut b = Device::new(DeviceConfig::new(kb), ChaCha20Rng::seed_from_u64(2));
+    /// let (addr_a, addr_b) = ("192.0.2.1:51820".parse().unwrap(), "192.0.2.2:51820".parse().unwrap());
+    /// let mut peer_b = PeerConfig::new(pb);
+    /// peer_b.endpoint = Some(addr_b);
+    /// peer_b.allowed_ips.push("10.0.0.2/32".parse().unwrap());
+    /// a.add_peer(Instant::ZERO, peer_b).unwrap();
+    /// let mut peer_a = PeerConfig::new(pa);
+    /// peer_a.allowed_ips.push("10.0.0.1/32".parse().unwrap());
+    /// b.add_peer(Instant::ZERO, peer_a).unwrap();
+    /// let now = Instant::from_secs(1);
+    /// a.set_wall_clock(now, WallTime::from_unix(1_700_000_000, 0));
+    ///
+    /// // An IPv4 packet 10.0.0.1 -> 10.0.0.2 (header only).
+    /// let mut ip = [0u8; 20];
+    /// ip[0] = 0x45; ip[3] = 20; ip[12..16].copy_from_slice(&[10, 0, 0, 1]); ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+    ///
+    /// // One buffer per direction, as a UDP receive loop would have.
+    /// let (mut buf_a, mut buf_b) = ([0u8; 2048], [0u8; 2048]);
+    /// let Action::WriteToNetwork { len, .. } = a.encapsulate(now, &ip, &mut buf_a).unwrap() else { panic!() };
+    /// buf_b[..len].copy_from_slice(&buf_a[..len]); // "sent" over UDP: the initiation
+    /// let Action::WriteToNetwork { len, .. } = b.decapsulate_in_place(now, addr_a, &mut buf_b, len).unwrap() else { panic!() };
+    /// buf_a[..len].copy_from_slice(&buf_b[..len]); // the response
+    /// assert_eq!(a.decapsulate_in_place(now, addr_b, &mut buf_a, len).unwrap(), Action::Done);
+    /// let t = a.poll_transmit().unwrap(); // the staged packet
+    /// buf_b[..t.payload.len()].copy_from_slice(&t.payload);
+    /// let Action::WriteToTunnel { len, .. } = b.decapsulate_in_place(now, addr_a, &mut buf_b, t.payload.len()).unwrap() else { panic!() };
+    /// assert_eq!(&buf_b[DATA_HEADER_LEN..DATA_HEADER_LEN + len], &ip);
+    /// ```
+    pub fn decapsulate_in_place(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<Action, Error> {
+        let result = self.decapsulate_in_place_inner(now, src, buf, len);
+        if let Err(Error::Dropped(r)) = result {
+            self.stats.count(r);
+        }
+        result
+    }
+
     /// Encrypts `payload` on the current session into `out`; returns the datagram length.
     /// The caller checked that a session exists.
     pub(super) fn seal_data(

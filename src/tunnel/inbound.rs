@@ -7,11 +7,21 @@ use super::error::{DropReason, Error};
 use super::handshake;
 use super::session::Keypair;
 use super::timers::{INITIATION_MIN_GAP, KEEPALIVE_TIMEOUT, REJECT_AFTER_TIME, REKEY_TIMEOUT};
-use super::wire::{self, Message, COOKIE_REPLY_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN};
+use super::wire::{
+    self, Message, COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN,
+};
 use crate::crypto::x25519::StaticSecret;
 use crate::time::Instant;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
+
+/// Where a transport-data packet's ciphertext is and where its plaintext goes.
+enum Sealed<'a> {
+    /// `sealed` (ciphertext ‖ tag) is decrypted into `out`.
+    Copy { sealed: &'a [u8], out: &'a mut [u8] },
+    /// Ciphertext ‖ tag, decrypted where it lies.
+    InPlace(&'a mut [u8]),
+}
 
 impl<R: rand_core::CryptoRng> Device<R> {
     pub(super) fn decapsulate_inner(
@@ -31,7 +41,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
                 if out.len() < needed {
                     return Err(Error::BufferTooSmall { needed });
                 }
-                self.receive_data(now, src, receiver, counter, sealed, out)
+                self.receive_data(now, src, receiver, counter, Sealed::Copy { sealed, out })
             }
             Message::Initiation(msg) => {
                 if out.len() < RESPONSE_LEN {
@@ -70,6 +80,36 @@ impl<R: rand_core::CryptoRng> Device<R> {
                 Ok(Action::Done)
             }
         }
+    }
+
+    /// [`Device::decapsulate_in_place`] without the drop count: transport data is opened
+    /// where it lies; a handshake message (at most 148 bytes) is copied out first and takes
+    /// the ordinary path, its reply written into `buf`.
+    pub(super) fn decapsulate_in_place_inner(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<Action, Error> {
+        let datagram = buf
+            .get(..len)
+            .ok_or(Error::BufferTooSmall { needed: len })?;
+        let (receiver, counter) = match wire::parse(datagram)? {
+            Message::Data {
+                receiver, counter, ..
+            } => (receiver, counter),
+            _ => {
+                let mut copy = [0u8; INITIATION_LEN];
+                let copy = copy.get_mut(..len).ok_or(DropReason::Malformed)?;
+                copy.copy_from_slice(datagram);
+                return self.decapsulate_inner(now, src, copy, buf);
+            }
+        };
+        let sealed = buf
+            .get_mut(DATA_HEADER_LEN..len)
+            .ok_or(DropReason::Malformed)?;
+        self.receive_data(now, src, receiver, counter, Sealed::InPlace(sealed))
     }
 
     /// mac1 always; under load mac2 or a cookie reply (written to `out`).
@@ -253,8 +293,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         src: SocketAddr,
         receiver: u32,
         counter: u64,
-        sealed: &[u8],
-        out: &mut [u8],
+        sealed: Sealed<'_>,
     ) -> Result<Action, Error> {
         // Split borrows: the keypair found here stays in hand for the source check and the
         // replay mark, so the peer and keypair are looked up once per packet.
@@ -269,8 +308,17 @@ impl<R: rand_core::CryptoRng> Device<R> {
         let p = peers.get_mut(slot as usize).and_then(Option::as_mut);
         let p = p.ok_or(DropReason::UnknownIndex)?;
         let (which, kp) = p.keypair_mut(receiver).ok_or(DropReason::UnknownIndex)?;
-        let len = kp.open_into(now, counter, sealed, out)?;
-        let plain = out.get(..len).ok_or(DropReason::Malformed)?;
+        let (len, plain): (usize, &[u8]) = match sealed {
+            Sealed::Copy { sealed, out } => {
+                let len = kp.open_into(now, counter, sealed, out)?;
+                (len, out)
+            }
+            Sealed::InPlace(buf) => {
+                let len = kp.open_in_place(now, counter, buf)?;
+                (len, buf)
+            }
+        };
+        let plain = plain.get(..len).ok_or(DropReason::Malformed)?;
         // Authenticated from here on. Check the inner packet before touching any peer state
         // (not even the replay window): a rejected packet changes nothing.
         let inner = if len == 0 {

@@ -113,6 +113,34 @@ impl Keypair {
         Ok(ct_len)
     }
 
+    /// [`Self::open_into`] without the copy: `sealed` (ciphertext ‖ tag) is decrypted where
+    /// it lies, the plaintext ending up in `sealed[..len-16]`.
+    pub(crate) fn open_in_place(
+        &mut self,
+        now: Instant,
+        counter: u64,
+        sealed: &mut [u8],
+    ) -> Result<usize, DropReason> {
+        if !self.can_receive(now) || counter >= REJECT_AFTER_MESSAGES {
+            return Err(DropReason::SessionExpired);
+        }
+        if !self.replay.check(counter) {
+            return Err(DropReason::ReplayedCounter);
+        }
+        let ct_len = sealed
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(DropReason::Malformed)?;
+        let (ct, tag) = sealed
+            .split_at_mut_checked(ct_len)
+            .ok_or(DropReason::Malformed)?;
+        let tag: &[u8; TAG_LEN] = (&*tag).try_into().map_err(|_| DropReason::Malformed)?;
+        self.recv_key
+            .open_in_place(counter, &[], ct, tag)
+            .map_err(|_| DropReason::DecryptFailed)?;
+        Ok(ct_len)
+    }
+
     /// Marks `counter` as received, once the packet is accepted as a whole.
     pub(crate) fn mark_received(&mut self, counter: u64) -> bool {
         self.replay.update(counter)

@@ -229,6 +229,25 @@ pub fn us_send_in_place(
     }
 }
 
+/// Like `us_recv` through [`Device::decapsulate_in_place`]: the datagram is placed at the
+/// start of a buffer of exactly its length (so no byte beyond it can be used) and opened there.
+pub fn us_recv_in_place(d: &mut Device<ChaCha20Rng>, now: Instant, datagram: &[u8]) -> Us {
+    let mut buf = datagram.to_vec();
+    let src = addr(THEIRS);
+    match d.decapsulate_in_place(now, src, &mut buf, datagram.len()) {
+        Ok(Action::Done) => Us::Done,
+        Ok(Action::WriteToNetwork { to, len }) => {
+            assert_eq!(to, src);
+            Us::Network(buf[..len].to_vec())
+        }
+        Ok(Action::WriteToTunnel { len, source }) => Us::Tunnel(
+            buf[sealwire::tunnel::DATA_HEADER_LEN..][..len].to_vec(),
+            source,
+        ),
+        Err(e) => Us::Err(e),
+    }
+}
+
 pub fn drain(d: &mut Device<ChaCha20Rng>) -> Vec<Vec<u8>> {
     let mut v = Vec::new();
     while let Some(t) = d.poll_transmit() {
