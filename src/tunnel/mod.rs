@@ -92,10 +92,13 @@
 //! ```
 //!
 //! `encapsulate` needs at most `max(MTU, packet length) + 32` bytes (and 148 when it starts a
-//! handshake); `decapsulate` never needs more than the datagram's length. To save the copy of
-//! each outbound packet, read it from the TUN straight into `buf[DATA_HEADER_LEN..]` and call
-//! [`Device::encapsulate_in_place`]`(now, &mut buf, len)`: the datagram is sealed around it
-//! (this is what `examples/tun_node.rs` does).
+//! handshake); `decapsulate` never needs more than the datagram's length.
+//!
+//! To save a copy of every packet, use the zero-copy pair (this is what `examples/tun_node.rs`
+//! does): read the packet from the TUN straight into `buf[DATA_HEADER_LEN..]` and call
+//! [`Device::encapsulate_in_place`]`(now, &mut buf, len)`, which seals the datagram around it;
+//! receive a datagram into `buf` and call [`Device::decapsulate_in_place`]`(now, src, &mut buf,
+//! len)`, which decrypts it where it lies and leaves the packet at `buf[DATA_HEADER_LEN..]`.
 
 mod allowed_ips;
 pub mod backend;
