@@ -609,6 +609,68 @@ fn replay_cache_full_of_live_keys_refuses_new_inits() {
     );
 }
 
+/// One client re-keying before every prompt fills only its own share of the replay cache:
+/// past the quota its inits get `CAPACITY` (its session keeps the last key), another client
+/// still opens a session, and the quota frees up as its entries reach the key lifetime.
+#[test]
+fn a_client_past_its_replay_quota_is_refused_while_others_get_in() {
+    let cfg = NodeConfig {
+        replay_cache_per_client: 3,
+        ..NodeConfig::default()
+    };
+    let ttl = cfg.session_ttl;
+    let (mut node, conn) = established(cfg); // entry 1 of the test client
+    for (i, key) in [[0xb1; 32], [0xb2; 32]].into_iter().enumerate() {
+        node.handle_frame(T0, conn, &init_frame(key, 10 + i as u64, "1", "2"))
+            .unwrap();
+        assert!(
+            drain(&mut node)[0].contains("session_init_ack"),
+            "re-key {i}"
+        );
+    }
+    assert_rejected(
+        &send(&mut node, T0, conn, &init_frame([0xb3; 32], 20, "1", "2")),
+        "CAPACITY",
+    );
+    // The session still runs on the last accepted key.
+    assert_eq!(
+        send(
+            &mut node,
+            T0,
+            conn,
+            &indexed_message(&[0xb2; 32], "1", 0, "still here")
+        )
+        .2,
+        ["still here"]
+    );
+    // Another client (another signing key, so another address) gets a session.
+    let other_key = SecretKey::from_bytes(&[0x33; 32]).unwrap();
+    let mut other = Client::new(
+        other_key,
+        SecretKey::from_bytes(&NODE_KEY).unwrap().public_key(),
+        ClientConfig::default(),
+        Recorded::new(&[0xc1; 32], 30),
+    );
+    other.start_session(T0, params("7", "8")).unwrap();
+    let c2 = node.connect(T0).unwrap();
+    node.handle_frame(T0, c2, &other.poll_transmit().unwrap())
+        .unwrap();
+    assert!(
+        events(&mut node)
+            .iter()
+            .any(|e| matches!(e, NodeEvent::SessionRequested(r) if r.session_id == "7")),
+        "the other client reaches the embedder"
+    );
+    // A key lifetime later the test client's entries have expired and it re-keys again.
+    // (Its old session expired too, so this is a fresh session on a new connection.)
+    let later = T0 + ttl;
+    let c3 = node.connect(later).unwrap();
+    establish(&mut node, later, c3, &init_frame([0xb4; 32], 40, "9", "2")).unwrap();
+    assert!(drain(&mut node)
+        .iter()
+        .any(|f| f.contains("session_init_ack")));
+}
+
 #[test]
 fn debug_output_never_shows_prompts_or_keys() {
     let (mut node, conn) = established(NodeConfig::default());

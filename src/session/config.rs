@@ -28,11 +28,16 @@ pub struct NodeConfig {
     /// error frame (default 60 s).
     pub accept_timeout: Duration,
     /// Largest number of remembered ephemeral keys; each is kept for `session_ttl`
-    /// (default 1 000 000, about 100 bytes each). When full of live entries, new inits get
+    /// (default 1 000 000, about 120 bytes each). When full of live entries, new inits get
     /// `CAPACITY`. Only inits that were accepted (or re-keyed automatically) stay in it, and
     /// the SDK sends one init per prompt, so size it at least peak accepted-init rate ×
     /// `session_ttl`: the default covers about 11 prompts per second node-wide with a 24 h TTL.
     pub replay_cache_capacity: usize,
+    /// Largest number of those entries one client address may hold (default 100 000, a tenth
+    /// of the default capacity: about 1.2 prompts per second sustained over a 24 h TTL). A
+    /// client over its quota gets `CAPACITY` for its own new inits and re-keys while every
+    /// other client still gets in; its entries free up as they expire.
+    pub replay_cache_per_client: usize,
     /// Largest number of queued outgoing frames (and of queued events) (default 65 536).
     pub max_transmit_queue: usize,
     /// Accept the SDK's legacy unauthenticated `session_init`/`prompt` (default false).
@@ -50,6 +55,7 @@ impl Default for NodeConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             accept_timeout: Duration::from_secs(60),
             replay_cache_capacity: 1_000_000,
+            replay_cache_per_client: 100_000,
             max_transmit_queue: 65_536,
             allow_plaintext: false,
         }

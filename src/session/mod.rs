@@ -65,7 +65,10 @@
 //! * **`jobId` = `job_id`** (`JOB_ID_MISMATCH`): the envelope is unauthenticated; only the
 //!   encrypted `jobId` binds the job.
 //! * **Replay** (`REPLAYED_SESSION_INIT`): nothing in the protocol is fresh, so the node keeps a
-//!   bounded node-wide cache of ephemeral keys (decoded points) for the key lifetime.
+//!   bounded node-wide cache of ephemeral keys (decoded points) for the key lifetime. It fails
+//!   closed (`CAPACITY`) rather than forget a live key, and each client address may hold only
+//!   [`NodeConfig::replay_cache_per_client`] of it, so one client re-keying fast exhausts its
+//!   own quota, not everyone's capacity.
 //! * **Indices** (`INVALID_AAD`, `REPLAYED_MESSAGE`): inbound AAD must be
 //!   `message_<canonical decimal>` and strictly increase per key; the node emits only
 //!   `chunk_<i>` / `encrypted_response_final`, so a chunk reflected back as a message fails.
@@ -83,10 +86,10 @@
 //! ## Memory
 //!
 //! An established session costs one `NodeSession` (160 bytes on 64-bit, bound asserted by a
-//! test), one deadline-heap entry (32 B), one replay-cache entry (≈ 100 B) and, with the SDK's
-//! one session per connection, the connection's table entry (≈ 48 B): ≈ 340 B plus its
-//! `session_id` and `job_id` strings, under the 512 B budget. 100 000 concurrent sessions are
-//! exercised by a test. `poll_timeout` is O(1) (heap
+//! test), one deadline-heap entry (32 B), one replay-cache entry (≈ 120 B) with its client's
+//! quota counter (≈ 40 B) and, with the SDK's one session per connection, the connection's
+//! table entry (≈ 48 B): ≈ 400 B plus its `session_id` and `job_id` strings, under the 512 B
+//! budget. 100 000 concurrent sessions are exercised by a test. `poll_timeout` is O(1) (heap
 //! top) and `handle_timeout` O(log n) per due entry, with lazy deletion.
 //!
 //! ## Side protocols

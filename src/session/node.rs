@@ -90,8 +90,9 @@ struct Pending {
 ///
 /// Accounting (64-bit, established session): this struct (160 B, ≤ [`NodeSession::SIZE_BOUND`]
 /// asserted by a test) stored in its connection's exactly-sized `Vec`, one deadline-heap entry
-/// (32 B), one replay-cache entry (≈ 60 B in the B-tree + 41 B in the expiry queue) and, for
-/// the usual one session per connection, the connection's B-tree entry (≈ 48 B): ≈ 340 B,
+/// (32 B), one replay-cache entry (≈ 80 B in the B-tree + 41 B in the expiry queue), the
+/// client's quota counter in the replay cache (≈ 40 B, shared by all its sessions) and, for
+/// the usual one session per connection, the connection's B-tree entry (≈ 48 B): ≈ 400 B,
 /// plus the heap bytes of `session_id` and `job_id` (≤ 78 each). Transiently a `Pending`
 /// (≈ 56 B, until accept) or an `AnswerStream` (32 B + request id, while answering).
 pub(crate) struct NodeSession {
@@ -208,7 +209,11 @@ impl<R: rand_core::CryptoRng> Node<R> {
     /// A node with the host key `key`.
     pub fn new(key: SecretKey, config: NodeConfig, rng: R) -> Self {
         let public = key.public_key();
-        let replay = ReplayCache::new(config.replay_cache_capacity, config.session_ttl);
+        let replay = ReplayCache::new(
+            config.replay_cache_capacity,
+            config.replay_cache_per_client,
+            config.session_ttl,
+        );
         Node {
             public_compressed: public.to_compressed(),
             address: public.address(),

@@ -8,6 +8,7 @@
 
 use super::message::decode_ciphertext;
 use super::*;
+use crate::session::replay::Full;
 
 /// Decoded, checked fields of an `encrypted_session_init`.
 struct VerifiedInit {
@@ -67,10 +68,8 @@ impl<R: rand_core::CryptoRng> Node<R> {
             }
             // Automatic re-key (§2.1): the SDK re-inits before every prompt.
             self.ensure_room(1, 1)?;
-            if !self.replay.has_room(now) {
-                return Err(SessionError::Capacity("replay cache"));
-            }
-            self.replay.insert(now, v.eph);
+            self.replay_room(now, &v.client)?;
+            self.replay.insert(now, v.eph, v.client);
             if let Some(s) = self
                 .conns
                 .get_mut(&conn)
@@ -93,11 +92,9 @@ impl<R: rand_core::CryptoRng> Node<R> {
             return Ok(());
         }
         self.check_new_session_room(conn)?;
-        if !self.replay.has_room(now) {
-            return Err(SessionError::Capacity("replay cache"));
-        }
+        self.replay_room(now, &v.client)?;
         self.ensure_room(0, 1)?;
-        self.replay.insert(now, v.eph);
+        self.replay.insert(now, v.eph, v.client);
         let request = SessionRequest {
             conn,
             session_id: session_id.to_string(),
@@ -130,6 +127,17 @@ impl<R: rand_core::CryptoRng> Node<R> {
     }
 
     /// Spec §2.5 from the payload fields to the decrypted, checked plaintext.
+    /// Room in the replay cache for one more key of `client` (node-wide and within the
+    /// client's quota), or the `CAPACITY` error naming which limit was hit.
+    fn replay_room(&mut self, now: Instant, client: &Address) -> Result<(), SessionError> {
+        self.replay
+            .room_for(now, client)
+            .map_err(|full| match full {
+                Full::Node => SessionError::Capacity("replay cache"),
+                Full::Client => SessionError::Capacity("replay cache quota of this client"),
+            })
+    }
+
     fn verify_init(&self, p: &InPayload<'_>, job_id: &str) -> Result<VerifiedInit, SessionError> {
         use SessionError as E;
         let eph_hex = str_field(&p.ephPubHex).ok_or(E::MissingPayloadField("ephPubHex"))?;
