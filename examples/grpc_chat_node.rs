@@ -146,6 +146,21 @@ impl Config {
     }
 }
 
+/// Every flag that takes a value (all of them but `--help`).
+const FLAGS: &[&str] = &[
+    "--listen",
+    "--max-message",
+    "--max-handshakes",
+    "--mailbox",
+    "--pending",
+    "--max-queued-bytes",
+    "--max-apps",
+    "--max-streams",
+    "--max-chats",
+    "--max-chats-per-stream",
+    "--stream-queue",
+];
+
 /// The configuration, or `None` when `--help` was asked for.
 fn parse_args() -> Result<Option<Config>, String> {
     let mut cfg = Config::default();
@@ -153,6 +168,10 @@ fn parse_args() -> Result<Option<Config>, String> {
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             return Ok(None);
+        }
+        // Name an unknown flag as such, not as one missing its value.
+        if !FLAGS.contains(&flag.as_str()) {
+            return Err(format!("unknown flag {flag}\n{USAGE}"));
         }
         let value = args
             .next()

@@ -126,7 +126,6 @@ impl<R: rand_core::CryptoRng> Node<R> {
         Ok(())
     }
 
-    /// Spec §2.5 from the payload fields to the decrypted, checked plaintext.
     /// Room in the replay cache for one more key of `client` (node-wide and within the
     /// client's quota), or the `CAPACITY` error naming which limit was hit.
     fn replay_room(&mut self, now: Instant, client: &Address) -> Result<(), SessionError> {
@@ -138,6 +137,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
             })
     }
 
+    /// Spec §2.5 from the payload fields to the decrypted, checked plaintext.
     fn verify_init(&self, p: &InPayload<'_>, job_id: &str) -> Result<VerifiedInit, SessionError> {
         use SessionError as E;
         let eph_hex = str_field(&p.ephPubHex).ok_or(E::MissingPayloadField("ephPubHex"))?;
