@@ -66,8 +66,8 @@ OPTIONS:
                          DNS, Table, Pre/PostUp, Pre/PostDown, SaveConfig and FwMark are
                          accepted and ignored (a warning names each); any other key, or a bad
                          value, is an error that names its line
-    --interface NAME     the TUN link to create (1 to 15 characters); a stale link of that
-                         name is deleted first
+    --interface NAME     the TUN link to create (1 to 15 characters, no '/' or spaces); a
+                         stale link of that name is deleted first
     -h, --help           print this help
 
 Needs CAP_NET_ADMIN (root) and `ip` from iproute2. Sets the MTU (1420 unless MTU says
@@ -501,12 +501,12 @@ async fn resolve(endpoint: &Endpoint) -> Result<SocketAddr, String> {
 
 async fn run(mut config: Config, ifname: String) -> Result<(), String> {
     let clock = Clock::new();
-    let mut device = Device::new(
-        DeviceConfig::new(StaticSecret::from_bytes(
-            *config.interface.private_key.expose(),
-        )),
-        UnwrapErr(getrandom::SysRng),
-    );
+    let mut device_config = DeviceConfig::new(StaticSecret::from_bytes(
+        *config.interface.private_key.expose(),
+    ));
+    // Padding stops at the link's MTU, as in WireGuard: the device must know the one set.
+    device_config.mtu = config.interface.mtu.unwrap_or(DEFAULT_MTU);
+    let mut device = Device::new(device_config, UnwrapErr(getrandom::SysRng));
     device.set_wall_clock(clock.now(), WallTime::now());
     let peer_count = config.peers.len();
     for peer in config.peers.drain(..) {
