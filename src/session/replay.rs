@@ -184,3 +184,55 @@ mod tests {
         assert_eq!(c.per_client.get(&BOB), Some(&1));
     }
 }
+
+#[cfg(test)]
+mod quota_model {
+    use super::*;
+    use alloc::collections::BTreeMap;
+
+    /// The per-client counts always equal a recount of the live table, whatever mix of
+    /// inserts (fresh, re-inserted after expiry, re-inserted after `forget`), forgets,
+    /// expiry, compaction and times that step backwards.
+    #[test]
+    fn per_client_counts_equal_a_recount_under_random_operations() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let clients = [Address([1; 20]), Address([2; 20]), Address([3; 20])];
+        let mut c = ReplayCache::new(8, 4, Duration::from_secs(5));
+        let mut now = Instant::from_secs(100);
+        for step in 0..20_000 {
+            let r = next();
+            match r % 6 {
+                0 => now += Duration::from_millis(r % 3000),
+                1 => {
+                    now =
+                        Instant::from_nanos(now.as_nanos().saturating_sub((r >> 8) % 2_000_000_000))
+                }
+                2 | 3 => {
+                    let key = [(r >> 16) as u8 % 12; 33];
+                    let client = clients[((r >> 24) % 3) as usize];
+                    if !c.contains(now, &key) && c.room_for(now, &client).is_ok() {
+                        c.insert(now, key, client);
+                    }
+                }
+                4 => c.forget(&[(r >> 16) as u8 % 12; 33]),
+                _ => c.evict_expired(now),
+            }
+            let mut recount: BTreeMap<Address, usize> = BTreeMap::new();
+            for (_, client) in c.seen.values() {
+                *recount.entry(*client).or_insert(0) += 1;
+            }
+            assert_eq!(c.per_client, recount, "step {step}");
+            assert!(
+                c.order.len() <= 2 * 8 + 16 + 1,
+                "step {step}: order {}",
+                c.order.len()
+            );
+        }
+    }
+}
