@@ -372,3 +372,35 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod word_boundaries {
+    use super::*;
+
+    /// IPv6 lengths on both sides of each 64-bit word of the length bitmap: removing the
+    /// longest prefix each time, the next longest always wins.
+    #[test]
+    fn v6_lengths_at_the_bitmap_word_edges_are_found_longest_first() {
+        let a: Ipv6Addr = "fd00:1:2:3:4:5:6:7".parse().unwrap();
+        let lens = [0u8, 1, 62, 63, 64, 65, 126, 127, 128];
+        let mut t = AllowedIps::default();
+        for l in lens {
+            t.insert(Cidr::new(IpAddr::V6(a), l).unwrap(), l);
+        }
+        for l in lens.iter().rev() {
+            assert_eq!(t.lookup(IpAddr::V6(a)), Some(*l));
+            t.remove_value(*l);
+        }
+        assert_eq!(t.lookup(IpAddr::V6(a)), None);
+        // And v4 at its ends.
+        let b = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
+        for l in [0u8, 31, 32] {
+            t.insert(Cidr::new(b, l).unwrap(), l);
+        }
+        for l in [32u8, 31, 0] {
+            assert_eq!(t.lookup(b), Some(l));
+            t.remove_value(l);
+        }
+        assert_eq!(t.lookup(b), None);
+    }
+}
