@@ -85,12 +85,14 @@ short_usage() {
     "$BIN/$name" "$@" >"$WORK/usage.out" 2>"$WORK/usage.err" </dev/null
     [ $? -eq 2 ] && [ ! -s "$WORK/usage.out" ] && grep -q '^usage: .*--help' "$WORK/usage.err"
 }
-bad_command_lines() { short_usage "$1" --no-such-flag x && short_usage "$1" --node; }
-for name in grpc_chat_node grpc_chat_app; do
+# bad_command_lines NAME FLAG: an unknown flag, and NAME's own FLAG without its value.
+bad_command_lines() { short_usage "$1" --no-such-flag x && short_usage "$1" "$2"; }
+for pair in grpc_chat_node:--listen grpc_chat_app:--node; do
+    name="${pair%%:*}"
     check "$name --help exits 0 and documents every flag its parser accepts" \
         documents_every_flag "$name"
     check "$name: an unknown flag, a missing value -> usage naming --help, exit 2" \
-        bad_command_lines "$name"
+        bad_command_lines "$name" "${pair#*:}"
 done
 
 # --- the node -------------------------------------------------------------------------------
