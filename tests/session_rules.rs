@@ -609,12 +609,15 @@ fn replay_cache_full_of_live_keys_refuses_new_inits() {
     );
 }
 
-/// One client re-keying before every prompt fills only its own share of the replay cache:
-/// past the quota its inits get `CAPACITY` (its session keeps the last key), another client
-/// still opens a session, and the quota frees up as its entries reach the key lifetime.
+/// One client re-keying before every prompt fills only its own share of a half-full replay
+/// cache: past the quota its inits get `CAPACITY` (its session keeps the last key), another
+/// client still opens a session, and the quota frees up as its entries reach the key
+/// lifetime.
 #[test]
 fn a_client_past_its_replay_quota_is_refused_while_others_get_in() {
+    // Capacity 6: the quota of 3 applies from the third entry on (half full).
     let cfg = NodeConfig {
+        replay_cache_capacity: 6,
         replay_cache_per_client: 3,
         ..NodeConfig::default()
     };

@@ -175,6 +175,13 @@ fuzz_target!(|data: &[u8]| {
                     Err(sealwire::tunnel::Error::BufferTooSmall { needed }) => {
                         assert!(needed > cap);
                         assert_eq!(buf, before);
+                        // A buffer of the size asked for is enough.
+                        let mut bigger = vec![0u8; needed.max(16 + bytes.len())];
+                        bigger[16..16 + bytes.len()].copy_from_slice(bytes);
+                        assert!(!matches!(
+                            a.encapsulate_in_place(now, &mut bigger, bytes.len()),
+                            Err(sealwire::tunnel::Error::BufferTooSmall { .. })
+                        ));
                     }
                     _ => {}
                 }

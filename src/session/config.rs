@@ -33,10 +33,12 @@ pub struct NodeConfig {
     /// the SDK sends one init per prompt, so size it at least peak accepted-init rate ×
     /// `session_ttl`: the default covers about 11 prompts per second node-wide with a 24 h TTL.
     pub replay_cache_capacity: usize,
-    /// Largest number of those entries one client address may hold (default 100 000, a tenth
-    /// of the default capacity: about 1.2 prompts per second sustained over a 24 h TTL). A
-    /// client over its quota gets `CAPACITY` for its own new inits and re-keys while every
-    /// other client still gets in; its entries free up as they expire.
+    /// Largest number of those entries one client address may hold once the cache is half
+    /// full (default 100 000, a tenth of the default capacity: about 1.2 prompts per second
+    /// sustained over a 24 h TTL). Below half full no client is limited. Above it, a client
+    /// over its quota gets `CAPACITY` for its own new inits and re-keys while every other
+    /// client still gets in, until its entries expire. (0 refuses every client once the
+    /// cache is half full.)
     pub replay_cache_per_client: usize,
     /// Largest number of queued outgoing frames (and of queued events) (default 65 536).
     pub max_transmit_queue: usize,

@@ -66,9 +66,9 @@
 //!   encrypted `jobId` binds the job.
 //! * **Replay** (`REPLAYED_SESSION_INIT`): nothing in the protocol is fresh, so the node keeps a
 //!   bounded node-wide cache of ephemeral keys (decoded points) for the key lifetime. It fails
-//!   closed (`CAPACITY`) rather than forget a live key, and each client address may hold only
-//!   [`NodeConfig::replay_cache_per_client`] of it, so one client re-keying fast exhausts its
-//!   own quota, not everyone's capacity.
+//!   closed (`CAPACITY`) rather than forget a live key, and once it is half full each client
+//!   address may hold only [`NodeConfig::replay_cache_per_client`] of it, so one client
+//!   re-keying fast exhausts its own quota, not everyone's capacity.
 //! * **Indices** (`INVALID_AAD`, `REPLAYED_MESSAGE`): inbound AAD must be
 //!   `message_<canonical decimal>` and strictly increase per key; the node emits only
 //!   `chunk_<i>` / `encrypted_response_final`, so a chunk reflected back as a message fails.

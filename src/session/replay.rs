@@ -73,13 +73,18 @@ impl ReplayCache {
         }
     }
 
-    /// Whether one more key of `client` fits (after expiring old ones).
+    /// Whether one more key of `client` fits (after expiring old ones). The per-client quota
+    /// applies only once the cache is half full: a busy client is never refused while there
+    /// is plenty of room, and under pressure the clients holding the most wait first.
     pub(crate) fn room_for(&mut self, now: Instant, client: &Address) -> Result<(), Full> {
         self.evict_expired(now);
         if self.seen.len() >= self.capacity {
             return Err(Full::Node);
         }
-        if self.per_client.get(client).copied().unwrap_or(0) >= self.per_client_limit {
+        let under_pressure = self.seen.len() >= self.capacity / 2;
+        if under_pressure
+            && self.per_client.get(client).copied().unwrap_or(0) >= self.per_client_limit
+        {
             return Err(Full::Client);
         }
         Ok(())
@@ -160,8 +165,23 @@ mod tests {
     }
 
     #[test]
+    fn the_quota_applies_only_once_the_cache_is_half_full() {
+        let mut c = ReplayCache::new(10, 2, Duration::from_secs(10));
+        for i in 0..4u8 {
+            assert_eq!(c.room_for(Instant::ZERO, &ALICE), Ok(()), "entry {i}");
+            c.insert(Instant::ZERO, [i; 33], ALICE);
+        }
+        // 4 of 10: still room for anyone, quota or not.
+        assert_eq!(c.room_for(Instant::ZERO, &ALICE), Ok(()));
+        c.insert(Instant::ZERO, [4; 33], ALICE);
+        // 5 of 10: half full; Alice is over her quota of 2, Bob is not.
+        assert_eq!(c.room_for(Instant::ZERO, &ALICE), Err(Full::Client));
+        assert_eq!(c.room_for(Instant::ZERO, &BOB), Ok(()));
+    }
+
+    #[test]
     fn one_client_fills_only_its_quota_and_gets_it_back_as_entries_expire() {
-        let mut c = ReplayCache::new(10, 3, Duration::from_secs(10));
+        let mut c = ReplayCache::new(6, 3, Duration::from_secs(10));
         for i in 0..3u8 {
             assert_eq!(c.room_for(Instant::from_secs(u64::from(i)), &ALICE), Ok(()));
             c.insert(Instant::from_secs(u64::from(i)), [i; 33], ALICE);

@@ -480,17 +480,20 @@ impl<R: rand_core::CryptoRng> Device<R> {
     /// [`encapsulate`](Self::encapsulate) without the copy: the IP packet is already in
     /// `buf[16..16 + len]` (read it from the TUN straight there), and the datagram is
     /// sealed in place around it, so `buf` needs `len` padded to 16 bytes (but not beyond
-    /// the MTU) plus 32 bytes; or 148 when a handshake must start.
+    /// the MTU) plus 32 bytes; or at least 148 whenever the peer has no session (the packet
+    /// is staged and the initiation, if one is due, is written into `buf`).
     ///
     /// Same results as [`encapsulate`](Self::encapsulate): [`Action::WriteToNetwork`] with
     /// the datagram in `buf[..len]`, [`Action::Done`] when the packet was staged behind a
     /// handshake in flight, and `Err` (counted, nothing changed) for a packet that has no
-    /// route. `Err(BufferTooSmall)` leaves everything, `buf` included, as it was.
+    /// route. `Err(BufferTooSmall { needed })` leaves everything, `buf` included, as it was,
+    /// and a buffer of `needed` bytes then succeeds (when the packet does not even fit,
+    /// `needed` covers both the session and the no-session case).
     ///
     /// ```
     /// use sealwire::crypto::x25519::StaticSecret;
     /// use sealwire::time::Instant;
-    /// use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig};
+    /// use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig, DATA_HEADER_LEN};
     ///
     /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
     /// let peer = StaticSecret::from_bytes([2; 32]).public_key();
@@ -502,7 +505,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
     ///
     /// // A 20-byte IPv4 header to 10.0.0.2, placed where the datagram's payload goes.
     /// let mut buf = [0u8; 2048];
-    /// let ip = &mut buf[16..36];
+    /// let ip = &mut buf[DATA_HEADER_LEN..DATA_HEADER_LEN + 20];
     /// ip[0] = 0x45;
     /// ip[3] = 20;
     /// ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
@@ -518,9 +521,12 @@ impl<R: rand_core::CryptoRng> Device<R> {
         len: usize,
     ) -> Result<Action, Error> {
         let end = DATA_HEADER_LEN.saturating_add(len);
-        let packet = buf
-            .get(DATA_HEADER_LEN..end)
-            .ok_or(Error::BufferTooSmall { needed: end })?;
+        let Some(packet) = buf.get(DATA_HEADER_LEN..end) else {
+            let needed = DATA_OVERHEAD
+                .saturating_add(self.padded(len))
+                .max(INITIATION_LEN);
+            return Err(Error::BufferTooSmall { needed });
+        };
         let (slot, has_session, to) = self.route(now, packet)?;
         if has_session {
             let needed = DATA_OVERHEAD + self.padded(len);
@@ -536,7 +542,9 @@ impl<R: rand_core::CryptoRng> Device<R> {
             });
         }
         // The packet moves to the staging queue before the initiation overwrites it.
-        self.stage(slot, &buf[DATA_HEADER_LEN..end]);
+        if let Some(packet) = buf.get(DATA_HEADER_LEN..end) {
+            self.stage(slot, packet);
+        }
         self.initiate_into(now, slot, buf)
     }
 
@@ -629,7 +637,10 @@ impl<R: rand_core::CryptoRng> Device<R> {
     /// `buf[DATA_HEADER_LEN..DATA_HEADER_LEN + len]` to the TUN. A reply
     /// ([`Action::WriteToNetwork`]`{ len, .. }`, for a handshake message) is `buf[..len]`, as
     /// from `decapsulate`. A bad datagram is dropped with a counted reason and changes no
-    /// peer, but `buf` may hold garbage afterwards; `len` beyond `buf` is `BufferTooSmall`.
+    /// peer; its bytes in `buf` are not to be used afterwards (an authenticated packet
+    /// dropped for its inner header or source address leaves its decrypted bytes there, so
+    /// treat `buf` as holding plaintext until it is reused). `len` beyond `buf` is
+    /// `BufferTooSmall`, with nothing changed.
     ///
     /// ```
     /// use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
