@@ -138,6 +138,9 @@ pub(crate) struct AllowedIps<T> {
     /// longest first.
     v4_mask: u64,
     v6_mask: [u64; 3],
+    /// The last [`Self::lookup_cached`] (destination and result), dropped on every change of
+    /// the table: a flow's packets share one destination, so most outbound lookups hit it.
+    last: Option<(IpAddr, Option<T>)>,
 }
 
 impl<T> Default for AllowedIps<T> {
@@ -149,6 +152,7 @@ impl<T> Default for AllowedIps<T> {
             v6_lens: [0; 129],
             v4_mask: 0,
             v6_mask: [0; 3],
+            last: None,
         }
     }
 }
@@ -156,6 +160,7 @@ impl<T> Default for AllowedIps<T> {
 impl<T: Copy + PartialEq> AllowedIps<T> {
     /// Inserts or replaces (a prefix belongs to exactly one peer, as in WireGuard).
     pub(crate) fn insert(&mut self, cidr: Cidr, value: T) -> Option<T> {
+        self.last = None;
         let len = cidr.len;
         let prev = match cidr.addr {
             IpAddr::V4(a) => self.v4.insert((len, u32::from(a)), value),
@@ -177,6 +182,7 @@ impl<T: Copy + PartialEq> AllowedIps<T> {
 
     /// Removes every prefix mapped to `value`.
     pub(crate) fn remove_value(&mut self, value: T) {
+        self.last = None;
         let lens4 = &mut self.v4_lens;
         self.v4.retain(|(l, _), v| {
             let keep = *v != value;
@@ -217,6 +223,19 @@ impl<T: Copy + PartialEq> AllowedIps<T> {
                 }
             }
         }
+    }
+
+    /// [`Self::lookup`] that remembers its last answer until the table changes.
+    #[inline]
+    pub(crate) fn lookup_cached(&mut self, ip: IpAddr) -> Option<T> {
+        if let Some((last_ip, value)) = self.last {
+            if last_ip == ip {
+                return value;
+            }
+        }
+        let value = self.lookup(ip);
+        self.last = Some((ip, value));
+        value
     }
 
     /// The value of the longest prefix containing `ip`.
@@ -307,6 +326,29 @@ mod tests {
     }
 
     // Model check against a linear longest-prefix scan (independent of the table layout).
+    /// The cached lookup answers like the uncached one after every kind of change:
+    /// a new prefix, a replaced prefix (same prefix, other value) and a removed value.
+    #[test]
+    fn cached_lookup_follows_every_change() {
+        let mut t = AllowedIps::default();
+        let a = ip("10.1.2.3");
+        assert_eq!(t.lookup_cached(a), None);
+        t.insert("10.0.0.0/8".parse().unwrap(), 1u32);
+        assert_eq!(t.lookup_cached(a), Some(1));
+        assert_eq!(t.lookup_cached(a), Some(1));
+        t.insert("10.1.0.0/16".parse().unwrap(), 2);
+        assert_eq!(t.lookup_cached(a), Some(2));
+        t.insert("10.1.0.0/16".parse().unwrap(), 3);
+        assert_eq!(t.lookup_cached(a), Some(3));
+        assert_eq!(t.lookup_cached(ip("10.9.9.9")), Some(1));
+        assert_eq!(t.lookup_cached(a), Some(3));
+        t.remove_value(3);
+        assert_eq!(t.lookup_cached(a), Some(1));
+        t.remove_value(1);
+        assert_eq!(t.lookup_cached(a), None);
+        assert_eq!(t.lookup_cached(ip("fd00::1")), None);
+    }
+
     #[test]
     fn lookup_matches_a_linear_scan() {
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;

@@ -556,7 +556,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
             self.stats.count(DropReason::Malformed);
             return Err(DropReason::Malformed.into());
         };
-        let Some(slot) = self.routes.lookup(dst) else {
+        let Some(slot) = self.routes.lookup_cached(dst) else {
             self.stats.count(DropReason::NoRoute);
             return Err(DropReason::NoRoute.into());
         };
@@ -742,8 +742,12 @@ impl<R: rand_core::CryptoRng> Device<R> {
         let buf = out
             .get_mut(..needed)
             .ok_or(Error::BufferTooSmall { needed })?;
-        if let Some(pad) = buf.get_mut(DATA_HEADER_LEN + len..DATA_HEADER_LEN + padded) {
-            pad.fill(0);
+        // Zero the padding (at most 15 bytes) with one fixed 16-byte store rather than a
+        // variable-length fill: the bytes past the padding are the tag's place, written
+        // after sealing, and `padded >= len` keeps the store inside `buf`.
+        let pad_at = DATA_HEADER_LEN + len;
+        if let Some(pad) = buf.get_mut(pad_at..pad_at + 16) {
+            pad.copy_from_slice(&[0u8; 16]);
         }
         kp.seal_into(buf).ok_or(Error::BufferTooSmall { needed })?;
         // WG §6.2: the initiator rekeys after REKEY_AFTER_TIME; either side after
