@@ -90,27 +90,12 @@ impl Keypair {
         sealed: &[u8],
         out: &mut [u8],
     ) -> Result<usize, DropReason> {
-        if !self.can_receive(now) || counter >= REJECT_AFTER_MESSAGES {
-            return Err(DropReason::SessionExpired);
-        }
-        // Cheap check first: a replayed counter costs no decryption.
-        if !self.replay.check(counter) {
-            return Err(DropReason::ReplayedCounter);
-        }
-        let ct_len = sealed
-            .len()
-            .checked_sub(TAG_LEN)
-            .ok_or(DropReason::Malformed)?;
-        let (ct, tag) = sealed
-            .split_at_checked(ct_len)
-            .ok_or(DropReason::Malformed)?;
-        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| DropReason::Malformed)?;
-        let dst = out.get_mut(..ct_len).ok_or(DropReason::Malformed)?;
+        self.check_receivable(now, counter)?;
+        let (ct, tag) = split_tag(sealed)?;
+        let dst = out.get_mut(..ct.len()).ok_or(DropReason::Malformed)?;
         dst.copy_from_slice(ct);
-        self.recv_key
-            .open_in_place(counter, &[], dst, tag)
-            .map_err(|_| DropReason::DecryptFailed)?;
-        Ok(ct_len)
+        self.decrypt(counter, dst, &tag)?;
+        Ok(dst.len())
     }
 
     /// [`Self::open_into`] without the copy: `sealed` (ciphertext ‖ tag) is decrypted where
@@ -121,30 +106,48 @@ impl Keypair {
         counter: u64,
         sealed: &mut [u8],
     ) -> Result<usize, DropReason> {
+        self.check_receivable(now, counter)?;
+        let (ct_len, tag) = split_tag(sealed).map(|(ct, tag)| (ct.len(), tag))?;
+        let ct = sealed.get_mut(..ct_len).ok_or(DropReason::Malformed)?;
+        self.decrypt(counter, ct, &tag)?;
+        Ok(ct_len)
+    }
+
+    /// The checks before any decryption: the session may still receive, and (cheap first)
+    /// the counter is not a replay, so a replayed packet costs no decryption.
+    fn check_receivable(&self, now: Instant, counter: u64) -> Result<(), DropReason> {
         if !self.can_receive(now) || counter >= REJECT_AFTER_MESSAGES {
             return Err(DropReason::SessionExpired);
         }
         if !self.replay.check(counter) {
             return Err(DropReason::ReplayedCounter);
         }
-        let ct_len = sealed
-            .len()
-            .checked_sub(TAG_LEN)
-            .ok_or(DropReason::Malformed)?;
-        let (ct, tag) = sealed
-            .split_at_mut_checked(ct_len)
-            .ok_or(DropReason::Malformed)?;
-        let tag: &[u8; TAG_LEN] = (&*tag).try_into().map_err(|_| DropReason::Malformed)?;
+        Ok(())
+    }
+
+    fn decrypt(&self, counter: u64, ct: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), DropReason> {
         self.recv_key
             .open_in_place(counter, &[], ct, tag)
-            .map_err(|_| DropReason::DecryptFailed)?;
-        Ok(ct_len)
+            .map_err(|_| DropReason::DecryptFailed)
     }
 
     /// Marks `counter` as received, once the packet is accepted as a whole.
     pub(crate) fn mark_received(&mut self, counter: u64) -> bool {
         self.replay.update(counter)
     }
+}
+
+/// `ciphertext ‖ tag` split into the ciphertext and a copy of the tag.
+fn split_tag(sealed: &[u8]) -> Result<(&[u8], [u8; TAG_LEN]), DropReason> {
+    let ct_len = sealed
+        .len()
+        .checked_sub(TAG_LEN)
+        .ok_or(DropReason::Malformed)?;
+    let (ct, tag) = sealed
+        .split_at_checked(ct_len)
+        .ok_or(DropReason::Malformed)?;
+    let tag = tag.try_into().map_err(|_| DropReason::Malformed)?;
+    Ok((ct, tag))
 }
 
 #[cfg(test)]
