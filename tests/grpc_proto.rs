@@ -1,5 +1,5 @@
-//! The gRPC chat relay examples use Rust code generated from `proto/chat_relay.proto`. It is
-//! checked in (`examples/common/chat_relay.rs`) so that building needs no `protoc`; this test
+//! The gRPC chat relay examples use Rust code generated from `examples/chat/proto/chat_relay.proto`. It is
+//! checked in (`examples/chat/src/proto.rs`) so that building needs no `protoc`; this test
 //! regenerates it in memory with `protox` (a pure-Rust protobuf compiler) and `tonic-prost-build`
 //! and fails when the checked-in file is stale.
 //!
@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-const GENERATED: &str = "examples/common/chat_relay.rs";
+const GENERATED: &str = "examples/chat/src/proto.rs";
 const HEADER: &str =
     "// @generated from proto/chat_relay.proto by tests/grpc_proto.rs; do not edit.\n\
 // Regenerate: cargo test --test grpc_proto -- --ignored regenerate\n\n";
@@ -22,7 +22,7 @@ fn root() -> &'static Path {
 
 /// Compile the proto with protox and run tonic's code generator into a scratch directory.
 fn generate(scratch: &str) -> String {
-    let proto_dir = root().join("proto");
+    let proto_dir = root().join("examples/chat/proto");
     let fds = protox::compile(["chat_relay.proto"], [&proto_dir]).expect("proto compiles");
     let out: PathBuf = std::env::temp_dir().join(format!(
         "sealwire-grpc-gen-{}-{scratch}",
@@ -56,7 +56,7 @@ fn checked_in_generated_code_is_up_to_date() {
 }
 
 #[test]
-#[ignore = "writes examples/common/chat_relay.rs; run by hand after editing the proto"]
+#[ignore = "writes examples/chat/src/proto.rs; run by hand after editing the proto"]
 fn regenerate() {
     let code = generate("write");
     std::fs::write(root().join(GENERATED), code).expect("write generated code");

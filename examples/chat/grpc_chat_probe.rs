@@ -7,13 +7,9 @@
 //! cargo run --example grpc_chat_probe -- --node http://127.0.0.1:50051
 //! ```
 
-#[rustfmt::skip]
-#[allow(clippy::all, clippy::pedantic)]
-#[path = "common/chat_relay.rs"]
-mod chat_relay;
+use chat_examples::proto as chat_relay;
 #[allow(dead_code)]
-#[path = "common/relay_client.rs"]
-mod relay_client;
+use chat_examples::relay_client;
 
 use chat_relay::downlink;
 use relay_client::{BoxError, ProofMode, RelayStream};

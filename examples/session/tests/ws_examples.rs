@@ -3,7 +3,7 @@
 //! challenge endpoint is called with a hand-written HTTP request. (The check against a client
 //! that is not ours is `tests/e2e_fabstir.sh`.)
 
-#[path = "../examples/ws_node.rs"]
+#[path = "../ws_node.rs"]
 #[allow(dead_code)]
 mod ws_node;
 

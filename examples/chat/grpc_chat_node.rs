@@ -26,10 +26,7 @@
 //! never expire (once `--max-chats` exist, new ones are refused), and delivery has no
 //! acknowledgements.
 
-#[rustfmt::skip]
-#[allow(clippy::all, clippy::pedantic)]
-#[path = "common/chat_relay.rs"]
-mod chat_relay;
+use chat_examples::proto as chat_relay;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;

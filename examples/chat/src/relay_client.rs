@@ -7,8 +7,8 @@ use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use super::chat_relay::chat_relay_client::ChatRelayClient;
-use super::chat_relay::{downlink, uplink, Downlink, Proof, Register, StartChat, Uplink};
+use crate::proto::chat_relay_client::ChatRelayClient;
+use crate::proto::{downlink, uplink, Downlink, Proof, Register, StartChat, Uplink};
 
 /// Domain separation of the registration proof (see `Proof` in the proto).
 const REGISTER_CONTEXT: &[u8] = b"sealwire/chat-relay/1 register";

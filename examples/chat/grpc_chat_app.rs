@@ -28,13 +28,9 @@
 //! The app is a pump: frames from the node go to `Chat::handle_frame`, lines to `Chat::send`,
 //! deadlines to `Chat::handle_timeout`; whatever the machine queues is sent to the node.
 
-#[rustfmt::skip]
-#[allow(clippy::all, clippy::pedantic)]
-#[path = "common/chat_relay.rs"]
-mod chat_relay;
+use chat_examples::proto as chat_relay;
 #[allow(dead_code)]
-#[path = "common/relay_client.rs"]
-mod relay_client;
+use chat_examples::relay_client;
 
 use std::collections::VecDeque;
 use std::io::Write;

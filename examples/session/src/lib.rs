@@ -1,0 +1,1 @@
+//! Code shared by the session programs (`ws_node`, `ws_client`) and their tests.
