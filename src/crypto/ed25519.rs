@@ -44,6 +44,22 @@ impl IdentityKey {
         Self::from_seed(super::random_array::<32, R>(rng))
     }
 
+    /// The RFC 8032 secret seed, to persist the identity (e.g. in a file only its owner can
+    /// read, or sealed with [`crate::seal`]); [`IdentityKey::from_seed`] restores it. The copy
+    /// is wiped when dropped.
+    ///
+    /// ```
+    /// # use sealwire::crypto::ed25519::IdentityKey;
+    /// let mut rng = rand_chacha::ChaCha20Rng::from_seed([1u8; 32]);
+    /// # use rand_chacha::rand_core::SeedableRng;
+    /// let id = IdentityKey::generate(&mut rng);
+    /// let seed = id.to_seed(); // Zeroizing<[u8; 32]>
+    /// assert_eq!(IdentityKey::from_seed(*seed).public(), id.public());
+    /// ```
+    pub fn to_seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+
     /// The public half.
     pub fn public(&self) -> IdentityPublic {
         IdentityPublic(self.0.verifying_key().to_bytes())

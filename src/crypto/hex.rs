@@ -1,8 +1,13 @@
-//! Strict hexadecimal, as the Fabstir wire needs it.
+//! Strict hexadecimal, as the Fabstir wire needs it: the crate's one hex codec.
 //!
 //! The Fabstir SDK's own decoder maps non-hex pairs to wrong bytes (`"zz"` → `00`); sealwire
 //! never does: a non-hex character or an odd length is an error. One leading `0x`/`0X` may be
 //! stripped; both cases are accepted. Encoding is lower case without prefix.
+//!
+//! Two decoders, one rule: [`decode_secret`] (keys: `sessionKey`, `HOST_PRIVATE_KEY`, seeds)
+//! runs in constant time over `base16ct`, so neither the timing nor the cache lines it touches
+//! depend on the digits; the others use a 256-byte table, which is faster and is used only for
+//! public bytes (ciphertexts, nonces, AADs, addresses, public keys).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -195,9 +200,48 @@ pub fn check(s: &str) -> Result<(), HexError> {
     }
 }
 
+/// Decodes a secret: `s` (after an optional `0x`) must be exactly `2 * N` hex digits. Runs in
+/// constant time for a given length (no table, no branch on a digit) and returns the bytes in
+/// storage that is wiped on drop.
+///
+/// ```
+/// let k = sealwire::crypto::hex::decode_secret::<2>("0xBEef").unwrap();
+/// assert_eq!(*k, [0xbe, 0xef]);
+/// assert!(sealwire::crypto::hex::decode_secret::<2>("beeg").is_err());
+/// assert_eq!(sealwire::crypto::hex::decode_secret::<2>("bee"),
+///            Err(sealwire::crypto::hex::HexError::OddLength));
+/// ```
+pub fn decode_secret<const N: usize>(s: &str) -> Result<zeroize::Zeroizing<[u8; N]>, HexError> {
+    let b = strip(s);
+    if !b.len().is_multiple_of(2) {
+        return Err(HexError::OddLength);
+    }
+    if b.len() / 2 != N {
+        return Err(HexError::WrongLength);
+    }
+    let mut out = zeroize::Zeroizing::new([0u8; N]);
+    base16ct::mixed::decode(b, &mut out[..]).map_err(|_| HexError::InvalidChar)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_decoder_agrees_with_the_table_on_every_pair() {
+        for hi in 0..=255u8 {
+            for lo in 0..=255u8 {
+                let s = [hi, lo];
+                let Ok(text) = core::str::from_utf8(&s) else {
+                    continue;
+                };
+                let table = decode_array::<1>(text);
+                let secret = decode_secret::<1>(text).map(|k| *k);
+                assert_eq!(table, secret, "{text:?}");
+            }
+        }
+    }
 
     #[test]
     fn sdk_lenient_pairs_are_rejected() {

@@ -11,6 +11,7 @@
 //! AEAD and KDF helpers are crate-internal.
 
 pub(crate) mod aead;
+pub mod base64;
 pub(crate) mod blake2s;
 pub mod ed25519;
 pub mod hex;

@@ -68,14 +68,16 @@ impl SecretKey {
             .map_err(|_| KeyError::InvalidSecretKey)
     }
 
-    /// From 64 hex digits, with or without `0x`.
+    /// From 64 hex digits, with or without `0x` (decoded in constant time).
     ///
     /// ```
     /// # use sealwire::crypto::secp256k1::SecretKey;
     /// assert!(SecretKey::from_hex("00").is_err());
+    /// let k = SecretKey::from_hex(&"07".repeat(32)).unwrap();
+    /// assert_eq!(k.public_key(), SecretKey::from_bytes(&[7; 32]).unwrap().public_key());
     /// ```
     pub fn from_hex(s: &str) -> Result<Self, KeyError> {
-        let bytes = Zeroizing::new(hex::decode_array::<32>(s.trim())?);
+        let bytes = hex::decode_secret::<32>(s.trim())?;
         Self::from_bytes(&bytes)
     }
 
