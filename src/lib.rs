@@ -103,8 +103,9 @@
 //! `WgQuickError`). Why the machine's name rather than one `Error` per module: `session`
 //! holds two machines, and an embedder that runs a chat and a session glob-imports both.
 //!
-//! **Construction.** `Machine::new(key, config, rng)` (`Chat` has `initiator`/`responder`
-//! with the same arguments, `Client` adds the node's public key after its own):
+//! **Construction.** `Machine::new(key, config, rng)` (`Chat` has `responder` with these
+//! arguments and `initiator`, which sends at once, with `now` first; `Client` adds the node's
+//! public key after its own):
 //! * the long-term secret key comes first, moved in: the machine owns it and wipes it;
 //! * the config is plain data (`Clone`, `Debug`, `Default` or a `new` taking only what has no
 //!   default; no secrets inside), checked by the constructor, which returns
