@@ -275,17 +275,25 @@ impl Handshake {
         self.re = Some(re);
         let ee = self.dh(&self.e, self.re.as_ref())?;
         self.ss.mix_key(&ee[..]);
-        let (s_ct, rest) = rest
+        // `s, es`: es for the initiator is DH(e, rs).
+        let payload = self.read_static_and_payload(rest)?;
+        self.step = 2;
+        Ok(payload)
+    }
+
+    /// The tail both signed messages share: the peer's encrypted static key `s`, then the DH
+    /// of our ephemeral with it (`es` for the initiator reading message 2, `se` for the
+    /// responder reading message 3), then the encrypted payload.
+    fn read_static_and_payload(&mut self, msg: &[u8]) -> Result<Zeroizing<Vec<u8>>, NoiseError> {
+        let (s_ct, rest) = msg
             .split_at_checked(X25519_LEN + self.ss.cs.overhead())
             .ok_or(NoiseError)?;
         let rs_plain = self.ss.decrypt_and_hash(s_ct)?;
         let rs: [u8; 32] = rs_plain.as_slice().try_into().map_err(|_| NoiseError)?;
         self.rs = Some(rs);
-        let es = self.dh(&self.e, self.rs.as_ref())?;
-        self.ss.mix_key(&es[..]);
-        let payload = self.ss.decrypt_and_hash(rest)?;
-        self.step = 2;
-        Ok(payload)
+        let dh = self.dh(&self.e, self.rs.as_ref())?;
+        self.ss.mix_key(&dh[..]);
+        self.ss.decrypt_and_hash(rest)
     }
 
     /// `-> s, se` with `payload`.
@@ -309,15 +317,8 @@ impl Handshake {
         if self.role != Role::Responder || self.step != 2 {
             return Err(NoiseError);
         }
-        let (s_ct, rest) = msg
-            .split_at_checked(X25519_LEN + self.ss.cs.overhead())
-            .ok_or(NoiseError)?;
-        let rs_plain = self.ss.decrypt_and_hash(s_ct)?;
-        let rs: [u8; 32] = rs_plain.as_slice().try_into().map_err(|_| NoiseError)?;
-        self.rs = Some(rs);
-        let se = self.dh(&self.e, self.rs.as_ref())?;
-        self.ss.mix_key(&se[..]);
-        let payload = self.ss.decrypt_and_hash(rest)?;
+        // `s, se`: se for the responder is DH(e, rs).
+        let payload = self.read_static_and_payload(msg)?;
         self.step = 3;
         Ok(payload)
     }
