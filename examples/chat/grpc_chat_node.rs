@@ -1,91 +1,54 @@
-//! A keyless gRPC relay for `sealwire::chat`.
+//! A keyless gRPC relay for `sealwire::chat`: the `sealwire::chat::relay::Relay` machine pumped
+//! over tonic.
 //!
 //! ```text
 //! cargo run --example grpc_chat_node -- [--listen 127.0.0.1:50051]
 //! ```
 //!
 //! Apps open one `RouteChat` stream each (see `proto/chat_relay.proto`), prove their Ed25519
-//! identity by signing a fresh challenge, start chats by id, and send chat frames. The node routes
-//! each frame by the chat id in its clear header to the chat's other participant, queueing it in
-//! that participant's bounded mailbox while it is offline (so an app killed and restarted from its
-//! sealed state receives what was sent meanwhile). It never holds a chat key: it only runs the
-//! chat module's keyless relay checks, which drop garbage (bad version, kind, size) and enforce
-//! the per-chat rekey throttle. Every refusal is a gRPC status code, in-band for one message
-//! (`Downlink.rejected`) or ending the stream when the stream itself is unusable.
-//!
-//! Bounds (flags, see `--help`): largest message (so frame size), handshakes per chat per 30 s,
-//! frames per mailbox, frames held for a participant that has not joined yet, total queued
-//! bytes, apps (idle ones are forgotten at capacity), open streams, chats, chats per stream, and
-//! the per-stream downlink queue. Registration must finish within 10 s.
+//! identity by signing a fresh challenge, start chats by id, and send chat frames. Every rule
+//! (registration, membership, mailboxes and budgets, the per-chat handshake throttle, idle
+//! expiry) is the relay machine's; this program only moves messages: each uplink message goes
+//! to `Relay::handle_uplink`, the machine's answers go back on their stream, a stream takes
+//! frames from its app's mailbox (`Relay::poll_frame`) only when it has room, and one task
+//! sleeps until `Relay::poll_timeout`. Every refusal is a gRPC status code, in-band for one
+//! message (`Downlink.rejected`) or ending the stream when the stream itself is unusable.
 //!
 //! State is in memory: after a restart apps re-register and re-start their chats (the example
 //! app reconnects by itself); frames queued at the moment of the crash are lost, which the chat
-//! protocol tolerates.
-//!
-//! Limits of this example: a chat's two participants are fixed for the node's lifetime, chats
-//! never expire (once `--max-chats` exist, new ones are refused), and delivery has no
-//! acknowledgements.
+//! protocol tolerates. Delivery has no acknowledgements.
 
 use chat_examples::proto as chat_relay;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration as StdDuration;
 
 use chat_relay::chat_relay_server::{ChatRelay, ChatRelayServer};
-use chat_relay::{downlink, uplink, Downlink, Uplink};
-use sealwire::chat::{data_frame_len, ChatId, Error as ChatError, FrameHeader};
-use sealwire::chat::{RelayConfig, RelayFilter};
+use chat_relay::{downlink, uplink};
+use rand_core::UnwrapErr;
+use sealwire::chat::data_frame_len;
+use sealwire::chat::relay::{
+    ConnId, Downlink, Relay, RelayConfig, RelayError, RelayEvent, Transmit, Uplink,
+};
 use sealwire::crypto::ed25519::IdentityPublic;
 use sealwire::crypto::hex;
-use sealwire::time::Clock;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use sealwire::time::{Clock, Instant};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tonic::codegen::tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Code, Request, Response, Status, Streaming};
 
-/// Domain separation of the registration proof (see `Proof` in the proto).
-const REGISTER_CONTEXT: &[u8] = b"sealwire/chat-relay/1 register";
+type Rng = UnwrapErr<getrandom::SysRng>;
 
 #[derive(Clone, Debug)]
 struct Config {
     listen: SocketAddr,
-    /// The chat module's keyless checks: largest plaintext, per-chat handshake rate.
+    /// The relay machine's bounds.
     relay: RelayConfig,
-    /// Frames queued per identity (online or offline).
-    mailbox: usize,
-    /// Frames held for a chat's second participant before it has joined.
-    pending_per_chat: usize,
-    /// Bytes of frames queued over all mailboxes and pending lists.
-    max_queued_bytes: usize,
-    max_apps: usize,
-    /// Open `RouteChat` streams (including ones still registering).
-    max_streams: usize,
-    max_chats: usize,
-    max_chats_per_stream: usize,
     /// Downlink messages buffered per stream before the node waits for the app to read.
     stream_queue: usize,
-    /// Time an app has to register and answer the challenge.
-    register_timeout: StdDuration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
-            relay: RelayConfig::default(),
-            mailbox: 1024,
-            pending_per_chat: 64,
-            max_queued_bytes: 256 << 20,
-            max_apps: 10_000,
-            max_streams: 10_000,
-            max_chats: 100_000,
-            max_chats_per_stream: 64,
-            stream_queue: 64,
-            register_timeout: StdDuration::from_secs(10),
-        }
-    }
 }
 
 const HELP: &str = "\
@@ -114,9 +77,8 @@ OPTIONS:
                               is forgotten to make room (default 10000)
     --max-streams N           open RouteChat streams, registering ones included
                               (default 10000)
-    --max-chats N             chats held; they never expire, new ones are refused beyond it
-                              (default 100000). Also caps the chats tracked by the handshake
-                              throttle (65536 unless this flag is given)
+    --max-chats N             chats held; new ones are refused beyond it, and a chat idle
+                              for 7 days expires with its queued frames (default 100000)
     --max-chats-per-stream N  chats one stream may start (default 64)
     --stream-queue N          downlink messages buffered per stream before the node waits
                               for the app to read (default 64)
@@ -136,13 +98,6 @@ EXIT STATUS:
 
 const USAGE: &str = "usage: grpc_chat_node [OPTIONS]   (grpc_chat_node --help for more)";
 
-impl Config {
-    /// Largest frame accepted: a data frame with the largest plaintext.
-    fn max_frame(&self) -> usize {
-        data_frame_len(self.relay.max_message_len)
-    }
-}
-
 /// Every flag that takes a value (all of them but `--help`).
 const FLAGS: &[&str] = &[
     "--listen",
@@ -160,7 +115,11 @@ const FLAGS: &[&str] = &[
 
 /// The configuration, or `None` when `--help` was asked for.
 fn parse_args() -> Result<Option<Config>, String> {
-    let mut cfg = Config::default();
+    let mut cfg = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        relay: RelayConfig::default(),
+        stream_queue: 64,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
@@ -180,27 +139,25 @@ fn parse_args() -> Result<Option<Config>, String> {
                 .filter(|n| *n > 0)
                 .ok_or_else(|| format!("{flag}: not a positive number: {value}"))
         };
+        let r = &mut cfg.relay;
         match flag.as_str() {
             "--listen" => {
                 cfg.listen = value
                     .parse()
                     .map_err(|e| format!("--listen {value}: {e}"))?
             }
-            "--max-message" => cfg.relay.max_message_len = number()?,
+            "--max-message" => r.max_message_len = number()?,
             "--max-handshakes" => {
-                cfg.relay.max_handshakes =
+                r.max_handshakes =
                     u32::try_from(number()?).map_err(|_| format!("{flag}: too large"))?
             }
-            "--mailbox" => cfg.mailbox = number()?,
-            "--pending" => cfg.pending_per_chat = number()?,
-            "--max-queued-bytes" => cfg.max_queued_bytes = number()?,
-            "--max-apps" => cfg.max_apps = number()?,
-            "--max-streams" => cfg.max_streams = number()?,
-            "--max-chats" => {
-                cfg.max_chats = number()?;
-                cfg.relay.max_chats = cfg.max_chats;
-            }
-            "--max-chats-per-stream" => cfg.max_chats_per_stream = number()?,
+            "--mailbox" => r.mailbox_frames = number()?,
+            "--pending" => r.pending_frames = number()?,
+            "--max-queued-bytes" => r.max_queued_bytes = number()?,
+            "--max-apps" => r.max_apps = number()?,
+            "--max-streams" => r.max_streams = number()?,
+            "--max-chats" => r.max_chats = number()?,
+            "--max-chats-per-stream" => r.max_chats_per_stream = number()?,
             "--stream-queue" => cfg.stream_queue = number()?,
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
@@ -208,106 +165,174 @@ fn parse_args() -> Result<Option<Config>, String> {
     Ok(Some(cfg))
 }
 
-type Identity = [u8; 32];
+// ------------------------------------------------------------------ the pump
 
-/// What the node knows of one identity: its mailbox survives the app's disconnects.
-struct App {
-    app_id: String,
-    /// Bumped by every registration; a stream whose generation is stale has been replaced.
-    generation: u64,
-    /// Wakes the live stream (if any) when its mailbox gets a frame or it is replaced.
-    live: Option<Arc<Notify>>,
-    mailbox: VecDeque<Vec<u8>>,
+type Tx = mpsc::Sender<Result<chat_relay::Downlink, Status>>;
+
+/// What the node keeps of one open stream, to reach its task.
+struct StreamHandle {
+    /// Wakes the task when frames wait in its app's mailbox.
+    wake: Arc<Notify>,
+    /// Ends the stream with a status (the machine ended it: replaced, registration timeout).
+    end: Option<oneshot::Sender<Status>>,
+    tx: Tx,
 }
 
-/// One chat: at most two participants, identified by the first two identities that start it.
-struct Chat {
-    members: Vec<Identity>,
-    /// Frames sent before the second participant joined; moved to its mailbox when it does.
-    pending: VecDeque<Vec<u8>>,
+/// The relay machine and the streams it talks to, behind one lock.
+struct Hub {
+    relay: Relay<Rng>,
+    streams: HashMap<ConnId, StreamHandle>,
+    /// The deadline the timer task sleeps until.
+    armed: Option<Instant>,
 }
 
-struct Registry {
-    apps: HashMap<Identity, App>,
-    chats: HashMap<ChatId, Chat>,
-    /// Keyless frame checks and the per-chat handshake throttle.
-    filter: RelayFilter,
-    /// Bytes of all queued frames (mailboxes and pending lists), against `max_queued_bytes`.
-    queued_bytes: usize,
-}
-
-impl Registry {
-    /// The entry of `identity`, created if missing. At capacity an idle entry (offline, empty
-    /// mailbox) is forgotten to make room; if there is none, `None`.
-    fn app_entry(&mut self, identity: Identity, max_apps: usize) -> Option<&mut App> {
-        if !self.apps.contains_key(&identity) && self.apps.len() >= max_apps {
-            let idle = self
-                .apps
-                .iter()
-                .find(|(_, a)| a.live.is_none() && a.mailbox.is_empty())
-                .map(|(id, _)| *id)?;
-            self.apps.remove(&idle);
-        }
-        Some(self.apps.entry(identity).or_insert_with(|| App {
-            app_id: String::new(),
-            generation: 0,
-            live: None,
-            mailbox: VecDeque::new(),
-        }))
-    }
-}
-
-struct Relay {
-    cfg: Config,
+struct Shared {
+    hub: Mutex<Hub>,
     clock: Clock,
-    registry: Mutex<Registry>,
-    /// One permit per open stream.
-    streams: Arc<Semaphore>,
+    /// Wakes the timer task when an input brought the machine's deadline forward.
+    timer: Notify,
+    stream_queue: usize,
 }
 
-impl Relay {
-    fn registry(&self) -> MutexGuard<'_, Registry> {
+impl Shared {
+    fn hub(&self) -> MutexGuard<'_, Hub> {
         // A panic while holding the lock would be a bug in this file; keep serving anyway.
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+        self.hub.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-#[derive(Clone)]
-struct Node(Arc<Relay>);
-
-type DownlinkStream = Pin<Box<dyn Stream<Item = Result<Downlink, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl ChatRelay for Node {
-    type RouteChatStream = DownlinkStream;
-
-    async fn route_chat(
+    /// Drains the machine after an input: returns the messages for stream `me` (sent by its
+    /// own task, which may wait for room) and the status `me` must end with, if any; ends
+    /// other streams, wakes the streams whose mailbox got frames, logs events, re-arms the timer.
+    fn dispatch(
         &self,
-        request: Request<Streaming<Uplink>>,
-    ) -> Result<Response<Self::RouteChatStream>, Status> {
-        let permit =
-            self.0.streams.clone().try_acquire_owned().map_err(|_| {
-                Status::resource_exhausted("the node serves its maximum of streams")
-            })?;
-        let peer = request.remote_addr();
-        let inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(self.0.cfg.stream_queue);
-        let relay = self.0.clone();
-        tokio::spawn(async move {
-            if let Err(status) = serve_stream(&relay, inbound, &tx).await {
-                tracing::info!(?peer, code = ?status.code(), reason = status.message(), "stream ended");
-                let _ = tx.send(Err(status)).await;
+        hub: &mut Hub,
+        me: Option<ConnId>,
+    ) -> (Vec<downlink::Msg>, Option<Status>) {
+        let (mut own, mut end) = (Vec::new(), None);
+        while let Some(Transmit { to, message }) = hub.relay.poll_transmit() {
+            match (message, hub.streams.get_mut(&to)) {
+                (Downlink::End(e), _) if Some(to) == me => end = Some(status(e)),
+                (Downlink::End(e), Some(h)) => {
+                    if let Some(end) = h.end.take() {
+                        let _ = end.send(status(e));
+                    }
+                }
+                (msg, _) if Some(to) == me => own.extend(to_proto(msg)),
+                // The machine answers the stream that spoke; this is only for completeness.
+                (msg, Some(h)) => {
+                    if let Some(m) = to_proto(msg) {
+                        let _ = h.tx.try_send(down(m));
+                    }
+                }
+                (_, None) => {}
             }
-            drop(permit);
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        }
+        while let Some(event) = hub.relay.poll_event() {
+            match event {
+                RelayEvent::FramesWaiting { conn } => {
+                    if let Some(h) = hub.streams.get(&conn) {
+                        h.wake.notify_one();
+                    }
+                }
+                RelayEvent::AppRegistered {
+                    identity,
+                    app_id,
+                    queued_frames,
+                    ..
+                } => {
+                    tracing::info!(identity = %short(&identity), app_id, queued = queued_frames, "app registered")
+                }
+                RelayEvent::AppDisconnected { identity, .. } => {
+                    tracing::info!(identity = %short(&identity), "app disconnected")
+                }
+                RelayEvent::ChatJoined { chat_id, identity } => {
+                    tracing::info!(identity = %short(&identity), chat = %hex::encode(chat_id.as_bytes()), "joined chat")
+                }
+                RelayEvent::ChatExpired {
+                    chat_id,
+                    frames_dropped,
+                } => {
+                    tracing::info!(chat = %hex::encode(chat_id.as_bytes()), frames_dropped, "chat expired")
+                }
+                other => tracing::debug!(?other, "relay event"),
+            }
+        }
+        let next = hub.relay.poll_timeout();
+        if next.is_some_and(|t| hub.armed.is_none_or(|armed| t < armed)) {
+            hub.armed = next;
+            self.timer.notify_one();
+        }
+        (own, end)
     }
 }
 
-type Tx = mpsc::Sender<Result<Downlink, Status>>;
+fn status(e: RelayError) -> Status {
+    Status::new(Code::from(e.code()), e.to_string())
+}
 
-fn down(msg: downlink::Msg) -> Result<Downlink, Status> {
-    Ok(Downlink { msg: Some(msg) })
+fn down(msg: downlink::Msg) -> Result<chat_relay::Downlink, Status> {
+    Ok(chat_relay::Downlink { msg: Some(msg) })
+}
+
+fn from_proto(msg: uplink::Msg) -> Uplink {
+    match msg {
+        uplink::Msg::Register(r) => Uplink::Register {
+            identity: r.identity,
+            app_id: r.app_id,
+        },
+        uplink::Msg::Proof(p) => Uplink::Proof {
+            signature: p.signature,
+        },
+        uplink::Msg::Start(s) => Uplink::Start {
+            chat_id: s.chat_id,
+            peer_identity: s.peer_identity,
+        },
+        uplink::Msg::Frame(f) => Uplink::Frame(f),
+    }
+}
+
+/// The gRPC form of a machine message (`End` is not a message: it ends the stream).
+fn to_proto(msg: Downlink) -> Option<downlink::Msg> {
+    Some(match msg {
+        Downlink::Challenge { nonce } => downlink::Msg::Challenge(chat_relay::Challenge {
+            nonce: nonce.to_vec(),
+        }),
+        Downlink::Registered { queued_frames } => {
+            downlink::Msg::Registered(chat_relay::Registered { queued_frames })
+        }
+        Downlink::Started {
+            chat_id,
+            peer_identity,
+            peer_app_id,
+        } => downlink::Msg::Started(chat_relay::ChatStarted {
+            chat_id: chat_id.as_bytes().to_vec(),
+            peer_identity: peer_identity
+                .map(|p| p.as_bytes().to_vec())
+                .unwrap_or_default(),
+            peer_app_id,
+        }),
+        Downlink::Rejected {
+            error,
+            uplink_index,
+        } => downlink::Msg::Rejected(chat_relay::Rejected {
+            code: error.code(),
+            message: error.to_string(),
+            uplink_index,
+        }),
+        _ => return None,
+    })
+}
+
+/// Reads the next uplink message, turning a closed stream into `Ok(None)`.
+async fn next(inbound: &mut Streaming<chat_relay::Uplink>) -> Result<Option<uplink::Msg>, Status> {
+    match inbound.message().await? {
+        None => Ok(None),
+        // An empty oneof carries nothing; refuse it rather than skip it.
+        Some(chat_relay::Uplink { msg: None }) => {
+            Err(Status::invalid_argument("empty uplink message"))
+        }
+        Some(chat_relay::Uplink { msg: Some(m) }) => Ok(Some(m)),
+    }
 }
 
 async fn send(tx: &Tx, msg: downlink::Msg) -> Result<(), Status> {
@@ -316,391 +341,133 @@ async fn send(tx: &Tx, msg: downlink::Msg) -> Result<(), Status> {
         .map_err(|_| Status::cancelled("the app went away"))
 }
 
-/// Reads the next uplink message, turning a closed stream into `Ok(None)`.
-async fn next(inbound: &mut Streaming<Uplink>) -> Result<Option<uplink::Msg>, Status> {
-    match inbound.message().await? {
-        None => Ok(None),
-        // An empty oneof carries nothing; refuse it rather than skip it.
-        Some(Uplink { msg: None }) => Err(Status::invalid_argument("empty uplink message")),
-        Some(Uplink { msg: Some(m) }) => Ok(Some(m)),
-    }
-}
-
-/// Registration: `register`, a challenge, a valid signature. Returns the proven identity.
-async fn register(inbound: &mut Streaming<Uplink>, tx: &Tx) -> Result<(Identity, String), Status> {
-    let first = next(inbound)
-        .await?
-        .ok_or_else(|| Status::invalid_argument("stream closed before registering"))?;
-    let uplink::Msg::Register(reg) = first else {
-        return Err(Status::invalid_argument(
-            "the first message must be `register`",
-        ));
-    };
-    let identity: Identity = reg
-        .identity
-        .as_slice()
-        .try_into()
-        .map_err(|_| Status::invalid_argument("identity must be 32 bytes"))?;
-    let public = IdentityPublic::from_bytes(identity)
-        .ok_or_else(|| Status::invalid_argument("identity is not an Ed25519 public key"))?;
-    if reg.app_id.len() > 64 || reg.app_id.chars().any(char::is_control) {
-        return Err(Status::invalid_argument(
-            "app_id must be at most 64 bytes without control characters",
-        ));
-    }
-    let mut nonce = [0u8; 32];
-    getrandom::fill(&mut nonce).map_err(|_| Status::internal("no randomness"))?;
-    send(
-        tx,
-        downlink::Msg::Challenge(chat_relay::Challenge {
-            nonce: nonce.to_vec(),
-        }),
-    )
-    .await?;
-    let proof = next(inbound)
-        .await?
-        .ok_or_else(|| Status::unauthenticated("stream closed before the proof"))?;
-    let uplink::Msg::Proof(proof) = proof else {
-        return Err(Status::unauthenticated(
-            "expected `proof` after the challenge",
-        ));
-    };
-    let signature: [u8; 64] = proof
-        .signature
-        .as_slice()
-        .try_into()
-        .map_err(|_| Status::unauthenticated("signature must be 64 bytes"))?;
-    let mut signed = Vec::with_capacity(REGISTER_CONTEXT.len() + 64);
-    signed.extend_from_slice(REGISTER_CONTEXT);
-    signed.extend_from_slice(&nonce);
-    signed.extend_from_slice(&identity);
-    if !public.verify(&signed, &signature) {
-        return Err(Status::unauthenticated(
-            "registration signature does not verify",
-        ));
-    }
-    Ok((identity, reg.app_id))
-}
-
-/// One app stream from registration to its end.
-async fn serve_stream(
-    relay: &Relay,
-    mut inbound: Streaming<Uplink>,
+/// One stream until it ends: uplink messages into the machine, its answers and the app's
+/// frames back.
+async fn serve(
+    shared: &Shared,
+    conn: ConnId,
+    mut inbound: Streaming<chat_relay::Uplink>,
     tx: &Tx,
+    wake: &Notify,
+    mut end: oneshot::Receiver<Status>,
 ) -> Result<(), Status> {
-    let (identity, app_id) =
-        match tokio::time::timeout(relay.cfg.register_timeout, register(&mut inbound, tx)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(Status::deadline_exceeded("registration took too long")),
-        };
-
-    // Attach: this stream becomes the identity's live stream; an older one is told to stop.
-    let notify = Arc::new(Notify::new());
-    let (generation, queued) = {
-        let mut reg = relay.registry();
-        let Some(app) = reg.app_entry(identity, relay.cfg.max_apps) else {
-            return Err(Status::resource_exhausted(
-                "the node serves its maximum of apps",
-            ));
-        };
-        app.app_id = app_id.clone();
-        app.generation = app.generation.wrapping_add(1);
-        if let Some(old) = app.live.replace(notify.clone()) {
-            old.notify_one();
-        }
-        (app.generation, app.mailbox.len())
-    };
-    tracing::info!(identity = %short(&identity), app_id, queued, "app registered");
-    send(
-        tx,
-        downlink::Msg::Registered(chat_relay::Registered {
-            queued_frames: u32::try_from(queued).unwrap_or(u32::MAX),
-        }),
-    )
-    .await?;
-    // Deliver what waited while the app was away.
-    notify.notify_one();
-
-    let mut session = Session {
-        relay,
-        identity,
-        generation,
-        chats: HashSet::new(),
-        uplink_index: 0,
-    };
-    let result = session.run(&mut inbound, tx, &notify).await;
-    tracing::info!(identity = %short(&identity), "app disconnected");
-
-    let mut reg = relay.registry();
-    if let Some(app) = reg.apps.get_mut(&identity) {
-        if app.generation == generation {
-            app.live = None;
-        }
-    }
-    result
-}
-
-struct Session<'a> {
-    relay: &'a Relay,
-    identity: Identity,
-    generation: u64,
-    /// Chats this stream started: frames of any other chat id are refused (NotFound).
-    chats: HashSet<ChatId>,
-    /// Index of the last uplink message read (`register` is 0, `proof` 1).
-    uplink_index: u64,
-}
-
-/// Why one uplink message was refused.
-struct Reject(Code, &'static str);
-
-impl Session<'_> {
-    async fn run(
-        &mut self,
-        inbound: &mut Streaming<Uplink>,
-        tx: &Tx,
-        notify: &Notify,
-    ) -> Result<(), Status> {
-        self.uplink_index = 1;
-        loop {
-            tokio::select! {
-                biased;
-                () = notify.notified() => self.deliver(tx).await?,
-                msg = next(inbound) => {
-                    let Some(msg) = msg? else { return Ok(()) };
-                    self.uplink_index += 1;
-                    let reply = match msg {
-                        uplink::Msg::Register(_) | uplink::Msg::Proof(_) => {
-                            Err(Reject(Code::InvalidArgument, "already registered"))
-                        }
-                        uplink::Msg::Start(start) => self.start(start),
-                        uplink::Msg::Frame(frame) => self.route(frame).map(|()| None),
-                    };
-                    match reply {
-                        Ok(Some(started)) => send(tx, downlink::Msg::Started(started)).await?,
-                        Ok(None) => {}
-                        Err(Reject(code, message)) => {
-                            tracing::debug!(identity = %short(&self.identity), ?code, message, "refused");
-                            send(
-                                tx,
-                                downlink::Msg::Rejected(chat_relay::Rejected {
-                                    code: code as i32,
-                                    message: message.to_string(),
-                                    uplink_index: self.uplink_index,
-                                }),
-                            )
-                            .await?;
-                        }
+    loop {
+        tokio::select! {
+            biased;
+            ended = &mut end => return Err(ended.unwrap_or_else(|_| Status::aborted("ended"))),
+            () = wake.notified() => deliver(shared, conn, tx).await?,
+            msg = next(&mut inbound) => {
+                let Some(msg) = msg? else { return Ok(()) };
+                let (own, ended) = {
+                    let mut hub = shared.hub();
+                    let now = shared.clock.now();
+                    if let Err(e) = hub.relay.handle_uplink(now, conn, from_proto(msg)) {
+                        tracing::debug!(conn = conn.get(), code = e.code(), message = %e, "refused");
                     }
-                }
-            }
-        }
-    }
-
-    /// Moves mailbox frames to the stream, one downlink slot at a time, so a frame leaves the
-    /// mailbox only when the stream has room for it.
-    async fn deliver(&self, tx: &Tx) -> Result<(), Status> {
-        loop {
-            let permit = tx
-                .reserve()
-                .await
-                .map_err(|_| Status::cancelled("the app went away"))?;
-            let frame = {
-                let mut guard = self.relay.registry();
-                let reg = &mut *guard;
-                let Some(app) = reg.apps.get_mut(&self.identity) else {
-                    return Ok(());
+                    shared.dispatch(&mut hub, Some(conn))
                 };
-                if app.generation != self.generation {
-                    return Err(Status::aborted("a newer stream registered this identity"));
+                for m in own {
+                    send(tx, m).await?;
                 }
-                let frame = app.mailbox.pop_front();
-                if let Some(f) = &frame {
-                    reg.queued_bytes = reg.queued_bytes.saturating_sub(f.len());
+                if let Some(status) = ended {
+                    return Err(status);
                 }
-                frame
-            };
-            match frame {
-                Some(frame) => permit.send(down(downlink::Msg::Frame(frame))),
-                None => return Ok(()),
             }
         }
     }
+}
 
-    fn start(
-        &mut self,
-        start: chat_relay::StartChat,
-    ) -> Result<Option<chat_relay::ChatStarted>, Reject> {
-        let id: [u8; 16] = start
-            .chat_id
-            .as_slice()
-            .try_into()
-            .map_err(|_| Reject(Code::InvalidArgument, "chat_id must be 16 bytes"))?;
-        let pin: Option<Identity> = match start.peer_identity.len() {
-            0 => None,
-            32 => start.peer_identity.as_slice().try_into().ok(),
-            _ => {
-                return Err(Reject(
-                    Code::InvalidArgument,
-                    "peer_identity must be empty or 32 bytes",
-                ))
-            }
-        };
-        let chat_id = ChatId::new(id);
-        if !self.chats.contains(&chat_id) && self.chats.len() >= self.relay.cfg.max_chats_per_stream
-        {
-            return Err(Reject(
-                Code::ResourceExhausted,
-                "this stream has started its maximum of chats",
-            ));
-        }
-        let cfg = &self.relay.cfg;
-        let mut guard = self.relay.registry();
-        let reg = &mut *guard;
-        let chats_len = reg.chats.len();
-        let chat = match reg.chats.get_mut(&chat_id) {
-            Some(chat) => chat,
-            None if chats_len >= cfg.max_chats => {
-                return Err(Reject(
-                    Code::ResourceExhausted,
-                    "the node holds its maximum of chats",
-                ))
-            }
-            None => reg.chats.entry(chat_id).or_insert(Chat {
-                members: Vec::with_capacity(2),
-                pending: VecDeque::new(),
-            }),
-        };
-        let other = chat.members.iter().find(|m| **m != self.identity).copied();
-        if let (Some(pin), Some(other)) = (pin, other) {
-            if pin != other {
-                return Err(Reject(
-                    Code::PermissionDenied,
-                    "the chat's other participant is not the pinned identity",
-                ));
-            }
-        }
-        let joined = !chat.members.contains(&self.identity);
-        if joined {
-            if chat.members.len() >= 2 {
-                return Err(Reject(
-                    Code::PermissionDenied,
-                    "the chat already has two other participants",
-                ));
-            }
-            chat.members.push(self.identity);
-            // Frames sent before we joined were meant for us.
-            if chat.members.len() == 2 {
-                let held = std::mem::take(&mut chat.pending);
-                if let Some(app) = reg.apps.get_mut(&self.identity) {
-                    for frame in held {
-                        if app.mailbox.len() < cfg.mailbox {
-                            app.mailbox.push_back(frame);
-                        } else {
-                            reg.queued_bytes = reg.queued_bytes.saturating_sub(frame.len());
-                        }
-                    }
-                    if let Some(live) = &app.live {
-                        live.notify_one();
-                    }
-                }
-            }
-        }
-        self.chats.insert(chat_id);
-        let (peer_identity, peer_app_id) = match other {
-            Some(other) => (
-                other.to_vec(),
-                reg.apps
-                    .get(&other)
-                    .map(|a| a.app_id.clone())
-                    .unwrap_or_default(),
-            ),
-            None => (Vec::new(), String::new()),
-        };
-        if joined {
-            tracing::info!(identity = %short(&self.identity), chat = %hex::encode(&id), "joined chat");
-        }
-        Ok(Some(chat_relay::ChatStarted {
-            chat_id: id.to_vec(),
-            peer_identity,
-            peer_app_id,
-        }))
-    }
-
-    fn route(&mut self, frame: Vec<u8>) -> Result<(), Reject> {
-        let cfg = &self.relay.cfg;
-        if frame.len() > cfg.max_frame() {
-            return Err(Reject(
-                Code::ResourceExhausted,
-                "frame larger than the node accepts",
-            ));
-        }
-        // Keyless validation by the chat module: version, kind, exact handshake sizes, data size.
-        let (header, _) = FrameHeader::parse_checked(&frame, cfg.relay.max_message_len)
-            .map_err(|_| Reject(Code::InvalidArgument, "not a well-formed chat frame"))?;
-        if !self.chats.contains(&header.chat_id) {
-            return Err(Reject(Code::NotFound, "no such chat on this stream"));
-        }
-        let now = self.relay.clock.now();
-        let mut guard = self.relay.registry();
-        let reg = &mut *guard;
-        // The per-chat handshake throttle counts only frames that would be routed.
-        reg.filter.check(now, &frame).map_err(|e| match e {
-            ChatError::RekeyThrottled => {
-                Reject(Code::ResourceExhausted, "too many handshakes for this chat")
-            }
-            ChatError::QueueFull => Reject(
-                Code::ResourceExhausted,
-                "the node tracks its maximum of chats in handshake",
-            ),
-            _ => Reject(Code::InvalidArgument, "not a well-formed chat frame"),
-        })?;
-        if reg.queued_bytes.saturating_add(frame.len()) > cfg.max_queued_bytes {
-            return Err(Reject(
-                Code::ResourceExhausted,
-                "the node's queues are full",
-            ));
-        }
-        let Some(chat) = reg.chats.get_mut(&header.chat_id) else {
-            return Err(Reject(Code::NotFound, "no such chat"));
-        };
-        let Some(other) = chat.members.iter().find(|m| **m != self.identity).copied() else {
-            // The other participant has not joined yet: hold the frame for it.
-            if chat.pending.len() >= cfg.pending_per_chat {
-                return Err(Reject(
-                    Code::ResourceExhausted,
-                    "too many frames held for a participant that has not joined",
-                ));
-            }
-            reg.queued_bytes += frame.len();
-            chat.pending.push_back(frame);
+/// Moves mailbox frames to the stream, one downlink slot at a time, so a frame leaves the
+/// mailbox only when the stream has room for it.
+async fn deliver(shared: &Shared, conn: ConnId, tx: &Tx) -> Result<(), Status> {
+    loop {
+        let permit = tx
+            .reserve()
+            .await
+            .map_err(|_| Status::cancelled("the app went away"))?;
+        let Some(frame) = shared.hub().relay.poll_frame(conn) else {
             return Ok(());
         };
-        // The peer's entry may have been forgotten while idle; its mailbox starts again.
-        let Some(app) = reg.app_entry(other, cfg.max_apps) else {
-            return Err(Reject(
-                Code::ResourceExhausted,
-                "the node serves its maximum of apps",
-            ));
+        permit.send(down(downlink::Msg::Frame(frame)));
+    }
+}
+
+/// Sleeps until the machine's deadline and acts on it (registration timeouts, idle chats).
+async fn run_timers(shared: Arc<Shared>) {
+    loop {
+        let deadline = {
+            let mut hub = shared.hub();
+            hub.armed = hub.relay.poll_timeout();
+            hub.armed
         };
-        if app.mailbox.len() >= cfg.mailbox {
-            return Err(Reject(
-                Code::ResourceExhausted,
-                "the peer's mailbox is full",
-            ));
+        let sleep = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until(shared.clock.to_std(t).into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {
+                let mut hub = shared.hub();
+                hub.relay.handle_timeout(shared.clock.now());
+                shared.dispatch(&mut hub, None);
+            }
+            () = shared.timer.notified() => {}
         }
-        let len = frame.len();
-        app.mailbox.push_back(frame);
-        if let Some(live) = &app.live {
-            live.notify_one();
-        }
-        reg.queued_bytes += len;
-        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct Node(Arc<Shared>);
+
+type DownlinkStream = Pin<Box<dyn Stream<Item = Result<chat_relay::Downlink, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ChatRelay for Node {
+    type RouteChatStream = DownlinkStream;
+
+    async fn route_chat(
+        &self,
+        request: Request<Streaming<chat_relay::Uplink>>,
+    ) -> Result<Response<Self::RouteChatStream>, Status> {
+        let shared = self.0.clone();
+        let (tx, rx) = mpsc::channel(shared.stream_queue);
+        let wake = Arc::new(Notify::new());
+        let (end_tx, end_rx) = oneshot::channel();
+        let conn = {
+            let mut hub = shared.hub();
+            let conn = hub.relay.connect(shared.clock.now()).map_err(status)?;
+            let handle = StreamHandle {
+                wake: wake.clone(),
+                end: Some(end_tx),
+                tx: tx.clone(),
+            };
+            hub.streams.insert(conn, handle);
+            shared.dispatch(&mut hub, Some(conn));
+            conn
+        };
+        let peer = request.remote_addr();
+        let inbound = request.into_inner();
+        tokio::spawn(async move {
+            let result = serve(&shared, conn, inbound, &tx, &wake, end_rx).await;
+            {
+                let mut hub = shared.hub();
+                hub.relay.disconnect(conn);
+                hub.streams.remove(&conn);
+                shared.dispatch(&mut hub, None);
+            }
+            if let Err(status) = result {
+                tracing::info!(?peer, code = ?status.code(), reason = status.message(), "stream ended");
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
 /// First 8 bytes of an identity in hex, for logs.
-fn short(identity: &Identity) -> String {
-    hex::encode(identity.get(..8).unwrap_or(identity))
+fn short(identity: &IdentityPublic) -> String {
+    hex::encode(&identity.as_bytes()[..8])
 }
 
 #[tokio::main]
@@ -723,6 +490,13 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    let relay = match Relay::new(cfg.relay.clone(), UnwrapErr(getrandom::SysRng)) {
+        Ok(relay) => relay,
+        Err(e) => {
+            eprintln!("{e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -733,19 +507,19 @@ async fn main() {
     let local = listener.local_addr().unwrap_or(cfg.listen);
     // Leave room for the protobuf envelope around the largest frame; larger messages end the
     // stream with OUT_OF_RANGE in the transport before they are buffered.
-    let max_message = cfg.max_frame() + 1024;
-    let relay = Arc::new(Relay {
-        registry: Mutex::new(Registry {
-            apps: HashMap::new(),
-            chats: HashMap::new(),
-            filter: RelayFilter::new(cfg.relay),
-            queued_bytes: 0,
+    let max_message = data_frame_len(cfg.relay.max_message_len) + 1024;
+    let shared = Arc::new(Shared {
+        hub: Mutex::new(Hub {
+            relay,
+            streams: HashMap::new(),
+            armed: None,
         }),
-        streams: Arc::new(Semaphore::new(cfg.max_streams)),
-        cfg,
         clock: Clock::new(),
+        timer: Notify::new(),
+        stream_queue: cfg.stream_queue,
     });
-    let service = ChatRelayServer::new(Node(relay)).max_decoding_message_size(max_message);
+    tokio::spawn(run_timers(shared.clone()));
+    let service = ChatRelayServer::new(Node(shared)).max_decoding_message_size(max_message);
     // The e2e script waits for this line.
     println!("listening on {local}");
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
