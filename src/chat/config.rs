@@ -126,10 +126,16 @@ impl ChatConfig {
             (self.window.total >= self.window.per_chain, "window.total"),
             (self.rekey.throttle_max > 0, "rekey.throttle_max"),
             (self.rekey.after_messages > 0, "rekey.after_messages"),
-            (self.rekey.handshake_timeout > Duration::ZERO, "rekey.handshake_timeout"),
+            (
+                self.rekey.handshake_timeout > Duration::ZERO,
+                "rekey.handshake_timeout",
+            ),
             (self.seal_lease > 0, "seal_lease"),
             // A restored sender jumps ahead by up to a lease: the peer's window must cover it.
-            (self.seal_lease <= u64::from(self.window.per_chain), "seal_lease"),
+            (
+                self.seal_lease <= u64::from(self.window.per_chain),
+                "seal_lease",
+            ),
             // Room for a handshake reply, its confirmation and the events of one input.
             (self.queue_capacity >= 4, "queue_capacity"),
         ];

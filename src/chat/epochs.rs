@@ -270,7 +270,11 @@ impl Epochs {
 
     /// The handshake in flight if it has outlived `timeout` at `now`: it is dropped, and its
     /// role and epoch returned so the caller can retry.
-    pub(crate) fn expire_pending(&mut self, now: Instant, timeout: Duration) -> Option<(Role, u32)> {
+    pub(crate) fn expire_pending(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+    ) -> Option<(Role, u32)> {
         let pd = self.pending.as_ref()?;
         if now < pd.started + timeout {
             return None;
@@ -317,7 +321,9 @@ impl Epochs {
             self.pending.as_ref().map(|p| p.started + handshake_timeout),
             self.unconfirmed.as_ref().map(|u| u.resend_at),
             self.previous.as_ref().map(|p| p.until),
-            self.current.as_ref().map(|c| c.established_at + reject_after),
+            self.current
+                .as_ref()
+                .map(|c| c.established_at + reject_after),
         ]
         .into_iter()
         .flatten()

@@ -74,12 +74,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
     fn new_handshake(&mut self, role: Role, epoch: u32) -> Handshake {
         let s = X25519Secret::random(&mut self.rng);
         let e = X25519Secret::random(&mut self.rng);
-        Handshake::new(
-            role,
-            &prologue(self.config.chat_id.as_bytes(), epoch),
-            s,
-            e,
-        )
+        Handshake::new(role, &prologue(self.config.chat_id.as_bytes(), epoch), s, e)
     }
 
     /// Reads the peer's signed message (2 as initiator, 3 as responder) on a copy of the

@@ -536,7 +536,10 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         let (header, rest) = frame
             .split_at_mut_checked(HEADER_LEN)
             .ok_or(ChatError::Malformed)?;
-        let ct_len = rest.len().checked_sub(TAG_LEN).ok_or(ChatError::Malformed)?;
+        let ct_len = rest
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(ChatError::Malformed)?;
         let (ct, tag) = rest.split_at_mut(ct_len);
         let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| ChatError::Malformed)?;
         let slot = match self.epochs.lookup(now, h.epoch) {

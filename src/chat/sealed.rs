@@ -230,8 +230,12 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             .context
             .try_into()
             .map_err(|_| ChatError::SealedForeign)?;
-        let (chat_id, rest) = ctx.split_first_chunk::<16>().ok_or(ChatError::SealedForeign)?;
-        let (epoch, seq) = rest.split_first_chunk::<4>().ok_or(ChatError::SealedForeign)?;
+        let (chat_id, rest) = ctx
+            .split_first_chunk::<16>()
+            .ok_or(ChatError::SealedForeign)?;
+        let (epoch, seq) = rest
+            .split_first_chunk::<4>()
+            .ok_or(ChatError::SealedForeign)?;
         let seq_bytes: [u8; 8] = (*seq).try_into().map_err(|_| ChatError::SealedForeign)?;
         let seq = u64::from_be_bytes(seq_bytes);
         if chat_id != config.chat_id.as_bytes() {

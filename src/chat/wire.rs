@@ -150,7 +150,9 @@ impl FrameHeader {
 
     /// Splits a frame into its header and body, checking only the version and the kind.
     pub fn parse(frame: &[u8]) -> Result<(FrameHeader, &[u8]), ChatError> {
-        let (head, body) = frame.split_at_checked(HEADER_LEN).ok_or(ChatError::Malformed)?;
+        let (head, body) = frame
+            .split_at_checked(HEADER_LEN)
+            .ok_or(ChatError::Malformed)?;
         let head: &[u8; HEADER_LEN] = head.try_into().map_err(|_| ChatError::Malformed)?;
         let [version, kind, rest @ ..] = head;
         if *version != VERSION {

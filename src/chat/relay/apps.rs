@@ -13,7 +13,7 @@ use super::error::RelayError;
 use super::wire::ConnId;
 
 /// What the relay knows of one identity.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(super) struct App {
     pub(super) app_id: String,
     /// The registered stream, while the app is connected.
@@ -32,6 +32,7 @@ impl App {
 }
 
 /// Every identity the relay knows. See the module documentation.
+#[derive(Clone)]
 pub(super) struct Apps {
     table: BTreeMap<IdentityPublic, App>,
     max_apps: usize,

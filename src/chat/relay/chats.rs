@@ -25,6 +25,7 @@ struct Member {
 }
 
 /// One chat the relay routes.
+#[derive(Clone)]
 pub(super) struct ChatEntry {
     first: Member,
     second: Option<Member>,
@@ -45,8 +46,7 @@ impl ChatEntry {
     }
 
     pub(super) fn is_member(&self, identity: &IdentityPublic) -> bool {
-        self.first.identity == *identity
-            || self.second.is_some_and(|m| m.identity == *identity)
+        self.first.identity == *identity || self.second.is_some_and(|m| m.identity == *identity)
     }
 
     /// The participants, first come first.
@@ -66,6 +66,7 @@ pub(super) struct Joined {
 }
 
 /// Every chat of the relay. See the module documentation.
+#[derive(Clone)]
 pub(super) struct Chats {
     table: BTreeMap<ChatId, ChatEntry>,
     /// Idle deadlines, one per chat. An entry may be early (the chat was active since it was

@@ -87,14 +87,13 @@ impl RelayError {
     pub const fn code(self) -> i32 {
         use RelayError::*;
         match self {
-            NotRegistered | IdentityLength | NotAKey | AppId | AlreadyRegistered
-            | ChatIdLength | PinLength | Malformed => 3,
+            NotRegistered | IdentityLength | NotAKey | AppId | AlreadyRegistered | ChatIdLength
+            | PinLength | Malformed => 3,
             RegistrationTimeout => 4,
             NotStarted | NoSuchChat => 5,
             PinMismatch | ChatFull | SeatReserved => 7,
-            TooManyStreams | TooManyApps | TooManyChats | TooManyChatsOnStream
-            | FrameTooLarge | HandshakesThrottled | QueuesFull | PendingFull | MailboxFull
-            | Capacity => 8,
+            TooManyStreams | TooManyApps | TooManyChats | TooManyChatsOnStream | FrameTooLarge
+            | HandshakesThrottled | QueuesFull | PendingFull | MailboxFull | Capacity => 8,
             UnknownStream | InvalidConfig(_) => 9,
             Replaced => 10,
             ExpectedProof | SignatureLength | BadSignature => 16,
@@ -135,7 +134,9 @@ impl fmt::Display for RelayError {
             MailboxFull => "the peer's mailbox is full",
             Capacity => "the relay's output queues are full",
             UnknownStream => "no such stream",
-            InvalidConfig(field) => return write!(f, "the relay configuration is invalid: {field}"),
+            InvalidConfig(field) => {
+                return write!(f, "the relay configuration is invalid: {field}")
+            }
         };
         f.write_str(text)
     }

@@ -112,11 +112,12 @@ pub use config::RelayConfig;
 pub use error::RelayError;
 pub use event::{RelayEvent, RelayStats};
 pub use wire::{
-    prove_registration, registration_message, ConnId, Downlink, Transmit, Uplink,
-    REGISTER_CONTEXT, REGISTRATION_MESSAGE_LEN,
+    prove_registration, registration_message, ConnId, Downlink, Transmit, Uplink, REGISTER_CONTEXT,
+    REGISTRATION_MESSAGE_LEN,
 };
 
 /// Where a stream is in its life.
+#[derive(Clone)]
 enum Stage {
     /// Waiting for `Register`, then (with a challenge sent) for `Proof`, until `deadline`.
     Registering {
@@ -132,19 +133,21 @@ enum Stage {
     Ended,
 }
 
+#[derive(Clone)]
 struct Challenge {
     identity: IdentityPublic,
     app_id: String,
     nonce: [u8; 32],
 }
 
+#[derive(Clone)]
 struct Conn {
     stage: Stage,
     /// Uplink messages read so far (the index of the next one).
     uplinks: u64,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Counters {
     registrations: u64,
     frames_routed: u64,
@@ -156,6 +159,10 @@ struct Counters {
 
 /// The relay machine: registration, membership, mailboxes and budgets, handshake throttle and
 /// idle expiry for many apps and chats. See the [module documentation](self).
+///
+/// It holds no secret, so it is `Clone` (with a `Clone` RNG): a fuzzer or a simulation can
+/// build a state once and explore from copies of it.
+#[derive(Clone)]
 pub struct Relay<R> {
     config: RelayConfig,
     rng: R,
@@ -539,9 +546,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         pin: &[u8],
     ) -> Result<(), RelayError> {
         let identity = self.registered(conn)?;
-        let chat_id: [u8; 16] = chat_id
-            .try_into()
-            .map_err(|_| RelayError::ChatIdLength)?;
+        let chat_id: [u8; 16] = chat_id.try_into().map_err(|_| RelayError::ChatIdLength)?;
         let chat_id = ChatId::new(chat_id);
         let pin: Option<[u8; 32]> = match pin {
             [] => None,
