@@ -1,11 +1,10 @@
-//! The [`Chat`] machine: its public surface (construction, inputs, outputs, deadlines) and the
-//! message path (sealing and opening data and close frames). The handshake side is in
-//! `handshake.rs`, the epochs in `epochs.rs`, the rekey throttle in `throttle.rs`, sealed state
+//! The [`Chat`] machine's state and public surface: construction, queries, inputs, outputs,
+//! deadlines and teardown. Its handshake side is in `handshake.rs`, its message side in
+//! `messages.rs`, the epochs in `epochs.rs`, the rekey throttle in `throttle.rs`, sealed state
 //! in `sealed.rs`.
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::ops::Range;
 
 use zeroize::Zeroizing;
 
@@ -14,13 +13,12 @@ use crate::queue::Outbox;
 use crate::time::Instant;
 
 use super::config::ChatConfig;
-use super::epochs::{Epochs, Resend, Slot, Unconfirmed};
+use super::epochs::{Epochs, Resend};
 use super::error::ChatError;
 use super::event::{ChatEvent, ChatStats, CloseReason, Opened};
 use super::noise::Role;
-use super::ratchet::seal_with;
 use super::throttle::Throttle;
-use super::wire::{data_frame_len, ChatId, FrameHeader, FrameKind, HEADER_LEN, TAG_LEN};
+use super::wire::{data_frame_len, ChatId, FrameHeader, FrameKind};
 
 /// A per-chat forward-secret channel: one machine per chat and side, handling the first
 /// handshake, messages, rekeys and teardown. See the [module documentation](crate::chat).
@@ -462,141 +460,6 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         }
     }
 
-    // ---------------------------------------------------------------- the message path
-
-    /// Encrypts into `out` (header ‖ ciphertext ‖ tag). Nothing changes unless it succeeds.
-    pub(super) fn seal_frame(
-        &mut self,
-        kind: FrameKind,
-        plaintext: &[u8],
-        out: &mut [u8],
-    ) -> Result<(u64, usize), ChatError> {
-        let needed = data_frame_len(plaintext.len());
-        if out.len() < needed {
-            return Err(ChatError::BufferTooSmall { needed });
-        }
-        if self.closed {
-            return Err(ChatError::Closed);
-        }
-        if plaintext.len() > self.config.max_message_len {
-            return Err(ChatError::MessageTooLarge);
-        }
-        let lease = self.lease;
-        let Some(cur) = self.epochs.current_mut() else {
-            return Err(ChatError::NotEstablished);
-        };
-        if let Some((e, end)) = lease {
-            if e == cur.number && cur.send.chain.index() >= end {
-                return Err(ChatError::LeaseExhausted);
-            }
-        }
-        let (counter, mk) = cur.send.next_key().ok_or(ChatError::Desync)?;
-        let header = FrameHeader {
-            kind,
-            chat_id: self.config.chat_id,
-            epoch: cur.number,
-            counter,
-        }
-        .encode();
-        let (head, rest) = out.split_at_mut(HEADER_LEN);
-        head.copy_from_slice(&header);
-        let (body, tail) = rest.split_at_mut(plaintext.len());
-        body.copy_from_slice(plaintext);
-        let tag = seal_with(&mk, &header, body);
-        if let Some(t) = tail.get_mut(..TAG_LEN) {
-            t.copy_from_slice(&tag);
-        }
-        if let Some((e, end)) = lease {
-            let half = self.config.seal_lease / 2;
-            if e == cur.number && counter.saturating_add(1).saturating_add(half) == end {
-                self.events.push(ChatEvent::SealAdvised);
-            }
-        }
-        Ok((counter, needed))
-    }
-
-    fn after_send(&mut self, now: Instant) {
-        let Some(cur) = self.epochs.current() else {
-            return;
-        };
-        if cur.send.chain.index() >= self.config.rekey.after_messages && !self.epochs.handshaking()
-        {
-            let _ = self.rekey(now);
-        }
-    }
-
-    /// Authenticates and decrypts a data or close frame in `frame` (whole frame, in place).
-    /// Returns the plaintext range. The chain advances only on success.
-    fn open_authenticated(
-        &mut self,
-        now: Instant,
-        h: &FrameHeader,
-        frame: &mut [u8],
-    ) -> Result<(u32, u64, Range<usize>), ChatError> {
-        let (header, rest) = frame
-            .split_at_mut_checked(HEADER_LEN)
-            .ok_or(ChatError::Malformed)?;
-        let ct_len = rest
-            .len()
-            .checked_sub(TAG_LEN)
-            .ok_or(ChatError::Malformed)?;
-        let (ct, tag) = rest.split_at_mut(ct_len);
-        let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| ChatError::Malformed)?;
-        let slot = match self.epochs.lookup(now, h.epoch) {
-            Ok(slot) => slot,
-            // An epoch we never agreed on, never authenticated: see `on_desync`.
-            Err(ChatError::Desync) => return Err(self.on_desync(now)),
-            Err(e) => return Err(e),
-        };
-        let chain = self.epochs.recv(slot).ok_or(ChatError::NotEstablished)?;
-        let adv = match chain.open(h.counter, self.config.window.per_chain, header, ct, &tag) {
-            Ok(a) => a,
-            // A counter beyond the window, never authenticated: see `on_desync`.
-            Err(ChatError::Desync) => return Err(self.on_desync(now)),
-            Err(e) => return Err(e),
-        };
-        if h.kind == FrameKind::Close && ct.len() != 1 {
-            return Err(ChatError::Malformed);
-        }
-        self.epochs.commit(slot, adv, self.config.window);
-        if slot == Slot::Unconfirmed {
-            // Any authenticated frame in the new epoch proves the responder has its keys.
-            if let Some(u) = self.epochs.take_unconfirmed() {
-                let Unconfirmed { epoch, peer, .. } = *u;
-                self.install(now, epoch, peer);
-            }
-        }
-        if h.kind == FrameKind::Close {
-            let code = ct.first().copied().unwrap_or(0);
-            self.wipe();
-            self.events.push(ChatEvent::Closed {
-                reason: CloseReason::from_code(code),
-                by_peer: true,
-            });
-            return Ok((h.epoch, h.counter, HEADER_LEN..HEADER_LEN));
-        }
-        Ok((h.epoch, h.counter, HEADER_LEN..HEADER_LEN + ct_len))
-    }
-
-    /// A data or close frame that would need a jump beyond what we accept (a counter more than
-    /// the window ahead, or an epoch more than one ahead). Such a frame was never authenticated
-    /// (we refuse to derive that far), so it must not cost the chat anything: every key,
-    /// counter and skipped key stays as it was, and the chat stays open. Why not fail closed:
-    /// anyone who can inject one frame (a relay, an on-path or off-path attacker) could then
-    /// destroy any chat, and closing is permanent where dropping traffic is not.
-    ///
-    /// The one thing it may do is what a genuine desync needs and an attacker cannot abuse:
-    /// start a rekey, if established, no handshake is in flight and the rekey throttle allows
-    /// ([`Chat::rekey`]'s rules). A fresh epoch starts both chains at counter 0, so a peer whose
-    /// frames really are out of reach (more than a window of them lost) is resynchronised as
-    /// soon as the handshake completes; a forged frame buys at most `throttle_max` extra rekeys
-    /// per `throttle_period`, each of which only moves the chat to a new epoch with the
-    /// genuine peer (an attacker cannot complete it as the peer).
-    fn on_desync(&mut self, now: Instant) -> ChatError {
-        let _ = self.rekey(now);
-        ChatError::Desync
-    }
-
     /// Queues an authenticated close (if there are keys), wipes everything, reports `Closed`.
     fn fail_closed(&mut self, reason: CloseReason) {
         if self.epochs.current().is_some() {
@@ -618,7 +481,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         });
     }
 
-    fn wipe(&mut self) {
+    pub(super) fn wipe(&mut self) {
         self.epochs.wipe();
         self.closed = true;
     }

@@ -164,6 +164,7 @@ mod error;
 mod event;
 mod handshake;
 mod machine;
+mod messages;
 pub(crate) mod noise;
 mod ratchet;
 pub mod relay;

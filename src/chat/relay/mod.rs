@@ -93,9 +93,9 @@ mod chats;
 mod config;
 mod error;
 mod event;
+mod streams;
 mod wire;
 
-use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -107,6 +107,7 @@ use crate::time::Instant;
 use super::wire::{data_frame_len, ChatId, FrameHeader, FrameKind};
 use apps::Apps;
 use chats::{ChatEntry, Chats};
+use streams::{Challenge, Streams};
 
 pub use config::RelayConfig;
 pub use error::RelayError;
@@ -115,37 +116,6 @@ pub use wire::{
     prove_registration, registration_message, ConnId, Downlink, Transmit, Uplink, REGISTER_CONTEXT,
     REGISTRATION_MESSAGE_LEN,
 };
-
-/// Where a stream is in its life.
-#[derive(Clone)]
-enum Stage {
-    /// Waiting for `Register`, then (with a challenge sent) for `Proof`, until `deadline`.
-    Registering {
-        deadline: Instant,
-        challenge: Option<Challenge>,
-    },
-    /// Proven as `identity`; `chats` are the chats it started (the only ones it may send to).
-    Registered {
-        identity: IdentityPublic,
-        chats: BTreeSet<ChatId>,
-    },
-    /// Ended by the relay; waiting for the transport to close it.
-    Ended,
-}
-
-#[derive(Clone)]
-struct Challenge {
-    identity: IdentityPublic,
-    app_id: String,
-    nonce: [u8; 32],
-}
-
-#[derive(Clone)]
-struct Conn {
-    stage: Stage,
-    /// Uplink messages read so far (the index of the next one).
-    uplinks: u64,
-}
 
 #[derive(Clone, Default)]
 struct Counters {
@@ -166,10 +136,7 @@ struct Counters {
 pub struct Relay<R> {
     config: RelayConfig,
     rng: R,
-    conns: BTreeMap<ConnId, Conn>,
-    next_conn: u64,
-    /// Registration deadlines of the streams still registering.
-    registering: BTreeSet<(Instant, ConnId)>,
+    streams: Streams,
     apps: Apps,
     chats: Chats,
     queued_frames: usize,
@@ -182,7 +149,7 @@ pub struct Relay<R> {
 impl<R> fmt::Debug for Relay<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Relay")
-            .field("streams", &self.conns.len())
+            .field("streams", &self.streams.len())
             .field("apps", &self.apps.len())
             .field("chats", &self.chats.len())
             .field("queued_bytes", &self.queued_bytes)
@@ -204,13 +171,11 @@ impl<R: rand_core::CryptoRng> Relay<R> {
                 config.max_handshakes,
                 config.handshake_period,
             ),
+            streams: Streams::new(config.max_streams, config.register_timeout),
             transmit: Outbox::new(config.queue_capacity),
             events: Outbox::new(config.queue_capacity),
             config,
             rng,
-            conns: BTreeMap::new(),
-            next_conn: 0,
-            registering: BTreeSet::new(),
             queued_frames: 0,
             queued_bytes: 0,
             counters: Counters::default(),
@@ -222,24 +187,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
     /// A new stream; it must register within `register_timeout`. Refused with
     /// [`RelayError::TooManyStreams`] at `max_streams`.
     pub fn connect(&mut self, now: Instant) -> Result<ConnId, RelayError> {
-        if self.conns.len() >= self.config.max_streams {
-            return Err(RelayError::TooManyStreams);
-        }
-        let conn = ConnId(self.next_conn);
-        self.next_conn = self.next_conn.wrapping_add(1);
-        let deadline = now + self.config.register_timeout;
-        self.registering.insert((deadline, conn));
-        self.conns.insert(
-            conn,
-            Conn {
-                stage: Stage::Registering {
-                    deadline,
-                    challenge: None,
-                },
-                uplinks: 0,
-            },
-        );
-        Ok(conn)
+        self.streams.open(now)
     }
 
     /// Handles one message of `conn`. A refused message is answered on the stream (a
@@ -255,14 +203,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         if !self.transmit.has_room(2) || !self.events.has_room(3) {
             return Err(RelayError::Capacity);
         }
-        let c = self.conns.get_mut(&conn).ok_or(RelayError::UnknownStream)?;
-        let registered = match c.stage {
-            Stage::Ended => return Err(RelayError::UnknownStream),
-            Stage::Registering { .. } => false,
-            Stage::Registered { .. } => true,
-        };
-        let index = c.uplinks;
-        c.uplinks = c.uplinks.saturating_add(1);
+        let (index, registered) = self.streams.uplink(conn)?;
         let result = match uplink {
             Uplink::Register { identity, app_id } => self.on_register(conn, &identity, app_id),
             Uplink::Proof { signature } => self.on_proof(conn, &signature),
@@ -291,16 +232,9 @@ impl<R: rand_core::CryptoRng> Relay<R> {
     /// The transport closed `conn` (or the app went away). Its identity's mailbox stays;
     /// messages still queued for the stream are dropped.
     pub fn disconnect(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.remove(&conn) else {
-            return;
-        };
         self.transmit.retain(|t| t.to != conn);
-        match c.stage {
-            Stage::Registering { deadline, .. } => {
-                self.registering.remove(&(deadline, conn));
-            }
-            Stage::Registered { identity, .. } => self.detach(conn, identity),
-            Stage::Ended => {}
+        if let Some(identity) = self.streams.remove(conn) {
+            self.detach(conn, identity);
         }
     }
 
@@ -320,9 +254,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
     /// now. Call it when that stream has room for one more frame (after
     /// [`RelayEvent::FramesWaiting`], until `None`).
     pub fn poll_frame(&mut self, conn: ConnId) -> Option<Vec<u8>> {
-        let Stage::Registered { identity, .. } = self.conns.get(&conn)?.stage else {
-            return None;
-        };
+        let identity = self.streams.identity(conn).ok()?;
         let frame = self.apps.dequeue(&identity, conn)?;
         self.queued_frames = self.queued_frames.saturating_sub(1);
         self.queued_bytes = self.queued_bytes.saturating_sub(frame.len());
@@ -333,8 +265,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
     /// The next instant at which [`Relay::handle_timeout`] has work: a registration deadline
     /// or an idle chat's expiry.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let registration = self.registering.first().map(|(t, _)| *t);
-        [registration, self.chats.next_expiry()]
+        [self.streams.next_deadline(), self.chats.next_expiry()]
             .into_iter()
             .flatten()
             .min()
@@ -345,13 +276,10 @@ impl<R: rand_core::CryptoRng> Relay<R> {
     /// time already reached).
     pub fn handle_timeout(&mut self, now: Instant) {
         while self.transmit.has_room(1) && self.events.has_room(1) {
-            match self.registering.first() {
-                Some(&(deadline, conn)) if deadline <= now => {
-                    self.registering.pop_first();
-                    self.end(conn, RelayError::RegistrationTimeout);
-                }
-                _ => break,
-            }
+            let Some(conn) = self.streams.overdue(now) else {
+                break;
+            };
+            self.end(conn, RelayError::RegistrationTimeout);
         }
         while self.events.has_room(1) {
             let Some((chat_id, chat)) = self.chats.expire_one(now) else {
@@ -380,17 +308,14 @@ impl<R: rand_core::CryptoRng> Relay<R> {
 
     /// The identity registered on `conn`, once proven.
     pub fn identity(&self, conn: ConnId) -> Option<IdentityPublic> {
-        match self.conns.get(&conn)?.stage {
-            Stage::Registered { identity, .. } => Some(identity),
-            _ => None,
-        }
+        self.streams.identity(conn).ok()
     }
 
     /// Counters and gauges.
     pub fn stats(&self) -> RelayStats {
         let c = &self.counters;
         RelayStats {
-            streams: self.conns.len(),
+            streams: self.streams.len(),
             apps: self.apps.len(),
             chats: self.chats.len(),
             queued_frames: self.queued_frames,
@@ -414,13 +339,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         identity: &[u8],
         app_id: String,
     ) -> Result<(), RelayError> {
-        let c = self.conns.get_mut(&conn).ok_or(RelayError::UnknownStream)?;
-        let Stage::Registering { challenge, .. } = &mut c.stage else {
-            return Err(RelayError::AlreadyRegistered);
-        };
-        if challenge.is_some() {
-            return Err(RelayError::ExpectedProof);
-        }
+        let challenge = self.streams.challenge_slot(conn)?;
         let identity: [u8; 32] = identity
             .try_into()
             .map_err(|_| RelayError::IdentityLength)?;
@@ -440,15 +359,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
     }
 
     fn on_proof(&mut self, conn: ConnId, signature: &[u8]) -> Result<(), RelayError> {
-        let c = self.conns.get(&conn).ok_or(RelayError::UnknownStream)?;
-        let (deadline, challenge) = match &c.stage {
-            Stage::Registering {
-                deadline,
-                challenge: Some(challenge),
-            } => (*deadline, challenge),
-            Stage::Registering { .. } => return Err(RelayError::NotRegistered),
-            _ => return Err(RelayError::AlreadyRegistered),
-        };
+        let challenge = self.streams.challenge(conn)?;
         let signature: [u8; 64] = signature
             .try_into()
             .map_err(|_| RelayError::SignatureLength)?;
@@ -462,13 +373,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         app.app_id.clone_from(&app_id);
         let replaced = app.live.replace(conn);
         let queued_frames = app.queued();
-        self.registering.remove(&(deadline, conn));
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.stage = Stage::Registered {
-                identity,
-                chats: BTreeSet::new(),
-            };
-        }
+        self.streams.promote(conn, identity);
         if let Some(old) = replaced.filter(|old| *old != conn) {
             self.end(old, RelayError::Replaced);
         }
@@ -489,37 +394,12 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         Ok(())
     }
 
-    /// The identity proven on `conn`, or why the stream may not act yet.
-    fn registered(&self, conn: ConnId) -> Result<IdentityPublic, RelayError> {
-        match self.conns.get(&conn).map(|c| &c.stage) {
-            Some(Stage::Registered { identity, .. }) => Ok(*identity),
-            Some(Stage::Registering {
-                challenge: None, ..
-            }) => Err(RelayError::NotRegistered),
-            Some(Stage::Registering { .. }) => Err(RelayError::ExpectedProof),
-            _ => Err(RelayError::UnknownStream),
-        }
-    }
-
-    /// The chats `conn` started, if it is registered.
-    fn started_mut(&mut self, conn: ConnId) -> Option<&mut BTreeSet<ChatId>> {
-        match &mut self.conns.get_mut(&conn)?.stage {
-            Stage::Registered { chats, .. } => Some(chats),
-            _ => None,
-        }
-    }
-
     /// Ends `conn` with `error`: the relay takes no more input from it.
     fn end(&mut self, conn: ConnId, error: RelayError) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        match core::mem::replace(&mut c.stage, Stage::Ended) {
-            Stage::Registering { deadline, .. } => {
-                self.registering.remove(&(deadline, conn));
-            }
-            Stage::Registered { identity, .. } => self.detach(conn, identity),
-            Stage::Ended => return,
+        match self.streams.end(conn) {
+            None => return,
+            Some(Some(identity)) => self.detach(conn, identity),
+            Some(None) => {}
         }
         let message = Downlink::End(error);
         self.transmit.push(Transmit { to: conn, message });
@@ -545,7 +425,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         chat_id: &[u8],
         pin: &[u8],
     ) -> Result<(), RelayError> {
-        let identity = self.registered(conn)?;
+        let identity = self.streams.identity(conn)?;
         let chat_id: [u8; 16] = chat_id.try_into().map_err(|_| RelayError::ChatIdLength)?;
         let chat_id = ChatId::new(chat_id);
         let pin: Option<[u8; 32]> = match pin {
@@ -553,12 +433,15 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             pin => Some(pin.try_into().map_err(|_| RelayError::PinLength)?),
         };
         let max = self.config.max_chats_per_stream;
-        let started = self.started_mut(conn).ok_or(RelayError::UnknownStream)?;
+        let started = self
+            .streams
+            .started(conn)
+            .ok_or(RelayError::UnknownStream)?;
         if !started.contains(&chat_id) && started.len() >= max {
             return Err(RelayError::TooManyChatsOnStream);
         }
         let joined = self.chats.start(now, chat_id, identity, pin)?;
-        if let Some(started) = self.started_mut(conn) {
+        if let Some(started) = self.streams.started(conn) {
             started.insert(chat_id);
         }
         if joined.new {
@@ -594,7 +477,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
     }
 
     fn on_frame(&mut self, now: Instant, conn: ConnId, frame: Vec<u8>) -> Result<(), RelayError> {
-        let sender = self.registered(conn)?;
+        let sender = self.streams.identity(conn)?;
         let max_message = self.config.max_message_len;
         if frame.len() > data_frame_len(max_message) {
             return Err(RelayError::FrameTooLarge);
@@ -604,7 +487,8 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             FrameHeader::parse_checked(&frame, max_message).map_err(|_| RelayError::Malformed)?;
         let chat_id = header.chat_id;
         if !self
-            .started_mut(conn)
+            .streams
+            .started(conn)
             .is_some_and(|started| started.contains(&chat_id))
         {
             return Err(RelayError::NotStarted);
@@ -647,7 +531,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             frames += f;
             bytes += b;
             if let Some(conn) = self.apps.get(&member).and_then(|a| a.live) {
-                if let Some(started) = self.started_mut(conn) {
+                if let Some(started) = self.streams.started(conn) {
                     started.remove(&chat_id);
                 }
             }
