@@ -1217,23 +1217,8 @@ fn relay_second_registration_replaces_the_first_stream() {
     let (a, b) = relay_pair(&mut relay, now);
     let first = a;
     let key = identity(SEED_A);
-    let second = relay.connect(now).unwrap();
-    let hello = Uplink::Register {
-        identity: key.public().as_bytes().to_vec(),
-        app_id: "a2".into(),
-    };
-    relay.handle_uplink(now, second, hello).unwrap();
-    let Some(Transmit {
-        message: Downlink::Challenge { nonce },
-        ..
-    }) = relay.poll_transmit()
-    else {
-        panic!("challenge")
-    };
-    let proof = Uplink::Proof {
-        signature: prove_registration(&key, &nonce).to_vec(),
-    };
-    relay.handle_uplink(now, second, proof).unwrap();
+    let (second, proved) = try_register(&mut relay, now, SEED_A);
+    proved.unwrap();
     let out = transmits(&mut relay);
     assert!(out.contains(&Transmit {
         to: first,
@@ -1467,27 +1452,9 @@ fn relay_budgets_refuse_instead_of_growing() {
         .handle_uplink(now, b, Uplink::Frame(data_frame(CHAT, 0, 8)))
         .unwrap();
     relay.disconnect(a); // offline with a frame waiting: not idle
-    let conn = relay.connect(now).unwrap();
     let c_key = identity(SEED_C);
-    let up = Uplink::Register {
-        identity: c_key.public().as_bytes().to_vec(),
-        app_id: "c".into(),
-    };
-    relay.handle_uplink(now, conn, up).unwrap();
-    let Some(Transmit {
-        message: Downlink::Challenge { nonce },
-        ..
-    }) = relay.poll_transmit()
-    else {
-        panic!("challenge")
-    };
-    let proof = Uplink::Proof {
-        signature: prove_registration(&c_key, &nonce).to_vec(),
-    };
-    assert_eq!(
-        relay.handle_uplink(now, conn, proof),
-        Err(RelayError::TooManyApps)
-    );
+    let (_, proved) = try_register(&mut relay, now, SEED_C);
+    assert_eq!(proved, Err(RelayError::TooManyApps));
     transmits(&mut relay);
     let (a2, queued) = register(&mut relay, now, SEED_A);
     assert_eq!(queued, 1);

@@ -28,6 +28,7 @@
 //! The app is a pump: frames from the node go to `Chat::handle_frame`, lines to `Chat::send`,
 //! deadlines to `Chat::handle_timeout`; whatever the machine queues is sent to the node.
 
+use chat_examples::cli::args_or_exit;
 use chat_examples::proto as chat_relay;
 #[allow(dead_code)]
 use chat_examples::relay_client;
@@ -561,17 +562,7 @@ async fn start(args: Args) -> Result<(), BoxError> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let args = match parse_args() {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{HELP}");
-            return;
-        }
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
-        }
-    };
+    let args = args_or_exit(parse_args(), HELP);
     let code = match start(args).await {
         Ok(()) => 0,
         Err(e) => {

@@ -19,6 +19,7 @@
 use std::net::SocketAddr;
 use std::time::Duration as StdDuration;
 
+use chat_examples::cli::args_or_exit;
 use chat_examples::relay_service::relay_service;
 use rand_core::UnwrapErr;
 use sealwire::chat::data_frame_len;
@@ -156,17 +157,7 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cfg = match parse_args() {
-        Ok(Some(cfg)) => cfg,
-        Ok(None) => {
-            print!("{HELP}");
-            return;
-        }
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
-        }
-    };
+    let cfg = args_or_exit(parse_args(), HELP);
     let relay = match Relay::new(cfg.relay.clone(), UnwrapErr(getrandom::SysRng)) {
         Ok(relay) => relay,
         Err(e) => {

@@ -219,13 +219,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         h: &FrameHeader,
         body: &[u8],
     ) -> Result<(), ChatError> {
-        let Some(pd) = self
-            .epochs
-            .pending()
-            .filter(|pd| pd.epoch == h.epoch && pd.hs.role() == Role::Initiator)
-        else {
-            return Err(self.stale_or_unexpected(h.epoch));
-        };
+        let pd = self.awaiting(h.epoch, Role::Initiator)?;
         if !self.transmit.has_room(1) || !self.events.has_room(3) {
             return Err(ChatError::Capacity);
         }
@@ -271,13 +265,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 return Err(ChatError::Replayed);
             }
         }
-        let Some(pd) = self
-            .epochs
-            .pending()
-            .filter(|pd| pd.epoch == h.epoch && pd.hs.role() == Role::Responder)
-        else {
-            return Err(self.stale_or_unexpected(h.epoch));
-        };
+        let pd = self.awaiting(h.epoch, Role::Responder)?;
         if !self.transmit.has_room(2) || !self.events.has_room(3) {
             return Err(ChatError::Capacity);
         }
@@ -298,6 +286,15 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         self.seal_frame(FrameKind::Data, &[], &mut frame)?;
         self.transmit.push(frame);
         Ok(())
+    }
+
+    /// The handshake in flight that a message of `epoch` continues, if we play `role` in it;
+    /// otherwise the message is stale or out of turn.
+    fn awaiting(&self, epoch: u32, role: Role) -> Result<&Pending, ChatError> {
+        self.epochs
+            .pending()
+            .filter(|pd| pd.epoch == epoch && pd.hs.role() == role)
+            .ok_or_else(|| self.stale_or_unexpected(epoch))
     }
 
     fn stale_or_unexpected(&self, epoch: u32) -> ChatError {

@@ -303,9 +303,13 @@ pub fn relay_events(relay: &mut TestRelay) -> Vec<RelayEvent> {
     std::iter::from_fn(|| relay.poll_event()).collect()
 }
 
-/// Opens a stream and registers the identity of `seed` on it (honest proof). Returns the
-/// stream and the frames that waited for the identity; the relay's queues are drained.
-pub fn register(relay: &mut TestRelay, now: Instant, seed: [u8; 32]) -> (ConnId, u32) {
+/// Opens a stream and sends `Register` and an honest `Proof` for the identity of `seed`.
+/// Returns the stream and the outcome of the proof; the relay's answers stay queued.
+pub fn try_register(
+    relay: &mut TestRelay,
+    now: Instant,
+    seed: [u8; 32],
+) -> (ConnId, Result<(), RelayError>) {
     let key = IdentityKey::from_seed(seed);
     let conn = relay.connect(now).unwrap();
     let identity = key.public().as_bytes().to_vec();
@@ -321,9 +325,15 @@ pub fn register(relay: &mut TestRelay, now: Instant, seed: [u8; 32]) -> (ConnId,
         other => panic!("expected one challenge, got {other:?}"),
     };
     let signature = prove_registration(&key, &nonce).to_vec();
-    relay
-        .handle_uplink(now, conn, Uplink::Proof { signature })
-        .unwrap();
+    let proved = relay.handle_uplink(now, conn, Uplink::Proof { signature });
+    (conn, proved)
+}
+
+/// Opens a stream and registers the identity of `seed` on it. Returns the stream and the
+/// frames that waited for the identity; the relay's queues are drained.
+pub fn register(relay: &mut TestRelay, now: Instant, seed: [u8; 32]) -> (ConnId, u32) {
+    let (conn, proved) = try_register(relay, now, seed);
+    proved.unwrap();
     let queued = transmits(relay)
         .into_iter()
         .find_map(|t| match t.message {

@@ -8,5 +8,6 @@
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod proto;
 
+pub mod cli;
 pub mod relay_client;
 pub mod relay_service;
