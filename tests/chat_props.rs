@@ -498,17 +498,18 @@ fn relay_op() -> impl Strategy<Value = RelayOp> {
 }
 
 fn small_relay_config() -> RelayConfig {
-    let mut c = RelayConfig::default();
-    c.mailbox_frames = 4;
-    c.pending_frames = 2;
-    c.max_queued_bytes = 1500;
-    c.max_apps = 4;
-    c.max_chats = 2;
-    c.max_chats_per_stream = 2;
-    c.max_handshakes = 2;
-    c.chat_idle_timeout = Duration::from_secs(30 * 60);
-    c.register_timeout = Duration::from_secs(60);
-    c
+    RelayConfig {
+        mailbox_frames: 4,
+        pending_frames: 2,
+        max_queued_bytes: 1500,
+        max_apps: 4,
+        max_chats: 2,
+        max_chats_per_stream: 2,
+        max_handshakes: 2,
+        chat_idle_timeout: Duration::from_secs(30 * 60),
+        register_timeout: Duration::from_secs(60),
+        ..RelayConfig::default()
+    }
 }
 
 struct RelaySim {

@@ -997,7 +997,8 @@ fn machines_are_send_and_secrets_print_redacted() {
 
 #[test]
 fn chat_config_is_checked_at_construction_and_names_the_field() {
-    let bad: [(&str, fn(&mut sealwire::chat::ChatConfig)); 4] = [
+    type Edit = fn(&mut sealwire::chat::ChatConfig);
+    let bad: [(&str, Edit); 4] = [
         ("window.per_chain", |c| c.window.per_chain = 0),
         ("window.total", |c| c.window.total = c.window.per_chain - 1),
         ("seal_lease", |c| {
@@ -1619,7 +1620,8 @@ fn relay_refusals_after_registration_are_in_band_and_the_stream_goes_on() {
 
 #[test]
 fn relay_config_is_checked_at_construction() {
-    let bad: [(&str, fn(&mut RelayConfig)); 3] = [
+    type Edit = fn(&mut RelayConfig);
+    let bad: [(&str, Edit); 3] = [
         ("mailbox_frames", |c| c.mailbox_frames = 0),
         ("chat_idle_timeout", |c| {
             c.chat_idle_timeout = Duration::ZERO
