@@ -274,6 +274,19 @@ impl<R: rand_core::CryptoRng> Relay<R> {
     /// Ends the streams that did not register in time and expires idle chats. Work whose
     /// outputs do not fit the queues waits for the next call (`poll_timeout` then returns a
     /// time already reached).
+    ///
+    /// ```
+    /// # use sealwire::chat::relay::{Downlink, Relay, RelayConfig, RelayError};
+    /// # use sealwire::time::{Duration, Instant};
+    /// # use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+    /// let mut relay = Relay::new(RelayConfig::default(), ChaCha20Rng::from_seed([0; 32])).unwrap();
+    /// let conn = relay.connect(Instant::ZERO).unwrap(); // and it never registers
+    /// let due = relay.poll_timeout().unwrap();
+    /// assert_eq!(due, Instant::ZERO + Duration::from_secs(10));
+    /// relay.handle_timeout(due);
+    /// let t = relay.poll_transmit().unwrap();
+    /// assert_eq!((t.to, t.message), (conn, Downlink::End(RelayError::RegistrationTimeout)));
+    /// ```
     pub fn handle_timeout(&mut self, now: Instant) {
         while self.transmit.has_room(1) && self.events.has_room(1) {
             let Some(conn) = self.streams.overdue(now) else {

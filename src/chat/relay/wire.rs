@@ -87,6 +87,7 @@ impl ConnId {
 /// assert_eq!(format!("{up:?}"), "Frame(46 bytes)");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Uplink {
     /// First message of a stream: the app's Ed25519 identity (32 bytes) and a display name
     /// (at most 64 bytes, no control characters; not authenticated).
