@@ -31,20 +31,24 @@ const SEALWIRE: &str = "sealwire-ring";
 
 type C = Chat<ChaCha20Rng>;
 
-/// Both sides' configuration; no automatic rekey may interrupt a long run of messages.
-fn configs() -> (ChatConfig, ChatConfig) {
-    let mut a = ChatConfig::new(ChatId::new(CHAT_ID), IdentityKey::from_seed(SEED_A));
-    let mut b = ChatConfig::new(ChatId::new(CHAT_ID), IdentityKey::from_seed(SEED_B));
-    a.rekey.after_messages = u64::MAX;
-    b.rekey.after_messages = u64::MAX;
-    (a, b)
+/// One side's identity and configuration.
+type Side = (IdentityKey, ChatConfig);
+
+/// Both sides; no automatic rekey may interrupt a long run of messages.
+fn sides() -> (Side, Side) {
+    let mut cfg = ChatConfig::new(ChatId::new(CHAT_ID));
+    cfg.rekey.after_messages = u64::MAX;
+    (
+        (IdentityKey::from_seed(SEED_A), cfg.clone()),
+        (IdentityKey::from_seed(SEED_B), cfg),
+    )
 }
 
 /// The whole first handshake (three messages and the responder's confirmation), both sides.
-fn sealwire_handshake(a: ChatConfig, b: ChatConfig, ra: ChaCha20Rng, rb: ChaCha20Rng) -> (C, C) {
+fn sealwire_handshake(a: Side, b: Side, ra: ChaCha20Rng, rb: ChaCha20Rng) -> (C, C) {
     let now = Instant::ZERO;
-    let mut a = Chat::initiator(a, ra, now).unwrap();
-    let mut b = Chat::responder(b, rb).unwrap();
+    let mut a = Chat::initiator(now, a.0, a.1, ra).unwrap();
+    let mut b = Chat::responder(b.0, b.1, rb).unwrap();
     loop {
         let mut moved = false;
         while let Some(f) = a.poll_transmit() {
@@ -131,7 +135,7 @@ fn roundtrip(c: &mut Criterion<clock::Clock>) {
     let now = Instant::from_secs(1);
     let msg = [0x5a_u8; MSG_LEN];
 
-    let (ca, cb) = configs();
+    let (ca, cb) = sides();
     let (mut a, mut b) = sealwire_handshake(
         ca,
         cb,
@@ -178,7 +182,7 @@ fn handshake(c: &mut Criterion<clock::Clock>) {
         bch.iter_batched(
             || {
                 seed = seed.wrapping_add(2);
-                let (a, b) = configs();
+                let (a, b) = sides();
                 (
                     a,
                     b,

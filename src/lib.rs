@@ -51,11 +51,11 @@
 //!
 //! let id = ChatId::new([7; 16]);
 //! let (alice_id, bob_id) = (IdentityKey::from_seed([1; 32]), IdentityKey::from_seed([2; 32]));
-//! let mut bob_cfg = ChatConfig::new(id, bob_id);
+//! let mut bob_cfg = ChatConfig::new(id);
 //! bob_cfg.pinned_peer = Some(alice_id.public()); // fail closed on anyone else
 //! let mut now = Instant::ZERO;
-//! let mut alice = Chat::initiator(ChatConfig::new(id, alice_id), ChaCha20Rng::from_seed([3; 32]), now)?;
-//! let mut bob = Chat::responder(bob_cfg, ChaCha20Rng::from_seed([4; 32]))?;
+//! let mut alice = Chat::initiator(now, alice_id, ChatConfig::new(id), ChaCha20Rng::from_seed([3; 32]))?;
+//! let mut bob = Chat::responder(bob_id, bob_cfg, ChaCha20Rng::from_seed([4; 32]))?;
 //!
 //! let (mut received, mut sent) = (Vec::new(), false);
 //! for _ in 0..20 {
@@ -82,7 +82,7 @@
 //!     bob.handle_timeout(now);
 //! }
 //! assert_eq!(received, [b"hello bob".to_vec()]);
-//! # Ok::<(), sealwire::chat::Error>(())
+//! # Ok::<(), sealwire::chat::ChatError>(())
 //! ```
 //!
 //! The README shows the same for a Fabstir [`session`] node and client; [`tunnel::Device`]'s
@@ -161,7 +161,6 @@ extern crate std;
 
 pub mod chat;
 pub mod crypto;
-#[allow(dead_code)] // adopted by every machine in the restructure
 mod queue;
 pub mod seal;
 pub mod session;

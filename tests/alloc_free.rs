@@ -1,6 +1,7 @@
 //! The hot paths allocate nothing (DESIGN §2): tunnel encapsulate/decapsulate into caller
-//! buffers, chat `seal_into`/`open_in_place`, and the session's `seal_chunk_into` with a
-//! pre-sized output. Heap allocations are counted per thread by a counting global allocator.
+//! buffers and the session's `seal_chunk_into` with a pre-sized output (the chat's message
+//! path is checked in tests/chat_rules.rs). Heap allocations are counted per thread by a
+//! counting global allocator.
 
 use allocation_counter::measure;
 use rand_chacha::rand_core::SeedableRng;
@@ -96,58 +97,6 @@ fn tunnel_encapsulate_and_decapsulate_allocate_nothing() {
         info.count_total, 0,
         "in-place data path allocated: {info:?}"
     );
-}
-
-#[test]
-fn chat_seal_into_and_open_in_place_allocate_nothing() {
-    use sealwire::chat::{Chat, ChatConfig, ChatId, Opened};
-    use sealwire::crypto::ed25519::IdentityKey;
-
-    let id = ChatId::new([5; 16]);
-    let mut now = Instant::ZERO;
-    let mut a = Chat::initiator(
-        ChatConfig::new(id, IdentityKey::from_seed([1; 32])),
-        ChaCha20Rng::seed_from_u64(1),
-        now,
-    )
-    .unwrap();
-    let mut b = Chat::responder(
-        ChatConfig::new(id, IdentityKey::from_seed([2; 32])),
-        ChaCha20Rng::seed_from_u64(2),
-    )
-    .unwrap();
-    for _ in 0..10 {
-        let mut quiet = true;
-        while let Some(f) = a.poll_transmit() {
-            quiet = false;
-            let _ = b.handle_frame(now, &f);
-        }
-        while let Some(f) = b.poll_transmit() {
-            quiet = false;
-            let _ = a.handle_frame(now, &f);
-        }
-        while a.poll_event().is_some() {}
-        while b.poll_event().is_some() {}
-        if quiet && a.is_established() && b.is_established() {
-            break;
-        }
-        now += Duration::from_millis(1);
-    }
-    assert!(a.is_established() && b.is_established());
-
-    let msg = [0x61u8; 1024];
-    let mut frame = vec![0u8; 2048];
-    let mut opened = 0;
-    let info = measure(|| {
-        for _ in 0..100 {
-            let n = a.seal_into(now, &msg, &mut frame).unwrap();
-            if let Ok(Opened::Message { plaintext, .. }) = b.open_in_place(now, &mut frame[..n]) {
-                opened += usize::from(frame[plaintext] == msg[..]);
-            }
-        }
-    });
-    assert_eq!(opened, 100, "every message opens");
-    assert_eq!(info.count_total, 0, "chat message path allocated: {info:?}");
 }
 
 #[test]

@@ -2,14 +2,16 @@
 //! roles, and messages built from snow's `Split()` keys with the raw primitives are accepted
 //! by sealwire, and sealwire's messages open under them.
 
-mod chat_util;
+mod support {
+    pub mod chat;
+}
 
-use chat_util::*;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sealwire::chat::{Chat, ChatConfig, ChatEvent, ChatId};
 use sealwire::crypto::ed25519::IdentityKey;
 use sealwire::time::Instant;
+use support::chat::*;
 
 const CHAT: [u8; 16] = *b"interop-chat-id!";
 const SEED_SNOW: [u8; 32] = [0x51; 32];
@@ -39,7 +41,8 @@ fn snow_initiator_completes_handshake_with_sealwire_responder_and_messages_flow(
     let snow_static = [0x22u8; 32];
     let mut snow_i = snow_builder(&snow_static, &pro).build_initiator().unwrap();
     let mut ours = Chat::responder(
-        ChatConfig::new(ChatId::new(CHAT), IdentityKey::from_seed(SEED_OURS)),
+        IdentityKey::from_seed(SEED_OURS),
+        ChatConfig::new(ChatId::new(CHAT)),
         ChaCha20Rng::from_seed([9; 32]),
     )
     .unwrap();
@@ -113,9 +116,10 @@ fn sealwire_initiator_completes_handshake_with_snow_responder_and_messages_flow(
     let snow_static = [0x33u8; 32];
     let mut snow_r = snow_builder(&snow_static, &pro).build_responder().unwrap();
     let mut ours = Chat::initiator(
-        ChatConfig::new(ChatId::new(CHAT), IdentityKey::from_seed(SEED_OURS)),
-        ChaCha20Rng::from_seed([8; 32]),
         now,
+        IdentityKey::from_seed(SEED_OURS),
+        ChatConfig::new(ChatId::new(CHAT)),
+        ChaCha20Rng::from_seed([8; 32]),
     )
     .unwrap();
 
@@ -145,7 +149,7 @@ fn sealwire_initiator_completes_handshake_with_snow_responder_and_messages_flow(
     // Until the responder speaks in the new epoch, sealwire does not send in it.
     assert_eq!(
         ours.send(now, b"too early"),
-        Err(sealwire::chat::Error::NotEstablished)
+        Err(sealwire::chat::ChatError::NotEstablished)
     );
     let hello = seal_frame(
         0x10,
@@ -182,9 +186,10 @@ fn snow_rejects_a_sealwire_handshake_under_another_chat_id_and_vice_versa() {
         .build_responder()
         .unwrap();
     let mut ours = Chat::initiator(
-        ChatConfig::new(ChatId::new(CHAT), IdentityKey::from_seed(SEED_OURS)),
-        ChaCha20Rng::from_seed([7; 32]),
         now,
+        IdentityKey::from_seed(SEED_OURS),
+        ChatConfig::new(ChatId::new(CHAT)),
+        ChaCha20Rng::from_seed([7; 32]),
     )
     .unwrap();
     let f1 = ours.poll_transmit().unwrap();
@@ -199,7 +204,7 @@ fn snow_rejects_a_sealwire_handshake_under_another_chat_id_and_vice_versa() {
     // Different prologue ⇒ different transcript hash ⇒ the encrypted static does not open.
     assert_eq!(
         ours.handle_frame(now, &f2),
-        Err(sealwire::chat::Error::HandshakeFailed)
+        Err(sealwire::chat::ChatError::HandshakeFailed)
     );
     assert!(ours.poll_transmit().is_none());
 }

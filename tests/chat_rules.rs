@@ -1,16 +1,23 @@
-//! One test per rule of the chat protocol (docs/chat-protocol.md), named for the rule.
+//! One test per rule of the chat protocol (docs/chat-protocol.md) and of its keyless relay
+//! (`sealwire::chat::relay`), named for the rule; the allocation-free message path too.
 
-mod chat_util;
+mod support {
+    pub mod chat;
+}
 
-use chat_util::*;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use sealwire::chat::relay::{
+    prove_registration, ConnId, Downlink, Relay, RelayConfig, RelayError, RelayEvent, Transmit,
+    Uplink,
+};
 use sealwire::chat::{
-    Chat, ChatEvent, CloseReason, Error, FrameHeader, FrameKind, Opened, RelayConfig, RelayFilter,
+    Chat, ChatError, ChatEvent, ChatId, CloseReason, FrameHeader, FrameKind, Opened,
 };
 use sealwire::crypto::ed25519::IdentityKey;
 use sealwire::seal::{KdfParams, SealError, SealKey, UnsealWith};
 use sealwire::time::{Duration, Instant};
+use support::chat::*;
 
 fn send_frame(c: &mut Chat<ChaCha20Rng>, now: Instant, msg: &[u8]) -> Vec<u8> {
     c.send(now, msg).unwrap();
@@ -49,10 +56,10 @@ fn pinned_identity_mismatch_is_rejected_without_closing_on_either_side() {
     // The responder pins someone else: message 3 is rejected, nothing closes.
     let wrong = IdentityKey::from_seed([0xee; 32]).public();
     let mut p = Pair::new(2);
-    let mut cb = config(SEED_B);
+    let mut cb = config();
     cb.pinned_peer = Some(wrong);
-    p.b = Chat::responder(cb, ChaCha20Rng::from_seed([3; 32])).unwrap();
-    assert_eq!(p.pump(), Err(Error::IdentityMismatch));
+    p.b = Chat::responder(identity(SEED_B), cb, ChaCha20Rng::from_seed([3; 32])).unwrap();
+    assert_eq!(p.pump(), Err(ChatError::IdentityMismatch));
     assert!(!p.b.is_closed() && !p.b.is_established());
     assert_eq!(p.b.peer_identity(), None);
     assert!(!p
@@ -65,15 +72,18 @@ fn pinned_identity_mismatch_is_rejected_without_closing_on_either_side() {
     let f1 = p.a.poll_transmit().unwrap();
     p.b.handle_frame(p.now, &f1).unwrap();
     let f2 = p.b.poll_transmit().unwrap();
-    assert_eq!(p.a.handle_frame(p.now, &f2), Err(Error::IdentityMismatch));
+    assert_eq!(
+        p.a.handle_frame(p.now, &f2),
+        Err(ChatError::IdentityMismatch)
+    );
     assert!(!p.a.is_closed() && !p.a.is_established());
     assert!(p.a.poll_transmit().is_none(), "no message 3 and no close");
     // The right pin works.
     let right = IdentityKey::from_seed(SEED_B).public();
     let mut p = Pair::new(5);
-    let mut ca = config(SEED_A);
+    let mut ca = config();
     ca.pinned_peer = Some(right);
-    p.a = Chat::initiator(ca, ChaCha20Rng::from_seed([5; 32]), p.now).unwrap();
+    p.a = Chat::initiator(p.now, identity(SEED_A), ca, ChaCha20Rng::from_seed([5; 32])).unwrap();
     p.pump().unwrap();
     assert!(p.a.is_established());
 }
@@ -82,8 +92,12 @@ fn pinned_identity_mismatch_is_rejected_without_closing_on_either_side() {
 fn stranger_answering_a_rekey_is_rejected_and_the_genuine_peer_completes_it() {
     let mut p = Pair::established(9);
     // Mallory has her own identity, sees every frame and answers A's message 1 herself.
-    let mut mallory =
-        Chat::responder(config([0x3e; 32]), ChaCha20Rng::from_seed([0x3e; 32])).unwrap();
+    let mut mallory = Chat::responder(
+        identity([0x3e; 32]),
+        config(),
+        ChaCha20Rng::from_seed([0x3e; 32]),
+    )
+    .unwrap();
     p.a.rekey(p.now).unwrap();
     let f1 = p.a.poll_transmit().unwrap();
     mallory.handle_frame(p.now, &f1).unwrap();
@@ -94,7 +108,7 @@ fn stranger_answering_a_rekey_is_rejected_and_the_genuine_peer_completes_it() {
     );
     assert_eq!(
         p.a.handle_frame(p.now, &forged2),
-        Err(Error::IdentityMismatch)
+        Err(ChatError::IdentityMismatch)
     );
     assert!(!p.a.is_closed());
     assert_eq!(p.a.epoch(), Some(0));
@@ -123,9 +137,10 @@ fn stranger_finishing_a_handshake_with_the_responder_is_rejected_without_closing
     // Mallory starts a handshake of her own towards B (as if A redid epoch 0) and finishes it
     // with her identity: B rejects message 3 and keeps the chat with A.
     let mut mallory = Chat::initiator(
-        config([0x3e; 32]),
-        ChaCha20Rng::from_seed([0x3f; 32]),
         p.now,
+        identity([0x3e; 32]),
+        config(),
+        ChaCha20Rng::from_seed([0x3f; 32]),
     )
     .unwrap();
     let m1 = mallory.poll_transmit().unwrap();
@@ -137,7 +152,10 @@ fn stranger_finishing_a_handshake_with_the_responder_is_rejected_without_closing
         FrameHeader::parse(&m3).unwrap().0.kind,
         FrameKind::HandshakeFinish
     );
-    assert_eq!(p.b.handle_frame(p.now, &m3), Err(Error::IdentityMismatch));
+    assert_eq!(
+        p.b.handle_frame(p.now, &m3),
+        Err(ChatError::IdentityMismatch)
+    );
     assert!(!p.b.is_closed());
     assert!(
         p.b.poll_transmit().is_none(),
@@ -192,7 +210,10 @@ fn forged_handshake_message_is_rejected_and_the_real_one_still_completes() {
     let f2 = p.b.poll_transmit().unwrap();
     let mut bad = f2.clone();
     bad[100] ^= 1;
-    assert_eq!(p.a.handle_frame(p.now, &bad), Err(Error::HandshakeFailed));
+    assert_eq!(
+        p.a.handle_frame(p.now, &bad),
+        Err(ChatError::HandshakeFailed)
+    );
     p.a.handle_frame(p.now, &f2).unwrap();
     p.pump().unwrap();
     assert!(p.a.is_established() && p.b.is_established());
@@ -248,7 +269,7 @@ fn frame_header_is_authenticated_as_associated_data() {
     moved[29] ^= 1; // counter
     assert_eq!(
         p.b.handle_frame(p.now, &moved),
-        Err(Error::AuthenticationFailed)
+        Err(ChatError::AuthenticationFailed)
     );
     let mut kind = f.clone();
     kind[1] = 0x20;
@@ -262,7 +283,7 @@ fn seal_into_too_small_buffer_is_untouched_and_uses_no_key() {
     let mut small = [0xaau8; 40];
     assert_eq!(
         p.a.seal_into(p.now, b"hello world", &mut small),
-        Err(Error::BufferTooSmall {
+        Err(ChatError::BufferTooSmall {
             needed: 30 + 11 + 16
         })
     );
@@ -292,7 +313,7 @@ fn open_in_place_leaves_a_rejected_frame_unchanged() {
     let copy = f.clone();
     assert_eq!(
         p.b.open_in_place(p.now, &mut f),
-        Err(Error::AuthenticationFailed)
+        Err(ChatError::AuthenticationFailed)
     );
     if cfg!(feature = "ring") {
         // ring zeroes what it decrypted when the tag fails: the header is intact and the body
@@ -309,7 +330,7 @@ fn open_in_place_leaves_a_rejected_frame_unchanged() {
 fn message_larger_than_the_maximum_is_refused() {
     let mut p = Pair::with(14, |c| c.max_message_len = 8);
     p.pump().unwrap();
-    assert_eq!(p.a.send(p.now, &[0u8; 9]), Err(Error::MessageTooLarge));
+    assert_eq!(p.a.send(p.now, &[0u8; 9]), Err(ChatError::MessageTooLarge));
     assert!(p.a.send(p.now, &[0u8; 8]).is_ok());
 }
 
@@ -343,8 +364,8 @@ fn replayed_counter_is_rejected_and_state_unchanged() {
     let f2 = send_frame(&mut p.a, p.now, b"2");
     p.b.handle_frame(p.now, &f2).unwrap();
     p.b.handle_frame(p.now, &f0).unwrap();
-    assert_eq!(p.b.handle_frame(p.now, &f2), Err(Error::Replayed));
-    assert_eq!(p.b.handle_frame(p.now, &f0), Err(Error::Replayed));
+    assert_eq!(p.b.handle_frame(p.now, &f2), Err(ChatError::Replayed));
+    assert_eq!(p.b.handle_frame(p.now, &f0), Err(ChatError::Replayed));
     assert_eq!(p.b.skipped_keys(), 1);
     p.b.handle_frame(p.now, &f1).unwrap();
     assert_eq!(p.b_events().len(), 3);
@@ -364,7 +385,7 @@ fn counter_older_than_the_kept_skipped_keys_is_replayed() {
     p.b.handle_frame(p.now, &frames[8]).unwrap(); // skips 5..=7; the oldest (0..=2) go
     assert_eq!(p.b.skipped_keys(), 4);
     for old in &frames[..3] {
-        assert_eq!(p.b.handle_frame(p.now, old), Err(Error::Replayed));
+        assert_eq!(p.b.handle_frame(p.now, old), Err(ChatError::Replayed));
     }
     p.b.handle_frame(p.now, &frames[3]).unwrap();
     p.b.handle_frame(p.now, &frames[6]).unwrap();
@@ -400,7 +421,7 @@ fn frame_beyond_the_window_is_desync_and_changes_nothing() {
     let mut forged = frames[0].clone();
     forged[22..30].copy_from_slice(&u64::MAX.to_be_bytes());
     for f in [&frames[5], &forged] {
-        assert_eq!(p.b.handle_frame(p.now, f), Err(Error::Desync));
+        assert_eq!(p.b.handle_frame(p.now, f), Err(ChatError::Desync));
         assert!(!p.b.is_closed() && p.b.is_established());
         assert_eq!(p.b.epoch(), Some(0));
         assert_eq!(p.b.skipped_keys(), 0);
@@ -445,7 +466,7 @@ fn genuine_desync_is_resynchronised_by_the_rekey_it_starts() {
         let _lost = send_frame(&mut p.a, p.now, &[i]);
     }
     let late = send_frame(&mut p.a, p.now, b"late");
-    assert_eq!(p.b.handle_frame(p.now, &late), Err(Error::Desync));
+    assert_eq!(p.b.handle_frame(p.now, &late), Err(ChatError::Desync));
     // B's rekey is A's notice; the handshake puts both chains back at counter 0.
     p.pump().unwrap();
     assert_eq!((p.a.epoch(), p.b.epoch()), (Some(1), Some(1)));
@@ -467,7 +488,7 @@ fn forged_desync_frames_start_no_more_rekeys_than_the_throttle_allows() {
     // One forged frame a second for 30 s (one throttle period); B's handshakes go nowhere
     // (the attacker drops them), so each times out and may be retried.
     while p.now < start + Duration::from_secs(30) {
-        assert_eq!(p.b.handle_frame(p.now, &forged), Err(Error::Desync));
+        assert_eq!(p.b.handle_frame(p.now, &forged), Err(ChatError::Desync));
         p.b.handle_timeout(p.now);
         inits += kinds(&mut p.b)
             .iter()
@@ -506,7 +527,10 @@ fn total_skipped_keys_are_bounded_across_chains() {
     assert_eq!(p.b.skipped_keys(), 10);
     // The newest epoch's keys were kept; the previous epoch's oldest went first.
     p.b.handle_frame(p.now, &next[0]).unwrap();
-    assert_eq!(p.b.handle_frame(p.now, &frames[0]), Err(Error::Replayed));
+    assert_eq!(
+        p.b.handle_frame(p.now, &frames[0]),
+        Err(ChatError::Replayed)
+    );
     p.b.handle_frame(p.now, &frames[7]).unwrap();
 }
 
@@ -515,16 +539,22 @@ fn frame_for_another_chat_or_malformed_is_rejected() {
     let mut p = Pair::established(25);
     let mut f = send_frame(&mut p.a, p.now, b"x");
     f[5] ^= 1;
-    assert_eq!(p.b.handle_frame(p.now, &f), Err(Error::WrongChat));
-    assert_eq!(p.b.handle_frame(p.now, &[1, 0x10]), Err(Error::Malformed));
+    assert_eq!(p.b.handle_frame(p.now, &f), Err(ChatError::WrongChat));
+    assert_eq!(
+        p.b.handle_frame(p.now, &[1, 0x10]),
+        Err(ChatError::Malformed)
+    );
     let mut v2 = send_frame(&mut p.a, p.now, b"x");
     v2[0] = 2;
-    assert_eq!(p.b.handle_frame(p.now, &v2), Err(Error::Malformed));
+    assert_eq!(p.b.handle_frame(p.now, &v2), Err(ChatError::Malformed));
     let mut unknown = v2.clone();
     unknown[0] = 1;
     unknown[1] = 0x11;
-    assert_eq!(p.b.handle_frame(p.now, &unknown), Err(Error::Malformed));
-    assert_eq!(p.b.handle_frame(p.now, &v2[..45]), Err(Error::Malformed));
+    assert_eq!(p.b.handle_frame(p.now, &unknown), Err(ChatError::Malformed));
+    assert_eq!(
+        p.b.handle_frame(p.now, &v2[..45]),
+        Err(ChatError::Malformed)
+    );
 }
 
 // ------------------------------------------------------------------ rekey
@@ -560,7 +590,7 @@ fn previous_epoch_after_the_grace_period_is_replayed() {
     p.pump().unwrap();
     p.now += Duration::from_secs(61);
     p.b.handle_timeout(p.now);
-    assert_eq!(p.b.handle_frame(p.now, &old), Err(Error::Replayed));
+    assert_eq!(p.b.handle_frame(p.now, &old), Err(ChatError::Replayed));
 }
 
 #[test]
@@ -575,11 +605,11 @@ fn stale_handshake_epoch_is_replayed_and_skipped_epoch_is_desync() {
     p.pump().unwrap();
     assert_eq!(p.b.epoch(), Some(1));
     // Message 1 of epoch 1 again: stale.
-    assert_eq!(p.b.handle_frame(p.now, &f1), Err(Error::Replayed));
+    assert_eq!(p.b.handle_frame(p.now, &f1), Err(ChatError::Replayed));
     // A data frame claiming epoch 3: skipped an epoch.
     let mut f = send_frame(&mut p.a, p.now, b"x");
     f[21] = 3;
-    assert_eq!(p.b.handle_frame(p.now, &f), Err(Error::Desync));
+    assert_eq!(p.b.handle_frame(p.now, &f), Err(ChatError::Desync));
     assert!(!p.b.is_closed());
     assert_eq!(p.b.epoch(), Some(1));
     f[21] = 1;
@@ -621,9 +651,9 @@ fn rekeys_beyond_the_throttle_are_refused() {
         p.pump().unwrap();
     }
     assert_eq!(p.a.epoch(), Some(3));
-    assert_eq!(p.a.rekey(p.now), Err(Error::RekeyThrottled));
+    assert_eq!(p.a.rekey(p.now), Err(ChatError::RekeyThrottled));
     // The peer's throttle also refuses a rekey it is offered.
-    assert_eq!(p.b.rekey(p.now), Err(Error::RekeyThrottled));
+    assert_eq!(p.b.rekey(p.now), Err(ChatError::RekeyThrottled));
     p.now += Duration::from_secs(31);
     p.a.rekey(p.now).unwrap();
     p.pump().unwrap();
@@ -677,11 +707,11 @@ fn close_is_authenticated_and_wipes_both_sides() {
     forged.extend_from_slice(&[0u8; 17]);
     assert_eq!(
         p.b.handle_frame(p.now, &forged),
-        Err(Error::AuthenticationFailed)
+        Err(ChatError::AuthenticationFailed)
     );
-    p.a.close(p.now).unwrap();
+    p.a.close().unwrap();
     assert!(p.a.is_closed());
-    assert_eq!(p.a.send(p.now, b"x"), Err(Error::Closed));
+    assert_eq!(p.a.send(p.now, b"x"), Err(ChatError::Closed));
     p.pump().unwrap();
     assert!(p.b.is_closed());
     assert!(p.b_events().contains(&ChatEvent::Closed {
@@ -692,7 +722,7 @@ fn close_is_authenticated_and_wipes_both_sides() {
     assert_eq!(p.b.skipped_keys(), 0);
     assert_eq!(
         p.b.seal(p.now, &SealKey::from_bytes([1; 32])).unwrap_err(),
-        Error::Closed
+        ChatError::Closed
     );
     assert_eq!(p.b.poll_timeout(), None);
 }
@@ -737,15 +767,16 @@ fn sealed_state_restores_and_never_reuses_a_message_key() {
     p.b_events();
     // ... then crashes. The restore resumes at the end of the lease (1 + 128).
     let mut restored = Chat::unseal(
-        config(SEED_A),
-        ChaCha20Rng::from_seed([61; 32]),
         p.now,
+        identity(SEED_A),
+        config(),
         &record,
         UnsealWith::Key(&key),
         Some(1),
+        ChaCha20Rng::from_seed([61; 32]),
     )
     .unwrap();
-    assert_eq!(restored.send(p.now, b"x"), Err(Error::LeaseExhausted));
+    assert_eq!(restored.send(p.now, b"x"), Err(ChatError::LeaseExhausted));
     restored.seal(p.now, &key).unwrap();
     assert_eq!(restored.send(p.now, b"after restore").unwrap(), 129);
     // First out: message 1 of a fresh epoch (a restore always rekeys), then the message.
@@ -772,12 +803,13 @@ fn restores_beyond_the_rekey_throttle_still_reach_a_fresh_epoch() {
     let mut restored = None;
     for i in 0..5u8 {
         let mut r = Chat::unseal(
-            config(SEED_A),
-            ChaCha20Rng::from_seed([70 + i; 32]),
             p.now,
+            identity(SEED_A),
+            config(),
             &record,
             UnsealWith::Key(&key),
             None,
+            ChaCha20Rng::from_seed([70 + i; 32]),
         )
         .unwrap();
         record = r.seal(p.now, &key).unwrap();
@@ -807,7 +839,7 @@ fn live_machine_refuses_to_send_past_its_sealed_lease() {
         p.a.send(p.now, &[i]).unwrap();
     }
     assert!(p.a_events().contains(&ChatEvent::SealAdvised));
-    assert_eq!(p.a.send(p.now, b"x"), Err(Error::LeaseExhausted));
+    assert_eq!(p.a.send(p.now, b"x"), Err(ChatError::LeaseExhausted));
     p.a.seal(p.now, &key).unwrap();
     p.a.send(p.now, b"x").unwrap();
 }
@@ -823,12 +855,13 @@ fn passphrase_sealed_state_round_trips() {
     .unwrap();
     let record = p.b.seal(p.now, &key).unwrap();
     let r = Chat::unseal(
-        config(SEED_B),
-        ChaCha20Rng::from_seed([2; 32]),
         p.now,
+        identity(SEED_B),
+        config(),
         &record,
         UnsealWith::Passphrase(b"hunter2"),
         None,
+        ChaCha20Rng::from_seed([2; 32]),
     )
     .unwrap();
     assert_eq!(r.epoch(), Some(0));
@@ -837,16 +870,17 @@ fn passphrase_sealed_state_round_trips() {
         Some(IdentityKey::from_seed(SEED_A).public())
     );
     let wrong = Chat::unseal(
-        config(SEED_B),
-        ChaCha20Rng::from_seed([2; 32]),
         p.now,
+        identity(SEED_B),
+        config(),
         &record,
         UnsealWith::Passphrase(b"hunter3"),
         None,
+        ChaCha20Rng::from_seed([2; 32]),
     );
     assert_eq!(
         wrong.unwrap_err(),
-        Error::Sealed(SealError::AuthenticationFailed)
+        ChatError::Sealed(SealError::AuthenticationFailed)
     );
 }
 
@@ -858,34 +892,36 @@ fn tampered_truncated_foreign_and_stale_sealed_records_are_rejected() {
     let second = p.a.seal(p.now, &key).unwrap();
     let open = |rec: &[u8], cfg_seed: [u8; 32], seen: Option<u64>| {
         Chat::unseal(
-            config(cfg_seed),
-            ChaCha20Rng::from_seed([0; 32]),
             Instant::ZERO,
+            identity(cfg_seed),
+            config(),
             rec,
             UnsealWith::Key(&key),
             seen,
+            ChaCha20Rng::from_seed([0; 32]),
         )
     };
     assert!(open(&second, SEED_A, Some(2)).is_ok());
     assert_eq!(
         open(&first, SEED_A, Some(2)).unwrap_err(),
-        Error::SealedStale { record: 1, seen: 2 }
+        ChatError::SealedStale { record: 1, seen: 2 }
     );
     assert_eq!(
         open(&second, SEED_B, None).unwrap_err(),
-        Error::SealedForeign
+        ChatError::SealedForeign
     );
-    let mut other_chat = config(SEED_A);
+    let mut other_chat = config();
     other_chat.chat_id = sealwire::chat::ChatId::new([0; 16]);
     let r = Chat::unseal(
-        other_chat,
-        ChaCha20Rng::from_seed([0; 32]),
         Instant::ZERO,
+        identity(SEED_A),
+        other_chat,
         &second,
         UnsealWith::Key(&key),
         None,
+        ChaCha20Rng::from_seed([0; 32]),
     );
-    assert_eq!(r.unwrap_err(), Error::SealedForeign);
+    assert_eq!(r.unwrap_err(), ChatError::SealedForeign);
     for i in (0..second.len()).step_by(7) {
         let mut bad = second.clone();
         bad[i] ^= 0x10;
@@ -896,16 +932,17 @@ fn tampered_truncated_foreign_and_stale_sealed_records_are_rejected() {
     }
     let other_key = SealKey::from_bytes([4; 32]);
     let r = Chat::unseal(
-        config(SEED_A),
-        ChaCha20Rng::from_seed([0; 32]),
         Instant::ZERO,
+        identity(SEED_A),
+        config(),
         &second,
         UnsealWith::Key(&other_key),
         None,
+        ChaCha20Rng::from_seed([0; 32]),
     );
     assert_eq!(
         r.unwrap_err(),
-        Error::Sealed(SealError::AuthenticationFailed)
+        ChatError::Sealed(SealError::AuthenticationFailed)
     );
 }
 
@@ -943,37 +980,711 @@ fn same_seed_same_inputs_give_identical_bytes() {
 }
 
 #[test]
-fn relay_filter_drops_garbage_and_throttles_handshakes_per_chat() {
-    let mut relay = RelayFilter::new(RelayConfig::default());
-    let mut p = Pair::new(72);
-    let f1 = p.a.poll_transmit().unwrap();
-    for _ in 0..6 {
-        assert_eq!(
-            relay.check(p.now, &f1).unwrap().kind,
-            FrameKind::HandshakeInit
-        );
-    }
-    assert_eq!(relay.check(p.now, &f1), Err(Error::RekeyThrottled));
-    assert!(relay.check(p.now + Duration::from_secs(31), &f1).is_ok());
-    p.b.handle_frame(p.now, &f1).unwrap();
-    p.pump().unwrap();
-    let data = send_frame(&mut p.a, p.now, b"hello");
-    assert_eq!(relay.check(p.now, &data).unwrap().counter, 0);
-    assert_eq!(relay.check(p.now, &data[..40]), Err(Error::Malformed));
-    let mut hs = f1.clone();
-    hs[29] = 1; // handshake with a counter
-    assert_eq!(relay.check(p.now, &hs), Err(Error::Malformed));
-}
-
-#[test]
 fn machines_are_send_and_secrets_print_redacted() {
     fn assert_send<T: Send>() {}
     assert_send::<Chat<ChaCha20Rng>>();
-    assert_send::<RelayFilter>();
-    let cfg = config(SEED_A);
+    assert_send::<Relay<ChaCha20Rng>>();
+    // The configuration holds no secret; the identity key prints redacted.
+    let cfg = config();
     assert!(!format!("{cfg:?}").contains(&hex(&SEED_A)));
-    assert!(format!("{cfg:?}").contains("[redacted]"));
+    let id = identity(SEED_A);
+    assert!(!format!("{id:?}").contains(&hex(&SEED_A)));
+    assert!(format!("{id:?}").contains("[redacted]"));
     let p = Pair::established(80);
     let dbg = format!("{:?}", p.a);
-    assert!(dbg.contains("Chat") && !dbg.contains("ck"));
+    assert!(dbg.contains("Chat") && !dbg.contains("ck") && !dbg.contains(&hex(&SEED_A)));
+}
+
+#[test]
+fn chat_config_is_checked_at_construction_and_names_the_field() {
+    type Edit = fn(&mut sealwire::chat::ChatConfig);
+    let bad: [(&str, Edit); 4] = [
+        ("window.per_chain", |c| c.window.per_chain = 0),
+        ("window.total", |c| c.window.total = c.window.per_chain - 1),
+        ("seal_lease", |c| {
+            c.seal_lease = u64::from(c.window.per_chain) + 1
+        }),
+        ("queue_capacity", |c| c.queue_capacity = 3),
+    ];
+    for (field, edit) in bad {
+        let mut cfg = config();
+        edit(&mut cfg);
+        let r = Chat::initiator(
+            Instant::ZERO,
+            identity(SEED_A),
+            cfg.clone(),
+            ChaCha20Rng::from_seed([0; 32]),
+        );
+        assert_eq!(r.unwrap_err(), ChatError::InvalidConfig(field));
+        let r = Chat::responder(identity(SEED_B), cfg, ChaCha20Rng::from_seed([0; 32]));
+        assert_eq!(r.unwrap_err(), ChatError::InvalidConfig(field));
+    }
+}
+
+#[test]
+fn embedder_calls_whose_output_would_not_fit_are_refused_with_capacity() {
+    let mut p = Pair::with(81, |c| c.queue_capacity = 4);
+    p.pump().unwrap();
+    p.a_events();
+    p.b_events();
+    for i in 0..4u8 {
+        p.a.send(p.now, &[i]).unwrap();
+    }
+    assert_eq!(p.a.send(p.now, b"one too many"), Err(ChatError::Capacity));
+    assert_eq!(p.a.close(), Err(ChatError::Capacity));
+    assert!(!p.a.is_closed());
+    // Nothing was dropped: the refused calls changed nothing, and the queued frames all open.
+    assert_eq!(p.a.stats().transmits_dropped, 0);
+    let mut received = Vec::new();
+    while let Some(f) = p.a.poll_transmit() {
+        // An input whose events would not fit is refused before any key moves, too.
+        p.b.handle_frame(p.now, &f).unwrap();
+        // Its event waits: an input whose events might not fit is refused before any key
+        // moves (so nothing is lost), and goes through once the events are drained.
+        assert_eq!(p.b.handle_frame(p.now, &f), Err(ChatError::Capacity));
+        received.extend(messages(&p.b_events()));
+        assert_eq!(p.b.handle_frame(p.now, &f), Err(ChatError::Replayed));
+    }
+    assert_eq!(received.len(), 4);
+    p.a.close().unwrap();
+    assert!(p.a.is_closed());
+}
+
+// ------------------------------------------------------------------ allocation
+
+#[test]
+fn chat_seal_into_and_open_in_place_allocate_nothing() {
+    use allocation_counter::measure;
+    let mut p = Pair::established(82);
+    let msg = [0x61u8; 1024];
+    let mut frame = vec![0u8; 2048];
+    let mut opened = 0;
+    let (now, a, b) = (p.now, &mut p.a, &mut p.b);
+    let info = measure(|| {
+        for _ in 0..100 {
+            let n = a.seal_into(now, &msg, &mut frame).unwrap();
+            if let Ok(Opened::Message { plaintext, .. }) = b.open_in_place(now, &mut frame[..n]) {
+                opened += usize::from(frame[plaintext] == msg[..]);
+            }
+        }
+    });
+    assert_eq!(opened, 100, "every message opens");
+    assert_eq!(info.count_total, 0, "chat message path allocated: {info:?}");
+}
+
+// ------------------------------------------------------------------ the relay
+
+const CHAT: [u8; 16] = [0xc1; 16];
+const SEED_C: [u8; 32] = [0xc3; 32];
+
+fn code_of(t: &Transmit) -> Option<i32> {
+    match &t.message {
+        Downlink::Rejected { error, .. } | Downlink::End(error) => Some(error.code()),
+        _ => None,
+    }
+}
+
+/// A registered pair of apps (A first, then B) that both started `CHAT`.
+fn relay_pair(relay: &mut TestRelay, now: Instant) -> (ConnId, ConnId) {
+    let (a, _) = register(relay, now, SEED_A);
+    let (b, _) = register(relay, now, SEED_B);
+    assert_eq!(start(relay, now, a, CHAT, None), Ok(None));
+    let id_a = identity(SEED_A).public();
+    assert_eq!(start(relay, now, b, CHAT, None), Ok(Some(id_a)));
+    (a, b)
+}
+
+#[test]
+fn relay_registration_needs_a_proof_of_the_identity_key() {
+    let now = Instant::ZERO;
+    let mut relay = relay_with(|_| {});
+    let key = identity(SEED_A);
+    let hello = Uplink::Register {
+        identity: key.public().as_bytes().to_vec(),
+        app_id: "a".into(),
+    };
+    // A forged proof ends the stream, unauthenticated.
+    let conn = relay.connect(now).unwrap();
+    relay.handle_uplink(now, conn, hello.clone()).unwrap();
+    transmits(&mut relay);
+    let forged = Uplink::Proof {
+        signature: vec![0; 64],
+    };
+    assert_eq!(
+        relay.handle_uplink(now, conn, forged),
+        Err(RelayError::BadSignature)
+    );
+    let out = transmits(&mut relay);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].message, Downlink::End(RelayError::BadSignature));
+    assert_eq!(code_of(&out[0]), Some(16));
+    assert_eq!(relay.identity(conn), None);
+    // A proof for another nonce (a replayed one) does not verify either.
+    let conn = relay.connect(now).unwrap();
+    relay.handle_uplink(now, conn, hello.clone()).unwrap();
+    transmits(&mut relay);
+    let replayed = Uplink::Proof {
+        signature: prove_registration(&key, &[0; 32]).to_vec(),
+    };
+    assert_eq!(
+        relay.handle_uplink(now, conn, replayed),
+        Err(RelayError::BadSignature)
+    );
+    // Whatever comes first but `Register`, or second but `Proof`, ends the stream.
+    let cases: [(Vec<Uplink>, RelayError); 5] = [
+        (
+            vec![Uplink::Frame(handshake_init(CHAT, 0))],
+            RelayError::NotRegistered,
+        ),
+        (
+            vec![Uplink::Proof {
+                signature: vec![0; 64],
+            }],
+            RelayError::NotRegistered,
+        ),
+        (
+            vec![hello.clone(), Uplink::Frame(vec![1])],
+            RelayError::ExpectedProof,
+        ),
+        (
+            vec![Uplink::Register {
+                identity: vec![1; 31],
+                app_id: "a".into(),
+            }],
+            RelayError::IdentityLength,
+        ),
+        (
+            vec![Uplink::Register {
+                identity: key.public().as_bytes().to_vec(),
+                app_id: "bell\u{7}".into(),
+            }],
+            RelayError::AppId,
+        ),
+    ];
+    for (ups, error) in cases {
+        let conn = relay.connect(now).unwrap();
+        let mut last = Ok(());
+        for up in ups {
+            last = relay.handle_uplink(now, conn, up);
+        }
+        assert_eq!(last, Err(error));
+        let end = transmits(&mut relay).pop().unwrap();
+        assert_eq!(
+            end,
+            Transmit {
+                to: conn,
+                message: Downlink::End(error)
+            }
+        );
+        // The relay takes nothing more from an ended stream.
+        assert_eq!(
+            relay.handle_uplink(now, conn, Uplink::Frame(vec![])),
+            Err(RelayError::UnknownStream)
+        );
+        assert!(transmits(&mut relay).is_empty());
+        relay.disconnect(conn);
+    }
+    // The honest proof registers.
+    let (conn, queued) = register(&mut relay, now, SEED_A);
+    assert_eq!((relay.identity(conn), queued), (Some(key.public()), 0));
+}
+
+#[test]
+fn relay_registration_must_finish_within_the_timeout() {
+    let now = Instant::from_secs(100);
+    let mut relay = relay_with(|c| c.register_timeout = Duration::from_secs(10));
+    let slow = relay.connect(now).unwrap();
+    let (fast, _) = register(&mut relay, now, SEED_A);
+    assert_eq!(relay.poll_timeout(), Some(now + Duration::from_secs(10)));
+    relay.handle_timeout(now + Duration::from_secs(9));
+    assert!(transmits(&mut relay).is_empty());
+    relay.handle_timeout(now + Duration::from_secs(10));
+    assert_eq!(
+        transmits(&mut relay),
+        [Transmit {
+            to: slow,
+            message: Downlink::End(RelayError::RegistrationTimeout)
+        }]
+    );
+    assert_eq!(relay.identity(fast), Some(identity(SEED_A).public()));
+    // Nothing else is due: no stream registering, no chat to expire.
+    assert_eq!(relay.poll_timeout(), None);
+}
+
+#[test]
+fn relay_second_registration_replaces_the_first_stream() {
+    let now = Instant::ZERO;
+    let mut relay = relay_with(|_| {});
+    let (a, b) = relay_pair(&mut relay, now);
+    let first = a;
+    let key = identity(SEED_A);
+    let (second, proved) = try_register(&mut relay, now, SEED_A);
+    proved.unwrap();
+    let out = transmits(&mut relay);
+    assert!(out.contains(&Transmit {
+        to: first,
+        message: Downlink::End(RelayError::Replaced)
+    }));
+    assert_eq!(
+        out.iter().find(|t| t.to == first).and_then(code_of),
+        Some(10)
+    );
+    assert!(
+        relay_events(&mut relay).contains(&RelayEvent::AppDisconnected {
+            conn: first,
+            identity: key.public()
+        })
+    );
+    // Frames for A now reach the new stream only.
+    relay
+        .handle_uplink(now, b, Uplink::Frame(data_frame(CHAT, 1, 8)))
+        .unwrap();
+    assert_eq!(relay.poll_frame(first), None);
+    assert_eq!(deliver_all(&mut relay, second).len(), 1);
+}
+
+#[test]
+fn relay_chat_members_are_the_first_two_identities_and_a_third_is_refused() {
+    let now = Instant::ZERO;
+    let mut relay = relay_with(|_| {});
+    let (a, _) = relay_pair(&mut relay, now);
+    let (c, _) = register(&mut relay, now, SEED_C);
+    assert_eq!(
+        start(&mut relay, now, c, CHAT, None),
+        Err(RelayError::ChatFull)
+    );
+    assert_eq!(RelayError::ChatFull.code(), 7);
+    // The stranger may not send into the chat either.
+    let r = relay.handle_uplink(now, c, Uplink::Frame(data_frame(CHAT, 0, 8)));
+    assert_eq!(r, Err(RelayError::NotStarted));
+    assert_eq!(code_of(&transmits(&mut relay)[0]), Some(5));
+    // A participant that goes offline keeps its seat.
+    relay.disconnect(a);
+    assert_eq!(
+        start(&mut relay, now, c, CHAT, None),
+        Err(RelayError::ChatFull)
+    );
+    let members: Vec<_> = relay.members(&ChatId::new(CHAT)).collect();
+    assert_eq!(
+        members,
+        [identity(SEED_A).public(), identity(SEED_B).public()]
+    );
+}
+
+#[test]
+fn relay_pinned_seat_cannot_be_squatted_by_a_stranger() {
+    let now = Instant::ZERO;
+    let mut relay = relay_with(|_| {});
+    let (a, _) = register(&mut relay, now, SEED_A);
+    let (b, _) = register(&mut relay, now, SEED_B);
+    let (c, _) = register(&mut relay, now, SEED_C);
+    let id_b = *identity(SEED_B).public().as_bytes();
+    assert_eq!(start(&mut relay, now, a, CHAT, Some(id_b)), Ok(None));
+    // The stranger knows the chat id and comes first: the seat is B's.
+    assert_eq!(
+        start(&mut relay, now, c, CHAT, None),
+        Err(RelayError::SeatReserved)
+    );
+    assert_eq!(RelayError::SeatReserved.code(), 7);
+    assert_eq!(
+        start(&mut relay, now, b, CHAT, None),
+        Ok(Some(identity(SEED_A).public()))
+    );
+}
+
+#[test]
+fn relay_pin_of_the_joining_participant_must_match_the_other() {
+    let now = Instant::ZERO;
+    let mut relay = relay_with(|_| {});
+    let (c, _) = register(&mut relay, now, SEED_C);
+    let (b, _) = register(&mut relay, now, SEED_B);
+    assert_eq!(start(&mut relay, now, c, CHAT, None), Ok(None));
+    let id_a = *identity(SEED_A).public().as_bytes();
+    assert_eq!(
+        start(&mut relay, now, b, CHAT, Some(id_a)),
+        Err(RelayError::PinMismatch)
+    );
+    assert_eq!(relay.members(&ChatId::new(CHAT)).count(), 1);
+}
+
+#[test]
+fn relay_frames_go_only_to_the_other_participant_in_order() {
+    let now = Instant::ZERO;
+    let mut relay = relay_with(|_| {});
+    let (a, b) = relay_pair(&mut relay, now);
+    let (c, _) = register(&mut relay, now, SEED_C);
+    for seq in 0..5 {
+        relay
+            .handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, seq, 8)))
+            .unwrap();
+    }
+    assert!(relay_events(&mut relay).contains(&RelayEvent::FramesWaiting { conn: b }));
+    assert_eq!(relay.poll_frame(a), None, "never back to the sender");
+    assert_eq!(relay.poll_frame(c), None, "never to a stranger");
+    let got = deliver_all(&mut relay, b);
+    assert_eq!(
+        got,
+        (0..5).map(|s| data_frame(CHAT, s, 8)).collect::<Vec<_>>()
+    );
+    let s = relay.stats();
+    assert_eq!(
+        (
+            s.frames_routed,
+            s.frames_delivered,
+            s.queued_frames,
+            s.queued_bytes
+        ),
+        (5, 5, 0, 0)
+    );
+}
+
+#[test]
+fn relay_frames_wait_in_the_mailbox_while_the_recipient_is_offline() {
+    let now = Instant::ZERO;
+    let mut relay = relay_with(|_| {});
+    let (a, b) = relay_pair(&mut relay, now);
+    relay.disconnect(b);
+    assert!(
+        relay_events(&mut relay).contains(&RelayEvent::AppDisconnected {
+            conn: b,
+            identity: identity(SEED_B).public()
+        })
+    );
+    for seq in 0..3 {
+        relay
+            .handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, seq, 8)))
+            .unwrap();
+    }
+    assert!(relay_events(&mut relay).is_empty(), "nobody to wake");
+    assert_eq!(relay.poll_frame(b), None);
+    let (b2, queued) = register(&mut relay, now, SEED_B);
+    assert_eq!(queued, 3);
+    assert_eq!(deliver_all(&mut relay, b2).len(), 3);
+}
+
+#[test]
+fn relay_frames_for_a_participant_not_yet_joined_are_held_then_delivered() {
+    let now = Instant::ZERO;
+    let mut relay = relay_with(|c| c.pending_frames = 2);
+    let (a, _) = register(&mut relay, now, SEED_A);
+    let (b, _) = register(&mut relay, now, SEED_B);
+    start(&mut relay, now, a, CHAT, None).unwrap();
+    for seq in 0..2 {
+        relay
+            .handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, seq, 8)))
+            .unwrap();
+    }
+    let r = relay.handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, 2, 8)));
+    assert_eq!(r, Err(RelayError::PendingFull));
+    assert_eq!(
+        transmits(&mut relay),
+        [Transmit {
+            to: a,
+            message: Downlink::Rejected {
+                error: RelayError::PendingFull,
+                uplink_index: 5
+            }
+        }]
+    );
+    start(&mut relay, now, b, CHAT, None).unwrap();
+    assert_eq!(
+        deliver_all(&mut relay, b),
+        [data_frame(CHAT, 0, 8), data_frame(CHAT, 1, 8)]
+    );
+}
+
+#[test]
+fn relay_budgets_refuse_instead_of_growing() {
+    let now = Instant::ZERO;
+    // The recipient's mailbox.
+    let mut relay = relay_with(|c| c.mailbox_frames = 3);
+    let (a, b) = relay_pair(&mut relay, now);
+    for seq in 0..3 {
+        relay
+            .handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, seq, 8)))
+            .unwrap();
+    }
+    let r = relay.handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, 3, 8)));
+    assert_eq!(r, Err(RelayError::MailboxFull));
+    assert_eq!(relay.stats().queued_frames, 3);
+    deliver_all(&mut relay, b);
+    // The byte budget over all queues.
+    let frame = data_frame(CHAT, 0, 1000);
+    let mut relay = relay_with(|c| c.max_queued_bytes = 2 * frame.len());
+    let (a, _) = relay_pair(&mut relay, now);
+    for _ in 0..2 {
+        relay
+            .handle_uplink(now, a, Uplink::Frame(frame.clone()))
+            .unwrap();
+    }
+    let r = relay.handle_uplink(now, a, Uplink::Frame(frame.clone()));
+    assert_eq!(r, Err(RelayError::QueuesFull));
+    assert_eq!(relay.stats().queued_bytes, 2 * frame.len());
+    // The frame size.
+    let mut relay = relay_with(|c| c.max_message_len = 100);
+    let (a, _) = relay_pair(&mut relay, now);
+    let r = relay.handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, 0, 101)));
+    assert_eq!(r, Err(RelayError::FrameTooLarge));
+    assert_eq!(code_of(&transmits(&mut relay)[0]), Some(8));
+    // Chats, chats per stream, streams.
+    let mut relay = relay_with(|c| {
+        c.max_chats = 2;
+        c.max_chats_per_stream = 1;
+        c.max_streams = 3;
+    });
+    let (a, _) = register(&mut relay, now, SEED_A);
+    let (b, _) = register(&mut relay, now, SEED_B);
+    start(&mut relay, now, a, [1; 16], None).unwrap();
+    assert_eq!(
+        start(&mut relay, now, a, [2; 16], None),
+        Err(RelayError::TooManyChatsOnStream)
+    );
+    start(&mut relay, now, b, [2; 16], None).unwrap();
+    let (c, _) = register(&mut relay, now, SEED_C);
+    assert_eq!(
+        start(&mut relay, now, c, [3; 16], None),
+        Err(RelayError::TooManyChats)
+    );
+    assert_eq!(relay.connect(now), Err(RelayError::TooManyStreams));
+    // Apps: an idle one (offline, empty mailbox) is forgotten to make room, a busy one is not.
+    let mut relay = relay_with(|c| c.max_apps = 2);
+    let (a, b) = relay_pair(&mut relay, now);
+    relay
+        .handle_uplink(now, b, Uplink::Frame(data_frame(CHAT, 0, 8)))
+        .unwrap();
+    relay.disconnect(a); // offline with a frame waiting: not idle
+    let c_key = identity(SEED_C);
+    let (_, proved) = try_register(&mut relay, now, SEED_C);
+    assert_eq!(proved, Err(RelayError::TooManyApps));
+    transmits(&mut relay);
+    let (a2, queued) = register(&mut relay, now, SEED_A);
+    assert_eq!(queued, 1);
+    deliver_all(&mut relay, a2);
+    relay.disconnect(a2); // now idle: its entry may go
+    let (c, _) = register(&mut relay, now, SEED_C);
+    assert_eq!(relay.identity(c), Some(c_key.public()));
+}
+
+#[test]
+fn relay_handshake_initiations_are_throttled_per_chat_and_garbage_is_dropped() {
+    let now = Instant::from_secs(1000);
+    let mut relay = relay_with(|_| {});
+    let (a, b) = relay_pair(&mut relay, now);
+    let mut p = Pair::new(72);
+    let f1 = p.a.poll_transmit().unwrap();
+    let mut chat_f1 = f1.clone();
+    chat_f1[2..18].copy_from_slice(&CHAT);
+    for _ in 0..6 {
+        relay
+            .handle_uplink(now, a, Uplink::Frame(chat_f1.clone()))
+            .unwrap();
+    }
+    let r = relay.handle_uplink(now, a, Uplink::Frame(chat_f1.clone()));
+    assert_eq!(r, Err(RelayError::HandshakesThrottled));
+    assert_eq!(deliver_all(&mut relay, b).len(), 6);
+    // Other frames are not throttled; the limit slides.
+    relay
+        .handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, 0, 8)))
+        .unwrap();
+    let later = now + Duration::from_secs(31);
+    relay
+        .handle_uplink(later, a, Uplink::Frame(chat_f1.clone()))
+        .unwrap();
+    // The keyless checks: a truncated data frame, a handshake with a counter, garbage.
+    p.b.handle_frame(p.now, &f1).unwrap();
+    p.pump().unwrap();
+    let mut data = send_frame(&mut p.a, p.now, b"hello");
+    data[2..18].copy_from_slice(&CHAT);
+    relay
+        .handle_uplink(later, a, Uplink::Frame(data.clone()))
+        .unwrap();
+    let mut hs = chat_f1.clone();
+    hs[29] = 1;
+    for bad in [data[..40].to_vec(), hs, b"garbage".to_vec()] {
+        let r = relay.handle_uplink(later, a, Uplink::Frame(bad));
+        assert_eq!(r, Err(RelayError::Malformed));
+    }
+    assert_eq!(RelayError::Malformed.code(), 3);
+}
+
+#[test]
+fn relay_idle_chat_expires_and_its_state_is_wiped() {
+    let now = Instant::ZERO;
+    let idle = Duration::from_secs(3600);
+    let mut relay = relay_with(|c| c.chat_idle_timeout = idle);
+    let (a, b) = relay_pair(&mut relay, now);
+    relay.disconnect(b);
+    relay
+        .handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, 0, 8)))
+        .unwrap();
+    relay_events(&mut relay);
+    assert_eq!(relay.poll_timeout(), Some(now + idle));
+    relay.handle_timeout(now + idle);
+    assert_eq!(
+        relay_events(&mut relay),
+        [RelayEvent::ChatExpired {
+            chat_id: ChatId::new(CHAT),
+            frames_dropped: 1
+        }]
+    );
+    let s = relay.stats();
+    assert_eq!(
+        (s.chats, s.chats_expired, s.queued_frames, s.queued_bytes),
+        (0, 1, 0, 0)
+    );
+    assert_eq!(relay.members(&ChatId::new(CHAT)).count(), 0);
+    // The participant's stream may no longer send into it, and B finds nothing waiting.
+    let r = relay.handle_uplink(now + idle, a, Uplink::Frame(data_frame(CHAT, 1, 8)));
+    assert_eq!(r, Err(RelayError::NotStarted));
+    transmits(&mut relay);
+    let (_, queued) = register(&mut relay, now + idle, SEED_B);
+    assert_eq!(queued, 0);
+    // The id is free again.
+    let (c, _) = register(&mut relay, now + idle, SEED_C);
+    assert_eq!(start(&mut relay, now + idle, c, CHAT, None), Ok(None));
+}
+
+#[test]
+fn relay_activity_postpones_expiry() {
+    let now = Instant::ZERO;
+    let idle = Duration::from_secs(3600);
+    let mut relay = relay_with(|c| c.chat_idle_timeout = idle);
+    let (a, b) = relay_pair(&mut relay, now);
+    let half = now + Duration::from_secs(1800);
+    relay
+        .handle_uplink(half, a, Uplink::Frame(data_frame(CHAT, 0, 8)))
+        .unwrap();
+    deliver_all(&mut relay, b);
+    relay_events(&mut relay);
+    relay.handle_timeout(now + idle);
+    assert_eq!(relay_events(&mut relay), []);
+    assert_eq!(relay.stats().chats, 1);
+    assert_eq!(relay.poll_timeout(), Some(half + idle));
+    relay.handle_timeout(half + idle);
+    assert_eq!(relay.stats().chats_expired, 1);
+}
+
+#[test]
+fn relay_refusals_after_registration_are_in_band_and_the_stream_goes_on() {
+    let now = Instant::ZERO;
+    let mut relay = relay_with(|_| {});
+    let (a, b) = relay_pair(&mut relay, now);
+    // register (0), proof (1), start (2), then:
+    let bad = [
+        (
+            Uplink::Start {
+                chat_id: vec![1; 15],
+                peer_identity: vec![],
+            },
+            RelayError::ChatIdLength,
+        ),
+        (
+            Uplink::Start {
+                chat_id: vec![1; 16],
+                peer_identity: vec![1; 5],
+            },
+            RelayError::PinLength,
+        ),
+        (
+            Uplink::Register {
+                identity: vec![],
+                app_id: String::new(),
+            },
+            RelayError::AlreadyRegistered,
+        ),
+        (
+            Uplink::Frame(handshake_init([9; 16], 0)),
+            RelayError::NotStarted,
+        ),
+    ];
+    for (i, (up, error)) in bad.into_iter().enumerate() {
+        assert_eq!(relay.handle_uplink(now, a, up), Err(error));
+        let uplink_index = 3 + i as u64;
+        assert_eq!(
+            transmits(&mut relay),
+            [Transmit {
+                to: a,
+                message: Downlink::Rejected {
+                    error,
+                    uplink_index
+                }
+            }]
+        );
+    }
+    relay
+        .handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, 0, 8)))
+        .unwrap();
+    assert_eq!(deliver_all(&mut relay, b).len(), 1);
+    assert_eq!(relay.stats().uplinks_refused, 4);
+}
+
+#[test]
+fn relay_config_is_checked_at_construction() {
+    type Edit = fn(&mut RelayConfig);
+    let bad: [(&str, Edit); 3] = [
+        ("mailbox_frames", |c| c.mailbox_frames = 0),
+        ("chat_idle_timeout", |c| {
+            c.chat_idle_timeout = Duration::ZERO
+        }),
+        ("queue_capacity", |c| c.queue_capacity = 1),
+    ];
+    for (field, edit) in bad {
+        let mut cfg = RelayConfig::default();
+        edit(&mut cfg);
+        let r = Relay::new(cfg, ChaCha20Rng::from_seed([0; 32]));
+        assert_eq!(r.unwrap_err(), RelayError::InvalidConfig(field));
+    }
+}
+
+#[test]
+fn two_chats_talk_through_the_keyless_relay() {
+    let mut relay = relay_with(|_| {});
+    let mut p = Pair::new(83);
+    let (a, b) = (
+        register(&mut relay, p.now, SEED_A).0,
+        register(&mut relay, p.now, SEED_B).0,
+    );
+    start(
+        &mut relay,
+        p.now,
+        a,
+        PAIR_CHAT,
+        Some(*identity(SEED_B).public().as_bytes()),
+    )
+    .unwrap();
+    start(
+        &mut relay,
+        p.now,
+        b,
+        PAIR_CHAT,
+        Some(*identity(SEED_A).public().as_bytes()),
+    )
+    .unwrap();
+    p.a.send(p.now, b"early").unwrap_err();
+    for _ in 0..8 {
+        while let Some(f) = p.a.poll_transmit() {
+            relay.handle_uplink(p.now, a, Uplink::Frame(f)).unwrap();
+        }
+        while let Some(f) = p.b.poll_transmit() {
+            relay.handle_uplink(p.now, b, Uplink::Frame(f)).unwrap();
+        }
+        for f in deliver_all(&mut relay, b) {
+            p.b.handle_frame(p.now, &f).unwrap();
+        }
+        for f in deliver_all(&mut relay, a) {
+            p.a.handle_frame(p.now, &f).unwrap();
+        }
+        if p.a.is_established() && p.b.is_established() && p.a.send(p.now, b"via the relay").is_ok()
+        {
+            break;
+        }
+    }
+    let f = p.a.poll_transmit().unwrap();
+    relay.handle_uplink(p.now, a, Uplink::Frame(f)).unwrap();
+    for f in deliver_all(&mut relay, b) {
+        p.b.handle_frame(p.now, &f).unwrap();
+    }
+    assert!(messages(&p.b_events())
+        .iter()
+        .any(|m| m.2 == b"via the relay"));
 }

@@ -9,14 +9,16 @@
 //! `sealed_state.json` is a regression vector (sealwire's own output, there is no other
 //! implementation of the format): it pins the record layout so a change is noticed.
 
-mod chat_util;
+mod support {
+    pub mod chat;
+}
 
-use chat_util::*;
 use sealwire::chat::{Chat, ChatConfig, ChatEvent, ChatId};
 use sealwire::crypto::ed25519::IdentityKey;
 use sealwire::seal::{SealKey, UnsealWith};
 use sealwire::time::{Duration, Instant};
 use serde_json::{json, Value};
+use support::chat::*;
 
 const CHAT_ID: [u8; 16] = *b"sealwire-vector!";
 const ID_SEED_I: [u8; 32] = [0x11; 32];
@@ -141,8 +143,8 @@ fn scripts() -> (Script, Script) {
     (a, b)
 }
 
-fn cfg(seed: [u8; 32]) -> ChatConfig {
-    ChatConfig::new(ChatId::new(CHAT_ID), IdentityKey::from_seed(seed))
+fn cfg() -> ChatConfig {
+    ChatConfig::new(ChatId::new(CHAT_ID))
 }
 
 /// Runs two sealwire machines through the vector's script; returns the sealed record of the
@@ -150,8 +152,8 @@ fn cfg(seed: [u8; 32]) -> ChatConfig {
 fn run_sealwire(vec: &Value) -> Vec<u8> {
     let t0 = Instant::from_secs(1000);
     let (sa, sb) = scripts();
-    let mut a = Chat::initiator(cfg(ID_SEED_I), sa, t0).unwrap();
-    let mut b = Chat::responder(cfg(ID_SEED_R), sb).unwrap();
+    let mut a = Chat::initiator(t0, IdentityKey::from_seed(ID_SEED_I), cfg(), sa).unwrap();
+    let mut b = Chat::responder(IdentityKey::from_seed(ID_SEED_R), cfg(), sb).unwrap();
     let mut now = t0;
     for (i, ep) in vec["epochs"].as_array().unwrap().iter().enumerate() {
         if i > 0 {
@@ -217,12 +219,13 @@ fn sealed_state_record_matches_the_regression_vector_and_opens() {
     let key = SealKey::from_bytes(h(&sealed["key"]).try_into().unwrap());
     let (_, sb) = scripts();
     let restored = Chat::unseal(
-        cfg(ID_SEED_I),
-        sb,
         Instant::from_secs(5000),
+        IdentityKey::from_seed(ID_SEED_I),
+        cfg(),
         &record,
         UnsealWith::Key(&key),
         Some(1),
+        sb,
     )
     .unwrap();
     assert_eq!(restored.epoch(), Some(1));

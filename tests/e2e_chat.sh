@@ -65,13 +65,13 @@ wait_for() {
 
 # --- help and usage -------------------------------------------------------------------------
 # documents_every_flag NAME: `NAME --help` exits 0 with nothing on stderr, and its stdout has an
-# option line for every flag the parser in examples/NAME.rs matches (its quoted "--flag" and
+# option line for every flag the parser in examples/chat/NAME.rs matches (its quoted "--flag" and
 # "-h" strings), so the help cannot drift from the parser.
 documents_every_flag() {
     local name="$1" flag flags
     "$BIN/$name" --help >"$WORK/help.out" 2>"$WORK/help.err" </dev/null || return 1
     [ ! -s "$WORK/help.err" ] || return 1
-    flags="$(grep -o '"--\?[a-z][a-z-]*"' "$ROOT/examples/$name.rs" | tr -d '"' | sort -u)"
+    flags="$(grep -o '"--\?[a-z][a-z-]*"' "$ROOT/examples/chat/$name.rs" | tr -d '"' | sort -u)"
     [ "$(wc -w <<<"$flags")" -ge 3 ] || return 1 # the scan itself found the parser
     for flag in $flags; do
         grep -qE -e "^ +(-h, )?$flag( |,|\$)" "$WORK/help.out" ||

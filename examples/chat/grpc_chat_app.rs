@@ -28,6 +28,7 @@
 //! The app is a pump: frames from the node go to `Chat::handle_frame`, lines to `Chat::send`,
 //! deadlines to `Chat::handle_timeout`; whatever the machine queues is sent to the node.
 
+use chat_examples::cli::args_or_exit;
 use chat_examples::proto as chat_relay;
 #[allow(dead_code)]
 use chat_examples::relay_client;
@@ -181,7 +182,8 @@ fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 /// Loads the identity seed, or creates it (0600, atomically) if the file does not exist. The
-/// seed is kept (wiped on drop) because the chat configuration takes its own `IdentityKey`.
+/// seed is kept (wiped on drop) because the chat machine takes its own `IdentityKey` (it wipes
+/// it) while the relay link signs registrations with another.
 fn load_identity(path: &Path) -> Result<Zeroizing<[u8; 32]>, BoxError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
@@ -428,7 +430,7 @@ impl App {
                         let now = self.clock.now();
                         let result = match line.trim_end() {
                             "/rekey" => self.chat.rekey(now),
-                            "/close" => self.chat.close(now),
+                            "/close" => self.chat.close(),
                             "/quit" => return Ok(()),
                             text => self.chat.send(now, text.as_bytes()).map(|_| ()),
                         };
@@ -479,11 +481,9 @@ async fn start(args: Args) -> Result<(), BoxError> {
         Some(p) => Some(IdentityPublic::from_bytes(p).ok_or("--peer-identity is not a key")?),
         None => None,
     };
-    let config = || {
-        let mut cfg = ChatConfig::new(ChatId::new(chat_id), IdentityKey::from_seed(*seed));
-        cfg.pinned_peer = pin;
-        cfg
-    };
+    let mut config = ChatConfig::new(ChatId::new(chat_id));
+    config.pinned_peer = pin;
+    let chat_identity = || IdentityKey::from_seed(*seed);
     let clock = Clock::new();
     let mut rng: Rng = UnwrapErr(getrandom::SysRng);
 
@@ -497,12 +497,13 @@ async fn start(args: Args) -> Result<(), BoxError> {
         if path.exists() {
             let record = std::fs::read(path)?;
             let chat = Chat::unseal(
-                config(),
-                UnwrapErr(getrandom::SysRng),
                 clock.now(),
+                chat_identity(),
+                config.clone(),
                 &record,
                 UnsealWith::Passphrase(passphrase.as_bytes()),
                 None,
+                UnwrapErr(getrandom::SysRng),
             )
             .map_err(|e| format!("cannot resume from {}: {e}", path.display()))?;
             resumed = Some(chat);
@@ -539,8 +540,8 @@ async fn start(args: Args) -> Result<(), BoxError> {
             chat
         }
         None => match args.initiator {
-            Some(true) => Chat::initiator(config(), rng, clock.now())?,
-            Some(false) => Chat::responder(config(), rng)?,
+            Some(true) => Chat::initiator(clock.now(), chat_identity(), config, rng)?,
+            Some(false) => Chat::responder(chat_identity(), config, rng)?,
             None => return Err("--initiator or --responder is required".into()),
         },
     };
@@ -561,17 +562,7 @@ async fn start(args: Args) -> Result<(), BoxError> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let args = match parse_args() {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{HELP}");
-            return;
-        }
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
-        }
-    };
+    let args = args_or_exit(parse_args(), HELP);
     let code = match start(args).await {
         Ok(()) => 0,
         Err(e) => {

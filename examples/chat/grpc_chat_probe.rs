@@ -13,7 +13,8 @@ use chat_examples::relay_client;
 
 use chat_relay::downlink;
 use relay_client::{BoxError, ProofMode, RelayStream};
-use sealwire::chat::{data_frame_len, ChatId, FrameHeader, FrameKind, RelayConfig, MSG1_BODY_LEN};
+use sealwire::chat::relay::RelayConfig;
+use sealwire::chat::{data_frame_len, ChatId, FrameHeader, FrameKind, MSG1_BODY_LEN};
 use sealwire::crypto::ed25519::IdentityKey;
 use tonic::Code;
 

@@ -24,8 +24,8 @@ const CHAT_ID: [u8; 16] = *b"sealwire-vector!";
 
 type C = Chat<ChaCha20Rng>;
 
-fn config(seed: u8) -> ChatConfig {
-    ChatConfig::new(ChatId::new(CHAT_ID), IdentityKey::from_seed([seed; 32]))
+fn config() -> ChatConfig {
+    ChatConfig::new(ChatId::new(CHAT_ID))
 }
 
 /// Drains `c`'s events; no chat may report a close.
@@ -79,9 +79,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut now = Instant::from_secs(1000);
+    let (id_a, id_b) = (
+        IdentityKey::from_seed([0x11; 32]),
+        IdentityKey::from_seed([0x22; 32]),
+    );
     let mut a =
-        Chat::initiator(config(0x11), ChaCha20Rng::from_seed([1; 32]), now).expect("initiator");
-    let mut b = Chat::responder(config(0x22), ChaCha20Rng::from_seed([2; 32])).expect("responder");
+        Chat::initiator(now, id_a, config(), ChaCha20Rng::from_seed([1; 32])).expect("initiator");
+    let mut b =
+        Chat::responder(id_b, config(), ChaCha20Rng::from_seed([2; 32])).expect("responder");
     pump(&mut a, &mut b, now);
     assert!(a.is_established() && b.is_established());
     a.send(now, b"hello").expect("send");

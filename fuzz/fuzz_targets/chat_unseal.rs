@@ -23,7 +23,7 @@ const CHAT_ID: [u8; 16] = *b"sealwire-vector!";
 const KEY: [u8; 32] = [0x6b; 32];
 
 fn config() -> ChatConfig {
-    let mut c = ChatConfig::new(ChatId::new(CHAT_ID), IdentityKey::from_seed([0x11; 32]));
+    let mut c = ChatConfig::new(ChatId::new(CHAT_ID));
     c.kdf_limits = KdfLimits {
         max_memory_kib: 64,
         max_iterations: 2,
@@ -32,15 +32,20 @@ fn config() -> ChatConfig {
     c
 }
 
+fn identity() -> IdentityKey {
+    IdentityKey::from_seed([0x11; 32])
+}
+
 fn restore(record: &[u8], key: &SealKey) {
     let now = Instant::from_secs(5000);
     let Ok(mut chat) = Chat::unseal(
-        config(),
-        ChaCha20Rng::from_seed([3; 32]),
         now,
+        identity(),
+        config(),
         record,
         UnsealWith::Key(key),
         None,
+        ChaCha20Rng::from_seed([3; 32]),
     ) else {
         return;
     };
@@ -50,12 +55,13 @@ fn restore(record: &[u8], key: &SealKey) {
     chat.handle_timeout(now + Duration::from_secs(1));
     if let Ok(again) = chat.seal(now, key) {
         Chat::unseal(
-            config(),
-            ChaCha20Rng::from_seed([4; 32]),
             now,
+            identity(),
+            config(),
             &again,
             UnsealWith::Key(key),
             Some(chat.seal_sequence()),
+            ChaCha20Rng::from_seed([4; 32]),
         )
         .expect("a record this chat just sealed restores");
     }

@@ -1,16 +1,18 @@
-//! Configuration of a chat machine: identity, pinning, windows, rekey policy, sealing.
+//! Configuration of a chat machine: pinning, windows, rekey policy, sealing, queue bounds.
+//! Plain data without secrets: the long-term identity key is handed to the constructors.
 
-use crate::crypto::ed25519::{IdentityKey, IdentityPublic};
+use crate::crypto::ed25519::IdentityPublic;
 use crate::seal::KdfLimits;
 use crate::time::Duration;
 
+use super::error::ChatError;
 use super::wire::ChatId;
 
 /// Bounds of the skipped-message-key store (out-of-order delivery).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SkipWindow {
     /// Largest forward jump accepted in one chain, and most skipped keys kept per chain
-    /// (default 256). A frame further ahead is a [`crate::chat::Error::Desync`].
+    /// (default 256). A frame further ahead is a [`crate::chat::ChatError::Desync`].
     pub per_chain: u32,
     /// Most skipped keys kept over all chains of the chat (default 1024); the oldest go first.
     pub total: u32,
@@ -62,23 +64,27 @@ impl Default for RekeyPolicy {
     }
 }
 
-/// Everything a [`crate::chat::Chat`] is configured with.
+/// Everything a [`crate::chat::Chat`] is configured with (its identity key aside, which the
+/// constructors take). Checked when the machine is built: an unusable value is refused with
+/// [`ChatError::InvalidConfig`] naming the field.
 ///
 /// ```
-/// use sealwire::chat::{ChatConfig, ChatId};
+/// use sealwire::chat::{Chat, ChatConfig, ChatError, ChatId};
 /// use sealwire::crypto::ed25519::IdentityKey;
+/// use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 /// let peer = IdentityKey::from_seed([2; 32]).public();
-/// let mut cfg = ChatConfig::new(ChatId::new([1; 16]), IdentityKey::from_seed([1; 32]));
+/// let mut cfg = ChatConfig::new(ChatId::new([1; 16]));
 /// cfg.pinned_peer = Some(peer);
 /// cfg.window.per_chain = 64;
 /// assert_eq!(cfg.rekey.throttle_max, 3);
+/// cfg.window.per_chain = 0;
+/// let err = Chat::responder(IdentityKey::from_seed([1; 32]), cfg, ChaCha20Rng::from_seed([0; 32]));
+/// assert_eq!(err.unwrap_err(), ChatError::InvalidConfig("window.per_chain"));
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ChatConfig {
     /// The chat identifier (bound into every frame, the prologue and the signatures).
     pub chat_id: ChatId,
-    /// Our long-term Ed25519 identity.
-    pub identity: IdentityKey,
     /// If set, the peer must prove exactly this identity, or the chat fails closed.
     pub pinned_peer: Option<IdentityPublic>,
     /// Skipped-key bounds.
@@ -100,10 +106,9 @@ pub struct ChatConfig {
 
 impl ChatConfig {
     /// A configuration with the defaults documented on each field.
-    pub fn new(chat_id: ChatId, identity: IdentityKey) -> Self {
+    pub fn new(chat_id: ChatId) -> Self {
         ChatConfig {
             chat_id,
-            identity,
             pinned_peer: None,
             window: SkipWindow::default(),
             rekey: RekeyPolicy::default(),
@@ -114,14 +119,29 @@ impl ChatConfig {
         }
     }
 
-    pub(crate) fn validate(&self) -> bool {
-        self.window.per_chain > 0
-            && self.window.total >= self.window.per_chain
-            && self.rekey.throttle_max > 0
-            && self.rekey.after_messages > 0
-            && self.seal_lease > 0
-            && self.seal_lease <= u64::from(self.window.per_chain)
-            && self.queue_capacity >= 4
-            && self.rekey.handshake_timeout > Duration::ZERO
+    /// The first field whose value the machine cannot work with.
+    pub(crate) fn validate(&self) -> Result<(), ChatError> {
+        let checks = [
+            (self.window.per_chain > 0, "window.per_chain"),
+            (self.window.total >= self.window.per_chain, "window.total"),
+            (self.rekey.throttle_max > 0, "rekey.throttle_max"),
+            (self.rekey.after_messages > 0, "rekey.after_messages"),
+            (
+                self.rekey.handshake_timeout > Duration::ZERO,
+                "rekey.handshake_timeout",
+            ),
+            (self.seal_lease > 0, "seal_lease"),
+            // A restored sender jumps ahead by up to a lease: the peer's window must cover it.
+            (
+                self.seal_lease <= u64::from(self.window.per_chain),
+                "seal_lease",
+            ),
+            // Room for a handshake reply, its confirmation and the events of one input.
+            (self.queue_capacity >= 4, "queue_capacity"),
+        ];
+        match checks.into_iter().find(|(ok, _)| !ok) {
+            Some((_, field)) => Err(ChatError::InvalidConfig(field)),
+            None => Ok(()),
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Errors of the chat machine. Each describes the outcome of one input; a rejected frame
 //! never closes the chat and leaves its keys, counters and epochs as they were (a
-//! [`Error::Desync`] may start a throttled rekey).
+//! [`ChatError::Desync`] may start a throttled rekey).
 //! Detailed errors are for the embedder's logs: do not echo them to the peer.
 
 use core::fmt;
@@ -8,9 +8,16 @@ use core::fmt;
 use crate::seal::SealError;
 
 /// What went wrong with one call into a [`crate::chat::Chat`].
+///
+/// ```
+/// use sealwire::chat::ChatError;
+/// // Safe to log: fixed texts and field names only.
+/// assert_eq!(ChatError::InvalidConfig("seal_lease").to_string(),
+///            "the chat configuration is invalid: seal_lease");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Error {
+pub enum ChatError {
     /// The frame is not a well-formed chat frame (size, version, kind, counter of a handshake).
     Malformed,
     /// The frame belongs to another chat.
@@ -52,13 +59,14 @@ pub enum Error {
     },
     /// The plaintext is longer than the configured maximum.
     MessageTooLarge,
-    /// The bounded transmit or event queue is full; drain `poll_transmit`/`poll_event` first.
-    QueueFull,
+    /// The bounded transmit or event queue has no room for what this call would queue; drain
+    /// `poll_transmit`/`poll_event` first. Nothing changed.
+    Capacity,
     /// Every counter of the last sealed lease has been used: seal the state again before sending
     /// more, so a restore can never reuse a message key.
     LeaseExhausted,
-    /// The configuration is unusable (e.g. a zero window or throttle).
-    InvalidConfig,
+    /// The configuration is unusable (e.g. a zero window or throttle); names the field.
+    InvalidConfig(&'static str),
     /// The sealed record could not be opened (see [`SealError`]).
     Sealed(SealError),
     /// The sealed record is authentic but belongs to another chat or identity.
@@ -72,46 +80,48 @@ pub enum Error {
     },
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for ChatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Malformed => f.write_str("the frame is not a well-formed chat frame"),
-            Error::WrongChat => f.write_str("the frame belongs to another chat"),
-            Error::AuthenticationFailed => f.write_str("the frame did not authenticate"),
-            Error::HandshakeFailed => f.write_str("the handshake message did not verify"),
-            Error::IdentityMismatch => {
+            ChatError::Malformed => f.write_str("the frame is not a well-formed chat frame"),
+            ChatError::WrongChat => f.write_str("the frame belongs to another chat"),
+            ChatError::AuthenticationFailed => f.write_str("the frame did not authenticate"),
+            ChatError::HandshakeFailed => f.write_str("the handshake message did not verify"),
+            ChatError::IdentityMismatch => {
                 f.write_str("a handshake message proved an unexpected identity and was dropped")
             }
-            Error::Replayed => f.write_str("the frame was already received or is too old"),
-            Error::Desync => f.write_str(
+            ChatError::Replayed => f.write_str("the frame was already received or is too old"),
+            ChatError::Desync => f.write_str(
                 "the frame jumps beyond the skipped-key window or skips an epoch and was dropped",
             ),
-            Error::NotEstablished => f.write_str("the chat or epoch is not established yet"),
-            Error::UnexpectedHandshake => {
+            ChatError::NotEstablished => f.write_str("the chat or epoch is not established yet"),
+            ChatError::UnexpectedHandshake => {
                 f.write_str("a handshake message arrived out of turn and was dropped")
             }
-            Error::RekeyThrottled => f.write_str("too many rekeys in the throttle period"),
-            Error::RekeyInProgress => f.write_str("a rekey is already under way"),
-            Error::Closed => f.write_str("the chat is closed"),
-            Error::BufferTooSmall { needed } => {
+            ChatError::RekeyThrottled => f.write_str("too many rekeys in the throttle period"),
+            ChatError::RekeyInProgress => f.write_str("a rekey is already under way"),
+            ChatError::Closed => f.write_str("the chat is closed"),
+            ChatError::BufferTooSmall { needed } => {
                 write!(
                     f,
                     "the output buffer is too small: {needed} bytes are needed"
                 )
             }
-            Error::MessageTooLarge => {
+            ChatError::MessageTooLarge => {
                 f.write_str("the message is larger than the configured maximum")
             }
-            Error::QueueFull => f.write_str("the transmit or event queue is full"),
-            Error::LeaseExhausted => {
+            ChatError::Capacity => f.write_str("the transmit or event queue is full"),
+            ChatError::LeaseExhausted => {
                 f.write_str("the sealed counter lease is used up; seal the state again")
             }
-            Error::InvalidConfig => f.write_str("the chat configuration is invalid"),
-            Error::Sealed(e) => write!(f, "the sealed state could not be opened: {e}"),
-            Error::SealedForeign => {
+            ChatError::InvalidConfig(field) => {
+                write!(f, "the chat configuration is invalid: {field}")
+            }
+            ChatError::Sealed(e) => write!(f, "the sealed state could not be opened: {e}"),
+            ChatError::SealedForeign => {
                 f.write_str("the sealed state belongs to another chat or identity")
             }
-            Error::SealedStale { record, seen } => write!(
+            ChatError::SealedStale { record, seen } => write!(
                 f,
                 "the sealed state is stale: sequence {record} is older than {seen}"
             ),
@@ -120,10 +130,10 @@ impl fmt::Display for Error {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for Error {}
+impl std::error::Error for ChatError {}
 
-impl From<SealError> for Error {
+impl From<SealError> for ChatError {
     fn from(e: SealError) -> Self {
-        Error::Sealed(e)
+        ChatError::Sealed(e)
     }
 }

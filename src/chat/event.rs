@@ -1,5 +1,5 @@
-//! What a [`crate::chat::Chat`] reports: events, close reasons, and the result of the in-place
-//! receive path.
+//! What a [`crate::chat::Chat`] reports: events, close reasons, the result of the in-place
+//! receive path, and its counters.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -139,4 +139,24 @@ pub enum Opened {
     /// A handshake, close or confirmation frame was consumed: drain `poll_transmit` and
     /// `poll_event`.
     Control,
+}
+
+/// Counters of a [`Chat`](crate::chat::Chat), from [`Chat::stats`](crate::chat::Chat::stats).
+///
+/// ```
+/// # use sealwire::chat::{Chat, ChatConfig, ChatId};
+/// # use sealwire::crypto::ed25519::IdentityKey;
+/// # use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+/// let chat = Chat::responder(IdentityKey::from_seed([2; 32]), ChatConfig::new(ChatId::new([0; 16])),
+///                            ChaCha20Rng::from_seed([0; 32])).unwrap();
+/// assert_eq!(chat.stats().transmits_dropped, 0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChatStats {
+    /// Frames produced by a timer (a message-3 resend, a close on expiry) that found the
+    /// transmit queue full and were dropped.
+    pub transmits_dropped: u64,
+    /// Events that found the event queue full and were dropped.
+    pub events_dropped: u64,
 }

@@ -54,9 +54,9 @@
 //! ## Order, replay, desync
 //! Frames may arrive out of order: keys for skipped counters are kept (at most
 //! [`SkipWindow::per_chain`] per chain, [`SkipWindow::total`] per chat; the oldest go first).
-//! A counter already used, or older than every kept key ⇒ [`Error::Replayed`]. A counter more
+//! A counter already used, or older than every kept key ⇒ [`ChatError::Replayed`]. A counter more
 //! than `per_chain` ahead (or a data frame of an epoch more than one ahead) ⇒
-//! [`Error::Desync`]. Every rejected frame leaves keys, counters, skipped keys and epochs
+//! [`ChatError::Desync`]. Every rejected frame leaves keys, counters, skipped keys and epochs
 //! exactly as they were (trial decryption on copies, commit on success), and none closes the
 //! chat.
 //!
@@ -79,11 +79,11 @@
 //! [`RekeyPolicy::after_time`] old. The previous epoch's receive chain stays for
 //! [`RekeyPolicy::grace`] so in-flight messages still open. At most
 //! [`RekeyPolicy::throttle_max`] rekeys per [`RekeyPolicy::throttle_period`] ⇒
-//! [`Error::RekeyThrottled`]. Simultaneous rekey: both sides sent message 1 of the same epoch;
+//! [`ChatError::RekeyThrottled`]. Simultaneous rekey: both sides sent message 1 of the same epoch;
 //! the one whose ephemeral key is larger (32 bytes compared lexicographically) stays
 //! initiator, the other abandons its attempt and answers. Both compute the same comparison, so
-//! they converge. A frame of an older epoch (after its grace) ⇒ [`Error::Replayed`]; a data
-//! frame of an epoch never agreed ⇒ [`Error::Desync`] (the desync rule above).
+//! they converge. A frame of an older epoch (after its grace) ⇒ [`ChatError::Replayed`]; a data
+//! frame of an epoch never agreed ⇒ [`ChatError::Desync`] (the desync rule above).
 //!
 //! ## Teardown and secrets
 //! [`Chat::close`] sends kind 0x20 with an encrypted reason code under the next send key, so a
@@ -101,34 +101,81 @@
 //! rekey stays due and starts as soon as the throttle allows ([`Chat::poll_timeout`] names the
 //! moment); meanwhile the chat goes on in the restored epoch and the lease rules out key reuse.
 //!
+//! The record holds the chat, not the identity key: [`Chat::unseal`] needs the same
+//! [`IdentityKey`](crate::crypto::ed25519::IdentityKey) again. Keep its seed
+//! ([`IdentityKey::to_seed`](crate::crypto::ed25519::IdentityKey::to_seed), 32 bytes to store
+//! as secretly as the sealing key) beside the record. The whole recipe:
+//!
+//! ```
+//! use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+//! use sealwire::chat::{Chat, ChatConfig, ChatId};
+//! use sealwire::crypto::ed25519::IdentityKey;
+//! use sealwire::seal::{KdfParams, SealKey, UnsealWith};
+//! use sealwire::time::Instant;
+//!
+//! let mut rng = ChaCha20Rng::from_seed([1; 32]); // production: rand_core::UnwrapErr(getrandom::SysRng)
+//! let now = Instant::ZERO;
+//! let cfg = ChatConfig::new(ChatId::new([7; 16]));
+//!
+//! // 1. Create the identity once, and save its seed (e.g. a 0600 file or the OS keystore).
+//! let identity = IdentityKey::generate(&mut rng);
+//! let saved_seed: [u8; 32] = *identity.to_seed();
+//!
+//! // 2. Chat, then seal the state under a passphrase (small Argon2id cost for this example).
+//! let mut alice = Chat::initiator(now, identity, cfg.clone(), ChaCha20Rng::from_seed([2; 32]))?;
+//! let mut bob = Chat::responder(IdentityKey::from_seed([3; 32]), cfg.clone(), ChaCha20Rng::from_seed([4; 32]))?;
+//! while !(alice.is_established() && bob.is_established()) {
+//!     while let Some(f) = alice.poll_transmit() { bob.handle_frame(now, &f)?; }
+//!     while let Some(f) = bob.poll_transmit() { alice.handle_frame(now, &f)?; }
+//! }
+//! let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+//! let key = SealKey::from_passphrase(b"correct horse", kdf, &mut rng)?;
+//! let record = alice.seal(now, &key)?;
+//! drop(alice); // the process ends
+//!
+//! // 3. Later: restore the identity from its seed, and the chat from its record.
+//! let identity = IdentityKey::from_seed(saved_seed);
+//! let mut alice = Chat::unseal(now, identity, cfg, &record, UnsealWith::Passphrase(b"correct horse"),
+//!                              None, ChaCha20Rng::from_seed([5; 32]))?;
+//! alice.seal(now, &key)?; // a new lease before the first send
+//! alice.send(now, b"back")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Why one machine, not typestate
 //! A chat is established *and* handshaking during every rekey, and the old epoch keeps
 //! receiving during the grace period, so the phases overlap; one [`Chat`] holds the current,
 //! previous, unconfirmed and pending epochs and every method is valid at any time, returning
-//! [`Error::NotEstablished`] or [`Error::Closed`] where it cannot act.
+//! [`ChatError::NotEstablished`] or [`ChatError::Closed`] where it cannot act.
 //!
 //! The full specification (byte layouts, KDFs, every rule) is `docs/chat-protocol.md`.
 //!
 //! ## Relays
-//! [`RelayFilter`] checks version, kind and sizes and rate-limits handshakes per chat,
-//! without keys.
+//! A relay sees frames, never keys. [`relay::Relay`] is the relay protocol as a keyless
+//! machine: an app registers by signing a fresh challenge with its identity key, a chat's
+//! participants are the first two identities that start it (a participant's pin reserves the
+//! second seat, so no stranger can squat it), frames wait in bounded mailboxes while their
+//! recipient is offline, handshakes are rate-limited per chat, and an idle chat expires with
+//! its relay state wiped. It checks frames with [`FrameHeader::parse_checked`] only.
 
 mod config;
+mod epochs;
 mod error;
 mod event;
 mod handshake;
 mod machine;
+mod messages;
 pub(crate) mod noise;
 mod ratchet;
 pub mod relay;
 mod sealed;
+mod throttle;
 mod wire;
 
 pub use config::{ChatConfig, RekeyPolicy, SkipWindow};
-pub use error::Error;
-pub use event::{ChatEvent, CloseReason, Opened};
+pub use error::ChatError;
+pub use event::{ChatEvent, ChatStats, CloseReason, Opened};
 pub use machine::Chat;
-pub use relay::{RelayConfig, RelayFilter};
 pub use sealed::SEALED_CHAT_MAGIC;
 pub use wire::{
     data_frame_len, ChatId, FrameHeader, FrameKind, CLOSE_BODY_LEN, HEADER_LEN,

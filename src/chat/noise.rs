@@ -254,14 +254,26 @@ impl Handshake {
         out.extend_from_slice(&e);
         let ee = self.dh(&self.e, self.re.as_ref())?;
         self.ss.mix_key(&ee[..]);
-        let s = self.s_pub;
-        self.ss.encrypt_and_hash(&s, &mut out);
-        // es for the responder is DH(s, re).
-        let es = self.dh(&self.s, self.re.as_ref())?;
-        self.ss.mix_key(&es[..]);
-        self.ss.encrypt_and_hash(payload, &mut out);
+        // `s, es`: es for the responder is DH(s, re).
+        self.write_static_and_payload(payload, &mut out)?;
         self.step = 2;
         Ok(out)
+    }
+
+    /// The tail both signed messages share: our encrypted static key `s`, then the DH of it
+    /// with the peer's ephemeral (`es` for the responder writing message 2, `se` for the
+    /// initiator writing message 3), then the encrypted payload.
+    fn write_static_and_payload(
+        &mut self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), NoiseError> {
+        let s = self.s_pub;
+        self.ss.encrypt_and_hash(&s, out);
+        let dh = self.dh(&self.s, self.re.as_ref())?;
+        self.ss.mix_key(&dh[..]);
+        self.ss.encrypt_and_hash(payload, out);
+        Ok(())
     }
 
     /// Reads `<- e, ee, s, es`; returns the decrypted payload.
@@ -275,17 +287,25 @@ impl Handshake {
         self.re = Some(re);
         let ee = self.dh(&self.e, self.re.as_ref())?;
         self.ss.mix_key(&ee[..]);
-        let (s_ct, rest) = rest
+        // `s, es`: es for the initiator is DH(e, rs).
+        let payload = self.read_static_and_payload(rest)?;
+        self.step = 2;
+        Ok(payload)
+    }
+
+    /// The tail both signed messages share: the peer's encrypted static key `s`, then the DH
+    /// of our ephemeral with it (`es` for the initiator reading message 2, `se` for the
+    /// responder reading message 3), then the encrypted payload.
+    fn read_static_and_payload(&mut self, msg: &[u8]) -> Result<Zeroizing<Vec<u8>>, NoiseError> {
+        let (s_ct, rest) = msg
             .split_at_checked(X25519_LEN + self.ss.cs.overhead())
             .ok_or(NoiseError)?;
         let rs_plain = self.ss.decrypt_and_hash(s_ct)?;
         let rs: [u8; 32] = rs_plain.as_slice().try_into().map_err(|_| NoiseError)?;
         self.rs = Some(rs);
-        let es = self.dh(&self.e, self.rs.as_ref())?;
-        self.ss.mix_key(&es[..]);
-        let payload = self.ss.decrypt_and_hash(rest)?;
-        self.step = 2;
-        Ok(payload)
+        let dh = self.dh(&self.e, self.rs.as_ref())?;
+        self.ss.mix_key(&dh[..]);
+        self.ss.decrypt_and_hash(rest)
     }
 
     /// `-> s, se` with `payload`.
@@ -294,12 +314,8 @@ impl Handshake {
             return Err(NoiseError);
         }
         let mut out = Vec::with_capacity(X25519_LEN + TAG_LEN * 2 + payload.len());
-        let s = self.s_pub;
-        self.ss.encrypt_and_hash(&s, &mut out);
-        // se for the initiator is DH(s, re).
-        let se = self.dh(&self.s, self.re.as_ref())?;
-        self.ss.mix_key(&se[..]);
-        self.ss.encrypt_and_hash(payload, &mut out);
+        // `s, se`: se for the initiator is DH(s, re).
+        self.write_static_and_payload(payload, &mut out)?;
         self.step = 3;
         Ok(out)
     }
@@ -309,15 +325,8 @@ impl Handshake {
         if self.role != Role::Responder || self.step != 2 {
             return Err(NoiseError);
         }
-        let (s_ct, rest) = msg
-            .split_at_checked(X25519_LEN + self.ss.cs.overhead())
-            .ok_or(NoiseError)?;
-        let rs_plain = self.ss.decrypt_and_hash(s_ct)?;
-        let rs: [u8; 32] = rs_plain.as_slice().try_into().map_err(|_| NoiseError)?;
-        self.rs = Some(rs);
-        let se = self.dh(&self.e, self.rs.as_ref())?;
-        self.ss.mix_key(&se[..]);
-        let payload = self.ss.decrypt_and_hash(rest)?;
+        // `s, se`: se for the responder is DH(e, rs).
+        let payload = self.read_static_and_payload(msg)?;
         self.step = 3;
         Ok(payload)
     }

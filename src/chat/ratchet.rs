@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use crate::crypto::aead::{chacha_open_in_place, chacha_seal_in_place, TAG_LEN};
 use crate::crypto::kdf::hmac_sha256;
 
-use super::error::Error;
+use super::error::ChatError;
 
 /// A message key: used for exactly one frame.
 pub(crate) type MessageKey = Zeroizing<[u8; 32]>;
@@ -120,23 +120,23 @@ impl RecvChain {
         header: &[u8],
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
-    ) -> Result<Advance, Error> {
+    ) -> Result<Advance, ChatError> {
         if counter < self.chain.index {
             // Only a key that was skipped and not yet used can open an old counter.
             let pos = self
                 .skipped
                 .binary_search_by_key(&counter, |(c, _)| *c)
-                .map_err(|_| Error::Replayed)?;
-            let (_, mk) = self.skipped.get(pos).ok_or(Error::Replayed)?;
+                .map_err(|_| ChatError::Replayed)?;
+            let (_, mk) = self.skipped.get(pos).ok_or(ChatError::Replayed)?;
             return if open_with(mk, header, buf, tag) {
                 Ok(Advance::UsedSkipped(pos))
             } else {
-                Err(Error::AuthenticationFailed)
+                Err(ChatError::AuthenticationFailed)
             };
         }
         let gap = counter - self.chain.index;
         if gap > u64::from(per_chain) || counter == u64::MAX {
-            return Err(Error::Desync);
+            return Err(ChatError::Desync);
         }
         let mut skipped = Vec::new();
         let mut ck = ChainKey::new(self.chain.key.clone(), self.chain.index);
@@ -149,7 +149,7 @@ impl RecvChain {
         if open_with(&mk, header, buf, tag) {
             Ok(Advance::Forward { skipped, next })
         } else {
-            Err(Error::AuthenticationFailed)
+            Err(ChatError::AuthenticationFailed)
         }
     }
 

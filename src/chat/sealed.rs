@@ -18,14 +18,15 @@
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
-use crate::crypto::ed25519::IdentityPublic;
+use crate::crypto::ed25519::{IdentityKey, IdentityPublic};
 use crate::seal::{self, SealKey, UnsealWith};
 use crate::time::{Duration, Instant};
 
 use super::config::ChatConfig;
-use super::error::Error;
+use super::epochs::{Epoch, Epochs, Previous};
+use super::error::ChatError;
 use super::event::ChatEvent;
-use super::machine::{Chat, Epoch, Previous};
+use super::machine::Chat;
 use super::noise::Role;
 use super::ratchet::{ChainKey, RecvChain, SendChain};
 
@@ -61,42 +62,42 @@ impl Writer {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], ChatError> {
         let (h, rest) = self
             .0
             .split_first_chunk::<N>()
-            .ok_or(Error::SealedForeign)?;
+            .ok_or(ChatError::SealedForeign)?;
         self.0 = rest;
         Ok(*h)
     }
-    fn u8(&mut self) -> Result<u8, Error> {
+    fn u8(&mut self) -> Result<u8, ChatError> {
         Ok(self.take::<1>()?[0])
     }
-    fn u16(&mut self) -> Result<u16, Error> {
+    fn u16(&mut self) -> Result<u16, ChatError> {
         Ok(u16::from_be_bytes(self.take()?))
     }
-    fn u32(&mut self) -> Result<u32, Error> {
+    fn u32(&mut self) -> Result<u32, ChatError> {
         Ok(u32::from_be_bytes(self.take()?))
     }
-    fn u64(&mut self) -> Result<u64, Error> {
+    fn u64(&mut self) -> Result<u64, ChatError> {
         Ok(u64::from_be_bytes(self.take()?))
     }
-    fn key(&mut self) -> Result<Zeroizing<[u8; 32]>, Error> {
+    fn key(&mut self) -> Result<Zeroizing<[u8; 32]>, ChatError> {
         Ok(Zeroizing::new(self.take::<32>()?))
     }
-    fn recv(&mut self, per_chain: u32) -> Result<RecvChain, Error> {
+    fn recv(&mut self, per_chain: u32) -> Result<RecvChain, ChatError> {
         let ck = self.key()?;
         let index = self.u64()?;
         let n = self.u16()?;
         if u32::from(n) > per_chain {
-            return Err(Error::SealedForeign);
+            return Err(ChatError::SealedForeign);
         }
         let mut skipped = Vec::with_capacity(usize::from(n));
         let mut last = None;
         for _ in 0..n {
             let c = self.u64()?;
             if last.is_some_and(|l| c <= l) || c >= index {
-                return Err(Error::SealedForeign);
+                return Err(ChatError::SealedForeign);
             }
             last = Some(c);
             skipped.push((c, self.key()?));
@@ -115,9 +116,11 @@ fn ns(d: Duration) -> u64 {
 impl<R: rand_core::CryptoRng> Chat<R> {
     /// Seals the complete state under `key` as a versioned, authenticated record, and reserves
     /// a lease of `config.seal_lease` send counters: the record resumes sending after the
-    /// lease, and this machine refuses ([`Error::LeaseExhausted`]) to send past it until sealed
-    /// again. So restoring the newest record after a crash can never reuse a message key.
-    /// A handshake in flight is not sealed (it is abandoned on restore).
+    /// lease, and this machine refuses ([`ChatError::LeaseExhausted`]) to send past it until
+    /// sealed again. So restoring the newest record after a crash can never reuse a message key.
+    /// A handshake in flight is not sealed (it is abandoned on restore). The identity key is
+    /// not in the record: [`Chat::unseal`] takes it again (see the recipe in the
+    /// [module documentation](crate::chat#sealed-state)).
     ///
     /// ```
     /// # use sealwire::chat::{Chat, ChatConfig, ChatId};
@@ -125,27 +128,27 @@ impl<R: rand_core::CryptoRng> Chat<R> {
     /// # use sealwire::seal::{SealKey, UnsealWith};
     /// # use sealwire::time::Instant;
     /// # use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
-    /// # let id = ChatId::new([7; 16]); let now = Instant::ZERO;
-    /// # let mut a = Chat::initiator(ChatConfig::new(id, IdentityKey::from_seed([1; 32])), ChaCha20Rng::from_seed([1; 32]), now).unwrap();
-    /// # let mut b = Chat::responder(ChatConfig::new(id, IdentityKey::from_seed([2; 32])), ChaCha20Rng::from_seed([2; 32])).unwrap();
+    /// # let cfg = ChatConfig::new(ChatId::new([7; 16])); let now = Instant::ZERO;
+    /// # let mut a = Chat::initiator(now, IdentityKey::from_seed([1; 32]), cfg.clone(), ChaCha20Rng::from_seed([1; 32])).unwrap();
+    /// # let mut b = Chat::responder(IdentityKey::from_seed([2; 32]), cfg.clone(), ChaCha20Rng::from_seed([2; 32])).unwrap();
     /// # loop { let mut m = false;
     /// #   while let Some(f) = a.poll_transmit() { b.handle_frame(now, &f).unwrap(); m = true; }
     /// #   while let Some(f) = b.poll_transmit() { a.handle_frame(now, &f).unwrap(); m = true; }
     /// #   if !m { break; } }
     /// let key = SealKey::from_bytes([9; 32]);
     /// let record = a.seal(now, &key).unwrap();
-    /// let cfg = ChatConfig::new(id, IdentityKey::from_seed([1; 32]));
-    /// let mut restored = Chat::unseal(cfg, ChaCha20Rng::from_seed([3; 32]), now, &record,
-    ///                                 UnsealWith::Key(&key), Some(a.seal_sequence())).unwrap();
+    /// let mut restored = Chat::unseal(now, IdentityKey::from_seed([1; 32]), cfg, &record,
+    ///                                 UnsealWith::Key(&key), Some(a.seal_sequence()),
+    ///                                 ChaCha20Rng::from_seed([3; 32])).unwrap();
     /// let _again = restored.seal(now, &key).unwrap(); // re-seal before sending
     /// restored.send(now, b"after restore").unwrap();
     /// ```
-    pub fn seal(&mut self, now: Instant, key: &SealKey) -> Result<Vec<u8>, Error> {
+    pub fn seal(&mut self, now: Instant, key: &SealKey) -> Result<Vec<u8>, ChatError> {
         if self.closed {
-            return Err(Error::Closed);
+            return Err(ChatError::Closed);
         }
-        let cur = self.current.as_ref().ok_or(Error::NotEstablished)?;
-        let seq = self.seal_seq.checked_add(1).ok_or(Error::InvalidConfig)?;
+        let cur = self.epochs.current().ok_or(ChatError::NotEstablished)?;
+        let seq = self.seal_seq.checked_add(1).ok_or(ChatError::Capacity)?;
         let lease_end = cur
             .send
             .chain
@@ -160,7 +163,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         send.advance_to(lease_end);
 
         let mut w = Writer(Zeroizing::new(Vec::with_capacity(512)));
-        w.put(self.config.identity.public().as_bytes());
+        w.put(self.identity.public().as_bytes());
         w.u8(match self.role {
             Role::Initiator => 0,
             Role::Responder => 1,
@@ -176,7 +179,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         w.put(send.chain.key_bytes());
         w.u64(send.chain.index());
         w.recv(&cur.recv);
-        match &self.previous {
+        match self.epochs.previous() {
             Some(p) if now < p.until => {
                 w.u8(1);
                 w.u32(p.number);
@@ -186,9 +189,9 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             _ => w.u8(0),
         }
         let log: Vec<u64> = self
-            .rekey_log
-            .iter()
-            .map(|t| ns(now.saturating_duration_since(*t)))
+            .throttle
+            .events()
+            .map(|t| ns(now.saturating_duration_since(t)))
             .take(255)
             .collect();
         w.u8(log.len() as u8);
@@ -206,56 +209,60 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         Ok(record)
     }
 
-    /// Restores a chat from a record made by [`Chat::seal`]. `config` must carry the same chat
-    /// id and identity key (else [`Error::SealedForeign`]); if `seen_sequence` is given, a record
-    /// older than it is refused ([`Error::SealedStale`]). The restored machine sends only after
-    /// it has been sealed again (its first counter is the old lease's end, and a new lease must
-    /// be on disk before any key past it is used).
+    /// Restores a chat from a record made by [`Chat::seal`]. `identity` and `config` must
+    /// carry the same identity key and chat id as the sealed chat (else
+    /// [`ChatError::SealedForeign`]); if `seen_sequence` is given, a record older than it is
+    /// refused ([`ChatError::SealedStale`]). The restored machine sends only after it has been
+    /// sealed again (its first counter is the old lease's end, and a new lease must be on disk
+    /// before any key past it is used).
     pub fn unseal(
-        config: ChatConfig,
-        rng: R,
         now: Instant,
+        identity: IdentityKey,
+        config: ChatConfig,
         record: &[u8],
         with: UnsealWith<'_>,
         seen_sequence: Option<u64>,
-    ) -> Result<Self, Error> {
-        if !config.validate() {
-            return Err(Error::InvalidConfig);
-        }
+        rng: R,
+    ) -> Result<Self, ChatError> {
+        config.validate()?;
         let opened = seal::unseal(with, SEALED_CHAT_MAGIC, record, &config.kdf_limits)?;
         let ctx: &[u8; 28] = opened
             .context
             .try_into()
-            .map_err(|_| Error::SealedForeign)?;
-        let (chat_id, rest) = ctx.split_first_chunk::<16>().ok_or(Error::SealedForeign)?;
-        let (epoch, seq) = rest.split_first_chunk::<4>().ok_or(Error::SealedForeign)?;
-        let seq_bytes: [u8; 8] = (*seq).try_into().map_err(|_| Error::SealedForeign)?;
+            .map_err(|_| ChatError::SealedForeign)?;
+        let (chat_id, rest) = ctx
+            .split_first_chunk::<16>()
+            .ok_or(ChatError::SealedForeign)?;
+        let (epoch, seq) = rest
+            .split_first_chunk::<4>()
+            .ok_or(ChatError::SealedForeign)?;
+        let seq_bytes: [u8; 8] = (*seq).try_into().map_err(|_| ChatError::SealedForeign)?;
         let seq = u64::from_be_bytes(seq_bytes);
         if chat_id != config.chat_id.as_bytes() {
-            return Err(Error::SealedForeign);
+            return Err(ChatError::SealedForeign);
         }
         if let Some(seen) = seen_sequence {
             if seq < seen {
-                return Err(Error::SealedStale { record: seq, seen });
+                return Err(ChatError::SealedStale { record: seq, seen });
             }
         }
         let per = config.window.per_chain;
         let mut r = Reader(&opened.plaintext);
-        if r.take::<32>()? != *config.identity.public().as_bytes() {
-            return Err(Error::SealedForeign);
+        if r.take::<32>()? != *identity.public().as_bytes() {
+            return Err(ChatError::SealedForeign);
         }
         let role = match r.u8()? {
             0 => Role::Initiator,
             1 => Role::Responder,
-            _ => return Err(Error::SealedForeign),
+            _ => return Err(ChatError::SealedForeign),
         };
-        let peer = IdentityPublic::from_bytes(r.take::<32>()?).ok_or(Error::SealedForeign)?;
+        let peer = IdentityPublic::from_bytes(r.take::<32>()?).ok_or(ChatError::SealedForeign)?;
         if config.pinned_peer.is_some_and(|p| p != peer) {
-            return Err(Error::SealedForeign);
+            return Err(ChatError::SealedForeign);
         }
         let number = r.u32()?;
         if number != u32::from_be_bytes(*epoch) {
-            return Err(Error::SealedForeign);
+            return Err(ChatError::SealedForeign);
         }
         let age = Duration::from_nanos(r.u64()?);
         let handshake_hash = r.take::<32>()?;
@@ -272,29 +279,28 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 let number = r.u32()?;
                 let left = Duration::from_nanos(r.u64()?);
                 let recv = r.recv(per)?;
-                Some(alloc::boxed::Box::new(Previous {
+                Some(Previous {
                     number,
                     recv,
                     until: now + left,
-                }))
+                })
             }
-            _ => return Err(Error::SealedForeign),
+            _ => return Err(ChatError::SealedForeign),
         };
         let n = r.u8()?;
-        let mut rekey_log = Vec::new();
+        let mut rekeys = Vec::with_capacity(usize::from(n));
         for _ in 0..n {
-            let a = Duration::from_nanos(r.u64()?);
-            if rekey_log.len() < config.rekey.throttle_max as usize {
-                rekey_log.push(now.saturating_sub(a));
-            }
+            rekeys.push(now.saturating_sub(Duration::from_nanos(r.u64()?)));
         }
         if !r.0.is_empty() {
-            return Err(Error::SealedForeign);
+            return Err(ChatError::SealedForeign);
         }
-        let mut chat = Chat::responder(config, rng)?;
-        chat.role = role;
+        let mut chat = Chat::blank(identity, config, rng, role)?;
         chat.peer = Some(peer);
-        chat.current = Some(Epoch {
+        for t in rekeys {
+            chat.throttle.record(t);
+        }
+        let current = Epoch {
             number,
             send: SendChain {
                 chain: ChainKey::new(send_ck, send_index),
@@ -304,17 +310,16 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             handshake_hash,
             msg3_digest: (has_digest == 1).then_some(digest),
             peer_msg1_ephemeral: (has_e == 1).then_some(msg1_e),
-        });
-        chat.previous = previous;
-        chat.rekey_log = rekey_log;
+        };
+        chat.epochs = Epochs::restored(current, previous);
         chat.seal_seq = seq;
         // Nothing may be sent until a new lease is sealed.
         chat.lease = Some((number, send_index));
-        chat.push_event(ChatEvent::SealAdvised);
+        chat.events.push(ChatEvent::SealAdvised);
         // The record may predate a rekey the peer completed (we crashed mid-handshake): start a
         // fresh epoch at once, which the peer accepts whichever side of that rekey it is on.
         if let Some(next) = number.checked_add(1) {
-            if chat.throttle_allows(now) {
+            if chat.throttle.allows(now) {
                 chat.start_handshake(now, next)?;
             } else {
                 // Several restores within the throttle period: rekey once it allows

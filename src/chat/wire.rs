@@ -12,7 +12,7 @@
 
 use core::fmt;
 
-use super::error::Error;
+use super::error::ChatError;
 
 /// The only protocol version.
 pub const VERSION: u8 = 1;
@@ -149,17 +149,19 @@ impl FrameHeader {
     }
 
     /// Splits a frame into its header and body, checking only the version and the kind.
-    pub fn parse(frame: &[u8]) -> Result<(FrameHeader, &[u8]), Error> {
-        let (head, body) = frame.split_at_checked(HEADER_LEN).ok_or(Error::Malformed)?;
-        let head: &[u8; HEADER_LEN] = head.try_into().map_err(|_| Error::Malformed)?;
+    pub fn parse(frame: &[u8]) -> Result<(FrameHeader, &[u8]), ChatError> {
+        let (head, body) = frame
+            .split_at_checked(HEADER_LEN)
+            .ok_or(ChatError::Malformed)?;
+        let head: &[u8; HEADER_LEN] = head.try_into().map_err(|_| ChatError::Malformed)?;
         let [version, kind, rest @ ..] = head;
         if *version != VERSION {
-            return Err(Error::Malformed);
+            return Err(ChatError::Malformed);
         }
-        let kind = FrameKind::from_byte(*kind).ok_or(Error::Malformed)?;
-        let (chat_id, rest) = rest.split_first_chunk::<16>().ok_or(Error::Malformed)?;
-        let (epoch, rest) = rest.split_first_chunk::<4>().ok_or(Error::Malformed)?;
-        let counter: [u8; 8] = (*rest).try_into().map_err(|_| Error::Malformed)?;
+        let kind = FrameKind::from_byte(*kind).ok_or(ChatError::Malformed)?;
+        let (chat_id, rest) = rest.split_first_chunk::<16>().ok_or(ChatError::Malformed)?;
+        let (epoch, rest) = rest.split_first_chunk::<4>().ok_or(ChatError::Malformed)?;
+        let counter: [u8; 8] = (*rest).try_into().map_err(|_| ChatError::Malformed)?;
         Ok((
             FrameHeader {
                 kind,
@@ -176,17 +178,17 @@ impl FrameHeader {
     /// `max_plaintext` bytes of plaintext. Relays use this to drop garbage without keys.
     ///
     /// ```
-    /// use sealwire::chat::{ChatId, Error, FrameHeader, FrameKind};
+    /// use sealwire::chat::{ChatError, ChatId, FrameHeader, FrameKind};
     /// let h = FrameHeader { kind: FrameKind::HandshakeInit, chat_id: ChatId::new([0; 16]), epoch: 0, counter: 0 };
     /// let mut frame = h.encode().to_vec();
-    /// assert_eq!(FrameHeader::parse_checked(&frame, 1024), Err(Error::Malformed));
+    /// assert_eq!(FrameHeader::parse_checked(&frame, 1024), Err(ChatError::Malformed));
     /// frame.extend_from_slice(&[0u8; 32]);
     /// assert!(FrameHeader::parse_checked(&frame, 1024).is_ok());
     /// ```
     pub fn parse_checked(
         frame: &[u8],
         max_plaintext: usize,
-    ) -> Result<(FrameHeader, &[u8]), Error> {
+    ) -> Result<(FrameHeader, &[u8]), ChatError> {
         let (h, body) = Self::parse(frame)?;
         let ok = match h.kind {
             FrameKind::HandshakeInit => h.counter == 0 && body.len() == MSG1_BODY_LEN,
@@ -198,7 +200,7 @@ impl FrameHeader {
         if ok {
             Ok((h, body))
         } else {
-            Err(Error::Malformed)
+            Err(ChatError::Malformed)
         }
     }
 }

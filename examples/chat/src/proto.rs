@@ -41,15 +41,17 @@ pub struct Proof {
     #[prost(bytes = "vec", tag = "1")]
     pub signature: ::prost::alloc::vec::Vec<u8>,
 }
-/// Join a chat. The first two distinct identities that start a chat id are its participants.
+/// Join a chat. The first two distinct identities that start a chat id are its participants; no
+/// other identity can take either place.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct StartChat {
     /// The 16-byte chat id (the same one the chat frames carry).
     #[prost(bytes = "vec", tag = "1")]
     pub chat_id: ::prost::alloc::vec::Vec<u8>,
     /// Optional pin: if set (32 bytes), refuse the chat when its other participant is known and
-    /// has a different identity. The chat handshake authenticates the peer anyway; this only lets
-    /// the relay refuse early.
+    /// has a different identity, and keep the second seat of a chat this app starts first for
+    /// exactly that identity (so a stranger who learns the chat id cannot take it). The chat
+    /// handshake authenticates the peer anyway; this lets the relay refuse early.
     #[prost(bytes = "vec", tag = "2")]
     pub peer_identity: ::prost::alloc::vec::Vec<u8>,
 }

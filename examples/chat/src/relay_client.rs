@@ -1,7 +1,9 @@
-//! The app side of the relay's `RouteChat` stream: connect, prove the identity, then send and
-//! receive `Uplink`/`Downlink` messages. Shared by `grpc_chat_app` and `grpc_chat_probe`; it
-//! knows the relay protocol only, nothing of the chat protocol.
+//! The app side of the relay's `RouteChat` stream: connect, prove the identity (the proof is the
+//! library's, `sealwire::chat::relay::prove_registration`), then send and receive
+//! `Uplink`/`Downlink` messages. Shared by `grpc_chat_app` and `grpc_chat_probe`; it knows the
+//! relay protocol only, nothing of the chat protocol.
 
+use sealwire::chat::relay::prove_registration;
 use sealwire::crypto::ed25519::IdentityKey;
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
@@ -9,9 +11,6 @@ use tonic::{Status, Streaming};
 
 use crate::proto::chat_relay_client::ChatRelayClient;
 use crate::proto::{downlink, uplink, Downlink, Proof, Register, StartChat, Uplink};
-
-/// Domain separation of the registration proof (see `Proof` in the proto).
-const REGISTER_CONTEXT: &[u8] = b"sealwire/chat-relay/1 register";
 
 /// Uplink messages buffered before `send` waits for the transport.
 const UPLINK_QUEUE: usize = 64;
@@ -72,11 +71,11 @@ impl RelayStream {
         };
         let signature = match mode {
             ProofMode::Honest => {
-                let mut signed = Vec::with_capacity(REGISTER_CONTEXT.len() + 64);
-                signed.extend_from_slice(REGISTER_CONTEXT);
-                signed.extend_from_slice(&nonce);
-                signed.extend_from_slice(&public);
-                identity.sign(&signed).to_vec()
+                let nonce: [u8; 32] = nonce
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| "the node's challenge is not 32 bytes")?;
+                prove_registration(identity, &nonce).to_vec()
             }
             ProofMode::Forged => vec![0u8; 64],
         };

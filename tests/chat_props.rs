@@ -7,17 +7,19 @@
 //! * nobody closes, and after the network heals and one side rekeys, both ends share an epoch
 //!   and messages flow both ways.
 
-mod chat_util;
+mod support {
+    pub mod chat;
+}
 
 use std::collections::{HashMap, HashSet};
 
-use chat_util::*;
 use proptest::prelude::*;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use sealwire::chat::{Chat, ChatConfig, ChatEvent, Error, FrameHeader, FrameKind};
+use sealwire::chat::{Chat, ChatConfig, ChatError, ChatEvent, FrameHeader, FrameKind};
 use sealwire::seal::{SealKey, UnsealWith};
 use sealwire::time::{Duration, Instant};
+use support::chat::*;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -66,8 +68,8 @@ struct Sim {
     rekeys_requested: u32,
 }
 
-fn cfg(seed: [u8; 32]) -> ChatConfig {
-    let mut c = config(seed);
+fn cfg() -> ChatConfig {
+    let mut c = config();
     c.seal_lease = 32;
     // Automatic rekeys after a few messages, from both sides, on top of the explicit ones.
     c.rekey.after_messages = 12;
@@ -77,8 +79,19 @@ fn cfg(seed: [u8; 32]) -> ChatConfig {
 impl Sim {
     fn new(seed: u8) -> Sim {
         let now = Instant::from_secs(1);
-        let a = Chat::initiator(cfg(SEED_A), ChaCha20Rng::from_seed([seed; 32]), now).unwrap();
-        let b = Chat::responder(cfg(SEED_B), ChaCha20Rng::from_seed([seed ^ 0xff; 32])).unwrap();
+        let a = Chat::initiator(
+            now,
+            identity(SEED_A),
+            cfg(),
+            ChaCha20Rng::from_seed([seed; 32]),
+        )
+        .unwrap();
+        let b = Chat::responder(
+            identity(SEED_B),
+            cfg(),
+            ChaCha20Rng::from_seed([seed ^ 0xff; 32]),
+        )
+        .unwrap();
         let node = |chat, seed| Node {
             chat,
             seed,
@@ -203,7 +216,7 @@ impl Sim {
         let msg = format!("{side}:{}:{}:{filler}", n.restores, n.next_msg).into_bytes();
         n.next_msg += 1;
         let r = match n.chat.send(self.now, &msg) {
-            Err(Error::LeaseExhausted) => {
+            Err(ChatError::LeaseExhausted) => {
                 self.seal(side);
                 self.nodes[side].chat.send(self.now, &msg)
             }
@@ -223,12 +236,13 @@ impl Sim {
         let mut rng_seed = [n.restores; 32];
         rng_seed[0] = side as u8;
         let chat = Chat::unseal(
-            cfg(n.seed),
-            ChaCha20Rng::from_seed(rng_seed),
             self.now,
+            identity(n.seed),
+            cfg(),
             &rec,
             UnsealWith::Key(&self.key),
             Some(seq),
+            ChaCha20Rng::from_seed(rng_seed),
         )
         .unwrap();
         n.chat = chat;
@@ -426,5 +440,320 @@ proptest! {
             p.b.handle_frame(p.now, &last.unwrap()).unwrap();
             prop_assert!(messages(&p.b_events()).iter().any(|m| m.2 == b"still works"));
         }
+    }
+}
+
+// ------------------------------------------------------------------ the relay
+//
+// Random interleavings of registrations (honest and forged), chat starts with and without
+// pins, frames (data, handshakes, garbage), deliveries, disconnects and clock jumps through
+// idle expiry, against one relay with small bounds. Checked after every step:
+// * a frame is delivered only to the other participant of its chat (never to the sender, a
+//   non-member or a stream of another identity), at most once, and only after the relay said
+//   frames were waiting for that stream;
+// * each sender's frames reach each recipient in the order they were sent;
+// * the budgets hold (bytes, frames), and every accepted frame is either queued, delivered or
+//   counted as dropped;
+// * nothing panics.
+
+use sealwire::chat::relay::{
+    prove_registration, ConnId, Downlink, RelayConfig, RelayEvent, RelayStats, Uplink,
+};
+use sealwire::crypto::ed25519::IdentityPublic;
+
+const RELAY_APPS: [[u8; 32]; 5] = [SEED_A, SEED_B, [0xc3; 32], [0xd4; 32], [0xe5; 32]];
+const RELAY_CHATS: [[u8; 16]; 3] = [[1; 16], [2; 16], [3; 16]];
+
+#[derive(Clone, Debug)]
+enum RelayOp {
+    Connect(usize),
+    Forged(usize),
+    Start(usize, usize, Option<usize>),
+    Send(usize, usize, u8),
+    Handshake(usize, usize),
+    Garbage(usize, Vec<u8>),
+    Deliver(usize, u8),
+    Disconnect(usize),
+    Advance(u16),
+}
+
+fn relay_op() -> impl Strategy<Value = RelayOp> {
+    let app = 0..RELAY_APPS.len();
+    let chat = 0..RELAY_CHATS.len();
+    prop_oneof![
+        1 => app.clone().prop_map(RelayOp::Connect),
+        1 => app.clone().prop_map(RelayOp::Forged),
+        2 => (app.clone(), chat.clone(), proptest::option::of(0..RELAY_APPS.len()))
+            .prop_map(|(a, c, p)| RelayOp::Start(a, c, p)),
+        3 => (app.clone(), chat.clone(), any::<u8>()).prop_map(|(a, c, n)| RelayOp::Send(a, c, n)),
+        // Mostly within the chats the setup made (app 0 and 1 in chat 0, 2 and 3 in chat 1).
+        8 => (0..4usize, any::<u8>()).prop_map(|(a, n)| RelayOp::Send(a, a / 2, n % 64)),
+        1 => (app.clone(), chat).prop_map(|(a, c)| RelayOp::Handshake(a, c)),
+        1 => (app.clone(), proptest::collection::vec(any::<u8>(), 0..48))
+            .prop_map(|(a, g)| RelayOp::Garbage(a, g)),
+        5 => (app.clone(), any::<u8>()).prop_map(|(a, n)| RelayOp::Deliver(a, n)),
+        1 => app.prop_map(RelayOp::Disconnect),
+        1 => (0..40u16).prop_map(RelayOp::Advance),
+    ]
+}
+
+fn small_relay_config() -> RelayConfig {
+    RelayConfig {
+        mailbox_frames: 4,
+        pending_frames: 2,
+        max_queued_bytes: 1500,
+        max_apps: 4,
+        max_chats: 2,
+        max_chats_per_stream: 2,
+        max_handshakes: 2,
+        chat_idle_timeout: Duration::from_secs(30 * 60),
+        register_timeout: Duration::from_secs(60),
+        ..RelayConfig::default()
+    }
+}
+
+struct RelaySim {
+    relay: TestRelay,
+    config: RelayConfig,
+    now: Instant,
+    /// Each app's stream, as the transport sees it.
+    streams: [Option<ConnId>; 5],
+    /// Streams the relay said frames are waiting for (cleared once `poll_frame` is empty).
+    woken: HashSet<ConnId>,
+    next_seq: u64,
+    /// seq → (sender app, chat)
+    sent: HashMap<u64, (usize, [u8; 16])>,
+    delivered: HashSet<u64>,
+    /// (sender, recipient, chat) → last seq delivered
+    last: HashMap<(usize, usize, [u8; 16]), u64>,
+}
+
+fn app_identity(app: usize) -> IdentityPublic {
+    identity(RELAY_APPS[app]).public()
+}
+
+impl RelaySim {
+    /// Four apps registered; apps 0 and 1 share chat 0, apps 2 and 3 chat 1.
+    fn new() -> Self {
+        let mut sim = Self::blank();
+        for app in 0..4 {
+            sim.connect(app, false);
+        }
+        for (app, chat) in [(0, 0), (1, 0), (2, 1), (3, 1)] {
+            sim.apply(RelayOp::Start(app, chat, None));
+        }
+        assert_eq!(sim.relay.stats().chats, 2);
+        sim
+    }
+
+    fn blank() -> Self {
+        let config = small_relay_config();
+        RelaySim {
+            relay: relay_with(|c| *c = config.clone()),
+            config,
+            now: Instant::from_secs(1),
+            streams: [None; 5],
+            woken: HashSet::new(),
+            next_seq: 0,
+            sent: HashMap::new(),
+            delivered: HashSet::new(),
+            last: HashMap::new(),
+        }
+    }
+
+    fn app_of(&self, conn: ConnId) -> Option<usize> {
+        self.streams.iter().position(|s| *s == Some(conn))
+    }
+
+    /// What a transport does with the relay's outputs: ends streams, remembers wake-ups.
+    fn drain(&mut self) {
+        while let Some(t) = self.relay.poll_transmit() {
+            if let Downlink::End(_) = t.message {
+                if let Some(app) = self.app_of(t.to) {
+                    self.streams[app] = None;
+                }
+                self.woken.remove(&t.to);
+                self.relay.disconnect(t.to);
+            }
+        }
+        while let Some(e) = self.relay.poll_event() {
+            if let RelayEvent::FramesWaiting { conn } = e {
+                self.woken.insert(conn);
+            }
+        }
+    }
+
+    fn uplink(&mut self, app: usize, up: Uplink) {
+        if let Some(conn) = self.streams[app] {
+            let _ = self.relay.handle_uplink(self.now, conn, up);
+        }
+    }
+
+    fn connect(&mut self, app: usize, forged: bool) {
+        self.drain();
+        let Ok(conn) = self.relay.connect(self.now) else {
+            return;
+        };
+        let key = identity(RELAY_APPS[app]);
+        let up = Uplink::Register {
+            identity: key.public().as_bytes().to_vec(),
+            app_id: format!("app{app}"),
+        };
+        self.relay.handle_uplink(self.now, conn, up).unwrap();
+        let Some(Downlink::Challenge { nonce }) = self.relay.poll_transmit().map(|t| t.message)
+        else {
+            panic!("a challenge")
+        };
+        let signature = if forged {
+            vec![0x5a; 64]
+        } else {
+            prove_registration(&key, &nonce).to_vec()
+        };
+        let ok = self
+            .relay
+            .handle_uplink(self.now, conn, Uplink::Proof { signature })
+            .is_ok();
+        assert!(!(forged && ok), "a forged proof registered");
+        if ok {
+            assert_eq!(self.relay.identity(conn), Some(key.public()));
+            // The old stream (if any) is replaced; the transport learns it from `End`.
+            self.streams[app] = Some(conn);
+        } else {
+            assert_eq!(self.relay.identity(conn), None);
+        }
+    }
+
+    fn send(&mut self, app: usize, chat: usize, seq: u64, frame: Vec<u8>) {
+        self.next_seq += 1;
+        let before = self.relay.stats().frames_routed;
+        self.uplink(app, Uplink::Frame(frame));
+        if self.relay.stats().frames_routed > before {
+            self.sent.insert(seq, (app, RELAY_CHATS[chat]));
+        }
+    }
+
+    fn deliver(&mut self, app: usize, n: u8) {
+        let Some(conn) = self.streams[app] else {
+            return;
+        };
+        for _ in 0..=n {
+            let Some(frame) = self.relay.poll_frame(conn) else {
+                self.woken.remove(&conn);
+                break;
+            };
+            assert!(self.woken.contains(&conn), "a frame nobody was told about");
+            let (h, _) = FrameHeader::parse(&frame).unwrap();
+            let seq = match h.kind {
+                FrameKind::HandshakeInit => u64::from(h.epoch),
+                _ => h.counter,
+            };
+            let (sender, chat) = self.sent[&seq];
+            assert_eq!(*h.chat_id.as_bytes(), chat);
+            assert_ne!(sender, app, "a frame went back to its sender");
+            let members: Vec<_> = self.relay.members(&h.chat_id).collect();
+            assert!(
+                members.contains(&app_identity(app)),
+                "delivered to a non-member"
+            );
+            assert!(
+                members.contains(&app_identity(sender)),
+                "sent by a non-member"
+            );
+            assert!(self.delivered.insert(seq), "delivered twice");
+            if let Some(prev) = self.last.insert((sender, app, chat), seq) {
+                assert!(prev < seq, "out of order: {prev} then {seq}");
+            }
+        }
+    }
+
+    fn apply(&mut self, op: RelayOp) {
+        match op {
+            RelayOp::Connect(a) => self.connect(a, false),
+            RelayOp::Forged(a) => self.connect(a, true),
+            RelayOp::Start(a, c, pin) => self.uplink(
+                a,
+                Uplink::Start {
+                    chat_id: RELAY_CHATS[c].to_vec(),
+                    peer_identity: pin
+                        .map(|p| app_identity(p).as_bytes().to_vec())
+                        .unwrap_or_default(),
+                },
+            ),
+            RelayOp::Send(a, c, n) => {
+                let seq = self.next_seq;
+                let frame = data_frame(RELAY_CHATS[c], seq, usize::from(n));
+                self.send(a, c, seq, frame);
+            }
+            RelayOp::Handshake(a, c) => {
+                // A handshake frame's counter is 0: its epoch carries the sequence number.
+                let seq = self.next_seq;
+                let frame = handshake_init(RELAY_CHATS[c], seq as u32);
+                self.send(a, c, seq, frame);
+            }
+            RelayOp::Garbage(a, g) => self.uplink(a, Uplink::Frame(g)),
+            RelayOp::Deliver(a, n) => self.deliver(a, n),
+            RelayOp::Disconnect(a) => {
+                if let Some(conn) = self.streams[a].take() {
+                    self.woken.remove(&conn);
+                    self.relay.disconnect(conn);
+                }
+            }
+            RelayOp::Advance(mins) => {
+                self.now += Duration::from_secs(u64::from(mins) * 60);
+                for _ in 0..64 {
+                    match self.relay.poll_timeout() {
+                        Some(t) if t <= self.now => self.relay.handle_timeout(self.now),
+                        _ => break,
+                    }
+                    self.drain();
+                }
+            }
+        }
+        self.drain();
+        self.check_bounds();
+    }
+
+    fn check_bounds(&self) {
+        let s: RelayStats = self.relay.stats();
+        assert!(s.queued_bytes <= self.config.max_queued_bytes);
+        assert!(
+            s.queued_frames
+                <= s.apps * self.config.mailbox_frames + s.chats * self.config.pending_frames
+        );
+        assert_eq!(
+            s.frames_routed,
+            s.frames_delivered + s.frames_dropped + s.queued_frames as u64,
+            "every accepted frame is queued, delivered or counted as dropped"
+        );
+        assert!(s.chats <= self.config.max_chats && s.apps <= self.config.max_apps);
+        assert_eq!((s.transmits_dropped, s.events_dropped), (0, 0));
+        for chat in RELAY_CHATS {
+            assert!(
+                self.relay
+                    .members(&sealwire::chat::ChatId::new(chat))
+                    .count()
+                    <= 2
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: std::env::var("CHAT_SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64), ..ProptestConfig::default() })]
+
+    #[test]
+    fn relay_delivers_only_to_members_in_order_within_its_budgets(
+        ops in proptest::collection::vec(relay_op(), 1..120),
+    ) {
+        let mut sim = RelaySim::new();
+        for op in ops {
+            sim.apply(op);
+        }
+        // In the end every registered app takes what waits for it; the books balance.
+        for app in 0..RELAY_APPS.len() {
+            sim.deliver(app, u8::MAX);
+            sim.deliver(app, u8::MAX);
+        }
+        sim.check_bounds();
     }
 }

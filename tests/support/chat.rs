@@ -1,6 +1,7 @@
-//! Helpers shared by the chat integration tests. Everything here is written against the raw
-//! primitive crates (hmac, sha2, chacha20poly1305, ed25519-dalek), not against sealwire, so
-//! the tests check sealwire against an independent construction of the same bytes.
+//! Helpers shared by the chat integration tests (`mod support { pub mod chat; }`). The frame,
+//! key and signature helpers are written against the raw primitive crates (hmac, sha2,
+//! chacha20poly1305, ed25519-dalek), not against sealwire, so the tests check sealwire against
+//! an independent construction of the same bytes; `Pair` drives two sealwire machines.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
@@ -172,7 +173,7 @@ pub fn unhex(s: &str) -> Vec<u8> {
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use sealwire::chat::{Chat, ChatConfig, ChatEvent, ChatId, Error};
+use sealwire::chat::{Chat, ChatConfig, ChatError, ChatEvent, ChatId};
 use sealwire::crypto::ed25519::IdentityKey;
 use sealwire::time::Instant;
 
@@ -180,8 +181,14 @@ pub const SEED_A: [u8; 32] = [0xa1; 32];
 pub const SEED_B: [u8; 32] = [0xb2; 32];
 pub const PAIR_CHAT: [u8; 16] = [0x5c; 16];
 
-pub fn config(seed: [u8; 32]) -> ChatConfig {
-    ChatConfig::new(ChatId::new(PAIR_CHAT), IdentityKey::from_seed(seed))
+/// The configuration of the pair's chat.
+pub fn config() -> ChatConfig {
+    ChatConfig::new(ChatId::new(PAIR_CHAT))
+}
+
+/// The identity key made from `seed`.
+pub fn identity(seed: [u8; 32]) -> IdentityKey {
+    IdentityKey::from_seed(seed)
 }
 
 /// Two machines and a clock; frames are moved by hand or with `pump`.
@@ -193,13 +200,24 @@ pub struct Pair {
 
 impl Pair {
     pub fn with(seed: u8, edit: impl Fn(&mut ChatConfig)) -> Pair {
-        let mut ca = config(SEED_A);
-        let mut cb = config(SEED_B);
+        let mut ca = config();
+        let mut cb = config();
         edit(&mut ca);
         edit(&mut cb);
         let now = Instant::from_secs(1000);
-        let a = Chat::initiator(ca, ChaCha20Rng::from_seed([seed; 32]), now).unwrap();
-        let b = Chat::responder(cb, ChaCha20Rng::from_seed([seed.wrapping_add(1); 32])).unwrap();
+        let a = Chat::initiator(
+            now,
+            identity(SEED_A),
+            ca,
+            ChaCha20Rng::from_seed([seed; 32]),
+        )
+        .unwrap();
+        let b = Chat::responder(
+            identity(SEED_B),
+            cb,
+            ChaCha20Rng::from_seed([seed.wrapping_add(1); 32]),
+        )
+        .unwrap();
         Pair { a, b, now }
     }
 
@@ -218,7 +236,7 @@ impl Pair {
     }
 
     /// Delivers every queued frame both ways until both are quiet; stops at the first error.
-    pub fn pump(&mut self) -> Result<(), Error> {
+    pub fn pump(&mut self) -> Result<(), ChatError> {
         loop {
             let mut moved = false;
             while let Some(f) = self.a.poll_transmit() {
@@ -255,4 +273,136 @@ pub fn messages(ev: &[ChatEvent]) -> Vec<(u32, u64, Vec<u8>)> {
             _ => None,
         })
         .collect()
+}
+
+// ------------------------------------------------------------------ the relay
+
+use sealwire::chat::relay::{
+    prove_registration, ConnId, Downlink, Relay, RelayConfig, RelayError, RelayEvent, Transmit,
+    Uplink,
+};
+use sealwire::chat::{FrameHeader, FrameKind, MSG1_BODY_LEN, TAG_LEN};
+use sealwire::crypto::ed25519::IdentityPublic;
+
+pub type TestRelay = Relay<ChaCha20Rng>;
+
+/// A relay with the default configuration changed by `edit`.
+pub fn relay_with(edit: impl FnOnce(&mut RelayConfig)) -> TestRelay {
+    let mut cfg = RelayConfig::default();
+    edit(&mut cfg);
+    Relay::new(cfg, ChaCha20Rng::from_seed([0x4e; 32])).unwrap()
+}
+
+/// Everything the relay queued for the streams.
+pub fn transmits(relay: &mut TestRelay) -> Vec<Transmit> {
+    std::iter::from_fn(|| relay.poll_transmit()).collect()
+}
+
+/// Everything the relay reported.
+pub fn relay_events(relay: &mut TestRelay) -> Vec<RelayEvent> {
+    std::iter::from_fn(|| relay.poll_event()).collect()
+}
+
+/// Opens a stream and sends `Register` and an honest `Proof` for the identity of `seed`.
+/// Returns the stream and the outcome of the proof; the relay's answers stay queued.
+pub fn try_register(
+    relay: &mut TestRelay,
+    now: Instant,
+    seed: [u8; 32],
+) -> (ConnId, Result<(), RelayError>) {
+    let key = IdentityKey::from_seed(seed);
+    let conn = relay.connect(now).unwrap();
+    let identity = key.public().as_bytes().to_vec();
+    let app_id = format!("app-{:02x}", seed[0]);
+    relay
+        .handle_uplink(now, conn, Uplink::Register { identity, app_id })
+        .unwrap();
+    let nonce = match transmits(relay).as_slice() {
+        [Transmit {
+            to,
+            message: Downlink::Challenge { nonce },
+        }] if *to == conn => *nonce,
+        other => panic!("expected one challenge, got {other:?}"),
+    };
+    let signature = prove_registration(&key, &nonce).to_vec();
+    let proved = relay.handle_uplink(now, conn, Uplink::Proof { signature });
+    (conn, proved)
+}
+
+/// Opens a stream and registers the identity of `seed` on it. Returns the stream and the
+/// frames that waited for the identity; the relay's queues are drained.
+pub fn register(relay: &mut TestRelay, now: Instant, seed: [u8; 32]) -> (ConnId, u32) {
+    let (conn, proved) = try_register(relay, now, seed);
+    proved.unwrap();
+    let queued = transmits(relay)
+        .into_iter()
+        .find_map(|t| match t.message {
+            Downlink::Registered { queued_frames } if t.to == conn => Some(queued_frames),
+            _ => None,
+        })
+        .expect("registered");
+    relay_events(relay);
+    (conn, queued)
+}
+
+/// `conn` starts `chat`, pinning `pin` if given. `Ok(peer)` from the `Started` answer, or the
+/// error of the `Rejected` one; the relay's queues are drained.
+pub fn start(
+    relay: &mut TestRelay,
+    now: Instant,
+    conn: ConnId,
+    chat: [u8; 16],
+    pin: Option<[u8; 32]>,
+) -> Result<Option<IdentityPublic>, RelayError> {
+    let up = Uplink::Start {
+        chat_id: chat.to_vec(),
+        peer_identity: pin.map(|p| p.to_vec()).unwrap_or_default(),
+    };
+    let result = relay.handle_uplink(now, conn, up);
+    let answer = transmits(relay)
+        .into_iter()
+        .find(|t| t.to == conn)
+        .expect("an answer");
+    relay_events(relay);
+    match (result, answer.message) {
+        (Ok(()), Downlink::Started { peer_identity, .. }) => Ok(peer_identity),
+        (Err(e), Downlink::Rejected { error, .. }) if e == error => Err(e),
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// A well-formed handshake message 1 for `chat` at `epoch` (no keys needed).
+pub fn handshake_init(chat: [u8; 16], epoch: u32) -> Vec<u8> {
+    let mut f = FrameHeader {
+        kind: FrameKind::HandshakeInit,
+        chat_id: ChatId::new(chat),
+        epoch,
+        counter: 0,
+    }
+    .encode()
+    .to_vec();
+    f.extend_from_slice(&[0x42; MSG1_BODY_LEN]);
+    f
+}
+
+/// A well-formed (keyless, so unauthenticated) data frame for `chat` whose counter is `seq`
+/// and whose body carries `seq` too, so a test can tell frames apart after routing.
+pub fn data_frame(chat: [u8; 16], seq: u64, plaintext_len: usize) -> Vec<u8> {
+    let mut f = FrameHeader {
+        kind: FrameKind::Data,
+        chat_id: ChatId::new(chat),
+        epoch: 0,
+        counter: seq,
+    }
+    .encode()
+    .to_vec();
+    let mut body = vec![0u8; plaintext_len.max(8) + TAG_LEN];
+    body[..8].copy_from_slice(&seq.to_be_bytes());
+    f.extend_from_slice(&body);
+    f
+}
+
+/// Every frame waiting for `conn`, in delivery order.
+pub fn deliver_all(relay: &mut TestRelay, conn: ConnId) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| relay.poll_frame(conn)).collect()
 }

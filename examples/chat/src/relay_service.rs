@@ -1,0 +1,346 @@
+//! The relay node's gRPC service: the `sealwire::chat::relay::Relay` machine pumped over
+//! tonic. Shared by `grpc_chat_node` (which adds its command line) and the package's tests.
+//!
+//! Every rule is the machine's; this only moves messages. One task per `RouteChat` stream
+//! feeds its uplink messages to `Relay::handle_uplink` and sends the machine's answers back
+//! (waiting for room, so a stream that does not read stops being read); a stream takes frames
+//! from its app's mailbox (`Relay::poll_frame`) only when it has room, after the machine said
+//! frames wait (`RelayEvent::FramesWaiting`); one more task sleeps until
+//! `Relay::poll_timeout`. The machine sits behind one lock, held only while it runs.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand_core::UnwrapErr;
+use sealwire::chat::relay::{ConnId, Downlink, Relay, RelayError, RelayEvent, Transmit, Uplink};
+use sealwire::crypto::ed25519::IdentityPublic;
+use sealwire::crypto::hex;
+use sealwire::time::{Clock, Instant};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tonic::codegen::tokio_stream::{wrappers::ReceiverStream, Stream};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::proto as chat_relay;
+use chat_relay::chat_relay_server::{ChatRelay, ChatRelayServer};
+use chat_relay::{downlink, uplink};
+
+/// The operating system's generator, which the relay draws its challenges from.
+pub type NodeRng = UnwrapErr<getrandom::SysRng>;
+
+/// The gRPC service over `relay`, each stream buffering at most `stream_queue` downlink
+/// messages. Spawns the machine's timer task, so it must be called within a tokio runtime.
+pub fn relay_service(relay: Relay<NodeRng>, stream_queue: usize) -> ChatRelayServer<Node> {
+    let shared = Arc::new(Shared {
+        hub: Mutex::new(Hub {
+            relay,
+            streams: HashMap::new(),
+            armed: None,
+        }),
+        clock: Clock::new(),
+        timer: Notify::new(),
+        stream_queue,
+    });
+    tokio::spawn(run_timers(shared.clone()));
+    ChatRelayServer::new(Node(shared))
+}
+
+type Tx = mpsc::Sender<Result<chat_relay::Downlink, Status>>;
+
+/// What the node keeps of one open stream, to reach its task.
+struct StreamHandle {
+    /// Wakes the task when frames wait in its app's mailbox.
+    wake: Arc<Notify>,
+    /// Ends the stream with a status (the machine ended it: replaced, registration timeout).
+    end: Option<oneshot::Sender<Status>>,
+    tx: Tx,
+}
+
+/// The relay machine and the streams it talks to, behind one lock.
+struct Hub {
+    relay: Relay<NodeRng>,
+    streams: HashMap<ConnId, StreamHandle>,
+    /// The deadline the timer task sleeps until.
+    armed: Option<Instant>,
+}
+
+struct Shared {
+    hub: Mutex<Hub>,
+    clock: Clock,
+    /// Wakes the timer task when an input brought the machine's deadline forward.
+    timer: Notify,
+    stream_queue: usize,
+}
+
+impl Shared {
+    fn hub(&self) -> MutexGuard<'_, Hub> {
+        // A panic while holding the lock would be a bug in this file; keep serving anyway.
+        self.hub.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drains the machine after an input: returns the messages for stream `me` (sent by its
+    /// own task, which may wait for room) and the status `me` must end with, if any; ends
+    /// other streams, wakes the streams whose mailbox got frames, logs events, re-arms the timer.
+    fn dispatch(&self, hub: &mut Hub, me: Option<ConnId>) -> (Vec<downlink::Msg>, Option<Status>) {
+        let (mut own, mut end) = (Vec::new(), None);
+        while let Some(Transmit { to, message }) = hub.relay.poll_transmit() {
+            match (message, hub.streams.get_mut(&to)) {
+                (Downlink::End(e), _) if Some(to) == me => end = Some(status(e)),
+                (Downlink::End(e), Some(h)) => {
+                    if let Some(end) = h.end.take() {
+                        let _ = end.send(status(e));
+                    }
+                }
+                (msg, _) if Some(to) == me => own.extend(to_proto(msg)),
+                // The machine answers the stream that spoke; this is only for completeness.
+                (msg, Some(h)) => {
+                    if let Some(m) = to_proto(msg) {
+                        let _ = h.tx.try_send(down(m));
+                    }
+                }
+                (_, None) => {}
+            }
+        }
+        while let Some(event) = hub.relay.poll_event() {
+            match event {
+                RelayEvent::FramesWaiting { conn } => {
+                    if let Some(h) = hub.streams.get(&conn) {
+                        h.wake.notify_one();
+                    }
+                }
+                RelayEvent::AppRegistered {
+                    identity,
+                    app_id,
+                    queued_frames,
+                    ..
+                } => {
+                    tracing::info!(identity = %short(&identity), app_id, queued = queued_frames, "app registered")
+                }
+                RelayEvent::AppDisconnected { identity, .. } => {
+                    tracing::info!(identity = %short(&identity), "app disconnected")
+                }
+                RelayEvent::ChatJoined { chat_id, identity } => {
+                    tracing::info!(identity = %short(&identity), chat = %hex::encode(chat_id.as_bytes()), "joined chat")
+                }
+                RelayEvent::ChatExpired {
+                    chat_id,
+                    frames_dropped,
+                } => {
+                    tracing::info!(chat = %hex::encode(chat_id.as_bytes()), frames_dropped, "chat expired")
+                }
+                other => tracing::debug!(?other, "relay event"),
+            }
+        }
+        let next = hub.relay.poll_timeout();
+        if next.is_some_and(|t| hub.armed.is_none_or(|armed| t < armed)) {
+            hub.armed = next;
+            self.timer.notify_one();
+        }
+        (own, end)
+    }
+}
+
+fn status(e: RelayError) -> Status {
+    Status::new(Code::from(e.code()), e.to_string())
+}
+
+fn down(msg: downlink::Msg) -> Result<chat_relay::Downlink, Status> {
+    Ok(chat_relay::Downlink { msg: Some(msg) })
+}
+
+fn from_proto(msg: uplink::Msg) -> Uplink {
+    match msg {
+        uplink::Msg::Register(r) => Uplink::Register {
+            identity: r.identity,
+            app_id: r.app_id,
+        },
+        uplink::Msg::Proof(p) => Uplink::Proof {
+            signature: p.signature,
+        },
+        uplink::Msg::Start(s) => Uplink::Start {
+            chat_id: s.chat_id,
+            peer_identity: s.peer_identity,
+        },
+        uplink::Msg::Frame(f) => Uplink::Frame(f),
+    }
+}
+
+/// The gRPC form of a machine message (`End` is not a message: it ends the stream).
+fn to_proto(msg: Downlink) -> Option<downlink::Msg> {
+    Some(match msg {
+        Downlink::Challenge { nonce } => downlink::Msg::Challenge(chat_relay::Challenge {
+            nonce: nonce.to_vec(),
+        }),
+        Downlink::Registered { queued_frames } => {
+            downlink::Msg::Registered(chat_relay::Registered { queued_frames })
+        }
+        Downlink::Started {
+            chat_id,
+            peer_identity,
+            peer_app_id,
+        } => downlink::Msg::Started(chat_relay::ChatStarted {
+            chat_id: chat_id.as_bytes().to_vec(),
+            peer_identity: peer_identity
+                .map(|p| p.as_bytes().to_vec())
+                .unwrap_or_default(),
+            peer_app_id,
+        }),
+        Downlink::Rejected {
+            error,
+            uplink_index,
+        } => downlink::Msg::Rejected(chat_relay::Rejected {
+            code: error.code(),
+            message: error.to_string(),
+            uplink_index,
+        }),
+        _ => return None,
+    })
+}
+
+/// Reads the next uplink message, turning a closed stream into `Ok(None)`.
+async fn next(inbound: &mut Streaming<chat_relay::Uplink>) -> Result<Option<uplink::Msg>, Status> {
+    match inbound.message().await? {
+        None => Ok(None),
+        // An empty oneof carries nothing; refuse it rather than skip it.
+        Some(chat_relay::Uplink { msg: None }) => {
+            Err(Status::invalid_argument("empty uplink message"))
+        }
+        Some(chat_relay::Uplink { msg: Some(m) }) => Ok(Some(m)),
+    }
+}
+
+async fn send(tx: &Tx, msg: downlink::Msg) -> Result<(), Status> {
+    tx.send(down(msg))
+        .await
+        .map_err(|_| Status::cancelled("the app went away"))
+}
+
+/// One stream until it ends: uplink messages into the machine, its answers and the app's
+/// frames back.
+async fn serve(
+    shared: &Shared,
+    conn: ConnId,
+    mut inbound: Streaming<chat_relay::Uplink>,
+    tx: &Tx,
+    wake: &Notify,
+    mut end: oneshot::Receiver<Status>,
+) -> Result<(), Status> {
+    loop {
+        tokio::select! {
+            biased;
+            ended = &mut end => return Err(ended.unwrap_or_else(|_| Status::aborted("ended"))),
+            () = wake.notified() => deliver(shared, conn, tx).await?,
+            msg = next(&mut inbound) => {
+                let Some(msg) = msg? else { return Ok(()) };
+                let (own, ended) = {
+                    let mut hub = shared.hub();
+                    let now = shared.clock.now();
+                    if let Err(e) = hub.relay.handle_uplink(now, conn, from_proto(msg)) {
+                        tracing::debug!(conn = conn.get(), code = e.code(), message = %e, "refused");
+                    }
+                    shared.dispatch(&mut hub, Some(conn))
+                };
+                for m in own {
+                    send(tx, m).await?;
+                }
+                if let Some(status) = ended {
+                    return Err(status);
+                }
+            }
+        }
+    }
+}
+
+/// Moves mailbox frames to the stream, one downlink slot at a time, so a frame leaves the
+/// mailbox only when the stream has room for it.
+async fn deliver(shared: &Shared, conn: ConnId, tx: &Tx) -> Result<(), Status> {
+    loop {
+        let permit = tx
+            .reserve()
+            .await
+            .map_err(|_| Status::cancelled("the app went away"))?;
+        let Some(frame) = shared.hub().relay.poll_frame(conn) else {
+            return Ok(());
+        };
+        permit.send(down(downlink::Msg::Frame(frame)));
+    }
+}
+
+/// Sleeps until the machine's deadline and acts on it (registration timeouts, idle chats).
+async fn run_timers(shared: Arc<Shared>) {
+    loop {
+        let deadline = {
+            let mut hub = shared.hub();
+            hub.armed = hub.relay.poll_timeout();
+            hub.armed
+        };
+        let sleep = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until(shared.clock.to_std(t).into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {
+                let mut hub = shared.hub();
+                hub.relay.handle_timeout(shared.clock.now());
+                shared.dispatch(&mut hub, None);
+            }
+            () = shared.timer.notified() => {}
+        }
+    }
+}
+
+/// The `ChatRelay` service (see [`relay_service`]).
+#[derive(Clone)]
+pub struct Node(Arc<Shared>);
+
+type DownlinkStream = Pin<Box<dyn Stream<Item = Result<chat_relay::Downlink, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ChatRelay for Node {
+    type RouteChatStream = DownlinkStream;
+
+    async fn route_chat(
+        &self,
+        request: Request<Streaming<chat_relay::Uplink>>,
+    ) -> Result<Response<Self::RouteChatStream>, Status> {
+        let shared = self.0.clone();
+        let (tx, rx) = mpsc::channel(shared.stream_queue);
+        let wake = Arc::new(Notify::new());
+        let (end_tx, end_rx) = oneshot::channel();
+        let conn = {
+            let mut hub = shared.hub();
+            let conn = hub.relay.connect(shared.clock.now()).map_err(status)?;
+            let handle = StreamHandle {
+                wake: wake.clone(),
+                end: Some(end_tx),
+                tx: tx.clone(),
+            };
+            hub.streams.insert(conn, handle);
+            shared.dispatch(&mut hub, Some(conn));
+            conn
+        };
+        let peer = request.remote_addr();
+        let inbound = request.into_inner();
+        tokio::spawn(async move {
+            let result = serve(&shared, conn, inbound, &tx, &wake, end_rx).await;
+            {
+                let mut hub = shared.hub();
+                hub.relay.disconnect(conn);
+                hub.streams.remove(&conn);
+                shared.dispatch(&mut hub, None);
+            }
+            if let Err(status) = result {
+                tracing::info!(?peer, code = ?status.code(), reason = status.message(), "stream ended");
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// First 8 bytes of an identity in hex, for logs.
+fn short(identity: &IdentityPublic) -> String {
+    hex::encode(&identity.as_bytes()[..8])
+}

@@ -1,0 +1,234 @@
+//! The relay's chat table: who the participants of each chat are (at most two, bound to the
+//! identities that started it, a seat reservable by a pin), the frames held for a participant
+//! that has not joined yet, each chat's handshake throttle, and idle expiry.
+//!
+//! Why the seat rules: the relay cannot know who *should* own a fresh chat id, but once two
+//! identities hold it nobody else may take either place, and a participant that pinned its peer
+//! keeps the second seat for exactly that peer, so a stranger who learns the chat id cannot
+//! squat it before the genuine peer arrives.
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec::Vec;
+
+use crate::crypto::ed25519::IdentityPublic;
+use crate::time::{Duration, Instant};
+
+use super::super::throttle::Throttle;
+use super::super::wire::ChatId;
+use super::error::RelayError;
+
+/// One participant: its proven identity and the peer it pinned, if any.
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    identity: IdentityPublic,
+    pin: Option<[u8; 32]>,
+}
+
+/// One chat the relay routes.
+#[derive(Clone)]
+pub(super) struct ChatEntry {
+    first: Member,
+    second: Option<Member>,
+    /// Frames the first participant sent before the second joined (moved to its mailbox when
+    /// it joins).
+    pub(super) held: VecDeque<Vec<u8>>,
+    handshakes: Throttle,
+    last_active: Instant,
+}
+
+impl ChatEntry {
+    fn other(&self, identity: &IdentityPublic) -> Option<&Member> {
+        if self.first.identity == *identity {
+            self.second.as_ref()
+        } else {
+            Some(&self.first)
+        }
+    }
+
+    pub(super) fn is_member(&self, identity: &IdentityPublic) -> bool {
+        self.first.identity == *identity || self.second.is_some_and(|m| m.identity == *identity)
+    }
+
+    /// The participants, first come first.
+    pub(super) fn members(&self) -> impl Iterator<Item = IdentityPublic> + '_ {
+        core::iter::once(self.first.identity).chain(self.second.map(|m| m.identity))
+    }
+}
+
+/// The answer to a successful start.
+pub(super) struct Joined {
+    /// The other participant, if it has started the chat.
+    pub(super) peer: Option<IdentityPublic>,
+    /// Whether the caller just became a participant.
+    pub(super) new: bool,
+    /// Frames that waited for the caller (it completed the chat).
+    pub(super) held: VecDeque<Vec<u8>>,
+}
+
+/// Every chat of the relay. See the module documentation.
+#[derive(Clone)]
+pub(super) struct Chats {
+    table: BTreeMap<ChatId, ChatEntry>,
+    /// Idle deadlines, one per chat. An entry may be early (the chat was active since it was
+    /// set): it is then moved to the chat's real deadline when it comes due, so a frame costs
+    /// no tree update.
+    expiry: BTreeSet<(Instant, ChatId)>,
+    max_chats: usize,
+    idle: Duration,
+    max_handshakes: u32,
+    handshake_period: Duration,
+}
+
+impl Chats {
+    pub(super) fn new(
+        max_chats: usize,
+        idle: Duration,
+        max_handshakes: u32,
+        handshake_period: Duration,
+    ) -> Self {
+        Chats {
+            table: BTreeMap::new(),
+            expiry: BTreeSet::new(),
+            max_chats,
+            idle,
+            max_handshakes,
+            handshake_period,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(super) fn get(&self, chat_id: &ChatId) -> Option<&ChatEntry> {
+        self.table.get(chat_id)
+    }
+
+    /// `identity` starts `chat_id`, pinning its peer to `pin` if given: it becomes a
+    /// participant if a seat is free to it, or is one already.
+    pub(super) fn start(
+        &mut self,
+        now: Instant,
+        chat_id: ChatId,
+        identity: IdentityPublic,
+        pin: Option<[u8; 32]>,
+    ) -> Result<Joined, RelayError> {
+        let me = Member { identity, pin };
+        let Some(chat) = self.table.get_mut(&chat_id) else {
+            if self.table.len() >= self.max_chats {
+                return Err(RelayError::TooManyChats);
+            }
+            self.table.insert(
+                chat_id,
+                ChatEntry {
+                    first: me,
+                    second: None,
+                    held: VecDeque::new(),
+                    handshakes: Throttle::new(self.max_handshakes, self.handshake_period),
+                    last_active: now,
+                },
+            );
+            self.expiry.insert((now + self.idle, chat_id));
+            return Ok(Joined {
+                peer: None,
+                new: true,
+                held: VecDeque::new(),
+            });
+        };
+        let other = chat.other(&identity).copied();
+        if let (Some(pin), Some(other)) = (pin, other) {
+            if pin != *other.identity.as_bytes() {
+                return Err(RelayError::PinMismatch);
+            }
+        }
+        let new = !chat.is_member(&identity);
+        if new {
+            if chat.second.is_some() {
+                return Err(RelayError::ChatFull);
+            }
+            // The first participant named its peer: the seat is kept for exactly that one.
+            if chat.first.pin.is_some_and(|p| p != *identity.as_bytes()) {
+                return Err(RelayError::SeatReserved);
+            }
+            chat.second = Some(me);
+        }
+        chat.last_active = now;
+        Ok(Joined {
+            peer: other.map(|m| m.identity),
+            new,
+            held: if new {
+                core::mem::take(&mut chat.held)
+            } else {
+                VecDeque::new()
+            },
+        })
+    }
+
+    /// Where a frame from participant `sender` in `chat_id` goes: the other participant, or
+    /// `None` when it has not joined yet (hold the frame with [`Chats::hold`]). A handshake
+    /// initiation counts against the chat's throttle.
+    pub(super) fn route(
+        &mut self,
+        now: Instant,
+        chat_id: &ChatId,
+        sender: &IdentityPublic,
+        handshake_init: bool,
+    ) -> Result<Option<IdentityPublic>, RelayError> {
+        let chat = self.table.get_mut(chat_id).ok_or(RelayError::NoSuchChat)?;
+        if !chat.is_member(sender) {
+            return Err(RelayError::NotStarted);
+        }
+        if handshake_init && !chat.handshakes.try_record(now) {
+            return Err(RelayError::HandshakesThrottled);
+        }
+        Ok(chat.other(sender).map(|m| m.identity))
+    }
+
+    /// Holds a frame for the participant that has not joined `chat_id` yet.
+    pub(super) fn hold(
+        &mut self,
+        chat_id: &ChatId,
+        frame: Vec<u8>,
+        max: usize,
+    ) -> Result<(), RelayError> {
+        let chat = self.table.get_mut(chat_id).ok_or(RelayError::NoSuchChat)?;
+        if chat.held.len() >= max {
+            return Err(RelayError::PendingFull);
+        }
+        chat.held.push_back(frame);
+        Ok(())
+    }
+
+    /// Marks `chat_id` active at `now` (a frame was routed): its idle deadline moves.
+    pub(super) fn touch(&mut self, chat_id: &ChatId, now: Instant) {
+        if let Some(chat) = self.table.get_mut(chat_id) {
+            chat.last_active = now;
+        }
+    }
+
+    /// The earliest idle deadline (possibly early, see `expiry`).
+    pub(super) fn next_expiry(&self) -> Option<Instant> {
+        self.expiry.first().map(|(t, _)| *t)
+    }
+
+    /// Removes and returns one chat whose idle deadline has passed at `now`, moving early
+    /// deadlines on the way; `None` when no chat is due.
+    pub(super) fn expire_one(&mut self, now: Instant) -> Option<(ChatId, ChatEntry)> {
+        while let Some(&(at, chat_id)) = self.expiry.first() {
+            if at > now {
+                return None;
+            }
+            self.expiry.pop_first();
+            let Some(chat) = self.table.get(&chat_id) else {
+                continue;
+            };
+            let due = chat.last_active + self.idle;
+            if due > now {
+                self.expiry.insert((due, chat_id));
+                continue;
+            }
+            return self.table.remove(&chat_id).map(|chat| (chat_id, chat));
+        }
+        None
+    }
+}
