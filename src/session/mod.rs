@@ -111,9 +111,9 @@ mod wire;
 pub use crate::crypto::secp256k1::{Address, PublicKey, SecretKey};
 pub use challenge::verify_challenge_response;
 pub use checkpoint::{decrypt_checkpoint_delta, CheckpointDelta, CheckpointMessage};
-pub use client::{Client, ClientEvent, Prompt, SessionParams};
+pub use client::{Client, ClientEvent, ClientStats, Prompt, SessionParams};
 pub use config::{ChunkAadPolicy, ClientConfig, NodeConfig};
-pub use error::{ClientError, ErrorCode, SessionError};
+pub use error::{ClientError, ErrorCode, NodeError};
 pub use node::{
     CloseReason, ConnectionId, Node, NodeEvent, NodeStats, PromptImage, PromptRequest,
     SessionRequest, StreamEnd, Transmit,

@@ -1,4 +1,5 @@
-//! Shared helpers for the session tests: a replaying RNG, an established node/client pair,
+//! Helpers shared by the session test files (`session_vectors`, `session_rules`,
+//! `session_props`): a replaying RNG, an established node/client pair,
 //! and hand-made frames sealed with the chacha20poly1305 crate directly.
 #![allow(dead_code)]
 
@@ -66,6 +67,7 @@ pub fn node(config: NodeConfig, seed: u64) -> Node<ChaCha20Rng> {
         config,
         ChaCha20Rng::seed_from_u64(seed),
     )
+    .unwrap()
 }
 
 pub fn client_address() -> Address {
@@ -98,6 +100,7 @@ pub fn client_cfg(session_key: [u8; 32], seed: u64, cfg: ClientConfig) -> Client
         cfg,
         Recorded::new(&session_key, seed),
     )
+    .unwrap()
 }
 
 /// The client's init frame for `session_id`/`job_id`, under `session_key`.
@@ -131,14 +134,14 @@ pub fn establish(
     now: Instant,
     conn: ConnectionId,
     frame: &str,
-) -> Result<(), SessionError> {
+) -> Result<(), NodeError> {
     node.handle_frame(now, conn, frame)?;
     for e in events(node) {
         if let NodeEvent::SessionRequested(r) = e {
             if r.client_address == Some(client_address()) {
                 node.accept(now, conn, &r.session_id).unwrap();
             } else {
-                node.reject(now, conn, &r.session_id, "no").unwrap();
+                node.reject(conn, &r.session_id, "no").unwrap();
             }
         }
     }

@@ -1,13 +1,20 @@
-//! Frame parsing and emission helpers (no crypto state).
+//! JSON as the Fabstir wire writes it: a borrowed, type-tagged view for parsing ([`Field`],
+//! [`Obj`]) and the one emitter every frame goes through ([`JsonObject`]).
 //!
-//! Parsing goes through serde_json into borrowed structs whose fields are [`Field`]s: a
-//! type-tagged view of one JSON value that borrows strings from the frame and skips nested
-//! containers without building a `serde_json::Value`. Emission writes compact JSON exactly as
-//! `JSON.stringify` does (keys in the SDK's order, non-ASCII raw, lower-case `\u00xx` escapes).
+//! Parsing goes through serde_json into borrowed structs whose fields are [`Field`]s: one JSON
+//! value that borrows strings from the frame and skips nested containers without building a
+//! `serde_json::Value`. Emission writes compact JSON exactly as `JSON.stringify` does (keys in
+//! call order, non-ASCII raw, `"`, `\` and control characters escaped with lower-case `\u00xx`),
+//! which is also exactly what serde_json writes for the same strings (tested below).
+//!
+//! Why an emitter of our own rather than `serde_json::to_string`: without `std`, serde_json
+//! can only serialise into a buffer it allocates and grows itself, while the chunk path writes
+//! into the caller's buffer without allocating, and plaintexts holding a session key or a
+//! prompt are written into wiped, pre-sized storage (a growing buffer would leave copies in
+//! freed memory).
 
 use alloc::borrow::Cow;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
 use core::marker::PhantomData;
 
@@ -167,143 +174,6 @@ impl<T> Obj<T> {
     }
 }
 
-/// Every field any client→node frame can carry (unknown fields are skipped).
-#[derive(serde::Deserialize, Debug)]
-pub(crate) struct InFrame<'a> {
-    #[serde(rename = "type", borrow)]
-    pub(crate) ty: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) payload: Option<Obj<InPayload<'a>>>,
-    #[serde(borrow)]
-    pub(crate) session_id: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) job_id: Option<Field<'a>>,
-    #[serde(rename = "jobId", borrow)]
-    pub(crate) job_id_camel: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) chain_id: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) id: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) user_address: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) vector_database: Option<Obj<PlainVectorDb<'a>>>,
-    #[serde(borrow)]
-    pub(crate) prompt: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) request: Option<Obj<PlainRequest<'a>>>,
-    #[serde(borrow)]
-    pub(crate) reason: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) web_search: Option<Field<'a>>,
-    // `search_queries` in the envelope is deliberately not read: it repeats the prompt in
-    // clear (spec §7.6); the node uses the copy inside the ciphertext.
-}
-
-/// Payload of `encrypted_session_init` / `encrypted_message` (and node→client frames).
-#[derive(serde::Deserialize, Debug)]
-#[allow(non_snake_case)]
-pub(crate) struct InPayload<'a> {
-    #[serde(borrow)]
-    pub(crate) ephPubHex: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) saltHex: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) nonceHex: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) ciphertextHex: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) signatureHex: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) recid: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) info: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) aadHex: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) index: Option<Field<'a>>,
-}
-
-/// `vector_database` of the plaintext `session_init`.
-#[derive(serde::Deserialize, Debug)]
-pub(crate) struct PlainVectorDb<'a> {
-    #[serde(borrow)]
-    pub(crate) manifest_path: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) user_address: Option<Field<'a>>,
-}
-
-/// `request` of the plaintext `prompt`.
-#[derive(serde::Deserialize, Debug)]
-pub(crate) struct PlainRequest<'a> {
-    #[serde(borrow)]
-    pub(crate) model: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) prompt: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) max_tokens: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) temperature: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) thinking: Option<Field<'a>>,
-}
-
-/// Decrypted `encrypted_session_init` plaintext (§2.3).
-#[derive(serde::Deserialize)]
-#[allow(non_snake_case)]
-pub(crate) struct InitPlain<'a> {
-    #[serde(borrow)]
-    pub(crate) sessionKey: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) jobId: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) modelName: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) pricePerToken: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) recoveryPublicKey: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) vectorDatabase: Option<Obj<InitVectorDb<'a>>>,
-}
-
-/// `vectorDatabase` inside the init plaintext.
-#[derive(serde::Deserialize)]
-#[allow(non_snake_case)]
-pub(crate) struct InitVectorDb<'a> {
-    #[serde(borrow)]
-    pub(crate) manifestPath: Option<Field<'a>>,
-    #[serde(borrow)]
-    pub(crate) userAddress: Option<Field<'a>>,
-}
-
-/// Decrypted `encrypted_message` plaintext (§3).
-#[derive(serde::Deserialize)]
-pub(crate) struct PromptPlain<'a> {
-    #[serde(borrow)]
-    pub(crate) prompt: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub(crate) model: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub(crate) max_tokens: Option<u64>,
-    #[serde(default)]
-    pub(crate) temperature: Option<f64>,
-    #[serde(borrow, default)]
-    pub(crate) thinking: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub(crate) images: Option<Vec<ImagePlain<'a>>>,
-    #[serde(borrow, default)]
-    pub(crate) search_queries: Option<Vec<Cow<'a, str>>>,
-}
-
-/// One image of a prompt.
-#[derive(serde::Deserialize)]
-pub(crate) struct ImagePlain<'a> {
-    #[serde(borrow)]
-    pub(crate) data: Cow<'a, str>,
-    #[serde(borrow)]
-    pub(crate) format: Cow<'a, str>,
-}
-
 /// Parses a frame that must be a JSON object (serde would also take an array for a struct).
 pub(crate) fn parse_object<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
     let first = text
@@ -321,63 +191,156 @@ pub(crate) fn parse_object_bytes<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Opt
     parse_object(text)
 }
 
-/// Canonical unsigned decimal (BigInt `toString()`): digits only, no leading zero, ≤ 78 digits
-/// (uint256).
-pub(crate) fn is_decimal(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 78
-        && b.iter().all(u8::is_ascii_digit)
-        && !(b.len() > 1 && b.first() == Some(&b'0'))
+/// The string in `f`, if it is one.
+pub(crate) fn str_of<'x>(f: &'x Option<Field<'_>>) -> Option<&'x str> {
+    f.as_ref().and_then(Field::as_str)
 }
 
-/// Parses a canonical decimal `u64` (no sign, no leading zero).
-pub(crate) fn parse_canonical_u64(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 20 || (b.len() > 1 && b.first() == Some(&b'0')) {
-        return None;
+/// The unsigned integer in `f`, if it is one.
+pub(crate) fn u64_of(f: &Option<Field<'_>>) -> Option<u64> {
+    f.as_ref().and_then(Field::as_u64)
+}
+
+/// Writes one compact JSON object, keys in call order. Keys are literals of the protocol
+/// (plain ASCII, never escaped); values go through the escaping of [`push_json_str`].
+///
+/// Every object is closed with [`JsonObject::close`]; nested objects and arrays borrow their
+/// parent until they are closed.
+pub(crate) struct JsonObject<'o> {
+    out: &'o mut String,
+    empty: bool,
+}
+
+impl<'o> JsonObject<'o> {
+    /// Starts an object at the end of `out`.
+    pub(crate) fn open(out: &'o mut String) -> Self {
+        out.push('{');
+        JsonObject { out, empty: true }
     }
-    let mut n: u64 = 0;
-    for &c in b {
-        if !c.is_ascii_digit() {
-            return None;
+
+    fn key(&mut self, key: &str) -> &mut String {
+        if !self.empty {
+            self.out.push(',');
         }
-        n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        self.empty = false;
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        self.out
     }
-    Some(n)
-}
 
-/// `message_<n>` → n (canonical decimal only, so one index has exactly one AAD).
-pub(crate) fn parse_message_aad(aad: &[u8]) -> Option<u64> {
-    parse_canonical_u64(aad.strip_prefix(b"message_")?)
-}
+    /// `"key":"value"` with `value` escaped.
+    pub(crate) fn str(&mut self, key: &str, value: &str) -> &mut Self {
+        push_json_str(self.key(key), value);
+        self
+    }
 
-/// Writes `prefix` followed by the decimal `n` into `buf`, returning the used part.
-pub(crate) fn indexed_label<'b>(buf: &'b mut [u8; 32], prefix: &[u8], n: u64) -> &'b [u8] {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = n;
-    loop {
-        i -= 1;
-        if let Some(d) = digits.get_mut(i) {
-            *d = b'0' + (v % 10) as u8;
+    /// `"key":n`.
+    pub(crate) fn u64(&mut self, key: &str, n: u64) -> &mut Self {
+        push_u64(self.key(key), n);
+        self
+    }
+
+    /// `"key":true` / `false`.
+    pub(crate) fn bool(&mut self, key: &str, b: bool) -> &mut Self {
+        self.key(key).push_str(if b { "true" } else { "false" });
+        self
+    }
+
+    /// `"key":null`.
+    pub(crate) fn null(&mut self, key: &str) -> &mut Self {
+        self.key(key).push_str("null");
+        self
+    }
+
+    /// `"key":x` as JavaScript prints the number (see [`push_js_number`]).
+    pub(crate) fn js_number(&mut self, key: &str, x: f64) -> &mut Self {
+        push_js_number(self.key(key), x);
+        self
+    }
+
+    /// `"key":"<prefix><lower-case hex of bytes>"` (public bytes: table encoder).
+    pub(crate) fn hex(&mut self, key: &str, prefix: &str, bytes: &[u8]) -> &mut Self {
+        let out = self.key(key);
+        out.push('"');
+        out.push_str(prefix);
+        crate::crypto::hex::encode_to(bytes, out);
+        out.push('"');
+        self
+    }
+
+    /// `"key":"<lower-case hex of secret>"`, encoded in constant time (no table lookup
+    /// indexed by a secret digit), through a wiped stack buffer.
+    pub(crate) fn secret_hex(&mut self, key: &str, secret: &[u8]) -> &mut Self {
+        let out = self.key(key);
+        out.push('"');
+        let mut digits = zeroize::Zeroizing::new([0u8; 64]);
+        for chunk in secret.chunks(32) {
+            if let Ok(text) = base16ct::lower::encode_str(chunk, &mut digits[..]) {
+                out.push_str(text);
+            }
         }
-        v /= 10;
-        if v == 0 || i == 0 {
-            break;
-        }
+        out.push('"');
+        self
     }
-    let digits = digits.get(i..).unwrap_or(&[]);
-    let total = prefix.len() + digits.len();
-    if let Some(dst) = buf.get_mut(..prefix.len()) {
-        dst.copy_from_slice(prefix);
+
+    /// `"key":<json>` where `json` is already serialised JSON.
+    pub(crate) fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+        self.key(key).push_str(json);
+        self
     }
-    if let Some(dst) = buf.get_mut(prefix.len()..total) {
-        dst.copy_from_slice(digits);
+
+    /// `"key":{…}`: the nested object, to be closed before this one continues.
+    pub(crate) fn object(&mut self, key: &str) -> JsonObject<'_> {
+        JsonObject::open(self.key(key))
     }
-    buf.get(..total).unwrap_or(&[])
+
+    /// `"key":[…]`: the nested array, to be closed before this one continues.
+    pub(crate) fn array(&mut self, key: &str) -> JsonArray<'_> {
+        let out = self.key(key);
+        out.push('[');
+        JsonArray { out, empty: true }
+    }
+
+    /// Ends the object.
+    pub(crate) fn close(self) {
+        self.out.push('}');
+    }
 }
 
-/// Appends `s` as a JSON string literal exactly as `JSON.stringify` writes it.
+/// A JSON array being written (see [`JsonObject::array`]).
+pub(crate) struct JsonArray<'o> {
+    out: &'o mut String,
+    empty: bool,
+}
+
+impl JsonArray<'_> {
+    fn next(&mut self) -> &mut String {
+        if !self.empty {
+            self.out.push(',');
+        }
+        self.empty = false;
+        self.out
+    }
+
+    /// Appends an escaped string.
+    pub(crate) fn str(&mut self, value: &str) -> &mut Self {
+        push_json_str(self.next(), value);
+        self
+    }
+
+    /// Appends an object, to be closed before the array continues.
+    pub(crate) fn object(&mut self) -> JsonObject<'_> {
+        JsonObject::open(self.next())
+    }
+
+    /// Ends the array.
+    pub(crate) fn close(self) {
+        self.out.push(']');
+    }
+}
+
+/// Appends `s` as a JSON string literal exactly as `JSON.stringify` (and serde_json) write it.
 pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
     let mut start = 0;
@@ -410,7 +373,7 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
 /// Appends a `u64` in decimal.
 pub(crate) fn push_u64(out: &mut String, n: u64) {
     let mut buf = [0u8; 32];
-    let label = indexed_label(&mut buf, b"", n);
+    let label = super::indexed_label(&mut buf, b"", n);
     // Digits are ASCII.
     out.push_str(core::str::from_utf8(label).unwrap_or("0"));
 }
@@ -435,6 +398,7 @@ pub(crate) fn push_js_number(out: &mut String, x: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn json_strings_are_escaped_like_json_stringify() {
@@ -444,38 +408,67 @@ mod tests {
     }
 
     #[test]
-    fn message_aad_is_canonical_only() {
-        assert_eq!(parse_message_aad(b"message_0"), Some(0));
-        assert_eq!(parse_message_aad(b"message_42"), Some(42));
-        assert_eq!(parse_message_aad(b"message_01"), None);
-        assert_eq!(parse_message_aad(b"message_"), None);
-        assert_eq!(parse_message_aad(b"message_+1"), None);
-        assert_eq!(parse_message_aad(b"chunk_0"), None);
-        assert_eq!(parse_message_aad(b"message_99999999999999999999"), None);
+    fn every_control_character_and_ascii_byte_escapes_as_serde_json_does() {
+        for c in (0u32..0x80).chain([0x7f, 0xe9, 0x2028, 0x2029, 0x1f600]) {
+            let text: String = ['a', char::from_u32(c).unwrap_or('?'), 'b']
+                .iter()
+                .collect();
+            let mut ours = String::new();
+            push_json_str(&mut ours, &text);
+            assert_eq!(ours, serde_json::to_string(&text).unwrap(), "U+{c:04X}");
+        }
     }
 
     #[test]
-    fn labels_and_numbers() {
-        let mut b = [0u8; 32];
-        assert_eq!(indexed_label(&mut b, b"chunk_", 0), b"chunk_0");
-        assert_eq!(
-            indexed_label(&mut b, b"chunk_", u64::MAX),
-            b"chunk_18446744073709551615"
-        );
+    fn js_numbers() {
         let mut s = String::new();
         push_js_number(&mut s, 0.7);
         s.push(' ');
         push_js_number(&mut s, 1.0);
-        assert_eq!(s, "0.7 1");
+        s.push(' ');
+        push_js_number(&mut s, f64::NAN);
+        assert_eq!(s, "0.7 1 null");
     }
 
     #[test]
-    fn decimal_ids() {
-        assert!(is_decimal("0"));
-        assert!(is_decimal("123"));
-        assert!(!is_decimal("0x1"));
-        assert!(!is_decimal("01"));
-        assert!(!is_decimal(""));
-        assert!(!is_decimal("-1"));
+    fn nested_objects_and_arrays_close_in_order() {
+        let mut out = String::new();
+        let mut o = JsonObject::open(&mut out);
+        o.str("a", "x\"").u64("n", 7).bool("b", false).null("z");
+        let mut inner = o.object("in");
+        inner.hex("h", "0x", &[0xab]).secret_hex("k", &[0x01, 0xfe]);
+        inner.close();
+        let mut list = o.array("l");
+        list.str("q");
+        list.object().close();
+        list.close();
+        o.js_number("t", 0.5).raw("r", "[1]");
+        o.close();
+        assert_eq!(
+            out,
+            r#"{"a":"x\"","n":7,"b":false,"z":null,"in":{"h":"0xab","k":"01fe"},"l":["q",{}],"t":0.5,"r":[1]}"#
+        );
+    }
+
+    proptest! {
+        /// The escaping of every string a frame can carry equals serde_json's.
+        #[test]
+        fn any_string_escapes_as_serde_json_does(text in any::<String>()) {
+            let mut ours = String::new();
+            push_json_str(&mut ours, &text);
+            prop_assert_eq!(ours, serde_json::to_string(&text).unwrap());
+        }
+
+        #[test]
+        fn secret_hex_equals_the_table_encoder(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let (mut a, mut b) = (String::new(), String::new());
+            let mut o = JsonObject::open(&mut a);
+            o.secret_hex("k", &bytes);
+            o.close();
+            let mut o = JsonObject::open(&mut b);
+            o.hex("k", "", &bytes);
+            o.close();
+            prop_assert_eq!(a, b);
+        }
     }
 }
