@@ -949,19 +949,7 @@ fn chunk_sealing_into_a_sized_buffer_allocates_nothing() {
     .unwrap();
     let now = Instant::ZERO;
     let conn = node.connect().unwrap();
-    client
-        .start_session(
-            now,
-            SessionParams {
-                session_id: "1".into(),
-                job_id: "1".into(),
-                chain_id: 84532,
-                model: "m".into(),
-                price_per_token: 0,
-                vector_database: None,
-            },
-        )
-        .unwrap();
+    client.start_session(now, params("1", "1")).unwrap();
     node.handle_frame(now, conn, &client.poll_transmit().unwrap())
         .unwrap();
     while node.poll_event().is_some() {}

@@ -6,8 +6,6 @@
 
 use std::fs;
 
-use chacha20poly1305::aead::AeadInOut;
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sealwire::crypto::hex;
@@ -49,22 +47,12 @@ fn recorded(parts: &[&str]) -> Recorded {
 
 /// Independent XChaCha20-Poly1305 open (the crate directly, not sealwire's wrapper).
 fn xopen(key_hex: &str, nonce_hex: &str, aad_hex: &str, ct_hex: &str) -> Option<Vec<u8>> {
-    let key = hex::decode(key_hex).ok()?;
-    let nonce = hex::decode(nonce_hex).ok()?;
-    let aad = hex::decode(aad_hex).ok()?;
-    let mut ct = hex::decode(ct_hex).ok()?;
-    let split = ct.len().checked_sub(16)?;
-    let tag = ct.split_off(split);
-    let cipher = XChaCha20Poly1305::new_from_slice(&key).ok()?;
-    cipher
-        .decrypt_inout_detached(
-            nonce.as_slice().try_into().ok()?,
-            &aad,
-            ct.as_mut_slice().into(),
-            tag.as_slice().try_into().ok()?,
-        )
-        .ok()?;
-    Some(ct)
+    support::session::xchacha_open(
+        &hex::decode(key_hex).ok()?,
+        &hex::decode(nonce_hex).ok()?,
+        &hex::decode(aad_hex).ok()?,
+        hex::decode(ct_hex).ok()?,
+    )
 }
 
 fn node_with(key_hex: &str, allow_plaintext: bool) -> Node<ChaCha20Rng> {

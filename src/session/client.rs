@@ -16,12 +16,10 @@ use zeroize::Zeroizing;
 
 use super::config::{ChunkAadPolicy, ClientConfig};
 use super::error::ClientError;
-use super::node::PromptImage;
 use super::wire::{
     self, EncryptedMessage, EncryptedSessionInit, InitPlaintext, NodeFrame, NodeFrameKind,
     PlainPrompt, PlainSessionInit, PromptBody, Sealed, StreamCancel, MESSAGE_AAD, PING,
 };
-use super::VectorDatabase;
 use crate::crypto::aead;
 use crate::crypto::secp256k1::{Address, PublicKey, SecretKey};
 use crate::crypto::{kdf, SecretBytes};
@@ -29,6 +27,11 @@ use crate::queue::Outbox;
 use crate::time::Instant;
 
 mod answer;
+mod events;
+mod prompt;
+
+pub use events::{ClientEvent, ClientStats};
+pub use prompt::{Prompt, SessionParams};
 
 /// n − 1 of secp256k1 (noble's `randomPrivateKey` reduces modulo it, then adds 1).
 const N_MINUS_1: NonZero<U256> = NonZero::<U256>::from_be_hex(
@@ -41,148 +44,6 @@ fn scalar_from_seed48(seed: &[u8; 48]) -> Zeroizing<[u8; 32]> {
     let reduced: U256 = wide.rem(&N_MINUS_1).wrapping_add(&U256::ONE);
     let bytes: [u8; 32] = reduced.to_be_bytes().into();
     Zeroizing::new(bytes)
-}
-
-/// The session a client opens (envelope ids and the encrypted init's content).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionParams {
-    /// Session id (decimal).
-    pub session_id: String,
-    /// Job id (decimal).
-    pub job_id: String,
-    /// Chain id.
-    pub chain_id: u64,
-    /// Model name, passed through.
-    pub model: String,
-    /// Price per token (the SDK always sends 0).
-    pub price_per_token: u64,
-    /// Optional RAG database reference.
-    pub vector_database: Option<VectorDatabase>,
-}
-
-/// One prompt. `Debug` hides the text.
-#[derive(Clone)]
-pub struct Prompt {
-    /// The prompt text.
-    pub text: String,
-    /// Model (default: the session's).
-    pub model: Option<String>,
-    /// `max_tokens` (default 4000, the SDK's).
-    pub max_tokens: u64,
-    /// `temperature` (default 0.7).
-    pub temperature: f64,
-    /// `thinking` mode.
-    pub thinking: Option<String>,
-    /// Attached images.
-    pub images: Vec<PromptImage>,
-    /// Envelope `web_search` (sent in clear, as the SDK does).
-    pub web_search: bool,
-    /// Envelope `max_searches`.
-    pub max_searches: u64,
-    /// Search queries — only ever sent *inside* the ciphertext; the envelope says `null`.
-    pub search_queries: Vec<String>,
-    /// Request id to use (the SDK's is `Date.now()-<base36>`); `None` = derived from `now`
-    /// and a counter.
-    pub request_id: Option<String>,
-}
-
-impl Prompt {
-    /// A prompt with the SDK's defaults.
-    ///
-    /// ```
-    /// let p = sealwire::session::Prompt::new("hi");
-    /// assert_eq!(p.max_tokens, 4000);
-    /// assert!(!format!("{p:?}").contains("hi"));
-    /// ```
-    pub fn new(text: impl Into<String>) -> Self {
-        Prompt {
-            text: text.into(),
-            model: None,
-            max_tokens: 4000,
-            temperature: 0.7,
-            thinking: None,
-            images: Vec::new(),
-            web_search: false,
-            max_searches: 0,
-            search_queries: Vec::new(),
-            request_id: None,
-        }
-    }
-}
-
-impl fmt::Debug for Prompt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Prompt")
-            .field("text", &"[redacted]")
-            .field("model", &self.model)
-            .field("images", &self.images.len())
-            .field("request_id", &self.request_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What the client tells its application.
-#[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClientEvent {
-    /// `session_init_ack` arrived: prompts may be sent.
-    SessionReady,
-    /// One decrypted piece of the answer.
-    Chunk {
-        /// The text.
-        text: String,
-        /// Its index in the answer.
-        index: u64,
-        /// The node marked it final.
-        is_final: bool,
-    },
-    /// The answer is complete (`stream_end`, or the grace period after a final chunk).
-    Finished {
-        /// The whole answer.
-        text: String,
-        /// `finish_reason` of `stream_end`.
-        finish_reason: Option<String>,
-        /// `tokens_used` of `stream_end`.
-        tokens_used: Option<u64>,
-    },
-    /// The node sent an `error` frame (fails the init or the answer).
-    NodeError {
-        /// The node's code (`TOKEN_LIMIT_EXCEEDED`, ...).
-        code: String,
-        /// The node's message.
-        message: String,
-    },
-    /// The ack or the next chunk did not come in time.
-    TimedOut,
-    /// `pong` (heartbeat answer).
-    Pong,
-    /// The answer failed on the client's checks (undecryptable or reordered chunk, ...).
-    AnswerFailed {
-        /// Why.
-        error: ClientError,
-    },
-}
-
-impl fmt::Debug for ClientEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientEvent::SessionReady => f.write_str("SessionReady"),
-            ClientEvent::Chunk {
-                text,
-                index,
-                is_final,
-            } => write!(
-                f,
-                "Chunk {{ index: {index}, is_final: {is_final}, {} bytes }}",
-                text.len()
-            ),
-            ClientEvent::Finished { text, .. } => write!(f, "Finished({} bytes)", text.len()),
-            ClientEvent::NodeError { code, .. } => write!(f, "NodeError({code})"),
-            ClientEvent::TimedOut => f.write_str("TimedOut"),
-            ClientEvent::Pong => f.write_str("Pong"),
-            ClientEvent::AnswerFailed { error } => write!(f, "AnswerFailed({error:?})"),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -211,25 +72,6 @@ struct ClientSession {
     phase: Phase,
     answer: Option<Answer>,
     deadline: Option<Instant>,
-}
-
-/// Counters of a client ([`Client::stats`]).
-///
-/// ```
-/// # use sealwire::session::{Client, ClientConfig, SecretKey};
-/// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
-/// let node = SecretKey::from_bytes(&[7; 32]).unwrap().public_key();
-/// let client = Client::new(SecretKey::from_bytes(&[8; 32]).unwrap(), node, ClientConfig::default(), ChaCha20Rng::from_seed([0; 32])).unwrap();
-/// assert_eq!(client.stats().events_dropped, 0);
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ClientStats {
-    /// Frames dropped because the transmit queue was full (the client refuses calls instead,
-    /// so this stays 0 unless a call is made without checking its result).
-    pub transmits_dropped: u64,
-    /// Events dropped because the event queue was full.
-    pub events_dropped: u64,
 }
 
 /// The SDK side of the protocol.

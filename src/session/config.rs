@@ -4,6 +4,21 @@
 use super::error::{ClientError, NodeError};
 use crate::time::Duration;
 
+/// The first field that is zero among `sizes` then `timers`: a zero size, capacity or timer
+/// would refuse every input or expire everything at once.
+fn first_zero(
+    sizes: &[(&'static str, usize)],
+    timers: &[(&'static str, Duration)],
+) -> Option<&'static str> {
+    let size = sizes.iter().find(|(_, n)| *n == 0).map(|(field, _)| *field);
+    size.or_else(|| {
+        timers
+            .iter()
+            .find(|(_, d)| d.is_zero())
+            .map(|(field, _)| *field)
+    })
+}
+
 /// Limits and timers of a [`Node`](super::Node).
 ///
 /// ```
@@ -55,7 +70,7 @@ impl NodeConfig {
     /// The first field a node cannot run with: a zero size, capacity or timer would refuse
     /// every frame or expire every session at once. (`replay_cache_per_client` may be 0.)
     pub(crate) fn check(&self) -> Result<(), NodeError> {
-        let nonzero = [
+        let sizes = [
             ("max_frame_len", self.max_frame_len),
             ("max_connections", self.max_connections),
             ("max_sessions", self.max_sessions),
@@ -71,15 +86,7 @@ impl NodeConfig {
             ("idle_timeout", self.idle_timeout),
             ("accept_timeout", self.accept_timeout),
         ];
-        let zero = nonzero
-            .iter()
-            .find(|(_, n)| *n == 0)
-            .map(|(field, _)| *field);
-        let instant = timers
-            .iter()
-            .find(|(_, d)| d.is_zero())
-            .map(|(field, _)| *field);
-        match zero.or(instant) {
+        match first_zero(&sizes, &timers) {
             Some(field) => Err(NodeError::InvalidConfig(field)),
             None => Ok(()),
         }
@@ -150,7 +157,7 @@ impl ClientConfig {
     /// The first field a client cannot run with (a zero size or capacity, or a zero wait for
     /// the ack or a chunk; a zero `final_grace` is allowed).
     pub(crate) fn check(&self) -> Result<(), ClientError> {
-        let nonzero = [
+        let sizes = [
             ("max_frame_len", self.max_frame_len),
             ("max_answer_len", self.max_answer_len),
             ("queue_capacity", self.queue_capacity),
@@ -160,15 +167,7 @@ impl ClientConfig {
             ("first_chunk_timeout", self.first_chunk_timeout),
             ("chunk_timeout", self.chunk_timeout),
         ];
-        let zero = nonzero
-            .iter()
-            .find(|(_, n)| *n == 0)
-            .map(|(field, _)| *field);
-        let instant = timers
-            .iter()
-            .find(|(_, d)| d.is_zero())
-            .map(|(field, _)| *field);
-        match zero.or(instant) {
+        match first_zero(&sizes, &timers) {
             Some(field) => Err(ClientError::InvalidConfig(field)),
             None => Ok(()),
         }

@@ -183,7 +183,13 @@ impl<R: rand_core::CryptoRng> Node<R> {
         conn: ConnectionId,
         frame: &ClientFrame<'_>,
     ) -> Result<(), NodeError> {
-        match frame.kind()? {
+        let kind = frame.kind()?;
+        // The legacy frames authenticate nothing: refused unless the node opted in.
+        let plaintext = matches!(kind, ClientFrameKind::SessionInit | ClientFrameKind::Prompt);
+        if plaintext && !self.config.allow_plaintext {
+            return Err(NodeError::PlaintextDisabled);
+        }
+        match kind {
             ClientFrameKind::EncryptedSessionInit => self.on_encrypted_init(now, conn, frame),
             ClientFrameKind::EncryptedMessage => self.on_encrypted_message(now, conn, frame),
             ClientFrameKind::SessionInit => self.on_plain_init(now, conn, frame),

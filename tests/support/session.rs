@@ -197,21 +197,29 @@ pub fn indexed_message(key: &[u8; 32], session_id: &str, index: u64, text: &str)
     )
 }
 
-/// Opens a node frame's payload with `key` (independent AEAD).
+/// XChaCha20-Poly1305 open of `sealed` (ciphertext ‖ tag) with the chacha20poly1305 crate
+/// directly, independently of sealwire's wrapper.
+pub fn xchacha_open(key: &[u8], nonce: &[u8], aad: &[u8], mut sealed: Vec<u8>) -> Option<Vec<u8>> {
+    let tag = sealed.split_off(sealed.len().checked_sub(16)?);
+    XChaCha20Poly1305::new_from_slice(key)
+        .ok()?
+        .decrypt_inout_detached(
+            nonce.try_into().ok()?,
+            aad,
+            sealed.as_mut_slice().into(),
+            tag.as_slice().try_into().ok()?,
+        )
+        .ok()?;
+    Some(sealed)
+}
+
+/// Opens a node frame's payload with `key` (independent AEAD): (plaintext, AAD).
 pub fn open(key: &[u8; 32], frame: &str) -> Option<(Vec<u8>, Vec<u8>)> {
     let v: Value = serde_json::from_str(frame).ok()?;
     let p = &v["payload"];
     let nonce = hex::decode(p["nonceHex"].as_str()?).ok()?;
     let aad = hex::decode(p["aadHex"].as_str()?).ok()?;
-    let mut ct = hex::decode(p["ciphertextHex"].as_str()?).ok()?;
-    let tag = ct.split_off(ct.len().checked_sub(16)?);
-    XChaCha20Poly1305::new(key.into())
-        .decrypt_inout_detached(
-            nonce.as_slice().try_into().ok()?,
-            &aad,
-            ct.as_mut_slice().into(),
-            tag.as_slice().try_into().ok()?,
-        )
-        .ok()?;
-    Some((ct, aad))
+    let sealed = hex::decode(p["ciphertextHex"].as_str()?).ok()?;
+    let plain = xchacha_open(key, &nonce, &aad, sealed)?;
+    Some((plain, aad))
 }

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 
 use super::*;
 use crate::crypto::aead::{self, TAG_LEN};
-use crate::session::wire::client_frames::PromptPlaintext;
+use crate::session::wire::message::PromptPlaintext;
 use crate::session::wire::{self, EncryptedMessage};
 
 impl<R: rand_core::CryptoRng> Node<R> {

@@ -1,8 +1,9 @@
 //! Legacy plaintext mode ([docs/fabstir-wire.md §5.3]): `session_init` and `prompt`, behind
 //! [`NodeConfig::allow_plaintext`](crate::session::NodeConfig::allow_plaintext).
 //!
-//! Why opt-in: nothing here is authenticated — the claimed `user_address` is just text, and the
-//! prompt travels in clear. Sessions are flagged `encrypted: false` in every event.
+//! Why opt-in (checked before these handlers run): nothing here is authenticated — the claimed
+//! `user_address` is just text, and the prompt travels in clear. Sessions are flagged
+//! `encrypted: false` in every event.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -19,9 +20,6 @@ impl<R: rand_core::CryptoRng> Node<R> {
         conn: ConnectionId,
         frame: &ClientFrame<'_>,
     ) -> Result<(), NodeError> {
-        if !self.config.allow_plaintext {
-            return Err(NodeError::PlaintextDisabled);
-        }
         let init = PlainSessionInit::parse(frame)?;
         if let Some(slot) = self.table.find(conn, init.session_id) {
             let s = self.table.get(slot).ok_or(NodeError::UnknownConnection)?;
@@ -79,9 +77,6 @@ impl<R: rand_core::CryptoRng> Node<R> {
         conn: ConnectionId,
         frame: &ClientFrame<'_>,
     ) -> Result<(), NodeError> {
-        if !self.config.allow_plaintext {
-            return Err(NodeError::PlaintextDisabled);
-        }
         let prompt = PlainPrompt::parse(frame)?;
         // Either id selects this connection's accepted plaintext session; the job wins when
         // both are present.

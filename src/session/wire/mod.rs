@@ -3,7 +3,10 @@
 //!
 //! | file | frames | emitted by | parsed by |
 //! |---|---|---|---|
-//! | [`client_frames`] | `encrypted_session_init` (+ its plaintext), `encrypted_message` (+ its plaintext), `session_init`, `prompt`, `stream_cancel`, `ping` | [`Client`](super::Client) | [`Node`](super::Node) |
+//! | [`client_frames`] | the view every client frame is parsed into; `stream_cancel`, `ping` | [`Client`](super::Client) | [`Node`](super::Node) |
+//! | [`init`] | `encrypted_session_init` and its plaintext | client | node |
+//! | [`message`] | `encrypted_message` and its plaintext (the prompt) | client | node |
+//! | [`plaintext`] | the legacy `session_init` and `prompt` | client | node |
 //! | [`node_frames`] | `session_init_ack`, `error`, `encrypted_chunk`, `encrypted_response`, `stream_chunk`, `stream_end`, `pong` | [`Node`](super::Node) | [`Client`](super::Client) |
 //! | [`side`] | host-key challenge body and response, checkpoint delta and its published object | node | client |
 //! | [`json`] | the borrowed JSON view parsers read and the one emitter every frame is written with | | |
@@ -18,8 +21,11 @@
 //! `encrypted_response_final`) and the shape of ids (canonical decimals).
 
 pub(crate) mod client_frames;
+pub(crate) mod init;
 pub(crate) mod json;
+pub(crate) mod message;
 pub(crate) mod node_frames;
+pub(crate) mod plaintext;
 pub(crate) mod side;
 
 use alloc::vec::Vec;
@@ -27,19 +33,19 @@ use alloc::vec::Vec;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use self::json::{str_of, Field, JsonObject};
+use self::json::{str_of, Field, JsonObject, Obj};
 use super::error::NodeError;
 use super::VectorDatabase;
 use crate::crypto::hex;
 
-pub(crate) use self::client_frames::{
-    ClientFrame, ClientFrameKind, EncryptedMessage, EncryptedSessionInit, InitPlaintext,
-    PlainPrompt, PlainSessionInit, PromptBody, StreamCancel, PING,
-};
+pub(crate) use self::client_frames::{ClientFrame, ClientFrameKind, StreamCancel, PING};
+pub(crate) use self::init::{EncryptedSessionInit, InitPlaintext};
+pub(crate) use self::message::{EncryptedMessage, PromptBody};
 pub(crate) use self::node_frames::{
     EncryptedChunk, EncryptedResponse, ErrorFrame, InitAck, NodeFrame, NodeFrameKind, StreamChunk,
     StreamEndFrame, TokenLimit, PONG,
 };
+pub(crate) use self::plaintext::{PlainPrompt, PlainSessionInit};
 
 /// `alg` of the init payload, byte for byte (U+2192 raw).
 pub(crate) const ALG: &str =
@@ -162,26 +168,54 @@ pub(crate) struct SnakeVectorDatabase<'a> {
     user_address: Option<Field<'a>>,
 }
 
-/// One reader for both spellings: both fields must be strings, else `err`.
-fn read_vector_database(
-    manifest_path: &Option<Field<'_>>,
-    user_address: &Option<Field<'_>>,
-    err: NodeError,
-) -> Result<VectorDatabase, NodeError> {
-    Ok(VectorDatabase {
-        manifest_path: str_of(manifest_path).ok_or(err)?.into(),
-        user_address: str_of(user_address).ok_or(err)?.into(),
-    })
+/// The two fields of either spelling.
+pub(crate) trait VectorDatabaseFields {
+    /// `(manifest path, user address)` when they are strings.
+    fn strings(&self) -> (Option<&str>, Option<&str>);
 }
 
-/// One writer for both spellings (`camel`: the init plaintext's).
-fn write_vector_database(v: &VectorDatabase, o: &mut JsonObject<'_>, camel: bool) {
-    let (manifest, user) = if camel {
-        ("manifestPath", "userAddress")
-    } else {
-        ("manifest_path", "user_address")
+impl VectorDatabaseFields for CamelVectorDatabase<'_> {
+    fn strings(&self) -> (Option<&str>, Option<&str>) {
+        (str_of(&self.manifest_path), str_of(&self.user_address))
+    }
+}
+
+impl VectorDatabaseFields for SnakeVectorDatabase<'_> {
+    fn strings(&self) -> (Option<&str>, Option<&str>) {
+        (str_of(&self.manifest_path), str_of(&self.user_address))
+    }
+}
+
+/// One reader for both spellings: absent is `None`; present, it must be an object with both
+/// fields as strings, else `err`.
+fn read_vector_database<T: VectorDatabaseFields>(
+    value: &Option<Obj<T>>,
+    err: NodeError,
+) -> Result<Option<VectorDatabase>, NodeError> {
+    let Some(value) = value else {
+        return Ok(None);
     };
-    o.str(manifest, &v.manifest_path).str(user, &v.user_address);
+    let (manifest_path, user_address) = value.get().ok_or(err)?.strings();
+    Ok(Some(VectorDatabase {
+        manifest_path: manifest_path.ok_or(err)?.into(),
+        user_address: user_address.ok_or(err)?.into(),
+    }))
+}
+
+/// One writer for both spellings (`camel`: the init plaintext's `vectorDatabase`, else the
+/// plaintext `session_init`'s `vector_database`); nothing when `v` is `None`.
+fn write_vector_database(o: &mut JsonObject<'_>, v: Option<&VectorDatabase>, camel: bool) {
+    let Some(v) = v else {
+        return;
+    };
+    let (key, manifest, user) = if camel {
+        ("vectorDatabase", "manifestPath", "userAddress")
+    } else {
+        ("vector_database", "manifest_path", "user_address")
+    };
+    let mut d = o.object(key);
+    d.str(manifest, &v.manifest_path).str(user, &v.user_address);
+    d.close();
 }
 
 /// Canonical unsigned decimal (BigInt `toString()`): digits only, no leading zero, ≤ 78 digits
