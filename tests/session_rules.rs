@@ -1,9 +1,11 @@
-//! One test per rule of the node and the client (spec §2.5, §3, §6, §7 and the issue).
+//! One test per rule of the node and the client ([docs/fabstir-wire.md §2.5, §3, §6, §7],
+//! the crate's conventions, and the allocation-free answer path).
 
 mod support {
     pub mod session;
 }
 
+use rand_chacha::rand_core::SeedableRng;
 use sealwire::crypto::hex;
 use sealwire::session::*;
 use sealwire::time::{Duration, Instant};
@@ -923,6 +925,134 @@ fn per_session_memory_is_documented_and_bounded() {
     let closed = events(&mut node).len() as u64;
     assert_eq!(closed, 1_000);
     assert_eq!(closed + node.stats().events_dropped, 50_000);
+}
+
+#[test]
+fn a_node_configuration_it_cannot_run_with_is_refused_at_construction() {
+    let zeroed: [(&str, fn(&mut NodeConfig)); 9] = [
+        ("max_frame_len", |c| c.max_frame_len = 0),
+        ("max_connections", |c| c.max_connections = 0),
+        ("max_sessions", |c| c.max_sessions = 0),
+        ("max_sessions_per_connection", |c| {
+            c.max_sessions_per_connection = 0
+        }),
+        ("replay_cache_capacity", |c| c.replay_cache_capacity = 0),
+        ("queue_capacity", |c| c.queue_capacity = 0),
+        ("session_ttl", |c| c.session_ttl = Duration::ZERO),
+        ("idle_timeout", |c| c.idle_timeout = Duration::ZERO),
+        ("accept_timeout", |c| c.accept_timeout = Duration::ZERO),
+    ];
+    for (field, zero) in zeroed {
+        let mut cfg = NodeConfig::default();
+        zero(&mut cfg);
+        let node = Node::new(
+            SecretKey::from_bytes(&NODE_KEY).unwrap(),
+            cfg,
+            rand_chacha::ChaCha20Rng::from_seed([0; 32]),
+        );
+        assert_eq!(node.err(), Some(NodeError::InvalidConfig(field)));
+    }
+    // A zero per-client quota is a documented policy, not a mistake.
+    let cfg = NodeConfig {
+        replay_cache_per_client: 0,
+        ..NodeConfig::default()
+    };
+    node(cfg, 1);
+}
+
+#[test]
+fn a_client_configuration_it_cannot_run_with_is_refused_at_construction() {
+    let zeroed: [(&str, fn(&mut ClientConfig)); 6] = [
+        ("max_frame_len", |c| c.max_frame_len = 0),
+        ("max_answer_len", |c| c.max_answer_len = 0),
+        ("queue_capacity", |c| c.queue_capacity = 0),
+        ("ack_timeout", |c| c.ack_timeout = Duration::ZERO),
+        ("first_chunk_timeout", |c| {
+            c.first_chunk_timeout = Duration::ZERO
+        }),
+        ("chunk_timeout", |c| c.chunk_timeout = Duration::ZERO),
+    ];
+    for (field, zero) in zeroed {
+        let mut cfg = ClientConfig::default();
+        zero(&mut cfg);
+        let client = Client::new(
+            SecretKey::from_bytes(&CLIENT_KEY).unwrap(),
+            SecretKey::from_bytes(&NODE_KEY).unwrap().public_key(),
+            cfg,
+            Recorded::new(&K1, 1),
+        );
+        assert_eq!(client.err(), Some(ClientError::InvalidConfig(field)));
+    }
+    // No grace after a final chunk is allowed: the answer then ends at the next timeout.
+    client_cfg(
+        K1,
+        1,
+        ClientConfig {
+            final_grace: Duration::ZERO,
+            ..ClientConfig::default()
+        },
+    );
+}
+
+#[test]
+fn the_client_transmit_queue_is_bounded_and_a_call_that_would_overflow_it_is_refused() {
+    let mut c = client_cfg(
+        K1,
+        1,
+        ClientConfig {
+            queue_capacity: 2,
+            ..ClientConfig::default()
+        },
+    );
+    c.start_session(T0, params("1", "2")).unwrap();
+    c.ping().unwrap();
+    assert_eq!(c.ping(), Err(ClientError::Capacity));
+    assert_eq!(
+        c.start_session(T0, params("1", "2")),
+        Err(ClientError::Capacity)
+    );
+    // Refused calls changed nothing: the two frames wait, nothing was dropped.
+    assert!(c
+        .poll_transmit()
+        .unwrap()
+        .contains("encrypted_session_init"));
+    assert_eq!(c.poll_transmit().as_deref(), Some(r#"{"type":"ping"}"#));
+    assert_eq!(c.poll_transmit(), None);
+    assert_eq!(c.stats(), ClientStats::default());
+    c.ping().unwrap();
+}
+
+#[test]
+fn embedder_calls_are_refused_when_the_transmit_queue_is_full_and_change_nothing() {
+    let mut node = node(
+        NodeConfig {
+            queue_capacity: 2,
+            ..NodeConfig::default()
+        },
+        1,
+    );
+    let conn = node.connect().unwrap();
+    node.handle_frame(T0, conn, &init_frame(K1, 1, "1", "2"))
+        .unwrap();
+    assert_eq!(events(&mut node).len(), 1);
+    for _ in 0..2 {
+        node.handle_frame(T0, conn, r#"{"type":"ping"}"#).unwrap();
+    }
+    let full = Err(NodeError::Capacity("transmit queue"));
+    assert_eq!(node.reject(conn, "1", "no"), full);
+    assert_eq!(node.accept(T0, conn, "1"), full);
+    assert_eq!(node.stats().sessions_pending, 1);
+    // An input's output that does not fit is dropped and counted (here the pong and then the
+    // error frame saying so).
+    assert!(node.handle_frame(T0, conn, r#"{"type":"ping"}"#).is_err());
+    assert_eq!(node.stats().transmits_dropped, 2);
+    assert_eq!(drain(&mut node).len(), 2);
+    node.reject(conn, "1", "no").unwrap();
+    assert_eq!(
+        error_code(&drain(&mut node)[0]).as_deref(),
+        Some("NOT_AUTHORIZED")
+    );
+    assert_eq!(node.stats().sessions_pending, 0);
 }
 
 /// The answer's hot path allocates nothing (heap allocations counted per thread by a counting

@@ -166,3 +166,48 @@ impl<'f> StreamCancel<'f> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_is_serde_json_s_and_parses_back_with_a_bounded_reason() {
+        #[derive(serde::Serialize)]
+        struct Cancel<'a> {
+            r#type: &'a str,
+            session_id: &'a str,
+            reason: &'a str,
+        }
+        let reason = "é\"".repeat(200);
+        let text = StreamCancel {
+            session_id: "5",
+            reason: &reason,
+        }
+        .emit();
+        let want = Cancel {
+            r#type: "stream_cancel",
+            session_id: "5",
+            reason: &reason,
+        };
+        assert_eq!(text, serde_json::to_string(&want).unwrap());
+        let frame = ClientFrame::parse(&text).unwrap();
+        assert_eq!(frame.kind(), Ok(ClientFrameKind::StreamCancel));
+        let back = StreamCancel::parse(&frame).unwrap();
+        assert_eq!(back.session_id, "5");
+        assert!(back.reason.len() <= MAX_ECHO_LEN && reason.starts_with(back.reason));
+        let bare = ClientFrame::parse(r#"{"type":"stream_cancel","session_id":"5"}"#).unwrap();
+        assert_eq!(StreamCancel::parse(&bare).unwrap().reason, "user_cancelled");
+    }
+
+    #[test]
+    fn ping_is_a_ping_and_unknown_types_are_refused() {
+        assert_eq!(
+            ClientFrame::parse(PING).unwrap().kind(),
+            Ok(ClientFrameKind::Ping)
+        );
+        let other = ClientFrame::parse(r#"{"type":"pong"}"#).unwrap();
+        assert_eq!(other.kind(), Err(NodeError::InvalidMessage("unknown type")));
+        assert!(ClientFrame::parse("[1]").is_err());
+    }
+}

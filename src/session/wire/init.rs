@@ -250,3 +250,145 @@ fn field_cow(f: Option<Field<'_>>) -> Option<Cow<'_, str>> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The init and its plaintext equal serde_json's serialisation of the same fields in the
+    //! SDK's order, and parse back to what was emitted.
+    use super::*;
+    use crate::crypto::secp256k1::SecretKey;
+    use serde::Serialize;
+
+    const TRICKY: &str = "m \"q\" \\ \n\u{2}é→";
+
+    #[test]
+    fn the_init_frame_is_serde_json_s_and_parses_back() {
+        let eph = SecretKey::from_bytes(&[5; 32]).unwrap().public_key();
+        let mut signature = [0x11; 65];
+        signature[64] = 1;
+        let init = EncryptedSessionInit {
+            session_id: "12",
+            job_id: "345",
+            chain_id: 84532,
+            eph_pub: eph,
+            nonce: [9; 24],
+            signature,
+            aad: Vec::new(),
+            sealed: Zeroizing::new(alloc::vec![0xcd; 40]),
+        };
+        #[derive(Serialize)]
+        #[allow(non_snake_case)]
+        struct Payload {
+            ephPubHex: String,
+            saltHex: String,
+            nonceHex: String,
+            ciphertextHex: String,
+            signatureHex: String,
+            recid: u8,
+            alg: &'static str,
+            info: &'static str,
+            aadHex: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Frame {
+            r#type: &'static str,
+            payload: Payload,
+            chain_id: u64,
+            session_id: &'static str,
+            job_id: &'static str,
+        }
+        let want = Frame {
+            r#type: "encrypted_session_init",
+            payload: Payload {
+                ephPubHex: hex::encode(&eph.to_compressed()),
+                saltHex: "00".repeat(32),
+                nonceHex: "09".repeat(24),
+                ciphertextHex: "cd".repeat(40),
+                signatureHex: hex::encode(&signature),
+                recid: 1,
+                alg: ALG,
+                info: "",
+                aadHex: "",
+            },
+            chain_id: 84532,
+            session_id: "12",
+            job_id: "345",
+        };
+        let text = init.emit();
+        assert_eq!(text, serde_json::to_string(&want).unwrap());
+
+        let frame = ClientFrame::parse(&text).unwrap();
+        let back = EncryptedSessionInit::parse(&frame).unwrap();
+        assert_eq!(
+            (back.session_id, back.job_id, back.chain_id),
+            ("12", "345", 84532)
+        );
+        assert_eq!(back.eph_pub, eph);
+        assert_eq!((back.nonce, back.signature), (init.nonce, init.signature));
+        assert_eq!((&back.aad, &*back.sealed), (&init.aad, &*init.sealed));
+        assert_eq!(back.digest(&[2; 33]), init.digest(&[2; 33]));
+    }
+
+    #[test]
+    fn the_init_plaintext_is_serde_json_s_and_parses_back() {
+        let recovery = SecretKey::from_bytes(&[6; 32]).unwrap().public_key();
+        let plain = InitPlaintext {
+            session_key: SecretBytes::new([0xa5; 32]),
+            job_id: "345".into(),
+            model: TRICKY.into(),
+            price_per_token: 0,
+            recovery_public_key: Some(recovery),
+            vector_database: Some(VectorDatabase {
+                manifest_path: TRICKY.into(),
+                user_address: "0xabc".into(),
+            }),
+        };
+        #[derive(Serialize)]
+        #[allow(non_snake_case)]
+        struct Vdb {
+            manifestPath: &'static str,
+            userAddress: &'static str,
+        }
+        #[derive(Serialize)]
+        #[allow(non_snake_case)]
+        struct Plain {
+            sessionKey: String,
+            jobId: &'static str,
+            modelName: &'static str,
+            pricePerToken: u64,
+            recoveryPublicKey: String,
+            vectorDatabase: Vdb,
+        }
+        let want = Plain {
+            sessionKey: "a5".repeat(32),
+            jobId: "345",
+            modelName: TRICKY,
+            pricePerToken: 0,
+            recoveryPublicKey: alloc::format!("0x{}", hex::encode(&recovery.to_compressed())),
+            vectorDatabase: Vdb {
+                manifestPath: TRICKY,
+                userAddress: "0xabc",
+            },
+        };
+        let text = plain.emit();
+        assert_eq!(*text, serde_json::to_string(&want).unwrap());
+        let back = InitPlaintext::parse(text.as_bytes()).unwrap();
+        assert!(back.session_key == plain.session_key);
+        assert_eq!((&*back.job_id, &*back.model), ("345", TRICKY));
+        assert_eq!(back.recovery_public_key, Some(recovery));
+        assert_eq!(back.vector_database, plain.vector_database);
+    }
+
+    #[test]
+    fn a_session_key_that_is_not_32_bytes_of_hex_is_refused() {
+        for key in ["zz", "00", &"0g".repeat(32)] {
+            let text = alloc::format!(
+                r#"{{"sessionKey":"{key}","jobId":"1","modelName":"m","pricePerToken":0}}"#
+            );
+            assert_eq!(
+                InitPlaintext::parse(text.as_bytes()).err(),
+                Some(NodeError::InvalidSessionInit("sessionKey"))
+            );
+        }
+    }
+}

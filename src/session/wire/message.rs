@@ -191,3 +191,122 @@ impl<'a> PromptPlaintext<'a> {
         parse_object_bytes(plain).ok_or(NodeError::InvalidMessage("prompt payload"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The message frame and the prompt it seals equal serde_json's serialisation of the same
+    //! fields in the SDK's order, and parse back.
+    use super::*;
+    use serde::Serialize;
+
+    const TRICKY: &str = "p \"q\" \\ \r\n\u{1f}é→😀";
+
+    #[test]
+    fn the_message_frame_is_serde_json_s_and_parses_back() {
+        let (sealed, nonce) = ([0x42; 30], [3; 24]);
+        let frame = EncryptedMessage {
+            session_id: "9",
+            id: TRICKY,
+            payload: Sealed {
+                sealed: &sealed,
+                nonce: &nonce,
+                aad: b"message_0",
+            },
+            web_search: true,
+            max_searches: 5,
+        }
+        .emit();
+        #[derive(Serialize)]
+        #[allow(non_snake_case)]
+        struct Payload {
+            ciphertextHex: String,
+            nonceHex: String,
+            aadHex: String,
+        }
+        #[derive(Serialize)]
+        struct Frame {
+            r#type: &'static str,
+            session_id: &'static str,
+            id: &'static str,
+            payload: Payload,
+            web_search: bool,
+            max_searches: u64,
+            search_queries: Option<()>,
+        }
+        let want = Frame {
+            r#type: "encrypted_message",
+            session_id: "9",
+            id: TRICKY,
+            payload: Payload {
+                ciphertextHex: hex::encode(&sealed),
+                nonceHex: hex::encode(&nonce),
+                aadHex: hex::encode(b"message_0"),
+            },
+            web_search: true,
+            max_searches: 5,
+            search_queries: None,
+        };
+        assert_eq!(frame, serde_json::to_string(&want).unwrap());
+        let parsed = ClientFrame::parse(&frame).unwrap();
+        let envelope = EncryptedMessage::parse(&parsed).unwrap();
+        assert_eq!((envelope.session_id, envelope.id), ("9", TRICKY));
+        assert!(envelope.web_search);
+        let back = envelope.sealed().unwrap();
+        assert_eq!((&back.sealed[..], back.nonce), (&sealed[..], nonce));
+        assert_eq!(back.aad.as_slice(), b"message_0");
+    }
+
+    #[test]
+    fn the_sealed_prompt_is_serde_json_s_and_parses_back() {
+        let images = [PromptImage {
+            data: "aGk=".into(),
+            format: "png".into(),
+        }];
+        let queries = [String::from(TRICKY)];
+        let body = PromptBody {
+            text: TRICKY,
+            model: "llama",
+            max_tokens: 4000,
+            temperature: 0.7,
+            thinking: Some("high"),
+            images: &images,
+            search_queries: &queries,
+        };
+        #[derive(Serialize)]
+        struct Image {
+            data: &'static str,
+            format: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Plain {
+            prompt: &'static str,
+            model: &'static str,
+            max_tokens: u64,
+            temperature: f64,
+            stream: bool,
+            thinking: &'static str,
+            images: [Image; 1],
+            search_queries: [&'static str; 1],
+        }
+        let want = Plain {
+            prompt: TRICKY,
+            model: "llama",
+            max_tokens: 4000,
+            temperature: 0.7,
+            stream: true,
+            thinking: "high",
+            images: [Image {
+                data: "aGk=",
+                format: "png",
+            }],
+            search_queries: [TRICKY],
+        };
+        let text = body.emit_sealed_plaintext();
+        assert_eq!(*text, serde_json::to_string(&want).unwrap());
+        let back = PromptPlaintext::parse(text.as_bytes()).unwrap();
+        assert_eq!(back.prompt, TRICKY);
+        assert_eq!((back.max_tokens, back.temperature), (Some(4000), Some(0.7)));
+        assert_eq!(back.images.map(|i| i.len()), Some(1));
+        assert_eq!(back.search_queries.unwrap_or_default(), [TRICKY]);
+    }
+}

@@ -372,3 +372,273 @@ impl StreamEndFrame<'_> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every frame the node emits equals serde_json's serialisation of the same fields in the
+    //! same order (so its escaping and number formatting are serde_json's), and parses back.
+    use super::*;
+    use proptest::prelude::*;
+    use serde::Serialize;
+
+    fn serde<T: Serialize>(t: &T) -> String {
+        serde_json::to_string(t).unwrap()
+    }
+
+    const TRICKY: &str = "a \"q\" \\ b\n\t\u{1}\u{7f}é→😀";
+
+    #[derive(Serialize)]
+    struct Payload<'a> {
+        #[serde(rename = "ciphertextHex")]
+        ct: &'a str,
+        #[serde(rename = "nonceHex")]
+        nonce: &'a str,
+        #[serde(rename = "aadHex")]
+        aad: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        index: Option<u64>,
+    }
+
+    #[test]
+    fn ack_and_error_frames_are_serde_json_s() {
+        #[derive(Serialize)]
+        struct Ack<'a> {
+            r#type: &'a str,
+            status: &'a str,
+            session_id: &'a str,
+            job_id: &'a str,
+            chain_id: u64,
+            message: &'a str,
+            id: &'a str,
+        }
+        let ack = InitAck {
+            session_id: "1",
+            job_id: "22",
+            chain_id: 84532,
+            id: Some(TRICKY),
+        };
+        let want = Ack {
+            r#type: "session_init_ack",
+            status: "success",
+            session_id: "1",
+            job_id: "22",
+            chain_id: 84532,
+            message: "Session initialized",
+            id: TRICKY,
+        };
+        assert_eq!(ack.emit(), serde(&want));
+
+        #[derive(Serialize)]
+        struct Error<'a> {
+            r#type: &'a str,
+            code: &'a str,
+            message: &'a str,
+            session_id: &'a str,
+            id: &'a str,
+            prompt_tokens: u64,
+            context_window_size: u64,
+        }
+        let error = ErrorFrame {
+            code: ErrorCode::TokenLimitExceeded,
+            message: TRICKY,
+            session_id: Some("7"),
+            id: Some("r"),
+            token_limit: Some(TokenLimit {
+                prompt_tokens: 9000,
+                context_window_size: 8192,
+            }),
+        };
+        let want = Error {
+            r#type: "error",
+            code: "TOKEN_LIMIT_EXCEEDED",
+            message: TRICKY,
+            session_id: "7",
+            id: "r",
+            prompt_tokens: 9000,
+            context_window_size: 8192,
+        };
+        let text = error.emit();
+        assert_eq!(text, serde(&want));
+        let parsed = NodeFrame::parse(&text).unwrap();
+        assert_eq!(parsed.kind(), Some(NodeFrameKind::Error));
+        assert_eq!(
+            parsed.error(),
+            ("TOKEN_LIMIT_EXCEEDED".into(), TRICKY.into())
+        );
+    }
+
+    #[test]
+    fn error_messages_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(MAX_ERROR_MESSAGE_LEN);
+        let frame = ErrorFrame {
+            code: ErrorCode::Internal,
+            message: &long,
+            session_id: None,
+            id: None,
+            token_limit: None,
+        }
+        .emit();
+        let (_, message) = NodeFrame::parse(&frame).unwrap().error();
+        assert_eq!(message.len(), MAX_ERROR_MESSAGE_LEN);
+    }
+
+    #[test]
+    fn answer_frames_are_serde_json_s_and_parse_back() {
+        let sealed = [0xab; 20];
+        let nonce = [7; 24];
+        #[derive(Serialize)]
+        struct Chunk<'a> {
+            r#type: &'a str,
+            session_id: &'a str,
+            id: &'a str,
+            tokens: u64,
+            payload: Payload<'a>,
+            #[serde(rename = "final")]
+            is_final: bool,
+        }
+        let (ct_hex, nonce_hex) = (hex_of(&sealed), hex_of(&nonce));
+        let mut out = String::new();
+        EncryptedChunk {
+            session_id: "1",
+            id: TRICKY,
+            payload: Sealed {
+                sealed: &sealed,
+                nonce: &nonce,
+                aad: b"chunk_3",
+            },
+            index: 3,
+            is_final: true,
+        }
+        .emit_into(&mut out);
+        let want = Chunk {
+            r#type: "encrypted_chunk",
+            session_id: "1",
+            id: TRICKY,
+            tokens: 1,
+            payload: Payload {
+                ct: &ct_hex,
+                nonce: &nonce_hex,
+                aad: &hex_of(b"chunk_3"),
+                index: Some(3),
+            },
+            is_final: true,
+        };
+        assert_eq!(out, serde(&want));
+        let parsed = NodeFrame::parse(&out).unwrap();
+        let chunk = parsed.chunk().unwrap();
+        assert_eq!(parsed.kind(), Some(NodeFrameKind::EncryptedChunk));
+        assert_eq!(parsed.request_id(), Some(TRICKY));
+        assert_eq!(chunk.sealed.ciphertext, ct_hex);
+        assert_eq!(chunk.index.and_then(Field::as_u64), Some(3));
+        assert!(chunk.is_final);
+
+        #[derive(Serialize)]
+        struct Response<'a> {
+            r#type: &'a str,
+            session_id: &'a str,
+            id: &'a str,
+            payload: Payload<'a>,
+        }
+        let response = EncryptedResponse {
+            session_id: "1",
+            id: "r",
+            payload: Sealed {
+                sealed: &sealed,
+                nonce: &nonce,
+                aad: b"encrypted_response_final",
+            },
+        }
+        .emit();
+        let want = Response {
+            r#type: "encrypted_response",
+            session_id: "1",
+            id: "r",
+            payload: Payload {
+                ct: &ct_hex,
+                nonce: &nonce_hex,
+                aad: &hex_of(b"encrypted_response_final"),
+                index: None,
+            },
+        };
+        assert_eq!(response, serde(&want));
+        let parsed = NodeFrame::parse(&response).unwrap();
+        assert_eq!(
+            parsed.response().unwrap().map(|s| s.nonce),
+            Some(&*nonce_hex)
+        );
+
+        #[derive(Serialize)]
+        struct Usage {
+            prompt_tokens: u64,
+            completion_tokens: u64,
+            total_tokens: u64,
+            context_window_size: u64,
+        }
+        #[derive(Serialize)]
+        struct End<'a> {
+            r#type: &'a str,
+            session_id: &'a str,
+            id: &'a str,
+            reason: &'a str,
+            tokens_used: u64,
+            finish_reason: &'a str,
+            usage: Usage,
+        }
+        let end = StreamEnd {
+            finish_reason: TRICKY.into(),
+            ..StreamEnd::complete(12, 3, 8192)
+        };
+        let frame = StreamEndFrame {
+            session_id: "1",
+            id: "r",
+            end: &end,
+        }
+        .emit();
+        let want = End {
+            r#type: "stream_end",
+            session_id: "1",
+            id: "r",
+            reason: "complete",
+            tokens_used: 3,
+            finish_reason: TRICKY,
+            usage: Usage {
+                prompt_tokens: 12,
+                completion_tokens: 3,
+                total_tokens: 15,
+                context_window_size: 8192,
+            },
+        };
+        assert_eq!(frame, serde(&want));
+        assert_eq!(
+            NodeFrame::parse(&frame).unwrap().stream_end(),
+            (Some(TRICKY.into()), Some(3))
+        );
+    }
+
+    fn hex_of(b: &[u8]) -> String {
+        crate::crypto::hex::encode(b)
+    }
+
+    #[derive(Serialize)]
+    struct PlainChunk<'a> {
+        r#type: &'a str,
+        content: &'a str,
+        id: &'a str,
+        #[serde(rename = "final", skip_serializing_if = "std::ops::Not::not")]
+        is_final: bool,
+    }
+
+    proptest! {
+        /// Whatever text a plaintext chunk or an error carries, the frame is serde_json's.
+        #[test]
+        fn any_text_is_escaped_as_serde_json_does(text in any::<String>(), id in any::<String>(), is_final in any::<bool>()) {
+            let mut out = String::new();
+            StreamChunk { content: &text, id: &id, is_final }.emit_into(&mut out);
+            let want = PlainChunk { r#type: "stream_chunk", content: &text, id: &id, is_final };
+            prop_assert_eq!(&out, &serde(&want));
+            let parsed = NodeFrame::parse(&out).unwrap();
+            prop_assert_eq!(parsed.content().unwrap(), text.as_str());
+            prop_assert_eq!(parsed.chunk().is_err(), true);
+        }
+    }
+}

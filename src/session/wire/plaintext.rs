@@ -177,3 +177,134 @@ impl<'f> PlainPromptEnvelope<'f> {
         self.request.and_then(|r| str_of(&r.thinking))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The legacy frames equal serde_json's serialisation of the same fields in the SDK's
+    //! order, and parse back.
+    use super::*;
+    use crate::session::wire::message::PromptBody;
+    use serde::Serialize;
+
+    const TRICKY: &str = "u \"q\" \\ \u{8}\u{c}é";
+
+    #[test]
+    fn the_plaintext_session_init_is_serde_json_s_and_parses_back() {
+        let init = PlainSessionInit {
+            session_id: "3",
+            job_id: "4",
+            chain_id: 1,
+            user_address: Some(TRICKY),
+            vector_database: Some(VectorDatabase {
+                manifest_path: "m/p".into(),
+                user_address: TRICKY.into(),
+            }),
+            id: Some("1-a"),
+        };
+        #[derive(Serialize)]
+        struct Vdb {
+            manifest_path: &'static str,
+            user_address: &'static str,
+        }
+        #[derive(Serialize)]
+        #[allow(non_snake_case)]
+        struct Frame {
+            r#type: &'static str,
+            chain_id: u64,
+            session_id: &'static str,
+            jobId: &'static str,
+            user_address: &'static str,
+            vector_database: Vdb,
+            id: &'static str,
+        }
+        let want = Frame {
+            r#type: "session_init",
+            chain_id: 1,
+            session_id: "3",
+            jobId: "4",
+            user_address: TRICKY,
+            vector_database: Vdb {
+                manifest_path: "m/p",
+                user_address: TRICKY,
+            },
+            id: "1-a",
+        };
+        let text = init.emit();
+        assert_eq!(text, serde_json::to_string(&want).unwrap());
+        let frame = ClientFrame::parse(&text).unwrap();
+        let back = PlainSessionInit::parse(&frame).unwrap();
+        assert_eq!((back.session_id, back.job_id, back.chain_id), ("3", "4", 1));
+        assert_eq!((back.user_address, back.id), (Some(TRICKY), Some("1-a")));
+        assert_eq!(back.vector_database, init.vector_database);
+    }
+
+    #[test]
+    fn the_plaintext_prompt_is_serde_json_s_and_parses_back() {
+        let prompt = PlainPrompt {
+            chain_id: 1,
+            job_id: "4",
+            body: PromptBody {
+                text: TRICKY,
+                model: "llama",
+                max_tokens: 10,
+                temperature: 1.0,
+                thinking: None,
+                images: &[],
+                search_queries: &[],
+            },
+            web_search: false,
+            max_searches: 0,
+            id: "2-b",
+        };
+        #[derive(Serialize)]
+        struct Request {
+            model: &'static str,
+            prompt: &'static str,
+            max_tokens: u64,
+            // JavaScript prints the number 1.0 as `1`.
+            temperature: u64,
+            stream: bool,
+        }
+        #[derive(Serialize)]
+        #[allow(non_snake_case)]
+        struct Frame {
+            r#type: &'static str,
+            chain_id: u64,
+            jobId: &'static str,
+            prompt: &'static str,
+            web_search: bool,
+            max_searches: u64,
+            search_queries: Option<()>,
+            request: Request,
+            id: &'static str,
+        }
+        let want = Frame {
+            r#type: "prompt",
+            chain_id: 1,
+            jobId: "4",
+            prompt: TRICKY,
+            web_search: false,
+            max_searches: 0,
+            search_queries: None,
+            request: Request {
+                model: "llama",
+                prompt: TRICKY,
+                max_tokens: 10,
+                temperature: 1,
+                stream: true,
+            },
+            id: "2-b",
+        };
+        let text = prompt.emit();
+        assert_eq!(text, serde_json::to_string(&want).unwrap());
+        let frame = ClientFrame::parse(&text).unwrap();
+        let back = PlainPrompt::parse(&frame).unwrap();
+        assert_eq!(
+            (back.job_id, back.session_id, back.id),
+            (Some("4"), None, "2-b")
+        );
+        assert_eq!(back.prompt(), Ok(TRICKY));
+        assert_eq!((back.model(), back.max_tokens()), (Some("llama"), Some(10)));
+        assert_eq!((back.temperature(), back.thinking()), (Some(1.0), None));
+    }
+}

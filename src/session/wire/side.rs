@@ -211,3 +211,58 @@ pub(crate) fn parse_checkpoint_delta(plain: &[u8]) -> Result<CheckpointDelta, No
         host_signature: get_str(d, "hostSignature")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_challenge_response_is_serde_json_s_and_reads_back() {
+        let rs = [0x5a; 64];
+        let text = emit_challenge_response(&rs, 1);
+        #[derive(serde::Serialize)]
+        struct Response {
+            signature: String,
+            recid: u8,
+        }
+        let want = Response {
+            signature: hex::encode(&rs),
+            recid: 1,
+        };
+        assert_eq!(text, serde_json::to_string(&want).unwrap());
+        assert_eq!(parse_challenge_response(&text), Ok((rs, 1)));
+        let body = alloc::format!(r#"{{"challenge":"{}"}}"#, hex::encode(&[3; 32]));
+        assert_eq!(parse_challenge(body.as_bytes()), Ok([3; 32]));
+    }
+
+    #[test]
+    fn the_delta_is_sorted_compact_json_as_serde_json_writes_it() {
+        let mut metadata = Map::new();
+        metadata.insert("z\"".into(), Value::from(1));
+        metadata.insert("a".into(), serde_json::json!({"y": [1, "é"], "b": null}));
+        let delta = CheckpointDelta {
+            session_id: "1".into(),
+            checkpoint_index: 2,
+            proof_hash: "0xab".into(),
+            start_token: 3,
+            end_token: 4,
+            messages: alloc::vec![CheckpointMessage {
+                role: "user".into(),
+                content: "hi \"there\"\n".into(),
+                timestamp: 5,
+                metadata: Some(metadata.clone()),
+            }],
+            host_signature: "0xsig".into(),
+        };
+        // serde_json's map keeps keys sorted: its compact text is the reference.
+        let want = serde_json::json!({
+            "sessionId": "1", "checkpointIndex": 2, "proofHash": "0xab", "startToken": 3,
+            "endToken": 4, "hostSignature": "0xsig",
+            "messages": [{"role": "user", "content": "hi \"there\"\n", "timestamp": 5,
+                          "metadata": metadata}],
+        });
+        let text = emit_checkpoint_delta(&delta).unwrap();
+        assert_eq!(*text, want.to_string());
+        assert_eq!(parse_checkpoint_delta(text.as_bytes()), Ok(delta));
+    }
+}
