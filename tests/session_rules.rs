@@ -927,9 +927,12 @@ fn per_session_memory_is_documented_and_bounded() {
     assert_eq!(closed + node.stats().events_dropped, 50_000);
 }
 
+/// A field's name and how to set it to zero.
+type Zeroed<C> = (&'static str, fn(&mut C));
+
 #[test]
 fn a_node_configuration_it_cannot_run_with_is_refused_at_construction() {
-    let zeroed: [(&str, fn(&mut NodeConfig)); 9] = [
+    let zeroed: [Zeroed<NodeConfig>; 9] = [
         ("max_frame_len", |c| c.max_frame_len = 0),
         ("max_connections", |c| c.max_connections = 0),
         ("max_sessions", |c| c.max_sessions = 0),
@@ -962,7 +965,7 @@ fn a_node_configuration_it_cannot_run_with_is_refused_at_construction() {
 
 #[test]
 fn a_client_configuration_it_cannot_run_with_is_refused_at_construction() {
-    let zeroed: [(&str, fn(&mut ClientConfig)); 6] = [
+    let zeroed: [Zeroed<ClientConfig>; 6] = [
         ("max_frame_len", |c| c.max_frame_len = 0),
         ("max_answer_len", |c| c.max_answer_len = 0),
         ("queue_capacity", |c| c.queue_capacity = 0),
