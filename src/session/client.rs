@@ -191,7 +191,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
         let eph = SecretKey::from_bytes(&scalar_from_seed48(&seed))
             .map_err(|_| ClientError::InvalidParameter("ephemeral key"))?;
 
-        // §2.3 plaintext, then §2.4: ECDH x → HKDF(zero salt, empty info) → XChaCha20-Poly1305
+        // docs/fabstir-wire.md §2.3 plaintext, then §2.4: ECDH x → HKDF(zero salt, empty info) → XChaCha20-Poly1305
         // with an empty AAD, and the signature over the preimage.
         let plain = InitPlaintext {
             session_key: session_key.clone_secret(),
@@ -339,7 +339,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
                 }
                 .emit()
             }
-            // Legacy plaintext prompt (§5.3).
+            // Legacy plaintext prompt (docs/fabstir-wire.md §5.3).
             None => PlainPrompt {
                 chain_id: s.params.chain_id,
                 job_id: &s.params.job_id,

@@ -70,7 +70,7 @@ impl fmt::Debug for ClientEvent {
     }
 }
 
-/// Counters of a client ([`Client::stats`]).
+/// Counters of a client ([`Client::stats`](crate::session::Client::stats)).
 ///
 /// ```
 /// # use sealwire::session::{Client, ClientConfig, SecretKey};

@@ -38,11 +38,11 @@ impl<R: rand_core::CryptoRng> Node<R> {
         let v = self.open_init(&mut init)?;
         let (session_id, job_id, chain_id) = (init.session_id, init.job_id, init.chain_id);
 
-        // §7.1: node-wide, within the key lifetime, keyed on the decoded point.
+        // docs/fabstir-wire.md §7.1: node-wide, within the key lifetime, keyed on the decoded point.
         if self.replay.contains(now, &v.eph) {
             return Err(NodeError::ReplayedSessionInit);
         }
-        // §7.3: an init never takes over a session of another identity or job.
+        // docs/fabstir-wire.md §7.3: an init never takes over a session of another identity or job.
         if let Some(slot) = self.table.find(conn, session_id) {
             let s = self.table.get(slot).ok_or(NodeError::UnknownConnection)?;
             if s.is_pending() {
@@ -51,7 +51,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
             if !s.rekeyable_by(&v.client, job_id) {
                 return Err(NodeError::NotAuthorized);
             }
-            // Automatic re-key (§2.1): the SDK re-inits before every prompt.
+            // Automatic re-key (docs/fabstir-wire.md §2.1): the SDK re-inits before every prompt.
             self.ensure_room(1, 1)?;
             self.replay_room(now, &v.client)?;
             self.replay.insert(now, v.eph, v.client);
@@ -117,7 +117,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
             })
     }
 
-    /// §2.5 from the parsed frame to the checked plaintext: recover the signer, derive the
+    /// [docs/fabstir-wire.md §2.5] from the parsed frame to the checked plaintext: recover the signer, derive the
     /// key, open the ciphertext in place, read the plaintext, compare the job ids.
     fn open_init(&self, init: &mut EncryptedSessionInit<'_>) -> Result<VerifiedInit, NodeError> {
         use NodeError as E;

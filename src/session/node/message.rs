@@ -46,7 +46,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| E::DecryptionFailed)?;
         aead::xchacha_open_in_place(key.expose(), &sealed.nonce, aad, body, &tag)
             .map_err(|_| E::DecryptionFailed)?;
-        // §7.4: only `message_<n>` inbound (never what the node emits).
+        // docs/fabstir-wire.md §7.4: only `message_<n>` inbound (never what the node emits).
         let index = wire::parse_message_aad(aad).ok_or(E::InvalidAad)?;
         if !self.table.get(slot).is_some_and(|s| s.is_fresh(index)) {
             return Err(E::ReplayedMessage);

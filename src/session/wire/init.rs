@@ -37,7 +37,7 @@ pub(crate) struct EncryptedSessionInit<'f> {
 }
 
 impl<'f> EncryptedSessionInit<'f> {
-    /// Reads the frame in the order of §2.5, up to the signature's recovery: envelope ids,
+    /// Reads the frame in the order of [docs/fabstir-wire.md §2.5], up to the signature's recovery: envelope ids,
     /// payload fields present, strict hex, lengths, parameters, the point, the recovery id.
     pub(crate) fn parse(frame: &'f ClientFrame<'_>) -> Result<Self, NodeError> {
         use NodeError as E;

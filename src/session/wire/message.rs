@@ -44,7 +44,8 @@ impl EncryptedMessage<'_> {
     }
 
     /// The envelope of a received `encrypted_message`. Its payload is decoded by
-    /// [`MessageEnvelope::sealed`], after the node has found the session's key (§3 order).
+    /// [`MessageEnvelope::sealed`], after the node has found the session's key (the order of
+    /// [docs/fabstir-wire.md §3]).
     pub(crate) fn parse<'f>(frame: &'f ClientFrame<'_>) -> Result<MessageEnvelope<'f>, NodeError> {
         Ok(MessageEnvelope {
             session_id: frame.session_id()?,
@@ -90,8 +91,9 @@ impl MessageEnvelope<'_> {
 
 // ------------------------------------------------------------------------- prompt bodies
 
-/// What a prompt asks for: the plaintext of `encrypted_message` (§3) and the `request` of the
-/// plaintext `prompt` (§5.3) carry the same settings in different key orders.
+/// What a prompt asks for: the plaintext of `encrypted_message` ([docs/fabstir-wire.md §3])
+/// and the `request` of the plaintext `prompt` (§5.3) carry the same settings in different key
+/// orders.
 pub(crate) struct PromptBody<'a> {
     pub(crate) text: &'a str,
     pub(crate) model: &'a str,

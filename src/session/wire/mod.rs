@@ -150,7 +150,7 @@ fn decode_sealed(ct_hex: &str) -> Result<Zeroizing<Vec<u8>>, NodeError> {
     Ok(buf)
 }
 
-/// `vectorDatabase` inside the init plaintext (§2.3).
+/// `vectorDatabase` inside the init plaintext ([docs/fabstir-wire.md §2.3]).
 #[derive(Deserialize)]
 pub(crate) struct CamelVectorDatabase<'a> {
     #[serde(rename = "manifestPath", borrow)]
@@ -159,7 +159,7 @@ pub(crate) struct CamelVectorDatabase<'a> {
     user_address: Option<Field<'a>>,
 }
 
-/// `vector_database` of the plaintext `session_init` (§5.3).
+/// `vector_database` of the plaintext `session_init` ([docs/fabstir-wire.md §5.3]).
 #[derive(Deserialize)]
 pub(crate) struct SnakeVectorDatabase<'a> {
     #[serde(borrow)]

@@ -320,7 +320,8 @@ impl EncryptedResponse<'_> {
     }
 }
 
-/// `stream_chunk`: a piece of an answer in clear (plaintext sessions, §5.3).
+/// `stream_chunk`: a piece of an answer in clear (plaintext sessions,
+/// [docs/fabstir-wire.md §5.3]).
 pub(crate) struct StreamChunk<'a> {
     pub(crate) content: &'a str,
     pub(crate) id: &'a str,

@@ -70,7 +70,7 @@ impl<'f> PlainSessionInit<'f> {
     }
 }
 
-// --------------------------------------------------------------- plaintext prompt (§5.3)
+// --------------------------------------------------------------------- plaintext prompt
 
 /// The legacy plaintext `prompt` as the client emits it — with the real prompt in `prompt`
 /// and `request.prompt`, not the session id the SDK 1.36.0 puts there by mistake.
