@@ -66,8 +66,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         is_final: bool,
         out: &mut String,
     ) -> Result<(), NodeError> {
-        let slot = self.table.active(conn, session_id)?;
-        let s = self.table.get_mut(slot).ok_or(NodeError::UnknownSession)?;
+        let s = self.table.active_mut(conn, session_id)?;
         let index = s.next_chunk(now, request_id);
         let (encrypted, key) = (s.is_encrypted(), s.key().clone_secret());
         out.clear();
@@ -100,8 +99,10 @@ impl<R: rand_core::CryptoRng> Node<R> {
         Ok(())
     }
 
-    /// Seals `plain` (in a wiped stack buffer when short, else in the scratch buffer) and
-    /// hands ciphertext ‖ tag to `write`.
+    /// Seals `plain` (in a stack buffer when short, else in the scratch buffer) and hands
+    /// ciphertext ‖ tag to `write`. The plaintext copy is encrypted in place; the bytes used are
+    /// wiped anyway before the buffer is released (only those: the rest was never written, and
+    /// wiping all 528 bytes would cost more than the chunk's hex).
     fn with_sealed<T>(
         &mut self,
         key: &SecretBytes<32>,
@@ -124,7 +125,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         let tag = aead::xchacha_seal_in_place(key.expose(), nonce, aad, body);
         tag_out.copy_from_slice(&tag);
         let result = write(buf);
-        stack.zeroize();
+        buf.zeroize();
         result
     }
 

@@ -294,10 +294,12 @@ impl SessionTable {
 
     /// Like [`Self::find`], with the error an embedder call gets.
     pub(super) fn locate(&self, conn: ConnectionId, session_id: &str) -> Result<Slot, NodeError> {
-        if !self.contains(conn) {
-            return Err(NodeError::UnknownConnection);
-        }
-        self.find(conn, session_id).ok_or(NodeError::UnknownSession)
+        let sessions = self.conns.get(&conn).ok_or(NodeError::UnknownConnection)?;
+        let pos = sessions
+            .iter()
+            .position(|s| &*s.session_id == session_id)
+            .ok_or(NodeError::UnknownSession)?;
+        Ok(Slot { conn, pos })
     }
 
     /// An accepted session, or the error an embedder call gets.
@@ -308,6 +310,26 @@ impl SessionTable {
             Some(_) => Err(NodeError::SessionNotAccepted),
             None => Err(NodeError::UnknownSession),
         }
+    }
+
+    /// [`Self::active`] in one lookup, for the answer path.
+    pub(super) fn active_mut(
+        &mut self,
+        conn: ConnectionId,
+        session_id: &str,
+    ) -> Result<&mut NodeSession, NodeError> {
+        let sessions = self
+            .conns
+            .get_mut(&conn)
+            .ok_or(NodeError::UnknownConnection)?;
+        let s = sessions
+            .iter_mut()
+            .find(|s| &*s.session_id == session_id)
+            .ok_or(NodeError::UnknownSession)?;
+        if s.is_pending() {
+            return Err(NodeError::SessionNotAccepted);
+        }
+        Ok(s)
     }
 
     pub(super) fn get(&self, slot: Slot) -> Option<&NodeSession> {

@@ -213,11 +213,15 @@ pub(crate) struct JsonObject<'o> {
 
 impl<'o> JsonObject<'o> {
     /// Starts an object at the end of `out`.
+    #[inline]
     pub(crate) fn open(out: &'o mut String) -> Self {
         out.push('{');
         JsonObject { out, empty: true }
     }
 
+    // Inlined so that a literal key is copied with a constant length (no memcpy call): the
+    // answer path writes a dozen keys per chunk.
+    #[inline(always)]
     fn key(&mut self, key: &str) -> &mut String {
         if !self.empty {
             self.out.push(',');
@@ -230,36 +234,42 @@ impl<'o> JsonObject<'o> {
     }
 
     /// `"key":"value"` with `value` escaped.
+    #[inline]
     pub(crate) fn str(&mut self, key: &str, value: &str) -> &mut Self {
         push_json_str(self.key(key), value);
         self
     }
 
     /// `"key":n`.
+    #[inline]
     pub(crate) fn u64(&mut self, key: &str, n: u64) -> &mut Self {
         push_u64(self.key(key), n);
         self
     }
 
     /// `"key":true` / `false`.
+    #[inline]
     pub(crate) fn bool(&mut self, key: &str, b: bool) -> &mut Self {
         self.key(key).push_str(if b { "true" } else { "false" });
         self
     }
 
     /// `"key":null`.
+    #[inline]
     pub(crate) fn null(&mut self, key: &str) -> &mut Self {
         self.key(key).push_str("null");
         self
     }
 
     /// `"key":x` as JavaScript prints the number (see [`push_js_number`]).
+    #[inline]
     pub(crate) fn js_number(&mut self, key: &str, x: f64) -> &mut Self {
         push_js_number(self.key(key), x);
         self
     }
 
     /// `"key":"<prefix><lower-case hex of bytes>"` (public bytes: table encoder).
+    #[inline]
     pub(crate) fn hex(&mut self, key: &str, prefix: &str, bytes: &[u8]) -> &mut Self {
         let out = self.key(key);
         out.push('"');
@@ -271,6 +281,7 @@ impl<'o> JsonObject<'o> {
 
     /// `"key":"<lower-case hex of secret>"`, encoded in constant time (no table lookup
     /// indexed by a secret digit), through a wiped stack buffer.
+    #[inline]
     pub(crate) fn secret_hex(&mut self, key: &str, secret: &[u8]) -> &mut Self {
         let out = self.key(key);
         out.push('"');
@@ -285,17 +296,20 @@ impl<'o> JsonObject<'o> {
     }
 
     /// `"key":<json>` where `json` is already serialised JSON.
+    #[inline]
     pub(crate) fn raw(&mut self, key: &str, json: &str) -> &mut Self {
         self.key(key).push_str(json);
         self
     }
 
     /// `"key":{…}`: the nested object, to be closed before this one continues.
+    #[inline]
     pub(crate) fn object(&mut self, key: &str) -> JsonObject<'_> {
         JsonObject::open(self.key(key))
     }
 
     /// `"key":[…]`: the nested array, to be closed before this one continues.
+    #[inline]
     pub(crate) fn array(&mut self, key: &str) -> JsonArray<'_> {
         let out = self.key(key);
         out.push('[');
@@ -303,6 +317,7 @@ impl<'o> JsonObject<'o> {
     }
 
     /// Ends the object.
+    #[inline]
     pub(crate) fn close(self) {
         self.out.push('}');
     }
@@ -315,6 +330,7 @@ pub(crate) struct JsonArray<'o> {
 }
 
 impl JsonArray<'_> {
+    #[inline]
     fn next(&mut self) -> &mut String {
         if !self.empty {
             self.out.push(',');
@@ -324,17 +340,20 @@ impl JsonArray<'_> {
     }
 
     /// Appends an escaped string.
+    #[inline]
     pub(crate) fn str(&mut self, value: &str) -> &mut Self {
         push_json_str(self.next(), value);
         self
     }
 
     /// Appends an object, to be closed before the array continues.
+    #[inline]
     pub(crate) fn object(&mut self) -> JsonObject<'_> {
         JsonObject::open(self.next())
     }
 
     /// Ends the array.
+    #[inline]
     pub(crate) fn close(self) {
         self.out.push(']');
     }

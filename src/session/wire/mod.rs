@@ -142,6 +142,7 @@ impl Aad {
 }
 
 /// Strictly decodes `ciphertextHex` straight into a (wiped-on-drop) buffer.
+#[inline]
 fn decode_sealed(ct_hex: &str) -> Result<Zeroizing<Vec<u8>>, NodeError> {
     let bad = |_| NodeError::InvalidHex("ciphertextHex");
     let len = hex::decoded_len(ct_hex).map_err(bad)?;
