@@ -32,7 +32,7 @@ pub(crate) fn answer(key: &SecretKey, body: &[u8]) -> Result<String, NodeError> 
 /// ```
 /// use sealwire::session::{verify_challenge_response, Node, NodeConfig, SecretKey};
 /// use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
-/// let node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32]));
+/// let node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32])).unwrap();
 /// let challenge = [9u8; 32];
 /// let body = format!(r#"{{"challenge":"{}"}}"#, sealwire::crypto::hex::encode(&challenge));
 /// let response = node.answer_challenge(body.as_bytes()).unwrap();

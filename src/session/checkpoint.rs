@@ -136,7 +136,7 @@ pub(crate) fn encrypt<R: rand_core::CryptoRng>(
 /// ```
 /// use sealwire::session::{decrypt_checkpoint_delta, CheckpointDelta, Node, NodeConfig, SecretKey};
 /// use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
-/// let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32]));
+/// let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32])).unwrap();
 /// let user = SecretKey::from_bytes(&[8; 32]).unwrap();
 /// let delta = CheckpointDelta { session_id: "1".into(), checkpoint_index: 0, proof_hash: "0xab".into(),
 ///     start_token: 0, end_token: 10, messages: vec![], host_signature: "0x".into() };
