@@ -119,6 +119,7 @@ fn host_key() -> Result<(SecretKey, bool), String> {
     }
 }
 
+/// Completes on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -141,8 +142,6 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
 }
-
-/// The node's policy and model (what the command line configures).
 
 // ---------------------------------------------------------------------------------------------
 

@@ -18,6 +18,16 @@ pub trait Model: Send + Sync + 'static {
 }
 
 /// Echoes the prompt back, one word (with its trailing whitespace) per piece.
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use session_examples::model::{EchoModel, Model};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let model = EchoModel { delay: std::time::Duration::ZERO };
+/// let pieces: Vec<String> = model.generate("hello  wide world").collect().await;
+/// assert_eq!(pieces, ["hello  ", "wide ", "world"]);
+/// # });
+/// ```
 pub struct EchoModel {
     /// Pause before each word (to make cancellation observable).
     pub delay: Duration,

@@ -479,6 +479,7 @@ async fn challenge(State(app): State<App>, body: Bytes) -> Response {
     }
 }
 
+/// The node's policy and model (what the command line configures).
 pub struct Service {
     /// Client addresses allowed to open sessions; `None` = everyone.
     pub allow: Option<HashSet<Address>>,
@@ -491,6 +492,21 @@ pub struct Service {
 /// Serves `node` on `listener` (`/v1/ws` and `/v1/auth/challenge`) until `shutdown` completes,
 /// then disconnects every client and drops the node, wiping its keys. `false` if the node task
 /// failed.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use sealwire::session::{Node, NodeConfig, SecretKey};
+/// use session_examples::model::EchoModel;
+/// use session_examples::node_driver::{serve, Service};
+/// # async fn run() -> std::io::Result<()> {
+/// let key = SecretKey::generate(&mut session_examples::system_rng());
+/// let node = Node::new(key, NodeConfig::default(), session_examples::system_rng()).unwrap();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// let model = Arc::new(EchoModel { delay: std::time::Duration::ZERO });
+/// let service = Service { allow: None, model, max_streams: 16 };
+/// serve(listener, node, service, async { let _ = tokio::signal::ctrl_c().await; }).await;
+/// # Ok(()) }
+/// ```
 pub async fn serve<R>(
     listener: tokio::net::TcpListener,
     node: Node<R>,
