@@ -1,4 +1,4 @@
-//! Session benchmarks (DESIGN §8): each group holds `sealwire` and its raw-primitive `floor`
+//! Session benchmarks (the ids of the performance goals): each group holds `sealwire` and its raw-primitive `floor`
 //! (the same cryptographic work with the same crates, no parsing and no state), so the ratio
 //! of the two in one run is the figure that matters.
 //!
@@ -95,9 +95,10 @@ fn bench_init(c: &mut Criterion<clock::Clock>) {
             || {
                 let key = SecretKey::from_bytes(&v.node_key).expect("node key");
                 Node::new(key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32]))
+                    .expect("valid config")
             },
             |mut node| {
-                let conn = node.connect(Instant::ZERO).expect("connect");
+                let conn = node.connect().expect("connect");
                 node.handle_frame(Instant::ZERO, conn, &v.frame)
                     .expect("accepted");
                 match node.poll_event() {
@@ -121,16 +122,18 @@ fn established() -> (Node<ChaCha20Rng>, ConnectionId, Client<ChaCha20Rng>) {
         node_key,
         NodeConfig::default(),
         ChaCha20Rng::from_seed([2; 32]),
-    );
+    )
+    .expect("valid config");
     let identity = SecretKey::from_bytes(&[0x24; 32]).expect("client key");
     let mut client = Client::new(
         identity,
         node_pub,
         ClientConfig::default(),
         ChaCha20Rng::from_seed([3; 32]),
-    );
+    )
+    .expect("valid config");
     let now = Instant::ZERO;
-    let conn = node.connect(now).expect("connect");
+    let conn = node.connect().expect("connect");
     client
         .start_session(
             now,
@@ -274,11 +277,11 @@ fn bench_scale(c: &mut Criterion<clock::Clock>) {
         ..NodeConfig::default()
     };
     let key = SecretKey::from_bytes(&[0x11; 32]).expect("key");
-    let mut node = Node::new(key, config, ChaCha20Rng::from_seed([4; 32]));
+    let mut node = Node::new(key, config, ChaCha20Rng::from_seed([4; 32])).expect("valid config");
     let mut conns = Vec::new();
     for i in 0..100_000u64 {
         let now = Instant::from_nanos(i * 1_000);
-        let conn = node.connect(now).expect("connect");
+        let conn = node.connect().expect("connect");
         let frame = format!(
             r#"{{"type":"session_init","chain_id":84532,"session_id":"{i}","jobId":"{i}","user_address":"0x6e792C2BfA2eD64F68d98b8AB658621f1239d169","id":"i{i}"}}"#
         );

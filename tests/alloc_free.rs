@@ -1,7 +1,6 @@
 //! The hot paths allocate nothing (DESIGN §2): tunnel encapsulate/decapsulate into caller
-//! buffers and the session's `seal_chunk_into` with a pre-sized output (the chat's message
-//! path is checked in tests/chat_rules.rs). Heap allocations are counted per thread by a
-//! counting global allocator.
+//! buffers. Heap allocations are counted per thread by a counting global allocator. (The
+//! session's and the chat's tests moved to their `_rules.rs` files.)
 
 use allocation_counter::measure;
 use rand_chacha::rand_core::SeedableRng;
@@ -97,66 +96,4 @@ fn tunnel_encapsulate_and_decapsulate_allocate_nothing() {
         info.count_total, 0,
         "in-place data path allocated: {info:?}"
     );
-}
-
-#[test]
-fn session_chunk_sealing_into_a_sized_buffer_allocates_nothing() {
-    use sealwire::session::{
-        Client, ClientConfig, Node, NodeConfig, NodeEvent, Prompt, SecretKey, SessionParams,
-    };
-
-    let node_key = SecretKey::from_bytes(&[0x42; 32]).unwrap();
-    let mut client = Client::new(
-        SecretKey::from_bytes(&[0x24; 32]).unwrap(),
-        node_key.public_key(),
-        ClientConfig::default(),
-        ChaCha20Rng::seed_from_u64(1),
-    );
-    let mut node = Node::new(
-        node_key,
-        NodeConfig::default(),
-        ChaCha20Rng::seed_from_u64(2),
-    );
-    let now = Instant::ZERO;
-    let conn = node.connect(now).unwrap();
-    client
-        .start_session(
-            now,
-            SessionParams {
-                session_id: "1".into(),
-                job_id: "1".into(),
-                chain_id: 84532,
-                model: "m".into(),
-                price_per_token: 0,
-                vector_database: None,
-            },
-        )
-        .unwrap();
-    node.handle_frame(now, conn, &client.poll_transmit().unwrap())
-        .unwrap();
-    while node.poll_event().is_some() {}
-    node.accept(now, conn, "1").unwrap();
-    client
-        .handle_frame(now, &node.poll_transmit().unwrap().frame)
-        .unwrap();
-    client.send_prompt(now, &Prompt::new("hi")).unwrap();
-    node.handle_frame(now, conn, &client.poll_transmit().unwrap())
-        .unwrap();
-    let Some(NodeEvent::Prompt(p)) = node.poll_event() else {
-        panic!("prompt")
-    };
-
-    let text = "y".repeat(64);
-    let mut out = String::with_capacity(1024);
-    // The first chunk of a request records the request id (one allocation, once).
-    node.seal_chunk_into(now, conn, "1", &p.request_id, &text, false, &mut out)
-        .unwrap();
-    let info = measure(|| {
-        for _ in 0..100 {
-            node.seal_chunk_into(now, conn, "1", &p.request_id, &text, false, &mut out)
-                .unwrap();
-        }
-    });
-    assert!(out.starts_with(r#"{"type":"encrypted_chunk""#), "{out}");
-    assert_eq!(info.count_total, 0, "chunk sealing allocated: {info:?}");
 }

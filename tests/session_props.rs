@@ -11,13 +11,15 @@
 //! Such a frame may be accepted, and then it must carry the same authenticated content (same
 //! recovered client, same session key; same prompt).
 
-mod session_util;
+mod support {
+    pub mod session;
+}
 
 use proptest::prelude::*;
 use sealwire::session::*;
 use sealwire::time::{Duration, Instant};
 use serde_json::{json, Value};
-use session_util::*;
+use support::session::*;
 
 const K1: [u8; 32] = [0xa1; 32];
 const T0: Instant = Instant::from_secs(100);
@@ -26,7 +28,7 @@ type TestNode = sealwire::session::Node<rand_chacha::ChaCha20Rng>;
 
 fn established(seed: u64) -> (TestNode, ConnectionId) {
     let mut node = node(NodeConfig::default(), seed);
-    let conn = node.connect(T0).unwrap();
+    let conn = node.connect().unwrap();
     establish(&mut node, T0, conn, &init_frame(K1, 1, "1", "2")).unwrap();
     assert_eq!(drain(&mut node).len(), 1);
     (node, conn)
@@ -108,7 +110,7 @@ proptest! {
     ) {
         let (sid, jid) = (session.to_string(), job.to_string());
         let mut node = node(NodeConfig::default(), seed);
-        let conn = node.connect(T0).unwrap();
+        let conn = node.connect().unwrap();
         let mut c = client(K1, seed);
         c.start_session(T0, params(&sid, &jid)).unwrap();
         establish(&mut node, T0, conn, &c.poll_transmit().unwrap()).unwrap();
@@ -154,7 +156,7 @@ proptest! {
             .map(|m| norm_init(&m) == norm_init(&serde_json::from_str(original).unwrap()))
             .unwrap_or(false);
         let mut node = node(NodeConfig::default(), 1);
-        let conn = node.connect(T0).unwrap();
+        let conn = node.connect().unwrap();
         let r = node.handle_frame(T0, conn, &mutated);
         let evs = events(&mut node);
         let mut accepted = false;
@@ -169,7 +171,7 @@ proptest! {
                     let f = drain(&mut node);
                     prop_assert_eq!(open(&K1, f.last().unwrap()).unwrap().0, b"probe".to_vec());
                 } else {
-                    node.reject(T0, conn, &req.session_id, "no").unwrap();
+                    node.reject(conn, &req.session_id, "no").unwrap();
                 }
             }
         }
@@ -247,7 +249,7 @@ proptest! {
             ..NodeConfig::default()
         };
         let mut node = node(cfg, 3);
-        let conn = node.connect(T0).unwrap();
+        let conn = node.connect().unwrap();
         establish(&mut node, T0, conn, &init_frame(K1, 1, "1", "2")).unwrap();
         drain(&mut node);
         let (mut t, mut last, mut index) = (T0, T0, 0u64);
@@ -285,7 +287,7 @@ proptest! {
     fn same_seed_gives_the_same_bytes(seed in any::<u64>()) {
         let run = |seed: u64| {
             let mut node = node(NodeConfig::default(), seed);
-            let conn = node.connect(T0).unwrap();
+            let conn = node.connect().unwrap();
             let mut c = client(K1, seed);
             let mut transcript = Vec::new();
             c.start_session(T0, params("7", "8")).unwrap();

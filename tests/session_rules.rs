@@ -1,12 +1,16 @@
-//! One test per rule of the node and the client (spec §2.5, §3, §6, §7 and the issue).
+//! One test per rule of the node and the client ([docs/fabstir-wire.md §2.5, §3, §6, §7],
+//! the crate's conventions, and the allocation-free answer path).
 
-mod session_util;
+mod support {
+    pub mod session;
+}
 
+use rand_chacha::rand_core::SeedableRng;
 use sealwire::crypto::hex;
 use sealwire::session::*;
 use sealwire::time::{Duration, Instant};
 use serde_json::Value;
-use session_util::*;
+use support::session::*;
 
 const K1: [u8; 32] = [0xa1; 32];
 const K2: [u8; 32] = [0xa2; 32];
@@ -20,7 +24,7 @@ fn established(
     ConnectionId,
 ) {
     let mut node = node(config, 1);
-    let conn = node.connect(T0).unwrap();
+    let conn = node.connect().unwrap();
     establish(&mut node, T0, conn, &init_frame(K1, 1, "1", "2")).unwrap();
     let frames = drain(&mut node);
     assert_eq!(frames.len(), 1);
@@ -34,7 +38,7 @@ fn send(
     now: Instant,
     conn: ConnectionId,
     frame: &str,
-) -> (Result<(), SessionError>, Vec<String>, Vec<String>) {
+) -> (Result<(), NodeError>, Vec<String>, Vec<String>) {
     let r = node.handle_frame(now, conn, frame);
     let prompts = events(node)
         .into_iter()
@@ -46,7 +50,7 @@ fn send(
     (r, drain(node), prompts)
 }
 
-fn assert_rejected(r: &(Result<(), SessionError>, Vec<String>, Vec<String>), code: &str) {
+fn assert_rejected(r: &(Result<(), NodeError>, Vec<String>, Vec<String>), code: &str) {
     assert!(r.0.is_err(), "expected rejection {code}");
     assert_eq!(r.1.len(), 1, "exactly one error frame: {:?}", r.1);
     assert_eq!(error_code(&r.1[0]).as_deref(), Some(code));
@@ -66,7 +70,7 @@ fn replayed_session_init_is_rejected_and_state_unchanged() {
         // Keep the SDK key order irrelevant: receivers must not depend on it.
         v.to_string()
     };
-    let other = node.connect(T0).unwrap();
+    let other = node.connect().unwrap();
     for (c, f) in [(conn, &init), (conn, &upper), (other, &init)] {
         let r = send(&mut node, T0, c, f);
         assert_rejected(&r, "REPLAYED_SESSION_INIT");
@@ -154,7 +158,8 @@ fn init_for_another_identitys_session_is_not_authorized_and_the_key_is_kept() {
         node.public_key(),
         ClientConfig::default(),
         Recorded::new(&K2, 9),
-    );
+    )
+    .unwrap();
     intruder.start_session(T0, params("1", "2")).unwrap();
     let r = send(&mut node, T0, conn, &intruder.poll_transmit().unwrap());
     assert_rejected(&r, "NOT_AUTHORIZED");
@@ -170,7 +175,7 @@ fn init_for_another_identitys_session_is_not_authorized_and_the_key_is_kept() {
 #[test]
 fn rejected_session_gets_not_authorized_and_no_key() {
     let mut node = node(NodeConfig::default(), 1);
-    let conn = node.connect(T0).unwrap();
+    let conn = node.connect().unwrap();
     node.handle_frame(T0, conn, &init_frame(K1, 1, "1", "2"))
         .unwrap();
     assert!(
@@ -182,7 +187,7 @@ fn rejected_session_gets_not_authorized_and_no_key() {
         panic!()
     };
     assert_eq!(req.client_address, Some(client_address()));
-    node.reject(T0, conn, "1", "job 2 belongs to someone else")
+    node.reject(conn, "1", "job 2 belongs to someone else")
         .unwrap();
     let f = drain(&mut node);
     assert_eq!(error_code(&f[0]).as_deref(), Some("NOT_AUTHORIZED"));
@@ -200,7 +205,7 @@ fn rejected_session_gets_not_authorized_and_no_key() {
 #[test]
 fn prompts_before_accept_are_refused() {
     let mut node = node(NodeConfig::default(), 1);
-    let conn = node.connect(T0).unwrap();
+    let conn = node.connect().unwrap();
     node.handle_frame(T0, conn, &init_frame(K1, 1, "1", "2"))
         .unwrap();
     assert_rejected(
@@ -210,14 +215,14 @@ fn prompts_before_accept_are_refused() {
     // And the embedder cannot stream into a pending session.
     assert_eq!(
         node.send_chunk(T0, conn, "1", "r", "x", false),
-        Err(SessionError::SessionNotAccepted)
+        Err(NodeError::SessionNotAccepted)
     );
 }
 
 #[test]
 fn unanswered_session_request_times_out_with_one_error_frame() {
     let mut node = node(NodeConfig::default(), 1);
-    let conn = node.connect(T0).unwrap();
+    let conn = node.connect().unwrap();
     node.handle_frame(T0, conn, &init_frame(K1, 1, "1", "2"))
         .unwrap();
     events(&mut node);
@@ -236,10 +241,7 @@ fn unanswered_session_request_times_out_with_one_error_frame() {
             ..
         }]
     ));
-    assert_eq!(
-        node.accept(due, conn, "1"),
-        Err(SessionError::UnknownSession)
-    );
+    assert_eq!(node.accept(due, conn, "1"), Err(NodeError::UnknownSession));
 }
 
 #[test]
@@ -311,7 +313,7 @@ fn keys_expire_after_the_ttl_even_when_busy() {
 #[test]
 fn sessions_are_bound_to_their_connection() {
     let (mut node, conn) = established(NodeConfig::default());
-    let other = node.connect(T0).unwrap();
+    let other = node.connect().unwrap();
     assert_rejected(
         &send(&mut node, T0, other, &indexed_message(&K1, "1", 0, "x")),
         "SESSION_KEY_NOT_FOUND",
@@ -327,7 +329,7 @@ fn disconnect_wipes_every_key_and_reports_each_session() {
     let (mut node, conn) = established(NodeConfig::default());
     establish(&mut node, T0, conn, &init_frame(K2, 2, "5", "6")).unwrap();
     drain(&mut node);
-    node.disconnect(T0, conn);
+    node.disconnect(conn);
     let closed: Vec<_> = events(&mut node)
         .into_iter()
         .map(|e| match e {
@@ -343,7 +345,7 @@ fn disconnect_wipes_every_key_and_reports_each_session() {
     assert_eq!(node.stats().sessions_active, 0);
     assert_eq!(
         node.handle_frame(T0, conn, r#"{"type":"ping"}"#),
-        Err(SessionError::UnknownConnection)
+        Err(NodeError::UnknownConnection)
     );
     assert!(
         drain(&mut node).is_empty(),
@@ -354,7 +356,7 @@ fn disconnect_wipes_every_key_and_reports_each_session() {
 #[test]
 fn close_session_wipes_the_key() {
     let (mut node, conn) = established(NodeConfig::default());
-    node.close_session(T0, conn, "1").unwrap();
+    node.close_session(conn, "1").unwrap();
     assert!(matches!(
         &events(&mut node)[..],
         [NodeEvent::SessionClosed {
@@ -390,7 +392,7 @@ fn oversized_frame_is_rejected_before_parsing() {
 #[test]
 fn plaintext_frames_are_refused_unless_enabled() {
     let mut node = node(NodeConfig::default(), 1);
-    let conn = node.connect(T0).unwrap();
+    let conn = node.connect().unwrap();
     let init = r#"{"type":"session_init","chain_id":84532,"session_id":"301","jobId":"302","user_address":"0x6e792C2BfA2eD64F68d98b8AB658621f1239d169","id":"1-a"}"#;
     let r = send(&mut node, T0, conn, init);
     assert_rejected(&r, "PLAINTEXT_DISABLED");
@@ -399,14 +401,14 @@ fn plaintext_frames_are_refused_unless_enabled() {
         v["id"], "1-a",
         "the SDK only notices errors carrying its id"
     );
-    let mut open_node = session_util::node(
+    let mut open_node = support::session::node(
         NodeConfig {
             allow_plaintext: true,
             ..NodeConfig::default()
         },
         1,
     );
-    let c = open_node.connect(T0).unwrap();
+    let c = open_node.connect().unwrap();
     open_node.handle_frame(T0, c, init).unwrap();
     let ev = events(&mut open_node);
     assert!(
@@ -416,14 +418,14 @@ fn plaintext_frames_are_refused_unless_enabled() {
 
 #[test]
 fn plaintext_prompt_selects_its_session_by_job_or_by_session_id() {
-    let mut node = session_util::node(
+    let mut node = support::session::node(
         NodeConfig {
             allow_plaintext: true,
             ..NodeConfig::default()
         },
         1,
     );
-    let c = node.connect(T0).unwrap();
+    let c = node.connect().unwrap();
     let init = r#"{"type":"session_init","chain_id":84532,"session_id":"301","jobId":"302","user_address":"0x6e792C2BfA2eD64F68d98b8AB658621f1239d169","id":"1-a"}"#;
     node.handle_frame(T0, c, init).unwrap();
     events(&mut node);
@@ -470,7 +472,7 @@ fn plaintext_prompt_selects_its_session_by_job_or_by_session_id() {
 #[test]
 fn bad_input_leaves_other_sessions_untouched() {
     let (mut node, conn) = established(NodeConfig::default());
-    let other = node.connect(T0).unwrap();
+    let other = node.connect().unwrap();
     let garbage = [
         "",
         "null",
@@ -591,8 +593,8 @@ fn capacity_limits_fail_closed_with_capacity_code() {
     let (mut node, conn) = established(cfg);
     let r = send(&mut node, T0, conn, &init_frame(K2, 2, "5", "6"));
     assert_rejected(&r, "CAPACITY");
-    node.connect(T0).unwrap();
-    assert_eq!(node.connect(T0), Err(SessionError::Capacity("connections")));
+    node.connect().unwrap();
+    assert_eq!(node.connect(), Err(NodeError::Capacity("connections")));
 }
 
 #[test]
@@ -602,7 +604,7 @@ fn replay_cache_full_of_live_keys_refuses_new_inits() {
         ..NodeConfig::default()
     };
     let (mut node, _conn) = established(cfg);
-    let c2 = node.connect(T0).unwrap();
+    let c2 = node.connect().unwrap();
     assert_rejected(
         &send(&mut node, T0, c2, &init_frame(K2, 2, "5", "6")),
         "CAPACITY",
@@ -653,9 +655,10 @@ fn a_client_past_its_replay_quota_is_refused_while_others_get_in() {
         SecretKey::from_bytes(&NODE_KEY).unwrap().public_key(),
         ClientConfig::default(),
         Recorded::new(&[0xc1; 32], 30),
-    );
+    )
+    .unwrap();
     other.start_session(T0, params("7", "8")).unwrap();
-    let c2 = node.connect(T0).unwrap();
+    let c2 = node.connect().unwrap();
     node.handle_frame(T0, c2, &other.poll_transmit().unwrap())
         .unwrap();
     assert!(
@@ -667,7 +670,7 @@ fn a_client_past_its_replay_quota_is_refused_while_others_get_in() {
     // A key lifetime later the test client's entries have expired and it re-keys again.
     // (Its old session expired too, so this is a fresh session on a new connection.)
     let later = T0 + ttl;
-    let c3 = node.connect(later).unwrap();
+    let c3 = node.connect().unwrap();
     establish(&mut node, later, c3, &init_frame([0xb4; 32], 40, "9", "2")).unwrap();
     assert!(drain(&mut node)
         .iter()
@@ -887,14 +890,14 @@ fn per_session_memory_is_documented_and_bounded() {
     let cfg = NodeConfig {
         allow_plaintext: true,
         max_sessions_per_connection: 100,
-        max_transmit_queue: 1_000,
+        queue_capacity: 1_000,
         ..NodeConfig::default()
     };
     let mut node = node(cfg, 1);
     let mut conns = Vec::new();
     for i in 0..100_000u64 {
         if i % 100 == 0 {
-            conns.push(node.connect(T0).unwrap());
+            conns.push(node.connect().unwrap());
         }
         let conn = *conns.last().unwrap();
         let t = T0 + Duration::from_millis(i);
@@ -922,4 +925,189 @@ fn per_session_memory_is_documented_and_bounded() {
     let closed = events(&mut node).len() as u64;
     assert_eq!(closed, 1_000);
     assert_eq!(closed + node.stats().events_dropped, 50_000);
+}
+
+/// A field's name and how to set it to zero.
+type Zeroed<C> = (&'static str, fn(&mut C));
+
+#[test]
+fn a_node_configuration_it_cannot_run_with_is_refused_at_construction() {
+    let zeroed: [Zeroed<NodeConfig>; 9] = [
+        ("max_frame_len", |c| c.max_frame_len = 0),
+        ("max_connections", |c| c.max_connections = 0),
+        ("max_sessions", |c| c.max_sessions = 0),
+        ("max_sessions_per_connection", |c| {
+            c.max_sessions_per_connection = 0
+        }),
+        ("replay_cache_capacity", |c| c.replay_cache_capacity = 0),
+        ("queue_capacity", |c| c.queue_capacity = 0),
+        ("session_ttl", |c| c.session_ttl = Duration::ZERO),
+        ("idle_timeout", |c| c.idle_timeout = Duration::ZERO),
+        ("accept_timeout", |c| c.accept_timeout = Duration::ZERO),
+    ];
+    for (field, zero) in zeroed {
+        let mut cfg = NodeConfig::default();
+        zero(&mut cfg);
+        let node = Node::new(
+            SecretKey::from_bytes(&NODE_KEY).unwrap(),
+            cfg,
+            rand_chacha::ChaCha20Rng::from_seed([0; 32]),
+        );
+        assert_eq!(node.err(), Some(NodeError::InvalidConfig(field)));
+    }
+    // A zero per-client quota is a documented policy, not a mistake.
+    let cfg = NodeConfig {
+        replay_cache_per_client: 0,
+        ..NodeConfig::default()
+    };
+    node(cfg, 1);
+}
+
+#[test]
+fn a_client_configuration_it_cannot_run_with_is_refused_at_construction() {
+    let zeroed: [Zeroed<ClientConfig>; 6] = [
+        ("max_frame_len", |c| c.max_frame_len = 0),
+        ("max_answer_len", |c| c.max_answer_len = 0),
+        ("queue_capacity", |c| c.queue_capacity = 0),
+        ("ack_timeout", |c| c.ack_timeout = Duration::ZERO),
+        ("first_chunk_timeout", |c| {
+            c.first_chunk_timeout = Duration::ZERO
+        }),
+        ("chunk_timeout", |c| c.chunk_timeout = Duration::ZERO),
+    ];
+    for (field, zero) in zeroed {
+        let mut cfg = ClientConfig::default();
+        zero(&mut cfg);
+        let client = Client::new(
+            SecretKey::from_bytes(&CLIENT_KEY).unwrap(),
+            SecretKey::from_bytes(&NODE_KEY).unwrap().public_key(),
+            cfg,
+            Recorded::new(&K1, 1),
+        );
+        assert_eq!(client.err(), Some(ClientError::InvalidConfig(field)));
+    }
+    // No grace after a final chunk is allowed: the answer then ends at the next timeout.
+    client_cfg(
+        K1,
+        1,
+        ClientConfig {
+            final_grace: Duration::ZERO,
+            ..ClientConfig::default()
+        },
+    );
+}
+
+#[test]
+fn the_client_transmit_queue_is_bounded_and_a_call_that_would_overflow_it_is_refused() {
+    let mut c = client_cfg(
+        K1,
+        1,
+        ClientConfig {
+            queue_capacity: 2,
+            ..ClientConfig::default()
+        },
+    );
+    c.start_session(T0, params("1", "2")).unwrap();
+    c.ping().unwrap();
+    assert_eq!(c.ping(), Err(ClientError::Capacity));
+    assert_eq!(
+        c.start_session(T0, params("1", "2")),
+        Err(ClientError::Capacity)
+    );
+    // Refused calls changed nothing: the two frames wait, nothing was dropped.
+    assert!(c
+        .poll_transmit()
+        .unwrap()
+        .contains("encrypted_session_init"));
+    assert_eq!(c.poll_transmit().as_deref(), Some(r#"{"type":"ping"}"#));
+    assert_eq!(c.poll_transmit(), None);
+    assert_eq!(c.stats(), ClientStats::default());
+    c.ping().unwrap();
+}
+
+#[test]
+fn embedder_calls_are_refused_when_the_transmit_queue_is_full_and_change_nothing() {
+    let mut node = node(
+        NodeConfig {
+            queue_capacity: 2,
+            ..NodeConfig::default()
+        },
+        1,
+    );
+    let conn = node.connect().unwrap();
+    node.handle_frame(T0, conn, &init_frame(K1, 1, "1", "2"))
+        .unwrap();
+    assert_eq!(events(&mut node).len(), 1);
+    for _ in 0..2 {
+        node.handle_frame(T0, conn, r#"{"type":"ping"}"#).unwrap();
+    }
+    let full = Err(NodeError::Capacity("transmit queue"));
+    assert_eq!(node.reject(conn, "1", "no"), full);
+    assert_eq!(node.accept(T0, conn, "1"), full);
+    assert_eq!(node.stats().sessions_pending, 1);
+    // An input's output that does not fit is dropped and counted (here the pong and then the
+    // error frame saying so).
+    assert!(node.handle_frame(T0, conn, r#"{"type":"ping"}"#).is_err());
+    assert_eq!(node.stats().transmits_dropped, 2);
+    assert_eq!(drain(&mut node).len(), 2);
+    node.reject(conn, "1", "no").unwrap();
+    assert_eq!(
+        error_code(&drain(&mut node)[0]).as_deref(),
+        Some("NOT_AUTHORIZED")
+    );
+    assert_eq!(node.stats().sessions_pending, 0);
+}
+
+/// The answer's hot path allocates nothing (heap allocations counted per thread by a counting
+/// global allocator): `seal_chunk_into` with a pre-sized output.
+#[test]
+fn chunk_sealing_into_a_sized_buffer_allocates_nothing() {
+    use allocation_counter::measure;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    let node_key = SecretKey::from_bytes(&[0x42; 32]).unwrap();
+    let mut client = Client::new(
+        SecretKey::from_bytes(&[0x24; 32]).unwrap(),
+        node_key.public_key(),
+        ClientConfig::default(),
+        ChaCha20Rng::seed_from_u64(1),
+    )
+    .unwrap();
+    let mut node = Node::new(
+        node_key,
+        NodeConfig::default(),
+        ChaCha20Rng::seed_from_u64(2),
+    )
+    .unwrap();
+    let now = Instant::ZERO;
+    let conn = node.connect().unwrap();
+    client.start_session(now, params("1", "1")).unwrap();
+    node.handle_frame(now, conn, &client.poll_transmit().unwrap())
+        .unwrap();
+    while node.poll_event().is_some() {}
+    node.accept(now, conn, "1").unwrap();
+    client
+        .handle_frame(now, &node.poll_transmit().unwrap().frame)
+        .unwrap();
+    client.send_prompt(now, &Prompt::new("hi")).unwrap();
+    node.handle_frame(now, conn, &client.poll_transmit().unwrap())
+        .unwrap();
+    let Some(NodeEvent::Prompt(p)) = node.poll_event() else {
+        panic!("prompt")
+    };
+
+    let text = "y".repeat(64);
+    let mut out = String::with_capacity(1024);
+    // The first chunk of a request records the request id (one allocation, once).
+    node.seal_chunk_into(now, conn, "1", &p.request_id, &text, false, &mut out)
+        .unwrap();
+    let info = measure(|| {
+        for _ in 0..100 {
+            node.seal_chunk_into(now, conn, "1", &p.request_id, &text, false, &mut out)
+                .unwrap();
+        }
+    });
+    assert!(out.starts_with(r#"{"type":"encrypted_chunk""#), "{out}");
+    assert_eq!(info.count_total, 0, "chunk sealing allocated: {info:?}");
 }

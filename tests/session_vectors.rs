@@ -6,8 +6,6 @@
 
 use std::fs;
 
-use chacha20poly1305::aead::AeadInOut;
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sealwire::crypto::hex;
@@ -15,8 +13,10 @@ use sealwire::session::*;
 use sealwire::time::{Duration, Instant};
 use serde_json::Value;
 
-mod session_util;
-use session_util::Recorded;
+mod support {
+    pub mod session;
+}
+use support::session::Recorded;
 
 // ------------------------------------------------------------------------------- helpers
 
@@ -47,22 +47,12 @@ fn recorded(parts: &[&str]) -> Recorded {
 
 /// Independent XChaCha20-Poly1305 open (the crate directly, not sealwire's wrapper).
 fn xopen(key_hex: &str, nonce_hex: &str, aad_hex: &str, ct_hex: &str) -> Option<Vec<u8>> {
-    let key = hex::decode(key_hex).ok()?;
-    let nonce = hex::decode(nonce_hex).ok()?;
-    let aad = hex::decode(aad_hex).ok()?;
-    let mut ct = hex::decode(ct_hex).ok()?;
-    let split = ct.len().checked_sub(16)?;
-    let tag = ct.split_off(split);
-    let cipher = XChaCha20Poly1305::new_from_slice(&key).ok()?;
-    cipher
-        .decrypt_inout_detached(
-            nonce.as_slice().try_into().ok()?,
-            &aad,
-            ct.as_mut_slice().into(),
-            tag.as_slice().try_into().ok()?,
-        )
-        .ok()?;
-    Some(ct)
+    support::session::xchacha_open(
+        &hex::decode(key_hex).ok()?,
+        &hex::decode(nonce_hex).ok()?,
+        &hex::decode(aad_hex).ok()?,
+        hex::decode(ct_hex).ok()?,
+    )
 }
 
 fn node_with(key_hex: &str, allow_plaintext: bool) -> Node<ChaCha20Rng> {
@@ -71,7 +61,7 @@ fn node_with(key_hex: &str, allow_plaintext: bool) -> Node<ChaCha20Rng> {
         allow_plaintext,
         ..NodeConfig::default()
     };
-    Node::new(key, cfg, ChaCha20Rng::from_seed([42; 32]))
+    Node::new(key, cfg, ChaCha20Rng::from_seed([42; 32])).unwrap()
 }
 
 /// What the node did with one client frame.
@@ -103,7 +93,7 @@ fn drive(
                 if !r.encrypted || r.client_address == allowed {
                     node.accept(T0, conn, &r.session_id).unwrap();
                 } else {
-                    node.reject(T0, conn, &r.session_id, "not the job owner")
+                    node.reject(conn, &r.session_id, "not the job owner")
                         .unwrap();
                 }
                 reply.requests.push(r);
@@ -310,7 +300,7 @@ fn session_init_vectors_are_accepted_with_the_sdk_identity_and_key() {
         if let Some(a) = v["node_address"].as_str() {
             assert_eq!(node.address().to_string(), a, "{name}");
         }
-        let conn = node.connect(T0).unwrap();
+        let conn = node.connect().unwrap();
         let allowed = addr(v);
         match kind(v) {
             "default" => {
@@ -371,7 +361,7 @@ fn client_reproduces_the_sdk_session_init_frames_byte_for_byte() {
         let node_pub = PublicKey::from_hex(s(&v, "node_public_key")).unwrap();
         let me = SecretKey::from_hex(s(&v, "client_private_key")).unwrap();
         assert_eq!(me.public_key().address(), addr(e).unwrap(), "{name}");
-        let mut client = Client::new(me, node_pub, ClientConfig::default(), rng);
+        let mut client = Client::new(me, node_pub, ClientConfig::default(), rng).unwrap();
         let vdb = match &e["vector_database"] {
             Value::Null => None,
             d => Some(VectorDatabase {
@@ -408,7 +398,7 @@ fn encrypted_message_vectors_decrypt_to_the_sdk_prompt() {
         let e = &v["expected"];
         assert_eq!(s(e, "outcome"), "accept");
         let mut node = node_with(s(v, "node_private_key"), false);
-        let conn = node.connect(T0).unwrap();
+        let conn = node.connect().unwrap();
         let r = drive(&mut node, conn, s(v, "session_init_frame"), addr(v));
         assert_eq!(r.kind, "ack", "{name}");
         let r = drive(&mut node, conn, s(v, "frame"), addr(v));
@@ -454,7 +444,8 @@ fn client_reproduces_the_sdk_encrypted_message_payloads() {
             node_key.public_key(),
             ClientConfig::default(),
             recorded(&parts),
-        );
+        )
+        .unwrap();
         let frame: Value = serde_json::from_str(s(&v, "frame")).unwrap();
         client
             .start_session(
@@ -517,7 +508,7 @@ fn negative_vectors_get_the_expected_node_reply() {
         match kind(&v) {
             "session_init" => {
                 let mut node = node_with(s(&v, "node_private_key"), false);
-                let conn = node.connect(T0).unwrap();
+                let conn = node.connect().unwrap();
                 let r = drive(&mut node, conn, s(&v, "frame"), addr(&v));
                 match outcome {
                     "accept" => assert_eq!(r.kind, "ack", "{name}"),
@@ -560,7 +551,7 @@ fn negative_vectors_get_the_expected_node_reply() {
                 let want = expected_per_frame(e);
                 let mut got = Vec::new();
                 for list in &lists {
-                    let conn = node.connect(T0).unwrap();
+                    let conn = node.connect().unwrap();
                     for f in list {
                         got.push(drive(&mut node, conn, f, addr(&v)).kind);
                     }
@@ -593,7 +584,8 @@ fn client_for(v: &Value, policy: ChunkAadPolicy) -> (Client<Recorded>, Value) {
         ..ClientConfig::default()
     };
     let node_pub = SecretKey::from_bytes(&[3; 32]).unwrap().public_key();
-    let mut client = Client::new(SecretKey::from_bytes(&[4; 32]).unwrap(), node_pub, cfg, rng);
+    let mut client =
+        Client::new(SecretKey::from_bytes(&[4; 32]).unwrap(), node_pub, cfg, rng).unwrap();
     client
         .start_session(
             T0,
@@ -772,7 +764,7 @@ fn plaintext_vectors_work_on_both_sides_behind_the_opt_in() {
 
         // Node, default config: refused.
         let mut strict = node_with(&"11".repeat(32), false);
-        let c = strict.connect(T0).unwrap();
+        let c = strict.connect().unwrap();
         assert_eq!(
             drive(&mut strict, c, &client_frames[0], None).kind,
             "error:PLAINTEXT_DISABLED"
@@ -780,7 +772,7 @@ fn plaintext_vectors_work_on_both_sides_behind_the_opt_in() {
 
         // Node with plaintext enabled: the SDK's frames work and are flagged.
         let mut node = node_with(&"11".repeat(32), true);
-        let conn = node.connect(T0).unwrap();
+        let conn = node.connect().unwrap();
         let r = drive(&mut node, conn, &client_frames[0], None);
         assert_eq!(r.kind, "ack", "{name}");
         let req = &r.requests[0];
@@ -818,7 +810,8 @@ fn plaintext_vectors_work_on_both_sides_behind_the_opt_in() {
             SecretKey::from_bytes(&[3; 32]).unwrap().public_key(),
             ClientConfig::default(),
             recorded(&[]),
-        );
+        )
+        .unwrap();
         client
             .start_plaintext_session(
                 T0,
@@ -955,7 +948,8 @@ fn checkpoint_delta_vectors() {
                     host,
                     NodeConfig::default(),
                     recorded(&[s(&v, "ephemeral_private_key"), s(&v["encrypted"], "nonce")]),
-                );
+                )
+                .unwrap();
                 assert_eq!(node.address().to_string(), s(&v, "host_address"));
                 let out = node
                     .encrypt_checkpoint_delta(&user.public_key(), &want)

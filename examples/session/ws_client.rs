@@ -1,5 +1,6 @@
 //! An encrypted Fabstir session from the command line: a thin tokio pump around
-//! [`sealwire::session::Client`].
+//! [`sealwire::session::Client`] (with the helpers it shares with `ws_node` from
+//! `session_examples`).
 //!
 //! ```text
 //! cargo run --example ws_client -- --url ws://127.0.0.1:8080/v1/ws --node-pub 02… tell me a story
@@ -17,6 +18,7 @@ use sealwire::session::{
     Client, ClientConfig, ClientEvent, Prompt, PublicKey, SecretKey, SessionParams,
 };
 use sealwire::time::Clock;
+use session_examples::{options_or_exit, sleep_until, system_rng};
 use tokio_tungstenite::tungstenite::Message;
 use zeroize::Zeroizing;
 
@@ -111,17 +113,6 @@ fn parse_args() -> Result<Option<Options>, String> {
     }))
 }
 
-fn system_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
-    rand_core::UnwrapErr(getrandom::SysRng)
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 async fn run(opts: Options) -> Result<(), String> {
     let clock = Clock::new();
     let identity = opts
@@ -132,7 +123,8 @@ async fn run(opts: Options) -> Result<(), String> {
         opts.node_public_key,
         ClientConfig::default(),
         system_rng(),
-    );
+    )
+    .map_err(|e| format!("cannot create the client: {e}"))?;
     let (ws, _) = tokio_tungstenite::connect_async(opts.url.as_str())
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", opts.url))?;
@@ -229,7 +221,7 @@ async fn run(opts: Options) -> Result<(), String> {
                 }
                 cancelled = true;
                 eprintln!("\nws_client: cancelling (Ctrl-C again to quit)");
-                client.cancel(clock.now()).map_err(|e| format!("cannot cancel: {e}"))?;
+                client.cancel().map_err(|e| format!("cannot cancel: {e}"))?;
             }
         }
     }
@@ -237,16 +229,9 @@ async fn run(opts: Options) -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let opts = match parse_args() {
-        Ok(Some(opts)) => opts,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("ws_client: {e}");
-            return ExitCode::from(2);
-        }
+    let opts = match options_or_exit("ws_client", USAGE, parse_args()) {
+        Ok(opts) => opts,
+        Err(exit) => return exit,
     };
     match run(opts).await {
         Ok(()) => ExitCode::SUCCESS,

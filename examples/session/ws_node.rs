@@ -1,44 +1,28 @@
-//! A Fabstir-compatible WebSocket LLM node: a thin tokio pump around [`sealwire::session::Node`].
+//! A Fabstir-compatible WebSocket LLM node: the command line around the session node driver
+//! (`session_examples::node_driver`, a thin tokio pump around [`sealwire::session::Node`]).
 //!
 //! ```text
 //! HOST_PRIVATE_KEY=0x… cargo run --example ws_node -- --listen 127.0.0.1:8080 [--allow 0xADDR]… [--plaintext]
 //! ```
 //!
 //! One port serves the WebSocket at `/v1/ws` (the path the SDK appends to a host's endpoint) and
-//! `POST /v1/auth/challenge` (the host-key challenge). The example holds no protocol logic: every
-//! text frame goes to `Node::handle_frame`, every `Transmit` is routed to its connection, every
-//! `NodeEvent` is answered with a policy decision (the `--allow` list) or fed to the model, and the
-//! task sleeps until `Node::poll_timeout`. One actor task owns the `Node` (its methods take
-//! `&mut self`); connection tasks talk to it over a channel and receive their outgoing frames on a
-//! bounded per-connection channel (a connection that cannot keep up is disconnected).
-//!
-//! The built-in echo model streams the prompt back word by word, so the node runs without an LLM;
-//! a real backend implements the small [`Model`] trait. Prompts and keys are never logged.
+//! `POST /v1/auth/challenge` (the host-key challenge). This file holds the command line, the
+//! wiring and the logs; the pump is in `src/node_driver.rs` and the built-in echo model, which
+//! streams the prompt back word by word so the node runs without an LLM, in `src/model.rs`.
+//! Prompts and keys are never logged.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
-use futures_util::stream::BoxStream;
-use futures_util::{SinkExt, StreamExt};
 use sealwire::crypto::hex;
-use sealwire::session::{
-    Address, ConnectionId, ErrorCode, Node, NodeConfig, NodeEvent, PromptRequest, SecretKey,
-    SessionRequest, StreamEnd,
-};
-use sealwire::time::Clock;
-use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, error, info, warn};
+use sealwire::session::{Address, Node, NodeConfig, SecretKey};
+use session_examples::model::EchoModel;
+use session_examples::node_driver::{serve, Service};
+use session_examples::{options_or_exit, system_rng};
+use tracing::{info, warn};
 
 const USAGE: &str = "\
 ws_node — a Fabstir-compatible WebSocket LLM node (sealwire example) with a built-in echo model
@@ -64,64 +48,6 @@ ENVIRONMENT:
 On startup one line goes to stdout:
     ws_node listen=ADDR public_key=HEX66 address=0x…
 ";
-
-/// Outgoing frames buffered per connection before the connection counts as too slow.
-const CONNECTION_QUEUE: usize = 1024;
-/// Commands buffered for the node task.
-const COMMAND_QUEUE: usize = 4096;
-
-// ---------------------------------------------------------------------------------------------
-// The model seam.
-
-/// An LLM backend: turns a prompt into a stream of text pieces (each piece whole UTF-8
-/// characters; the node sends one `encrypted_chunk` per piece).
-pub trait Model: Send + Sync + 'static {
-    /// Starts generating an answer. The prompt is borrowed: copy only what the answer needs.
-    fn generate(&self, prompt: &str) -> BoxStream<'static, String>;
-    /// The context window reported in `stream_end` usage.
-    fn context_window(&self) -> u64 {
-        0
-    }
-}
-
-/// Echoes the prompt back, one word (with its trailing whitespace) per piece.
-pub struct EchoModel {
-    /// Pause before each word (to make cancellation observable).
-    pub delay: Duration,
-}
-
-impl Model for EchoModel {
-    fn generate(&self, prompt: &str) -> BoxStream<'static, String> {
-        let mut words = Vec::new();
-        let mut start = 0;
-        let mut in_space = false;
-        for (i, c) in prompt.char_indices() {
-            if c.is_whitespace() {
-                in_space = true;
-            } else if in_space {
-                words.push(prompt[start..i].to_owned());
-                start = i;
-                in_space = false;
-            }
-        }
-        if start < prompt.len() {
-            words.push(prompt[start..].to_owned());
-        }
-        let delay = self.delay;
-        futures_util::stream::iter(words)
-            .then(move |w| async move {
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                w
-            })
-            .boxed()
-    }
-
-    fn context_window(&self) -> u64 {
-        8192
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Command line.
@@ -182,10 +108,6 @@ fn parse_args() -> Result<Option<Options>, String> {
     Ok(Some(opts))
 }
 
-fn system_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
-    rand_core::UnwrapErr(getrandom::SysRng)
-}
-
 /// `HOST_PRIVATE_KEY`, or a fresh development key (`true` = generated).
 fn host_key() -> Result<(SecretKey, bool), String> {
     match std::env::var("HOST_PRIVATE_KEY") {
@@ -197,456 +119,7 @@ fn host_key() -> Result<(SecretKey, bool), String> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The node task: owns the Node, routes transmits, applies policy, runs the model.
-
-enum Command {
-    Connect {
-        reply: oneshot::Sender<Option<(ConnectionId, mpsc::Receiver<String>)>>,
-    },
-    Frame {
-        conn: ConnectionId,
-        text: axum::extract::ws::Utf8Bytes,
-    },
-    Disconnect {
-        conn: ConnectionId,
-    },
-    Challenge {
-        body: Bytes,
-        reply: oneshot::Sender<Result<String, String>>,
-    },
-    Model {
-        stream: u64,
-        piece: Piece,
-    },
-    Shutdown {
-        done: oneshot::Sender<()>,
-    },
-}
-
-enum Piece {
-    Chunk { text: String, is_final: bool },
-    End,
-}
-
-struct ActiveStream {
-    conn: ConnectionId,
-    session_id: String,
-    request_id: String,
-    cancel: Arc<AtomicBool>,
-    prompt_tokens: u64,
-    chunks: u64,
-}
-
-struct NodeTask<R> {
-    node: Node<R>,
-    clock: Clock,
-    allow: Option<HashSet<Address>>,
-    model: Arc<dyn Model>,
-    max_streams: usize,
-    commands: mpsc::WeakSender<Command>,
-    conns: HashMap<ConnectionId, mpsc::Sender<String>>,
-    streams: HashMap<u64, ActiveStream>,
-    next_stream: u64,
-}
-
-impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let done = loop {
-            let deadline = self
-                .node
-                .poll_timeout()
-                .map(|t| tokio::time::Instant::from_std(self.clock.to_std(t)));
-            tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(Command::Shutdown { done }) => break Some(done),
-                    Some(cmd) => self.handle(cmd),
-                    None => break None,
-                },
-                () = sleep_until(deadline) => {
-                    self.node.handle_timeout(self.clock.now());
-                }
-            }
-            self.flush();
-        };
-        self.shutdown();
-        // Dropping the node wipes its key and every session key before we report back.
-        drop(self);
-        if let Some(done) = done {
-            let _ = done.send(());
-        }
-    }
-
-    fn handle(&mut self, cmd: Command) {
-        let now = self.clock.now();
-        match cmd {
-            Command::Connect { reply } => {
-                let result = match self.node.connect(now) {
-                    Ok(conn) => {
-                        let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
-                        self.conns.insert(conn, tx);
-                        debug!(?conn, "connected");
-                        Some((conn, rx))
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "connection refused");
-                        None
-                    }
-                };
-                if let Some((conn, _)) = reply.send(result).err().flatten() {
-                    self.drop_connection(conn);
-                }
-            }
-            Command::Frame { conn, text } => {
-                if let Err(e) = self.node.handle_frame(now, conn, text.as_str()) {
-                    // The node has already queued the `error` frame for the client.
-                    debug!(?conn, code = e.code().as_str(), error = %e, "frame rejected");
-                }
-            }
-            Command::Disconnect { conn } => self.drop_connection(conn),
-            Command::Challenge { body, reply } => {
-                let answer = self.node.answer_challenge(&body).map_err(|e| {
-                    debug!(code = e.code().as_str(), error = %e, "challenge rejected");
-                    serde_json::json!({ "error": e.code().as_str(), "message": e.to_string() })
-                        .to_string()
-                });
-                let _ = reply.send(answer);
-            }
-            Command::Model { stream, piece } => self.model_output(stream, piece),
-            Command::Shutdown { .. } => {}
-        }
-    }
-
-    /// Drains the node's outputs until both queues are empty (handling an event may queue more).
-    fn flush(&mut self) {
-        loop {
-            if let Some(event) = self.node.poll_event() {
-                self.event(event);
-                continue;
-            }
-            if let Some(t) = self.node.poll_transmit() {
-                let Some(tx) = self.conns.get(&t.conn) else {
-                    continue; // the connection is already gone
-                };
-                if tx.try_send(t.frame).is_err() {
-                    warn!(conn = ?t.conn, "connection too slow or closed; disconnecting");
-                    self.drop_connection(t.conn);
-                }
-                continue;
-            }
-            break;
-        }
-    }
-
-    fn drop_connection(&mut self, conn: ConnectionId) {
-        // Dropping the sender ends the connection's writer, which closes the socket.
-        if self.conns.remove(&conn).is_some() {
-            debug!(?conn, "disconnected");
-        }
-        self.node.disconnect(self.clock.now(), conn);
-        self.streams.retain(|_, s| {
-            let keep = s.conn != conn;
-            if !keep {
-                s.cancel.store(true, Ordering::Relaxed);
-            }
-            keep
-        });
-    }
-
-    fn event(&mut self, event: NodeEvent) {
-        let now = self.clock.now();
-        match event {
-            NodeEvent::SessionRequested(req) => self.session_requested(req),
-            NodeEvent::SessionRekeyed { conn, session_id } => {
-                debug!(?conn, session_id, "session rekeyed");
-            }
-            NodeEvent::Prompt(p) => self.prompt(p),
-            NodeEvent::Cancel {
-                conn,
-                session_id,
-                reason,
-            } => {
-                info!(?conn, session_id, reason, "stream cancelled by the client");
-                let ids: Vec<u64> = self
-                    .streams
-                    .iter()
-                    .filter(|(_, s)| s.conn == conn && s.session_id == session_id)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in ids {
-                    if let Some(s) = self.streams.remove(&id) {
-                        s.cancel.store(true, Ordering::Relaxed);
-                        self.finish(now, &s, "cancelled");
-                    }
-                }
-            }
-            NodeEvent::SessionClosed {
-                conn,
-                session_id,
-                reason,
-            } => {
-                debug!(?conn, session_id, ?reason, "session closed");
-                self.streams.retain(|_, s| {
-                    let keep = !(s.conn == conn && s.session_id == session_id);
-                    if !keep {
-                        s.cancel.store(true, Ordering::Relaxed);
-                    }
-                    keep
-                });
-            }
-            other => debug!(?other, "unhandled node event"),
-        }
-    }
-
-    /// Policy: the allow-list stands in for the on-chain job-ownership check.
-    fn session_requested(&mut self, req: SessionRequest) {
-        let now = self.clock.now();
-        let allowed = match (&self.allow, req.client_address) {
-            (None, _) => true,
-            (Some(set), Some(addr)) => set.contains(&addr),
-            // A plaintext session's address is only claimed, never proven.
-            (Some(_), None) => false,
-        };
-        let who = req
-            .client_address
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "unverified (plaintext)".into());
-        let result = if allowed {
-            info!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
-                chain_id = req.chain_id, client = who, encrypted = req.encrypted, "session accepted");
-            self.node.accept(now, req.conn, &req.session_id)
-        } else {
-            warn!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
-                client = who, "session rejected: address not allowed");
-            self.node.reject(
-                now,
-                req.conn,
-                &req.session_id,
-                "client address not allowed for this job",
-            )
-        };
-        if let Err(e) = result {
-            warn!(conn = ?req.conn, error = %e, "accept/reject failed");
-        }
-    }
-
-    fn prompt(&mut self, p: PromptRequest) {
-        if self.streams.len() >= self.max_streams {
-            warn!(conn = ?p.conn, "too many answers in progress; prompt refused");
-            let _ = self.node.send_error(
-                p.conn,
-                Some(&p.session_id),
-                Some(&p.request_id),
-                ErrorCode::Capacity,
-                "node busy, try again later",
-            );
-            return;
-        }
-        debug!(conn = ?p.conn, session_id = p.session_id, request_id = p.request_id,
-            len = p.prompt.len(), encrypted = p.encrypted, "prompt");
-        let id = self.next_stream;
-        self.next_stream += 1;
-        let cancel = Arc::new(AtomicBool::new(false));
-        let pieces = self.model.generate(&p.prompt);
-        self.streams.insert(
-            id,
-            ActiveStream {
-                conn: p.conn,
-                session_id: p.session_id.clone(),
-                request_id: p.request_id.clone(),
-                cancel: cancel.clone(),
-                prompt_tokens: p.prompt.split_whitespace().count() as u64,
-                chunks: 0,
-            },
-        );
-        let commands = self.commands.clone();
-        tokio::spawn(pump_model(pieces, id, cancel, commands));
-    }
-
-    fn model_output(&mut self, id: u64, piece: Piece) {
-        let now = self.clock.now();
-        match piece {
-            Piece::Chunk { text, is_final } => {
-                let Some(s) = self.streams.get_mut(&id) else {
-                    return; // cancelled or the session is gone
-                };
-                s.chunks += 1;
-                let sent = self.node.send_chunk(
-                    now,
-                    s.conn,
-                    &s.session_id,
-                    &s.request_id,
-                    &text,
-                    is_final,
-                );
-                if let Err(e) = sent {
-                    warn!(conn = ?s.conn, error = %e, "answer stopped");
-                    s.cancel.store(true, Ordering::Relaxed);
-                    self.streams.remove(&id);
-                }
-            }
-            Piece::End => {
-                if let Some(s) = self.streams.remove(&id) {
-                    self.finish(now, &s, "complete");
-                }
-            }
-        }
-    }
-
-    fn finish(&mut self, now: sealwire::time::Instant, s: &ActiveStream, reason: &str) {
-        let end = StreamEnd {
-            reason: reason.into(),
-            ..StreamEnd::complete(s.prompt_tokens, s.chunks, self.model.context_window())
-        };
-        if let Err(e) = self
-            .node
-            .finish(now, s.conn, &s.session_id, &s.request_id, end)
-        {
-            warn!(conn = ?s.conn, error = %e, "could not finish the answer");
-        }
-    }
-
-    fn shutdown(&mut self) {
-        let conns: Vec<ConnectionId> = self.conns.keys().copied().collect();
-        for conn in conns {
-            self.drop_connection(conn);
-        }
-        self.flush();
-        info!("all connections closed; wiping node keys");
-    }
-}
-
-/// Feeds one model answer to the node task, holding back one piece so the last is `is_final`.
-async fn pump_model(
-    mut pieces: BoxStream<'static, String>,
-    stream: u64,
-    cancel: Arc<AtomicBool>,
-    commands: mpsc::WeakSender<Command>,
-) {
-    let Some(commands) = commands.upgrade() else {
-        return;
-    };
-    let mut pending: Option<String> = None;
-    while let Some(piece) = pieces.next().await {
-        if cancel.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Some(text) = pending.replace(piece) {
-            let piece = Piece::Chunk {
-                text,
-                is_final: false,
-            };
-            if commands
-                .send(Command::Model { stream, piece })
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    }
-    if cancel.load(Ordering::Relaxed) {
-        return;
-    }
-    if let Some(text) = pending {
-        let piece = Piece::Chunk {
-            text,
-            is_final: true,
-        };
-        if commands
-            .send(Command::Model { stream, piece })
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
-    let _ = commands
-        .send(Command::Model {
-            stream,
-            piece: Piece::End,
-        })
-        .await;
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP and WebSocket handlers.
-
-#[derive(Clone)]
-struct App {
-    commands: mpsc::Sender<Command>,
-    max_message: usize,
-}
-
-async fn ws_upgrade(State(app): State<App>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(app.max_message)
-        .max_frame_size(app.max_message)
-        .on_upgrade(move |socket| connection(app.commands, socket))
-}
-
-async fn connection(commands: mpsc::Sender<Command>, socket: WebSocket) {
-    let (reply, answer) = oneshot::channel();
-    if commands.send(Command::Connect { reply }).await.is_err() {
-        return;
-    }
-    let Ok(Some((conn, mut outgoing))) = answer.await else {
-        return; // refused (capacity) or shutting down: dropping the socket closes it
-    };
-    let (mut sink, mut incoming) = socket.split();
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = outgoing.recv().await {
-            if sink.send(Message::Text(frame.into())).await.is_err() {
-                return;
-            }
-        }
-        let _ = sink.send(Message::Close(None)).await;
-    });
-    while let Some(msg) = incoming.next().await {
-        let text = match msg {
-            Ok(Message::Text(text)) => text,
-            Ok(Message::Binary(bytes)) => match axum::extract::ws::Utf8Bytes::try_from(bytes) {
-                Ok(text) => text,
-                Err(_) => {
-                    debug!(?conn, "ignoring a binary frame that is not UTF-8");
-                    continue;
-                }
-            },
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => continue, // WebSocket ping/pong are answered by the transport
-        };
-        if commands.send(Command::Frame { conn, text }).await.is_err() {
-            break;
-        }
-    }
-    let _ = commands.send(Command::Disconnect { conn }).await;
-    let _ = writer.await;
-}
-
-async fn challenge(State(app): State<App>, body: Bytes) -> Response {
-    let (reply, answer) = oneshot::channel();
-    if app
-        .commands
-        .send(Command::Challenge { body, reply })
-        .await
-        .is_err()
-    {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    let json = [(header::CONTENT_TYPE, "application/json")];
-    match answer.await {
-        Ok(Ok(body)) => (StatusCode::OK, json, body).into_response(),
-        Ok(Err(body)) => (StatusCode::BAD_REQUEST, json, body).into_response(),
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
-}
-
+/// Completes on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -670,78 +143,6 @@ async fn shutdown_signal() {
     }
 }
 
-/// The node's policy and model (what the command line configures).
-pub struct Service {
-    /// Client addresses allowed to open sessions; `None` = everyone.
-    pub allow: Option<HashSet<Address>>,
-    /// The LLM backend.
-    pub model: Arc<dyn Model>,
-    /// Answers generated at the same time, node-wide.
-    pub max_streams: usize,
-}
-
-/// Serves `node` on `listener` (`/v1/ws` and `/v1/auth/challenge`) until `shutdown` completes,
-/// then disconnects every client and drops the node, wiping its keys. `false` if the node task
-/// failed.
-pub async fn serve<R>(
-    listener: tokio::net::TcpListener,
-    node: Node<R>,
-    service: Service,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> bool
-where
-    R: rand_core::CryptoRng + Send + 'static,
-{
-    // The transport refuses frames well beyond the node's own limit; frames just above it
-    // still reach the node, which answers with its MESSAGE_TOO_LARGE error frame.
-    let max_message = node.config().max_frame_len.saturating_add(1 << 20);
-    let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
-    let task = NodeTask {
-        node,
-        clock: Clock::new(),
-        allow: service.allow,
-        model: service.model,
-        max_streams: service.max_streams,
-        commands: commands.downgrade(),
-        conns: HashMap::new(),
-        streams: HashMap::new(),
-        next_stream: 0,
-    };
-    let node_task = tokio::spawn(task.run(rx));
-
-    let app = Router::new()
-        .route("/v1/ws", get(ws_upgrade))
-        .route("/v1/auth/challenge", post(challenge))
-        .with_state(App {
-            commands: commands.clone(),
-            max_message,
-        });
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-
-    shutdown.await;
-    info!("shutting down");
-    let _ = stop.send(());
-    let (done, finished) = oneshot::channel();
-    if commands.send(Command::Shutdown { done }).await.is_ok() {
-        let _ = finished.await;
-    }
-    drop(commands);
-    if node_task.await.is_err() {
-        error!("node task failed");
-        return false;
-    }
-    // Upgraded WebSockets are not tracked by the server's graceful shutdown; bound the wait.
-    let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
-    true
-}
-
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::main]
@@ -755,16 +156,9 @@ async fn main() -> ExitCode {
         )
         .init();
 
-    let opts = match parse_args() {
-        Ok(Some(opts)) => opts,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("ws_node: {e}");
-            return ExitCode::from(2);
-        }
+    let opts = match options_or_exit("ws_node", USAGE, parse_args()) {
+        Ok(opts) => opts,
+        Err(exit) => return exit,
     };
     let (key, generated) = match host_key() {
         Ok(k) => k,
@@ -778,7 +172,13 @@ async fn main() -> ExitCode {
         allow_plaintext: opts.plaintext,
         ..NodeConfig::default()
     };
-    let node = Node::new(key, config, system_rng());
+    let node = match Node::new(key, config, system_rng()) {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("ws_node: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let public_key = hex::encode(&node.public_key().to_compressed());
     let address = node.address();
 

@@ -17,7 +17,8 @@ fuzz_target!(|data: &[u8]| {
         max_frame_len: 64 * 1024,
         ..ClientConfig::default()
     };
-    let mut client = Client::new(identity, node_pub, config, ChaCha20Rng::from_seed([2; 32]));
+    let mut client = Client::new(identity, node_pub, config, ChaCha20Rng::from_seed([2; 32]))
+        .expect("valid config");
     let mut now = Instant::ZERO;
     client
         .start_session(

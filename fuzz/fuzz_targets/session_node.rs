@@ -20,16 +20,18 @@ fuzz_target!(|data: &[u8]| {
         max_frame_len: 64 * 1024,
         ..NodeConfig::default()
     };
-    let mut node = Node::new(node_key, config, ChaCha20Rng::from_seed([1; 32]));
+    let mut node =
+        Node::new(node_key, config, ChaCha20Rng::from_seed([1; 32])).expect("valid config");
     let identity = SecretKey::from_bytes(&[0x24; 32]).expect("valid key");
     let mut client = Client::new(
         identity,
         node_pub,
         ClientConfig::default(),
         ChaCha20Rng::from_seed([2; 32]),
-    );
+    )
+    .expect("valid config");
     let t0 = Instant::ZERO;
-    let conn = node.connect(t0).expect("connect");
+    let conn = node.connect().expect("connect");
     client
         .start_session(
             t0,

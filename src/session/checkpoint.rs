@@ -1,5 +1,6 @@
-//! Checkpoint deltas (§5.2): the node encrypts a conversation slice to the session's
-//! `recoveryPublicKey`; the client decrypts it during recovery.
+//! Checkpoint deltas ([docs/fabstir-wire.md §5.2]), both sides: the node encrypts a
+//! conversation slice to the session's `recoveryPublicKey`; the client decrypts it during
+//! recovery. The JSON of the delta and of the published object is in `wire/side.rs`.
 //!
 //! `x` = x-coordinate of `e·RecoveryPub`, `K` = HKDF-SHA256(SHA-256(x), zero salt,
 //! `"checkpoint-delta-encryption-v1"`), XChaCha20-Poly1305 with an empty AAD over the delta as
@@ -7,14 +8,14 @@
 //! the host over the hex of keccak-256(ciphertext); the delta's inner `hostSignature` is the
 //! EIP-191 signature of the sorted compact JSON of `messages` itself.
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::error::SessionError;
-use super::wire;
+use super::error::NodeError;
+use super::wire::side;
 use crate::crypto::secp256k1::{eip191_digest, PublicKey, SecretKey};
 use crate::crypto::{aead, hex, kdf};
 
@@ -75,52 +76,6 @@ impl core::fmt::Debug for CheckpointDelta {
     }
 }
 
-fn push_messages(out: &mut String, messages: &[CheckpointMessage]) -> Result<(), SessionError> {
-    out.push('[');
-    for (i, m) in messages.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(r#"{"content":"#);
-        wire::push_json_str(out, &m.content);
-        if let Some(meta) = &m.metadata {
-            out.push_str(r#","metadata":"#);
-            // serde_json's map is a BTreeMap here: keys sorted at every level.
-            let text = serde_json::to_string(meta)
-                .map_err(|_| SessionError::InvalidSideProtocol("metadata"))?;
-            out.push_str(&text);
-        }
-        out.push_str(r#","role":"#);
-        wire::push_json_str(out, &m.role);
-        out.push_str(r#","timestamp":"#);
-        wire::push_u64(out, m.timestamp);
-        out.push('}');
-    }
-    out.push(']');
-    Ok(())
-}
-
-/// The sorted compact JSON of a delta (the plaintext).
-pub(crate) fn delta_json(d: &CheckpointDelta) -> Result<String, SessionError> {
-    let mut out = String::with_capacity(256);
-    out.push_str(r#"{"checkpointIndex":"#);
-    wire::push_u64(&mut out, d.checkpoint_index);
-    out.push_str(r#","endToken":"#);
-    wire::push_u64(&mut out, d.end_token);
-    out.push_str(r#","hostSignature":"#);
-    wire::push_json_str(&mut out, &d.host_signature);
-    out.push_str(r#","messages":"#);
-    push_messages(&mut out, &d.messages)?;
-    out.push_str(r#","proofHash":"#);
-    wire::push_json_str(&mut out, &d.proof_hash);
-    out.push_str(r#","sessionId":"#);
-    wire::push_json_str(&mut out, &d.session_id);
-    out.push_str(r#","startToken":"#);
-    wire::push_u64(&mut out, d.start_token);
-    out.push('}');
-    Ok(out)
-}
-
 /// `0x` ‖ r ‖ s ‖ v (27/28) — EIP-191 `personal_sign` of `text`.
 fn personal_sign(key: &SecretKey, text: &[u8]) -> String {
     let sig = key.sign_prehash_recoverable(&eip191_digest(text));
@@ -140,11 +95,11 @@ fn derive_key(x: &[u8; 32]) -> Zeroizing<[u8; 32]> {
 pub(crate) fn sign_messages(
     key: &SecretKey,
     messages: &[CheckpointMessage],
-) -> Result<String, SessionError> {
+) -> Result<String, NodeError> {
     // The reference node signs the sorted compact JSON text itself (checked against
     // checkpoint_delta.json), unlike the outer signature, which signs a hash.
-    let mut json = String::new();
-    push_messages(&mut json, messages)?;
+    let mut json = Zeroizing::new(String::new());
+    side::emit_checkpoint_messages(&mut json, messages)?;
     Ok(personal_sign(key, json.as_bytes()))
 }
 
@@ -153,42 +108,23 @@ pub(crate) fn encrypt<R: rand_core::CryptoRng>(
     recovery: &PublicKey,
     delta: &CheckpointDelta,
     rng: &mut R,
-) -> Result<String, SessionError> {
-    let plain = Zeroizing::new(delta_json(delta)?);
+) -> Result<String, NodeError> {
+    let plain = side::emit_checkpoint_delta(delta)?;
     let eph = SecretKey::generate(rng);
     let nonce = crate::crypto::random_array::<24, R>(rng);
     let x = eph.ecdh_x(recovery);
     let k = derive_key(&x);
-    let ct = aead::xchacha_seal(&k, &nonce, b"", plain.as_bytes());
-    let ct_hash = hex::encode(&kdf::keccak256(&ct));
-    let mut out = String::with_capacity(ct.len() * 2 + 400);
-    out.push_str(r#"{"encrypted":true,"version":1,"userRecoveryPubKey":"0x"#);
-    hex::encode_to(&recovery.to_compressed(), &mut out);
-    out.push_str(r#"","ephemeralPublicKey":"0x"#);
-    hex::encode_to(&eph.public_key().to_compressed(), &mut out);
-    out.push_str(r#"","nonce":""#);
-    hex::encode_to(&nonce, &mut out);
-    out.push_str(r#"","ciphertext":""#);
-    hex::encode_to(&ct, &mut out);
-    out.push_str(r#"","hostSignature":""#);
-    out.push_str(&personal_sign(host, ct_hash.as_bytes()));
-    out.push_str("\"}");
-    Ok(out)
-}
-
-fn bad(what: &'static str) -> SessionError {
-    SessionError::InvalidSideProtocol(what)
-}
-
-fn get_str(o: &Map<String, Value>, k: &'static str) -> Result<String, SessionError> {
-    o.get(k)
-        .and_then(Value::as_str)
-        .map(ToString::to_string)
-        .ok_or(bad(k))
-}
-
-fn get_u64(o: &Map<String, Value>, k: &'static str) -> Result<u64, SessionError> {
-    o.get(k).and_then(Value::as_u64).ok_or(bad(k))
+    let ciphertext = aead::xchacha_seal(&k, &nonce, b"", plain.as_bytes());
+    let ct_hash = hex::encode(&kdf::keccak256(&ciphertext));
+    let host_signature = personal_sign(host, ct_hash.as_bytes());
+    Ok(side::PublishedDelta {
+        recovery_public_key: recovery,
+        ephemeral_public_key: eph.public_key(),
+        nonce,
+        ciphertext,
+        host_signature: &host_signature,
+    }
+    .emit())
 }
 
 /// Client side: decrypts a published checkpoint delta with the session's recovery key.
@@ -200,7 +136,7 @@ fn get_u64(o: &Map<String, Value>, k: &'static str) -> Result<u64, SessionError>
 /// ```
 /// use sealwire::session::{decrypt_checkpoint_delta, CheckpointDelta, Node, NodeConfig, SecretKey};
 /// use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
-/// let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32]));
+/// let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32])).unwrap();
 /// let user = SecretKey::from_bytes(&[8; 32]).unwrap();
 /// let delta = CheckpointDelta { session_id: "1".into(), checkpoint_index: 0, proof_hash: "0xab".into(),
 ///     start_token: 0, end_token: 10, messages: vec![], host_signature: "0x".into() };
@@ -210,60 +146,11 @@ fn get_u64(o: &Map<String, Value>, k: &'static str) -> Result<u64, SessionError>
 pub fn decrypt_checkpoint_delta(
     user_key: &SecretKey,
     published: &str,
-) -> Result<CheckpointDelta, SessionError> {
-    let v: Value = serde_json::from_str(published).map_err(|_| bad("published delta"))?;
-    let o = v.as_object().ok_or(bad("published delta"))?;
-    if o.get("encrypted") != Some(&Value::Bool(true)) {
-        return Err(bad("encrypted"));
-    }
-    if o.get("version").and_then(Value::as_u64) != Some(1) {
-        return Err(bad("version"));
-    }
-    let eph_hex = o
-        .get("ephemeralPublicKey")
-        .and_then(Value::as_str)
-        .ok_or(bad("ephemeralPublicKey"))?;
-    let eph = PublicKey::from_hex(eph_hex).map_err(|_| SessionError::InvalidPublicKey)?;
-    let nonce_hex = o.get("nonce").and_then(Value::as_str).ok_or(bad("nonce"))?;
-    let nonce: [u8; 24] =
-        hex::decode_array(nonce_hex).map_err(|_| SessionError::InvalidNonceSize)?;
-    let ct_hex = o
-        .get("ciphertext")
-        .and_then(Value::as_str)
-        .ok_or(bad("ciphertext"))?;
-    let ct = hex::decode(ct_hex).map_err(|_| SessionError::InvalidHex("ciphertext"))?;
+) -> Result<CheckpointDelta, NodeError> {
+    let (eph, nonce, ct) = side::parse_published_delta(published)?;
     let x = user_key.ecdh_x(&eph);
     let k = derive_key(&x);
     let plain =
-        aead::xchacha_open(&k, &nonce, b"", &ct).map_err(|_| SessionError::DecryptionFailed)?;
-    let d: Value = serde_json::from_slice(&plain).map_err(|_| bad("delta JSON"))?;
-    let d = d.as_object().ok_or(bad("delta JSON"))?;
-    let msgs = d
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or(bad("messages"))?;
-    let mut messages = Vec::with_capacity(msgs.len());
-    for m in msgs {
-        let m = m.as_object().ok_or(bad("messages"))?;
-        let metadata = match m.get("metadata") {
-            None => None,
-            Some(Value::Object(meta)) => Some(meta.clone()),
-            Some(_) => return Err(bad("metadata")),
-        };
-        messages.push(CheckpointMessage {
-            role: get_str(m, "role")?,
-            content: get_str(m, "content")?,
-            timestamp: get_u64(m, "timestamp")?,
-            metadata,
-        });
-    }
-    Ok(CheckpointDelta {
-        session_id: get_str(d, "sessionId")?,
-        checkpoint_index: get_u64(d, "checkpointIndex")?,
-        proof_hash: get_str(d, "proofHash")?,
-        start_token: get_u64(d, "startToken")?,
-        end_token: get_u64(d, "endToken")?,
-        messages,
-        host_signature: get_str(d, "hostSignature")?,
-    })
+        aead::xchacha_open(&k, &nonce, b"", &ct).map_err(|_| NodeError::DecryptionFailed)?;
+    side::parse_checkpoint_delta(&plain)
 }

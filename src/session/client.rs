@@ -1,11 +1,12 @@
-//! The client (SDK) side: what a Rust SDK would link.
+//! The client (SDK side) machine: what a Rust SDK would link. It opens one session at a time
+//! with a node and receives its answers; `answer.rs` holds the receiving side.
 //!
 //! Frames are byte-identical in form to the SDK's (same keys, key order, compact JSON as
-//! `JSON.stringify`, U+2192 raw in `alg`). Where the SDK is lenient the client is strict: chunk
-//! AADs must be `chunk_0, chunk_1, …` in order (configurable), an undecryptable chunk fails
-//! the answer, chunks must be valid UTF-8, and the prompt never goes into the clear envelope.
+//! `JSON.stringify`, U+2192 raw in `alg`; written by `wire`). Where the SDK is lenient the
+//! client is strict: chunk AADs must be `chunk_0, chunk_1, …` in order (configurable), an
+//! undecryptable chunk fails the answer, chunks must be valid UTF-8, and the prompt never goes
+//! into the clear envelope.
 
-use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
@@ -15,22 +16,22 @@ use zeroize::Zeroizing;
 
 use super::config::{ChunkAadPolicy, ClientConfig};
 use super::error::ClientError;
-use super::node::{PromptImage, RESPONSE_FINAL_AAD};
-use super::wire::{self, Field, InPayload};
-use super::VectorDatabase;
-use crate::crypto::aead::{self, TAG_LEN};
+use super::wire::{
+    self, EncryptedMessage, EncryptedSessionInit, InitPlaintext, NodeFrame, NodeFrameKind,
+    PlainPrompt, PlainSessionInit, PromptBody, Sealed, StreamCancel, MESSAGE_AAD, PING,
+};
+use crate::crypto::aead;
 use crate::crypto::secp256k1::{Address, PublicKey, SecretKey};
-use crate::crypto::{hex, kdf, SecretBytes};
+use crate::crypto::{kdf, SecretBytes};
+use crate::queue::Outbox;
 use crate::time::Instant;
 
 mod answer;
-use answer::{node_error, NodeFrame};
+mod events;
+mod prompt;
 
-/// Largest number of undrained events (a node cannot grow the queue without bound).
-const MAX_EVENTS: usize = 65_536;
-
-/// `alg` of the init payload, byte for byte (U+2192 raw).
-const ALG: &str = "secp256k1-ecdh(ephemeral\u{2192}static)+hkdf(sha256)+xchacha20-poly1305";
+pub use events::{ClientEvent, ClientStats};
+pub use prompt::{Prompt, SessionParams};
 
 /// n − 1 of secp256k1 (noble's `randomPrivateKey` reduces modulo it, then adds 1).
 const N_MINUS_1: NonZero<U256> = NonZero::<U256>::from_be_hex(
@@ -43,148 +44,6 @@ fn scalar_from_seed48(seed: &[u8; 48]) -> Zeroizing<[u8; 32]> {
     let reduced: U256 = wide.rem(&N_MINUS_1).wrapping_add(&U256::ONE);
     let bytes: [u8; 32] = reduced.to_be_bytes().into();
     Zeroizing::new(bytes)
-}
-
-/// The session a client opens (envelope ids and the encrypted init's content).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionParams {
-    /// Session id (decimal).
-    pub session_id: String,
-    /// Job id (decimal).
-    pub job_id: String,
-    /// Chain id.
-    pub chain_id: u64,
-    /// Model name, passed through.
-    pub model: String,
-    /// Price per token (the SDK always sends 0).
-    pub price_per_token: u64,
-    /// Optional RAG database reference.
-    pub vector_database: Option<VectorDatabase>,
-}
-
-/// One prompt. `Debug` hides the text.
-#[derive(Clone)]
-pub struct Prompt {
-    /// The prompt text.
-    pub text: String,
-    /// Model (default: the session's).
-    pub model: Option<String>,
-    /// `max_tokens` (default 4000, the SDK's).
-    pub max_tokens: u64,
-    /// `temperature` (default 0.7).
-    pub temperature: f64,
-    /// `thinking` mode.
-    pub thinking: Option<String>,
-    /// Attached images.
-    pub images: Vec<PromptImage>,
-    /// Envelope `web_search` (sent in clear, as the SDK does).
-    pub web_search: bool,
-    /// Envelope `max_searches`.
-    pub max_searches: u64,
-    /// Search queries — only ever sent *inside* the ciphertext; the envelope says `null`.
-    pub search_queries: Vec<String>,
-    /// Request id to use (the SDK's is `Date.now()-<base36>`); `None` = derived from `now`
-    /// and a counter.
-    pub request_id: Option<String>,
-}
-
-impl Prompt {
-    /// A prompt with the SDK's defaults.
-    ///
-    /// ```
-    /// let p = sealwire::session::Prompt::new("hi");
-    /// assert_eq!(p.max_tokens, 4000);
-    /// assert!(!format!("{p:?}").contains("hi"));
-    /// ```
-    pub fn new(text: impl Into<String>) -> Self {
-        Prompt {
-            text: text.into(),
-            model: None,
-            max_tokens: 4000,
-            temperature: 0.7,
-            thinking: None,
-            images: Vec::new(),
-            web_search: false,
-            max_searches: 0,
-            search_queries: Vec::new(),
-            request_id: None,
-        }
-    }
-}
-
-impl fmt::Debug for Prompt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Prompt")
-            .field("text", &"[redacted]")
-            .field("model", &self.model)
-            .field("images", &self.images.len())
-            .field("request_id", &self.request_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What the client tells its application.
-#[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClientEvent {
-    /// `session_init_ack` arrived: prompts may be sent.
-    SessionReady,
-    /// One decrypted piece of the answer.
-    Chunk {
-        /// The text.
-        text: String,
-        /// Its index in the answer.
-        index: u64,
-        /// The node marked it final.
-        is_final: bool,
-    },
-    /// The answer is complete (`stream_end`, or the grace period after a final chunk).
-    Finished {
-        /// The whole answer.
-        text: String,
-        /// `finish_reason` of `stream_end`.
-        finish_reason: Option<String>,
-        /// `tokens_used` of `stream_end`.
-        tokens_used: Option<u64>,
-    },
-    /// The node sent an `error` frame (fails the init or the answer).
-    NodeError {
-        /// The node's code (`TOKEN_LIMIT_EXCEEDED`, ...).
-        code: String,
-        /// The node's message.
-        message: String,
-    },
-    /// The ack or the next chunk did not come in time.
-    TimedOut,
-    /// `pong` (heartbeat answer).
-    Pong,
-    /// The answer failed on the client's checks (undecryptable or reordered chunk, ...).
-    AnswerFailed {
-        /// Why.
-        error: ClientError,
-    },
-}
-
-impl fmt::Debug for ClientEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientEvent::SessionReady => f.write_str("SessionReady"),
-            ClientEvent::Chunk {
-                text,
-                index,
-                is_final,
-            } => write!(
-                f,
-                "Chunk {{ index: {index}, is_final: {is_final}, {} bytes }}",
-                text.len()
-            ),
-            ClientEvent::Finished { text, .. } => write!(f, "Finished({} bytes)", text.len()),
-            ClientEvent::NodeError { code, .. } => write!(f, "NodeError({code})"),
-            ClientEvent::TimedOut => f.write_str("TimedOut"),
-            ClientEvent::Pong => f.write_str("Pong"),
-            ClientEvent::AnswerFailed { error } => write!(f, "AnswerFailed({error:?})"),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -223,33 +82,34 @@ struct ClientSession {
 /// use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
 ///
 /// let t = Instant::ZERO;
-/// let node_key = SecretKey::from_bytes(&[7; 32]).unwrap();
+/// let node_key = SecretKey::from_bytes(&[7; 32])?;
 /// let node_pub = node_key.public_key();
-/// let mut node = Node::new(node_key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32]));
-/// let me = SecretKey::from_bytes(&[8; 32]).unwrap();
+/// let mut node = Node::new(node_key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32]))?;
+/// let me = SecretKey::from_bytes(&[8; 32])?;
 /// let my_address = me.public_key().address();
-/// let mut client = Client::new(me, node_pub, ClientConfig::default(), ChaCha20Rng::from_seed([2; 32]));
-/// let conn = node.connect(t).unwrap();
+/// let mut client = Client::new(me, node_pub, ClientConfig::default(), ChaCha20Rng::from_seed([2; 32]))?;
+/// let conn = node.connect()?;
 ///
 /// client.start_session(t, SessionParams { session_id: "1".into(), job_id: "2".into(), chain_id: 84532,
-///     model: "m".into(), price_per_token: 0, vector_database: None }).unwrap();
-/// node.handle_frame(t, conn, &client.poll_transmit().unwrap()).unwrap();
+///     model: "m".into(), price_per_token: 0, vector_database: None })?;
+/// node.handle_frame(t, conn, &client.poll_transmit().unwrap())?;
 /// let Some(NodeEvent::SessionRequested(req)) = node.poll_event() else { panic!() };
 /// assert_eq!(req.client_address, Some(my_address)); // check job ownership here
-/// node.accept(t, conn, &req.session_id).unwrap();
-/// client.handle_frame(t, &node.poll_transmit().unwrap().frame).unwrap();
+/// node.accept(t, conn, &req.session_id)?;
+/// client.handle_frame(t, &node.poll_transmit().unwrap().frame)?;
 /// assert_eq!(client.poll_event(), Some(ClientEvent::SessionReady));
 ///
-/// let rid = client.send_prompt(t, &Prompt::new("Hello")).unwrap();
-/// node.handle_frame(t, conn, &client.poll_transmit().unwrap()).unwrap();
+/// let rid = client.send_prompt(t, &Prompt::new("Hello"))?;
+/// node.handle_frame(t, conn, &client.poll_transmit().unwrap())?;
 /// let Some(NodeEvent::Prompt(p)) = node.poll_event() else { panic!() };
 /// assert_eq!(p.prompt.as_str(), "Hello");
-/// node.send_chunk(t, conn, "1", &rid, "Hi!", true).unwrap();
-/// node.finish(t, conn, "1", &rid, StreamEnd::complete(1, 1, 8192)).unwrap();
-/// while let Some(tx) = node.poll_transmit() { client.handle_frame(t, &tx.frame).unwrap(); }
+/// node.send_chunk(t, conn, "1", &rid, "Hi!", true)?;
+/// node.finish(t, conn, "1", &rid, StreamEnd::complete(1, 1, 8192))?;
+/// while let Some(tx) = node.poll_transmit() { client.handle_frame(t, &tx.frame)?; }
 /// let mut last = None;
 /// while let Some(e) = client.poll_event() { last = Some(e); }
 /// assert!(matches!(last, Some(ClientEvent::Finished { ref text, .. }) if text == "Hi!"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Client<R> {
     identity: SecretKey,
@@ -258,8 +118,8 @@ pub struct Client<R> {
     config: ClientConfig,
     rng: R,
     session: Option<ClientSession>,
-    transmits: VecDeque<String>,
-    events: VecDeque<ClientEvent>,
+    transmits: Outbox<String>,
+    events: Outbox<ClientEvent>,
     id_counter: u64,
 }
 
@@ -273,24 +133,35 @@ impl<R> fmt::Debug for Client<R> {
 }
 
 impl<R: rand_core::CryptoRng> Client<R> {
-    /// A client with identity key `identity` talking to the node key `node_public_key`.
+    /// A client with identity key `identity` talking to the node key `node_public_key`;
+    /// `Err(InvalidConfig(field))` for a configuration it cannot run with.
+    ///
+    /// ```
+    /// use sealwire::session::{Client, ClientConfig, ClientError, SecretKey};
+    /// use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// let node = SecretKey::from_bytes(&[7; 32]).unwrap().public_key();
+    /// let config = ClientConfig { max_frame_len: 0, ..ClientConfig::default() };
+    /// let client = Client::new(SecretKey::from_bytes(&[8; 32]).unwrap(), node, config, ChaCha20Rng::from_seed([0; 32]));
+    /// assert_eq!(client.err(), Some(ClientError::InvalidConfig("max_frame_len")));
+    /// ```
     pub fn new(
         identity: SecretKey,
         node_public_key: PublicKey,
         config: ClientConfig,
         rng: R,
-    ) -> Self {
-        Client {
+    ) -> Result<Self, ClientError> {
+        config.check()?;
+        Ok(Client {
             identity,
             node_compressed: node_public_key.to_compressed(),
             node_public: node_public_key,
+            transmits: Outbox::new(config.queue_capacity),
+            events: Outbox::new(config.queue_capacity),
             config,
             rng,
             session: None,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
             id_counter: 0,
-        }
+        })
     }
 
     /// The address the node recovers (the SDK's `getWsClientAddress`).
@@ -313,88 +184,42 @@ impl<R: rand_core::CryptoRng> Client<R> {
         if !wire::is_decimal(&params.job_id) {
             return Err(ClientError::InvalidParameter("job_id"));
         }
+        self.ensure_room()?;
         let session_key = SecretBytes::new(crate::crypto::random_array::<32, R>(&mut self.rng));
         let seed = Zeroizing::new(crate::crypto::random_array::<48, R>(&mut self.rng));
         let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
-        let eph_scalar = scalar_from_seed48(&seed);
-        let eph = SecretKey::from_bytes(&eph_scalar)
+        let eph = SecretKey::from_bytes(&scalar_from_seed48(&seed))
             .map_err(|_| ClientError::InvalidParameter("ephemeral key"))?;
-        let eph_pub = eph.public_key().to_compressed();
 
-        // §2.3 plaintext, key order as the SDK.
-        let mut plain = Zeroizing::new(String::with_capacity(256 + params.model.len()));
-        plain.push_str(r#"{"sessionKey":""#);
-        hex::encode_to(session_key.expose(), &mut plain);
-        plain.push_str(r#"","jobId":"#);
-        wire::push_json_str(&mut plain, &params.job_id);
-        plain.push_str(r#","modelName":"#);
-        wire::push_json_str(&mut plain, &params.model);
-        plain.push_str(r#","pricePerToken":"#);
-        wire::push_u64(&mut plain, params.price_per_token);
-        plain.push_str(r#","recoveryPublicKey":"0x"#);
-        hex::encode_to(&self.identity.public_key().to_compressed(), &mut plain);
-        plain.push('"');
-        if let Some(v) = &params.vector_database {
-            plain.push_str(r#","vectorDatabase":{"manifestPath":"#);
-            wire::push_json_str(&mut plain, &v.manifest_path);
-            plain.push_str(r#","userAddress":"#);
-            wire::push_json_str(&mut plain, &v.user_address);
-            plain.push('}');
+        // docs/fabstir-wire.md §2.3 plaintext, then §2.4: ECDH x → HKDF(zero salt, empty info) → XChaCha20-Poly1305
+        // with an empty AAD, and the signature over the preimage.
+        let plain = InitPlaintext {
+            session_key: session_key.clone_secret(),
+            job_id: params.job_id.as_str().into(),
+            model: params.model.as_str().into(),
+            price_per_token: params.price_per_token,
+            recovery_public_key: Some(self.identity.public_key()),
+            vector_database: params.vector_database.clone(),
         }
-        plain.push('}');
-
-        // §2.4: ECDH x → HKDF(zero salt, empty info) → XChaCha20-Poly1305, AAD empty.
+        .emit();
         let x = eph.ecdh_x(&self.node_public);
-        let salt = [0u8; 32];
-        let k = kdf::hkdf_sha256(&salt, &x[..], b"");
-        let ct = aead::xchacha_seal(&k, &nonce, b"", plain.as_bytes());
-        let digest = kdf::sha256(&[
-            b"E2EEv1|",
-            &eph_pub,
-            b"|",
-            &self.node_compressed,
-            b"|",
-            &salt,
-            b"|",
-            &nonce,
-            b"|",
-        ]);
-        let sig = self.identity.sign_prehash_recoverable(&digest);
-        let recid = sig.get(64).copied().unwrap_or(0);
-
-        let mut f = String::with_capacity(ct.len() * 2 + 600);
-        f.push_str(r#"{"type":"encrypted_session_init","payload":{"ephPubHex":""#);
-        hex::encode_to(&eph_pub, &mut f);
-        f.push_str(r#"","saltHex":""#);
-        hex::encode_to(&salt, &mut f);
-        f.push_str(r#"","nonceHex":""#);
-        hex::encode_to(&nonce, &mut f);
-        f.push_str(r#"","ciphertextHex":""#);
-        hex::encode_to(&ct, &mut f);
-        f.push_str(r#"","signatureHex":""#);
-        hex::encode_to(&sig, &mut f);
-        f.push_str(r#"","recid":"#);
-        wire::push_u64(&mut f, u64::from(recid));
-        f.push_str(r#","alg":""#);
-        f.push_str(ALG);
-        f.push_str(r#"","info":"","aadHex":""},"chain_id":"#);
-        wire::push_u64(&mut f, params.chain_id);
-        f.push_str(r#","session_id":"#);
-        wire::push_json_str(&mut f, &params.session_id);
-        f.push_str(r#","job_id":"#);
-        wire::push_json_str(&mut f, &params.job_id);
-        f.push('}');
-
-        self.session = Some(ClientSession {
-            params,
-            key: Some(session_key),
-            user_address: None,
-            next_message: 0,
-            phase: Phase::AwaitingAck,
-            answer: None,
-            deadline: Some(now + self.config.ack_timeout),
-        });
-        self.transmits.push_back(f);
+        let k = kdf::hkdf_sha256(&[0u8; 32], &x[..], b"");
+        let mut init = EncryptedSessionInit {
+            session_id: &params.session_id,
+            job_id: &params.job_id,
+            chain_id: params.chain_id,
+            eph_pub: eph.public_key(),
+            nonce,
+            signature: [0; 65],
+            aad: Vec::new(),
+            sealed: Zeroizing::new(aead::xchacha_seal(&k, &nonce, b"", plain.as_bytes())),
+        };
+        init.signature = self
+            .identity
+            .sign_prehash_recoverable(&init.digest(&self.node_compressed));
+        let frame = init.emit();
+        self.open(now, params, Some(session_key), None);
+        self.transmits.push(frame);
         Ok(())
     }
 
@@ -409,37 +234,39 @@ impl<R: rand_core::CryptoRng> Client<R> {
         if !wire::is_decimal(&params.session_id) || !wire::is_decimal(&params.job_id) {
             return Err(ClientError::InvalidParameter("ids"));
         }
+        self.ensure_room()?;
         let id = self.next_id(now);
-        let mut f = String::with_capacity(256);
-        f.push_str(r#"{"type":"session_init","chain_id":"#);
-        wire::push_u64(&mut f, params.chain_id);
-        f.push_str(r#","session_id":"#);
-        wire::push_json_str(&mut f, &params.session_id);
-        f.push_str(r#","jobId":"#);
-        wire::push_json_str(&mut f, &params.job_id);
-        f.push_str(r#","user_address":"#);
-        wire::push_json_str(&mut f, user_address);
-        if let Some(v) = &params.vector_database {
-            f.push_str(r#","vector_database":{"manifest_path":"#);
-            wire::push_json_str(&mut f, &v.manifest_path);
-            f.push_str(r#","user_address":"#);
-            wire::push_json_str(&mut f, &v.user_address);
-            f.push('}');
+        let frame = PlainSessionInit {
+            session_id: &params.session_id,
+            job_id: &params.job_id,
+            chain_id: params.chain_id,
+            user_address: Some(user_address),
+            vector_database: params.vector_database.clone(),
+            id: Some(&id),
         }
-        f.push_str(r#","id":"#);
-        wire::push_json_str(&mut f, &id);
-        f.push('}');
+        .emit();
+        self.open(now, params, None, Some(user_address.to_string()));
+        self.transmits.push(frame);
+        Ok(())
+    }
+
+    /// Replaces the session (the old key is wiped): it waits for the ack.
+    fn open(
+        &mut self,
+        now: Instant,
+        params: SessionParams,
+        key: Option<SecretBytes<32>>,
+        user_address: Option<String>,
+    ) {
         self.session = Some(ClientSession {
             params,
-            key: None,
-            user_address: Some(user_address.to_string()),
+            key,
+            user_address,
             next_message: 0,
             phase: Phase::AwaitingAck,
             answer: None,
             deadline: Some(now + self.config.ack_timeout),
         });
-        self.transmits.push_back(f);
-        Ok(())
     }
 
     fn next_id(&mut self, now: Instant) -> String {
@@ -471,6 +298,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
             Some(id) => id.clone(),
             None => self.next_id(now),
         };
+        self.ensure_room()?;
         let s = self.session.as_mut().ok_or(ClientError::NotReady)?;
         match s.phase {
             // One answer at a time: a new prompt supersedes an unfinished answer, whose later
@@ -481,100 +309,47 @@ impl<R: rand_core::CryptoRng> Client<R> {
         if !prompt.temperature.is_finite() {
             return Err(ClientError::InvalidParameter("temperature"));
         }
-        let model = prompt.model.as_deref().unwrap_or(&s.params.model);
-        let mut f = String::with_capacity(prompt.text.len() * 2 + 512);
-        match &s.key {
+        let body = PromptBody {
+            text: &prompt.text,
+            model: prompt.model.as_deref().unwrap_or(&s.params.model),
+            max_tokens: prompt.max_tokens,
+            temperature: prompt.temperature,
+            thinking: prompt.thinking.as_deref(),
+            images: &prompt.images,
+            search_queries: &prompt.search_queries,
+        };
+        let frame = match &s.key {
             Some(key) => {
-                let mut inner = Zeroizing::new(String::with_capacity(prompt.text.len() + 160));
-                inner.push_str(r#"{"prompt":"#);
-                wire::push_json_str(&mut inner, &prompt.text);
-                inner.push_str(r#","model":"#);
-                wire::push_json_str(&mut inner, model);
-                inner.push_str(r#","max_tokens":"#);
-                wire::push_u64(&mut inner, prompt.max_tokens);
-                inner.push_str(r#","temperature":"#);
-                wire::push_js_number(&mut inner, prompt.temperature);
-                inner.push_str(r#","stream":true"#);
-                if let Some(t) = &prompt.thinking {
-                    inner.push_str(r#","thinking":"#);
-                    wire::push_json_str(&mut inner, t);
-                }
-                if !prompt.images.is_empty() {
-                    inner.push_str(r#","images":["#);
-                    for (i, img) in prompt.images.iter().enumerate() {
-                        if i > 0 {
-                            inner.push(',');
-                        }
-                        inner.push_str(r#"{"data":"#);
-                        wire::push_json_str(&mut inner, &img.data);
-                        inner.push_str(r#","format":"#);
-                        wire::push_json_str(&mut inner, &img.format);
-                        inner.push('}');
-                    }
-                    inner.push(']');
-                }
-                if !prompt.search_queries.is_empty() {
-                    inner.push_str(r#","search_queries":["#);
-                    for (i, q) in prompt.search_queries.iter().enumerate() {
-                        if i > 0 {
-                            inner.push(',');
-                        }
-                        wire::push_json_str(&mut inner, q);
-                    }
-                    inner.push(']');
-                }
-                inner.push('}');
+                let inner = body.emit_sealed_plaintext();
                 let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
                 let mut aad_buf = [0u8; 32];
-                let aad = wire::indexed_label(&mut aad_buf, b"message_", s.next_message);
-                let ct = aead::xchacha_seal(key.expose(), &nonce, aad, inner.as_bytes());
-                f.push_str(r#"{"type":"encrypted_message","session_id":"#);
-                wire::push_json_str(&mut f, &s.params.session_id);
-                f.push_str(r#","id":"#);
-                wire::push_json_str(&mut f, &id);
-                f.push_str(r#","payload":{"ciphertextHex":""#);
-                hex::encode_to(&ct, &mut f);
-                f.push_str(r#"","nonceHex":""#);
-                hex::encode_to(&nonce, &mut f);
-                f.push_str(r#"","aadHex":""#);
-                hex::encode_to(aad, &mut f);
-                f.push_str(r#""},"web_search":"#);
-                f.push_str(if prompt.web_search { "true" } else { "false" });
-                f.push_str(r#","max_searches":"#);
-                wire::push_u64(&mut f, prompt.max_searches);
-                f.push_str(r#","search_queries":null}"#);
+                let aad = wire::indexed_label(&mut aad_buf, MESSAGE_AAD, s.next_message);
+                let sealed = aead::xchacha_seal(key.expose(), &nonce, aad, inner.as_bytes());
                 s.next_message = s.next_message.saturating_add(1);
-            }
-            None => {
-                // Legacy plaintext prompt (§5.3) — with the real prompt, not the SDK bug.
-                f.push_str(r#"{"type":"prompt","chain_id":"#);
-                wire::push_u64(&mut f, s.params.chain_id);
-                f.push_str(r#","jobId":"#);
-                wire::push_json_str(&mut f, &s.params.job_id);
-                f.push_str(r#","prompt":"#);
-                wire::push_json_str(&mut f, &prompt.text);
-                f.push_str(r#","web_search":"#);
-                f.push_str(if prompt.web_search { "true" } else { "false" });
-                f.push_str(r#","max_searches":"#);
-                wire::push_u64(&mut f, prompt.max_searches);
-                f.push_str(r#","search_queries":null,"request":{"model":"#);
-                wire::push_json_str(&mut f, model);
-                f.push_str(r#","prompt":"#);
-                wire::push_json_str(&mut f, &prompt.text);
-                f.push_str(r#","max_tokens":"#);
-                wire::push_u64(&mut f, prompt.max_tokens);
-                f.push_str(r#","temperature":"#);
-                wire::push_js_number(&mut f, prompt.temperature);
-                f.push_str(r#","stream":true"#);
-                if let Some(t) = &prompt.thinking {
-                    f.push_str(r#","thinking":"#);
-                    wire::push_json_str(&mut f, t);
+                EncryptedMessage {
+                    session_id: &s.params.session_id,
+                    id: &id,
+                    payload: Sealed {
+                        sealed: &sealed,
+                        nonce: &nonce,
+                        aad,
+                    },
+                    web_search: prompt.web_search,
+                    max_searches: prompt.max_searches,
                 }
-                f.push_str(r#"},"id":"#);
-                wire::push_json_str(&mut f, &id);
-                f.push('}');
+                .emit()
             }
-        }
+            // Legacy plaintext prompt (docs/fabstir-wire.md §5.3).
+            None => PlainPrompt {
+                chain_id: s.params.chain_id,
+                job_id: &s.params.job_id,
+                body,
+                web_search: prompt.web_search,
+                max_searches: prompt.max_searches,
+                id: &id,
+            }
+            .emit(),
+        };
         s.phase = Phase::Answering;
         s.answer = Some(Answer {
             request_id: id.clone(),
@@ -583,29 +358,33 @@ impl<R: rand_core::CryptoRng> Client<R> {
             final_seen: false,
         });
         s.deadline = Some(now + self.config.first_chunk_timeout);
-        self.transmits.push_back(f);
+        self.transmits.push(frame);
         Ok(id)
     }
 
     /// Cancels the answer in progress (`stream_cancel`); the partial text is delivered as
     /// `Finished`.
-    pub fn cancel(&mut self, _now: Instant) -> Result<(), ClientError> {
-        let s = self.session.as_mut().ok_or(ClientError::NotReady)?;
+    pub fn cancel(&mut self) -> Result<(), ClientError> {
+        let s = self.session.as_ref().ok_or(ClientError::NotReady)?;
         if !matches!(s.phase, Phase::Answering) {
             return Err(ClientError::NotReady);
         }
-        let mut f = String::with_capacity(96);
-        f.push_str(r#"{"type":"stream_cancel","session_id":"#);
-        wire::push_json_str(&mut f, &s.params.session_id);
-        f.push_str(r#","reason":"user_cancelled"}"#);
-        self.transmits.push_back(f);
+        self.ensure_room()?;
+        let frame = StreamCancel {
+            session_id: &s.params.session_id,
+            reason: "user_cancelled",
+        }
+        .emit();
+        self.transmits.push(frame);
         self.finish_answer(None, None);
         Ok(())
     }
 
-    /// Sends the heartbeat `{"type":"ping"}`.
-    pub fn ping(&mut self) {
-        self.transmits.push_back(String::from(r#"{"type":"ping"}"#));
+    /// Sends the heartbeat `{"type":"ping"}` (`Capacity` when the transmit queue is full).
+    pub fn ping(&mut self) -> Result<(), ClientError> {
+        self.ensure_room()?;
+        self.transmits.push(PING.into());
+        Ok(())
     }
 
     /// Handles one frame from the node.
@@ -616,17 +395,15 @@ impl<R: rand_core::CryptoRng> Client<R> {
         if frame.len() > self.config.max_frame_len {
             return Err(ClientError::FrameTooLarge);
         }
-        let env: NodeFrame<'_> =
-            wire::parse_object(frame).ok_or(ClientError::Malformed("not a JSON object"))?;
-        let ty = match env.ty.as_ref().and_then(Field::as_str) {
-            Some(t) => t,
-            None => return Ok(()), // the SDK drops frames without a type
+        let frame = NodeFrame::parse(frame)?;
+        let Some(kind) = frame.kind() else {
+            return Ok(()); // the SDK drops frames without a type
         };
-        if ty == "pong" {
+        if kind == NodeFrameKind::Pong {
             // Heartbeat answers carry nothing: one pending `Pong` stands for any number, so a
             // node flooding pongs cannot grow the queue.
-            if self.events.back() != Some(&ClientEvent::Pong) && self.events.len() < MAX_EVENTS {
-                self.events.push_back(ClientEvent::Pong);
+            if self.events.iter().last() != Some(&ClientEvent::Pong) {
+                self.events.push(ClientEvent::Pong);
             }
             return Ok(());
         }
@@ -634,50 +411,42 @@ impl<R: rand_core::CryptoRng> Client<R> {
             return Ok(());
         };
         match s.phase {
-            Phase::AwaitingAck => match ty {
-                "session_init_ack" => {
+            Phase::AwaitingAck => match kind {
+                NodeFrameKind::SessionInitAck => {
                     s.phase = Phase::Ready;
                     s.deadline = None;
-                    self.events.push_back(ClientEvent::SessionReady);
+                    self.events.push(ClientEvent::SessionReady);
                 }
-                "error" => {
-                    let ev = node_error(&env);
+                NodeFrameKind::Error => {
                     self.session = None; // the init failed: wipe the key
-                    self.events.push_back(ev);
+                    self.events.push(node_error(&frame));
                 }
                 _ => {}
             },
             Phase::Ready => {}
             Phase::Answering => {
-                if !self.belongs_to_answer(&env) {
+                if !self.belongs_to_answer(&frame) {
                     return Ok(());
                 }
-                let r = match ty {
-                    "encrypted_chunk" => self.on_chunk(now, &env),
-                    "stream_chunk" => self.on_plain_chunk(now, &env),
-                    "encrypted_response" => self.on_response(now, &env),
-                    "stream_end" => {
-                        let reason = env
-                            .finish_reason
-                            .as_ref()
-                            .and_then(Field::as_str)
-                            .map(ToString::to_string);
-                        let tokens = env.tokens_used.as_ref().and_then(Field::as_u64);
+                let r = match kind {
+                    NodeFrameKind::EncryptedChunk => self.on_chunk(now, &frame),
+                    NodeFrameKind::StreamChunk => self.on_plain_chunk(now, &frame),
+                    NodeFrameKind::EncryptedResponse => self.on_response(now, &frame),
+                    NodeFrameKind::StreamEnd => {
+                        let (reason, tokens) = frame.stream_end();
                         self.finish_answer(reason, tokens);
                         Ok(())
                     }
-                    "error" => {
-                        let ev = node_error(&env);
+                    NodeFrameKind::Error => {
                         self.abort_answer();
-                        self.events.push_back(ev);
+                        self.events.push(node_error(&frame));
                         Ok(())
                     }
                     _ => Ok(()),
                 };
                 if let Err(e) = r {
                     self.abort_answer();
-                    self.events
-                        .push_back(ClientEvent::AnswerFailed { error: e });
+                    self.events.push(ClientEvent::AnswerFailed { error: e });
                     return Err(e);
                 }
             }
@@ -687,12 +456,12 @@ impl<R: rand_core::CryptoRng> Client<R> {
 
     /// The next frame to send.
     pub fn poll_transmit(&mut self) -> Option<String> {
-        self.transmits.pop_front()
+        self.transmits.pop()
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+        self.events.pop()
     }
 
     /// The next deadline (ack wait, chunk wait, final grace).
@@ -713,14 +482,14 @@ impl<R: rand_core::CryptoRng> Client<R> {
         match s.phase {
             Phase::AwaitingAck => {
                 self.session = None;
-                self.events.push_back(ClientEvent::TimedOut);
+                self.events.push(ClientEvent::TimedOut);
             }
             Phase::Answering => {
                 if s.answer.as_ref().is_some_and(|a| a.final_seen) {
                     self.finish_answer(None, None);
                 } else {
                     self.abort_answer();
-                    self.events.push_back(ClientEvent::TimedOut);
+                    self.events.push(ClientEvent::TimedOut);
                 }
             }
             Phase::Ready => s.deadline = None,
@@ -733,6 +502,29 @@ impl<R: rand_core::CryptoRng> Client<R> {
             .as_ref()
             .and_then(|s| s.user_address.as_deref())
     }
+
+    /// Counters.
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            transmits_dropped: self.transmits.dropped(),
+            events_dropped: self.events.dropped(),
+        }
+    }
+
+    /// Refuses a call (before any change) whose frame would not fit.
+    fn ensure_room(&self) -> Result<(), ClientError> {
+        if self.transmits.has_room(1) {
+            Ok(())
+        } else {
+            Err(ClientError::Capacity)
+        }
+    }
+}
+
+/// The event for a node's `error` frame.
+fn node_error(frame: &NodeFrame<'_>) -> ClientEvent {
+    let (code, message) = frame.error();
+    ClientEvent::NodeError { code, message }
 }
 
 #[cfg(test)]
@@ -742,9 +534,9 @@ mod tests {
     #[test]
     fn noble_random_private_key_reduction_matches_the_sdk_vector() {
         // session_init.json / init_basic: seed48 → ephemeral_private_key.
-        let seed: [u8; 48] = hex::decode_array("9989c93175818614646978a4b1a2dfd8702b108d8c78e57470df356ed88aa1a92f55b4be51e37db9226a7b582e72071c").unwrap();
+        let seed: [u8; 48] = crate::crypto::hex::decode_array("9989c93175818614646978a4b1a2dfd8702b108d8c78e57470df356ed88aa1a92f55b4be51e37db9226a7b582e72071c").unwrap();
         assert_eq!(
-            hex::encode(&scalar_from_seed48(&seed)[..]),
+            crate::crypto::hex::encode(&scalar_from_seed48(&seed)[..]),
             "3347a69f04abf55b0c8070ff0bffafa6378850f5b07e03ef83129a29e31df7dd"
         );
     }

@@ -1,6 +1,23 @@
-//! Configuration knobs of the node and the client. Every table and queue has a bound here.
+//! The configurations of the node and the client ([`NodeConfig`], [`ClientConfig`]): every
+//! table, queue and timer has its bound here, checked when the machine is built.
 
+use super::error::{ClientError, NodeError};
 use crate::time::Duration;
+
+/// The first field that is zero among `sizes` then `timers`: a zero size, capacity or timer
+/// would refuse every input or expire everything at once.
+fn first_zero(
+    sizes: &[(&'static str, usize)],
+    timers: &[(&'static str, Duration)],
+) -> Option<&'static str> {
+    let size = sizes.iter().find(|(_, n)| *n == 0).map(|(field, _)| *field);
+    size.or_else(|| {
+        timers
+            .iter()
+            .find(|(_, d)| d.is_zero())
+            .map(|(field, _)| *field)
+    })
+}
 
 /// Limits and timers of a [`Node`](super::Node).
 ///
@@ -40,10 +57,40 @@ pub struct NodeConfig {
     /// client still gets in, until its entries expire. (0 refuses every client once the
     /// cache is half full.)
     pub replay_cache_per_client: usize,
-    /// Largest number of queued outgoing frames (and of queued events) (default 65 536).
-    pub max_transmit_queue: usize,
+    /// Largest number of queued outgoing frames, and of queued events (default 65 536). An
+    /// output of an input that does not fit is dropped and counted
+    /// ([`NodeStats`](super::NodeStats)); an input whose outputs would not fit is refused
+    /// before it changes anything, and an embedder call gets `Capacity`.
+    pub queue_capacity: usize,
     /// Accept the SDK's legacy unauthenticated `session_init`/`prompt` (default false).
     pub allow_plaintext: bool,
+}
+
+impl NodeConfig {
+    /// The first field a node cannot run with: a zero size, capacity or timer would refuse
+    /// every frame or expire every session at once. (`replay_cache_per_client` may be 0.)
+    pub(crate) fn check(&self) -> Result<(), NodeError> {
+        let sizes = [
+            ("max_frame_len", self.max_frame_len),
+            ("max_connections", self.max_connections),
+            ("max_sessions", self.max_sessions),
+            (
+                "max_sessions_per_connection",
+                self.max_sessions_per_connection,
+            ),
+            ("replay_cache_capacity", self.replay_cache_capacity),
+            ("queue_capacity", self.queue_capacity),
+        ];
+        let timers = [
+            ("session_ttl", self.session_ttl),
+            ("idle_timeout", self.idle_timeout),
+            ("accept_timeout", self.accept_timeout),
+        ];
+        match first_zero(&sizes, &timers) {
+            Some(field) => Err(NodeError::InvalidConfig(field)),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -58,7 +105,7 @@ impl Default for NodeConfig {
             accept_timeout: Duration::from_secs(60),
             replay_cache_capacity: 1_000_000,
             replay_cache_per_client: 100_000,
-            max_transmit_queue: 65_536,
+            queue_capacity: 65_536,
             allow_plaintext: false,
         }
     }
@@ -100,6 +147,31 @@ pub struct ClientConfig {
     pub max_answer_len: usize,
     /// Which chunk AADs are accepted (default [`ChunkAadPolicy::Ordered`]).
     pub chunk_aad: ChunkAadPolicy,
+    /// Largest number of queued outgoing frames, and of queued events (default 65 536). A
+    /// call whose frame would not fit gets [`ClientError::Capacity`]; an event of an input
+    /// that does not fit is dropped and counted ([`ClientStats`](super::ClientStats)).
+    pub queue_capacity: usize,
+}
+
+impl ClientConfig {
+    /// The first field a client cannot run with (a zero size or capacity, or a zero wait for
+    /// the ack or a chunk; a zero `final_grace` is allowed).
+    pub(crate) fn check(&self) -> Result<(), ClientError> {
+        let sizes = [
+            ("max_frame_len", self.max_frame_len),
+            ("max_answer_len", self.max_answer_len),
+            ("queue_capacity", self.queue_capacity),
+        ];
+        let timers = [
+            ("ack_timeout", self.ack_timeout),
+            ("first_chunk_timeout", self.first_chunk_timeout),
+            ("chunk_timeout", self.chunk_timeout),
+        ];
+        match first_zero(&sizes, &timers) {
+            Some(field) => Err(ClientError::InvalidConfig(field)),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Default for ClientConfig {
@@ -112,6 +184,7 @@ impl Default for ClientConfig {
             max_frame_len: 4 * 1024 * 1024,
             max_answer_len: 16 * 1024 * 1024,
             chunk_aad: ChunkAadPolicy::Ordered,
+            queue_capacity: 65_536,
         }
     }
 }

@@ -1,8 +1,9 @@
-//! Errors of the session module and the stable wire codes they map to (spec §6).
+//! The errors of the two session machines ([`NodeError`], [`ClientError`]) and the stable wire
+//! codes a node error maps to ([`ErrorCode`], [docs/fabstir-wire.md §6]).
 
 use core::fmt;
 
-/// The stable `code` of an `error` frame (spec §6, plus sealwire's own codes).
+/// The stable `code` of an `error` frame ([docs/fabstir-wire.md §6], plus sealwire's own codes).
 ///
 /// The SDK reads none of these except `TOKEN_LIMIT_EXCEEDED`; they are stable so that logs and
 /// dashboards can rely on them.
@@ -64,76 +65,56 @@ pub enum ErrorCode {
     Internal,
 }
 
-const ALL_CODES: [ErrorCode; 23] = [
-    ErrorCode::InvalidMessage,
-    ErrorCode::MissingPayload,
-    ErrorCode::MissingPayloadFields,
-    ErrorCode::InvalidHexEncoding,
-    ErrorCode::InvalidPublicKey,
-    ErrorCode::InvalidNonceSize,
-    ErrorCode::InvalidSignature,
-    ErrorCode::UnsupportedParameters,
-    ErrorCode::DecryptionFailed,
-    ErrorCode::InvalidSessionInit,
-    ErrorCode::JobIdMismatch,
-    ErrorCode::ReplayedSessionInit,
-    ErrorCode::NotAuthorized,
-    ErrorCode::SessionKeyNotFound,
-    ErrorCode::InvalidAad,
-    ErrorCode::ReplayedMessage,
-    ErrorCode::MessageTooLarge,
-    ErrorCode::PlaintextDisabled,
-    ErrorCode::Capacity,
-    ErrorCode::SessionNotAccepted,
-    ErrorCode::TokenLimitExceeded,
-    ErrorCode::InferenceFailed,
-    ErrorCode::Internal,
+/// Every code with its wire spelling, in declaration order (a test checks the order, so
+/// `code as usize` indexes this table).
+const CODES: [(ErrorCode, &str); 23] = [
+    (ErrorCode::InvalidMessage, "INVALID_MESSAGE"),
+    (ErrorCode::MissingPayload, "MISSING_PAYLOAD"),
+    (ErrorCode::MissingPayloadFields, "MISSING_PAYLOAD_FIELDS"),
+    (ErrorCode::InvalidHexEncoding, "INVALID_HEX_ENCODING"),
+    (ErrorCode::InvalidPublicKey, "INVALID_PUBLIC_KEY"),
+    (ErrorCode::InvalidNonceSize, "INVALID_NONCE_SIZE"),
+    (ErrorCode::InvalidSignature, "INVALID_SIGNATURE"),
+    (ErrorCode::UnsupportedParameters, "UNSUPPORTED_PARAMETERS"),
+    (ErrorCode::DecryptionFailed, "DECRYPTION_FAILED"),
+    (ErrorCode::InvalidSessionInit, "INVALID_SESSION_INIT"),
+    (ErrorCode::JobIdMismatch, "JOB_ID_MISMATCH"),
+    (ErrorCode::ReplayedSessionInit, "REPLAYED_SESSION_INIT"),
+    (ErrorCode::NotAuthorized, "NOT_AUTHORIZED"),
+    (ErrorCode::SessionKeyNotFound, "SESSION_KEY_NOT_FOUND"),
+    (ErrorCode::InvalidAad, "INVALID_AAD"),
+    (ErrorCode::ReplayedMessage, "REPLAYED_MESSAGE"),
+    (ErrorCode::MessageTooLarge, "MESSAGE_TOO_LARGE"),
+    (ErrorCode::PlaintextDisabled, "PLAINTEXT_DISABLED"),
+    (ErrorCode::Capacity, "CAPACITY"),
+    (ErrorCode::SessionNotAccepted, "SESSION_NOT_ACCEPTED"),
+    (ErrorCode::TokenLimitExceeded, "TOKEN_LIMIT_EXCEEDED"),
+    (ErrorCode::InferenceFailed, "INFERENCE_FAILED"),
+    (ErrorCode::Internal, "INTERNAL"),
 ];
 
 impl ErrorCode {
     /// Number of distinct codes (for per-code counters).
-    pub(crate) const COUNT: usize = ALL_CODES.len();
+    pub(crate) const COUNT: usize = CODES.len();
 
     /// The wire spelling.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            ErrorCode::InvalidMessage => "INVALID_MESSAGE",
-            ErrorCode::MissingPayload => "MISSING_PAYLOAD",
-            ErrorCode::MissingPayloadFields => "MISSING_PAYLOAD_FIELDS",
-            ErrorCode::InvalidHexEncoding => "INVALID_HEX_ENCODING",
-            ErrorCode::InvalidPublicKey => "INVALID_PUBLIC_KEY",
-            ErrorCode::InvalidNonceSize => "INVALID_NONCE_SIZE",
-            ErrorCode::InvalidSignature => "INVALID_SIGNATURE",
-            ErrorCode::UnsupportedParameters => "UNSUPPORTED_PARAMETERS",
-            ErrorCode::DecryptionFailed => "DECRYPTION_FAILED",
-            ErrorCode::InvalidSessionInit => "INVALID_SESSION_INIT",
-            ErrorCode::JobIdMismatch => "JOB_ID_MISMATCH",
-            ErrorCode::ReplayedSessionInit => "REPLAYED_SESSION_INIT",
-            ErrorCode::NotAuthorized => "NOT_AUTHORIZED",
-            ErrorCode::SessionKeyNotFound => "SESSION_KEY_NOT_FOUND",
-            ErrorCode::InvalidAad => "INVALID_AAD",
-            ErrorCode::ReplayedMessage => "REPLAYED_MESSAGE",
-            ErrorCode::MessageTooLarge => "MESSAGE_TOO_LARGE",
-            ErrorCode::PlaintextDisabled => "PLAINTEXT_DISABLED",
-            ErrorCode::Capacity => "CAPACITY",
-            ErrorCode::SessionNotAccepted => "SESSION_NOT_ACCEPTED",
-            ErrorCode::TokenLimitExceeded => "TOKEN_LIMIT_EXCEEDED",
-            ErrorCode::InferenceFailed => "INFERENCE_FAILED",
-            ErrorCode::Internal => "INTERNAL",
-        }
+        CODES.get(self.index()).map_or("INTERNAL", |(_, s)| *s)
     }
 
     /// Parses a wire code.
     pub fn from_wire(s: &str) -> Option<ErrorCode> {
-        ALL_CODES.iter().copied().find(|c| c.as_str() == s)
+        CODES.iter().find(|(_, w)| *w == s).map(|(c, _)| *c)
     }
 
+    /// Position in `CODES` (and in per-code counters).
     pub(crate) fn index(self) -> usize {
-        ALL_CODES.iter().position(|c| *c == self).unwrap_or(0)
+        self as usize
     }
 
-    pub(crate) fn all() -> &'static [ErrorCode] {
-        &ALL_CODES
+    /// Every code, in declaration order.
+    pub(crate) fn all() -> impl Iterator<Item = ErrorCode> {
+        CODES.iter().map(|(c, _)| *c)
     }
 }
 
@@ -143,19 +124,19 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// Why the node refused an input or an embedder call.
+/// Why the [`Node`](super::Node) refused an input, an embedder call or its configuration.
 ///
 /// `Display` is a sentence that never contains key material, plaintext or attacker-chosen
 /// text; it is what the node puts into the `message` of the error frame.
 ///
 /// ```
-/// use sealwire::session::{SessionError, ErrorCode};
-/// assert_eq!(SessionError::ReplayedMessage.code(), ErrorCode::ReplayedMessage);
-/// assert!(!SessionError::DecryptionFailed.to_string().is_empty());
+/// use sealwire::session::{NodeError, ErrorCode};
+/// assert_eq!(NodeError::ReplayedMessage.code(), ErrorCode::ReplayedMessage);
+/// assert!(!NodeError::DecryptionFailed.to_string().is_empty());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SessionError {
+pub enum NodeError {
     /// The frame is longer than `max_frame_len`.
     FrameTooLarge,
     /// The frame is not valid JSON, or its envelope is malformed; the text names the field.
@@ -206,92 +187,97 @@ pub enum SessionError {
     InvalidSideProtocol(&'static str),
     /// A challenge response recovered a different address than expected.
     AddressMismatch,
+    /// [`Node::new`](super::Node::new) was given a configuration it cannot run with; the text
+    /// names the field.
+    InvalidConfig(&'static str),
 }
 
-impl SessionError {
+impl NodeError {
     /// The stable wire code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            SessionError::FrameTooLarge => ErrorCode::MessageTooLarge,
-            SessionError::InvalidMessage(_) => ErrorCode::InvalidMessage,
-            SessionError::MissingPayload => ErrorCode::MissingPayload,
-            SessionError::MissingPayloadField(_) => ErrorCode::MissingPayloadFields,
-            SessionError::InvalidHex(_) => ErrorCode::InvalidHexEncoding,
-            SessionError::InvalidPublicKey => ErrorCode::InvalidPublicKey,
-            SessionError::InvalidNonceSize => ErrorCode::InvalidNonceSize,
-            SessionError::InvalidSignature => ErrorCode::InvalidSignature,
-            SessionError::UnsupportedParameters => ErrorCode::UnsupportedParameters,
-            SessionError::DecryptionFailed => ErrorCode::DecryptionFailed,
-            SessionError::InvalidSessionInit(_) => ErrorCode::InvalidSessionInit,
-            SessionError::JobIdMismatch => ErrorCode::JobIdMismatch,
-            SessionError::ReplayedSessionInit => ErrorCode::ReplayedSessionInit,
-            SessionError::NotAuthorized => ErrorCode::NotAuthorized,
-            SessionError::SessionKeyNotFound => ErrorCode::SessionKeyNotFound,
-            SessionError::InvalidAad => ErrorCode::InvalidAad,
-            SessionError::ReplayedMessage => ErrorCode::ReplayedMessage,
-            SessionError::PlaintextDisabled => ErrorCode::PlaintextDisabled,
-            SessionError::Capacity(_) => ErrorCode::Capacity,
-            SessionError::SessionNotAccepted => ErrorCode::SessionNotAccepted,
-            SessionError::UnknownConnection => ErrorCode::Internal,
-            SessionError::UnknownSession => ErrorCode::SessionKeyNotFound,
-            SessionError::InvalidSideProtocol(_) => ErrorCode::InvalidMessage,
-            SessionError::AddressMismatch => ErrorCode::NotAuthorized,
+            NodeError::FrameTooLarge => ErrorCode::MessageTooLarge,
+            NodeError::InvalidMessage(_) => ErrorCode::InvalidMessage,
+            NodeError::MissingPayload => ErrorCode::MissingPayload,
+            NodeError::MissingPayloadField(_) => ErrorCode::MissingPayloadFields,
+            NodeError::InvalidHex(_) => ErrorCode::InvalidHexEncoding,
+            NodeError::InvalidPublicKey => ErrorCode::InvalidPublicKey,
+            NodeError::InvalidNonceSize => ErrorCode::InvalidNonceSize,
+            NodeError::InvalidSignature => ErrorCode::InvalidSignature,
+            NodeError::UnsupportedParameters => ErrorCode::UnsupportedParameters,
+            NodeError::DecryptionFailed => ErrorCode::DecryptionFailed,
+            NodeError::InvalidSessionInit(_) => ErrorCode::InvalidSessionInit,
+            NodeError::JobIdMismatch => ErrorCode::JobIdMismatch,
+            NodeError::ReplayedSessionInit => ErrorCode::ReplayedSessionInit,
+            NodeError::NotAuthorized => ErrorCode::NotAuthorized,
+            NodeError::SessionKeyNotFound => ErrorCode::SessionKeyNotFound,
+            NodeError::InvalidAad => ErrorCode::InvalidAad,
+            NodeError::ReplayedMessage => ErrorCode::ReplayedMessage,
+            NodeError::PlaintextDisabled => ErrorCode::PlaintextDisabled,
+            NodeError::Capacity(_) => ErrorCode::Capacity,
+            NodeError::SessionNotAccepted => ErrorCode::SessionNotAccepted,
+            NodeError::UnknownConnection => ErrorCode::Internal,
+            NodeError::UnknownSession => ErrorCode::SessionKeyNotFound,
+            NodeError::InvalidSideProtocol(_) => ErrorCode::InvalidMessage,
+            NodeError::AddressMismatch => ErrorCode::NotAuthorized,
+            NodeError::InvalidConfig(_) => ErrorCode::Internal,
         }
     }
 }
 
-impl fmt::Display for SessionError {
+impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SessionError::FrameTooLarge => f.write_str("frame exceeds the size limit"),
-            SessionError::InvalidMessage(what) => write!(f, "malformed frame: {what}"),
-            SessionError::MissingPayload => f.write_str("frame has no payload object"),
-            SessionError::MissingPayloadField(what) => {
+            NodeError::FrameTooLarge => f.write_str("frame exceeds the size limit"),
+            NodeError::InvalidMessage(what) => write!(f, "malformed frame: {what}"),
+            NodeError::MissingPayload => f.write_str("frame has no payload object"),
+            NodeError::MissingPayloadField(what) => {
                 write!(
                     f,
                     "payload field {what} is missing or not of the right type"
                 )
             }
-            SessionError::InvalidHex(what) => write!(f, "field {what} is not valid hex"),
-            SessionError::InvalidPublicKey => {
+            NodeError::InvalidHex(what) => write!(f, "field {what} is not valid hex"),
+            NodeError::InvalidPublicKey => {
                 f.write_str("ephemeral public key is not a valid compressed secp256k1 point")
             }
-            SessionError::InvalidNonceSize => f.write_str("nonce must be 24 bytes"),
-            SessionError::InvalidSignature => f.write_str("signature is invalid"),
-            SessionError::UnsupportedParameters => {
+            NodeError::InvalidNonceSize => f.write_str("nonce must be 24 bytes"),
+            NodeError::InvalidSignature => f.write_str("signature is invalid"),
+            NodeError::UnsupportedParameters => {
                 f.write_str("salt must be 32 zero bytes and info must be empty")
             }
-            SessionError::DecryptionFailed => f.write_str("decryption failed"),
-            SessionError::InvalidSessionInit(what) => {
+            NodeError::DecryptionFailed => f.write_str("decryption failed"),
+            NodeError::InvalidSessionInit(what) => {
                 write!(f, "session init payload is invalid: {what}")
             }
-            SessionError::JobIdMismatch => {
+            NodeError::JobIdMismatch => {
                 f.write_str("encrypted job id does not match the envelope job_id")
             }
-            SessionError::ReplayedSessionInit => f.write_str("session init was replayed"),
-            SessionError::NotAuthorized => f.write_str("not authorized for this job"),
-            SessionError::SessionKeyNotFound => f.write_str("no session key for this session"),
-            SessionError::InvalidAad => f.write_str("message AAD must be message_<index>"),
-            SessionError::ReplayedMessage => {
+            NodeError::ReplayedSessionInit => f.write_str("session init was replayed"),
+            NodeError::NotAuthorized => f.write_str("not authorized for this job"),
+            NodeError::SessionKeyNotFound => f.write_str("no session key for this session"),
+            NodeError::InvalidAad => f.write_str("message AAD must be message_<index>"),
+            NodeError::ReplayedMessage => {
                 f.write_str("message index is not above the last accepted one")
             }
-            SessionError::PlaintextDisabled => f.write_str("plaintext sessions are disabled"),
-            SessionError::Capacity(what) => write!(f, "node capacity reached: {what}"),
-            SessionError::SessionNotAccepted => f.write_str("session has not been accepted"),
-            SessionError::UnknownConnection => f.write_str("unknown connection"),
-            SessionError::UnknownSession => f.write_str("unknown session or request"),
-            SessionError::InvalidSideProtocol(what) => write!(f, "invalid input: {what}"),
-            SessionError::AddressMismatch => {
+            NodeError::PlaintextDisabled => f.write_str("plaintext sessions are disabled"),
+            NodeError::Capacity(what) => write!(f, "node capacity reached: {what}"),
+            NodeError::SessionNotAccepted => f.write_str("session has not been accepted"),
+            NodeError::UnknownConnection => f.write_str("unknown connection"),
+            NodeError::UnknownSession => f.write_str("unknown session or request"),
+            NodeError::InvalidSideProtocol(what) => write!(f, "invalid input: {what}"),
+            NodeError::AddressMismatch => {
                 f.write_str("recovered address differs from the expected one")
             }
+            NodeError::InvalidConfig(field) => write!(f, "invalid configuration: {field}"),
         }
     }
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for SessionError {}
+impl std::error::Error for NodeError {}
 
-/// Why the client refused an input or a call.
+/// Why the [`Client`](super::Client) refused an input, a call or its configuration.
 ///
 /// ```
 /// use sealwire::session::ClientError;
@@ -316,6 +302,11 @@ pub enum ClientError {
     NotReady,
     /// A parameter cannot be encoded (e.g. a non-decimal id, a non-finite temperature).
     InvalidParameter(&'static str),
+    /// The transmit queue holds `queue_capacity` frames: drain it before calling again.
+    Capacity,
+    /// [`Client::new`](super::Client::new) was given a configuration it cannot run with; the
+    /// text names the field.
+    InvalidConfig(&'static str),
 }
 
 impl fmt::Display for ClientError {
@@ -329,9 +320,27 @@ impl fmt::Display for ClientError {
             ClientError::AnswerTooLarge => f.write_str("answer exceeds the size limit"),
             ClientError::NotReady => f.write_str("session is not ready"),
             ClientError::InvalidParameter(what) => write!(f, "invalid parameter: {what}"),
+            ClientError::Capacity => f.write_str("transmit queue is full"),
+            ClientError::InvalidConfig(field) => write!(f, "invalid configuration: {field}"),
         }
     }
 }
 
 #[cfg(feature = "std")]
 impl std::error::Error for ClientError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_code_table_is_in_declaration_order_and_round_trips() {
+        for (i, (code, wire)) in CODES.iter().enumerate() {
+            assert_eq!(code.index(), i, "{wire} is out of order");
+            assert_eq!(code.as_str(), *wire);
+            assert_eq!(ErrorCode::from_wire(wire), Some(*code));
+        }
+        assert_eq!(ErrorCode::all().count(), ErrorCode::COUNT);
+        assert_eq!(ErrorCode::from_wire("NOPE"), None);
+    }
+}

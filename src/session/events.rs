@@ -1,4 +1,5 @@
-//! What the node hands to its embedder: connection handles, frames, events and requests.
+//! What the node hands to its embedder: connection handles, frames, events, requests and
+//! counters.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -6,6 +7,7 @@ use core::fmt;
 
 use zeroize::Zeroizing;
 
+use super::error::ErrorCode;
 use super::VectorDatabase;
 use crate::crypto::secp256k1::{Address, PublicKey};
 
@@ -14,9 +16,9 @@ use crate::crypto::secp256k1::{Address, PublicKey};
 /// ```
 /// # use sealwire::session::{Node, NodeConfig, SecretKey};
 /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
-/// let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32]));
-/// let a = node.connect(sealwire::time::Instant::ZERO).unwrap();
-/// let b = node.connect(sealwire::time::Instant::ZERO).unwrap();
+/// let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32])).unwrap();
+/// let a = node.connect().unwrap();
+/// let b = node.connect().unwrap();
 /// assert_ne!(a, b);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -228,6 +230,60 @@ impl StreamEnd {
             prompt_tokens,
             completion_tokens,
             context_window_size,
+        }
+    }
+}
+
+/// Counters of a node ([`Node::stats`](super::Node::stats)).
+///
+/// ```
+/// # use sealwire::session::{ErrorCode, Node, NodeConfig, SecretKey};
+/// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+/// let mut node = Node::new(SecretKey::from_bytes(&[7; 32]).unwrap(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32])).unwrap();
+/// let conn = node.connect().unwrap();
+/// let _ = node.handle_frame(sealwire::time::Instant::ZERO, conn, "{}");
+/// assert_eq!(node.stats().errors(ErrorCode::InvalidMessage), 1);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    /// Frames passed to `handle_frame`.
+    pub frames_received: u64,
+    /// Frames rejected with an error frame (and sessions the embedder rejected).
+    pub frames_rejected: u64,
+    /// Open connections.
+    pub connections: usize,
+    /// Established sessions.
+    pub sessions_active: usize,
+    /// Sessions waiting for accept/reject.
+    pub sessions_pending: usize,
+    /// Remembered ephemeral keys.
+    pub replay_cache_len: usize,
+    /// Frames dropped because the transmit queue was full.
+    pub transmits_dropped: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+    errors: [u64; ErrorCode::COUNT],
+}
+
+impl NodeStats {
+    /// Rejections with `code`.
+    pub fn errors(&self, code: ErrorCode) -> u64 {
+        self.errors.get(code.index()).copied().unwrap_or(0)
+    }
+
+    /// `(code, count)` for every code seen at least once.
+    pub fn errors_by_code(&self) -> impl Iterator<Item = (ErrorCode, u64)> + '_ {
+        ErrorCode::all()
+            .map(|c| (c, self.errors(c)))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    /// Counts one rejection (an `error` frame sent for an input or a reject).
+    pub(crate) fn count_rejection(&mut self, code: ErrorCode) {
+        self.frames_rejected += 1;
+        if let Some(n) = self.errors.get_mut(code.index()) {
+            *n += 1;
         }
     }
 }

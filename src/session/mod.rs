@@ -4,7 +4,8 @@
 //! or [`Client`]) and an inference host ([`Node`]), byte-compatible with the SDK and hardened
 //! where the SDK is weak. Every frame is one WebSocket text frame holding one compact JSON
 //! object. The machines are sans-IO: feed frames and time in, drain frames, events and the
-//! next deadline out.
+//! next deadline out. The full format, byte by byte, is [docs/fabstir-wire.md] (section numbers
+//! below are that page's).
 //!
 //! ## Sequence
 //!
@@ -29,6 +30,9 @@
 //!
 //! ## Wire
 //!
+//! Every frame is parsed and emitted in one place, the private `wire` module (one file per
+//! group of frames, both directions in each).
+//!
 //! | frame | direction | fields (in the SDK's key order) |
 //! |---|---|---|
 //! | `encrypted_session_init` | c→n | `payload{ephPubHex, saltHex, nonceHex, ciphertextHex, signatureHex, recid, alg, info, aadHex}, chain_id, session_id, job_id` |
@@ -48,7 +52,7 @@
 //! ‖ info`). Everything after the init is XChaCha20-Poly1305 under the 32-byte `sessionKey`
 //! carried inside the init, with random 24-byte nonces.
 //!
-//! ## Why each check (spec §2.5, §6, §7)
+//! ## Why each check ([docs/fabstir-wire.md §2.5, §6, §7])
 //!
 //! The node checks in the spec's order, and each failure yields one `error` frame with a
 //! stable [`ErrorCode`]; no other session changes.
@@ -85,18 +89,34 @@
 //!
 //! ## Memory
 //!
-//! An established session costs one `NodeSession` (160 bytes on 64-bit, bound asserted by a
-//! test), one deadline-heap entry (32 B), one replay-cache entry (≈ 120 B) with its client's
-//! quota counter (≈ 40 B) and, with the SDK's one session per connection, the connection's
-//! table entry (≈ 48 B): ≈ 400 B plus its `session_id` and `job_id` strings, under the 512 B
-//! budget. 100 000 concurrent sessions are exercised by a test. `poll_timeout` is O(1) (heap
-//! top) and `handle_timeout` O(log n) per due entry, with lazy deletion.
+//! The node's session table (`node/table.rs`) owns every session, its deadline and the
+//! counts. An established session costs one `NodeSession` (160 bytes on 64-bit, bound asserted
+//! by a test), one deadline-heap entry (32 B), one replay-cache entry (≈ 120 B) with its
+//! client's quota counter (≈ 40 B) and, with the SDK's one session per connection, the
+//! connection's table entry (≈ 48 B): ≈ 400 B plus its `session_id` and `job_id` strings, under
+//! the 512 B budget. 100 000 concurrent sessions are exercised by a test. `poll_timeout` is
+//! O(1) (heap top) and `handle_timeout` O(log n) per due entry, with lazy deletion. The
+//! transmit and event queues of both machines hold at most their config's `queue_capacity`.
 //!
 //! ## Side protocols
 //!
 //! [`Node::answer_challenge`] / [`verify_challenge_response`] implement the host-key challenge
-//! (§5.1); [`Node::encrypt_checkpoint_delta`] / [`decrypt_checkpoint_delta`] the checkpoint
-//! deltas (§5.2).
+//! ([docs/fabstir-wire.md §5.1]); [`Node::encrypt_checkpoint_delta`] /
+//! [`decrypt_checkpoint_delta`] the checkpoint deltas (§5.2).
+//!
+//! ## Where things are
+//!
+//! | file | owns |
+//! |---|---|
+//! | `node.rs` | [`Node`]: dispatch, the embedder's decisions, outputs, time |
+//! | `node/table.rs` | the session table: connections, sessions, deadlines, counts |
+//! | `node/init.rs`, `message.rs`, `plaintext.rs`, `answer.rs` | one kind of frame each |
+//! | `client.rs`, `client/answer.rs` | [`Client`]: sending, and receiving an answer |
+//! | `client/prompt.rs`, `client/events.rs` | what the application asks and is told |
+//! | `wire/` | every frame, parsed and emitted |
+//! | `replay.rs` | the node-wide cache of ephemeral keys |
+//! | `challenge.rs`, `checkpoint.rs` | the side protocols |
+//! | `events.rs`, `config.rs`, `error.rs` | the node's outputs, both configs, both errors |
 
 mod challenge;
 mod checkpoint;
@@ -111,15 +131,20 @@ mod wire;
 pub use crate::crypto::secp256k1::{Address, PublicKey, SecretKey};
 pub use challenge::verify_challenge_response;
 pub use checkpoint::{decrypt_checkpoint_delta, CheckpointDelta, CheckpointMessage};
-pub use client::{Client, ClientEvent, Prompt, SessionParams};
+pub use client::{Client, ClientEvent, ClientStats, Prompt, SessionParams};
 pub use config::{ChunkAadPolicy, ClientConfig, NodeConfig};
-pub use error::{ClientError, ErrorCode, SessionError};
+pub use error::{ClientError, ErrorCode, NodeError};
 pub use node::{
     CloseReason, ConnectionId, Node, NodeEvent, NodeStats, PromptImage, PromptRequest,
     SessionRequest, StreamEnd, Transmit,
 };
 
 /// A RAG vector database reference carried by an init.
+///
+/// ```
+/// let vdb = sealwire::session::VectorDatabase { manifest_path: "m.json".into(), user_address: "0xabc".into() };
+/// assert_eq!(vdb.clone(), vdb);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VectorDatabase {
     /// `manifestPath` (`manifest_path` in plaintext mode).

@@ -1,4 +1,4 @@
-//! The node-wide cache of seen ephemeral keys (spec §7.1).
+//! The node-wide cache of seen ephemeral keys ([docs/fabstir-wire.md §7.1]).
 //!
 //! Why: the SDK's init carries no freshness (no node nonce, no timestamp), so a captured init
 //! replays verbatim on any connection. The cache is keyed on the *decoded* point (its canonical

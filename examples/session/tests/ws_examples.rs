@@ -1,11 +1,7 @@
-//! The WebSocket node example's pump over real loopback sockets: `examples/ws_node.rs` serves a
-//! `session::Node`, and a `session::Client` talks to it through tokio-tungstenite; the
-//! challenge endpoint is called with a hand-written HTTP request. (The check against a client
-//! that is not ours is `tests/e2e_fabstir.sh`.)
-
-#[path = "../ws_node.rs"]
-#[allow(dead_code)]
-mod ws_node;
+//! The node driver that `ws_node` runs, over real loopback sockets: `node_driver::serve`
+//! serves a `session::Node`, and a `session::Client` talks to it through tokio-tungstenite;
+//! the challenge endpoint is called with a hand-written HTTP request. (The check against a
+//! client that is not ours is `tests/e2e_fabstir.sh`.)
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,6 +15,8 @@ use sealwire::session::{
     Prompt, PublicKey, SecretKey, SessionParams,
 };
 use sealwire::time::Clock;
+use session_examples::model::EchoModel;
+use session_examples::node_driver::{serve, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
@@ -35,19 +33,19 @@ struct Running {
 
 async fn start(allow: Option<HashSet<Address>>, delay_ms: u64) -> Running {
     let key = SecretKey::from_bytes(&[0x42; 32]).unwrap();
-    let node = Node::new(key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32]));
+    let node = Node::new(key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32])).unwrap();
     let (public_key, address) = (node.public_key(), node.address());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let service = ws_node::Service {
+    let service = Service {
         allow,
-        model: Arc::new(ws_node::EchoModel {
+        model: Arc::new(EchoModel {
             delay: Duration::from_millis(delay_ms),
         }),
         max_streams: 16,
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(ws_node::serve(listener, node, service, async {
+    let served = tokio::spawn(serve(listener, node, service, async {
         let _ = stopped.await;
     }));
     Running {
@@ -79,7 +77,8 @@ async fn ask(
         node_pub,
         ClientConfig::default(),
         ChaCha20Rng::from_seed([2; 32]),
-    );
+    )
+    .unwrap();
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
         .await
         .unwrap();
@@ -259,7 +258,8 @@ async fn stream_cancel_stops_the_answer_with_a_cancelled_stream_end() {
             node.public_key,
             ClientConfig::default(),
             ChaCha20Rng::from_seed([3; 32]),
-        );
+        )
+        .unwrap();
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/ws", node.addr))
             .await
             .unwrap();
@@ -288,7 +288,7 @@ async fn stream_cancel_stops_the_answer_with_a_cancelled_stream_end() {
                         client.send_prompt(clock.now(), &p).unwrap();
                     }
                     ClientEvent::Chunk { .. } if !cancelled => {
-                        client.cancel(clock.now()).unwrap();
+                        client.cancel().unwrap();
                         cancelled = true;
                     }
                     _ => {}

@@ -1,4 +1,5 @@
-//! Shared helpers for the session tests: a replaying RNG, an established node/client pair,
+//! Helpers shared by the session test files (`session_vectors`, `session_rules`,
+//! `session_props`): a replaying RNG, an established node/client pair,
 //! and hand-made frames sealed with the chacha20poly1305 crate directly.
 #![allow(dead_code)]
 
@@ -66,6 +67,7 @@ pub fn node(config: NodeConfig, seed: u64) -> Node<ChaCha20Rng> {
         config,
         ChaCha20Rng::seed_from_u64(seed),
     )
+    .unwrap()
 }
 
 pub fn client_address() -> Address {
@@ -98,6 +100,7 @@ pub fn client_cfg(session_key: [u8; 32], seed: u64, cfg: ClientConfig) -> Client
         cfg,
         Recorded::new(&session_key, seed),
     )
+    .unwrap()
 }
 
 /// The client's init frame for `session_id`/`job_id`, under `session_key`.
@@ -131,14 +134,14 @@ pub fn establish(
     now: Instant,
     conn: ConnectionId,
     frame: &str,
-) -> Result<(), SessionError> {
+) -> Result<(), NodeError> {
     node.handle_frame(now, conn, frame)?;
     for e in events(node) {
         if let NodeEvent::SessionRequested(r) = e {
             if r.client_address == Some(client_address()) {
                 node.accept(now, conn, &r.session_id).unwrap();
             } else {
-                node.reject(now, conn, &r.session_id, "no").unwrap();
+                node.reject(conn, &r.session_id, "no").unwrap();
             }
         }
     }
@@ -194,21 +197,29 @@ pub fn indexed_message(key: &[u8; 32], session_id: &str, index: u64, text: &str)
     )
 }
 
-/// Opens a node frame's payload with `key` (independent AEAD).
+/// XChaCha20-Poly1305 open of `sealed` (ciphertext ‖ tag) with the chacha20poly1305 crate
+/// directly, independently of sealwire's wrapper.
+pub fn xchacha_open(key: &[u8], nonce: &[u8], aad: &[u8], mut sealed: Vec<u8>) -> Option<Vec<u8>> {
+    let tag = sealed.split_off(sealed.len().checked_sub(16)?);
+    XChaCha20Poly1305::new_from_slice(key)
+        .ok()?
+        .decrypt_inout_detached(
+            nonce.try_into().ok()?,
+            aad,
+            sealed.as_mut_slice().into(),
+            tag.as_slice().try_into().ok()?,
+        )
+        .ok()?;
+    Some(sealed)
+}
+
+/// Opens a node frame's payload with `key` (independent AEAD): (plaintext, AAD).
 pub fn open(key: &[u8; 32], frame: &str) -> Option<(Vec<u8>, Vec<u8>)> {
     let v: Value = serde_json::from_str(frame).ok()?;
     let p = &v["payload"];
     let nonce = hex::decode(p["nonceHex"].as_str()?).ok()?;
     let aad = hex::decode(p["aadHex"].as_str()?).ok()?;
-    let mut ct = hex::decode(p["ciphertextHex"].as_str()?).ok()?;
-    let tag = ct.split_off(ct.len().checked_sub(16)?);
-    XChaCha20Poly1305::new(key.into())
-        .decrypt_inout_detached(
-            nonce.as_slice().try_into().ok()?,
-            &aad,
-            ct.as_mut_slice().into(),
-            tag.as_slice().try_into().ok()?,
-        )
-        .ok()?;
-    Some((ct, aad))
+    let sealed = hex::decode(p["ciphertextHex"].as_str()?).ok()?;
+    let plain = xchacha_open(key, &nonce, &aad, sealed)?;
+    Some((plain, aad))
 }
