@@ -61,11 +61,26 @@
 //!
 //! ## Where things are
 //!
-//! `wire` (sizes, parsing), `handshake` (Noise IKpsk2), `cookie` (mac1/mac2, cookie replies,
-//! global and per-source rate limits), [`replay`] (the window), `session` (one transport
-//! keypair), [`timers`] (constants and per-peer timers), `peer` (keypair slots, staging),
-//! `allowed_ips` (longest-prefix tables), `device` + `inbound` (the [`Device`]), `stats`,
-//! `config`, [`conf`] (wg-quick config files), [`backend`] (control-plane trait and conformance).
+//! | file | owns |
+//! |---|---|
+//! | `wire.rs` | message sizes, offsets and parsing (no crypto state) |
+//! | `handshake.rs` | Noise IKpsk2: building and opening initiations and responses |
+//! | `cookie.rs` | mac1, mac2 and cookie replies |
+//! | `rate_limit.rs` | the global handshake limiter ("under load") and the per-source buckets |
+//! | [`replay`] | the anti-replay window |
+//! | `keypair.rs` | one transport session: its two keys, send counter and replay window |
+//! | [`timers`] | the protocol constants and the five per-peer timers |
+//! | `peer.rs` | one peer: keys, keypair slots (current, previous, next), endpoint, staging |
+//! | `peer_table.rs` | the peers by slot, by public key and by session index; index allocation |
+//! | `schedule.rs` | the timer deadlines of all peers and the rescheduling rule |
+//! | `allowed_ips.rs` | [`Cidr`] and the longest-prefix tables of cryptokey routing |
+//! | `device/mod.rs` | the [`Device`]: construction, peer management, outputs, timers |
+//! | `device/outbound.rs` | the send path: routing, sealing, staging, initiations, keepalives |
+//! | `device/inbound.rs` | the receive path: macs and cookies, handshakes, transport data |
+//! | `output.rs` | [`Action`], [`Transmit`], [`DeviceEvent`] |
+//! | `config.rs`, `error.rs`, `stats.rs` | [`DeviceConfig`] and [`PeerConfig`]; [`DeviceError`] and [`DropReason`]; [`DeviceStats`] and [`PeerStatus`] |
+//! | [`wg_quick`] | the wg-quick file format, parsed into peers and a device |
+//! | [`backend`] | the control-plane trait, its capability model, [`backend::UserspaceBackend`] and the conformance suite |
 //!
 //! ## Sizes
 //!
@@ -102,25 +117,29 @@
 
 mod allowed_ips;
 pub mod backend;
-pub mod conf;
 mod config;
 mod cookie;
 mod device;
 mod error;
 mod handshake;
-mod inbound;
+mod keypair;
+mod output;
 mod peer;
+mod peer_table;
+mod rate_limit;
 pub mod replay;
-mod session;
+mod schedule;
 mod stats;
 pub mod timers;
+pub mod wg_quick;
 mod wire;
 
 pub use allowed_ips::{Cidr, CidrError};
 pub use config::{DeviceConfig, PeerConfig};
-pub use device::{Action, Device, Event, Transmit, WallTime};
-pub use error::{DropReason, Error};
-pub use stats::{PeerStatus, Stats};
+pub use device::Device;
+pub use error::{DeviceError, DropReason};
+pub use output::{Action, DeviceEvent, Transmit};
+pub use stats::{DeviceStats, PeerStatus};
 pub use wire::{COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN};
 
 /// Sizes of the per-peer state, for capacity planning (documented and tested).
@@ -142,7 +161,7 @@ pub struct Sizes {
 pub fn sizes() -> Sizes {
     Sizes {
         peer: core::mem::size_of::<peer::Peer>(),
-        keypair: core::mem::size_of::<session::Keypair>(),
+        keypair: core::mem::size_of::<keypair::Keypair>(),
     }
 }
 
