@@ -126,6 +126,24 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// Removes every prefix of one address family mapped to `value`, keeping the count of
+/// prefixes per length (`lens`) in step.
+fn remove_family<A: Ord, T: PartialEq>(
+    table: &mut BTreeMap<(u8, A), T>,
+    lens: &mut [u32],
+    value: T,
+) {
+    table.retain(|(l, _), v| {
+        let keep = *v != value;
+        if !keep {
+            if let Some(c) = lens.get_mut(usize::from(*l)) {
+                *c -= 1;
+            }
+        }
+        keep
+    });
+}
+
 /// Longest-prefix table mapping prefixes to values (peer slots).
 #[derive(Clone, Debug)]
 pub(crate) struct AllowedIps<T> {
@@ -183,26 +201,8 @@ impl<T: Copy + PartialEq> AllowedIps<T> {
     /// Removes every prefix mapped to `value`.
     pub(crate) fn remove_value(&mut self, value: T) {
         self.last = None;
-        let lens4 = &mut self.v4_lens;
-        self.v4.retain(|(l, _), v| {
-            let keep = *v != value;
-            if !keep {
-                if let Some(c) = lens4.get_mut(usize::from(*l)) {
-                    *c -= 1;
-                }
-            }
-            keep
-        });
-        let lens6 = &mut self.v6_lens;
-        self.v6.retain(|(l, _), v| {
-            let keep = *v != value;
-            if !keep {
-                if let Some(c) = lens6.get_mut(usize::from(*l)) {
-                    *c -= 1;
-                }
-            }
-            keep
-        });
+        remove_family(&mut self.v4, &mut self.v4_lens, value);
+        remove_family(&mut self.v6, &mut self.v6_lens, value);
         self.refresh_masks();
     }
 

@@ -58,6 +58,13 @@ impl PeerTable {
         self.by_index.get(&index).copied()
     }
 
+    /// The peer that owns session index `index`, with its slot.
+    #[inline]
+    pub(crate) fn by_index_mut(&mut self, index: u32) -> Option<(Slot, &mut Peer)> {
+        let slot = self.slot_of_index(index)?;
+        Some((slot, self.get_mut(slot)?))
+    }
+
     #[inline]
     pub(crate) fn get(&self, slot: Slot) -> Option<&Peer> {
         self.slots.get(slot as usize)?.as_ref()

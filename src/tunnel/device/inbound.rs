@@ -161,11 +161,10 @@ impl<R: rand_core::CryptoRng> Device<R> {
             }
             Message::CookieReply(msg) => {
                 let receiver = wire::u32_at(msg, wire::cookie::RECEIVER);
-                let slot = self
+                let (_, p) = self
                     .peers
-                    .slot_of_index(receiver)
+                    .by_index_mut(receiver)
                     .ok_or(DropReason::UnknownIndex)?;
-                let p = self.peers.get_mut(slot).ok_or(DropReason::UnknownIndex)?;
                 let key = p.keys.cookie_key;
                 if !p.cookies.consume_reply(now, &key, msg) {
                     return Err(DropReason::Unexpected.into());
@@ -323,11 +322,10 @@ impl<R: rand_core::CryptoRng> Device<R> {
         out: &mut [u8],
     ) -> Result<Action, DeviceError> {
         let receiver = wire::u32_at(msg, wire::resp::RECEIVER);
-        let slot = self
+        let (slot, p) = self
             .peers
-            .slot_of_index(receiver)
+            .by_index_mut(receiver)
             .ok_or(DropReason::UnknownIndex)?;
-        let p = self.peers.get_mut(slot).ok_or(DropReason::UnknownIndex)?;
         let state = p
             .handshake
             .as_ref()
@@ -400,10 +398,9 @@ impl<R: rand_core::CryptoRng> Device<R> {
             schedule,
             ..
         } = self;
-        let slot = peers
-            .slot_of_index(receiver)
+        let (slot, p) = peers
+            .by_index_mut(receiver)
             .ok_or(DropReason::UnknownIndex)?;
-        let p = peers.get_mut(slot).ok_or(DropReason::UnknownIndex)?;
         let (which, kp) = p.keypair_mut(receiver).ok_or(DropReason::UnknownIndex)?;
         let (len, plain): (usize, &[u8]) = match sealed {
             Sealed::Copy { sealed, out } => {
