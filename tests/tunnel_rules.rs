@@ -705,7 +705,8 @@ fn configured(cfg: DeviceConfig) -> Dev {
 #[test]
 fn a_configuration_that_makes_no_sense_is_refused_at_construction_naming_the_field() {
     let new = |cfg| Device::new(our_key(), cfg, ChaCha20Rng::seed_from_u64(1)).map(|_| ());
-    let cases: [(&str, fn(&mut DeviceConfig)); 4] = [
+    type Spoil = fn(&mut DeviceConfig);
+    let cases: [(&str, Spoil); 4] = [
         ("mtu", |c| c.mtu = DeviceConfig::MIN_MTU - 1),
         ("max_peers", |c| c.max_peers = 0),
         ("max_rate_limited_sources", |c| {
