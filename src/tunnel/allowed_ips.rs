@@ -29,6 +29,11 @@ pub struct Cidr {
 }
 
 /// The prefix text was not `ADDRESS/LENGTH` with a length that fits the address.
+///
+/// ```
+/// use sealwire::tunnel::{Cidr, CidrError};
+/// assert_eq!("10.0.0.0/33".parse::<Cidr>(), Err(CidrError));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CidrError;
 
@@ -75,6 +80,13 @@ impl Cidr {
     }
 
     /// The (masked) network address.
+    ///
+    /// ```
+    /// # use sealwire::tunnel::Cidr;
+    /// let c: Cidr = "fd00::7/64".parse().unwrap();
+    /// assert_eq!((c.addr().to_string(), c.prefix_len()), ("fd00::".to_string(), 64));
+    /// assert!(!c.is_default_route() && "::/0".parse::<Cidr>().unwrap().is_default_route());
+    /// ```
     pub fn addr(&self) -> IpAddr {
         self.addr
     }

@@ -8,6 +8,12 @@ use core::fmt;
 
 /// Why an incoming datagram or outgoing packet was dropped. Each reason has a counter in
 /// [`DeviceStats`](super::DeviceStats).
+///
+/// ```
+/// use sealwire::tunnel::DropReason;
+/// assert_eq!(DropReason::ALL.len(), 17);
+/// assert_eq!(DropReason::NoRoute.to_string(), "no peer is allowed to receive this destination");
+/// ```
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {

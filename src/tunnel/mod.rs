@@ -171,6 +171,10 @@ pub struct Sizes {
 }
 
 /// The in-memory sizes of per-peer and per-session state on this target.
+///
+/// ```
+/// assert!(sealwire::tunnel::sizes().keypair >= 1024); // the replay bitmap alone
+/// ```
 pub fn sizes() -> Sizes {
     Sizes {
         peer: core::mem::size_of::<peer::Peer>(),

@@ -64,6 +64,22 @@ impl DeviceStats {
 /// A snapshot of one peer for status displays and control planes (what `wg show` prints).
 /// Whether its session can send at a given moment is a question of time:
 /// [`Device::has_session`](super::Device::has_session).
+///
+/// ```
+/// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+/// use sealwire::crypto::x25519::{PublicKey, StaticSecret};
+/// use sealwire::time::Instant;
+/// use sealwire::tunnel::{Device, DeviceConfig, PeerConfig};
+/// let mut d = Device::new(StaticSecret::from_bytes([1; 32]), DeviceConfig::default(), ChaCha20Rng::seed_from_u64(0))?;
+/// let key = PublicKey::from_bytes([9; 32]);
+/// let mut p = PeerConfig::new(key);
+/// p.endpoint = Some("192.0.2.9:51820".parse().unwrap());
+/// d.add_peer(Instant::ZERO, p)?;
+/// let st = d.peer_status(&key).unwrap();
+/// assert_eq!(st.endpoint, Some("192.0.2.9:51820".parse().unwrap()));
+/// assert_eq!((st.last_handshake, st.rx_bytes, st.tx_bytes), (None, 0, 0));
+/// # Ok::<(), sealwire::tunnel::DeviceError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PeerStatus {

@@ -51,6 +51,18 @@ fn expect<T: fmt::Debug>(
 /// Runs the backend contract against fresh backends from `factory` (each check group gets
 /// a new one). Returns the first rule broken.
 ///
+/// ```
+/// use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+/// use sealwire::crypto::x25519::StaticSecret;
+/// use sealwire::tunnel::backend::{run_conformance, UserspaceBackend};
+/// use sealwire::tunnel::DeviceConfig;
+/// let fresh = || {
+///     let key = StaticSecret::from_bytes([1; 32]);
+///     UserspaceBackend::new(key, DeviceConfig::default(), ChaCha20Rng::seed_from_u64(1)).unwrap()
+/// };
+/// assert_eq!(run_conformance(fresh), Ok(()));
+/// ```
+///
 /// Rules: lifecycle (`start` twice ⇒ `AlreadyRunning`, queries and `shutdown` when stopped ⇒
 /// `NotRunning`); configuration is kept across `shutdown`/`start`; our own key as a peer,
 /// unknown peers, routes or exits via unknown peers ⇒ `InvalidInput` and nothing changes;

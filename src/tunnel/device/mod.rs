@@ -202,6 +202,22 @@ impl<R: rand_core::CryptoRng> Device<R> {
 
     /// Changes a peer's endpoint (when one is given), PSK, AllowedIPs (replaced) and
     /// keepalive (a newly enabled one is due at `now`); keeps sessions unless the PSK changed.
+    ///
+    /// ```
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// # use sealwire::crypto::x25519::{PublicKey, StaticSecret};
+    /// use sealwire::time::Instant;
+    /// use sealwire::tunnel::{Device, DeviceConfig, DeviceError, PeerConfig};
+    /// let mut d = Device::new(StaticSecret::from_bytes([1; 32]), DeviceConfig::default(), ChaCha20Rng::seed_from_u64(0))?;
+    /// let key = PublicKey::from_bytes([9; 32]);
+    /// assert_eq!(d.update_peer(Instant::ZERO, PeerConfig::new(key)), Err(DeviceError::UnknownPeer));
+    /// d.add_peer(Instant::ZERO, PeerConfig::new(key))?;
+    /// let mut p = PeerConfig::new(key);
+    /// p.allowed_ips.push("10.9.0.0/16".parse().unwrap());
+    /// d.update_peer(Instant::ZERO, p)?;
+    /// assert_eq!(d.peer_status(&key).unwrap().allowed_ips[0].to_string(), "10.9.0.0/16");
+    /// # Ok::<(), DeviceError>(())
+    /// ```
     pub fn update_peer(&mut self, now: Instant, cfg: PeerConfig) -> Result<(), DeviceError> {
         let slot = self
             .peers
@@ -272,6 +288,19 @@ impl<R: rand_core::CryptoRng> Device<R> {
     }
 
     /// Counters, including the outputs the queues had to drop.
+    ///
+    /// ```
+    /// # use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// # use sealwire::crypto::x25519::StaticSecret;
+    /// use sealwire::time::Instant;
+    /// use sealwire::tunnel::{Device, DeviceConfig, DropReason};
+    /// let mut d = Device::new(StaticSecret::from_bytes([1; 32]), DeviceConfig::default(), ChaCha20Rng::seed_from_u64(0))?;
+    /// let mut out = [0u8; 64];
+    /// assert!(d.decapsulate(Instant::ZERO, "192.0.2.1:1".parse().unwrap(), b"noise", &mut out).is_err());
+    /// assert_eq!(d.stats().drops(DropReason::Malformed), 1);
+    /// assert_eq!(d.stats().transmits_dropped, 0);
+    /// # Ok::<(), sealwire::tunnel::DeviceError>(())
+    /// ```
     pub fn stats(&self) -> DeviceStats {
         let mut s = self.stats.clone();
         s.transmits_dropped = self.transmits.dropped();
