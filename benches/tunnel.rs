@@ -26,8 +26,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sealwire::crypto::x25519::StaticSecret;
-use sealwire::time::Instant;
-use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig, WallTime};
+use sealwire::time::{Instant, WallTime};
+use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig};
 
 /// The tunnel MTU (wg-quick's default) and the inner packet length of the data benches.
 const PACKET_LEN: usize = 1420;
@@ -80,8 +80,9 @@ fn sealwire_pair(seed: u64) -> (Dev, Dev) {
         StaticSecret::from_bytes(KEY_B),
     );
     let (pa, pb) = (ka.public_key(), kb.public_key());
-    let mut a = Device::new(DeviceConfig::new(ka), ChaCha20Rng::seed_from_u64(seed));
-    let mut b = Device::new(DeviceConfig::new(kb), ChaCha20Rng::seed_from_u64(seed + 1));
+    let cfg = DeviceConfig::default();
+    let mut a = Device::new(ka, cfg.clone(), ChaCha20Rng::seed_from_u64(seed)).unwrap();
+    let mut b = Device::new(kb, cfg, ChaCha20Rng::seed_from_u64(seed + 1)).unwrap();
     let mut peer_b = PeerConfig::new(pb);
     peer_b.endpoint = Some(ADDR_B);
     peer_b.allowed_ips.push("10.0.0.2/32".parse().unwrap());
@@ -467,7 +468,7 @@ const PEERS: usize = 10_000;
 #[cfg(not(feature = "ring"))]
 fn lookup(c: &mut Criterion<clock::Clock>) {
     use sealwire::crypto::x25519::PublicKey;
-    use sealwire::tunnel::{DropReason, Error};
+    use sealwire::tunnel::{DeviceError, DropReason};
 
     fn peer(i: usize, endpoint: bool) -> PeerConfig {
         let mut key = [0u8; 32];
@@ -497,10 +498,9 @@ fn lookup(c: &mut Criterion<clock::Clock>) {
         p
     }
     fn device(endpoints: bool) -> Dev {
-        let mut d = Device::new(
-            DeviceConfig::new(StaticSecret::from_bytes(KEY_A)),
-            ChaCha20Rng::seed_from_u64(9),
-        );
+        let key = StaticSecret::from_bytes(KEY_A);
+        let mut d =
+            Device::new(key, DeviceConfig::default(), ChaCha20Rng::seed_from_u64(9)).unwrap();
         for i in 0..PEERS {
             // Staggered deadlines, as peers added over time have.
             d.add_peer(
@@ -535,7 +535,10 @@ fn lookup(c: &mut Criterion<clock::Clock>) {
         bch.iter(|| {
             k = (k + 1) & 1023;
             let r = d.encapsulate(Instant::ZERO, std::hint::black_box(&packets[k]), &mut out);
-            assert!(matches!(r, Err(Error::Dropped(DropReason::NoEndpoint))));
+            assert!(matches!(
+                r,
+                Err(DeviceError::Dropped(DropReason::NoEndpoint))
+            ));
         })
     });
     drop(d);

@@ -4,7 +4,8 @@
 //! monotonic timestamp in nanoseconds from an origin the caller picks (process start, a test's
 //! zero, ...). Machines report their next deadline through `poll_timeout()` and act on it only
 //! when the caller calls `handle_timeout(now)`. Tests therefore run faster than real time and
-//! are deterministic.
+//! are deterministic. Wall-clock time, where a protocol needs it, is a separate input:
+//! [`WallTime`].
 //!
 //! ```
 //! use sealwire::time::{Duration, Instant};
@@ -127,6 +128,95 @@ impl core::ops::Sub<Instant> for Instant {
     }
 }
 
+/// Wall-clock time: seconds and nanoseconds since the Unix epoch.
+///
+/// Machines never read the system clock; a protocol that needs wall-clock time (WireGuard's
+/// TAI64N initiation timestamps) takes it as an input of its own, separate from the monotonic
+/// [`Instant`] (see `tunnel::Device::set_wall_clock`).
+///
+/// ```
+/// use sealwire::time::{Duration, WallTime};
+/// let w = WallTime::from_unix(1_700_000_000, 999_999_999);
+/// assert_eq!(w.secs(), 1_700_000_000);
+/// let later = w.saturating_add(Duration::from_nanos(2));
+/// assert_eq!((later.secs(), later.subsec_nanos()), (1_700_000_001, 1));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WallTime {
+    secs: u64,
+    nanos: u32,
+}
+
+impl WallTime {
+    /// The Unix epoch.
+    pub const UNIX_EPOCH: WallTime = WallTime { secs: 0, nanos: 0 };
+
+    /// `secs` seconds and `nanos` nanoseconds (clamped below 10^9) after the Unix epoch.
+    ///
+    /// ```
+    /// # use sealwire::time::WallTime;
+    /// assert_eq!(WallTime::from_unix(5, 2_000_000_000).subsec_nanos(), 999_999_999);
+    /// ```
+    pub const fn from_unix(secs: u64, nanos: u32) -> Self {
+        let nanos = if nanos > 999_999_999 {
+            999_999_999
+        } else {
+            nanos
+        };
+        WallTime { secs, nanos }
+    }
+
+    /// Whole seconds since the Unix epoch.
+    ///
+    /// ```
+    /// # use sealwire::time::WallTime;
+    /// assert_eq!(WallTime::from_unix(7, 1).secs(), 7);
+    /// ```
+    pub const fn secs(&self) -> u64 {
+        self.secs
+    }
+
+    /// The nanoseconds past [`secs`](Self::secs) (below 10^9).
+    ///
+    /// ```
+    /// # use sealwire::time::WallTime;
+    /// assert_eq!(WallTime::from_unix(7, 1).subsec_nanos(), 1);
+    /// ```
+    pub const fn subsec_nanos(&self) -> u32 {
+        self.nanos
+    }
+
+    /// `self + d`, saturating at the last representable second.
+    ///
+    /// ```
+    /// # use sealwire::time::{Duration, WallTime};
+    /// let w = WallTime::from_unix(u64::MAX, 0).saturating_add(Duration::from_secs(1));
+    /// assert_eq!(w.secs(), u64::MAX);
+    /// ```
+    pub fn saturating_add(self, d: Duration) -> Self {
+        // Both parts are below 10^9, so the sum of nanoseconds carries at most one second.
+        let total = self.nanos + d.subsec_nanos();
+        let carry = u64::from(total / 1_000_000_000);
+        WallTime {
+            secs: self.secs.saturating_add(d.as_secs()).saturating_add(carry),
+            nanos: total % 1_000_000_000,
+        }
+    }
+
+    /// The current system time (std only).
+    ///
+    /// ```
+    /// assert!(sealwire::time::WallTime::now().secs() > 1_600_000_000);
+    /// ```
+    #[cfg(feature = "std")]
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        WallTime::from_unix(d.as_secs(), d.subsec_nanos())
+    }
+}
+
 /// Maps `std::time::Instant` to [`Instant`] from a fixed origin (for the tokio examples).
 ///
 /// ```
@@ -186,6 +276,17 @@ mod tests {
         assert_eq!(
             Instant::from_secs(3) - Instant::from_secs(1),
             Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn wall_time_carries_nanoseconds_into_seconds() {
+        let w = WallTime::from_unix(10, 600_000_000);
+        let later = w.saturating_add(Duration::new(3, 500_000_000));
+        assert_eq!((later.secs(), later.subsec_nanos()), (14, 100_000_000));
+        assert_eq!(
+            WallTime::from_unix(1, 999_999_999).saturating_add(Duration::from_nanos(1)),
+            WallTime::from_unix(2, 0)
         );
     }
 }

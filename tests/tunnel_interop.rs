@@ -1,11 +1,13 @@
 //! Interop with boringtun 0.7 (an independent WireGuard implementation), in process, with our
 //! side on virtual time. Every test has boringtun on one end.
 
-mod tunnel_common;
+mod support {
+    pub mod tunnel;
+}
 
 use sealwire::time::{Duration, Instant};
-use sealwire::tunnel::{timers, DropReason, Error};
-use tunnel_common::*;
+use sealwire::tunnel::{timers, DeviceError, DropReason};
+use support::tunnel::*;
 
 const PSK: [u8; 32] = [0x5a; 32];
 
@@ -47,14 +49,13 @@ fn we_initiate_boringtun_responds_no_psk() {
     let (mut us, _, now) = handshake_we_initiate(None);
     assert_eq!(
         us.poll_event(),
-        Some(sealwire::tunnel::Event::HandshakeCompleted {
+        Some(sealwire::tunnel::DeviceEvent::HandshakeCompleted {
             peer: their_pub(),
             endpoint: addr(THEIRS),
             initiator: true
         })
     );
-    let st = us.peer_status(now, &their_pub()).unwrap();
-    assert!(st.has_session);
+    assert!(us.has_session(now, &their_pub()));
     assert_eq!(us.stats().handshakes_completed, 1);
     assert_eq!(us.stats().total_drops(), 0);
 }
@@ -76,7 +77,7 @@ fn psk_mismatch_fails_against_boringtun() {
     // boringtun answers (it cannot know), but the response does not authenticate for us.
     assert_eq!(
         us_recv(&mut us, now, &resp),
-        Us::Err(Error::Dropped(DropReason::HandshakeDecrypt))
+        Us::Err(DeviceError::Dropped(DropReason::HandshakeDecrypt))
     );
     assert_eq!(us.stats().drops(DropReason::HandshakeDecrypt), 1);
 }
@@ -137,7 +138,7 @@ fn replayed_boringtun_initiation_is_rejected() {
     let _ = net(us_recv(&mut us, now, &init));
     assert_eq!(
         us_recv(&mut us, now + Duration::from_secs(1), &init),
-        Us::Err(Error::Dropped(DropReason::ReplayedTimestamp))
+        Us::Err(DeviceError::Dropped(DropReason::ReplayedTimestamp))
     );
 }
 
@@ -203,7 +204,7 @@ fn boringtun_under_load_sends_cookie_we_retry_with_mac2() {
     // A second copy of the reply is no longer expected (one reply per mac1).
     assert_eq!(
         us_recv(&mut us, now, &cookie),
-        Us::Err(Error::Dropped(DropReason::Unexpected))
+        Us::Err(DeviceError::Dropped(DropReason::Unexpected))
     );
     // The retransmit timer fires after REKEY_TIMEOUT + jitter (exact deadline, no tick).
     let deadline = us.poll_timeout().unwrap();
@@ -295,7 +296,7 @@ fn reordered_and_duplicated_data_from_boringtun_delivered_once() {
     for &k in &order {
         match us_recv(&mut us, now, &dgs[k].1) {
             Us::Tunnel(p, _) => assert!(seen.insert(p[28..32].to_vec())),
-            Us::Err(Error::Dropped(DropReason::ReplayedCounter)) => replays += 1,
+            Us::Err(DeviceError::Dropped(DropReason::ReplayedCounter)) => replays += 1,
             other => panic!("{other:?}"),
         }
     }
@@ -383,7 +384,7 @@ fn in_place_encapsulation_with_a_short_buffer_changes_nothing() {
     let before = buf.clone();
     assert_eq!(
         us.encapsulate_in_place(now, &mut buf, pkt.len()),
-        Err(Error::BufferTooSmall { needed })
+        Err(DeviceError::BufferTooSmall { needed })
     );
     assert_eq!(buf, before);
     let dg = net(us_send_in_place(&mut us, now, &pkt, needed));
@@ -396,7 +397,8 @@ fn in_place_encapsulation_with_a_short_buffer_changes_nothing() {
     // datagram (and would be for an initiation), and a buffer of that size then works.
     let big = ipv4(OUR_IP4, THEIR_IP4, &[7u8; 72]);
     let mut buf = vec![0u8; 64];
-    let Err(Error::BufferTooSmall { needed }) = us.encapsulate_in_place(now, &mut buf, big.len())
+    let Err(DeviceError::BufferTooSmall { needed }) =
+        us.encapsulate_in_place(now, &mut buf, big.len())
     else {
         panic!("a 100-byte packet does not fit 64 bytes")
     };
@@ -411,7 +413,7 @@ fn in_place_encapsulation_with_a_short_buffer_changes_nothing() {
     let stray = ipv4(OUR_IP4, [192, 0, 2, 99], b"x");
     assert_eq!(
         us_send_in_place(&mut us, now, &stray, 64),
-        Us::Err(Error::Dropped(DropReason::NoRoute))
+        Us::Err(DeviceError::Dropped(DropReason::NoRoute))
     );
     assert_eq!(us.stats().drops(DropReason::NoRoute), 1);
 }
@@ -452,7 +454,7 @@ fn in_place_decapsulation_of_boringtun_traffic_matches_the_copying_path() {
     // Replayed.
     assert_eq!(
         us_recv_in_place(&mut us, now, &sent[2]),
-        Us::Err(Error::Dropped(DropReason::ReplayedCounter))
+        Us::Err(DeviceError::Dropped(DropReason::ReplayedCounter))
     );
     // Tampered, then the genuine packet still arrives.
     let pkt = ipv4(THEIR_IP4, OUR_IP4, b"genuine");
@@ -461,11 +463,11 @@ fn in_place_decapsulation_of_boringtun_traffic_matches_the_copying_path() {
     bad[20] ^= 1;
     assert_eq!(
         us_recv_in_place(&mut us, now, &bad),
-        Us::Err(Error::Dropped(DropReason::DecryptFailed))
+        Us::Err(DeviceError::Dropped(DropReason::DecryptFailed))
     );
     assert_eq!(
         us_recv_in_place(&mut us, now, &dg[..31]),
-        Us::Err(Error::Dropped(DropReason::Malformed))
+        Us::Err(DeviceError::Dropped(DropReason::Malformed))
     );
     assert_eq!(
         us_recv_in_place(&mut us, now, &dg),
@@ -478,7 +480,7 @@ fn in_place_decapsulation_of_boringtun_traffic_matches_the_copying_path() {
     let mut short = dg.clone();
     assert_eq!(
         us.decapsulate_in_place(now, addr(THEIRS), &mut short, dg.len() + 1),
-        Err(Error::BufferTooSmall {
+        Err(DeviceError::BufferTooSmall {
             needed: dg.len() + 1
         })
     );
@@ -520,7 +522,7 @@ fn our_replay_window_spans_8128_packets_of_boringtun() {
     ));
     assert_eq!(
         us_recv(&mut us, now, &at(top - 8129)),
-        Us::Err(Error::Dropped(DropReason::ReplayedCounter))
+        Us::Err(DeviceError::Dropped(DropReason::ReplayedCounter))
     );
     assert!(matches!(
         us_recv(&mut us, now, &at(top - 1000)),
@@ -538,17 +540,23 @@ fn inner_packets_with_bad_headers_from_boringtun_are_dropped() {
     // (boringtun refuses to encapsulate nothing; it encrypts whatever it gets.)
     assert_eq!(
         us_recv(&mut us, now, &dg),
-        Us::Err(Error::Dropped(DropReason::Malformed))
+        Us::Err(DeviceError::Dropped(DropReason::Malformed))
     );
-    let before = us.peer_status(now, &their_pub()).unwrap();
+    let state = |us: &sealwire::tunnel::Device<_>| {
+        (
+            us.peer_status(&their_pub()).unwrap(),
+            us.has_session(now, &their_pub()),
+        )
+    };
+    let before = state(&us);
     let mut v5 = ipv4(THEIR_IP4, OUR_IP4, b"v5");
     v5[0] = 0x55;
     let dg = bt_net(&bt_send(&mut them, &v5));
     assert_eq!(
         us_recv(&mut us, now, &dg),
-        Us::Err(Error::Dropped(DropReason::Malformed))
+        Us::Err(DeviceError::Dropped(DropReason::Malformed))
     );
-    assert_eq!(us.peer_status(now, &their_pub()).unwrap(), before);
+    assert_eq!(state(&us), before);
 }
 
 #[test]
@@ -564,7 +572,7 @@ fn under_load_a_cookie_holding_source_is_still_rate_limited() {
     let mut limited = 0;
     for _ in 0..6 {
         let i = bt_net(&bt(them.format_handshake_initiation(&mut buf, true)));
-        if us_recv(&mut us, now, &i) == Us::Err(Error::Dropped(DropReason::RateLimited)) {
+        if us_recv(&mut us, now, &i) == Us::Err(DeviceError::Dropped(DropReason::RateLimited)) {
             limited += 1;
         }
     }
@@ -574,7 +582,7 @@ fn under_load_a_cookie_holding_source_is_still_rate_limited() {
     let i = bt_net(&bt(them.format_handshake_initiation(&mut buf, true)));
     assert_ne!(
         us_recv(&mut us, now + Duration::from_millis(50), &i),
-        Us::Err(Error::Dropped(DropReason::RateLimited))
+        Us::Err(DeviceError::Dropped(DropReason::RateLimited))
     );
 }
 

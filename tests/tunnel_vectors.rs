@@ -4,11 +4,13 @@
 //! replaying boringtun's recorded bytes must reproduce the same keys: boringtun's recorded data
 //! packets decrypt only if our Noise/KDF computation matches boringtun's byte for byte.
 
-mod tunnel_common;
+mod support {
+    pub mod tunnel;
+}
 
 use sealwire::crypto::hex;
 use sealwire::time::Instant;
-use tunnel_common::*;
+use support::tunnel::*;
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/tunnel/boringtun.json");
 const PSK: [u8; 32] = [0x77; 32];

@@ -2,11 +2,13 @@
 //!
 //! A thin pump around [`sealwire::tunnel::Device`]; no protocol logic lives here.
 //!
-//! * Reads the wg-quick style FILE ([`sealwire::tunnel::conf`]); a bad file prints the line
-//!   and the problem and exits with status 2.
+//! * Reads the wg-quick style FILE ([`sealwire::tunnel::wg_quick`]); a bad file prints the
+//!   line and the problem and exits with status 2. Endpoints given as DNS names are resolved
+//!   once, at start; the library turns the file into the device.
 //! * Creates the TUN NAME in the current network namespace (deleting a stale link of the same
 //!   name first, so a restart after `kill -9` comes back cleanly), sets the MTU (1420 unless
-//!   `MTU` says otherwise), assigns every `Address` and brings the link up with `ip(8)`.
+//!   `MTU` says otherwise), assigns every `Address` and brings the link up with `ip(8)`
+//!   (the host plumbing is in this package's library, [`tunnel_examples`]).
 //! * Binds one unconnected UDP socket on all local addresses at `ListenPort` (`[::]`,
 //!   dual-stack, or `0.0.0.0` when IPv6 is unavailable), so it keeps working when the host's
 //!   own addresses change.
@@ -29,26 +31,22 @@
 //! from `RUST_LOG` (default `info`).
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::process::{Command, ExitCode};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use rand_core::UnwrapErr;
-use sealwire::crypto::x25519::{PublicKey, StaticSecret};
-use sealwire::time::{Clock, Instant};
-use sealwire::tunnel::conf::{Config, Endpoint};
+use sealwire::time::{Clock, Instant, WallTime};
+use sealwire::tunnel::wg_quick::WgQuick;
 use sealwire::tunnel::{
-    Action, Device, DeviceConfig, Error, Event, PeerConfig, Transmit, WallTime, DATA_HEADER_LEN,
-    DATA_OVERHEAD,
+    Action, Device, DeviceError, DeviceEvent, Transmit, DATA_HEADER_LEN, DATA_OVERHEAD,
 };
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
+use tunnel_examples::{bind_udp, create_tun, wire_addr};
 
-const DEFAULT_MTU: u16 = 1420;
 /// Room for the largest IP packet plus the WireGuard data overhead and padding.
 const BUF_LEN: usize = 65_535 + 64;
-/// Requested UDP socket buffer size, each way.
-const SOCKET_BUF: usize = 4 << 20;
 
 type Rng = UnwrapErr<getrandom::SysRng>;
 
@@ -126,18 +124,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match Config::parse(&text) {
+    let mut file = match WgQuick::parse(&text) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tun_node: {config_path}: {e}");
             return ExitCode::from(2);
         }
     };
-    for k in &config.ignored {
+    for k in &file.ignored {
         warn!(
             "{config_path}: line {}: {} is ignored by tun_node",
             k.line, k.key
         );
+    }
+    // Names are resolved once, at start (a runtime failure, like the TUN or the socket).
+    let resolve = |host: &str, port| -> Result<SocketAddr, String> {
+        let mut addrs = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("resolve {host}: {e}"))?;
+        addrs.next().ok_or(format!("resolve {host}: no address"))
+    };
+    if let Err(e) = file.resolve_endpoints(resolve) {
+        eprintln!("tun_node: {e}");
+        return ExitCode::FAILURE;
     }
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -150,120 +159,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, ifname)) {
+    match runtime.block_on(run(file, ifname)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tun_node: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// Runs `ip ARGS...`, failing with its stderr.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn create_tun(config: &Config, ifname: &str) -> Result<tun::Device, String> {
-    // A link left by a killed instance (or anything else with this name) would make TUNSETIFF
-    // fail or attach us to the wrong device.
-    if Command::new("ip")
-        .args(["link", "show", "dev", ifname])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        warn!("deleting stale interface {ifname}");
-        ip(&["link", "del", "dev", ifname])?;
-    }
-    let mut tun_config = tun::Configuration::default();
-    tun_config.tun_name(ifname);
-    tun_config.platform_config(|p| {
-        // Addresses, MTU and link state are set with ip(8) below. The crate's default is
-        // IFF_NO_PI (no packet-information header), so reads and writes go straight between
-        // the fd and our buffers.
-        p.ensure_root_privileges(false);
-    });
-    let dev = tun::create(&tun_config).map_err(|e| format!("create TUN {ifname}: {e}"))?;
-    let mtu = config.interface.mtu.unwrap_or(DEFAULT_MTU).to_string();
-    ip(&["link", "set", "dev", ifname, "mtu", &mtu])?;
-    for a in &config.interface.addresses {
-        let cidr = a.to_string();
-        match a.addr {
-            IpAddr::V4(_) => ip(&["-4", "addr", "replace", &cidr, "dev", ifname])?,
-            // nodad: the address is usable at once, not after duplicate detection.
-            IpAddr::V6(_) => ip(&["-6", "addr", "replace", &cidr, "dev", ifname, "nodad"])?,
-        }
-    }
-    ip(&["link", "set", "dev", ifname, "up"])?;
-    Ok(dev)
-}
-
-/// One unconnected UDP socket on every local address: `[::]` with IPV6_V6ONLY off (IPv4
-/// peers arrive v4-mapped), or `0.0.0.0` where IPv6 is unavailable. Returns whether it is v6.
-fn bind_udp(port: u16) -> Result<(UdpSocket, bool), String> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let dual_stack = || -> std::io::Result<Socket> {
-        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
-        s.set_only_v6(false)?;
-        s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
-        Ok(s)
-    };
-    let (socket, v6) = match dual_stack() {
-        Ok(s) => (s, true),
-        Err(e6) => {
-            warn!("no dual-stack IPv6 socket ({e6}); using 0.0.0.0");
-            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-                .and_then(|s| {
-                    s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
-                    Ok(s)
-                })
-                .map_err(|e| format!("bind UDP port {port}: {e}"))?;
-            (s, false)
-        }
-    };
-    // Room for bursts while a worker is busy (the kernel caps these at its rmem/wmem_max).
-    for (what, r) in [
-        ("SO_RCVBUF", socket.set_recv_buffer_size(SOCKET_BUF)),
-        ("SO_SNDBUF", socket.set_send_buffer_size(SOCKET_BUF)),
-    ] {
-        if let Err(e) = r {
-            debug!("{what}: {e}");
-        }
-    }
-    Ok((socket.into(), v6))
-}
-
-fn key_b64(key: &PublicKey) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(44);
-    for chunk in key.as_bytes().chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                s.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
 }
 
 /// What the worker threads share. The device sits behind a mutex held only around
@@ -290,7 +192,7 @@ struct Core {
 #[derive(Default)]
 struct Pending {
     transmits: Vec<Transmit>,
-    events: Vec<Event>,
+    events: Vec<DeviceEvent>,
 }
 
 impl Shared {
@@ -325,26 +227,16 @@ impl Shared {
         }
     }
 
-    /// The wire address for `to` on our socket: v4 destinations become v4-mapped on `[::]`.
-    fn wire_addr(&self, to: SocketAddr) -> SocketAddr {
-        match to {
-            SocketAddr::V4(v4) if self.udp_v6 => {
-                SocketAddr::from((v4.ip().to_ipv6_mapped(), v4.port()))
-            }
-            other => other,
-        }
-    }
-
     fn send(&self, to: SocketAddr, bytes: &[u8]) {
-        if let Err(e) = self.udp.send_to(bytes, self.wire_addr(to)) {
+        if let Err(e) = self.udp.send_to(bytes, wire_addr(to, self.udp_v6)) {
             debug!("send to {to}: {e}");
         }
     }
 }
 
-fn log_event(event: Event) {
+fn log_event(event: DeviceEvent) {
     match event {
-        Event::HandshakeCompleted {
+        DeviceEvent::HandshakeCompleted {
             peer,
             endpoint,
             initiator,
@@ -352,19 +244,19 @@ fn log_event(event: Event) {
             let role = if initiator { "initiator" } else { "responder" };
             info!(
                 "handshake completed with peer {} at {endpoint} (we were {role})",
-                key_b64(&peer)
+                peer.to_base64()
             );
         }
-        Event::EndpointChanged { peer, endpoint } => {
-            info!("peer {} roamed to {endpoint}", key_b64(&peer));
+        DeviceEvent::EndpointChanged { peer, endpoint } => {
+            info!("peer {} roamed to {endpoint}", peer.to_base64());
         }
-        Event::HandshakeGaveUp { peer } => {
+        DeviceEvent::HandshakeGaveUp { peer } => {
             warn!(
                 "no handshake response from peer {}; staged packets dropped",
-                key_b64(&peer)
+                peer.to_base64()
             );
         }
-        Event::KeysWiped { peer } => info!("session keys of peer {} wiped", key_b64(&peer)),
+        DeviceEvent::KeysWiped { peer } => info!("session keys of peer {} wiped", peer.to_base64()),
         other => info!("{other:?}"),
     }
 }
@@ -401,7 +293,7 @@ fn tun_to_udp(sh: &Shared, mut tun: tun::Reader) {
                 }
             }
             Ok(_) => {}
-            Err(Error::Dropped(reason)) => debug!("outbound packet dropped: {reason}"),
+            Err(DeviceError::Dropped(reason)) => debug!("outbound packet dropped: {reason}"),
             Err(e) => debug!("outbound packet: {e}"),
         }
         sh.flush(&mut pending);
@@ -446,7 +338,7 @@ fn udp_to_tun(sh: &Shared, mut tun: tun::Writer) {
                 }
             }
             Ok(_) => {}
-            Err(Error::Dropped(reason)) => debug!("datagram from {src} dropped: {reason}"),
+            Err(DeviceError::Dropped(reason)) => debug!("datagram from {src} dropped: {reason}"),
             Err(e) => debug!("datagram from {src}: {e}"),
         }
         sh.flush(&mut pending);
@@ -488,48 +380,22 @@ fn timers(sh: &Shared) {
     }
 }
 
-async fn resolve(endpoint: &Endpoint) -> Result<SocketAddr, String> {
-    match endpoint {
-        Endpoint::Addr(a) => Ok(*a),
-        Endpoint::Host { host, port } => tokio::net::lookup_host((host.as_str(), *port))
-            .await
-            .map_err(|e| format!("resolve {host}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("resolve {host}: no address")),
-    }
-}
-
-async fn run(mut config: Config, ifname: String) -> Result<(), String> {
+async fn run(file: WgQuick, ifname: String) -> Result<(), String> {
     let clock = Clock::new();
-    let mut device_config = DeviceConfig::new(StaticSecret::from_bytes(
-        *config.interface.private_key.expose(),
-    ));
-    // Padding stops at the link's MTU, as in WireGuard: the device must know the one set.
-    device_config.mtu = config.interface.mtu.unwrap_or(DEFAULT_MTU);
-    let mut device = Device::new(device_config, UnwrapErr(getrandom::SysRng));
+    let mut device = file
+        .device(clock.now(), UnwrapErr(getrandom::SysRng))
+        .map_err(|e| format!("peer configuration: {e}"))?;
     device.set_wall_clock(clock.now(), WallTime::now());
-    let peer_count = config.peers.len();
-    for peer in config.peers.drain(..) {
-        let mut pc = PeerConfig::new(PublicKey::from_bytes(peer.public_key));
-        pc.preshared_key = peer.preshared_key;
-        pc.allowed_ips = peer.allowed_ips;
-        pc.endpoint = match &peer.endpoint {
-            Some(e) => Some(resolve(e).await?),
-            None => None,
-        };
-        pc.persistent_keepalive = peer.persistent_keepalive;
-        let key = pc.public_key;
-        device
-            .add_peer(clock.now(), pc)
-            .map_err(|e| format!("peer {}: {e}", key_b64(&key)))?;
-    }
+    let peer_count = file.peers.len();
 
-    let tun = create_tun(&config, &ifname)?;
-    let (udp, udp_v6) = bind_udp(config.interface.listen_port.unwrap_or(0))?;
+    // Padding stops at the link's MTU, as in WireGuard: the device and the link share it.
+    let mtu = file.device_config().mtu;
+    let tun = create_tun(&ifname, mtu, &file.interface.addresses)?;
+    let (udp, udp_v6) = bind_udp(file.interface.listen_port.unwrap_or(0))?;
     let local = udp.local_addr().map_err(|e| e.to_string())?;
     info!(
         "{ifname} up: public key {}, UDP {local}, {} peer(s)",
-        key_b64(&device.public_key()),
+        device.public_key().to_base64(),
         peer_count
     );
 

@@ -16,17 +16,19 @@ use libfuzzer_sys::fuzz_target;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sealwire::crypto::x25519::StaticSecret;
-use sealwire::time::{Duration, Instant};
-use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig, WallTime};
+use sealwire::time::{Duration, Instant, WallTime};
+use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig};
 
 const A_ADDR: &str = "192.0.2.1:51820";
 const B_ADDR: &str = "192.0.2.2:51820";
 
 fn device(key: u8, peer: u8, allowed: &str, endpoint: &str, seed: u64) -> Device<ChaCha20Rng> {
     let mut d = Device::new(
-        DeviceConfig::new(StaticSecret::from_bytes([key; 32])),
+        StaticSecret::from_bytes([key; 32]),
+        DeviceConfig::default(),
         ChaCha20Rng::seed_from_u64(seed),
-    );
+    )
+    .expect("the default configuration is valid");
     let mut p = PeerConfig::new(StaticSecret::from_bytes([peer; 32]).public_key());
     p.allowed_ips.push(allowed.parse().expect("cidr"));
     p.endpoint = Some(endpoint.parse().expect("endpoint"));
@@ -172,7 +174,7 @@ fuzz_target!(|data: &[u8]| {
                 let before = buf.clone();
                 match a.encapsulate_in_place(now, &mut buf, bytes.len()) {
                     Ok(Action::WriteToNetwork { len, .. }) => assert!(len <= cap),
-                    Err(sealwire::tunnel::Error::BufferTooSmall { needed }) => {
+                    Err(sealwire::tunnel::DeviceError::BufferTooSmall { needed }) => {
                         assert!(needed > cap);
                         assert_eq!(buf, before);
                         // A buffer of the size asked for is enough.
@@ -180,7 +182,7 @@ fuzz_target!(|data: &[u8]| {
                         bigger[16..16 + bytes.len()].copy_from_slice(bytes);
                         assert!(!matches!(
                             a.encapsulate_in_place(now, &mut bigger, bytes.len()),
-                            Err(sealwire::tunnel::Error::BufferTooSmall { .. })
+                            Err(sealwire::tunnel::DeviceError::BufferTooSmall { .. })
                         ));
                     }
                     _ => {}

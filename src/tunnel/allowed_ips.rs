@@ -29,6 +29,11 @@ pub struct Cidr {
 }
 
 /// The prefix text was not `ADDRESS/LENGTH` with a length that fits the address.
+///
+/// ```
+/// use sealwire::tunnel::{Cidr, CidrError};
+/// assert_eq!("10.0.0.0/33".parse::<Cidr>(), Err(CidrError));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CidrError;
 
@@ -75,6 +80,13 @@ impl Cidr {
     }
 
     /// The (masked) network address.
+    ///
+    /// ```
+    /// # use sealwire::tunnel::Cidr;
+    /// let c: Cidr = "fd00::7/64".parse().unwrap();
+    /// assert_eq!((c.addr().to_string(), c.prefix_len()), ("fd00::".to_string(), 64));
+    /// assert!(!c.is_default_route() && "::/0".parse::<Cidr>().unwrap().is_default_route());
+    /// ```
     pub fn addr(&self) -> IpAddr {
         self.addr
     }
@@ -124,6 +136,24 @@ impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.len)
     }
+}
+
+/// Removes every prefix of one address family mapped to `value`, keeping the count of
+/// prefixes per length (`lens`) in step.
+fn remove_family<A: Ord, T: PartialEq>(
+    table: &mut BTreeMap<(u8, A), T>,
+    lens: &mut [u32],
+    value: T,
+) {
+    table.retain(|(l, _), v| {
+        let keep = *v != value;
+        if !keep {
+            if let Some(c) = lens.get_mut(usize::from(*l)) {
+                *c -= 1;
+            }
+        }
+        keep
+    });
 }
 
 /// Longest-prefix table mapping prefixes to values (peer slots).
@@ -183,26 +213,8 @@ impl<T: Copy + PartialEq> AllowedIps<T> {
     /// Removes every prefix mapped to `value`.
     pub(crate) fn remove_value(&mut self, value: T) {
         self.last = None;
-        let lens4 = &mut self.v4_lens;
-        self.v4.retain(|(l, _), v| {
-            let keep = *v != value;
-            if !keep {
-                if let Some(c) = lens4.get_mut(usize::from(*l)) {
-                    *c -= 1;
-                }
-            }
-            keep
-        });
-        let lens6 = &mut self.v6_lens;
-        self.v6.retain(|(l, _), v| {
-            let keep = *v != value;
-            if !keep {
-                if let Some(c) = lens6.get_mut(usize::from(*l)) {
-                    *c -= 1;
-                }
-            }
-            keep
-        });
+        remove_family(&mut self.v4, &mut self.v4_lens, value);
+        remove_family(&mut self.v6, &mut self.v6_lens, value);
         self.refresh_masks();
     }
 

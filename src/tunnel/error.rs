@@ -1,4 +1,5 @@
-//! Errors and counted drop reasons of the tunnel.
+//! The errors of the [`Device`](super::Device) API ([`DeviceError`]) and the counted reasons an
+//! input was dropped ([`DropReason`]).
 //!
 //! Detailed reasons are for the embedder's logs and metrics; never echo them to the network
 //! (WireGuard answers nothing to a bad packet, and neither do we).
@@ -6,7 +7,13 @@
 use core::fmt;
 
 /// Why an incoming datagram or outgoing packet was dropped. Each reason has a counter in
-/// [`Stats`](super::Stats).
+/// [`DeviceStats`](super::DeviceStats).
+///
+/// ```
+/// use sealwire::tunnel::DropReason;
+/// assert_eq!(DropReason::ALL.len(), 17);
+/// assert_eq!(DropReason::NoRoute.to_string(), "no peer is allowed to receive this destination");
+/// ```
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -43,7 +50,11 @@ pub enum DropReason {
     NoRoute,
     /// The peer has no known endpoint, so nothing can be sent to it yet.
     NoEndpoint,
-    /// A bounded queue (staged packets, transmit queue) was full.
+    /// The peer's staging buffer (packets waiting for a handshake) was full, so its oldest
+    /// packet was dropped; or nothing may be staged (`max_staged_packets` is 0). Drops of
+    /// the output queues are counted apart, in
+    /// [`DeviceStats::transmits_dropped`](super::DeviceStats::transmits_dropped) and
+    /// [`DeviceStats::events_dropped`](super::DeviceStats::events_dropped).
     QueueFull,
 }
 
@@ -97,53 +108,66 @@ impl fmt::Display for DropReason {
             DropReason::SourceNotAllowed => "the inner source address is not allowed for this peer",
             DropReason::NoRoute => "no peer is allowed to receive this destination",
             DropReason::NoEndpoint => "the peer has no endpoint yet",
-            DropReason::QueueFull => "a bounded queue is full",
+            DropReason::QueueFull => "the staging buffer is full",
         })
     }
 }
 
-/// Errors of the tunnel API.
+/// Errors of the [`Device`](super::Device) API. `Display` names fields and reasons only,
+/// never a key or a byte of the input, so errors are safe to log (but do not echo them to the
+/// network: WireGuard answers nothing to a bad packet).
+///
+/// ```
+/// use sealwire::tunnel::{DeviceError, DropReason};
+/// let e = DeviceError::from(DropReason::ReplayedCounter);
+/// assert_eq!(e.to_string(), "packet dropped: the transport counter was replayed or is too old");
+/// assert_eq!(DeviceError::InvalidConfig("mtu").to_string(), "invalid configuration: mtu");
+/// ```
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error {
+pub enum DeviceError {
     /// The output buffer is too small; it was left untouched. Retry with `needed` bytes.
     BufferTooSmall {
         /// Bytes the output needs.
         needed: usize,
     },
-    /// The input was dropped (and counted in [`Stats`](super::Stats)).
+    /// The input was dropped (and counted in [`DeviceStats`](super::DeviceStats)).
     Dropped(DropReason),
     /// A peer with this public key already exists.
     DuplicatePeer,
     /// No peer with this public key exists.
     UnknownPeer,
-    /// The configured peer limit is reached.
+    /// The configured peer limit (`max_peers`) is reached.
     TooManyPeers,
-    /// A configuration value is invalid (e.g. an AllowedIPs prefix longer than the address,
-    /// or our own public key as a peer).
-    InvalidConfig,
+    /// A configuration value makes no sense; the field is named: a [`DeviceConfig`] field
+    /// (`"mtu"`, `"queue_capacity"`, ...) at [`Device::new`], or `"public_key"` for a peer
+    /// with the device's own key.
+    ///
+    /// [`DeviceConfig`]: super::DeviceConfig
+    /// [`Device::new`]: super::Device::new
+    InvalidConfig(&'static str),
 }
 
-impl From<DropReason> for Error {
+impl From<DropReason> for DeviceError {
     fn from(r: DropReason) -> Self {
-        Error::Dropped(r)
+        DeviceError::Dropped(r)
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for DeviceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::BufferTooSmall { needed } => {
+            DeviceError::BufferTooSmall { needed } => {
                 write!(f, "the output buffer is too small: {needed} bytes needed")
             }
-            Error::Dropped(r) => write!(f, "packet dropped: {r}"),
-            Error::DuplicatePeer => f.write_str("a peer with this public key already exists"),
-            Error::UnknownPeer => f.write_str("no peer with this public key exists"),
-            Error::TooManyPeers => f.write_str("the peer limit is reached"),
-            Error::InvalidConfig => f.write_str("the configuration is invalid"),
+            DeviceError::Dropped(r) => write!(f, "packet dropped: {r}"),
+            DeviceError::DuplicatePeer => f.write_str("a peer with this public key already exists"),
+            DeviceError::UnknownPeer => f.write_str("no peer with this public key exists"),
+            DeviceError::TooManyPeers => f.write_str("the peer limit is reached"),
+            DeviceError::InvalidConfig(field) => write!(f, "invalid configuration: {field}"),
         }
     }
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for Error {}
+impl std::error::Error for DeviceError {}

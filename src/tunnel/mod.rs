@@ -61,23 +61,50 @@
 //!
 //! ## Where things are
 //!
-//! `wire` (sizes, parsing), `handshake` (Noise IKpsk2), `cookie` (mac1/mac2, cookie replies,
-//! global and per-source rate limits), [`replay`] (the window), `session` (one transport
-//! keypair), [`timers`] (constants and per-peer timers), `peer` (keypair slots, staging),
-//! `allowed_ips` (longest-prefix tables), `device` + `inbound` (the [`Device`]), `stats`,
-//! `config`, [`conf`] (wg-quick config files), [`backend`] (control-plane trait and conformance).
+//! | file | owns |
+//! |---|---|
+//! | `wire.rs` | message sizes, offsets and parsing (no crypto state) |
+//! | `handshake.rs` | Noise IKpsk2: building and opening initiations and responses |
+//! | `cookie.rs` | mac1, mac2 and cookie replies |
+//! | `rate_limit.rs` | the global handshake limiter ("under load") and the per-source buckets |
+//! | [`replay`] | the anti-replay window |
+//! | `keypair.rs` | one transport session: its two keys, send counter and replay window |
+//! | [`timers`] | the protocol constants and the five per-peer timers |
+//! | `peer.rs` | one peer: keys, keypair slots (current, previous, next), endpoint, staging |
+//! | `peer_table.rs` | the peers by slot, by public key and by session index; index allocation |
+//! | `schedule.rs` | the timer deadlines of all peers and the rescheduling rule |
+//! | `allowed_ips.rs` | [`Cidr`] and the longest-prefix tables of cryptokey routing |
+//! | `device/mod.rs` | the [`Device`]: construction, peer management, outputs, timers |
+//! | `device/outbound.rs` | the send path: routing, sealing, staging, initiations, keepalives |
+//! | `device/inbound.rs` | the receive path: macs and cookies, handshakes, transport data |
+//! | `output.rs` | [`Action`], [`Transmit`], [`DeviceEvent`] |
+//! | `config.rs`, `error.rs`, `stats.rs` | [`DeviceConfig`] and [`PeerConfig`]; [`DeviceError`] and [`DropReason`]; [`DeviceStats`] and [`PeerStatus`] |
+//! | [`wg_quick`] | the wg-quick file format, parsed into peers and a device |
+//! | [`backend`] | the control-plane trait, its capability model, [`backend::UserspaceBackend`] and the conformance suite |
 //!
 //! ## Sizes
 //!
 //! Measured with `size_of` on 64-bit targets and checked by a test ([`sizes`]): an idle peer
-//! (no session) is **640 bytes** plus about 40 bytes per AllowedIPs entry and ~56 bytes of
-//! table entries (key map, deadline set); each live session adds one boxed keypair of
+//! (no session) is **624 bytes** plus about 40 bytes per AllowedIPs entry and ~72 bytes of
+//! table entries (key map, schedule); each live session adds one boxed keypair of
 //! **1128 bytes** (1024 of them the 8192-bit replay bitmap) plus one index-map entry. A peer
 //! holds at most three sessions (previous, current, next): under 4.1 KiB at worst. With the
 //! `ring` feature a keypair also keeps ring's two prepared keys (built once per session, not
-//! per packet; ring sizes each for AES) and is **2224 bytes**: under 7.4 KiB per peer at worst. Staged
-//! packets (at most `max_staged_packets`, default 128) are extra and only exist while a
-//! handshake is in flight.
+//! per packet; ring sizes each for AES) and is **2160 bytes**: under 7.2 KiB per peer at
+//! worst. Staged packets (at most `max_staged_packets`, default 128) are extra and only exist
+//! while a handshake is in flight.
+//!
+//! ## Bounds
+//!
+//! Every table and queue has a knob in [`DeviceConfig`], checked by [`Device::new`]:
+//! `max_peers` peers; `max_rate_limited_sources` sources tracked under load; the transmit and
+//! event queues hold `queue_capacity` items each, and an output that does not fit is dropped,
+//! newest first, and counted in [`DeviceStats::transmits_dropped`] and
+//! [`DeviceStats::events_dropped`] (a caller that drains after every call never sees one).
+//! The staging buffer is different: it is each peer's packets waiting for a handshake, not an
+//! output, so when `max_staged_packets` is reached the **oldest** packet makes room (as in the
+//! kernel: once the session is up, the newest data is the most useful), counted as
+//! [`DropReason::QueueFull`].
 //!
 //! ## Driving a device
 //!
@@ -89,38 +116,43 @@
 //!                  while let Some(e) = device.poll_event()    { log(e) }
 //! sleep until device.poll_timeout(), then device.handle_timeout(now)
 //! at start (and when the system clock steps): device.set_wall_clock(now, WallTime::now())
+//!                                            (sealwire::time::WallTime)
 //! ```
 //!
 //! `encapsulate` needs at most `max(MTU, packet length) + 32` bytes (and 148 when it starts a
 //! handshake); `decapsulate` never needs more than the datagram's length.
 //!
-//! To save a copy of every packet, use the zero-copy pair (this is what `examples/tun_node.rs`
-//! does): read the packet from the TUN straight into `buf[DATA_HEADER_LEN..]` and call
+//! To save a copy of every packet, use the zero-copy pair (this is what the `tun_node` example
+//! program does): read the packet from the TUN straight into `buf[DATA_HEADER_LEN..]` and call
 //! [`Device::encapsulate_in_place`]`(now, &mut buf, len)`, which seals the datagram around it;
 //! receive a datagram into `buf` and call [`Device::decapsulate_in_place`]`(now, src, &mut buf,
 //! len)`, which decrypts it where it lies and leaves the packet at `buf[DATA_HEADER_LEN..]`.
 
 mod allowed_ips;
 pub mod backend;
-pub mod conf;
 mod config;
 mod cookie;
 mod device;
 mod error;
 mod handshake;
-mod inbound;
+mod keypair;
+mod output;
 mod peer;
+mod peer_table;
+mod rate_limit;
 pub mod replay;
-mod session;
+mod schedule;
 mod stats;
 pub mod timers;
+pub mod wg_quick;
 mod wire;
 
 pub use allowed_ips::{Cidr, CidrError};
 pub use config::{DeviceConfig, PeerConfig};
-pub use device::{Action, Device, Event, Transmit, WallTime};
-pub use error::{DropReason, Error};
-pub use stats::{PeerStatus, Stats};
+pub use device::Device;
+pub use error::{DeviceError, DropReason};
+pub use output::{Action, DeviceEvent, Transmit};
+pub use stats::{DeviceStats, PeerStatus};
 pub use wire::{COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN};
 
 /// Sizes of the per-peer state, for capacity planning (documented and tested).
@@ -139,10 +171,14 @@ pub struct Sizes {
 }
 
 /// The in-memory sizes of per-peer and per-session state on this target.
+///
+/// ```
+/// assert!(sealwire::tunnel::sizes().keypair >= 1024); // the replay bitmap alone
+/// ```
 pub fn sizes() -> Sizes {
     Sizes {
         peer: core::mem::size_of::<peer::Peer>(),
-        keypair: core::mem::size_of::<session::Keypair>(),
+        keypair: core::mem::size_of::<keypair::Keypair>(),
     }
 }
 
@@ -161,11 +197,11 @@ mod size_tests {
     fn bytes_per_peer_and_per_session_match_the_docs() {
         let s = super::sizes();
         assert!(
-            s.peer <= 640,
+            s.peer <= 624,
             "peer grew to {} bytes: update the docs",
             s.peer
         );
-        let keypair_max = if cfg!(feature = "ring") { 2224 } else { 1128 };
+        let keypair_max = if cfg!(feature = "ring") { 2160 } else { 1128 };
         assert!(
             s.keypair <= keypair_max,
             "keypair grew to {} bytes: update the docs",

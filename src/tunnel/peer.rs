@@ -1,5 +1,6 @@
 //! One peer's state: handshake keys, pending initiation, the three keypair slots, endpoint,
-//! cookie jar, timers and staged packets.
+//! cookie jar, timers and the packets staged behind a handshake. The device finds peers in
+//! its [`PeerTable`](super::peer_table::PeerTable).
 //!
 //! Keypair slots (paper §6.1, kernel noise.c): `current` sends; `previous` still receives
 //! in-flight packets of the session before; `next` is a session we derived as responder and
@@ -8,7 +9,7 @@
 
 use super::cookie::CookieJar;
 use super::handshake::{InitiatorState, PeerKeys, Tai64N};
-use super::session::Keypair;
+use super::keypair::Keypair;
 use super::timers::PeerTimers;
 use crate::time::Instant;
 use alloc::boxed::Box;
@@ -32,8 +33,6 @@ pub(crate) struct Peer {
     pub(crate) last_handshake: Option<Instant>,
     pub(crate) rx_bytes: u64,
     pub(crate) tx_bytes: u64,
-    /// The deadline under which this peer sits in the device's timer set.
-    pub(crate) scheduled: Option<Instant>,
 }
 
 impl Peer {
@@ -54,11 +53,29 @@ impl Peer {
             last_handshake: None,
             rx_bytes: 0,
             tx_bytes: 0,
-            scheduled: None,
         }
     }
 
-    /// Installs a fresh keypair; returns the local indices of keypairs it displaced.
+    /// Holds `packet` until a session exists, in a buffer of at most `max` packets where the
+    /// oldest makes room (the kernel's staged-packet queue: once the session is up the newest
+    /// data is the most useful). Returns whether a packet was dropped (the oldest, or this
+    /// one when `max` is 0).
+    pub(crate) fn stage(&mut self, packet: &[u8], max: usize) -> bool {
+        if max == 0 {
+            return true;
+        }
+        let dropped = self.staged.len() >= max && self.staged.pop_front().is_some();
+        self.staged.push_back(packet.to_vec());
+        dropped
+    }
+
+    /// Whether the current session may send at `now`.
+    #[inline]
+    pub(crate) fn can_send(&self, now: Instant) -> bool {
+        self.current.as_ref().is_some_and(|k| k.can_send(now))
+    }
+
+    /// Installs a fresh keypair; adds the local indices of keypairs it displaced to `freed`.
     pub(crate) fn add_keypair(&mut self, kp: Keypair, freed: &mut Vec<u32>) {
         let kp = Box::new(kp);
         let mut drop = |k: Option<Box<Keypair>>| {

@@ -1,7 +1,7 @@
 //! WireGuard's protocol constants and the per-peer timers (paper §6, the kernel's timers.c).
 //!
 //! Every timer is an exact deadline (`Option<Instant>`); the peer's next deadline is their
-//! minimum and the device keeps one ordered set of `(deadline, peer)`. There is no tick.
+//! minimum, and the device's schedule orders all peers by it. There is no tick.
 //!
 //! | timer | armed when | fires ⇒ |
 //! |---|---|---|
@@ -60,7 +60,7 @@ pub(crate) struct PeerTimers {
 impl PeerTimers {
     /// The earliest armed deadline.
     ///
-    /// Runs on every packet (the device's `reschedule`), so it is a branch-free minimum over
+    /// Runs on every packet (the device keeps its schedule entry a lower bound of it), so it is a branch-free minimum over
     /// the five timers, an unarmed one counting as `u64::MAX` nanoseconds.
     #[inline]
     pub(crate) fn next(&self) -> Option<Instant> {

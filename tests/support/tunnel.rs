@@ -1,11 +1,13 @@
-//! Shared helpers for the tunnel tests: IP packet builders, a boringtun peer wrapper, keys.
+//! Shared helpers for the tunnel tests (included by each `tests/tunnel_*.rs` as
+//! `mod support { pub mod tunnel; }`): IP packet builders, our device and a boringtun peer
+//! with fixed keys, and owned views of both sides' outputs.
 #![allow(dead_code)]
 
 use boringtun::noise::{rate_limiter::RateLimiter, Tunn, TunnResult};
 use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 use sealwire::crypto::x25519::{PublicKey, StaticSecret};
-use sealwire::time::Instant;
-use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig, WallTime};
+use sealwire::time::{Instant, WallTime};
+use sealwire::tunnel::{Action, Device, DeviceConfig, DeviceError, PeerConfig};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -80,9 +82,9 @@ pub const WALL: u64 = 1_750_000_000;
 
 /// Our device with the boringtun peer configured.
 pub fn our_device(psk: Option<[u8; 32]>, seed: u64, rate_limit: u32) -> Device<ChaCha20Rng> {
-    let mut cfg = DeviceConfig::new(our_key());
+    let mut cfg = DeviceConfig::default();
     cfg.handshake_rate_limit = rate_limit;
-    let mut d = Device::new(cfg, ChaCha20Rng::seed_from_u64(seed));
+    let mut d = Device::new(our_key(), cfg, ChaCha20Rng::seed_from_u64(seed)).unwrap();
     let their_pub = StaticSecret::from_bytes(their_key_bytes()).public_key();
     let mut p = PeerConfig::new(their_pub);
     p.endpoint = Some(addr(THEIRS));
@@ -160,7 +162,7 @@ pub enum Us {
     Done,
     Network(Vec<u8>),
     Tunnel(Vec<u8>, IpAddr),
-    Err(sealwire::tunnel::Error),
+    Err(DeviceError),
 }
 
 pub fn us_recv(d: &mut Device<ChaCha20Rng>, now: Instant, datagram: &[u8]) -> Us {

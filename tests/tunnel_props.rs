@@ -3,12 +3,14 @@
 //! (so no replayed counter is accepted), and once the network behaves, a session always comes
 //! back and carries data both ways.
 
-mod tunnel_common;
+mod support {
+    pub mod tunnel;
+}
 
 use proptest::prelude::*;
 use sealwire::time::{Duration, Instant};
 use std::collections::BTreeSet;
-use tunnel_common::*;
+use support::tunnel::*;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -222,13 +224,16 @@ proptest! {
         let init = net(us_send(&mut us, now, &ipv4(OUR_IP4, THEIR_IP4, b"m")));
         let resp = bt_net(&bt_recv(&mut them, &init)[0]);
         prop_assert_eq!(us_recv(&mut us, now, &resp), Us::Done);
-        let before = us.peer_status(now, &their_pub()).unwrap();
+        let state = |us: &sealwire::tunnel::Device<_>| {
+            (us.peer_status(&their_pub()).unwrap(), us.has_session(now, &their_pub()))
+        };
+        let before = state(&us);
         let mut d = body;
         if let Some(b) = d.first_mut() { *b = kind; }
         for b in d.iter_mut().skip(1).take(3) { *b = 0; }
         let r = us_recv(&mut us, now, &d);
         prop_assert!(matches!(r, Us::Err(_)), "{:?}", r);
-        prop_assert_eq!(us.peer_status(now, &their_pub()).unwrap(), before);
+        prop_assert_eq!(state(&us), before);
     }
 }
 
