@@ -1,5 +1,5 @@
-//! Chat benches (DESIGN §8): one 1 KiB message sent and received, and the full XX handshake
-//! with signed statics.
+//! Chat benches (ids `GROUP/FUNCTION`, each group beside its floor): one 1 KiB message sent
+//! and received, and the full XX handshake with signed statics.
 //!
 //! The `ring` feature swaps the crate's ChaCha20-Poly1305 seam globally, so a default build
 //! registers `sealwire` and `floor`, a `--features ring` build `sealwire-ring` and

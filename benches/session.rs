@@ -1,9 +1,9 @@
-//! Session benchmarks (the ids of the performance goals): each group holds `sealwire` and its raw-primitive `floor`
-//! (the same cryptographic work with the same crates, no parsing and no state), so the ratio
+//! Session benchmarks: each group (`session/init`, `session/prompt-open-1k`,
+//! `session/chunk-seal-64`) holds `sealwire` and its raw-primitive `floor` (the same cryptographic work with the same crates, no parsing and no state), so the ratio
 //! of the two in one run is the figure that matters.
 //!
-//! Run: `cargo bench --bench session` (add `-- --quick` for a fast pass), then
-//! `python3 ../shared/tools/perf-ratios.py target/criterion`.
+//! Run: `cargo bench --bench session` (add `-- --quick` for a fast pass); the ratios read from
+//! `target/criterion/<group>/<function>/new/estimates.json`.
 
 use std::hint::black_box;
 

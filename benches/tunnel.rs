@@ -1,5 +1,5 @@
-//! Tunnel benches (DESIGN §8): transport data at 1420 bytes, the full handshake, and routing
-//! and timers with 10 000 peers.
+//! Tunnel benches (ids `GROUP/FUNCTION`, each group beside its floor): transport data at 1420
+//! bytes, the full handshake, and routing and timers with 10 000 peers.
 //!
 //! The `ring` feature swaps the crate's ChaCha20-Poly1305 seam globally, so one binary cannot
 //! hold both backends: a default build registers `sealwire`, `sealwire-copy` and `floor`, a
