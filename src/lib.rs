@@ -127,12 +127,14 @@
 //! (`seal_into`, `open_in_place`, `encapsulate_in_place`, …): they allocate nothing, and a
 //! buffer that is too small gets `Err(BufferTooSmall { needed })` with the buffer untouched.
 //!
-//! **Bounds.** Every table and queue has a capacity in the config. Each machine's transmit
-//! and event queues hold at most `queue_capacity` items: an output produced while handling
-//! input that does not fit is dropped and counted (`stats().transmits_dropped`,
-//! `stats().events_dropped`); a call of the embedder whose output would not fit (`send`,
-//! `accept`, …) is refused with `Capacity` instead. Nothing grows without a bound, so a
-//! loop that drains after every call never sees a drop.
+//! **Bounds.** Every table and queue has a capacity in the config; nothing grows without a
+//! bound. Each machine's transmit and event queues hold at most `queue_capacity` items. A call
+//! of the embedder (`send`, `accept`, …) or an input whose outputs would not fit is refused
+//! with `Capacity` before anything changes, so no key is spent on a message that is then
+//! lost; what the machine produces on its own (timer work, the tunnel's replies to datagrams,
+//! which the network may drop anyway) is dropped when it does not fit and counted in
+//! `stats().transmits_dropped` and `stats().events_dropped`. A loop that drains after every
+//! call never sees either.
 //!
 //! **Secrets.** Keys live in types that are wiped on drop, print `[redacted]` in `Debug` and
 //! compare in constant time; secret strings (hex, base64) are decoded in constant time.
