@@ -90,7 +90,25 @@ fn pair(hi: u8, lo: u8) -> Option<u8> {
     }
 }
 
-/// Strips one leading `0x` / `0X`.
+/// Strips one leading `0x` / `0X` without branching on the characters: where a secret has no
+/// prefix, its first digit takes the place of the `0` and must not decide a branch (a `match`
+/// on `[b'0', b'x' | b'X', ..]` looks at the second character only when the first digit is `0`,
+/// which `benches/timing.rs` measures). Whether there is a prefix is public; the digits are not.
+fn strip_secret(s: &str) -> &[u8] {
+    use subtle::ConstantTimeEq;
+    let b = s.as_bytes();
+    let [first, second, ..] = *b else {
+        return b;
+    };
+    let prefixed = first.ct_eq(&b'0') & (second | 0x20).ct_eq(&b'x');
+    if bool::from(prefixed) {
+        b.get(2..).unwrap_or_default()
+    } else {
+        b
+    }
+}
+
+/// Strips one leading `0x` / `0X` (public strings).
 fn strip(s: &str) -> &[u8] {
     let b = s.as_bytes();
     match b {
@@ -240,7 +258,7 @@ pub fn check(s: &str) -> Result<(), HexError> {
 ///            Err(sealwire::crypto::hex::HexError::OddLength));
 /// ```
 pub fn decode_secret<const N: usize>(s: &str) -> Result<zeroize::Zeroizing<[u8; N]>, HexError> {
-    let b = strip(s);
+    let b = strip_secret(s);
     if !b.len().is_multiple_of(2) {
         return Err(HexError::OddLength);
     }
@@ -268,6 +286,15 @@ mod tests {
                 let secret = decode_secret::<1>(text).map(|k| *k);
                 assert_eq!(table, secret, "{text:?}");
             }
+        }
+    }
+
+    #[test]
+    fn both_strippers_agree() {
+        for s in [
+            "", "0", "0x", "0X", "0x0", "0xab", "00ab", "x0ab", "0y12", "ab", "0xx1",
+        ] {
+            assert_eq!(strip(s), strip_secret(s), "{s:?}");
         }
     }
 
