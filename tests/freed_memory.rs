@@ -663,7 +663,10 @@ fn chat_secrets() -> (Secrets, Recording) {
     let mut pairs: Vec<(String, [u8; 32], [u8; 32])> = Vec::new();
     for who in ["a", "b", "a2", "a3"] {
         let d = draws32(&rec, who);
-        assert!(d.len().is_multiple_of(2), "{who} draws X25519 keys in pairs");
+        assert!(
+            d.len().is_multiple_of(2),
+            "{who} draws X25519 keys in pairs"
+        );
         for (n, p) in d.chunks(2).enumerate() {
             s.add(format!("{who} handshake {n} Noise static"), &p[0]);
             s.add(format!("{who} handshake {n} ephemeral"), &p[1]);
