@@ -46,8 +46,10 @@ pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
 pub(crate) fn kdf<const N: usize>(key: &[u8], input: &[u8]) -> [Zeroizing<[u8; 32]>; N] {
     let t0 = hmac(key, &[input]);
     let mut prev: Zeroizing<[u8; 32]> = Zeroizing::new([0u8; 32]);
+    const { assert!(N < 256, "the KDF counter is one byte") };
     core::array::from_fn(|i| {
-        let counter = [(i + 1) as u8];
+        // `i < N < 256`, so the cast is exact and the increment cannot wrap.
+        let counter = [(i as u8).wrapping_add(1)];
         let next = if i == 0 {
             hmac(&*t0, &[&counter])
         } else {

@@ -39,28 +39,50 @@ impl std::error::Error for HexError {}
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
+/// The lower-case digit of a nibble (masked to `0..16`, so `get` never misses).
+#[inline(always)]
+fn digit(n: u8) -> u8 {
+    DIGITS.get(usize::from(n & 0x0f)).copied().unwrap_or(b'0')
+}
+
 /// Value of each byte as a hex digit, or `0xff` when it is not one.
 const NIBBLE: [u8; 256] = {
     let mut t = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
+    let mut c = 0usize;
+    while c < 256 {
+        // Runs at compile time, where an out-of-bounds index is a build error, never a
+        // panic (and `c < 256` keeps it in bounds and the cast exact).
+        #[allow(clippy::indexing_slicing)]
+        {
+            t[c] = digit_value(c as u8);
+        }
+        c += 1;
     }
     t
 };
 
+/// The value of one hex digit, or `0xff` (builds [`NIBBLE`] at compile time).
+const fn digit_value(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c.wrapping_sub(b'0'),
+        b'a'..=b'f' => c.wrapping_sub(b'a').wrapping_add(10),
+        b'A'..=b'F' => c.wrapping_sub(b'A').wrapping_add(10),
+        _ => 0xff,
+    }
+}
+
+/// Table lookup of one digit, for public bytes only (the table index is the character). A
+/// `u8` index into 256 entries is always in bounds: `get` compiles to the bare load.
+#[inline(always)]
+fn nibble(c: u8) -> u8 {
+    NIBBLE.get(usize::from(c)).copied().unwrap_or(0xff)
+}
+
 /// Decodes one pair of digits; `None` when either is not a hex digit.
 #[inline(always)]
 fn pair(hi: u8, lo: u8) -> Option<u8> {
-    let h = NIBBLE[usize::from(hi)];
-    let l = NIBBLE[usize::from(lo)];
+    let h = nibble(hi);
+    let l = nibble(lo);
     if (h | l) & 0xf0 != 0 {
         None
     } else {
@@ -68,7 +90,25 @@ fn pair(hi: u8, lo: u8) -> Option<u8> {
     }
 }
 
-/// Strips one leading `0x` / `0X`.
+/// Strips one leading `0x` / `0X` without branching on the characters: where a secret has no
+/// prefix, its first digit takes the place of the `0` and must not decide a branch (a `match`
+/// on `[b'0', b'x' | b'X', ..]` looks at the second character only when the first digit is `0`,
+/// which `benches/timing.rs` measures). Whether there is a prefix is public; the digits are not.
+fn strip_secret(s: &str) -> &[u8] {
+    use subtle::ConstantTimeEq;
+    let b = s.as_bytes();
+    let [first, second, ..] = *b else {
+        return b;
+    };
+    let prefixed = first.ct_eq(&b'0') & (second | 0x20).ct_eq(&b'x');
+    if bool::from(prefixed) {
+        b.get(2..).unwrap_or_default()
+    } else {
+        b
+    }
+}
+
+/// Strips one leading `0x` / `0X` (public strings).
 fn strip(s: &str) -> &[u8] {
     let b = s.as_bytes();
     match b {
@@ -85,15 +125,20 @@ fn strip(s: &str) -> &[u8] {
 /// assert_eq!(s, "0xdead");
 /// ```
 pub fn encode_to(bytes: &[u8], out: &mut String) {
-    out.reserve(bytes.len() * 2);
+    // A capacity hint: saturating is right (a string that long cannot be allocated anyway).
+    out.reserve(bytes.len().saturating_mul(2));
     let mut block = [0u8; 128];
     for chunk in bytes.chunks(64) {
+        let mut used = 0usize;
         for (dst, &b) in block.chunks_exact_mut(2).zip(chunk) {
-            dst[0] = DIGITS[usize::from(b >> 4)];
-            dst[1] = DIGITS[usize::from(b & 0x0f)];
+            if let [hi, lo] = dst {
+                *hi = digit(b >> 4);
+                *lo = digit(b & 0x0f);
+            }
+            used = used.saturating_add(2); // at most 128: the block's size
         }
         // Only ASCII digits were written, so this never fails.
-        if let Ok(text) = core::str::from_utf8(&block[..chunk.len() * 2]) {
+        if let Some(Ok(text)) = block.get(..used).map(core::str::from_utf8) {
             out.push_str(text);
         }
     }
@@ -105,7 +150,7 @@ pub fn encode_to(bytes: &[u8], out: &mut String) {
 /// assert_eq!(sealwire::crypto::hex::encode(&[0, 255]), "00ff");
 /// ```
 pub fn encode(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
+    let mut s = String::with_capacity(bytes.len().saturating_mul(2));
     encode_to(bytes, &mut s);
     s
 }
@@ -141,7 +186,8 @@ pub fn decode_to_slice(s: &str, out: &mut [u8]) -> Result<(), HexError> {
     }
     let mut bad = false;
     for (o, digits) in out.iter_mut().zip(b.chunks_exact(2)) {
-        match pair(digits[0], digits[1]) {
+        let &[hi, lo] = digits else { continue };
+        match pair(hi, lo) {
             Some(v) => *o = v,
             None => bad = true,
         }
@@ -193,7 +239,7 @@ pub fn check(s: &str) -> Result<(), HexError> {
     if !b.len().is_multiple_of(2) {
         return Err(HexError::OddLength);
     }
-    if b.iter().all(|&c| NIBBLE[usize::from(c)] != 0xff) {
+    if b.iter().all(|&c| nibble(c) != 0xff) {
         Ok(())
     } else {
         Err(HexError::InvalidChar)
@@ -212,7 +258,7 @@ pub fn check(s: &str) -> Result<(), HexError> {
 ///            Err(sealwire::crypto::hex::HexError::OddLength));
 /// ```
 pub fn decode_secret<const N: usize>(s: &str) -> Result<zeroize::Zeroizing<[u8; N]>, HexError> {
-    let b = strip(s);
+    let b = strip_secret(s);
     if !b.len().is_multiple_of(2) {
         return Err(HexError::OddLength);
     }
@@ -240,6 +286,15 @@ mod tests {
                 let secret = decode_secret::<1>(text).map(|k| *k);
                 assert_eq!(table, secret, "{text:?}");
             }
+        }
+    }
+
+    #[test]
+    fn both_strippers_agree() {
+        for s in [
+            "", "0", "0x", "0X", "0x0", "0xab", "00ab", "x0ab", "0y12", "ab", "0xx1",
+        ] {
+            assert_eq!(strip(s), strip_secret(s), "{s:?}");
         }
     }
 

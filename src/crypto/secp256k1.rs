@@ -265,7 +265,9 @@ impl fmt::Display for Address {
         let h = kdf::keccak256(lower.as_bytes());
         f.write_str("0x")?;
         for (i, c) in lower.chars().enumerate() {
-            let nib = (h[i / 2] >> (if i % 2 == 0 { 4 } else { 0 })) & 0x0f;
+            // `i < 40` digits of 20 bytes, so the hash byte `i / 2 < 32` always exists.
+            let byte = h.get(i / 2).copied().unwrap_or(0);
+            let nib = (byte >> (if i % 2 == 0 { 4 } else { 0 })) & 0x0f;
             if c.is_ascii_alphabetic() && nib >= 8 {
                 write!(f, "{}", c.to_ascii_uppercase())?;
             } else {

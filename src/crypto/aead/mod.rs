@@ -72,7 +72,8 @@ pub(crate) fn xchacha_seal(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(plaintext.len() + TAG_LEN);
+    // A capacity hint: saturating is right (no plaintext is within 16 bytes of usize::MAX).
+    let mut out = Vec::with_capacity(plaintext.len().saturating_add(TAG_LEN));
     out.extend_from_slice(plaintext);
     let tag = xchacha_seal_in_place(key, nonce, aad, &mut out);
     out.extend_from_slice(&tag);
