@@ -1,5 +1,5 @@
 //! Statistical timing tests, dudect style (Reparaz, Balasch, Verbauwhede: "Dude, is my code
-//! constant time?", 2017), with the `dudect-bencher` crate: each test times one operation on
+//! constant time?", 2017), with the small harness in `benches/common/dudect.rs`: each test times one operation on
 //! inputs of two classes, interleaved at random, and Welch's t-test compares the two timing
 //! distributions (cropped at many percentiles; the largest |t| is reported). |t| above ~4.5
 //! suggests the time depends on the class, i.e. on the secret that tells them apart.
@@ -8,7 +8,6 @@
 //! cargo bench --bench timing                        # every test, 200 000 samples each
 //! cargo bench --bench timing -- --filter hex        # the tests whose name contains `hex`
 //! cargo bench --bench timing -- --samples 2000000   # longer runs
-//! cargo bench --bench timing -- --continuous ct_eq  # one test until Ctrl-C, t as it grows
 //! ```
 //!
 //! What is compared (secret ⇒ two classes of the same length and public shape):
@@ -29,10 +28,11 @@
 //! The bench is a plain binary (`harness = false`): `cargo test` never runs it, and it does not
 //! touch the criterion benches (`cargo bench --bench session|chat|tunnel`).
 
-use dudect_bencher::ctbench::{run_benches_console, BenchFn, BenchMetadata, BenchName, BenchOpts};
-use dudect_bencher::rand::{Rng, RngExt};
-use dudect_bencher::{BenchRng, Class, CtRunner};
-use rand_chacha::rand_core::SeedableRng;
+#[path = "common/dudect.rs"]
+mod dudect;
+
+use dudect::{Class, CtRunner};
+use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sealwire::chat::{Chat, ChatConfig, ChatId};
 use sealwire::crypto::ed25519::IdentityKey;
@@ -49,9 +49,17 @@ fn samples() -> usize {
     SAMPLES.load(Ordering::Relaxed)
 }
 
+/// The inputs' generator (seeded: the same inputs every run).
+type BenchRng = ChaCha20Rng;
+
+/// A uniform index below `n` (the bias of a 32-bit modulus is irrelevant here).
+fn below(rng: &mut BenchRng, n: usize) -> usize {
+    rng.next_u32() as usize % n
+}
+
 /// A class chosen by a fair coin.
 fn coin(rng: &mut BenchRng) -> Class {
-    if rng.random::<bool>() {
+    if rng.next_u32() & 1 == 0 {
         Class::Left
     } else {
         Class::Right
@@ -311,7 +319,7 @@ fn hex_decode_secret_digits_vs_letters(runner: &mut CtRunner, rng: &mut BenchRng
             } else {
                 LETTERS
             };
-            let s = (0..64).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char);
+            let s = (0..64).map(|_| alphabet[below(rng, alphabet.len())] as char);
             (class, s.collect())
         })
         .collect();
@@ -338,9 +346,9 @@ fn base64_decode_array_letters_vs_digits(runner: &mut CtRunner, rng: &mut BenchR
                 (DIGITS, DIGITS_LAST)
             };
             let mut s: String = (0..42)
-                .map(|_| body[rng.random_range(0..body.len())] as char)
+                .map(|_| body[below(rng, body.len())] as char)
                 .collect();
-            s.push(last[rng.random_range(0..last.len())] as char);
+            s.push(last[below(rng, last.len())] as char);
             s.push('=');
             (class, s)
         })
@@ -354,19 +362,17 @@ fn base64_decode_array_letters_vs_digits(runner: &mut CtRunner, rng: &mut BenchR
 
 // ------------------------------------------------------------------ main
 
+/// One test: a name and the function that fills a runner.
+type BenchFn = fn(&mut CtRunner, &mut BenchRng);
+
 fn main() {
-    // A small command line of our own: `cargo bench` passes `--bench` (and criterion flags
-    // such as `--quick` when run for every bench), which must not make this binary fail.
-    let mut opts = BenchOpts::default();
+    // A small command line: `cargo bench` passes `--bench` (and criterion flags such as
+    // `--quick` when run for every bench), which must not make this binary fail.
+    let mut filter: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--filter" => opts.filter = args.next(),
-            "--continuous" => {
-                opts.continuous = true;
-                opts.filter = args.next();
-            }
-            "--out" => opts.file_out = args.next().map(Into::into),
+            "--filter" => filter = args.next(),
             "--samples" => {
                 let n = args
                     .next()
@@ -377,7 +383,7 @@ fn main() {
             _ => {} // --bench, --quick, ...
         }
     }
-    let benches: Vec<(&'static str, BenchFn)> = vec![
+    let benches: [(&str, BenchFn); 9] = [
         (
             "ct_eq_tag_equal_vs_first_byte_differs",
             ct_eq_tag_equal_vs_first_byte_differs,
@@ -415,15 +421,27 @@ fn main() {
             base64_decode_array_letters_vs_digits,
         ),
     ];
-    let benches = benches
-        .into_iter()
-        .enumerate()
-        .map(|(i, (name, benchfn))| BenchMetadata {
-            name: BenchName(name),
-            // Fixed seeds: the same inputs every run.
-            seed: Some(0x5ea1_0000 + i as u64),
-            benchfn,
-        })
-        .collect();
-    run_benches_console(opts, benches).unwrap();
+    println!(
+        "dudect t-tests, {} samples each; |t| > 4.5 suggests a leak",
+        samples()
+    );
+    for (i, (name, bench)) in benches.into_iter().enumerate() {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        // Fixed seeds: the same inputs every run.
+        let mut rng = BenchRng::seed_from_u64(0x5ea1_0000 + i as u64);
+        let mut runner = CtRunner::default();
+        bench(&mut runner, &mut rng);
+        let (t, left, right) = runner.max_t();
+        // The control and the valid-vs-forged pairs must differ (validity is public).
+        let expected = name.contains("control") || name.contains("by_design");
+        let verdict = match (t > 4.5, expected) {
+            (true, true) => "differs, as expected",
+            (false, true) => "NOT FLAGGED: the measurement sees nothing",
+            (true, false) => "LEAK?",
+            (false, false) => "ok",
+        };
+        println!("{name:55} max |t| = {t:8.2}  ({left} + {right} samples)  {verdict}");
+    }
 }
