@@ -88,6 +88,143 @@ fn replayed_session_init_is_rejected_and_state_unchanged() {
     assert_eq!(r.2, vec!["still here".to_string()]);
 }
 
+/// The replay cache is consulted with the decoded ephemeral key before the signature is
+/// recovered and before any ECDH or AEAD: a replay costs a parse and a lookup. So a replay
+/// whose signature or ciphertext was altered as well is refused as a replay (its ephemeral key
+/// alone condemns it), not as `INVALID_SIGNATURE` or `DECRYPTION_FAILED`.
+#[test]
+fn a_replayed_init_is_refused_before_any_costly_work() {
+    let (mut node, conn) = established(NodeConfig::default());
+    let init: Value = serde_json::from_str(&init_frame(K1, 1, "1", "2")).unwrap();
+    let tampered = |field: &str, at: usize| {
+        let mut v = init.clone();
+        let mut bytes = hex::decode(v["payload"][field].as_str().unwrap()).unwrap();
+        bytes[at] ^= 0x55;
+        v["payload"][field] = Value::String(hex::encode(&bytes));
+        v.to_string()
+    };
+    let before = node.stats();
+    // r and s (the recovery id byte, 64, is checked with the syntax), and the ciphertext.
+    for f in [
+        tampered("signatureHex", 3),
+        tampered("signatureHex", 40),
+        tampered("ciphertextHex", 5),
+    ] {
+        assert_rejected(&send(&mut node, T0, conn, &f), "REPLAYED_SESSION_INIT");
+    }
+    assert_eq!(
+        node.stats().errors(ErrorCode::ReplayedSessionInit),
+        before.errors(ErrorCode::ReplayedSessionInit) + 3
+    );
+    // The same tampering on a fresh ephemeral key is caught by the check it breaks.
+    let fresh: Value = serde_json::from_str(&init_frame(K2, 7, "1", "2")).unwrap();
+    let mut v = fresh.clone();
+    let mut ct = hex::decode(v["payload"]["ciphertextHex"].as_str().unwrap()).unwrap();
+    ct[5] ^= 0x55;
+    v["payload"]["ciphertextHex"] = Value::String(hex::encode(&ct));
+    assert_rejected(
+        &send(&mut node, T0, conn, &v.to_string()),
+        "DECRYPTION_FAILED",
+    );
+}
+
+#[test]
+fn a_reinit_that_changes_the_chain_is_not_authorized_and_the_key_is_kept() {
+    let (mut node, conn) = established(NodeConfig::default());
+    let mut c = client(K2, 5);
+    c.start_session(
+        T0,
+        SessionParams {
+            chain_id: 1,
+            ..params("1", "2")
+        },
+    )
+    .unwrap();
+    let r = send(&mut node, T0, conn, &c.poll_transmit().unwrap());
+    assert_rejected(&r, "NOT_AUTHORIZED");
+    assert_eq!(
+        send(&mut node, T0, conn, &indexed_message(&K1, "1", 0, "mine")).2,
+        ["mine"]
+    );
+    // The same in plaintext mode: the session's chain is part of what the embedder accepted.
+    let mut node = node_with_plaintext();
+    let conn = node.connect().unwrap();
+    let init = |chain: u64| {
+        format!(r#"{{"type":"session_init","chain_id":{chain},"session_id":"1","jobId":"2"}}"#)
+    };
+    node.handle_frame(T0, conn, &init(84532)).unwrap();
+    events(&mut node);
+    node.accept(T0, conn, "1").unwrap();
+    drain(&mut node);
+    assert!(node.handle_frame(T0, conn, &init(84532)).is_ok());
+    drain(&mut node);
+    assert_rejected(&send(&mut node, T0, conn, &init(1)), "NOT_AUTHORIZED");
+}
+
+fn node_with_plaintext() -> sealwire::session::Node<rand_chacha::ChaCha20Rng> {
+    node(
+        NodeConfig {
+            allow_plaintext: true,
+            ..NodeConfig::default()
+        },
+        1,
+    )
+}
+
+/// Measured before the replay state existed: an init and a prompt recorded on the wire were
+/// accepted again by a restarted node, and the prompt ran again under the victim's address.
+#[test]
+fn an_init_recorded_before_a_restart_is_refused_after_it_with_the_replay_state() {
+    use sealwire::time::WallTime;
+    let wall = WallTime::from_unix(1_700_000_000, 0);
+    let (mut first, conn) = established(NodeConfig::default());
+    let init = init_frame(K1, 1, "1", "2");
+    let prompt = indexed_message(&K1, "1", 0, "transfer everything");
+    assert_eq!(
+        send(&mut first, T0, conn, &prompt).2,
+        ["transfer everything"]
+    );
+    let state = first.replay_state(T0, wall);
+    drop(first);
+
+    // The restarted process: its clock starts again at zero, a minute later.
+    let restart = |restore: bool| {
+        let mut n = node(NodeConfig::default(), 2);
+        if restore {
+            let later = wall.saturating_add(Duration::from_secs(60));
+            assert_eq!(n.restore_replay_state(Instant::ZERO, later, &state), Ok(1));
+            assert_eq!(n.stats().replay_cache_inserts, 1);
+        }
+        let c = n.connect().unwrap();
+        (n, c)
+    };
+    // Without the state the recording works again: the prompt runs under the victim's name.
+    let (mut n, c) = restart(false);
+    establish(&mut n, Instant::ZERO, c, &init).unwrap();
+    assert!(drain(&mut n)[0].contains("session_init_ack"));
+    assert_eq!(
+        send(&mut n, Instant::ZERO, c, &prompt).2,
+        ["transfer everything"]
+    );
+    // With it, the init is a replay and the prompt finds no key.
+    let (mut n, c) = restart(true);
+    assert_rejected(
+        &send(&mut n, Instant::ZERO, c, &init),
+        "REPLAYED_SESSION_INIT",
+    );
+    assert_rejected(
+        &send(&mut n, Instant::ZERO, c, &prompt),
+        "SESSION_KEY_NOT_FOUND",
+    );
+    // Garbage is not a state, and nothing is restored from it.
+    let mut n = node(NodeConfig::default(), 3);
+    assert!(matches!(
+        n.restore_replay_state(Instant::ZERO, wall, b"not a state"),
+        Err(NodeError::InvalidReplayState(_))
+    ));
+    assert_eq!(n.stats().replay_cache_len, 0);
+}
+
 #[test]
 fn message_index_must_strictly_increase_per_key() {
     let (mut node, conn) = established(NodeConfig::default());
@@ -531,11 +668,10 @@ fn chunks_use_ordered_chunk_aads_per_request_and_never_the_message_form() {
                 if i + 1 == n { Some(true) } else { None }
             );
         }
+        // The sealed end of answer binds the number of chunks before it.
         let (pt, aad) = open(&K1, &frames[n]).unwrap();
-        assert_eq!(
-            (pt.as_slice(), aad.as_slice()),
-            (&b"stop"[..], &b"encrypted_response_final"[..])
-        );
+        assert_eq!(pt, b"stop");
+        assert_eq!(aad, format!("encrypted_response_final_{n}").as_bytes());
         let end: Value = serde_json::from_str(&frames[n + 1]).unwrap();
         assert_eq!(end["type"], "stream_end");
         assert_eq!(end["usage"]["total_tokens"], 3);
@@ -830,6 +966,153 @@ fn client_ignores_frames_of_other_requests_and_sessions() {
         last = Some(e);
     }
     assert!(matches!(last, Some(ClientEvent::Finished { text, .. }) if text == "a"));
+}
+
+/// Feeds `frames` (ignoring per-frame errors) and returns every event.
+fn feed(c: &mut Client<Recorded>, frames: &[String]) -> Vec<ClientEvent> {
+    let mut events = Vec::new();
+    for f in frames {
+        let _ = c.handle_frame(T0, f);
+        while let Some(e) = c.poll_event() {
+            events.push(e);
+        }
+    }
+    events
+}
+
+fn ends(events: &[ClientEvent]) -> Vec<&ClientEvent> {
+    events
+        .iter()
+        .filter(|e| !matches!(e, ClientEvent::Chunk { .. }))
+        .collect()
+}
+
+#[test]
+fn an_answer_finishes_only_on_the_sealed_chunk_count() {
+    let frames = node_chunks(&["a", "b", "c"]);
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    // Every chunk and the sealed end: the answer is not over before stream_end (its usage).
+    assert!(ends(&feed(&mut c, &frames[..4])).is_empty());
+    let events = feed(&mut c, &frames[4..]);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::Finished {
+            text: "abc".into(),
+            finish_reason: Some("stop".into()),
+            tokens_used: Some(1),
+            authenticated: true,
+        }]
+    );
+    // Without stream_end, the grace after the sealed end finishes it all the same.
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    assert!(ends(&feed(&mut c, &frames[..4])).is_empty());
+    let due = c.poll_timeout().unwrap();
+    assert_eq!(due, T0 + Duration::from_secs(3));
+    c.handle_timeout(due);
+    assert!(matches!(
+        c.poll_event(),
+        Some(ClientEvent::Finished { text, authenticated: true, .. }) if text == "abc"
+    ));
+}
+
+/// The attack reproduced from outside with ws_client (tests/e2e_fabstir.sh): an on-path
+/// attacker holds back the last chunk, drops the sealed end and forwards `stream_end`.
+#[test]
+fn an_answer_cut_short_on_the_path_ends_truncated_not_finished() {
+    let frames = node_chunks(&["one ", "two ", "three ", "four ", "five"]);
+    assert_eq!(frames.len(), 7);
+    let cut = [&frames[..4], &frames[6..]].concat();
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    let events = feed(&mut c, &cut);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::Truncated {
+            text: "one two three four ".into()
+        }]
+    );
+    // The answer is over: the held-back frames, sent late, change nothing.
+    assert!(feed(&mut c, &frames[4..6]).is_empty());
+}
+
+#[test]
+fn the_final_flag_or_a_timeout_alone_ends_an_answer_truncated() {
+    let frames = node_chunks(&["a", "b", "c"]);
+    // All chunks, the last marked final, then silence: the grace ends it, truncated.
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    assert!(ends(&feed(&mut c, &frames[..3])).is_empty());
+    let due = c.poll_timeout().unwrap();
+    assert_eq!(due, T0 + Duration::from_secs(3));
+    c.handle_timeout(due);
+    assert_eq!(
+        c.poll_event(),
+        Some(ClientEvent::Truncated { text: "abc".into() })
+    );
+    // Two chunks, then nothing: the chunk timeout ends it, with the text so far.
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    feed(&mut c, &frames[..2]);
+    let due = c.poll_timeout().unwrap();
+    assert_eq!(due, T0 + Duration::from_secs(60));
+    c.handle_timeout(due);
+    assert_eq!(
+        c.poll_event(),
+        Some(ClientEvent::Truncated { text: "ab".into() })
+    );
+}
+
+#[test]
+fn a_sealed_end_counting_chunks_that_never_came_truncates_at_once() {
+    let frames = node_chunks(&["a", "b", "c"]);
+    let held_back = [&frames[..2], &frames[3..4]].concat();
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    let events = feed(&mut c, &held_back);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::Truncated { text: "ab".into() }]
+    );
+}
+
+#[test]
+fn chunks_beyond_the_sealed_count_fail_the_answer() {
+    // Three chunks of a longer answer, then the sealed end of a two-chunk answer under the
+    // same key: more chunks than the node sealed.
+    let three = node_chunks(&["a", "b", "c", "d"]);
+    let two = node_chunks(&["x", "y"]);
+    let spliced = [&three[..3], &two[2..3]].concat();
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    let events = feed(&mut c, &spliced);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::AnswerFailed {
+            error: ClientError::OutOfOrder
+        }]
+    );
+    // A chunk after the sealed end is not the answer's either.
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    let late = [&two[..3], &three[2..3], &two[3..]].concat();
+    let events = feed(&mut c, &late);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::AnswerFailed {
+            error: ClientError::OutOfOrder
+        }]
+    );
+}
+
+#[test]
+fn a_cancelled_answer_is_finished_but_not_authenticated() {
+    let frames = node_chunks(&["a", "b", "c"]);
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    feed(&mut c, &frames[..1]);
+    c.cancel().unwrap();
+    assert_eq!(
+        c.poll_event(),
+        Some(ClientEvent::Finished {
+            text: "a".into(),
+            finish_reason: None,
+            tokens_used: None,
+            authenticated: false,
+        })
+    );
 }
 
 #[test]

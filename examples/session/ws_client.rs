@@ -8,7 +8,9 @@
 //!
 //! Opens the WebSocket, starts an encrypted session (`encrypted_session_init`, wait for the ack),
 //! sends the prompt given as the positional arguments, prints the decrypted answer as it streams
-//! in, then a newline. Exits non-zero on any error (node error frame, timeout, closed socket).
+//! in, then a newline. Exits non-zero on any error (node error frame, timeout, closed socket),
+//! and on an answer cut short (`Truncated`: the node's sealed end of answer never arrived, so
+//! the text shown may be only a prefix).
 //! Ctrl-C sends `stream_cancel`; a second Ctrl-C quits at once.
 
 use std::process::ExitCode;
@@ -176,9 +178,19 @@ async fn run(opts: Options) -> Result<(), String> {
                     let _ = stdout.flush();
                 }
                 ClientEvent::Finished { .. } => {
+                    // Authenticated (the node's sealed end matched every chunk), or cancelled
+                    // by Ctrl-C, which is what the user asked for.
                     println!();
                     let _ = sink.send(Message::Close(None)).await;
                     return Ok(());
+                }
+                ClientEvent::Truncated { text } => {
+                    println!();
+                    return Err(format!(
+                        "the answer was cut short: its sealed end never arrived \
+                         ({} bytes received, shown above)",
+                        text.len()
+                    ));
                 }
                 ClientEvent::NodeError { code, message } => {
                     return Err(format!(

@@ -7,6 +7,7 @@
 //! undecryptable chunk fails the answer, chunks must be valid UTF-8, and the prompt never goes
 //! into the clear envelope.
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
@@ -27,6 +28,7 @@ use crate::queue::Outbox;
 use crate::time::Instant;
 
 mod answer;
+use answer::End;
 mod events;
 mod prompt;
 
@@ -59,14 +61,31 @@ enum Phase {
 struct Answer {
     request_id: String,
     text: Zeroizing<String>,
+    /// Chunks received (the next chunk's index).
     next_index: u64,
-    /// A final chunk or `encrypted_response` arrived: resolve after the grace period.
-    final_seen: bool,
+    ending: Ending,
+}
+
+/// How far the end of an answer got ([docs/fabstir-wire.md §4.1]).
+enum Ending {
+    /// Chunks may still come.
+    Open,
+    /// The node said the answer is over (a `final` chunk, or an `encrypted_response` that does
+    /// not seal the chunk count), but nothing proves it: the answer ends as `Truncated`.
+    Claimed,
+    /// The sealed end of answer (`encrypted_response_final_<n>`) checked out against the
+    /// chunks received: the answer is whole; only `stream_end` (usage) or the grace is awaited.
+    Sealed {
+        /// The finish reason it sealed.
+        finish_reason: Option<String>,
+    },
 }
 
 struct ClientSession {
     params: SessionParams,
-    key: Option<SecretBytes<32>>,
+    /// Boxed so that it never moves (a move leaves the old bytes behind unwiped); wiped in
+    /// place when the session is replaced or dropped.
+    key: Option<Box<SecretBytes<32>>>,
     user_address: Option<String>,
     next_message: u64,
     phase: Phase,
@@ -112,7 +131,8 @@ struct ClientSession {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Client<R> {
-    identity: SecretKey,
+    /// Boxed like the session key: moving the client never copies it.
+    identity: Box<SecretKey>,
     node_public: PublicKey,
     node_compressed: [u8; 33],
     config: ClientConfig,
@@ -152,7 +172,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
     ) -> Result<Self, ClientError> {
         config.check()?;
         Ok(Client {
-            identity,
+            identity: Box::new(identity),
             node_compressed: node_public_key.to_compressed(),
             node_public: node_public_key,
             transmits: Outbox::new(config.queue_capacity),
@@ -185,7 +205,9 @@ impl<R: rand_core::CryptoRng> Client<R> {
             return Err(ClientError::InvalidParameter("job_id"));
         }
         self.ensure_room()?;
-        let session_key = SecretBytes::new(crate::crypto::random_array::<32, R>(&mut self.rng));
+        let session_key = Box::new(SecretBytes::new(crate::crypto::random_array::<32, R>(
+            &mut self.rng,
+        )));
         let seed = Zeroizing::new(crate::crypto::random_array::<48, R>(&mut self.rng));
         let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
         let eph = SecretKey::from_bytes(&scalar_from_seed48(&seed))
@@ -255,7 +277,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
         &mut self,
         now: Instant,
         params: SessionParams,
-        key: Option<SecretBytes<32>>,
+        key: Option<Box<SecretBytes<32>>>,
         user_address: Option<String>,
     ) {
         self.session = Some(ClientSession {
@@ -322,7 +344,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
             Some(key) => {
                 let inner = body.emit_sealed_plaintext();
                 let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
-                let mut aad_buf = [0u8; 32];
+                let mut aad_buf = [0u8; wire::LABEL_LEN];
                 let aad = wire::indexed_label(&mut aad_buf, MESSAGE_AAD, s.next_message);
                 let sealed = aead::xchacha_seal(key.expose(), &nonce, aad, inner.as_bytes());
                 s.next_message = s.next_message.saturating_add(1);
@@ -355,7 +377,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
             request_id: id.clone(),
             text: Zeroizing::new(String::new()),
             next_index: 0,
-            final_seen: false,
+            ending: Ending::Open,
         });
         s.deadline = Some(now + self.config.first_chunk_timeout);
         self.transmits.push(frame);
@@ -363,7 +385,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
     }
 
     /// Cancels the answer in progress (`stream_cancel`); the partial text is delivered as
-    /// `Finished`.
+    /// `Finished` with `authenticated: false`.
     pub fn cancel(&mut self) -> Result<(), ClientError> {
         let s = self.session.as_ref().ok_or(ClientError::NotReady)?;
         if !matches!(s.phase, Phase::Answering) {
@@ -376,7 +398,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
         }
         .emit();
         self.transmits.push(frame);
-        self.finish_answer(None, None);
+        self.end_answer(End::Cancelled);
         Ok(())
     }
 
@@ -434,7 +456,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
                     NodeFrameKind::EncryptedResponse => self.on_response(now, &frame),
                     NodeFrameKind::StreamEnd => {
                         let (reason, tokens) = frame.stream_end();
-                        self.finish_answer(reason, tokens);
+                        self.end_answer(End::StreamEnd(reason, tokens));
                         Ok(())
                     }
                     NodeFrameKind::Error => {
@@ -469,8 +491,10 @@ impl<R: rand_core::CryptoRng> Client<R> {
         self.session.as_ref().and_then(|s| s.deadline)
     }
 
-    /// Acts on a deadline: a missing ack or chunk ⇒ `TimedOut`; the grace after a final chunk
-    /// ⇒ `Finished` with the text so far.
+    /// Acts on a deadline: a missing ack, or no answer at all ⇒ `TimedOut`; the grace after
+    /// the sealed end of answer ⇒ `Finished`; an answer cut off after some of it arrived (a
+    /// missing chunk, a `final` flag or an unsealed end and then silence) ⇒ `Truncated` with
+    /// the text so far.
     pub fn handle_timeout(&mut self, now: Instant) {
         let Some(s) = self.session.as_mut() else {
             return;
@@ -484,14 +508,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
                 self.session = None;
                 self.events.push(ClientEvent::TimedOut);
             }
-            Phase::Answering => {
-                if s.answer.as_ref().is_some_and(|a| a.final_seen) {
-                    self.finish_answer(None, None);
-                } else {
-                    self.abort_answer();
-                    self.events.push(ClientEvent::TimedOut);
-                }
-            }
+            Phase::Answering => self.end_answer(End::TimedOut),
             Phase::Ready => s.deadline = None,
         }
     }

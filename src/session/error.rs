@@ -190,6 +190,10 @@ pub enum NodeError {
     /// [`Node::new`](super::Node::new) was given a configuration it cannot run with; the text
     /// names the field.
     InvalidConfig(&'static str),
+    /// [`Node::restore_replay_state`](super::Node::restore_replay_state) was given bytes that
+    /// are not a replay state, or one with more live entries than `replay_cache_capacity`;
+    /// the text says which. Nothing was restored.
+    InvalidReplayState(&'static str),
 }
 
 impl NodeError {
@@ -221,6 +225,7 @@ impl NodeError {
             NodeError::InvalidSideProtocol(_) => ErrorCode::InvalidMessage,
             NodeError::AddressMismatch => ErrorCode::NotAuthorized,
             NodeError::InvalidConfig(_) => ErrorCode::Internal,
+            NodeError::InvalidReplayState(_) => ErrorCode::Internal,
         }
     }
 }
@@ -270,6 +275,7 @@ impl fmt::Display for NodeError {
                 f.write_str("recovered address differs from the expected one")
             }
             NodeError::InvalidConfig(field) => write!(f, "invalid configuration: {field}"),
+            NodeError::InvalidReplayState(what) => write!(f, "invalid replay state: {what}"),
         }
     }
 }

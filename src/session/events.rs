@@ -259,6 +259,10 @@ pub struct NodeStats {
     pub sessions_pending: usize,
     /// Remembered ephemeral keys.
     pub replay_cache_len: usize,
+    /// Ephemeral keys recorded since the node was built (accepted inits and re-keys, and
+    /// restored entries): when it changes, a saved [`Node::replay_state`](super::Node::replay_state)
+    /// is out of date.
+    pub replay_cache_inserts: u64,
     /// Frames dropped because the transmit queue was full.
     pub transmits_dropped: u64,
     /// Events dropped because the event queue was full.

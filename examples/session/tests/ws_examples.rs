@@ -107,7 +107,11 @@ async fn ask(
                     client.send_prompt(clock.now(), &p).unwrap();
                 }
                 ClientEvent::Chunk { text, .. } => chunks.push(text),
-                ClientEvent::Finished { text, .. } => return Outcome::Answer { chunks, text },
+                ClientEvent::Finished {
+                    text,
+                    authenticated: true,
+                    ..
+                } => return Outcome::Answer { chunks, text },
                 ClientEvent::NodeError { code, .. } => return Outcome::NodeError(code),
                 other => panic!("unexpected client event {other:?}"),
             }

@@ -1,8 +1,9 @@
-//! Answers: encrypted chunks (AAD `chunk_<i>`), the encrypted finish reason, `stream_end`,
-//! and error frames on behalf of the embedder.
+//! Answers: encrypted chunks (AAD `chunk_<i>`), the sealed end of answer (the finish reason
+//! under AAD `encrypted_response_final_<chunk count>`), `stream_end`, and error frames on
+//! behalf of the embedder.
 //!
 //! Why `chunk_<i>` in order: the client and node share one key in both directions; emitting
-//! only `chunk_<i>`/`encrypted_response_final` (never `message_<n>`) stops a chunk from being
+//! only `chunk_<i>`/`encrypted_response_final_<n>` (never `message_<n>`) stops a chunk from being
 //! reflected back as a prompt, and ordered indices let a strict client detect dropped or
 //! reordered chunks ([docs/fabstir-wire.md §7.4, §7.5]).
 
@@ -15,7 +16,7 @@ use crate::crypto::aead::{self, TAG_LEN};
 use crate::crypto::SecretBytes;
 use crate::session::wire::{
     self, EncryptedChunk, EncryptedResponse, Sealed, StreamChunk, StreamEndFrame, TokenLimit,
-    CHUNK_AAD, RESPONSE_FINAL_AAD,
+    CHUNK_AAD, RESPONSE_END_AAD,
 };
 
 /// Texts up to this size are sealed in a stack buffer (no allocation).
@@ -80,7 +81,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
             return Ok(());
         }
         let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
-        let mut aad_buf = [0u8; 32];
+        let mut aad_buf = [0u8; wire::LABEL_LEN];
         let aad = wire::indexed_label(&mut aad_buf, CHUNK_AAD, index);
         self.with_sealed(&key, &nonce, aad, text.as_bytes(), |sealed| {
             EncryptedChunk {
@@ -129,9 +130,15 @@ impl<R: rand_core::CryptoRng> Node<R> {
         result
     }
 
-    /// Ends an answer: `encrypted_response` (the finish reason under AAD
-    /// `encrypted_response_final`) then `stream_end`; plaintext sessions get only
-    /// `stream_end`.
+    /// Ends an answer: `encrypted_response` (the finish reason, sealed under AAD
+    /// `encrypted_response_final_<n>` with `n` the number of chunks sent for `request_id`),
+    /// then `stream_end`; plaintext sessions get only `stream_end`.
+    ///
+    /// Why the count in the AAD: `stream_end` and the chunks' `final` flag travel in clear, so
+    /// an attacker on the path could hold back the last chunks and end the answer early. The
+    /// sealed count lets a [`Client`](crate::session::Client) finish an answer only when it
+    /// holds every chunk; the SDK decrypts this frame under whatever `aadHex` says and discards
+    /// it ([docs/fabstir-wire.md §4.1]).
     pub fn finish(
         &mut self,
         now: Instant,
@@ -143,19 +150,21 @@ impl<R: rand_core::CryptoRng> Node<R> {
         let slot = self.table.active(conn, session_id)?;
         self.ensure_room(2, 0)?;
         let s = self.table.get_mut(slot).ok_or(NodeError::UnknownSession)?;
-        s.end_answer(now);
+        let chunks = s.end_answer(now, request_id);
         let (encrypted, key) = (s.is_encrypted(), s.key().clone_secret());
         if encrypted {
             let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
             let reason = end.finish_reason.as_bytes();
-            let frame = self.with_sealed(&key, &nonce, RESPONSE_FINAL_AAD, reason, |sealed| {
+            let mut aad_buf = [0u8; wire::LABEL_LEN];
+            let aad = wire::indexed_label(&mut aad_buf, RESPONSE_END_AAD, chunks);
+            let frame = self.with_sealed(&key, &nonce, aad, reason, |sealed| {
                 EncryptedResponse {
                     session_id,
                     id: request_id,
                     payload: Sealed {
                         sealed,
                         nonce: &nonce,
-                        aad: RESPONSE_FINAL_AAD,
+                        aad,
                     },
                 }
                 .emit()

@@ -79,7 +79,10 @@ pub(crate) struct NodeSession {
     session_id: Box<str>,
     job_id: Box<str>,
     uid: u64,
-    key: SecretBytes<32>,
+    /// Boxed so that it never moves: a session moves when its connection's `Vec` grows or
+    /// `swap_remove`s, and a move leaves the old bytes behind unwiped. In its box the key is
+    /// written once and wiped in place (on re-key, close, expiry and drop).
+    key: Box<SecretBytes<32>>,
     last_index: Option<u64>,
     installed: Instant,
     last_active: Instant,
@@ -126,19 +129,22 @@ impl NodeSession {
         &self.key
     }
 
-    /// Whether a re-init from `client` for `job_id` may replace this session's key: only an
-    /// encrypted session of the same recovered address and job ([docs/fabstir-wire.md §7.3]).
-    pub(super) fn rekeyable_by(&self, client: &Address, job_id: &str) -> bool {
-        self.encrypted && self.client_address.as_ref() == Some(client) && &*self.job_id == job_id
+    /// Whether a re-init from `client` for `job_id` on `chain_id` may replace this session's
+    /// key: only an encrypted session of the same recovered address, job and chain
+    /// ([docs/fabstir-wire.md §7.3]; the embedder checked job ownership on that chain).
+    pub(super) fn rekeyable_by(&self, client: &Address, job_id: &str, chain_id: u64) -> bool {
+        self.encrypted
+            && self.client_address.as_ref() == Some(client)
+            && &*self.job_id == job_id
+            && self.chain_id == chain_id
     }
 
-    /// Replaces the key (the old one is wiped) and restarts the message index.
-    pub(super) fn rekey(&mut self, now: Instant, key: SecretBytes<32>, chain_id: u64) {
-        self.key = key;
+    /// Replaces the key (the old one is wiped in place) and restarts the message index.
+    pub(super) fn rekey(&mut self, now: Instant, key: SecretBytes<32>) {
+        *self.key = key;
         self.last_index = None;
         self.installed = now;
         self.last_active = now;
-        self.chain_id = chain_id;
         self.stream = None;
     }
 
@@ -177,10 +183,13 @@ impl NodeSession {
         }
     }
 
-    /// The answer ended.
-    pub(super) fn end_answer(&mut self, now: Instant) {
-        self.stream = None;
+    /// The answer to `request_id` ended: how many chunks it had (0 when none was sent for it).
+    pub(super) fn end_answer(&mut self, now: Instant, request_id: &str) -> u64 {
         self.last_active = now;
+        match self.stream.take() {
+            Some(st) if &*st.request_id == request_id => st.next_index,
+            _ => 0,
+        }
     }
 
     /// When this session expires: the accept timeout while pending, else the earlier of its
@@ -370,7 +379,7 @@ impl SessionTable {
             session_id: new.session_id.into(),
             job_id: new.job_id.into(),
             uid,
-            key: new.key,
+            key: Box::new(new.key),
             last_index: None,
             installed: now,
             last_active: now,

@@ -391,7 +391,7 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
 
 /// Appends a `u64` in decimal.
 pub(crate) fn push_u64(out: &mut String, n: u64) {
-    let mut buf = [0u8; 32];
+    let mut buf = [0u8; super::LABEL_LEN];
     let label = super::indexed_label(&mut buf, b"", n);
     // Digits are ASCII.
     out.push_str(core::str::from_utf8(label).unwrap_or("0"));

@@ -54,8 +54,15 @@ pub(crate) const ALG: &str =
 pub(crate) const MESSAGE_AAD: &[u8] = b"message_";
 /// AAD prefix of an answer chunk: `chunk_<i>`.
 pub(crate) const CHUNK_AAD: &[u8] = b"chunk_";
-/// AAD of the encrypted finish reason (what the reference node uses).
+/// AAD of the encrypted finish reason as the reference node seals it: it says the answer is
+/// over but not how long it was, so a [`Client`](super::Client) does not take it as the end.
 pub(crate) const RESPONSE_FINAL_AAD: &[u8] = b"encrypted_response_final";
+/// AAD prefix of sealwire's authenticated end of answer, `encrypted_response_final_<n>` with
+/// `n` the number of chunks of the answer (the SDK decrypts under whatever `aadHex` says and
+/// discards the frame, so it is unaffected).
+pub(crate) const RESPONSE_END_AAD: &[u8] = b"encrypted_response_final_";
+/// Room for the longest label: `encrypted_response_final_` and 20 digits.
+pub(crate) const LABEL_LEN: usize = 48;
 /// Longest request id / reason text echoed back.
 pub(crate) const MAX_ECHO_LEN: usize = 256;
 /// Longest `message` of an error frame.
@@ -249,8 +256,14 @@ pub(crate) fn parse_message_aad(aad: &[u8]) -> Option<u64> {
     parse_canonical_u64(aad.strip_prefix(MESSAGE_AAD)?)
 }
 
-/// Writes `prefix` followed by the decimal `n` into `buf`, returning the used part.
-pub(crate) fn indexed_label<'b>(buf: &'b mut [u8; 32], prefix: &[u8], n: u64) -> &'b [u8] {
+/// `encrypted_response_final_<n>` → n, the chunk count the node sealed (canonical decimal).
+pub(crate) fn parse_response_end_aad(aad: &[u8]) -> Option<u64> {
+    parse_canonical_u64(aad.strip_prefix(RESPONSE_END_AAD)?)
+}
+
+/// Writes `prefix` followed by the decimal `n` into `buf`, returning the used part (empty if
+/// `buf` is too short: every caller passes a [`LABEL_LEN`] buffer, which always fits).
+pub(crate) fn indexed_label<'b>(buf: &'b mut [u8; LABEL_LEN], prefix: &[u8], n: u64) -> &'b [u8] {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut v = n;
@@ -304,7 +317,7 @@ mod tests {
 
     #[test]
     fn labels_and_numbers() {
-        let mut b = [0u8; 32];
+        let mut b = [0u8; LABEL_LEN];
         assert_eq!(indexed_label(&mut b, CHUNK_AAD, 0), b"chunk_0");
         assert_eq!(
             indexed_label(&mut b, CHUNK_AAD, u64::MAX),
