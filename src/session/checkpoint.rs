@@ -98,8 +98,7 @@ pub(crate) fn sign_messages(
 ) -> Result<String, NodeError> {
     // The reference node signs the sorted compact JSON text itself (checked against
     // checkpoint_delta.json), unlike the outer signature, which signs a hash.
-    let mut json = Zeroizing::new(String::new());
-    side::emit_checkpoint_messages(&mut json, messages)?;
+    let json = crate::session::wire::json::exact(&side::MessagesJson(messages));
     Ok(personal_sign(key, json.as_bytes()))
 }
 
@@ -109,7 +108,7 @@ pub(crate) fn encrypt<R: rand_core::CryptoRng>(
     delta: &CheckpointDelta,
     rng: &mut R,
 ) -> Result<String, NodeError> {
-    let plain = side::emit_checkpoint_delta(delta)?;
+    let plain = side::emit_checkpoint_delta(delta);
     let eph = SecretKey::generate(rng);
     let nonce = crate::crypto::random_array::<24, R>(rng);
     let x = eph.ecdh_x(recovery);

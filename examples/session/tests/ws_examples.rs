@@ -43,6 +43,8 @@ async fn start(allow: Option<HashSet<Address>>, delay_ms: u64) -> Running {
             delay: Duration::from_millis(delay_ms),
         }),
         max_streams: 16,
+        clock: Clock::new(),
+        replay_file: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve(listener, node, service, async {

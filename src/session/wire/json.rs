@@ -15,10 +15,11 @@
 
 use alloc::borrow::Cow;
 use alloc::string::String;
-use core::fmt::{self, Write as _};
+use core::fmt;
 use core::marker::PhantomData;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use zeroize::Zeroizing;
 
 /// One JSON value, with strings borrowed where possible and containers skipped.
 #[derive(Debug)]
@@ -201,33 +202,95 @@ pub(crate) fn u64_of(f: &Option<Field<'_>>) -> Option<u64> {
     f.as_ref().and_then(Field::as_u64)
 }
 
+/// Where emitted JSON goes: a `String`, or a [`Measure`] that only counts the bytes.
+///
+/// Why two: a buffer that will hold a secret or a plaintext (the init's `sessionKey`, a
+/// prompt) must never reallocate, since `String` frees its old buffer unwiped. Such text is
+/// written twice by the same code ([`WriteJson`]): once into a `Measure`, then into a
+/// wiped string of exactly that size ([`exact`]).
+pub(crate) trait JsonOut {
+    /// Appends text.
+    fn push_str(&mut self, s: &str);
+    /// Appends the lower-case hex of public bytes (a table encoder).
+    fn push_hex(&mut self, bytes: &[u8]);
+}
+
+impl JsonOut for String {
+    #[inline(always)]
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s);
+    }
+    #[inline]
+    fn push_hex(&mut self, bytes: &[u8]) {
+        crate::crypto::hex::encode_to(bytes, self);
+    }
+}
+
+/// Counts the bytes a [`WriteJson`] would write.
+#[derive(Default)]
+pub(crate) struct Measure(pub(crate) usize);
+
+impl JsonOut for Measure {
+    fn push_str(&mut self, s: &str) {
+        self.0 = self.0.saturating_add(s.len());
+    }
+    fn push_hex(&mut self, bytes: &[u8]) {
+        self.0 = self.0.saturating_add(bytes.len().saturating_mul(2));
+    }
+}
+
+/// JSON text that can be written to any [`JsonOut`].
+pub(crate) trait WriteJson {
+    /// Writes the text to `out`.
+    fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O);
+}
+
+/// `t`'s text in a wiped string of exactly its length (measured first, so it never grows).
+pub(crate) fn exact<T: WriteJson + ?Sized>(t: &T) -> Zeroizing<String> {
+    let mut size = Measure::default();
+    t.write_json(&mut size);
+    let mut out = Zeroizing::new(String::with_capacity(size.0));
+    t.write_json(&mut *out);
+    debug_assert_eq!((out.len(), out.capacity()), (size.0, size.0));
+    out
+}
+
+/// `t`'s text in a string of exactly its length (public text: a frame for the wire).
+pub(crate) fn exact_frame<T: WriteJson + ?Sized>(t: &T) -> String {
+    let mut size = Measure::default();
+    t.write_json(&mut size);
+    let mut out = String::with_capacity(size.0);
+    t.write_json(&mut out);
+    out
+}
+
 /// Writes one compact JSON object, keys in call order. Keys are literals of the protocol
 /// (plain ASCII, never escaped); values go through the escaping of [`push_json_str`].
 ///
 /// Every object is closed with [`JsonObject::close`]; nested objects and arrays borrow their
 /// parent until they are closed.
-pub(crate) struct JsonObject<'o> {
-    out: &'o mut String,
+pub(crate) struct JsonObject<'o, O: JsonOut + ?Sized = String> {
+    out: &'o mut O,
     empty: bool,
 }
 
-impl<'o> JsonObject<'o> {
+impl<'o, O: JsonOut + ?Sized> JsonObject<'o, O> {
     /// Starts an object at the end of `out`.
     #[inline]
-    pub(crate) fn open(out: &'o mut String) -> Self {
-        out.push('{');
+    pub(crate) fn open(out: &'o mut O) -> Self {
+        out.push_str("{");
         JsonObject { out, empty: true }
     }
 
     // Inlined so that a literal key is copied with a constant length (no memcpy call): the
     // answer path writes a dozen keys per chunk.
     #[inline(always)]
-    fn key(&mut self, key: &str) -> &mut String {
+    fn key(&mut self, key: &str) -> &mut O {
         if !self.empty {
-            self.out.push(',');
+            self.out.push_str(",");
         }
         self.empty = false;
-        self.out.push('"');
+        self.out.push_str("\"");
         self.out.push_str(key);
         self.out.push_str("\":");
         self.out
@@ -272,10 +335,10 @@ impl<'o> JsonObject<'o> {
     #[inline]
     pub(crate) fn hex(&mut self, key: &str, prefix: &str, bytes: &[u8]) -> &mut Self {
         let out = self.key(key);
-        out.push('"');
+        out.push_str("\"");
         out.push_str(prefix);
-        crate::crypto::hex::encode_to(bytes, out);
-        out.push('"');
+        out.push_hex(bytes);
+        out.push_str("\"");
         self
     }
 
@@ -284,56 +347,75 @@ impl<'o> JsonObject<'o> {
     #[inline]
     pub(crate) fn secret_hex(&mut self, key: &str, secret: &[u8]) -> &mut Self {
         let out = self.key(key);
-        out.push('"');
+        out.push_str("\"");
         let mut digits = zeroize::Zeroizing::new([0u8; 64]);
         for chunk in secret.chunks(32) {
             if let Ok(text) = base16ct::lower::encode_str(chunk, &mut digits[..]) {
                 out.push_str(text);
             }
         }
-        out.push('"');
+        out.push_str("\"");
         self
     }
 
-    /// `"key":<json>` where `json` is already serialised JSON.
+    /// `"key":<t's JSON>`.
     #[inline]
-    pub(crate) fn raw(&mut self, key: &str, json: &str) -> &mut Self {
-        self.key(key).push_str(json);
+    pub(crate) fn nested<T: WriteJson + ?Sized>(&mut self, key: &str, t: &T) -> &mut Self {
+        t.write_json(self.key(key));
+        self
+    }
+
+    /// `"key":{…}`, a JSON object written compactly as serde_json writes it (a
+    /// `serde_json::Map` keeps its keys sorted).
+    #[inline]
+    pub(crate) fn map(
+        &mut self,
+        key: &str,
+        map: &serde_json::Map<String, serde_json::Value>,
+    ) -> &mut Self {
+        push_json_map(self.key(key), map);
         self
     }
 
     /// `"key":{…}`: the nested object, to be closed before this one continues.
     #[inline]
-    pub(crate) fn object(&mut self, key: &str) -> JsonObject<'_> {
+    pub(crate) fn object(&mut self, key: &str) -> JsonObject<'_, O> {
         JsonObject::open(self.key(key))
     }
 
     /// `"key":[…]`: the nested array, to be closed before this one continues.
     #[inline]
-    pub(crate) fn array(&mut self, key: &str) -> JsonArray<'_> {
+    pub(crate) fn array(&mut self, key: &str) -> JsonArray<'_, O> {
         let out = self.key(key);
-        out.push('[');
+        out.push_str("[");
         JsonArray { out, empty: true }
     }
 
     /// Ends the object.
     #[inline]
     pub(crate) fn close(self) {
-        self.out.push('}');
+        self.out.push_str("}");
     }
 }
 
 /// A JSON array being written (see [`JsonObject::array`]).
-pub(crate) struct JsonArray<'o> {
-    out: &'o mut String,
+pub(crate) struct JsonArray<'o, O: JsonOut + ?Sized = String> {
+    out: &'o mut O,
     empty: bool,
 }
 
-impl JsonArray<'_> {
+impl<'o, O: JsonOut + ?Sized> JsonArray<'o, O> {
+    /// Starts an array at the end of `out`.
     #[inline]
-    fn next(&mut self) -> &mut String {
+    pub(crate) fn open(out: &'o mut O) -> Self {
+        out.push_str("[");
+        JsonArray { out, empty: true }
+    }
+
+    #[inline]
+    fn next(&mut self) -> &mut O {
         if !self.empty {
-            self.out.push(',');
+            self.out.push_str(",");
         }
         self.empty = false;
         self.out
@@ -348,20 +430,21 @@ impl JsonArray<'_> {
 
     /// Appends an object, to be closed before the array continues.
     #[inline]
-    pub(crate) fn object(&mut self) -> JsonObject<'_> {
+    pub(crate) fn object(&mut self) -> JsonObject<'_, O> {
         JsonObject::open(self.next())
     }
 
     /// Ends the array.
     #[inline]
     pub(crate) fn close(self) {
-        self.out.push(']');
+        self.out.push_str("]");
     }
 }
 
 /// Appends `s` as a JSON string literal exactly as `JSON.stringify` (and serde_json) write it.
-pub(crate) fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
+pub(crate) fn push_json_str<O: JsonOut + ?Sized>(out: &mut O, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push_str("\"");
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let esc: Option<&str> = match b {
@@ -378,19 +461,24 @@ pub(crate) fn push_json_str(out: &mut String, s: &str) {
         if let Some(e) = esc {
             out.push_str(s.get(start..i).unwrap_or(""));
             if e.is_empty() {
-                let _ = write!(out, "\\u{:04x}", b);
+                // `\u00xx`, lower-case (b < 0x20, so its high nibble is 0 or 1).
+                let lo = HEX.get(usize::from(b & 0x0f)).copied().unwrap_or(b'0');
+                let hi = if b >= 0x10 { b'1' } else { b'0' };
+                let esc = [b'\\', b'u', b'0', b'0', hi, lo];
+                out.push_str(core::str::from_utf8(&esc).unwrap_or(""));
             } else {
                 out.push_str(e);
             }
-            start = i + 1;
+            // `i` indexes `s`, so `i + 1 <= s.len()`: no overflow.
+            start = i.saturating_add(1);
         }
     }
     out.push_str(s.get(start..).unwrap_or(""));
-    out.push('"');
+    out.push_str("\"");
 }
 
 /// Appends a `u64` in decimal.
-pub(crate) fn push_u64(out: &mut String, n: u64) {
+pub(crate) fn push_u64<O: JsonOut + ?Sized>(out: &mut O, n: u64) {
     let mut buf = [0u8; super::LABEL_LEN];
     let label = super::indexed_label(&mut buf, b"", n);
     // Digits are ASCII.
@@ -399,10 +487,14 @@ pub(crate) fn push_u64(out: &mut String, n: u64) {
 
 /// Appends a finite `f64` as JavaScript's `Number.prototype.toString` would for the values a
 /// prompt carries (integers without `.0`, decimals in shortest round-trip form).
-pub(crate) fn push_js_number(out: &mut String, x: f64) {
+pub(crate) fn push_js_number<O: JsonOut + ?Sized>(out: &mut O, x: f64) {
     const SAFE: f64 = 9.007_199_254_740_992e15; // 2^53
     if x.is_finite() && x > -SAFE && x < SAFE && (x as i64) as f64 == x {
-        let _ = write!(out, "{}", x as i64);
+        let n = x as i64;
+        if n < 0 {
+            out.push_str("-");
+        }
+        push_u64(out, n.unsigned_abs());
     } else if x.is_finite() {
         // serde_json uses the shortest round-trip representation (ryu), as JS does.
         match serde_json::to_string(&x) {
@@ -411,6 +503,57 @@ pub(crate) fn push_js_number(out: &mut String, x: f64) {
         }
     } else {
         out.push_str("null");
+    }
+}
+
+/// Appends a JSON value compactly, exactly as `serde_json::to_string` writes it (objects in
+/// the map's order: sorted, without serde_json's `preserve_order`).
+pub(crate) fn push_json_value<O: JsonOut + ?Sized>(out: &mut O, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // Numbers are the caller's metadata, not secrets: their text is built by serde_json.
+        Value::Number(n) => match serde_json::to_string(n) {
+            Ok(text) => out.push_str(&text),
+            Err(_) => out.push_str("null"),
+        },
+        Value::String(s) => push_json_str(out, s),
+        Value::Array(items) => {
+            let mut list = JsonArray::open(out);
+            for item in items {
+                push_json_value(list.next(), item);
+            }
+            list.close();
+        }
+        Value::Object(map) => push_json_map(out, map),
+    }
+}
+
+/// Appends a JSON object compactly, in the map's order (as `serde_json::to_string`).
+pub(crate) fn push_json_map<O: JsonOut + ?Sized>(
+    out: &mut O,
+    map: &serde_json::Map<String, serde_json::Value>,
+) {
+    let mut o = JsonObject::open(out);
+    for (k, item) in map {
+        // Keys of user maps may need escaping, unlike the protocol's literal keys.
+        let slot = o.key_escaped(k);
+        push_json_value(slot, item);
+    }
+    o.close();
+}
+
+impl<O: JsonOut + ?Sized> JsonObject<'_, O> {
+    /// Starts a member whose key is arbitrary text (escaped).
+    fn key_escaped(&mut self, key: &str) -> &mut O {
+        if !self.empty {
+            self.out.push_str(",");
+        }
+        self.empty = false;
+        push_json_str(self.out, key);
+        self.out.push_str(":");
+        self.out
     }
 }
 
@@ -449,6 +592,13 @@ mod tests {
         assert_eq!(s, "0.7 1 null");
     }
 
+    struct Raw(&'static str);
+    impl WriteJson for Raw {
+        fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
+            out.push_str(self.0);
+        }
+    }
+
     #[test]
     fn nested_objects_and_arrays_close_in_order() {
         let mut out = String::new();
@@ -461,7 +611,7 @@ mod tests {
         list.str("q");
         list.object().close();
         list.close();
-        o.js_number("t", 0.5).raw("r", "[1]");
+        o.js_number("t", 0.5).nested("r", &Raw("[1]"));
         o.close();
         assert_eq!(
             out,

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::client_frames::ClientFrame;
-use super::json::{parse_object_bytes, str_of, JsonObject, Obj};
+use super::json::{
+    exact, exact_frame, parse_object_bytes, str_of, JsonObject, JsonOut, Obj, WriteJson,
+};
 use super::{decode_sealed, Aad, PayloadFields, Sealed, SealedIn};
 use crate::crypto::hex;
 use crate::session::error::NodeError;
@@ -26,10 +28,9 @@ pub(crate) struct EncryptedMessage<'a> {
     pub(crate) max_searches: u64,
 }
 
-impl EncryptedMessage<'_> {
-    pub(crate) fn emit(&self) -> String {
-        let mut out = String::with_capacity(self.payload.sealed.len() * 2 + 320);
-        let mut o = JsonObject::open(&mut out);
+impl WriteJson for EncryptedMessage<'_> {
+    fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
+        let mut o = JsonObject::open(out);
         o.str("type", "encrypted_message")
             .str("session_id", self.session_id)
             .str("id", self.id);
@@ -40,7 +41,13 @@ impl EncryptedMessage<'_> {
             .u64("max_searches", self.max_searches)
             .null("search_queries");
         o.close();
-        out
+    }
+}
+
+impl EncryptedMessage<'_> {
+    /// The frame, in a string of exactly its size.
+    pub(crate) fn emit(&self) -> String {
+        exact_frame(self)
     }
 
     /// The envelope of a received `encrypted_message`. Its payload is decoded by
@@ -107,54 +114,55 @@ pub(crate) struct PromptBody<'a> {
 impl PromptBody<'_> {
     /// The sealed plaintext of `encrypted_message`:
     /// `{"prompt","model","max_tokens","temperature","stream"[,"thinking"][,"images"][,"search_queries"]}`,
-    /// in wiped storage sized up front.
+    /// in wiped storage of exactly its size (measured first: a growing buffer would leave
+    /// pieces of the prompt in freed memory).
     pub(crate) fn emit_sealed_plaintext(&self) -> Zeroizing<String> {
-        let extra: usize = self.images.iter().map(|i| i.data.len() + 40).sum::<usize>()
-            + self
-                .search_queries
-                .iter()
-                .map(|q| 2 * q.len() + 4)
-                .sum::<usize>();
-        let mut out = Zeroizing::new(String::with_capacity(
-            2 * (self.text.len() + self.model.len()) + 160 + extra,
-        ));
-        let mut o = JsonObject::open(&mut out);
-        o.str("prompt", self.text).str("model", self.model);
-        self.write_settings(&mut o);
-        if !self.images.is_empty() {
-            let mut list = o.array("images");
-            for img in self.images {
-                let mut i = list.object();
-                i.str("data", &img.data).str("format", &img.format);
-                i.close();
-            }
-            list.close();
-        }
-        if !self.search_queries.is_empty() {
-            let mut list = o.array("search_queries");
-            for q in self.search_queries {
-                list.str(q);
-            }
-            list.close();
-        }
-        o.close();
-        out
+        exact(&SealedPrompt(self))
     }
 
     /// The `request` of a plaintext `prompt`: `{"model","prompt","max_tokens","temperature","stream"[,"thinking"]}`.
-    pub(super) fn write_request(&self, o: &mut JsonObject<'_>) {
+    pub(super) fn write_request<O: JsonOut + ?Sized>(&self, o: &mut JsonObject<'_, O>) {
         o.str("model", self.model).str("prompt", self.text);
         self.write_settings(o);
     }
 
     /// The settings both bodies share, in their common order.
-    fn write_settings(&self, o: &mut JsonObject<'_>) {
+    fn write_settings<O: JsonOut + ?Sized>(&self, o: &mut JsonObject<'_, O>) {
         o.u64("max_tokens", self.max_tokens)
             .js_number("temperature", self.temperature)
             .bool("stream", true);
         if let Some(t) = self.thinking {
             o.str("thinking", t);
         }
+    }
+}
+
+/// The plaintext of `encrypted_message` being written.
+struct SealedPrompt<'b, 'a>(&'b PromptBody<'a>);
+
+impl WriteJson for SealedPrompt<'_, '_> {
+    fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
+        let body = self.0;
+        let mut o = JsonObject::open(out);
+        o.str("prompt", body.text).str("model", body.model);
+        body.write_settings(&mut o);
+        if !body.images.is_empty() {
+            let mut list = o.array("images");
+            for img in body.images {
+                let mut i = list.object();
+                i.str("data", &img.data).str("format", &img.format);
+                i.close();
+            }
+            list.close();
+        }
+        if !body.search_queries.is_empty() {
+            let mut list = o.array("search_queries");
+            for q in body.search_queries {
+                list.str(q);
+            }
+            list.close();
+        }
+        o.close();
     }
 }
 
@@ -256,6 +264,30 @@ mod tests {
         let back = envelope.sealed().unwrap();
         assert_eq!((&back.sealed[..], back.nonce), (&sealed[..], nonce));
         assert_eq!(back.aad.as_slice(), b"message_0");
+    }
+
+    /// The prompt's plaintext is written into a buffer of exactly its size (no reallocation
+    /// leaves a piece of it in freed memory), whatever it holds.
+    #[test]
+    fn the_sealed_prompt_never_outgrows_its_buffer() {
+        let nasty = "\u{2}\"\\\n".repeat(200);
+        let images = [PromptImage {
+            data: nasty.clone(),
+            format: nasty.clone(),
+        }];
+        let queries = [nasty.clone(), nasty.clone()];
+        let body = PromptBody {
+            text: &nasty,
+            model: &nasty,
+            max_tokens: u64::MAX,
+            temperature: -0.123_456_789,
+            thinking: Some(&nasty),
+            images: &images,
+            search_queries: &queries,
+        };
+        let text = body.emit_sealed_plaintext();
+        assert_eq!(text.capacity(), text.len());
+        assert!(text.len() > 7 * 2 * nasty.len());
     }
 
     #[test]

@@ -33,7 +33,7 @@ use alloc::vec::Vec;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use self::json::{str_of, Field, JsonObject, Obj};
+use self::json::{str_of, Field, JsonObject, JsonOut, Obj};
 use super::error::NodeError;
 use super::VectorDatabase;
 use crate::crypto::hex;
@@ -103,7 +103,7 @@ pub(crate) struct Sealed<'a> {
 }
 
 impl Sealed<'_> {
-    fn write(&self, payload: &mut JsonObject<'_>) {
+    fn write<O: JsonOut + ?Sized>(&self, payload: &mut JsonObject<'_, O>) {
         payload
             .hex("ciphertextHex", "", self.sealed)
             .hex("nonceHex", "", self.nonce)
@@ -212,7 +212,11 @@ fn read_vector_database<T: VectorDatabaseFields>(
 
 /// One writer for both spellings (`camel`: the init plaintext's `vectorDatabase`, else the
 /// plaintext `session_init`'s `vector_database`); nothing when `v` is `None`.
-fn write_vector_database(o: &mut JsonObject<'_>, v: Option<&VectorDatabase>, camel: bool) {
+fn write_vector_database<O: JsonOut + ?Sized>(
+    o: &mut JsonObject<'_, O>,
+    v: Option<&VectorDatabase>,
+    camel: bool,
+) {
     let Some(v) = v else {
         return;
     };
