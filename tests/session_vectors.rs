@@ -251,7 +251,7 @@ fn check_prompt(p: &PromptRequest, inner: &Value) {
     let images = inner["images"].as_array().cloned().unwrap_or_default();
     assert_eq!(p.image_count, images.len());
     for (got, want) in p.images.iter().zip(&images) {
-        assert_eq!(got.data, s(want, "data"));
+        assert_eq!(got.data.as_str(), s(want, "data"));
         assert_eq!(got.format, s(want, "format"));
     }
     let queries: Vec<String> = inner["search_queries"]
@@ -273,7 +273,7 @@ fn prompt_from(inner: &Value, extra: &Value, request_id: &str) -> Prompt {
         .map(|a| {
             a.iter()
                 .map(|i| PromptImage {
-                    data: s(i, "data").into(),
+                    data: s(i, "data").to_string().into(),
                     format: s(i, "format").into(),
                 })
                 .collect()

@@ -117,10 +117,16 @@ pub struct SessionRequest {
 }
 
 /// One image attached to a prompt.
+///
+/// ```
+/// use sealwire::session::PromptImage;
+/// let image = PromptImage { data: zeroize::Zeroizing::new("aGk=".into()), format: "png".into() };
+/// assert_eq!(format!("{image:?}"), "PromptImage(png, 4 bytes)");
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct PromptImage {
-    /// Base64 data (no `data:` prefix).
-    pub data: String,
+    /// Base64 data (no `data:` prefix), wiped on drop: it is what the user sent.
+    pub data: Zeroizing<String>,
     /// `png`, `jpeg`, `webp` or `gif`.
     pub format: String,
 }

@@ -7,6 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
 use super::client_frames::{decimal_of, ClientFrame};
@@ -179,8 +180,9 @@ pub(crate) struct InitPlaintext<'f> {
 #[derive(Deserialize)]
 #[allow(non_snake_case)]
 struct InitFields<'a> {
+    /// Raw, so that serde_json never copies the key into its (unwiped) scratch buffer.
     #[serde(borrow)]
-    sessionKey: Option<Field<'a>>,
+    sessionKey: Option<&'a RawValue>,
     #[serde(borrow)]
     jobId: Option<Field<'a>>,
     #[serde(borrow)]
@@ -195,12 +197,17 @@ struct InitFields<'a> {
 
 impl<'f> InitPlaintext<'f> {
     /// Reads the decrypted plaintext: a UTF-8 JSON object with a 32-byte `sessionKey`
-    /// (decoded in constant time), a decimal `jobId`, a string `modelName`, an integer
-    /// `pricePerToken` and optional `recoveryPublicKey` and `vectorDatabase`.
+    /// (decoded in constant time, straight from the wiped plaintext: a key written with JSON
+    /// escapes, which the SDK never does, is refused), a decimal `jobId`, a string
+    /// `modelName`, an integer `pricePerToken` and optional `recoveryPublicKey` and
+    /// `vectorDatabase`.
     pub(crate) fn parse(plain: &'f [u8]) -> Result<Self, NodeError> {
         use NodeError::InvalidSessionInit as Invalid;
         let f: InitFields<'f> = parse_object_bytes(plain).ok_or(Invalid("not a JSON object"))?;
-        let key_hex = str_of(&f.sessionKey).ok_or(Invalid("sessionKey"))?;
+        let key_hex = f
+            .sessionKey
+            .and_then(|raw| raw.get().strip_prefix('"')?.strip_suffix('"'))
+            .ok_or(Invalid("sessionKey"))?;
         let key = hex::decode_secret::<32>(key_hex).map_err(|_| Invalid("sessionKey"))?;
         let session_key = SecretBytes::from_slice(&key[..]).ok_or(Invalid("sessionKey"))?;
         let job_id = field_cow(f.jobId)
@@ -411,7 +418,10 @@ mod tests {
 
     #[test]
     fn a_session_key_that_is_not_32_bytes_of_hex_is_refused() {
-        for key in ["zz", "00", &"0g".repeat(32)] {
+        // Hex written with JSON escapes (`\u0030` is "0") is refused too: the key would
+        // have passed through serde_json's unwiped scratch buffer.
+        let escaped = "\\u0030".repeat(64);
+        for key in ["zz", "00", &"0g".repeat(32), &escaped] {
             let text = alloc::format!(
                 r#"{{"sessionKey":"{key}","jobId":"1","modelName":"m","pricePerToken":0}}"#
             );

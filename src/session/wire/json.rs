@@ -192,6 +192,91 @@ pub(crate) fn parse_object_bytes<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Opt
     parse_object(text)
 }
 
+/// The text of a raw JSON string token (`"…"` with its escapes) in wiped storage of exactly
+/// its size; `None` when the token is not a valid JSON string.
+///
+/// Why not let serde_json unescape it: serde_json writes an escaped string into a scratch
+/// buffer that grows and is freed unwiped, so a prompt with a quote or a newline would leave
+/// copies of itself in freed memory. A [`RawValue`](serde_json::value::RawValue) field only
+/// borrows the token from the (wiped) plaintext; this unescapes it, measuring first.
+pub(crate) fn secret_str(raw: &serde_json::value::RawValue) -> Option<Zeroizing<String>> {
+    let inner = raw.get().strip_prefix('"')?.strip_suffix('"')?;
+    // No escape (the usual case): the token is the text (serde_json checked it has no
+    // control character while skipping it).
+    if !inner.as_bytes().contains(&b'\\') {
+        let mut text = Zeroizing::new(String::with_capacity(inner.len()));
+        text.push_str(inner);
+        return Some(text);
+    }
+    let mut len = 0usize;
+    unescape(inner, |piece| len = len.saturating_add(piece.len()))?;
+    let mut text = Zeroizing::new(String::with_capacity(len));
+    unescape(inner, |piece| text.push_str(piece))?;
+    Some(text)
+}
+
+/// Walks the inside of a JSON string token, handing `emit` the unescaped text piece by piece;
+/// `None` on anything a JSON string may not hold (a raw control character or quote, a bad
+/// escape, a lone surrogate).
+fn unescape(inner: &str, mut emit: impl FnMut(&str)) -> Option<()> {
+    let bytes = inner.as_bytes();
+    let hex4 = |at: usize| -> Option<u32> {
+        let digits = bytes.get(at..at.checked_add(4)?)?;
+        // from_str_radix alone would also take a sign.
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u32::from_str_radix(core::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let (mut i, mut run) = (0usize, 0usize);
+    while let Some(&b) = bytes.get(i) {
+        if b != b'\\' {
+            if b < 0x20 || b == b'"' {
+                return None;
+            }
+            i = i.checked_add(1)?;
+            continue;
+        }
+        emit(inner.get(run..i)?);
+        let mut utf8 = [0u8; 4];
+        // `used`: bytes of the escape after the backslash.
+        let (c, used) = match *bytes.get(i.checked_add(1)?)? {
+            b'"' => ('"', 1),
+            b'\\' => ('\\', 1),
+            b'/' => ('/', 1),
+            b'b' => ('\u{8}', 1),
+            b'f' => ('\u{c}', 1),
+            b'n' => ('\n', 1),
+            b'r' => ('\r', 1),
+            b't' => ('\t', 1),
+            b'u' => {
+                let hi = hex4(i.checked_add(2)?)?;
+                if (0xd800..0xdc00).contains(&hi) {
+                    // A high surrogate must be followed by an escaped low one.
+                    if bytes.get(i.checked_add(6)?..i.checked_add(8)?)? != b"\\u" {
+                        return None;
+                    }
+                    let lo = hex4(i.checked_add(8)?)?;
+                    if !(0xdc00..0xe000).contains(&lo) {
+                        return None;
+                    }
+                    let code = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
+                    (char::from_u32(code)?, 11)
+                } else {
+                    // A lone low surrogate is not a char: refused here.
+                    (char::from_u32(hi)?, 5)
+                }
+            }
+            _ => return None,
+        };
+        emit(c.encode_utf8(&mut utf8));
+        i = i.checked_add(used + 1)?;
+        run = i;
+    }
+    emit(inner.get(run..)?);
+    Some(())
+}
+
 /// The string in `f`, if it is one.
 pub(crate) fn str_of<'x>(f: &'x Option<Field<'_>>) -> Option<&'x str> {
     f.as_ref().and_then(Field::as_str)
@@ -578,6 +663,66 @@ mod tests {
             let mut ours = String::new();
             push_json_str(&mut ours, &text);
             assert_eq!(ours, serde_json::to_string(&text).unwrap(), "U+{c:04X}");
+        }
+    }
+
+    fn ours(token: &str) -> Option<String> {
+        let raw: &serde_json::value::RawValue = serde_json::from_str(token).ok()?;
+        secret_str(raw).map(|t| {
+            assert_eq!(t.capacity(), t.len(), "exact size: {token}");
+            String::from(t.as_str())
+        })
+    }
+
+    #[test]
+    fn secret_strings_unescape_as_serde_json_does() {
+        for (token, want) in [
+            (r#""plain""#, Some("plain")),
+            (
+                r#""a\"b\\c\/d\b\f\n\r\t""#,
+                Some("a\"b\\c/d\u{8}\u{c}\n\r\t"),
+            ),
+            (r#""\u00e9\u2192\ud83d\ude00""#, Some("é→😀")),
+            (r#""\ud800""#, None),
+            (r#""\udc00x""#, None),
+            (r#""\ud800\u0041""#, None),
+            (r#""\u+123""#, None),
+            (r#""\x""#, None),
+            ("7", None),
+        ] {
+            assert_eq!(ours(token).as_deref(), want, "{token}");
+            let theirs = serde_json::from_str::<String>(token).ok();
+            assert_eq!(ours(token), theirs, "{token}");
+        }
+    }
+
+    proptest! {
+        /// Whatever a JSON string holds and however it is escaped, the wiped unescaping
+        /// agrees with serde_json's.
+        #[test]
+        fn any_string_unescapes_as_serde_json_does(text in any::<String>(), ascii in any::<bool>()) {
+            let token = serde_json::to_string(&text).unwrap();
+            // JSON.stringify-style tokens, and ones with every non-ASCII char as \u escapes.
+            let token = if ascii {
+                let mut t = String::new();
+                for c in token.chars() {
+                    if c.is_ascii() { t.push(c) } else {
+                        let mut units = [0u16; 2];
+                        for u in c.encode_utf16(&mut units) { t.push_str(&alloc::format!("\\u{u:04x}")) }
+                    }
+                }
+                t
+            } else { token };
+            prop_assert_eq!(ours(&token), Some(text));
+        }
+
+        #[test]
+        fn arbitrary_tokens_are_accepted_exactly_when_serde_json_accepts_them(body in "[a-z\\\\\"u0-9d+/]{0,12}") {
+            let token = alloc::format!("\"{body}\"");
+            let theirs = serde_json::from_str::<String>(&token).ok();
+            if serde_json::from_str::<&serde_json::value::RawValue>(&token).is_ok() {
+                prop_assert_eq!(ours(&token), theirs);
+            }
         }
     }
 

@@ -11,12 +11,13 @@ use zeroize::Zeroizing;
 
 use super::client_frames::ClientFrame;
 use super::json::{
-    exact, exact_frame, parse_object_bytes, str_of, JsonObject, JsonOut, Obj, WriteJson,
+    exact, exact_frame, parse_object_bytes, secret_str, str_of, JsonObject, JsonOut, Obj, WriteJson,
 };
 use super::{decode_sealed, Aad, PayloadFields, Sealed, SealedIn};
 use crate::crypto::hex;
 use crate::session::error::NodeError;
 use crate::session::PromptImage;
+use serde_json::value::RawValue;
 
 /// `encrypted_message` ([docs/fabstir-wire.md §3]) as the client emits it. The envelope's
 /// `search_queries` is always `null`: the queries travel only inside the ciphertext.
@@ -166,11 +167,13 @@ impl WriteJson for SealedPrompt<'_, '_> {
     }
 }
 
-/// The decrypted plaintext of `encrypted_message`, as the node reads it.
+/// The decrypted plaintext of `encrypted_message`, as the node reads it. What the user wrote
+/// (the prompt, the search queries, the images) is borrowed as raw JSON and unescaped by
+/// [`secret_str`] into wiped storage, never by serde_json into its unwiped scratch buffer.
 #[derive(Deserialize)]
 pub(crate) struct PromptPlaintext<'a> {
     #[serde(borrow)]
-    pub(crate) prompt: Cow<'a, str>,
+    prompt: &'a RawValue,
     #[serde(borrow, default)]
     pub(crate) model: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -180,25 +183,66 @@ pub(crate) struct PromptPlaintext<'a> {
     #[serde(borrow, default)]
     pub(crate) thinking: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    pub(crate) images: Option<Vec<ImageFields<'a>>>,
+    images: Option<Vec<ImageFields<'a>>>,
     #[serde(borrow, default)]
-    pub(crate) search_queries: Option<Vec<Cow<'a, str>>>,
+    search_queries: Option<Vec<&'a RawValue>>,
 }
 
 /// One image of a prompt.
 #[derive(Deserialize)]
-pub(crate) struct ImageFields<'a> {
+struct ImageFields<'a> {
     #[serde(borrow)]
-    pub(crate) data: Cow<'a, str>,
+    data: &'a RawValue,
     #[serde(borrow)]
-    pub(crate) format: Cow<'a, str>,
+    format: Cow<'a, str>,
 }
 
 impl<'a> PromptPlaintext<'a> {
     /// A JSON object with at least a string `prompt`; the other fields, when present, of the
     /// right types.
     pub(crate) fn parse(plain: &'a [u8]) -> Result<Self, NodeError> {
-        parse_object_bytes(plain).ok_or(NodeError::InvalidMessage("prompt payload"))
+        const BAD: NodeError = NodeError::InvalidMessage("prompt payload");
+        let p: Self = parse_object_bytes(plain).ok_or(BAD)?;
+        // Every borrowed token must be a string: checked here, so the takers cannot fail.
+        let strings = core::iter::once(p.prompt)
+            .chain(p.search_queries.iter().flatten().copied())
+            .chain(p.images.iter().flatten().map(|i| i.data));
+        for raw in strings {
+            if !raw.get().starts_with('"') {
+                return Err(BAD);
+            }
+        }
+        Ok(p)
+    }
+
+    /// The prompt text, unescaped into wiped storage.
+    pub(crate) fn prompt(&self) -> Result<Zeroizing<String>, NodeError> {
+        secret_str(self.prompt).ok_or(NodeError::InvalidMessage("prompt payload"))
+    }
+
+    /// The search queries, each unescaped into wiped storage.
+    pub(crate) fn search_queries(&self) -> Result<Zeroizing<Vec<String>>, NodeError> {
+        let raw = self.search_queries.as_deref().unwrap_or_default();
+        let mut out = Zeroizing::new(Vec::with_capacity(raw.len()));
+        for q in raw {
+            let mut text = secret_str(q).ok_or(NodeError::InvalidMessage("prompt payload"))?;
+            // The String moves (its buffer stays put) into the wiped list.
+            out.push(core::mem::take(&mut *text));
+        }
+        Ok(out)
+    }
+
+    /// The images, their data unescaped into wiped storage.
+    pub(crate) fn images(&self) -> Result<Vec<PromptImage>, NodeError> {
+        let raw = self.images.as_deref().unwrap_or_default();
+        let mut out = Vec::with_capacity(raw.len());
+        for i in raw {
+            out.push(PromptImage {
+                data: secret_str(i.data).ok_or(NodeError::InvalidMessage("prompt payload"))?,
+                format: String::from(&*i.format),
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -272,7 +316,7 @@ mod tests {
     fn the_sealed_prompt_never_outgrows_its_buffer() {
         let nasty = "\u{2}\"\\\n".repeat(200);
         let images = [PromptImage {
-            data: nasty.clone(),
+            data: Zeroizing::new(nasty.clone()),
             format: nasty.clone(),
         }];
         let queries = [nasty.clone(), nasty.clone()];
@@ -293,7 +337,7 @@ mod tests {
     #[test]
     fn the_sealed_prompt_is_serde_json_s_and_parses_back() {
         let images = [PromptImage {
-            data: "aGk=".into(),
+            data: Zeroizing::new("aGk=".into()),
             format: "png".into(),
         }];
         let queries = [String::from(TRICKY)];
@@ -338,9 +382,9 @@ mod tests {
         let text = body.emit_sealed_plaintext();
         assert_eq!(*text, serde_json::to_string(&want).unwrap());
         let back = PromptPlaintext::parse(text.as_bytes()).unwrap();
-        assert_eq!(back.prompt, TRICKY);
+        assert_eq!(back.prompt().unwrap().as_str(), TRICKY);
         assert_eq!((back.max_tokens, back.temperature), (Some(4000), Some(0.7)));
-        assert_eq!(back.images.map(|i| i.len()), Some(1));
-        assert_eq!(back.search_queries.unwrap_or_default(), [TRICKY]);
+        assert_eq!(back.images().unwrap(), images);
+        assert_eq!(*back.search_queries().unwrap(), [TRICKY]);
     }
 }
