@@ -83,7 +83,11 @@ fn personal_sign(key: &SecretKey, text: &[u8]) -> String {
     out.push_str("0x");
     let (rs, v) = sig.split_at(64);
     hex::encode_to(rs, &mut out);
-    hex::encode_to(&[27 + v.first().copied().unwrap_or(0)], &mut out);
+    // EIP-191's v is 27 + the recovery id (0 or 1): no overflow.
+    hex::encode_to(
+        &[27u8.saturating_add(v.first().copied().unwrap_or(0))],
+        &mut out,
+    );
     out
 }
 

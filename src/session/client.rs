@@ -28,7 +28,7 @@ use crate::queue::Outbox;
 use crate::time::Instant;
 
 mod answer;
-use answer::End;
+use answer::EndedBy;
 mod events;
 mod prompt;
 
@@ -287,27 +287,30 @@ impl<R: rand_core::CryptoRng> Client<R> {
             next_message: 0,
             phase: Phase::AwaitingAck,
             answer: None,
-            deadline: Some(now + self.config.ack_timeout),
+            deadline: Some(now.saturating_add(self.config.ack_timeout)),
         });
     }
 
     fn next_id(&mut self, now: Instant) -> String {
-        self.id_counter += 1;
-        let mut s = String::with_capacity(32);
+        const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        // Ids need only differ between nearby requests: wrapping after 2^64 would be harmless.
+        self.id_counter = self.id_counter.wrapping_add(1);
+        let mut s = String::with_capacity(40);
         let _ = write!(s, "{}-", now.as_nanos() / 1_000_000);
-        // Base-36 counter, like the SDK's `Math.random().toString(36)` suffix in form.
-        let mut digits = [0u8; 16];
+        // Base-36 counter, like the SDK's `Math.random().toString(36)` suffix in form
+        // (13 digits hold any u64).
+        let mut digits = [0u8; 13];
         let mut n = self.id_counter;
-        let mut i = digits.len();
-        while n > 0 && i > 0 {
-            i -= 1;
-            let d = (n % 36) as u8;
-            if let Some(slot) = digits.get_mut(i) {
-                *slot = if d < 10 { b'0' + d } else { b'a' + d - 10 };
+        let mut start = digits.len();
+        for slot in digits.iter_mut().rev() {
+            if n == 0 {
+                break;
             }
+            *slot = BASE36.get((n % 36) as usize).copied().unwrap_or(b'0');
             n /= 36;
+            start = start.saturating_sub(1);
         }
-        s.push_str(core::str::from_utf8(digits.get(i..).unwrap_or(&[])).unwrap_or(""));
+        s.push_str(core::str::from_utf8(digits.get(start..).unwrap_or(&[])).unwrap_or(""));
         s
     }
 
@@ -379,7 +382,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
             next_index: 0,
             ending: Ending::Open,
         });
-        s.deadline = Some(now + self.config.first_chunk_timeout);
+        s.deadline = Some(now.saturating_add(self.config.first_chunk_timeout));
         self.transmits.push(frame);
         Ok(id)
     }
@@ -398,7 +401,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
         }
         .emit();
         self.transmits.push(frame);
-        self.end_answer(End::Cancelled);
+        self.end_answer(EndedBy::Cancel);
         Ok(())
     }
 
@@ -456,7 +459,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
                     NodeFrameKind::EncryptedResponse => self.on_response(now, &frame),
                     NodeFrameKind::StreamEnd => {
                         let (reason, tokens) = frame.stream_end();
-                        self.end_answer(End::StreamEnd(reason, tokens));
+                        self.end_answer(EndedBy::StreamEnd(reason, tokens));
                         Ok(())
                     }
                     NodeFrameKind::Error => {
@@ -508,7 +511,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
                 self.session = None;
                 self.events.push(ClientEvent::TimedOut);
             }
-            Phase::Answering => self.end_answer(End::TimedOut),
+            Phase::Answering => self.end_answer(EndedBy::Timeout),
             Phase::Ready => s.deadline = None,
         }
     }

@@ -291,9 +291,10 @@ impl NodeStats {
 
     /// Counts one rejection (an `error` frame sent for an input or a reject).
     pub(crate) fn count_rejection(&mut self, code: ErrorCode) {
-        self.frames_rejected += 1;
+        // Counters: saturating (2^64 frames are out of reach anyway).
+        self.frames_rejected = self.frames_rejected.saturating_add(1);
         if let Some(n) = self.errors.get_mut(code.index()) {
-            *n += 1;
+            *n = n.saturating_add(1);
         }
     }
 }

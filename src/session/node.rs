@@ -162,7 +162,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         if !self.table.contains(conn) {
             return Err(NodeError::UnknownConnection);
         }
-        self.stats.frames_received += 1;
+        self.stats.frames_received = self.stats.frames_received.saturating_add(1);
         // Bound memory before serde sees a byte.
         if frame.len() > self.config.max_frame_len {
             self.reject_frame(conn, Echo::default(), NodeError::FrameTooLarge);

@@ -19,16 +19,16 @@ use crate::session::wire::{CHUNK_AAD, RESPONSE_FINAL_AAD};
 
 use super::*;
 
-/// What ends an answer ([`Client::end_answer`]).
-pub(super) enum End {
+/// What ended an answer ([`Client::end_answer`]).
+pub(super) enum EndedBy {
     /// `stream_end` arrived, with its (unauthenticated) finish reason and token count.
     StreamEnd(Option<String>, Option<u64>),
     /// The deadline passed (the chunk wait, or the grace after an end).
-    TimedOut,
+    Timeout,
     /// The sealed end of answer counts chunks that never arrived.
-    Cut,
+    CountShort,
     /// The application cancelled.
-    Cancelled,
+    Cancel,
 }
 
 impl<R: rand_core::CryptoRng> Client<R> {
@@ -185,7 +185,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
                         finish_reason: core::str::from_utf8(&reason).ok().map(String::from),
                     },
                     Some(n) if n > a.next_index => {
-                        self.end_answer(End::Cut);
+                        self.end_answer(EndedBy::CountShort);
                         return Ok(());
                     }
                     Some(_) => return Err(ClientError::OutOfOrder),
@@ -202,7 +202,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
     /// Ends the answer in progress and reports how: `Finished` when its end is proven (or
     /// nothing can be: plaintext, cancel), `Truncated` when part of it arrived but not its
     /// sealed end, `TimedOut` when nothing arrived.
-    pub(super) fn end_answer(&mut self, end: End) {
+    pub(super) fn end_answer(&mut self, end: EndedBy) {
         let Some(s) = self.session.as_mut() else {
             return;
         };
@@ -215,13 +215,13 @@ impl<R: rand_core::CryptoRng> Client<R> {
         };
         let text = || String::from(a.text.as_str());
         let event = match (end, &a.ending) {
-            (End::Cancelled, _) => ClientEvent::Finished {
+            (EndedBy::Cancel, _) => ClientEvent::Finished {
                 text: text(),
                 finish_reason: None,
                 tokens_used: None,
                 authenticated: false,
             },
-            (End::StreamEnd(reason, tokens), Ending::Sealed { finish_reason }) => {
+            (EndedBy::StreamEnd(reason, tokens), Ending::Sealed { finish_reason }) => {
                 ClientEvent::Finished {
                     text: text(),
                     finish_reason: finish_reason.clone().or(reason),
@@ -229,21 +229,21 @@ impl<R: rand_core::CryptoRng> Client<R> {
                     authenticated: true,
                 }
             }
-            (End::TimedOut, Ending::Sealed { finish_reason }) => ClientEvent::Finished {
+            (EndedBy::Timeout, Ending::Sealed { finish_reason }) => ClientEvent::Finished {
                 text: text(),
                 finish_reason: finish_reason.clone(),
                 tokens_used: None,
                 authenticated: true,
             },
             // Legacy plaintext answers have nothing to authenticate: stream_end ends them.
-            (End::StreamEnd(reason, tokens), _) if plaintext => ClientEvent::Finished {
+            (EndedBy::StreamEnd(reason, tokens), _) if plaintext => ClientEvent::Finished {
                 text: text(),
                 finish_reason: reason,
                 tokens_used: tokens,
                 authenticated: false,
             },
-            (End::TimedOut, Ending::Open) if a.next_index == 0 => ClientEvent::TimedOut,
-            (End::StreamEnd(..) | End::TimedOut | End::Cut, _) => {
+            (EndedBy::Timeout, Ending::Open) if a.next_index == 0 => ClientEvent::TimedOut,
+            (EndedBy::StreamEnd(..) | EndedBy::Timeout | EndedBy::CountShort, _) => {
                 ClientEvent::Truncated { text: text() }
             }
         };

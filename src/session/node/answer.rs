@@ -36,7 +36,13 @@ impl<R: rand_core::CryptoRng> Node<R> {
         is_final: bool,
     ) -> Result<(), NodeError> {
         self.ensure_room(1, 0)?;
-        let mut out = String::with_capacity(text.len() * 2 + 240 + session_id.len());
+        let hex_len = text.len().saturating_add(TAG_LEN).saturating_mul(2);
+        let mut out = String::with_capacity(
+            hex_len
+                .saturating_add(240)
+                .saturating_add(session_id.len())
+                .saturating_add(request_id.len()),
+        );
         self.seal_chunk_into(now, conn, session_id, request_id, text, is_final, &mut out)?;
         self.queue(conn, out)
     }
@@ -113,12 +119,15 @@ impl<R: rand_core::CryptoRng> Node<R> {
         write: impl FnOnce(&[u8]) -> T,
     ) -> T {
         let mut stack = [0u8; STACK_SEAL_LEN + TAG_LEN];
-        let buf: &mut [u8] = match stack.get_mut(..plain.len() + TAG_LEN) {
+        // A slice's length is at most isize::MAX: adding the tag cannot saturate.
+        let sealed_len = plain.len().saturating_add(TAG_LEN);
+        let buf: &mut [u8] = match stack.get_mut(..sealed_len) {
             Some(b) => b,
             None => {
+                // Every use wipes the bytes it used, so a reallocation frees only zeros.
                 self.scratch.clear();
-                self.scratch.resize(plain.len() + TAG_LEN, 0);
-                &mut self.scratch[..]
+                self.scratch.resize(sealed_len, 0);
+                self.scratch.as_mut_slice()
             }
         };
         let (body, tag_out) = buf.split_at_mut(plain.len());

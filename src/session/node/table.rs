@@ -196,11 +196,11 @@ impl NodeSession {
     /// key lifetime and its idle timeout.
     fn deadline(&self, limits: &Limits) -> Instant {
         if self.pending.is_some() {
-            self.installed + limits.accept_timeout
+            self.installed.saturating_add(limits.accept_timeout)
         } else {
             min(
-                self.installed + limits.session_ttl,
-                self.last_active + limits.idle_timeout,
+                self.installed.saturating_add(limits.session_ttl),
+                self.last_active.saturating_add(limits.idle_timeout),
             )
         }
     }
@@ -251,7 +251,10 @@ impl SessionTable {
             return Err(NodeError::Capacity("connections"));
         }
         let id = ConnectionId(self.next_conn);
-        self.next_conn += 1;
+        self.next_conn = self
+            .next_conn
+            .checked_add(1)
+            .ok_or(NodeError::Capacity("connections"))?;
         self.conns.insert(id, Vec::new());
         Ok(id)
     }
@@ -370,8 +373,10 @@ impl SessionTable {
             return;
         };
         let uid = self.next_uid;
-        self.next_uid += 1;
-        let armed = now + self.limits.accept_timeout;
+        // One per session ever opened: 2^64 is out of reach, and wrapping would only reuse
+        // the uid of a session long gone.
+        self.next_uid = self.next_uid.wrapping_add(1);
+        let armed = now.saturating_add(self.limits.accept_timeout);
         // Exact growth: the SDK opens one session per connection, and `Vec`'s default first
         // allocation (4 slots) would quadruple its memory.
         c.reserve_exact(1);
@@ -390,14 +395,15 @@ impl SessionTable {
             pending: Some(Box::new(new.pending)),
             stream: None,
         });
-        self.sessions += 1;
-        self.pending += 1;
+        // Bounded by `max_sessions` (the caller checked `check_room`).
+        self.sessions = self.sessions.saturating_add(1);
+        self.pending = self.pending.saturating_add(1);
         self.deadlines.push(Reverse((armed, conn, uid)));
     }
 
     /// Marks a pending session accepted at `now`: its key lifetime starts.
     pub(super) fn accept(&mut self, slot: Slot, now: Instant) -> Result<(), NodeError> {
-        let deadline = now + min(self.limits.session_ttl, self.limits.idle_timeout);
+        let deadline = now.saturating_add(min(self.limits.session_ttl, self.limits.idle_timeout));
         let s = self.get_mut(slot).ok_or(NodeError::UnknownSession)?;
         if s.pending.take().is_none() {
             return Err(NodeError::UnknownSession);
@@ -469,7 +475,8 @@ impl SessionTable {
                 self.deadlines.push(Reverse((actual, conn, uid)));
                 continue;
             }
-            let idle = s.pending.is_none() && s.last_active + self.limits.idle_timeout <= now;
+            let idle = s.pending.is_none()
+                && s.last_active.saturating_add(self.limits.idle_timeout) <= now;
             let reason = if idle {
                 CloseReason::Idle
             } else {

@@ -239,16 +239,16 @@ fn unescape(inner: &str, mut emit: impl FnMut(&str)) -> Option<()> {
         }
         emit(inner.get(run..i)?);
         let mut utf8 = [0u8; 4];
-        // `used`: bytes of the escape after the backslash.
+        // `used`: bytes of the escape, backslash included.
         let (c, used) = match *bytes.get(i.checked_add(1)?)? {
-            b'"' => ('"', 1),
-            b'\\' => ('\\', 1),
-            b'/' => ('/', 1),
-            b'b' => ('\u{8}', 1),
-            b'f' => ('\u{c}', 1),
-            b'n' => ('\n', 1),
-            b'r' => ('\r', 1),
-            b't' => ('\t', 1),
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
             b'u' => {
                 let hi = hex4(i.checked_add(2)?)?;
                 if (0xd800..0xdc00).contains(&hi) {
@@ -260,17 +260,18 @@ fn unescape(inner: &str, mut emit: impl FnMut(&str)) -> Option<()> {
                     if !(0xdc00..0xe000).contains(&lo) {
                         return None;
                     }
-                    let code = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
-                    (char::from_u32(code)?, 11)
+                    let high = hi.checked_sub(0xd800)?.checked_mul(0x400)?;
+                    let code = high.checked_add(lo.checked_sub(0xdc00)?)?;
+                    (char::from_u32(code.checked_add(0x10000)?)?, 12)
                 } else {
                     // A lone low surrogate is not a char: refused here.
-                    (char::from_u32(hi)?, 5)
+                    (char::from_u32(hi)?, 6)
                 }
             }
             _ => return None,
         };
         emit(c.encode_utf8(&mut utf8));
-        i = i.checked_add(used + 1)?;
+        i = i.checked_add(used)?;
         run = i;
     }
     emit(inner.get(run..)?);

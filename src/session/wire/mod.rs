@@ -250,7 +250,9 @@ fn parse_canonical_u64(b: &[u8]) -> Option<u64> {
         if !c.is_ascii_digit() {
             return None;
         }
-        n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        n = n
+            .checked_mul(10)?
+            .checked_add(u64::from(char::from(c).to_digit(10)?))?;
     }
     Some(n)
 }
@@ -268,27 +270,28 @@ pub(crate) fn parse_response_end_aad(aad: &[u8]) -> Option<u64> {
 /// Writes `prefix` followed by the decimal `n` into `buf`, returning the used part (empty if
 /// `buf` is too short: every caller passes a [`LABEL_LEN`] buffer, which always fits).
 pub(crate) fn indexed_label<'b>(buf: &'b mut [u8; LABEL_LEN], prefix: &[u8], n: u64) -> &'b [u8] {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+    const DIGITS: &[u8; 10] = b"0123456789";
+    let mut digits = [0u8; 20]; // u64::MAX has 20 digits
+    let mut start = digits.len();
     let mut v = n;
-    loop {
-        i -= 1;
-        if let Some(d) = digits.get_mut(i) {
-            *d = b'0' + (v % 10) as u8;
-        }
+    for slot in digits.iter_mut().rev() {
+        *slot = DIGITS.get((v % 10) as usize).copied().unwrap_or(b'0');
+        start = start.saturating_sub(1);
         v /= 10;
-        if v == 0 || i == 0 {
+        if v == 0 {
             break;
         }
     }
-    let digits = digits.get(i..).unwrap_or(&[]);
-    let total = prefix.len() + digits.len();
-    if let Some(dst) = buf.get_mut(..prefix.len()) {
-        dst.copy_from_slice(prefix);
-    }
-    if let Some(dst) = buf.get_mut(prefix.len()..total) {
-        dst.copy_from_slice(digits);
-    }
+    let digits = digits.get(start..).unwrap_or(&[]);
+    let total = prefix.len().saturating_add(digits.len());
+    let Some((head, tail)) = buf
+        .get_mut(..total)
+        .and_then(|used| used.split_at_mut_checked(prefix.len()))
+    else {
+        return &[];
+    };
+    head.copy_from_slice(prefix);
+    tail.copy_from_slice(digits);
     buf.get(..total).unwrap_or(&[])
 }
 
@@ -297,10 +300,11 @@ pub(crate) fn truncate_chars(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
-    let mut end = max;
-    while end > 0 && !s.is_char_boundary(end) {
-        end -= 1;
-    }
+    // The last char boundary at or below `max` (0 is always one).
+    let end = (0..=max)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
     s.get(..end).unwrap_or("")
 }
 

@@ -248,7 +248,7 @@ pub(crate) struct TokenLimit {
 impl ErrorFrame<'_> {
     pub(crate) fn emit(&self) -> String {
         let message = truncate_chars(self.message, MAX_ERROR_MESSAGE_LEN);
-        let mut out = String::with_capacity(128 + message.len());
+        let mut out = String::with_capacity(message.len().saturating_add(128));
         let mut o = JsonObject::open(&mut out);
         o.str("type", "error")
             .str("code", self.code.as_str())
@@ -307,7 +307,13 @@ pub(crate) struct EncryptedResponse<'a> {
 
 impl EncryptedResponse<'_> {
     pub(crate) fn emit(&self) -> String {
-        let mut out = String::with_capacity(256 + self.payload.sealed.len() * 2);
+        let mut out = String::with_capacity(
+            self.payload
+                .sealed
+                .len()
+                .saturating_mul(2)
+                .saturating_add(256),
+        );
         let mut o = JsonObject::open(&mut out);
         o.str("type", "encrypted_response")
             .str("session_id", self.session_id)

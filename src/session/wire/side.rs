@@ -122,7 +122,8 @@ pub(crate) struct PublishedDelta<'a> {
 
 impl PublishedDelta<'_> {
     pub(crate) fn emit(&self) -> String {
-        let mut out = String::with_capacity(self.ciphertext.len() * 2 + 400);
+        let mut out =
+            String::with_capacity(self.ciphertext.len().saturating_mul(2).saturating_add(400));
         let mut o = JsonObject::open(&mut out);
         o.bool("encrypted", true)
             .u64("version", 1)
