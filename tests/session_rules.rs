@@ -1098,6 +1098,77 @@ fn chunks_beyond_the_sealed_count_fail_the_answer() {
     );
 }
 
+/// Two answers under one key: the ids of answer frames are not authenticated and chunk AADs
+/// restart at `chunk_0`, so without the client remembering which frames it already had, the
+/// sealed end of an earlier, shorter answer would cut a later one short (and its chunks
+/// would fit in).
+#[test]
+fn frames_of_an_earlier_answer_under_the_key_do_not_fit_a_later_one() {
+    let (mut node, conn) = established(NodeConfig::default());
+    let mut c = client_cfg(K1, 1, ClientConfig::default());
+    c.start_session(T0, params("1", "2")).unwrap();
+    c.poll_transmit().unwrap();
+    c.handle_frame(T0, r#"{"type":"session_init_ack"}"#)
+        .unwrap();
+    assert_eq!(c.poll_event(), Some(ClientEvent::SessionReady));
+    let mut answer = |c: &mut Client<Recorded>, texts: &[&str]| {
+        let rid = c.send_prompt(T0, &Prompt::new("q")).unwrap();
+        c.poll_transmit().unwrap();
+        for (i, t) in texts.iter().enumerate() {
+            node.send_chunk(T0, conn, "1", &rid, t, i + 1 == texts.len())
+                .unwrap();
+        }
+        node.finish(T0, conn, "1", &rid, StreamEnd::complete(1, 1, 1))
+            .unwrap();
+        (rid, drain(&mut node))
+    };
+    // The first answer arrives whole.
+    let (first_id, first) = answer(&mut c, &["x", "y"]);
+    let events = feed(&mut c, &first);
+    assert!(matches!(ends(&events)[..], [ClientEvent::Finished { authenticated: true, .. }]), "{events:?}");
+    // The second: its first two chunks, then the first answer's sealed end posing as its own.
+    let (second_id, second) = answer(&mut c, &["a", "b", "c"]);
+    let mut stale_end: Value = serde_json::from_str(&first[2]).unwrap();
+    stale_end["id"] = Value::String(second_id.clone());
+    assert_ne!(first_id, second_id);
+    let attack = [second[0].clone(), second[1].clone(), stale_end.to_string()];
+    let events = feed(&mut c, &attack);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::AnswerFailed {
+            error: ClientError::OutOfOrder
+        }]
+    );
+    // Nor does an earlier chunk fit a later answer.
+    let (third_id, third) = answer(&mut c, &["p", "q"]);
+    let mut stale_chunk: Value = serde_json::from_str(&first[0]).unwrap();
+    stale_chunk["id"] = Value::String(third_id);
+    let events = feed(&mut c, &[stale_chunk.to_string()]);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::AnswerFailed {
+            error: ClientError::OutOfOrder
+        }]
+    );
+    drop(third);
+}
+
+#[test]
+fn a_key_that_brought_its_limit_of_frames_takes_no_more() {
+    let frames = node_chunks(&["a", "b", "c"]);
+    let (mut c, _) = client_with_answer(ClientConfig {
+        max_frames_per_key: 2,
+        ..ClientConfig::default()
+    });
+    let events = feed(&mut c, &frames);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::AnswerFailed {
+            error: ClientError::KeyExhausted
+        }]
+    );
+}
+
 #[test]
 fn a_cancelled_answer_is_finished_but_not_authenticated() {
     let frames = node_chunks(&["a", "b", "c"]);
@@ -1248,10 +1319,11 @@ fn a_node_configuration_it_cannot_run_with_is_refused_at_construction() {
 
 #[test]
 fn a_client_configuration_it_cannot_run_with_is_refused_at_construction() {
-    let zeroed: [Zeroed<ClientConfig>; 6] = [
+    let zeroed: [Zeroed<ClientConfig>; 7] = [
         ("max_frame_len", |c| c.max_frame_len = 0),
         ("max_answer_len", |c| c.max_answer_len = 0),
         ("queue_capacity", |c| c.queue_capacity = 0),
+        ("max_frames_per_key", |c| c.max_frames_per_key = 0),
         ("ack_timeout", |c| c.ack_timeout = Duration::ZERO),
         ("first_chunk_timeout", |c| {
             c.first_chunk_timeout = Duration::ZERO

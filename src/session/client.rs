@@ -8,6 +8,7 @@
 //! into the clear envelope.
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeSet;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
@@ -49,6 +50,7 @@ fn scalar_from_seed48(seed: &[u8; 48]) -> Zeroizing<[u8; 32]> {
 }
 
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 enum Phase {
     /// Init sent, waiting for the ack.
     AwaitingAck,
@@ -58,6 +60,7 @@ enum Phase {
     Answering,
 }
 
+#[cfg_attr(fuzzing, derive(Clone))]
 struct Answer {
     request_id: String,
     text: Zeroizing<String>,
@@ -67,6 +70,7 @@ struct Answer {
 }
 
 /// How far the end of an answer got ([docs/fabstir-wire.md §4.1]).
+#[cfg_attr(fuzzing, derive(Clone))]
 enum Ending {
     /// Chunks may still come.
     Open,
@@ -83,6 +87,12 @@ enum Ending {
 
 struct ClientSession {
     params: SessionParams,
+    /// The nonces (first 8 bytes) of every chunk and end of answer received under `key`.
+    /// Why: the ids of answer frames are not authenticated and the chunk AADs restart at
+    /// `chunk_0` with each answer, so a frame of an earlier answer under the same key would
+    /// otherwise fit a later one (a chunk swapped in, or a shorter answer's sealed end
+    /// cutting it short). The node draws a fresh random nonce for each frame it seals.
+    seen: BTreeSet<u64>,
     /// Boxed so that it never moves (a move leaves the old bytes behind unwiped); wiped in
     /// place when the session is replaced or dropped.
     key: Option<Box<SecretBytes<32>>>,
@@ -91,6 +101,21 @@ struct ClientSession {
     phase: Phase,
     answer: Option<Answer>,
     deadline: Option<Instant>,
+}
+
+impl ClientSession {
+    /// Records a sealed frame's nonce (first 8 bytes), refusing one already seen under this
+    /// key (`OutOfOrder`) and a key that received `max` frames (`KeyExhausted`).
+    fn first_use(&mut self, nonce_id: u64, max: usize) -> Result<(), ClientError> {
+        if self.seen.contains(&nonce_id) {
+            return Err(ClientError::OutOfOrder);
+        }
+        if self.seen.len() >= max {
+            return Err(ClientError::KeyExhausted);
+        }
+        self.seen.insert(nonce_id);
+        Ok(())
+    }
 }
 
 /// The SDK side of the protocol.
@@ -141,6 +166,41 @@ pub struct Client<R> {
     transmits: Outbox<String>,
     events: Outbox<ClientEvent>,
     id_counter: u64,
+}
+
+#[cfg(fuzzing)]
+impl Clone for ClientSession {
+    fn clone(&self) -> Self {
+        ClientSession {
+            params: self.params.clone(),
+            seen: self.seen.clone(),
+            key: self.key.as_ref().map(|k| Box::new(k.clone_secret())),
+            user_address: self.user_address.clone(),
+            next_message: self.next_message,
+            phase: self.phase.clone(),
+            answer: self.answer.clone(),
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// Fuzz targets clone a client in the middle of a session per input (cargo-fuzz builds with
+/// `--cfg fuzzing`); no other build can copy its keys.
+#[cfg(fuzzing)]
+impl<R: Clone> Clone for Client<R> {
+    fn clone(&self) -> Self {
+        Client {
+            identity: self.identity.clone(),
+            node_public: self.node_public,
+            node_compressed: self.node_compressed,
+            config: self.config.clone(),
+            rng: self.rng.clone(),
+            session: self.session.clone(),
+            transmits: self.transmits.clone(),
+            events: self.events.clone(),
+            id_counter: self.id_counter,
+        }
+    }
 }
 
 impl<R> fmt::Debug for Client<R> {
@@ -282,6 +342,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
     ) {
         self.session = Some(ClientSession {
             params,
+            seen: BTreeSet::new(),
             key,
             user_address,
             next_message: 0,

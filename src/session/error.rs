@@ -310,6 +310,9 @@ pub enum ClientError {
     InvalidParameter(&'static str),
     /// The transmit queue holds `queue_capacity` frames: drain it before calling again.
     Capacity,
+    /// The session key received [`ClientConfig::max_frames_per_key`](super::ClientConfig)
+    /// sealed frames: start a new session (a fresh key) for more.
+    KeyExhausted,
     /// [`Client::new`](super::Client::new) was given a configuration it cannot run with; the
     /// text names the field.
     InvalidConfig(&'static str),
@@ -327,6 +330,9 @@ impl fmt::Display for ClientError {
             ClientError::NotReady => f.write_str("session is not ready"),
             ClientError::InvalidParameter(what) => write!(f, "invalid parameter: {what}"),
             ClientError::Capacity => f.write_str("transmit queue is full"),
+            ClientError::KeyExhausted => {
+                f.write_str("the session key received its limit of frames: start a new session")
+            }
             ClientError::InvalidConfig(field) => write!(f, "invalid configuration: {field}"),
         }
     }

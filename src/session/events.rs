@@ -50,6 +50,7 @@ impl fmt::Debug for Transmit {
 
 /// What the node tells its embedder.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 #[non_exhaustive]
 pub enum NodeEvent {
     /// A verified init waits for [`Node::accept`](super::Node::accept) or [`Node::reject`](super::Node::reject).
@@ -138,6 +139,7 @@ impl fmt::Debug for PromptImage {
 }
 
 /// A decrypted prompt. `Debug` does not show the prompt, the images or the search queries.
+#[cfg_attr(fuzzing, derive(Clone))]
 #[non_exhaustive]
 pub struct PromptRequest {
     /// The connection.

@@ -71,6 +71,28 @@ pub struct Node<R> {
     scratch: Zeroizing<Vec<u8>>,
 }
 
+/// Fuzz targets clone an established node per input (cargo-fuzz builds with `--cfg fuzzing`);
+/// no other build can copy the host key or a session key.
+#[cfg(fuzzing)]
+impl<R: Clone> Clone for Node<R> {
+    fn clone(&self) -> Self {
+        Node {
+            key: self.key.clone(),
+            public: self.public,
+            public_compressed: self.public_compressed,
+            address: self.address,
+            config: self.config.clone(),
+            rng: self.rng.clone(),
+            table: self.table.clone(),
+            replay: self.replay.clone(),
+            transmits: self.transmits.clone(),
+            events: self.events.clone(),
+            stats: self.stats.clone(),
+            scratch: self.scratch.clone(),
+        }
+    }
+}
+
 impl<R> fmt::Debug for Node<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Node")

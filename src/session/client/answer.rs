@@ -66,7 +66,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
             return Err(ClientError::OutOfOrder);
         }
         let chunk = frame.chunk()?;
-        let (text, _) = open_sealed(key, &chunk.sealed, |aad| match policy {
+        let opened = open_sealed(key, &chunk.sealed, |aad| match policy {
             ChunkAadPolicy::Ordered => {
                 let mut buf = [0u8; wire::LABEL_LEN];
                 aad == wire::indexed_label(&mut buf, CHUNK_AAD, a.next_index)
@@ -80,7 +80,9 @@ impl<R: rand_core::CryptoRng> Client<R> {
                 }
             }
         }
-        let text = String::from_utf8(text.to_vec()).map_err(|_| ClientError::InvalidUtf8)?;
+        let text =
+            String::from_utf8(opened.plain.to_vec()).map_err(|_| ClientError::InvalidUtf8)?;
+        self.first_use(opened.nonce_id)?;
         self.append_chunk(now, text, chunk.is_final)
     }
 
@@ -163,11 +165,12 @@ impl<R: rand_core::CryptoRng> Client<R> {
     ) -> Result<(), ClientError> {
         let policy = self.config.chunk_aad;
         let grace = self.config.final_grace;
+        let max_frames = self.config.max_frames_per_key;
         let s = self.session.as_mut().ok_or(ClientError::NotReady)?;
         let key = s.key.as_ref().ok_or(ClientError::Malformed(
             "encrypted response in plaintext session",
         ))?;
-        let a = s.answer.as_mut().ok_or(ClientError::NotReady)?;
+        let a = s.answer.as_ref().ok_or(ClientError::NotReady)?;
         if matches!(a.ending, Ending::Sealed { .. }) {
             return Err(ClientError::OutOfOrder); // a second end of the same answer
         }
@@ -175,14 +178,18 @@ impl<R: rand_core::CryptoRng> Client<R> {
             // Decrypted and discarded by the SDK; here it must authenticate, and only the
             // count-sealing form ends the answer.
             Some(sealed) => {
-                let (reason, aad) = open_sealed(key, &sealed, |aad| {
+                let opened = open_sealed(key, &sealed, |aad| {
                     policy != ChunkAadPolicy::Ordered
                         || aad == RESPONSE_FINAL_AAD
                         || wire::parse_response_end_aad(aad).is_some()
                 })?;
-                match wire::parse_response_end_aad(&aad) {
+                s.first_use(opened.nonce_id, max_frames)?;
+                let a = s.answer.as_mut().ok_or(ClientError::NotReady)?;
+                match wire::parse_response_end_aad(&opened.aad) {
                     Some(n) if n == a.next_index => Ending::Sealed {
-                        finish_reason: core::str::from_utf8(&reason).ok().map(String::from),
+                        finish_reason: core::str::from_utf8(&opened.plain)
+                            .ok()
+                            .map(String::from),
                     },
                     Some(n) if n > a.next_index => {
                         self.end_answer(EndedBy::CountShort);
@@ -194,9 +201,19 @@ impl<R: rand_core::CryptoRng> Client<R> {
             }
             None => Ending::Claimed,
         };
+        let a = s.answer.as_mut().ok_or(ClientError::NotReady)?;
         a.ending = ending;
         s.deadline = Some(now.saturating_add(grace));
         Ok(())
+    }
+
+    /// Records a sealed frame's nonce, refusing one seen before under this key.
+    fn first_use(&mut self, nonce_id: u64) -> Result<(), ClientError> {
+        let max = self.config.max_frames_per_key;
+        self.session
+            .as_mut()
+            .ok_or(ClientError::NotReady)?
+            .first_use(nonce_id, max)
     }
 
     /// Ends the answer in progress and reports how: `Finished` when its end is proven (or
@@ -279,7 +296,7 @@ fn open_sealed(
     key: &SecretBytes<32>,
     fields: &SealedFields<'_>,
     aad_ok: impl FnOnce(&[u8]) -> bool,
-) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), ClientError> {
+) -> Result<Opened, ClientError> {
     let nonce: [u8; 24] =
         hex::decode_array(fields.nonce).map_err(|_| ClientError::DecryptionFailed)?;
     let aad = hex::decode(fields.aad).map_err(|_| ClientError::DecryptionFailed)?;
@@ -292,5 +309,20 @@ fn open_sealed(
     }
     let plain = aead::xchacha_open(key.expose(), &nonce, &aad, &sealed)
         .map_err(|_| ClientError::DecryptionFailed)?;
-    Ok((plain, aad))
+    let mut id = [0u8; 8];
+    id.copy_from_slice(nonce.get(..8).unwrap_or(&[0; 8]));
+    Ok(Opened {
+        plain,
+        aad,
+        nonce_id: u64::from_le_bytes(id),
+    })
+}
+
+/// What [`open_sealed`] returns.
+struct Opened {
+    plain: Zeroizing<Vec<u8>>,
+    aad: Vec<u8>,
+    /// The first 8 bytes of the (random) nonce: tells this frame from every other one the
+    /// node sealed under the key.
+    nonce_id: u64,
 }

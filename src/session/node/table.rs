@@ -50,6 +50,7 @@ pub(super) struct Slot {
 }
 
 /// What only a pending (not yet accepted) session needs.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct Pending {
     /// The init's ephemeral key, forgotten by the replay cache if the session never opens.
     pub(super) eph: Option<EphKey>,
@@ -58,6 +59,7 @@ pub(super) struct Pending {
 }
 
 /// The answer being streamed: its request and the next `chunk_<i>`.
+#[cfg_attr(fuzzing, derive(Clone))]
 struct AnswerStream {
     request_id: Box<str>,
     next_index: u64,
@@ -93,6 +95,29 @@ pub(crate) struct NodeSession {
     encrypted: bool,
     pending: Option<Box<Pending>>,
     stream: Option<Box<AnswerStream>>,
+}
+
+/// Fuzz targets clone an established node per input (cargo-fuzz builds with `--cfg fuzzing`);
+/// no other build can copy a session key.
+#[cfg(fuzzing)]
+impl Clone for NodeSession {
+    fn clone(&self) -> Self {
+        NodeSession {
+            session_id: self.session_id.clone(),
+            job_id: self.job_id.clone(),
+            uid: self.uid,
+            key: Box::new(self.key.clone_secret()),
+            last_index: self.last_index,
+            installed: self.installed,
+            last_active: self.last_active,
+            armed: self.armed,
+            chain_id: self.chain_id,
+            client_address: self.client_address,
+            encrypted: self.encrypted,
+            pending: self.pending.clone(),
+            stream: self.stream.clone(),
+        }
+    }
 }
 
 impl NodeSession {
@@ -214,6 +239,7 @@ pub(super) struct Expired {
 }
 
 /// Every connection and session of a node, with their deadlines.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct SessionTable {
     conns: BTreeMap<ConnectionId, Vec<NodeSession>>,
     next_conn: u64,
