@@ -128,6 +128,72 @@ fn a_replayed_init_is_refused_before_any_costly_work() {
     );
 }
 
+/// The public-key recovery comes after the AEAD open (an init made for another node's key,
+/// or a recorded one with a flipped byte, costs an ECDH and no recovery): an init whose
+/// signature recovers nothing and whose ciphertext is wrong is `DECRYPTION_FAILED`; with the
+/// right ciphertext it is `INVALID_SIGNATURE`. A malformed signature (high S) is refused
+/// before any of it.
+#[test]
+fn the_signer_is_recovered_only_from_an_init_that_decrypts() {
+    let mut node = node(NodeConfig::default(), 1);
+    let conn = node.connect().unwrap();
+    let init: Value = serde_json::from_str(&init_frame(K1, 1, "1", "2")).unwrap();
+    let mut sig = hex::decode(init["payload"]["signatureHex"].as_str().unwrap()).unwrap();
+    // An r that is no point's x-coordinate: nothing can be recovered from it.
+    let digest = [0u8; 32];
+    let unrecoverable = (1u8..=255)
+        .map(|b| [[0u8; 31].as_slice(), &[b]].concat())
+        .find(|r| {
+            let mut rs = r.clone();
+            rs.extend_from_slice(&sig[32..64]);
+            let Ok(sig) = k256::ecdsa::Signature::from_slice(&rs) else {
+                return false;
+            };
+            (0..2).all(|v| {
+                k256::ecdsa::VerifyingKey::recover_from_prehash(
+                    &digest,
+                    &sig,
+                    k256::ecdsa::RecoveryId::from_byte(v).unwrap(),
+                )
+                .is_err()
+            })
+        })
+        .unwrap();
+    sig[..32].copy_from_slice(&unrecoverable);
+    let with = |sig: &[u8], flip_ct: bool| {
+        let mut v = init.clone();
+        v["payload"]["signatureHex"] = Value::String(hex::encode(sig));
+        if flip_ct {
+            let mut ct = hex::decode(v["payload"]["ciphertextHex"].as_str().unwrap()).unwrap();
+            ct[0] ^= 1;
+            v["payload"]["ciphertextHex"] = Value::String(hex::encode(&ct));
+        }
+        v.to_string()
+    };
+    assert_rejected(
+        &send(&mut node, T0, conn, &with(&sig, true)),
+        "DECRYPTION_FAILED",
+    );
+    assert_rejected(
+        &send(&mut node, T0, conn, &with(&sig, false)),
+        "INVALID_SIGNATURE",
+    );
+    // High S (n - s), with a wrong ciphertext as well: the form is checked first.
+    let mut high = hex::decode(init["payload"]["signatureHex"].as_str().unwrap()).unwrap();
+    let n =
+        hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141").unwrap();
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(n[i]) - i16::from(high[32 + i]) - borrow;
+        high[32 + i] = d.rem_euclid(256) as u8;
+        borrow = i16::from(d < 0);
+    }
+    assert_rejected(
+        &send(&mut node, T0, conn, &with(&high, true)),
+        "INVALID_SIGNATURE",
+    );
+}
+
 #[test]
 fn a_reinit_that_changes_the_chain_is_not_authorized_and_the_key_is_kept() {
     let (mut node, conn) = established(NodeConfig::default());
@@ -1125,7 +1191,16 @@ fn frames_of_an_earlier_answer_under_the_key_do_not_fit_a_later_one() {
     // The first answer arrives whole.
     let (first_id, first) = answer(&mut c, &["x", "y"]);
     let events = feed(&mut c, &first);
-    assert!(matches!(ends(&events)[..], [ClientEvent::Finished { authenticated: true, .. }]), "{events:?}");
+    assert!(
+        matches!(
+            ends(&events)[..],
+            [ClientEvent::Finished {
+                authenticated: true,
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
     // The second: its first two chunks, then the first answer's sealed end posing as its own.
     let (second_id, second) = answer(&mut c, &["a", "b", "c"]);
     let mut stale_end: Value = serde_json::from_str(&first[2]).unwrap();

@@ -220,8 +220,10 @@ fuzz_target!(|data: &[u8]| {
         while node.poll_transmit().is_some() {}
     }
 
-    // Unless the input re-keyed or closed it, the established session still works.
-    if !disturbed {
+    // Unless the input re-keyed or closed it, the established session still works. Checked
+    // for one input in eight (chosen by its length): the AEAD open of the check, slow under the
+    // sanitizers, cost more than the rest of a short input, and the fuzzer varies lengths.
+    if !disturbed && data.len() % 8 == 0 {
         node.handle_frame(now, conn, &base.still_alive)
             .expect("session survives any garbage");
         let mut got = false;

@@ -229,7 +229,8 @@ impl<R: rand_core::CryptoRng> Node<R> {
         self.stats.count_rejection(e.code());
         let frame = ErrorFrame {
             code: e.code(),
-            message: &e.to_string(),
+            message: "",
+            sentence: e.sentence(),
             session_id: echo.session_id,
             id: echo.id,
             token_limit: None,
@@ -315,6 +316,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         let frame = ErrorFrame {
             code: ErrorCode::NotAuthorized,
             message,
+            sentence: [""; 3],
             session_id: Some(session_id),
             id: pending.and_then(|p| p.init_id.as_deref()),
             token_limit: None,
@@ -376,6 +378,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
                 let frame = ErrorFrame {
                     code: ErrorCode::SessionNotAccepted,
                     message: "session was not accepted in time",
+                    sentence: [""; 3],
                     session_id: Some(session.session_id()),
                     id: p.init_id.as_deref(),
                     token_limit: None,
@@ -537,6 +540,7 @@ mod tests {
         let frame = ErrorFrame {
             code: ErrorCode::InvalidAad,
             message: "bad \"aad\"",
+            sentence: [""; 3],
             session_id: Some("7"),
             id: Some("1-a"),
             token_limit: None,

@@ -187,9 +187,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
                 let a = s.answer.as_mut().ok_or(ClientError::NotReady)?;
                 match wire::parse_response_end_aad(&opened.aad) {
                     Some(n) if n == a.next_index => Ending::Sealed {
-                        finish_reason: core::str::from_utf8(&opened.plain)
-                            .ok()
-                            .map(String::from),
+                        finish_reason: core::str::from_utf8(&opened.plain).ok().map(String::from),
                     },
                     Some(n) if n > a.next_index => {
                         self.end_answer(EndedBy::CountShort);

@@ -202,6 +202,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
             ErrorFrame {
                 code,
                 message,
+                sentence: [""; 3],
                 session_id,
                 id: request_id,
                 token_limit: None,
@@ -233,6 +234,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         let frame = ErrorFrame {
             code: ErrorCode::TokenLimitExceeded,
             message: "Prompt exceeds context window",
+            sentence: [""; 3],
             session_id,
             id: request_id,
             token_limit: Some(TokenLimit {

@@ -124,17 +124,26 @@ impl<R: rand_core::CryptoRng> Node<R> {
             })
     }
 
-    /// [docs/fabstir-wire.md §2.5] from the parsed frame to the checked plaintext: recover the signer, derive the
-    /// key, open the ciphertext in place, read the plaintext, compare the job ids.
+    /// [docs/fabstir-wire.md §2.5] from the parsed frame to the checked plaintext: check the
+    /// signature's form, derive the key, open the ciphertext in place, recover the signer,
+    /// read the plaintext, compare the job ids.
+    ///
+    /// Why the recovery comes after the AEAD: anyone can write a well-formed signature and a
+    /// ciphertext for another node's key, or flip a byte of a recorded one; such inits now
+    /// cost an ECDH and fail at the tag, without the public-key recovery that would double
+    /// their price. An init is accepted only once both hold, so the order changes no outcome
+    /// but the code of an init wrong in both ways (`DECRYPTION_FAILED`).
     fn open_init(&self, init: &mut EncryptedSessionInit<'_>) -> Result<VerifiedInit, NodeError> {
         use NodeError as E;
         let digest = init.digest(&self.public_compressed);
         let (rs, v) = init.signature.split_at(64);
-        let rs: &[u8; 64] = rs.try_into().map_err(|_| E::InvalidSignature)?;
+        let rs: [u8; 64] = rs.try_into().map_err(|_| E::InvalidSignature)?;
         let v = v.first().copied().unwrap_or(0xff);
-        let client = PublicKey::recover_from_prehash(&digest, rs, v)
-            .map_err(|_| E::InvalidSignature)?
-            .address();
+        // The form (1 ≤ r, s < n, low S): cheap, and the same check the recovery makes.
+        match k256::ecdsa::Signature::from_slice(&rs) {
+            Ok(sig) if sig.normalize_s() == sig => {}
+            _ => return Err(E::InvalidSignature),
+        }
 
         // ECDH (raw x) → HKDF(zero salt, empty info) → XChaCha20-Poly1305 open.
         let x = self.key.ecdh_x(&init.eph_pub);
@@ -149,6 +158,9 @@ impl<R: rand_core::CryptoRng> Node<R> {
         aead::xchacha_open_in_place(&k, &init.nonce, &init.aad, body, &tag)
             .map_err(|_| E::DecryptionFailed)?;
 
+        let client = PublicKey::recover_from_prehash(&digest, &rs, v)
+            .map_err(|_| E::InvalidSignature)?
+            .address();
         let plain = InitPlaintext::parse(body)?;
         if plain.job_id != init.job_id {
             return Err(E::JobIdMismatch);

@@ -389,6 +389,18 @@ impl<'o, O: JsonOut + ?Sized> JsonObject<'o, O> {
         self
     }
 
+    /// `"key":"value"` with `value` the concatenation of `parts`, escaped.
+    #[inline]
+    pub(crate) fn strs(&mut self, key: &str, parts: &[&str]) -> &mut Self {
+        let out = self.key(key);
+        out.push_str("\"");
+        for part in parts {
+            push_escaped(out, part);
+        }
+        out.push_str("\"");
+        self
+    }
+
     /// `"key":n`.
     #[inline]
     pub(crate) fn u64(&mut self, key: &str, n: u64) -> &mut Self {
@@ -527,40 +539,92 @@ impl<'o, O: JsonOut + ?Sized> JsonArray<'o, O> {
     }
 }
 
+/// Which bytes a JSON string escapes: control characters, `"` and `\`.
+// Evaluated at compile time: an index out of range fails the build; nothing can panic when
+// it runs.
+#[allow(clippy::indexing_slicing)]
+const ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// The position of the first byte a JSON string escapes, eight bytes at a time (one word test
+/// per clean word, a table lookup per byte only in a word that has one).
+fn first_escaped(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Whether a byte of `w` is zero (exact as to whether, not as to which).
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS != 0;
+    let by_byte = |chunk: &[u8]| {
+        chunk
+            .iter()
+            .position(|&b| ESCAPED.get(usize::from(b)).copied().unwrap_or(true))
+    };
+    let mut words = bytes.chunks_exact(8);
+    let mut offset = 0usize;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        // A byte below 0x20 (0x20 ≤ 128: the test is exact), a `"`, a `\`.
+        let control = w.wrapping_sub(ONES.wrapping_mul(0x20)) & !w & HIGHS != 0;
+        if control
+            || has_zero(w ^ ONES.wrapping_mul(u64::from(b'"')))
+            || has_zero(w ^ ONES.wrapping_mul(u64::from(b'\\')))
+        {
+            if let Some(p) = by_byte(word) {
+                return offset.checked_add(p);
+            }
+        }
+        offset = offset.saturating_add(8);
+    }
+    by_byte(words.remainder()).and_then(|p| offset.checked_add(p))
+}
+
 /// Appends `s` as a JSON string literal exactly as `JSON.stringify` (and serde_json) write it.
 pub(crate) fn push_json_str<O: JsonOut + ?Sized>(out: &mut O, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push_str("\"");
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc: Option<&str> = match b {
-            b'"' => Some("\\\""),
-            b'\\' => Some("\\\\"),
-            b'\n' => Some("\\n"),
-            b'\r' => Some("\\r"),
-            b'\t' => Some("\\t"),
-            0x08 => Some("\\b"),
-            0x0c => Some("\\f"),
-            0..=0x1f => Some(""),
-            _ => None,
-        };
-        if let Some(e) = esc {
-            out.push_str(s.get(start..i).unwrap_or(""));
-            if e.is_empty() {
+    push_escaped(out, s);
+    out.push_str("\"");
+}
+
+/// Appends the inside of a JSON string literal for `s` (its escapes, no quotes).
+fn push_escaped<O: JsonOut + ?Sized>(out: &mut O, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut rest = s;
+    // Copy the runs that need no escape in one piece each.
+    while let Some(at) = first_escaped(rest.as_bytes()) {
+        let (run, tail) = rest.split_at(at);
+        out.push_str(run);
+        let mut bytes = tail.bytes();
+        let b = bytes.next().unwrap_or(0);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
                 // `\u00xx`, lower-case (b < 0x20, so its high nibble is 0 or 1).
                 let lo = HEX.get(usize::from(b & 0x0f)).copied().unwrap_or(b'0');
                 let hi = if b >= 0x10 { b'1' } else { b'0' };
                 let esc = [b'\\', b'u', b'0', b'0', hi, lo];
                 out.push_str(core::str::from_utf8(&esc).unwrap_or(""));
-            } else {
-                out.push_str(e);
             }
-            // `i` indexes `s`, so `i + 1 <= s.len()`: no overflow.
-            start = i.saturating_add(1);
         }
+        // The escaped byte is ASCII: the rest starts on a char boundary.
+        rest = tail.get(1..).unwrap_or("");
     }
-    out.push_str(s.get(start..).unwrap_or(""));
-    out.push_str("\"");
+    out.push_str(rest);
 }
 
 /// Appends a `u64` in decimal.
@@ -723,6 +787,30 @@ mod tests {
             let theirs = serde_json::from_str::<String>(&token).ok();
             if serde_json::from_str::<&serde_json::value::RawValue>(&token).is_ok() {
                 prop_assert_eq!(ours(&token), theirs);
+            }
+        }
+    }
+
+    /// The escape search goes eight bytes at a time: every ASCII byte at every position of a
+    /// few words, and two of them, escape as serde_json escapes them.
+    #[test]
+    fn escapes_are_found_at_every_position_of_a_word() {
+        for at in 0..20 {
+            for c in 0u8..0x80 {
+                let mut text = "x".repeat(20);
+                text.replace_range(at..=at, char::from(c).encode_utf8(&mut [0; 4]));
+                text.push('é');
+                let mut ours = String::new();
+                push_json_str(&mut ours, &text);
+                assert_eq!(
+                    ours,
+                    serde_json::to_string(&text).unwrap(),
+                    "{c:#x} at {at}"
+                );
+                let twice = alloc::format!("{text}{text}");
+                let mut ours = String::new();
+                push_json_str(&mut ours, &twice);
+                assert_eq!(ours, serde_json::to_string(&twice).unwrap());
             }
         }
     }

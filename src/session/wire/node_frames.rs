@@ -232,6 +232,9 @@ pub(crate) struct ErrorFrame<'a> {
     pub(crate) code: ErrorCode,
     /// Cut to [`MAX_ERROR_MESSAGE_LEN`] bytes.
     pub(crate) message: &'a str,
+    /// Fixed text after `message` (a [`NodeError`](crate::session::NodeError)'s sentence, in
+    /// pieces so that no temporary string is formatted for each rejected frame).
+    pub(crate) sentence: [&'static str; 3],
     pub(crate) session_id: Option<&'a str>,
     pub(crate) id: Option<&'a str>,
     /// Only with `TOKEN_LIMIT_EXCEEDED`, the one code the SDK reads.
@@ -248,11 +251,23 @@ pub(crate) struct TokenLimit {
 impl ErrorFrame<'_> {
     pub(crate) fn emit(&self) -> String {
         let message = truncate_chars(self.message, MAX_ERROR_MESSAGE_LEN);
-        let mut out = String::with_capacity(message.len().saturating_add(128));
+        let sentence_len: usize = self.sentence.iter().map(|p| p.len()).sum();
+        let mut out = String::with_capacity(
+            message
+                .len()
+                .saturating_add(sentence_len)
+                .saturating_add(128),
+        );
         let mut o = JsonObject::open(&mut out);
-        o.str("type", "error")
-            .str("code", self.code.as_str())
-            .str("message", message);
+        o.str("type", "error").str("code", self.code.as_str()).strs(
+            "message",
+            &[
+                message,
+                self.sentence[0],
+                self.sentence[1],
+                self.sentence[2],
+            ],
+        );
         if let Some(s) = self.session_id {
             o.str("session_id", s);
         }
@@ -448,6 +463,7 @@ mod tests {
         let error = ErrorFrame {
             code: ErrorCode::TokenLimitExceeded,
             message: TRICKY,
+            sentence: [""; 3],
             session_id: Some("7"),
             id: Some("r"),
             token_limit: Some(TokenLimit {
@@ -480,6 +496,7 @@ mod tests {
         let frame = ErrorFrame {
             code: ErrorCode::Internal,
             message: &long,
+            sentence: [""; 3],
             session_id: None,
             id: None,
             token_limit: None,
