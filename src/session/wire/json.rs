@@ -203,7 +203,7 @@ pub(crate) fn secret_str(raw: &serde_json::value::RawValue) -> Option<Zeroizing<
     let inner = raw.get().strip_prefix('"')?.strip_suffix('"')?;
     // No escape (the usual case): the token is the text (serde_json checked it has no
     // control character while skipping it).
-    if !inner.as_bytes().contains(&b'\\') {
+    if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
         let mut text = Zeroizing::new(String::with_capacity(inner.len()));
         text.push_str(inner);
         return Some(text);
