@@ -114,7 +114,7 @@ struct Cutter {
 
 impl Cutter {
     /// The frames to pass on for one frame from the node.
-    fn from_node(&mut self, text: String) -> Vec<String> {
+    fn on_node_frame(&mut self, text: String) -> Vec<String> {
         if self.mode == Mode::Pass {
             return vec![text];
         }
@@ -170,7 +170,7 @@ async fn relay(client: TcpStream, upstream: String, mode: Mode, record: Option<S
             },
             msg = from_node.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
-                    for frame in cutter.from_node(t.as_str().to_owned()) {
+                    for frame in cutter.on_node_frame(t.as_str().to_owned()) {
                         if to_client.send(Message::text(frame)).await.is_err() {
                             return;
                         }
