@@ -14,6 +14,10 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
+use segments::Segment;
+
+#[path = "session_segments.rs"]
+mod segments;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sealwire::session::{
@@ -110,23 +114,6 @@ static BASE: LazyLock<Base> = LazyLock::new(|| {
     Base { client, templates }
 });
 
-/// The frame a segment stands for.
-fn frame_of(segment: &[u8], templates: &[String]) -> String {
-    match segment {
-        [0xfe, k, rest @ ..] => {
-            let mut bytes = templates[usize::from(*k) % templates.len()]
-                .as_bytes()
-                .to_vec();
-            if let [hi, lo, xor, ..] = rest {
-                let at = usize::from(u16::from_be_bytes([*hi, *lo])) % bytes.len();
-                bytes[at] ^= xor;
-            }
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        _ => String::from_utf8_lossy(segment).into_owned(),
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let base = &*BASE;
     let mut client = base.client.clone();
@@ -134,10 +121,11 @@ fuzz_target!(|data: &[u8]| {
     let mut chunks = Vec::new();
     for segment in data.split(|b| *b == 0xff) {
         now += Duration::from_millis(5);
-        if let [0xfd, a, b, ..] = segment {
-            now += Duration::from_millis(u64::from(u16::from_be_bytes([*a, *b])));
-        } else {
-            let _ = client.handle_frame(now, &frame_of(segment, &base.templates));
+        match Segment::parse(segment, &base.templates) {
+            Segment::Wait(ms) => now += Duration::from_millis(u64::from(ms)),
+            Segment::Frame(frame) => {
+                let _ = client.handle_frame(now, &frame);
+            }
         }
         if client.poll_timeout().is_some_and(|t| t <= now) {
             client.handle_timeout(now);

@@ -2,7 +2,7 @@
 //! which never occurs in UTF-8) must give typed errors, at most one error frame per frame,
 //! bounded queues, and leave the established session usable.
 //!
-//! Speed: the node with its accepted session (and its client) is built once and cloned per
+//! Speed: the node with its accepted session is built once and cloned per
 //! input (cargo-fuzz builds with `--cfg fuzzing`, which makes the machines `Clone`); a fresh
 //! init per input cost about a millisecond. Depth: a segment starting with 0xfe stands for one
 //! of the valid client frames built at start (prompts, a re-init, a new session, a replay, a
@@ -14,6 +14,10 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
+use segments::Segment;
+
+#[path = "session_segments.rs"]
+mod segments;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sealwire::session::{
@@ -133,23 +137,6 @@ static BASE: LazyLock<Base> = LazyLock::new(|| {
     }
 });
 
-/// The frame a segment stands for.
-fn frame_of(segment: &[u8], templates: &[String]) -> String {
-    match segment {
-        [0xfe, k, rest @ ..] => {
-            let mut bytes = templates[usize::from(*k) % templates.len()]
-                .as_bytes()
-                .to_vec();
-            if let [hi, lo, xor, ..] = rest {
-                let at = usize::from(u16::from_be_bytes([*hi, *lo])) % bytes.len();
-                bytes[at] ^= xor;
-            }
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        _ => String::from_utf8_lossy(segment).into_owned(),
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let base = &*BASE;
     let mut node = base.nodes[usize::from(data.first().is_some_and(|b| b & 1 == 1))].clone();
@@ -160,21 +147,23 @@ fuzz_target!(|data: &[u8]| {
 
     for segment in data.split(|b| *b == 0xff) {
         now += Duration::from_millis(1);
-        if let [0xfd, a, b, ..] = segment {
-            now += Duration::from_secs(u64::from(u16::from_be_bytes([*a, *b])));
-            node.handle_timeout(now);
-            disturbed = true;
-            while node.poll_transmit().is_some() {}
-        } else {
-            let text = frame_of(segment, &base.templates);
-            let result = node.handle_frame(now, conn, &text);
-            let errors = std::iter::from_fn(|| node.poll_transmit())
-                .filter(|t| t.frame.starts_with(r#"{"type":"error""#))
-                .count();
-            if result.is_err() {
-                assert_eq!(errors, 1, "exactly one error frame per rejected frame");
-            } else {
-                assert_eq!(errors, 0, "no error frame for an accepted frame");
+        match Segment::parse(segment, &base.templates) {
+            Segment::Wait(secs) => {
+                now += Duration::from_secs(u64::from(secs));
+                node.handle_timeout(now);
+                disturbed = true;
+                while node.poll_transmit().is_some() {}
+            }
+            Segment::Frame(text) => {
+                let result = node.handle_frame(now, conn, &text);
+                let errors = std::iter::from_fn(|| node.poll_transmit())
+                    .filter(|t| t.frame.starts_with(r#"{"type":"error""#))
+                    .count();
+                if result.is_err() {
+                    assert_eq!(errors, 1, "exactly one error frame per rejected frame");
+                } else {
+                    assert_eq!(errors, 0, "no error frame for an accepted frame");
+                }
             }
         }
         // The embedder: accept its own client, refuse strangers, answer prompts.
