@@ -5,6 +5,9 @@
 //! starting with 0xfd moves the clock (`0xfd hi lo`, what a unit means is the target's); any
 //! other segment is a frame as is.
 
+/// Segments read per input (the rest is ignored).
+pub const MAX_SEGMENTS: usize = 32;
+
 /// What one segment asks for.
 pub enum Segment {
     /// Hand this frame to the machine.

@@ -144,7 +144,7 @@ impl<'f> EncryptedSessionInit<'f> {
 impl WriteJson for EncryptedSessionInit<'_> {
     fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
         let mut o = JsonObject::open(out);
-        o.str("type", "encrypted_session_init");
+        o.lit("type", "encrypted_session_init");
         let mut p = o.object("payload");
         p.hex("ephPubHex", "", &self.eph_pub.to_compressed())
             .hex("saltHex", "", &[0u8; 32])

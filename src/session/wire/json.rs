@@ -389,6 +389,20 @@ impl<'o, O: JsonOut + ?Sized> JsonObject<'o, O> {
         self
     }
 
+    /// `"key":"value"` for a literal of the protocol (a frame type, a code) that needs no
+    /// escape: written as is, without scanning it.
+    #[inline]
+    pub(crate) fn lit(&mut self, key: &str, value: &'static str) -> &mut Self {
+        // (Fuzzing builds keep debug assertions but skip this one: it would scan each literal.)
+        #[cfg(not(fuzzing))]
+        debug_assert!(first_escaped(value.as_bytes()).is_none(), "{value}");
+        let out = self.key(key);
+        out.push_str("\"");
+        out.push_str(value);
+        out.push_str("\"");
+        self
+    }
+
     /// `"key":"value"` with `value` the concatenation of `parts`, escaped.
     #[inline]
     pub(crate) fn strs(&mut self, key: &str, parts: &[&str]) -> &mut Self {

@@ -32,7 +32,7 @@ pub(crate) struct EncryptedMessage<'a> {
 impl WriteJson for EncryptedMessage<'_> {
     fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
         let mut o = JsonObject::open(out);
-        o.str("type", "encrypted_message")
+        o.lit("type", "encrypted_message")
             .str("session_id", self.session_id)
             .str("id", self.id);
         let mut p = o.object("payload");

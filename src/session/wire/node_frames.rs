@@ -211,12 +211,12 @@ impl InitAck<'_> {
     pub(crate) fn emit(&self) -> String {
         let mut out = String::with_capacity(160);
         let mut o = JsonObject::open(&mut out);
-        o.str("type", "session_init_ack")
-            .str("status", "success")
+        o.lit("type", "session_init_ack")
+            .lit("status", "success")
             .str("session_id", self.session_id)
             .str("job_id", self.job_id)
             .u64("chain_id", self.chain_id)
-            .str("message", "Session initialized");
+            .lit("message", "Session initialized");
         if let Some(id) = self.id {
             o.str("id", id);
         }
@@ -251,15 +251,15 @@ pub(crate) struct TokenLimit {
 impl ErrorFrame<'_> {
     pub(crate) fn emit(&self) -> String {
         let message = truncate_chars(self.message, MAX_ERROR_MESSAGE_LEN);
-        let sentence_len: usize = self.sentence.iter().map(|p| p.len()).sum();
-        let mut out = String::with_capacity(
-            message
-                .len()
-                .saturating_add(sentence_len)
-                .saturating_add(128),
-        );
+        // Room for everything but escapes, so that the usual frame is written in one go.
+        let texts = [message, self.session_id.unwrap_or(""), self.id.unwrap_or("")];
+        let len = texts
+            .iter()
+            .chain(&self.sentence)
+            .fold(160usize, |n, t| n.saturating_add(t.len()));
+        let mut out = String::with_capacity(len);
         let mut o = JsonObject::open(&mut out);
-        o.str("type", "error").str("code", self.code.as_str()).strs(
+        o.lit("type", "error").lit("code", self.code.as_str()).strs(
             "message",
             &[
                 message,
@@ -298,7 +298,7 @@ impl EncryptedChunk<'_> {
     /// Appends the frame to `out` (allocates nothing when `out` has room).
     pub(crate) fn emit_into(&self, out: &mut String) {
         let mut o = JsonObject::open(out);
-        o.str("type", "encrypted_chunk")
+        o.lit("type", "encrypted_chunk")
             .str("session_id", self.session_id)
             .str("id", self.id)
             .u64("tokens", 1);
@@ -330,7 +330,7 @@ impl EncryptedResponse<'_> {
                 .saturating_add(256),
         );
         let mut o = JsonObject::open(&mut out);
-        o.str("type", "encrypted_response")
+        o.lit("type", "encrypted_response")
             .str("session_id", self.session_id)
             .str("id", self.id);
         let mut p = o.object("payload");
@@ -353,7 +353,7 @@ impl StreamChunk<'_> {
     /// Appends the frame to `out`.
     pub(crate) fn emit_into(&self, out: &mut String) {
         let mut o = JsonObject::open(out);
-        o.str("type", "stream_chunk")
+        o.lit("type", "stream_chunk")
             .str("content", self.content)
             .str("id", self.id);
         if self.is_final {
@@ -375,7 +375,7 @@ impl StreamEndFrame<'_> {
         let end = self.end;
         let mut out = String::with_capacity(320);
         let mut o = JsonObject::open(&mut out);
-        o.str("type", "stream_end")
+        o.lit("type", "stream_end")
             .str("session_id", self.session_id)
             .str("id", self.id)
             .str("reason", &end.reason)

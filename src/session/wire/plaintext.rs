@@ -60,7 +60,7 @@ impl<'f> PlainSessionInit<'f> {
 impl WriteJson for PlainSessionInit<'_> {
     fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
         let mut o = JsonObject::open(out);
-        o.str("type", "session_init")
+        o.lit("type", "session_init")
             .u64("chain_id", self.chain_id)
             .str("session_id", self.session_id)
             .str("jobId", self.job_id);
@@ -106,7 +106,7 @@ pub(super) struct PlainRequest<'a> {
 impl WriteJson for PlainPrompt<'_> {
     fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
         let mut o = JsonObject::open(out);
-        o.str("type", "prompt")
+        o.lit("type", "prompt")
             .u64("chain_id", self.chain_id)
             .str("jobId", self.job_id)
             .str("prompt", self.body.text)
