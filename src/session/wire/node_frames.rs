@@ -252,7 +252,11 @@ impl ErrorFrame<'_> {
     pub(crate) fn emit(&self) -> String {
         let message = truncate_chars(self.message, MAX_ERROR_MESSAGE_LEN);
         // Room for everything but escapes, so that the usual frame is written in one go.
-        let texts = [message, self.session_id.unwrap_or(""), self.id.unwrap_or("")];
+        let texts = [
+            message,
+            self.session_id.unwrap_or(""),
+            self.id.unwrap_or(""),
+        ];
         let len = texts
             .iter()
             .chain(&self.sentence)
