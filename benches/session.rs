@@ -112,6 +112,26 @@ fn bench_init(c: &mut Criterion<clock::Clock>) {
     });
     g.bench_function("floor", |b| b.iter(|| floor_init(black_box(&v))));
     g.finish();
+
+    // A replayed init (the same frame again, on a new connection): refused with
+    // REPLAYED_SESSION_INIT. The replay cache is consulted with the decoded ephemeral point
+    // before any recovery, ECDH or AEAD, so this costs parsing and one lookup.
+    let key = SecretKey::from_bytes(&v.node_key).expect("node key");
+    let mut node =
+        Node::new(key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32])).expect("config");
+    let conn = node.connect().expect("connect");
+    node.handle_frame(Instant::ZERO, conn, &v.frame)
+        .expect("first copy accepted");
+    while node.poll_event().is_some() {}
+    let mut g = c.benchmark_group("session/init-replayed");
+    g.bench_function("sealwire", |b| {
+        b.iter(|| {
+            let r = node.handle_frame(Instant::ZERO, conn, black_box(&v.frame));
+            assert!(r.is_err(), "a replay is refused");
+            black_box(node.poll_transmit());
+        })
+    });
+    g.finish();
 }
 
 /// A node and a client with an accepted encrypted session.

@@ -12,7 +12,12 @@
 #     the vector's node key and allowing the file's client addresses;
 #   - the host-key challenge for every host key of host_key_challenge.json;
 #   - our own examples/ws_client against ws_node, and a few operational checks (--help, bad
-#     challenge body → 400, SIGTERM → exit 0).
+#     challenge body → 400, SIGTERM → exit 0, keys from files);
+#   - an on-path attacker (examples/session/ws_mitm.rs) between ws_client and ws_node: an
+#     answer cut short (last chunk held back, sealed end dropped, stream_end forwarded) must
+#     not make ws_client report success, while the pass-through control still succeeds; and an
+#     init + prompt recorded on the wire, replayed against a restarted (SIGKILLed) ws_node, must
+#     be refused with --replay-state (and, as the attack it stops, is accepted without).
 # Prints one `PASS name` / `FAIL name` line per check, then `N passed, N failed`; exits 1 on any
 # failure. Needs cargo, node (>= 18) and npm (registry access on the first run only).
 #
@@ -38,7 +43,7 @@ fi
 
 # ---- build ------------------------------------------------------------------------------------
 echo "building examples (debug)..."
-if ! cargo build --example ws_node --example ws_client >"${TMPDIR:-/tmp}/e2e-fabstir-build.$$.log" 2>&1; then
+if ! cargo build --example ws_node --example ws_client --example ws_mitm >"${TMPDIR:-/tmp}/e2e-fabstir-build.$$.log" 2>&1; then
   cat "${TMPDIR:-/tmp}/e2e-fabstir-build.$$.log" >&2
   echo "e2e_fabstir: cargo build failed" >&2
   exit 2
@@ -48,6 +53,7 @@ TARGET=$(cargo metadata --format-version 1 --no-deps |
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
 WS_NODE=$TARGET/debug/examples/ws_node
 WS_CLIENT=$TARGET/debug/examples/ws_client
+WS_MITM=$TARGET/debug/examples/ws_mitm
 WORK=$TARGET/e2e-fabstir
 mkdir -p "$WORK"
 rm -f "$WORK"/node-*.out "$WORK"/node-*.err "$WORK"/check-*.log
@@ -111,6 +117,10 @@ stop_node() { # stop_node [expect-clean]: SIGTERM, bounded wait, SIGKILL as a la
 
 cleanup() {
   local status=$?
+  if [ -n "${PROXY_PID:-}" ]; then
+    kill -KILL "$PROXY_PID" 2>/dev/null || true
+    wait "$PROXY_PID" 2>/dev/null || true
+  fi
   if [ -n "$NODE_PID" ]; then
     kill -KILL "$NODE_PID" 2>/dev/null || true
     wait "$NODE_PID" 2>/dev/null || true
@@ -244,6 +254,129 @@ check_sigterm() {
   stop_node && grep -q . "$NODE_OUT"
 }
 check "ws_node exits 0 on SIGTERM" check_sigterm
+
+# ---- keys from files ---------------------------------------------------------------------------
+KEYS=$WORK/keys
+mkdir -p "$KEYS"
+chmod 700 "$KEYS"
+printf '  %s\n' "$E2E_KEY" >"$KEYS/host.key"
+CLIENT_KEY=0x$(printf 'sealwire e2e client' | sha256sum | cut -d' ' -f1)
+printf '%s\n' "$CLIENT_KEY" >"$KEYS/client.key"
+chmod 600 "$KEYS"/*.key
+E2E_PUB=$NODE_PUB
+# start_node KEY_HEX with an empty KEY_HEX leaves HOST_PRIVATE_KEY blank (unset for ws_node).
+check_key_file() { # the node's key from --key-file, and never in its debug logs
+  RUST_LOG=debug start_node "" --key-file "$KEYS/host.key" || return 1
+  [ "$NODE_PUB" = "$E2E_PUB" ] || { echo "public key $NODE_PUB, want $E2E_PUB"; return 1; }
+  out=$("$WS_CLIENT" --url "$NODE_URL" --node-pub "$NODE_PUB" key from a file) || return 1
+  [ "$out" = "key from a file" ] || { echo "got: $out"; return 1; }
+  stop_node || true
+  if grep -qi "${E2E_KEY#0x}" "$NODE_OUT" "$NODE_ERR"; then echo "the key is in the logs"; return 1; fi
+}
+check "ws_node --key-file (and the key never logged)" check_key_file
+check_key_file_env() {
+  HOST_PRIVATE_KEY_FILE=$KEYS/host.key start_node "" || return 1
+  [ "$NODE_PUB" = "$E2E_PUB" ] || { echo "public key $NODE_PUB, want $E2E_PUB"; return 1; }
+}
+check "ws_node HOST_PRIVATE_KEY_FILE" check_key_file_env
+check_client_key_file() { # the allow-list admits exactly the key read from the file
+  start_node "$E2E_KEY" --allow "$CLIENT_ADDRESS" || return 1
+  out=$("$WS_CLIENT" --url "$NODE_URL" --node-pub "$NODE_PUB" --client-key-file "$KEYS/client.key" allowed) || return 1
+  [ "$out" = "allowed" ] || { echo "got: $out"; return 1; }
+  out=$(CLIENT_PRIVATE_KEY_FILE=$KEYS/client.key "$WS_CLIENT" --url "$NODE_URL" --node-pub "$NODE_PUB" allowed too) || return 1
+  [ "$out" = "allowed too" ] || { echo "got: $out"; return 1; }
+  ! timeout 60 "$WS_CLIENT" --url "$NODE_URL" --node-pub "$NODE_PUB" stranger
+}
+# The client key's address (EIP-55), computed by the judge's own libraries.
+CLIENT_ADDRESS=$(cd "$TOOL" && node --input-type=module -e '
+  import * as secp from "@noble/secp256k1"; import { keccak_256 } from "@noble/hashes/sha3";
+  const pub = secp.getPublicKey(process.argv[1].replace(/^0x/, ""), false).slice(1);
+  const a = Buffer.from(keccak_256(pub).slice(-20)).toString("hex");
+  const h = Buffer.from(keccak_256(new TextEncoder().encode(a))).toString("hex");
+  console.log("0x" + [...a].map((c, i) => (parseInt(h[i], 16) >= 8 ? c.toUpperCase() : c)).join(""));
+' "$CLIENT_KEY")
+check "ws_client --client-key-file / CLIENT_PRIVATE_KEY_FILE against --allow" check_client_key_file
+stop_node || true
+
+# ---- an on-path attacker ------------------------------------------------------------------------
+PROXY_PID=
+PROXY_URL=
+stop_proxy() {
+  [ -n "$PROXY_PID" ] || return 0
+  kill -TERM "$PROXY_PID" 2>/dev/null || true
+  wait "$PROXY_PID" 2>/dev/null || true
+  PROXY_PID=
+}
+# start_proxy [ws_mitm args...]: an attacker between clients and the current node.
+start_proxy() {
+  stop_proxy
+  local out=$WORK/proxy.out
+  : >"$out"
+  "$WS_MITM" --upstream "$NODE_URL" "$@" >"$out" 2>"$WORK/proxy.err" &
+  PROXY_PID=$!
+  local line=
+  for _ in $(seq 1 400); do
+    line=$(grep -m1 '^ws_mitm listen=' "$out" 2>/dev/null || true)
+    [ -n "$line" ] && break
+    sleep 0.025
+  done
+  [ -n "$line" ] || { echo "ws_mitm did not start"; return 1; }
+  PROXY_URL=ws://${line#ws_mitm listen=}/v1/ws
+}
+ANSWER="one two three four five"
+check_cut_answer() { # the attack reproduced from outside: must not end in success
+  start_node "$E2E_KEY" || return 1
+  start_proxy --mode cut-answer || return 1
+  local out err=$WORK/cut.err rc=0
+  out=$(timeout 60 "$WS_CLIENT" --url "$PROXY_URL" --node-pub "$NODE_PUB" $ANSWER 2>"$err") || rc=$?
+  stop_proxy
+  echo "stdout: $out"; echo "exit: $rc"; cat "$err"
+  grep -q "held back the last encrypted_chunk" "$WORK/proxy.err" || { echo "the attack did not happen"; return 1; }
+  [ "$rc" -ne 0 ] && grep -q "cut short" "$err"
+}
+check "an answer cut short on the path: ws_client reports the truncation, exits non-zero" check_cut_answer
+check_pass_through() { # the control: the same proxy, relaying everything
+  start_proxy --mode pass || return 1
+  local out
+  out=$(timeout 60 "$WS_CLIENT" --url "$PROXY_URL" --node-pub "$NODE_PUB" $ANSWER) || return 1
+  stop_proxy
+  [ "$out" = "$ANSWER" ] || { echo "got: $out"; return 1; }
+}
+check "the pass-through control through the same proxy succeeds" check_pass_through
+stop_node || true
+
+# replay_after_restart [ws_node args...]: ws_client's init and prompt recorded by a passive
+# attacker; the node is SIGKILLed and restarted with the same args; the attacker replays both.
+replay_after_restart() {
+  local rec=$WORK/recorded.jsonl
+  rm -f "$rec"
+  start_node "$E2E_KEY" "$@" || return 1
+  start_proxy --mode pass --record "$rec" || return 1
+  out=$(timeout 60 "$WS_CLIENT" --url "$PROXY_URL" --node-pub "$NODE_PUB" pay the attacker) || return 1
+  stop_proxy
+  [ "$out" = "pay the attacker" ] || { echo "got: $out"; return 1; }
+  kill -KILL "$NODE_PID"
+  wait "$NODE_PID" 2>/dev/null || true
+  NODE_PID=
+  start_node "$E2E_KEY" "$@" || return 1
+  REPLAYED=$(timeout 60 "$WS_MITM" replay --upstream "$NODE_URL" --frames "$rec" | tr '\n' ' ')
+  echo "replayed: $REPLAYED"
+}
+check_replay_refused() {
+  rm -f "$WORK/replay-state.bin"
+  replay_after_restart --replay-state "$WORK/replay-state.bin" || return 1
+  [ "$REPLAYED" = "error:REPLAYED_SESSION_INIT error:SESSION_KEY_NOT_FOUND " ]
+}
+check "--replay-state: a recorded init + prompt is refused after a SIGKILL and restart" check_replay_refused
+check_replay_accepted_without() {
+  replay_after_restart || return 1
+  [ "$REPLAYED" = "ack answer " ]
+}
+check "without --replay-state the recorded init + prompt runs again (the attack it stops)" check_replay_accepted_without
+check "ws_node refuses a replay state it cannot read" bash -c \
+  'echo garbage >"$2"; HOST_PRIVATE_KEY=$3 timeout 10 "$1" --listen 127.0.0.1:0 --replay-state "$2"; [ $? -eq 2 ]' \
+  _ "$WS_NODE" "$WORK/bad-state.bin" "$E2E_KEY"
+stop_node || true
 
 # ---- legacy plaintext, allowed -------------------------------------------------------------------
 start_node "$E2E_KEY" --plaintext

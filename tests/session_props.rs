@@ -133,7 +133,7 @@ proptest! {
         while let Some(e) = c.poll_event() {
             match e {
                 ClientEvent::Chunk { text, .. } => chunks.push(text),
-                ClientEvent::Finished { text, .. } => finished = Some(text),
+                ClientEvent::Finished { text, authenticated: true, .. } => finished = Some(text),
                 e => panic!("{e:?}"),
             }
         }

@@ -88,6 +88,209 @@ fn replayed_session_init_is_rejected_and_state_unchanged() {
     assert_eq!(r.2, vec!["still here".to_string()]);
 }
 
+/// The replay cache is consulted with the decoded ephemeral key before the signature is
+/// recovered and before any ECDH or AEAD: a replay costs a parse and a lookup. So a replay
+/// whose signature or ciphertext was altered as well is refused as a replay (its ephemeral key
+/// alone condemns it), not as `INVALID_SIGNATURE` or `DECRYPTION_FAILED`.
+#[test]
+fn a_replayed_init_is_refused_before_any_costly_work() {
+    let (mut node, conn) = established(NodeConfig::default());
+    let init: Value = serde_json::from_str(&init_frame(K1, 1, "1", "2")).unwrap();
+    let tampered = |field: &str, at: usize| {
+        let mut v = init.clone();
+        let mut bytes = hex::decode(v["payload"][field].as_str().unwrap()).unwrap();
+        bytes[at] ^= 0x55;
+        v["payload"][field] = Value::String(hex::encode(&bytes));
+        v.to_string()
+    };
+    let before = node.stats();
+    // r and s (the recovery id byte, 64, is checked with the syntax), and the ciphertext.
+    for f in [
+        tampered("signatureHex", 3),
+        tampered("signatureHex", 40),
+        tampered("ciphertextHex", 5),
+    ] {
+        assert_rejected(&send(&mut node, T0, conn, &f), "REPLAYED_SESSION_INIT");
+    }
+    assert_eq!(
+        node.stats().errors(ErrorCode::ReplayedSessionInit),
+        before.errors(ErrorCode::ReplayedSessionInit) + 3
+    );
+    // The same tampering on a fresh ephemeral key is caught by the check it breaks.
+    let fresh: Value = serde_json::from_str(&init_frame(K2, 7, "1", "2")).unwrap();
+    let mut v = fresh.clone();
+    let mut ct = hex::decode(v["payload"]["ciphertextHex"].as_str().unwrap()).unwrap();
+    ct[5] ^= 0x55;
+    v["payload"]["ciphertextHex"] = Value::String(hex::encode(&ct));
+    assert_rejected(
+        &send(&mut node, T0, conn, &v.to_string()),
+        "DECRYPTION_FAILED",
+    );
+}
+
+/// The public-key recovery comes after the AEAD open (an init made for another node's key,
+/// or a recorded one with a flipped byte, costs an ECDH and no recovery): an init whose
+/// signature recovers nothing and whose ciphertext is wrong is `DECRYPTION_FAILED`; with the
+/// right ciphertext it is `INVALID_SIGNATURE`. A malformed signature (high S) is refused
+/// before any of it.
+#[test]
+fn the_signer_is_recovered_only_from_an_init_that_decrypts() {
+    let mut node = node(NodeConfig::default(), 1);
+    let conn = node.connect().unwrap();
+    let init: Value = serde_json::from_str(&init_frame(K1, 1, "1", "2")).unwrap();
+    let mut sig = hex::decode(init["payload"]["signatureHex"].as_str().unwrap()).unwrap();
+    // An r that is no point's x-coordinate: nothing can be recovered from it.
+    let digest = [0u8; 32];
+    let unrecoverable = (1u8..=255)
+        .map(|b| [[0u8; 31].as_slice(), &[b]].concat())
+        .find(|r| {
+            let mut rs = r.clone();
+            rs.extend_from_slice(&sig[32..64]);
+            let Ok(sig) = k256::ecdsa::Signature::from_slice(&rs) else {
+                return false;
+            };
+            (0..2).all(|v| {
+                k256::ecdsa::VerifyingKey::recover_from_prehash(
+                    &digest,
+                    &sig,
+                    k256::ecdsa::RecoveryId::from_byte(v).unwrap(),
+                )
+                .is_err()
+            })
+        })
+        .unwrap();
+    sig[..32].copy_from_slice(&unrecoverable);
+    let with = |sig: &[u8], flip_ct: bool| {
+        let mut v = init.clone();
+        v["payload"]["signatureHex"] = Value::String(hex::encode(sig));
+        if flip_ct {
+            let mut ct = hex::decode(v["payload"]["ciphertextHex"].as_str().unwrap()).unwrap();
+            ct[0] ^= 1;
+            v["payload"]["ciphertextHex"] = Value::String(hex::encode(&ct));
+        }
+        v.to_string()
+    };
+    assert_rejected(
+        &send(&mut node, T0, conn, &with(&sig, true)),
+        "DECRYPTION_FAILED",
+    );
+    assert_rejected(
+        &send(&mut node, T0, conn, &with(&sig, false)),
+        "INVALID_SIGNATURE",
+    );
+    // High S (n - s), with a wrong ciphertext as well: the form is checked first.
+    let mut high = hex::decode(init["payload"]["signatureHex"].as_str().unwrap()).unwrap();
+    let n =
+        hex::decode("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141").unwrap();
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(n[i]) - i16::from(high[32 + i]) - borrow;
+        high[32 + i] = d.rem_euclid(256) as u8;
+        borrow = i16::from(d < 0);
+    }
+    assert_rejected(
+        &send(&mut node, T0, conn, &with(&high, true)),
+        "INVALID_SIGNATURE",
+    );
+}
+
+#[test]
+fn a_reinit_that_changes_the_chain_is_not_authorized_and_the_key_is_kept() {
+    let (mut node, conn) = established(NodeConfig::default());
+    let mut c = client(K2, 5);
+    c.start_session(
+        T0,
+        SessionParams {
+            chain_id: 1,
+            ..params("1", "2")
+        },
+    )
+    .unwrap();
+    let r = send(&mut node, T0, conn, &c.poll_transmit().unwrap());
+    assert_rejected(&r, "NOT_AUTHORIZED");
+    assert_eq!(
+        send(&mut node, T0, conn, &indexed_message(&K1, "1", 0, "mine")).2,
+        ["mine"]
+    );
+    // The same in plaintext mode: the session's chain is part of what the embedder accepted.
+    let mut node = node_with_plaintext();
+    let conn = node.connect().unwrap();
+    let init = |chain: u64| {
+        format!(r#"{{"type":"session_init","chain_id":{chain},"session_id":"1","jobId":"2"}}"#)
+    };
+    node.handle_frame(T0, conn, &init(84532)).unwrap();
+    events(&mut node);
+    node.accept(T0, conn, "1").unwrap();
+    drain(&mut node);
+    assert!(node.handle_frame(T0, conn, &init(84532)).is_ok());
+    drain(&mut node);
+    assert_rejected(&send(&mut node, T0, conn, &init(1)), "NOT_AUTHORIZED");
+}
+
+fn node_with_plaintext() -> sealwire::session::Node<rand_chacha::ChaCha20Rng> {
+    node(
+        NodeConfig {
+            allow_plaintext: true,
+            ..NodeConfig::default()
+        },
+        1,
+    )
+}
+
+/// Measured before the replay state existed: an init and a prompt recorded on the wire were
+/// accepted again by a restarted node, and the prompt ran again under the victim's address.
+#[test]
+fn an_init_recorded_before_a_restart_is_refused_after_it_with_the_replay_state() {
+    use sealwire::time::WallTime;
+    let wall = WallTime::from_unix(1_700_000_000, 0);
+    let (mut first, conn) = established(NodeConfig::default());
+    let init = init_frame(K1, 1, "1", "2");
+    let prompt = indexed_message(&K1, "1", 0, "transfer everything");
+    assert_eq!(
+        send(&mut first, T0, conn, &prompt).2,
+        ["transfer everything"]
+    );
+    let state = first.replay_state(T0, wall);
+    drop(first);
+
+    // The restarted process: its clock starts again at zero, a minute later.
+    let restart = |restore: bool| {
+        let mut n = node(NodeConfig::default(), 2);
+        if restore {
+            let later = wall.saturating_add(Duration::from_secs(60));
+            assert_eq!(n.restore_replay_state(Instant::ZERO, later, &state), Ok(1));
+            assert_eq!(n.stats().replay_cache_inserts, 1);
+        }
+        let c = n.connect().unwrap();
+        (n, c)
+    };
+    // Without the state the recording works again: the prompt runs under the victim's name.
+    let (mut n, c) = restart(false);
+    establish(&mut n, Instant::ZERO, c, &init).unwrap();
+    assert!(drain(&mut n)[0].contains("session_init_ack"));
+    assert_eq!(
+        send(&mut n, Instant::ZERO, c, &prompt).2,
+        ["transfer everything"]
+    );
+    // With it, the init is a replay and the prompt finds no key.
+    let (mut n, c) = restart(true);
+    assert_rejected(
+        &send(&mut n, Instant::ZERO, c, &init),
+        "REPLAYED_SESSION_INIT",
+    );
+    assert_rejected(
+        &send(&mut n, Instant::ZERO, c, &prompt),
+        "SESSION_KEY_NOT_FOUND",
+    );
+    // Garbage is not a state, and nothing is restored from it.
+    let mut n = node(NodeConfig::default(), 3);
+    assert!(matches!(
+        n.restore_replay_state(Instant::ZERO, wall, b"not a state"),
+        Err(NodeError::InvalidReplayState(_))
+    ));
+    assert_eq!(n.stats().replay_cache_len, 0);
+}
+
 #[test]
 fn message_index_must_strictly_increase_per_key() {
     let (mut node, conn) = established(NodeConfig::default());
@@ -531,11 +734,10 @@ fn chunks_use_ordered_chunk_aads_per_request_and_never_the_message_form() {
                 if i + 1 == n { Some(true) } else { None }
             );
         }
+        // The sealed end of answer binds the number of chunks before it.
         let (pt, aad) = open(&K1, &frames[n]).unwrap();
-        assert_eq!(
-            (pt.as_slice(), aad.as_slice()),
-            (&b"stop"[..], &b"encrypted_response_final"[..])
-        );
+        assert_eq!(pt, b"stop");
+        assert_eq!(aad, format!("encrypted_response_final_{n}").as_bytes());
         let end: Value = serde_json::from_str(&frames[n + 1]).unwrap();
         assert_eq!(end["type"], "stream_end");
         assert_eq!(end["usage"]["total_tokens"], 3);
@@ -832,6 +1034,233 @@ fn client_ignores_frames_of_other_requests_and_sessions() {
     assert!(matches!(last, Some(ClientEvent::Finished { text, .. }) if text == "a"));
 }
 
+/// Feeds `frames` (ignoring per-frame errors) and returns every event.
+fn feed(c: &mut Client<Recorded>, frames: &[String]) -> Vec<ClientEvent> {
+    let mut events = Vec::new();
+    for f in frames {
+        let _ = c.handle_frame(T0, f);
+        while let Some(e) = c.poll_event() {
+            events.push(e);
+        }
+    }
+    events
+}
+
+fn ends(events: &[ClientEvent]) -> Vec<&ClientEvent> {
+    events
+        .iter()
+        .filter(|e| !matches!(e, ClientEvent::Chunk { .. }))
+        .collect()
+}
+
+#[test]
+fn an_answer_finishes_only_on_the_sealed_chunk_count() {
+    let frames = node_chunks(&["a", "b", "c"]);
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    // Every chunk and the sealed end: the answer is not over before stream_end (its usage).
+    assert!(ends(&feed(&mut c, &frames[..4])).is_empty());
+    let events = feed(&mut c, &frames[4..]);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::Finished {
+            text: "abc".into(),
+            finish_reason: Some("stop".into()),
+            tokens_used: Some(1),
+            authenticated: true,
+        }]
+    );
+    // Without stream_end, the grace after the sealed end finishes it all the same.
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    assert!(ends(&feed(&mut c, &frames[..4])).is_empty());
+    let due = c.poll_timeout().unwrap();
+    assert_eq!(due, T0 + Duration::from_secs(3));
+    c.handle_timeout(due);
+    assert!(matches!(
+        c.poll_event(),
+        Some(ClientEvent::Finished { text, authenticated: true, .. }) if text == "abc"
+    ));
+}
+
+/// The attack reproduced from outside with ws_client (tests/e2e_fabstir.sh): an on-path
+/// attacker holds back the last chunk, drops the sealed end and forwards `stream_end`.
+#[test]
+fn an_answer_cut_short_on_the_path_ends_truncated_not_finished() {
+    let frames = node_chunks(&["one ", "two ", "three ", "four ", "five"]);
+    assert_eq!(frames.len(), 7);
+    let cut = [&frames[..4], &frames[6..]].concat();
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    let events = feed(&mut c, &cut);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::Truncated {
+            text: "one two three four ".into()
+        }]
+    );
+    // The answer is over: the held-back frames, sent late, change nothing.
+    assert!(feed(&mut c, &frames[4..6]).is_empty());
+}
+
+#[test]
+fn the_final_flag_or_a_timeout_alone_ends_an_answer_truncated() {
+    let frames = node_chunks(&["a", "b", "c"]);
+    // All chunks, the last marked final, then silence: the grace ends it, truncated.
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    assert!(ends(&feed(&mut c, &frames[..3])).is_empty());
+    let due = c.poll_timeout().unwrap();
+    assert_eq!(due, T0 + Duration::from_secs(3));
+    c.handle_timeout(due);
+    assert_eq!(
+        c.poll_event(),
+        Some(ClientEvent::Truncated { text: "abc".into() })
+    );
+    // Two chunks, then nothing: the chunk timeout ends it, with the text so far.
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    feed(&mut c, &frames[..2]);
+    let due = c.poll_timeout().unwrap();
+    assert_eq!(due, T0 + Duration::from_secs(60));
+    c.handle_timeout(due);
+    assert_eq!(
+        c.poll_event(),
+        Some(ClientEvent::Truncated { text: "ab".into() })
+    );
+}
+
+#[test]
+fn a_sealed_end_counting_chunks_that_never_came_truncates_at_once() {
+    let frames = node_chunks(&["a", "b", "c"]);
+    let held_back = [&frames[..2], &frames[3..4]].concat();
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    let events = feed(&mut c, &held_back);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::Truncated { text: "ab".into() }]
+    );
+}
+
+#[test]
+fn chunks_beyond_the_sealed_count_fail_the_answer() {
+    // Three chunks of a longer answer, then the sealed end of a two-chunk answer under the
+    // same key: more chunks than the node sealed.
+    let three = node_chunks(&["a", "b", "c", "d"]);
+    let two = node_chunks(&["x", "y"]);
+    let spliced = [&three[..3], &two[2..3]].concat();
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    let events = feed(&mut c, &spliced);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::AnswerFailed {
+            error: ClientError::OutOfOrder
+        }]
+    );
+    // A chunk after the sealed end is not the answer's either.
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    let late = [&two[..3], &three[2..3], &two[3..]].concat();
+    let events = feed(&mut c, &late);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::AnswerFailed {
+            error: ClientError::OutOfOrder
+        }]
+    );
+}
+
+/// Two answers under one key: the ids of answer frames are not authenticated and chunk AADs
+/// restart at `chunk_0`, so without the client remembering which frames it already had, the
+/// sealed end of an earlier, shorter answer would cut a later one short (and its chunks
+/// would fit in).
+#[test]
+fn frames_of_an_earlier_answer_under_the_key_do_not_fit_a_later_one() {
+    let (mut node, conn) = established(NodeConfig::default());
+    let mut c = client_cfg(K1, 1, ClientConfig::default());
+    c.start_session(T0, params("1", "2")).unwrap();
+    c.poll_transmit().unwrap();
+    c.handle_frame(T0, r#"{"type":"session_init_ack"}"#)
+        .unwrap();
+    assert_eq!(c.poll_event(), Some(ClientEvent::SessionReady));
+    let mut answer = |c: &mut Client<Recorded>, texts: &[&str]| {
+        let rid = c.send_prompt(T0, &Prompt::new("q")).unwrap();
+        c.poll_transmit().unwrap();
+        for (i, t) in texts.iter().enumerate() {
+            node.send_chunk(T0, conn, "1", &rid, t, i + 1 == texts.len())
+                .unwrap();
+        }
+        node.finish(T0, conn, "1", &rid, StreamEnd::complete(1, 1, 1))
+            .unwrap();
+        (rid, drain(&mut node))
+    };
+    // The first answer arrives whole.
+    let (first_id, first) = answer(&mut c, &["x", "y"]);
+    let events = feed(&mut c, &first);
+    assert!(
+        matches!(
+            ends(&events)[..],
+            [ClientEvent::Finished {
+                authenticated: true,
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+    // The second: its first two chunks, then the first answer's sealed end posing as its own.
+    let (second_id, second) = answer(&mut c, &["a", "b", "c"]);
+    let mut stale_end: Value = serde_json::from_str(&first[2]).unwrap();
+    stale_end["id"] = Value::String(second_id.clone());
+    assert_ne!(first_id, second_id);
+    let attack = [second[0].clone(), second[1].clone(), stale_end.to_string()];
+    let events = feed(&mut c, &attack);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::AnswerFailed {
+            error: ClientError::OutOfOrder
+        }]
+    );
+    // Nor does an earlier chunk fit a later answer.
+    let (third_id, third) = answer(&mut c, &["p", "q"]);
+    let mut stale_chunk: Value = serde_json::from_str(&first[0]).unwrap();
+    stale_chunk["id"] = Value::String(third_id);
+    let events = feed(&mut c, &[stale_chunk.to_string()]);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::AnswerFailed {
+            error: ClientError::OutOfOrder
+        }]
+    );
+    drop(third);
+}
+
+#[test]
+fn a_key_that_brought_its_limit_of_frames_takes_no_more() {
+    let frames = node_chunks(&["a", "b", "c"]);
+    let (mut c, _) = client_with_answer(ClientConfig {
+        max_frames_per_key: 2,
+        ..ClientConfig::default()
+    });
+    let events = feed(&mut c, &frames);
+    assert_eq!(
+        ends(&events),
+        [&ClientEvent::AnswerFailed {
+            error: ClientError::KeyExhausted
+        }]
+    );
+}
+
+#[test]
+fn a_cancelled_answer_is_finished_but_not_authenticated() {
+    let frames = node_chunks(&["a", "b", "c"]);
+    let (mut c, _) = client_with_answer(ClientConfig::default());
+    feed(&mut c, &frames[..1]);
+    c.cancel().unwrap();
+    assert_eq!(
+        c.poll_event(),
+        Some(ClientEvent::Finished {
+            text: "a".into(),
+            finish_reason: None,
+            tokens_used: None,
+            authenticated: false,
+        })
+    );
+}
+
 #[test]
 fn client_never_sends_search_queries_in_clear() {
     let mut c = client(K1, 1);
@@ -965,10 +1394,11 @@ fn a_node_configuration_it_cannot_run_with_is_refused_at_construction() {
 
 #[test]
 fn a_client_configuration_it_cannot_run_with_is_refused_at_construction() {
-    let zeroed: [Zeroed<ClientConfig>; 6] = [
+    let zeroed: [Zeroed<ClientConfig>; 7] = [
         ("max_frame_len", |c| c.max_frame_len = 0),
         ("max_answer_len", |c| c.max_answer_len = 0),
         ("queue_capacity", |c| c.queue_capacity = 0),
+        ("max_frames_per_key", |c| c.max_frames_per_key = 0),
         ("ack_timeout", |c| c.ack_timeout = Duration::ZERO),
         ("first_chunk_timeout", |c| {
             c.first_chunk_timeout = Duration::ZERO

@@ -8,9 +8,12 @@
 //!
 //! Opens the WebSocket, starts an encrypted session (`encrypted_session_init`, wait for the ack),
 //! sends the prompt given as the positional arguments, prints the decrypted answer as it streams
-//! in, then a newline. Exits non-zero on any error (node error frame, timeout, closed socket).
+//! in, then a newline. Exits non-zero on any error (node error frame, timeout, closed socket),
+//! and on an answer cut short (`Truncated`: the node's sealed end of answer never arrived, so
+//! the text shown may be only a prefix).
 //! Ctrl-C sends `stream_cancel`; a second Ctrl-C quits at once.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use futures_util::{SinkExt, StreamExt};
@@ -18,7 +21,7 @@ use sealwire::session::{
     Client, ClientConfig, ClientEvent, Prompt, PublicKey, SecretKey, SessionParams,
 };
 use sealwire::time::Clock;
-use session_examples::{options_or_exit, sleep_until, system_rng};
+use session_examples::{options_or_exit, read_key_file, secret_env, sleep_until, system_rng};
 use tokio_tungstenite::tungstenite::Message;
 use zeroize::Zeroizing;
 
@@ -32,14 +35,23 @@ OPTIONS:
     --url URL            the node's WebSocket (default ws://127.0.0.1:8080/v1/ws)
     --node-pub HEX       the node's public key (33-byte compressed or 65-byte, hex, optional 0x)
     --node-key HEX       or the node's private key (the public key is derived; for tests)
-    --client-key HEX     this client's identity key (default: a fresh random key)
+    --client-key HEX     this client's identity key (default: a fresh random key; visible to
+                         other users in the process list: prefer --client-key-file)
+    --client-key-file FILE  read this client's identity key from FILE
     --session-id ID      decimal session id (default 1)
     --job-id ID          decimal job id (default 1)
     --chain-id N         chain id (default 84532)
     --model NAME         model name (default echo)
     -h, --help           print this help
 
-The decrypted answer goes to stdout; diagnostics go to stderr.
+ENVIRONMENT:
+    CLIENT_PRIVATE_KEY_FILE  a file holding the identity key (when neither option is given)
+    CLIENT_PRIVATE_KEY   the identity key (when no option and no CLIENT_PRIVATE_KEY_FILE)
+
+The decrypted answer goes to stdout; diagnostics go to stderr. Exit status: 0 when the
+answer arrived whole (its sealed end matched every chunk) or Ctrl-C cancelled it; 1 on any
+error, including an answer cut short (the text shown is then only what arrived); 2 on a bad
+command line.
 ";
 
 struct Options {
@@ -83,6 +95,12 @@ fn parse_args() -> Result<Option<Options>, String> {
                 let k = SecretKey::from_hex(&v).map_err(|_| "--client-key: not a valid key")?;
                 client_key = Some(k);
             }
+            "--client-key-file" => {
+                let v = read_key_file(Path::new(&value("--client-key-file")?))?;
+                let k =
+                    SecretKey::from_hex(&v).map_err(|_| "--client-key-file: not a valid key")?;
+                client_key = Some(k);
+            }
             "--session-id" => session_id = value("--session-id")?,
             "--job-id" => job_id = value("--job-id")?,
             "--chain-id" => {
@@ -98,6 +116,9 @@ fn parse_args() -> Result<Option<Options>, String> {
         }
     }
     let node_public_key = node_public_key.ok_or("--node-pub or --node-key is required")?;
+    if client_key.is_none() {
+        client_key = client_key_from_env()?;
+    }
     if words.is_empty() {
         return Err("no prompt given".into());
     }
@@ -111,6 +132,22 @@ fn parse_args() -> Result<Option<Options>, String> {
         model,
         prompt: Zeroizing::new(words.join(" ")),
     }))
+}
+
+/// The identity key from `CLIENT_PRIVATE_KEY_FILE`, else `CLIENT_PRIVATE_KEY`, read into wiped
+/// storage; errors name the source, never the value.
+fn client_key_from_env() -> Result<Option<SecretKey>, String> {
+    let env_file = std::env::var_os("CLIENT_PRIVATE_KEY_FILE").filter(|p| !p.is_empty());
+    let (text, source) = if let Some(path) = env_file {
+        (read_key_file(Path::new(&path))?, "CLIENT_PRIVATE_KEY_FILE")
+    } else if let Some(text) = secret_env("CLIENT_PRIVATE_KEY") {
+        (text, "CLIENT_PRIVATE_KEY")
+    } else {
+        return Ok(None);
+    };
+    SecretKey::from_hex(&text)
+        .map(Some)
+        .map_err(|_| format!("{source}: not a valid key"))
 }
 
 async fn run(opts: Options) -> Result<(), String> {
@@ -176,9 +213,19 @@ async fn run(opts: Options) -> Result<(), String> {
                     let _ = stdout.flush();
                 }
                 ClientEvent::Finished { .. } => {
+                    // Authenticated (the node's sealed end matched every chunk), or cancelled
+                    // by Ctrl-C, which is what the user asked for.
                     println!();
                     let _ = sink.send(Message::Close(None)).await;
                     return Ok(());
+                }
+                ClientEvent::Truncated { text } => {
+                    println!();
+                    return Err(format!(
+                        "the answer was cut short: its sealed end never arrived \
+                         ({} bytes received, shown above)",
+                        text.len()
+                    ));
                 }
                 ClientEvent::NodeError { code, message } => {
                     return Err(format!(

@@ -3,25 +3,29 @@
 //!
 //! ```text
 //! HOST_PRIVATE_KEY=0x… cargo run --example ws_node -- --listen 127.0.0.1:8080 [--allow 0xADDR]… [--plaintext]
+//! cargo run --example ws_node -- --key-file host.key --replay-state replay.bin
 //! ```
 //!
 //! One port serves the WebSocket at `/v1/ws` (the path the SDK appends to a host's endpoint) and
 //! `POST /v1/auth/challenge` (the host-key challenge). This file holds the command line, the
 //! wiring and the logs; the pump is in `src/node_driver.rs` and the built-in echo model, which
 //! streams the prompt back word by word so the node runs without an LLM, in `src/model.rs`.
-//! Prompts and keys are never logged.
+//! Prompts and keys are never logged; the key is read into wiped storage.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sealwire::crypto::hex;
 use sealwire::session::{Address, Node, NodeConfig, SecretKey};
+use sealwire::time::Clock;
 use session_examples::model::EchoModel;
 use session_examples::node_driver::{serve, Service};
-use session_examples::{options_or_exit, system_rng};
+use session_examples::replay_file::ReplayFile;
+use session_examples::{options_or_exit, read_key_file, secret_env, system_rng};
 use tracing::{info, warn};
 
 const USAGE: &str = "\
@@ -38,11 +42,17 @@ OPTIONS:
                          --allow they are still refused: their address is only claimed)
     --echo-delay-ms N    pause N ms before each echoed word (default 0)
     --max-streams N      answers generated at the same time, node-wide (default 1024)
+    --key-file FILE      read the node's key from FILE (64 hex digits, optional 0x)
+    --replay-state FILE  keep the replay cache in FILE across restarts: loaded at start,
+                         rewritten atomically before an accepted init is acknowledged
+                         (without it a restarted node accepts inits recorded before again)
     -h, --help           print this help
 
 ENVIRONMENT:
-    HOST_PRIVATE_KEY     the node's secp256k1 key (64 hex digits, optional 0x); when unset a
-                         fresh development key is generated and its public key printed
+    HOST_PRIVATE_KEY_FILE  a file holding the node's key (when --key-file is not given)
+    HOST_PRIVATE_KEY     the node's secp256k1 key (64 hex digits, optional 0x), when neither
+                         --key-file nor HOST_PRIVATE_KEY_FILE is given; when none is, a fresh
+                         development key is generated and its public key printed
     RUST_LOG             log filter (default info); logs go to stderr
 
 On startup one line goes to stdout:
@@ -58,6 +68,8 @@ struct Options {
     plaintext: bool,
     echo_delay: Duration,
     max_streams: usize,
+    key_file: Option<PathBuf>,
+    replay_state: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Option<Options>, String> {
@@ -69,6 +81,8 @@ fn parse_args() -> Result<Option<Options>, String> {
         plaintext: false,
         echo_delay: Duration::ZERO,
         max_streams: 1024,
+        key_file: None,
+        replay_state: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -102,21 +116,31 @@ fn parse_args() -> Result<Option<Options>, String> {
                     .parse()
                     .map_err(|_| format!("--max-streams: bad number {v:?}"))?;
             }
+            "--key-file" => opts.key_file = Some(value("--key-file")?.into()),
+            "--replay-state" => opts.replay_state = Some(value("--replay-state")?.into()),
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
     Ok(Some(opts))
 }
 
-/// `HOST_PRIVATE_KEY`, or a fresh development key (`true` = generated).
-fn host_key() -> Result<(SecretKey, bool), String> {
-    match std::env::var("HOST_PRIVATE_KEY") {
-        Ok(v) if !v.trim().is_empty() => SecretKey::from_hex(&v)
-            .map(|k| (k, false))
-            // The key error never contains the key; still, say nothing about the value.
-            .map_err(|_| "HOST_PRIVATE_KEY is not a valid secp256k1 key (64 hex digits)".into()),
-        _ => Ok((SecretKey::generate(&mut system_rng()), true)),
-    }
+/// The host key from `--key-file`, else `HOST_PRIVATE_KEY_FILE`, else `HOST_PRIVATE_KEY`, else
+/// a fresh development key (`true` = generated). The text goes into wiped storage and is
+/// decoded in constant time; errors name where it came from, never what it was.
+fn host_key(key_file: Option<&Path>) -> Result<(SecretKey, bool), String> {
+    let env_file = std::env::var_os("HOST_PRIVATE_KEY_FILE").filter(|p| !p.is_empty());
+    let (text, source) = if let Some(path) = key_file {
+        (read_key_file(path)?, "--key-file")
+    } else if let Some(path) = env_file {
+        (read_key_file(Path::new(&path))?, "HOST_PRIVATE_KEY_FILE")
+    } else if let Some(text) = secret_env("HOST_PRIVATE_KEY") {
+        (text, "HOST_PRIVATE_KEY")
+    } else {
+        return Ok((SecretKey::generate(&mut system_rng()), true));
+    };
+    SecretKey::from_hex(&text)
+        .map(|k| (k, false))
+        .map_err(|_| format!("{source}: not a valid secp256k1 key (64 hex digits)"))
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -160,7 +184,7 @@ async fn main() -> ExitCode {
         Ok(opts) => opts,
         Err(exit) => return exit,
     };
-    let (key, generated) = match host_key() {
+    let (key, generated) = match host_key(opts.key_file.as_deref()) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("ws_node: {e}");
@@ -172,18 +196,32 @@ async fn main() -> ExitCode {
         allow_plaintext: opts.plaintext,
         ..NodeConfig::default()
     };
-    let node = match Node::new(key, config, system_rng()) {
+    let mut node = match Node::new(key, config, system_rng()) {
         Ok(node) => node,
         Err(e) => {
             eprintln!("ws_node: {e}");
             return ExitCode::from(2);
         }
     };
+    let clock = Clock::new();
+    let replay_file = match opts.replay_state {
+        Some(path) => match ReplayFile::open(path, &mut node, clock.now()) {
+            Ok((file, restored)) => {
+                info!(file = %file.path().display(), restored, "replay state loaded");
+                Some(file)
+            }
+            Err(e) => {
+                eprintln!("ws_node: --replay-state {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let public_key = hex::encode(&node.public_key().to_compressed());
     let address = node.address();
 
     if generated {
-        warn!("HOST_PRIVATE_KEY is not set: using a fresh development key (lost on exit)");
+        warn!("no host key given (--key-file, HOST_PRIVATE_KEY_FILE, HOST_PRIVATE_KEY): using a fresh development key (lost on exit)");
     }
     let allow = if opts.allow.is_empty() {
         warn!("no --allow given: sessions from every client address are accepted");
@@ -193,6 +231,9 @@ async fn main() -> ExitCode {
     };
     if opts.plaintext {
         warn!("--plaintext: legacy unencrypted sessions are accepted");
+    }
+    if replay_file.is_none() && !generated {
+        warn!("no --replay-state: inits recorded before a restart are accepted again after it");
     }
 
     let listener = match tokio::net::TcpListener::bind(opts.listen).await {
@@ -212,6 +253,8 @@ async fn main() -> ExitCode {
             delay: opts.echo_delay,
         }),
         max_streams: opts.max_streams,
+        clock,
+        replay_file,
     };
     if serve(listener, node, service, shutdown_signal()).await {
         info!("stopped");

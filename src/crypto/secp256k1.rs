@@ -58,6 +58,9 @@ impl From<hex::HexError> for KeyError {
 /// assert_eq!(key.public_key().address().to_string(), "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf");
 /// assert!(!format!("{key:?}").contains("0001"));
 /// ```
+// Fuzz targets clone established machines per input (cargo-fuzz builds with `--cfg fuzzing`);
+// no other build can copy a key.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct SecretKey(SigningKey);
 
 impl SecretKey {

@@ -83,7 +83,11 @@ fn personal_sign(key: &SecretKey, text: &[u8]) -> String {
     out.push_str("0x");
     let (rs, v) = sig.split_at(64);
     hex::encode_to(rs, &mut out);
-    hex::encode_to(&[27 + v.first().copied().unwrap_or(0)], &mut out);
+    // EIP-191's v is 27 + the recovery id (0 or 1): no overflow.
+    hex::encode_to(
+        &[27u8.saturating_add(v.first().copied().unwrap_or(0))],
+        &mut out,
+    );
     out
 }
 
@@ -98,8 +102,7 @@ pub(crate) fn sign_messages(
 ) -> Result<String, NodeError> {
     // The reference node signs the sorted compact JSON text itself (checked against
     // checkpoint_delta.json), unlike the outer signature, which signs a hash.
-    let mut json = Zeroizing::new(String::new());
-    side::emit_checkpoint_messages(&mut json, messages)?;
+    let json = crate::session::wire::json::exact(&side::MessagesJson(messages));
     Ok(personal_sign(key, json.as_bytes()))
 }
 
@@ -109,7 +112,7 @@ pub(crate) fn encrypt<R: rand_core::CryptoRng>(
     delta: &CheckpointDelta,
     rng: &mut R,
 ) -> Result<String, NodeError> {
-    let plain = side::emit_checkpoint_delta(delta)?;
+    let plain = side::emit_checkpoint_delta(delta);
     let eph = SecretKey::generate(rng);
     let nonce = crate::crypto::random_array::<24, R>(rng);
     let x = eph.ecdh_x(recovery);

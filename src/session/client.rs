@@ -7,6 +7,8 @@
 //! undecryptable chunk fails the answer, chunks must be valid UTF-8, and the prompt never goes
 //! into the clear envelope.
 
+use alloc::boxed::Box;
+use alloc::collections::BTreeSet;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
@@ -27,6 +29,7 @@ use crate::queue::Outbox;
 use crate::time::Instant;
 
 mod answer;
+use answer::EndedBy;
 mod events;
 mod prompt;
 
@@ -47,6 +50,7 @@ fn scalar_from_seed48(seed: &[u8; 48]) -> Zeroizing<[u8; 32]> {
 }
 
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 enum Phase {
     /// Init sent, waiting for the ack.
     AwaitingAck,
@@ -56,22 +60,62 @@ enum Phase {
     Answering,
 }
 
+#[cfg_attr(fuzzing, derive(Clone))]
 struct Answer {
     request_id: String,
     text: Zeroizing<String>,
+    /// Chunks received (the next chunk's index).
     next_index: u64,
-    /// A final chunk or `encrypted_response` arrived: resolve after the grace period.
-    final_seen: bool,
+    ending: Ending,
+}
+
+/// How far the end of an answer got ([docs/fabstir-wire.md §4.1]).
+#[cfg_attr(fuzzing, derive(Clone))]
+enum Ending {
+    /// Chunks may still come.
+    Open,
+    /// The node said the answer is over (a `final` chunk, or an `encrypted_response` that does
+    /// not seal the chunk count), but nothing proves it: the answer ends as `Truncated`.
+    Claimed,
+    /// The sealed end of answer (`encrypted_response_final_<n>`) checked out against the
+    /// chunks received: the answer is whole; only `stream_end` (usage) or the grace is awaited.
+    Sealed {
+        /// The finish reason it sealed.
+        finish_reason: Option<String>,
+    },
 }
 
 struct ClientSession {
     params: SessionParams,
-    key: Option<SecretBytes<32>>,
+    /// The nonces (first 8 bytes) of every chunk and end of answer received under `key`.
+    /// Why: the ids of answer frames are not authenticated and the chunk AADs restart at
+    /// `chunk_0` with each answer, so a frame of an earlier answer under the same key would
+    /// otherwise fit a later one (a chunk swapped in, or a shorter answer's sealed end
+    /// cutting it short). The node draws a fresh random nonce for each frame it seals.
+    seen: BTreeSet<u64>,
+    /// Boxed so that it never moves (a move leaves the old bytes behind unwiped); wiped in
+    /// place when the session is replaced or dropped.
+    key: Option<Box<SecretBytes<32>>>,
     user_address: Option<String>,
     next_message: u64,
     phase: Phase,
     answer: Option<Answer>,
     deadline: Option<Instant>,
+}
+
+impl ClientSession {
+    /// Records a sealed frame's nonce (first 8 bytes), refusing one already seen under this
+    /// key (`OutOfOrder`) and a key that received `max` frames (`KeyExhausted`).
+    fn first_use(&mut self, nonce_id: u64, max: usize) -> Result<(), ClientError> {
+        if self.seen.contains(&nonce_id) {
+            return Err(ClientError::OutOfOrder);
+        }
+        if self.seen.len() >= max {
+            return Err(ClientError::KeyExhausted);
+        }
+        self.seen.insert(nonce_id);
+        Ok(())
+    }
 }
 
 /// The SDK side of the protocol.
@@ -112,7 +156,8 @@ struct ClientSession {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Client<R> {
-    identity: SecretKey,
+    /// Boxed like the session key: moving the client never copies it.
+    identity: Box<SecretKey>,
     node_public: PublicKey,
     node_compressed: [u8; 33],
     config: ClientConfig,
@@ -121,6 +166,41 @@ pub struct Client<R> {
     transmits: Outbox<String>,
     events: Outbox<ClientEvent>,
     id_counter: u64,
+}
+
+#[cfg(fuzzing)]
+impl Clone for ClientSession {
+    fn clone(&self) -> Self {
+        ClientSession {
+            params: self.params.clone(),
+            seen: self.seen.clone(),
+            key: self.key.as_ref().map(|k| Box::new(k.clone_secret())),
+            user_address: self.user_address.clone(),
+            next_message: self.next_message,
+            phase: self.phase.clone(),
+            answer: self.answer.clone(),
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// Fuzz targets clone a client in the middle of a session per input (cargo-fuzz builds with
+/// `--cfg fuzzing`); no other build can copy its keys.
+#[cfg(fuzzing)]
+impl<R: Clone> Clone for Client<R> {
+    fn clone(&self) -> Self {
+        Client {
+            identity: self.identity.clone(),
+            node_public: self.node_public,
+            node_compressed: self.node_compressed,
+            config: self.config.clone(),
+            rng: self.rng.clone(),
+            session: self.session.clone(),
+            transmits: self.transmits.clone(),
+            events: self.events.clone(),
+            id_counter: self.id_counter,
+        }
+    }
 }
 
 impl<R> fmt::Debug for Client<R> {
@@ -152,7 +232,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
     ) -> Result<Self, ClientError> {
         config.check()?;
         Ok(Client {
-            identity,
+            identity: Box::new(identity),
             node_compressed: node_public_key.to_compressed(),
             node_public: node_public_key,
             transmits: Outbox::new(config.queue_capacity),
@@ -185,7 +265,9 @@ impl<R: rand_core::CryptoRng> Client<R> {
             return Err(ClientError::InvalidParameter("job_id"));
         }
         self.ensure_room()?;
-        let session_key = SecretBytes::new(crate::crypto::random_array::<32, R>(&mut self.rng));
+        let session_key = Box::new(SecretBytes::new(crate::crypto::random_array::<32, R>(
+            &mut self.rng,
+        )));
         let seed = Zeroizing::new(crate::crypto::random_array::<48, R>(&mut self.rng));
         let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
         let eph = SecretKey::from_bytes(&scalar_from_seed48(&seed))
@@ -255,37 +337,41 @@ impl<R: rand_core::CryptoRng> Client<R> {
         &mut self,
         now: Instant,
         params: SessionParams,
-        key: Option<SecretBytes<32>>,
+        key: Option<Box<SecretBytes<32>>>,
         user_address: Option<String>,
     ) {
         self.session = Some(ClientSession {
             params,
+            seen: BTreeSet::new(),
             key,
             user_address,
             next_message: 0,
             phase: Phase::AwaitingAck,
             answer: None,
-            deadline: Some(now + self.config.ack_timeout),
+            deadline: Some(now.saturating_add(self.config.ack_timeout)),
         });
     }
 
     fn next_id(&mut self, now: Instant) -> String {
-        self.id_counter += 1;
-        let mut s = String::with_capacity(32);
+        const BASE36: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        // Ids need only differ between nearby requests: wrapping after 2^64 would be harmless.
+        self.id_counter = self.id_counter.wrapping_add(1);
+        let mut s = String::with_capacity(40);
         let _ = write!(s, "{}-", now.as_nanos() / 1_000_000);
-        // Base-36 counter, like the SDK's `Math.random().toString(36)` suffix in form.
-        let mut digits = [0u8; 16];
+        // Base-36 counter, like the SDK's `Math.random().toString(36)` suffix in form
+        // (13 digits hold any u64).
+        let mut digits = [0u8; 13];
         let mut n = self.id_counter;
-        let mut i = digits.len();
-        while n > 0 && i > 0 {
-            i -= 1;
-            let d = (n % 36) as u8;
-            if let Some(slot) = digits.get_mut(i) {
-                *slot = if d < 10 { b'0' + d } else { b'a' + d - 10 };
+        let mut start = digits.len();
+        for slot in digits.iter_mut().rev() {
+            if n == 0 {
+                break;
             }
+            *slot = BASE36.get((n % 36) as usize).copied().unwrap_or(b'0');
             n /= 36;
+            start = start.saturating_sub(1);
         }
-        s.push_str(core::str::from_utf8(digits.get(i..).unwrap_or(&[])).unwrap_or(""));
+        s.push_str(core::str::from_utf8(digits.get(start..).unwrap_or(&[])).unwrap_or(""));
         s
     }
 
@@ -322,7 +408,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
             Some(key) => {
                 let inner = body.emit_sealed_plaintext();
                 let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
-                let mut aad_buf = [0u8; 32];
+                let mut aad_buf = [0u8; wire::LABEL_LEN];
                 let aad = wire::indexed_label(&mut aad_buf, MESSAGE_AAD, s.next_message);
                 let sealed = aead::xchacha_seal(key.expose(), &nonce, aad, inner.as_bytes());
                 s.next_message = s.next_message.saturating_add(1);
@@ -355,15 +441,15 @@ impl<R: rand_core::CryptoRng> Client<R> {
             request_id: id.clone(),
             text: Zeroizing::new(String::new()),
             next_index: 0,
-            final_seen: false,
+            ending: Ending::Open,
         });
-        s.deadline = Some(now + self.config.first_chunk_timeout);
+        s.deadline = Some(now.saturating_add(self.config.first_chunk_timeout));
         self.transmits.push(frame);
         Ok(id)
     }
 
     /// Cancels the answer in progress (`stream_cancel`); the partial text is delivered as
-    /// `Finished`.
+    /// `Finished` with `authenticated: false`.
     pub fn cancel(&mut self) -> Result<(), ClientError> {
         let s = self.session.as_ref().ok_or(ClientError::NotReady)?;
         if !matches!(s.phase, Phase::Answering) {
@@ -376,7 +462,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
         }
         .emit();
         self.transmits.push(frame);
-        self.finish_answer(None, None);
+        self.end_answer(EndedBy::Cancel);
         Ok(())
     }
 
@@ -434,7 +520,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
                     NodeFrameKind::EncryptedResponse => self.on_response(now, &frame),
                     NodeFrameKind::StreamEnd => {
                         let (reason, tokens) = frame.stream_end();
-                        self.finish_answer(reason, tokens);
+                        self.end_answer(EndedBy::StreamEnd(reason, tokens));
                         Ok(())
                     }
                     NodeFrameKind::Error => {
@@ -469,8 +555,10 @@ impl<R: rand_core::CryptoRng> Client<R> {
         self.session.as_ref().and_then(|s| s.deadline)
     }
 
-    /// Acts on a deadline: a missing ack or chunk ⇒ `TimedOut`; the grace after a final chunk
-    /// ⇒ `Finished` with the text so far.
+    /// Acts on a deadline: a missing ack, or no answer at all ⇒ `TimedOut`; the grace after
+    /// the sealed end of answer ⇒ `Finished`; an answer cut off after some of it arrived (a
+    /// missing chunk, a `final` flag or an unsealed end and then silence) ⇒ `Truncated` with
+    /// the text so far.
     pub fn handle_timeout(&mut self, now: Instant) {
         let Some(s) = self.session.as_mut() else {
             return;
@@ -484,14 +572,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
                 self.session = None;
                 self.events.push(ClientEvent::TimedOut);
             }
-            Phase::Answering => {
-                if s.answer.as_ref().is_some_and(|a| a.final_seen) {
-                    self.finish_answer(None, None);
-                } else {
-                    self.abort_answer();
-                    self.events.push(ClientEvent::TimedOut);
-                }
-            }
+            Phase::Answering => self.end_answer(EndedBy::Timeout),
             Phase::Ready => s.deadline = None,
         }
     }

@@ -151,6 +151,13 @@ pub struct ClientConfig {
     /// call whose frame would not fit gets [`ClientError::Capacity`]; an event of an input
     /// that does not fit is dropped and counted ([`ClientStats`](super::ClientStats)).
     pub queue_capacity: usize,
+    /// Largest number of sealed answer frames (chunks and ends) one session key may bring
+    /// (default 1 048 576). The client remembers each one's nonce (8 bytes, about 40 with
+    /// the set's overhead) for as long as the key lives, so that a frame of an earlier answer
+    /// cannot be passed off as part of a later one; beyond it the answer fails with
+    /// [`ClientError::KeyExhausted`] and a new session is needed. (The SDK starts a new
+    /// session before every prompt, so one key carries one answer.)
+    pub max_frames_per_key: usize,
 }
 
 impl ClientConfig {
@@ -161,6 +168,7 @@ impl ClientConfig {
             ("max_frame_len", self.max_frame_len),
             ("max_answer_len", self.max_answer_len),
             ("queue_capacity", self.queue_capacity),
+            ("max_frames_per_key", self.max_frames_per_key),
         ];
         let timers = [
             ("ack_timeout", self.ack_timeout),
@@ -185,6 +193,7 @@ impl Default for ClientConfig {
             max_answer_len: 16 * 1024 * 1024,
             chunk_aad: ChunkAadPolicy::Ordered,
             queue_capacity: 65_536,
+            max_frames_per_key: 1 << 20,
         }
     }
 }

@@ -190,6 +190,10 @@ pub enum NodeError {
     /// [`Node::new`](super::Node::new) was given a configuration it cannot run with; the text
     /// names the field.
     InvalidConfig(&'static str),
+    /// [`Node::restore_replay_state`](super::Node::restore_replay_state) was given bytes that
+    /// are not a replay state, or one with more live entries than `replay_cache_capacity`;
+    /// the text says which. Nothing was restored.
+    InvalidReplayState(&'static str),
 }
 
 impl NodeError {
@@ -221,56 +225,70 @@ impl NodeError {
             NodeError::InvalidSideProtocol(_) => ErrorCode::InvalidMessage,
             NodeError::AddressMismatch => ErrorCode::NotAuthorized,
             NodeError::InvalidConfig(_) => ErrorCode::Internal,
+            NodeError::InvalidReplayState(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl NodeError {
+    /// The sentence `Display` writes, in three pieces (a fixed text, a field name, a fixed
+    /// text), so that the error frame can be written without formatting into a temporary
+    /// string.
+    pub(crate) fn sentence(&self) -> [&'static str; 3] {
+        match self {
+            NodeError::FrameTooLarge => ["frame exceeds the size limit", "", ""],
+            NodeError::InvalidMessage(what) => ["malformed frame: ", what, ""],
+            NodeError::MissingPayload => ["frame has no payload object", "", ""],
+            NodeError::MissingPayloadField(what) => [
+                "payload field ",
+                what,
+                " is missing or not of the right type",
+            ],
+            NodeError::InvalidHex(what) => ["field ", what, " is not valid hex"],
+            NodeError::InvalidPublicKey => [
+                "ephemeral public key is not a valid compressed secp256k1 point",
+                "",
+                "",
+            ],
+            NodeError::InvalidNonceSize => ["nonce must be 24 bytes", "", ""],
+            NodeError::InvalidSignature => ["signature is invalid", "", ""],
+            NodeError::UnsupportedParameters => {
+                ["salt must be 32 zero bytes and info must be empty", "", ""]
+            }
+            NodeError::DecryptionFailed => ["decryption failed", "", ""],
+            NodeError::InvalidSessionInit(what) => ["session init payload is invalid: ", what, ""],
+            NodeError::JobIdMismatch => [
+                "encrypted job id does not match the envelope job_id",
+                "",
+                "",
+            ],
+            NodeError::ReplayedSessionInit => ["session init was replayed", "", ""],
+            NodeError::NotAuthorized => ["not authorized for this job", "", ""],
+            NodeError::SessionKeyNotFound => ["no session key for this session", "", ""],
+            NodeError::InvalidAad => ["message AAD must be message_<index>", "", ""],
+            NodeError::ReplayedMessage => {
+                ["message index is not above the last accepted one", "", ""]
+            }
+            NodeError::PlaintextDisabled => ["plaintext sessions are disabled", "", ""],
+            NodeError::Capacity(what) => ["node capacity reached: ", what, ""],
+            NodeError::SessionNotAccepted => ["session has not been accepted", "", ""],
+            NodeError::UnknownConnection => ["unknown connection", "", ""],
+            NodeError::UnknownSession => ["unknown session or request", "", ""],
+            NodeError::InvalidSideProtocol(what) => ["invalid input: ", what, ""],
+            NodeError::AddressMismatch => {
+                ["recovered address differs from the expected one", "", ""]
+            }
+            NodeError::InvalidConfig(field) => ["invalid configuration: ", field, ""],
+            NodeError::InvalidReplayState(what) => ["invalid replay state: ", what, ""],
         }
     }
 }
 
 impl fmt::Display for NodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NodeError::FrameTooLarge => f.write_str("frame exceeds the size limit"),
-            NodeError::InvalidMessage(what) => write!(f, "malformed frame: {what}"),
-            NodeError::MissingPayload => f.write_str("frame has no payload object"),
-            NodeError::MissingPayloadField(what) => {
-                write!(
-                    f,
-                    "payload field {what} is missing or not of the right type"
-                )
-            }
-            NodeError::InvalidHex(what) => write!(f, "field {what} is not valid hex"),
-            NodeError::InvalidPublicKey => {
-                f.write_str("ephemeral public key is not a valid compressed secp256k1 point")
-            }
-            NodeError::InvalidNonceSize => f.write_str("nonce must be 24 bytes"),
-            NodeError::InvalidSignature => f.write_str("signature is invalid"),
-            NodeError::UnsupportedParameters => {
-                f.write_str("salt must be 32 zero bytes and info must be empty")
-            }
-            NodeError::DecryptionFailed => f.write_str("decryption failed"),
-            NodeError::InvalidSessionInit(what) => {
-                write!(f, "session init payload is invalid: {what}")
-            }
-            NodeError::JobIdMismatch => {
-                f.write_str("encrypted job id does not match the envelope job_id")
-            }
-            NodeError::ReplayedSessionInit => f.write_str("session init was replayed"),
-            NodeError::NotAuthorized => f.write_str("not authorized for this job"),
-            NodeError::SessionKeyNotFound => f.write_str("no session key for this session"),
-            NodeError::InvalidAad => f.write_str("message AAD must be message_<index>"),
-            NodeError::ReplayedMessage => {
-                f.write_str("message index is not above the last accepted one")
-            }
-            NodeError::PlaintextDisabled => f.write_str("plaintext sessions are disabled"),
-            NodeError::Capacity(what) => write!(f, "node capacity reached: {what}"),
-            NodeError::SessionNotAccepted => f.write_str("session has not been accepted"),
-            NodeError::UnknownConnection => f.write_str("unknown connection"),
-            NodeError::UnknownSession => f.write_str("unknown session or request"),
-            NodeError::InvalidSideProtocol(what) => write!(f, "invalid input: {what}"),
-            NodeError::AddressMismatch => {
-                f.write_str("recovered address differs from the expected one")
-            }
-            NodeError::InvalidConfig(field) => write!(f, "invalid configuration: {field}"),
-        }
+        self.sentence()
+            .iter()
+            .try_for_each(|part| f.write_str(part))
     }
 }
 
@@ -304,6 +322,9 @@ pub enum ClientError {
     InvalidParameter(&'static str),
     /// The transmit queue holds `queue_capacity` frames: drain it before calling again.
     Capacity,
+    /// The session key received [`ClientConfig::max_frames_per_key`](super::ClientConfig)
+    /// sealed frames: start a new session (a fresh key) for more.
+    KeyExhausted,
     /// [`Client::new`](super::Client::new) was given a configuration it cannot run with; the
     /// text names the field.
     InvalidConfig(&'static str),
@@ -321,6 +342,9 @@ impl fmt::Display for ClientError {
             ClientError::NotReady => f.write_str("session is not ready"),
             ClientError::InvalidParameter(what) => write!(f, "invalid parameter: {what}"),
             ClientError::Capacity => f.write_str("transmit queue is full"),
+            ClientError::KeyExhausted => {
+                f.write_str("the session key received its limit of frames: start a new session")
+            }
             ClientError::InvalidConfig(field) => write!(f, "invalid configuration: {field}"),
         }
     }

@@ -50,6 +50,7 @@ impl fmt::Debug for Transmit {
 
 /// What the node tells its embedder.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 #[non_exhaustive]
 pub enum NodeEvent {
     /// A verified init waits for [`Node::accept`](super::Node::accept) or [`Node::reject`](super::Node::reject).
@@ -117,10 +118,16 @@ pub struct SessionRequest {
 }
 
 /// One image attached to a prompt.
+///
+/// ```
+/// use sealwire::session::PromptImage;
+/// let image = PromptImage { data: zeroize::Zeroizing::new("aGk=".into()), format: "png".into() };
+/// assert_eq!(format!("{image:?}"), "PromptImage(png, 4 bytes)");
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct PromptImage {
-    /// Base64 data (no `data:` prefix).
-    pub data: String,
+    /// Base64 data (no `data:` prefix), wiped on drop: it is what the user sent.
+    pub data: Zeroizing<String>,
     /// `png`, `jpeg`, `webp` or `gif`.
     pub format: String,
 }
@@ -132,6 +139,7 @@ impl fmt::Debug for PromptImage {
 }
 
 /// A decrypted prompt. `Debug` does not show the prompt, the images or the search queries.
+#[cfg_attr(fuzzing, derive(Clone))]
 #[non_exhaustive]
 pub struct PromptRequest {
     /// The connection.
@@ -259,6 +267,10 @@ pub struct NodeStats {
     pub sessions_pending: usize,
     /// Remembered ephemeral keys.
     pub replay_cache_len: usize,
+    /// Ephemeral keys recorded since the node was built (accepted inits and re-keys, and
+    /// restored entries): when it changes, a saved [`Node::replay_state`](super::Node::replay_state)
+    /// is out of date.
+    pub replay_cache_inserts: u64,
     /// Frames dropped because the transmit queue was full.
     pub transmits_dropped: u64,
     /// Events dropped because the event queue was full.
@@ -281,9 +293,10 @@ impl NodeStats {
 
     /// Counts one rejection (an `error` frame sent for an input or a reject).
     pub(crate) fn count_rejection(&mut self, code: ErrorCode) {
-        self.frames_rejected += 1;
+        // Counters: saturating (2^64 frames are out of reach anyway).
+        self.frames_rejected = self.frames_rejected.saturating_add(1);
         if let Some(n) = self.errors.get_mut(code.index()) {
-            *n += 1;
+            *n = n.saturating_add(1);
         }
     }
 }

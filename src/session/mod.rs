@@ -19,7 +19,8 @@
 //!    |<------------------------ session_init_ack  |   (or error NOT_AUTHORIZED)|
 //!    | encrypted_message (AAD message_<n>) ------>|-- Prompt ----------------->|
 //!    |<--- encrypted_chunk (AAD chunk_0, 1, …)    |<-- send_chunk -------------|
-//!    |<--- encrypted_response (finish reason)     |<-- finish -----------------|
+//!    |<--- encrypted_response (AAD encrypted_    |<-- finish -----------------|
+//!    |     response_final_<chunk count>)          |                            |
 //!    |<--- stream_end (plaintext usage)           |                            |
 //!    | encrypted_session_init (fresh key) ------->|  same address and job:     |
 //!    |<------------------------ session_init_ack  |  re-keyed automatically    |
@@ -41,7 +42,7 @@
 //! | `ping` / `stream_cancel` | c→n | heartbeat / abort the answer |
 //! | `session_init_ack` | n→c | `status, session_id, job_id, chain_id, message` |
 //! | `encrypted_chunk` | n→c | `session_id, id, tokens, payload{ciphertextHex, nonceHex, aadHex, index}, final?` |
-//! | `encrypted_response` | n→c | `session_id, id, payload{…}` (finish reason, AAD `encrypted_response_final`) |
+//! | `encrypted_response` | n→c | `session_id, id, payload{…}`: the sealed end of answer (finish reason, AAD `encrypted_response_final_<chunk count>`) |
 //! | `stream_end` / `stream_chunk` | n→c | plaintext end of answer (usage) / plaintext chunk |
 //! | `error` | n→c | `code, message, session_id?, id?` — exactly one per rejected client frame |
 //! | `pong` | n→c | heartbeat answer |
@@ -69,32 +70,41 @@
 //! * **`jobId` = `job_id`** (`JOB_ID_MISMATCH`): the envelope is unauthenticated; only the
 //!   encrypted `jobId` binds the job.
 //! * **Replay** (`REPLAYED_SESSION_INIT`): nothing in the protocol is fresh, so the node keeps a
-//!   bounded node-wide cache of ephemeral keys (decoded points) for the key lifetime. It fails
-//!   closed (`CAPACITY`) rather than forget a live key, and once it is half full each client
-//!   address may hold only [`NodeConfig::replay_cache_per_client`] of it, so one client
-//!   re-keying fast exhausts its own quota, not everyone's capacity.
+//!   bounded node-wide cache of ephemeral keys (decoded points) for the key lifetime, looked up
+//!   right after the syntax so that a replay costs microseconds, not an ECDH and a recovery. It
+//!   fails closed (`CAPACITY`) rather than forget a live key, and once it is half full each
+//!   client address may hold only [`NodeConfig::replay_cache_per_client`] of it, so one client
+//!   re-keying fast exhausts its own quota, not everyone's capacity. It survives a restart only
+//!   if the embedder keeps it: [`Node::replay_state`], [`Node::restore_replay_state`].
 //! * **Indices** (`INVALID_AAD`, `REPLAYED_MESSAGE`): inbound AAD must be
 //!   `message_<canonical decimal>` and strictly increase per key; the node emits only
 //!   `chunk_<i>` / `encrypted_response_final`, so a chunk reflected back as a message fails.
 //! * **Binding**: keys belong to the `(connection, session_id)` that installed them; an init for
-//!   an existing session from another address or job is `NOT_AUTHORIZED` and leaves it intact.
+//!   an existing session from another address, job or chain is `NOT_AUTHORIZED` and leaves it
+//!   intact.
+//! * **End of answer**: `stream_end` and `final` travel in clear, so the node seals the chunk
+//!   count into the `encrypted_response` (AAD `encrypted_response_final_<n>`); the SDK decrypts
+//!   it under whatever `aadHex` says and discards it.
 //! * **Key hygiene**: keys expire ([`NodeConfig::session_ttl`], [`NodeConfig::idle_timeout`]
 //!   via [`Node::poll_timeout`]/[`Node::handle_timeout`]) and are wiped on close, re-key,
 //!   expiry, disconnect and drop. `Debug` never shows keys or prompts; error messages are
 //!   fixed sentences.
 //!
 //! The [`Client`] is strict where the SDK is lenient: chunk AADs must be `chunk_0, chunk_1, …`
-//! in order ([`ChunkAadPolicy`]), an undecryptable or non-UTF-8 chunk fails the answer, and the
-//! prompt never travels in the clear `search_queries`.
+//! in order ([`ChunkAadPolicy`]), an undecryptable or non-UTF-8 chunk fails the answer, an
+//! encrypted answer is [`ClientEvent::Finished`] only once its sealed end matched every chunk
+//! (else [`ClientEvent::Truncated`], with the text so far), a frame it already had under the key
+//! is refused, and the prompt never travels in the clear `search_queries`.
 //!
 //! ## Memory
 //!
 //! The node's session table (`node/table.rs`) owns every session, its deadline and the
-//! counts. An established session costs one `NodeSession` (160 bytes on 64-bit, bound asserted
-//! by a test), one deadline-heap entry (32 B), one replay-cache entry (≈ 120 B) with its
-//! client's quota counter (≈ 40 B) and, with the SDK's one session per connection, the
-//! connection's table entry (≈ 48 B): ≈ 400 B plus its `session_id` and `job_id` strings, under
-//! the 512 B budget. 100 000 concurrent sessions are exercised by a test. `poll_timeout` is
+//! counts. An established session costs one `NodeSession` (136 bytes on 64-bit, bound asserted
+//! by a test) and its key in a box of its own (32 B, 48 with the allocator's header: a key
+//! never moves, so no stale copy is left when the table's vectors grow or shrink), one
+//! deadline-heap entry (32 B), one replay-cache entry (≈ 120 B) with its client's quota counter
+//! (≈ 40 B) and, with the SDK's one session per connection, the connection's table entry
+//! (≈ 48 B): ≈ 430 B plus its `session_id` and `job_id` strings, under the 512 B budget. 100 000 concurrent sessions are exercised by a test. `poll_timeout` is
 //! O(1) (heap top) and `handle_timeout` O(log n) per due entry, with lazy deletion. The
 //! transmit and event queues of both machines hold at most their config's `queue_capacity`.
 //!

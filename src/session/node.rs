@@ -6,6 +6,7 @@
 //! `init.rs` (`encrypted_session_init`), `message.rs` (`encrypted_message`), `plaintext.rs`
 //! (the legacy frames), `answer.rs` (what the node sends while answering).
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -14,13 +15,13 @@ use zeroize::Zeroizing;
 
 use super::config::NodeConfig;
 use super::error::{ErrorCode, NodeError};
-use super::replay::ReplayCache;
+use super::replay::{ReplayCache, RestoreError};
 use super::wire::client_frames::Echo;
 use super::wire::{ClientFrame, ClientFrameKind, ErrorFrame, InitAck, StreamCancel, PONG};
 use super::{CheckpointDelta, CheckpointMessage};
 use crate::crypto::secp256k1::{Address, PublicKey, SecretKey};
 use crate::queue::Outbox;
-use crate::time::Instant;
+use crate::time::{Instant, WallTime};
 
 pub use super::events::{
     CloseReason, ConnectionId, NodeEvent, NodeStats, PromptImage, PromptRequest, SessionRequest,
@@ -53,7 +54,9 @@ use table::{Expired, NodeSession, SessionTable};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Node<R> {
-    key: SecretKey,
+    /// Boxed so that moving the node never copies the host key (a move leaves the old bytes
+    /// behind unwiped); wiped in place on drop.
+    key: Box<SecretKey>,
     public: PublicKey,
     public_compressed: [u8; 33],
     address: Address,
@@ -66,6 +69,28 @@ pub struct Node<R> {
     stats: NodeStats,
     /// Plaintexts too long for the stack are sealed here (wiped on drop).
     scratch: Zeroizing<Vec<u8>>,
+}
+
+/// Fuzz targets clone an established node per input (cargo-fuzz builds with `--cfg fuzzing`);
+/// no other build can copy the host key or a session key.
+#[cfg(fuzzing)]
+impl<R: Clone> Clone for Node<R> {
+    fn clone(&self) -> Self {
+        Node {
+            key: self.key.clone(),
+            public: self.public,
+            public_compressed: self.public_compressed,
+            address: self.address,
+            config: self.config.clone(),
+            rng: self.rng.clone(),
+            table: self.table.clone(),
+            replay: self.replay.clone(),
+            transmits: self.transmits.clone(),
+            events: self.events.clone(),
+            stats: self.stats.clone(),
+            scratch: self.scratch.clone(),
+        }
+    }
 }
 
 impl<R> fmt::Debug for Node<R> {
@@ -96,7 +121,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
             public_compressed: public.to_compressed(),
             address: public.address(),
             public,
-            key,
+            key: Box::new(key),
             table: SessionTable::new(&config),
             replay: ReplayCache::new(
                 config.replay_cache_capacity,
@@ -159,7 +184,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         if !self.table.contains(conn) {
             return Err(NodeError::UnknownConnection);
         }
-        self.stats.frames_received += 1;
+        self.stats.frames_received = self.stats.frames_received.saturating_add(1);
         // Bound memory before serde sees a byte.
         if frame.len() > self.config.max_frame_len {
             self.reject_frame(conn, Echo::default(), NodeError::FrameTooLarge);
@@ -204,7 +229,8 @@ impl<R: rand_core::CryptoRng> Node<R> {
         self.stats.count_rejection(e.code());
         let frame = ErrorFrame {
             code: e.code(),
-            message: &e.to_string(),
+            message: "",
+            sentence: e.sentence(),
             session_id: echo.session_id,
             id: echo.id,
             token_limit: None,
@@ -290,6 +316,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         let frame = ErrorFrame {
             code: ErrorCode::NotAuthorized,
             message,
+            sentence: [""; 3],
             session_id: Some(session_id),
             id: pending.and_then(|p| p.init_id.as_deref()),
             token_limit: None,
@@ -351,6 +378,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
                 let frame = ErrorFrame {
                     code: ErrorCode::SessionNotAccepted,
                     message: "session was not accepted in time",
+                    sentence: [""; 3],
                     session_id: Some(session.session_id()),
                     id: p.init_id.as_deref(),
                     token_limit: None,
@@ -400,9 +428,61 @@ impl<R: rand_core::CryptoRng> Node<R> {
         s.sessions_pending = self.table.pending();
         s.sessions_active = self.table.sessions().saturating_sub(self.table.pending());
         s.replay_cache_len = self.replay.len();
+        s.replay_cache_inserts = self.replay.inserts();
         s.transmits_dropped = self.transmits.dropped();
         s.events_dropped = self.events.dropped();
         s
+    }
+
+    // ---------------------------------------------------------------- replay state
+
+    /// The replay cache as bytes to keep across a restart: every ephemeral key seen within
+    /// the key lifetime, with the client it belongs to and what is left of its lifetime at
+    /// `now`, stamped with the wall-clock time `wall` of the same moment.
+    ///
+    /// Why: a node that forgets which inits it saw accepts every init recorded on the wire
+    /// within the key lifetime again after a restart, and runs the prompt that follows under
+    /// the victim's address. Save this whenever [`NodeStats::replay_cache_inserts`] changed,
+    /// before sending the frames the same input queued (the ack of an accepted init), and
+    /// hand it to [`Node::restore_replay_state`] at start. The bytes hold public values only
+    /// (ephemeral keys and addresses seen on the wire); their integrity is the embedder's
+    /// (a file only the node can write): an entry removed from them is a replay let in.
+    ///
+    /// ```
+    /// use sealwire::session::{Node, NodeConfig, SecretKey};
+    /// use sealwire::time::{Instant, WallTime};
+    /// use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+    /// let key = || SecretKey::from_bytes(&[7; 32]).unwrap();
+    /// let node = Node::new(key(), NodeConfig::default(), ChaCha20Rng::from_seed([0; 32]))?;
+    /// let state = node.replay_state(Instant::ZERO, WallTime::from_unix(1_700_000_000, 0));
+    /// // … the process restarts; its clock starts again at zero …
+    /// let mut node = Node::new(key(), NodeConfig::default(), ChaCha20Rng::from_seed([1; 32]))?;
+    /// let restored = node.restore_replay_state(Instant::ZERO, WallTime::from_unix(1_700_000_060, 0), &state)?;
+    /// assert_eq!(restored, 0); // nothing was seen yet
+    /// # Ok::<(), sealwire::session::NodeError>(())
+    /// ```
+    pub fn replay_state(&self, now: Instant, wall: WallTime) -> Vec<u8> {
+        self.replay.export(now, wall)
+    }
+
+    /// Adds the entries of a [`Node::replay_state`] to the replay cache: each lives on for what
+    /// was left of its lifetime minus the wall-clock time passed since the state was taken
+    /// (`wall` now against the state's stamp; a clock that went backwards counts as no time).
+    /// Returns how many entries were added. `Err(InvalidReplayState(…))`, with nothing
+    /// changed, for bytes that are not such a state or that hold more live entries than
+    /// [`NodeConfig::replay_cache_capacity`].
+    pub fn restore_replay_state(
+        &mut self,
+        now: Instant,
+        wall: WallTime,
+        state: &[u8],
+    ) -> Result<usize, NodeError> {
+        self.replay.restore(now, wall, state).map_err(|e| match e {
+            RestoreError::Malformed => NodeError::InvalidReplayState("not a replay state"),
+            RestoreError::TooMany => {
+                NodeError::InvalidReplayState("more entries than replay_cache_capacity")
+            }
+        })
     }
 
     // ---------------------------------------------------------------- queues
@@ -460,6 +540,7 @@ mod tests {
         let frame = ErrorFrame {
             code: ErrorCode::InvalidAad,
             message: "bad \"aad\"",
+            sentence: [""; 3],
             session_id: Some("7"),
             id: Some("1-a"),
             token_limit: None,

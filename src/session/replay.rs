@@ -7,11 +7,18 @@
 //! bounded and fails closed (`CAPACITY`) rather than forgetting live entries. Each client
 //! address may hold only a share of it, so one client re-keying at a high rate (the SDK sends
 //! an init before every prompt) runs into its own quota, not into everyone's capacity.
+//!
+//! A restart would empty the cache and let every init recorded within the key lifetime in
+//! again (and its prompt run again under the victim's address), so the cache can be exported
+//! and restored ([`ReplayCache::export`], [`ReplayCache::restore`]): entries carry their
+//! remaining lifetime, and the export its wall-clock time, so that a restored entry expires
+//! when it would have without the restart.
 
 use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
 
 use crate::crypto::secp256k1::Address;
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, WallTime};
 
 /// Canonical compressed encoding of an ephemeral public key.
 pub(crate) type EphKey = [u8; 33];
@@ -25,15 +32,35 @@ pub(crate) enum Full {
     Client,
 }
 
+/// Why an exported state was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RestoreError {
+    /// Not a state this version wrote (magic, version, length).
+    Malformed,
+    /// More live entries than the cache may hold.
+    TooMany,
+}
+
+/// `"SWRP"`, format version 1.
+const MAGIC: [u8; 5] = *b"SWRP\x01";
+/// Magic, wall-clock seconds (u64 BE), nanoseconds (u32 BE), entry count (u64 BE).
+const HEADER_LEN: usize = 5 + 8 + 4 + 8;
+/// Ephemeral key, client address, remaining lifetime in ns (u64 BE).
+const ENTRY_LEN: usize = 33 + 20 + 8;
+
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct ReplayCache {
+    /// Key → (expiry, client).
     seen: BTreeMap<EphKey, (Instant, Address)>,
-    /// Insertion order for expiry; may hold stale entries for keys removed early.
+    /// Expiry order; may hold stale entries for keys removed early.
     order: VecDeque<(Instant, EphKey)>,
     /// Live entries per client address (absent when zero).
     per_client: BTreeMap<Address, usize>,
     capacity: usize,
     per_client_limit: usize,
     ttl: Duration,
+    /// Keys recorded so far (inserted or restored): a change means the exported state is stale.
+    inserts: u64,
 }
 
 impl ReplayCache {
@@ -45,6 +72,7 @@ impl ReplayCache {
             capacity,
             per_client_limit,
             ttl,
+            inserts: 0,
         }
     }
 
@@ -52,22 +80,27 @@ impl ReplayCache {
         self.seen.len()
     }
 
+    /// Keys recorded since the cache was built.
+    pub(crate) fn inserts(&self) -> u64 {
+        self.inserts
+    }
+
     /// Whether `key` was seen within the key lifetime before `now`.
     pub(crate) fn contains(&self, now: Instant, key: &EphKey) -> bool {
         match self.seen.get(key) {
-            Some(&(at, _)) => at + self.ttl > now,
+            Some(&(expires, _)) => expires > now,
             None => false,
         }
     }
 
-    /// Drops entries older than the key lifetime.
+    /// Drops entries whose lifetime is over.
     pub(crate) fn evict_expired(&mut self, now: Instant) {
-        while let Some(&(at, key)) = self.order.front() {
-            if at + self.ttl > now {
+        while let Some(&(expires, key)) = self.order.front() {
+            if expires > now {
                 break;
             }
             self.order.pop_front();
-            if self.seen.get(&key).map(|e| e.0) == Some(at) {
+            if self.seen.get(&key).map(|e| e.0) == Some(expires) {
                 self.remove(&key);
             }
         }
@@ -90,20 +123,33 @@ impl ReplayCache {
         Ok(())
     }
 
-    /// Records `key` for `client` (the caller checked [`Self::room_for`] and
-    /// [`Self::contains`]).
+    /// Records `key` for `client` for the key lifetime (the caller checked
+    /// [`Self::room_for`] and [`Self::contains`]).
     pub(crate) fn insert(&mut self, now: Instant, key: EphKey, client: Address) {
-        if let Some((_, old)) = self.seen.insert(key, (now, client)) {
+        self.record(now.saturating_add(self.ttl), key, client);
+        self.compact();
+    }
+
+    /// Records `key` for `client` until `expires`.
+    fn record(&mut self, expires: Instant, key: EphKey, client: Address) {
+        if let Some((_, old)) = self.seen.insert(key, (expires, client)) {
             // A re-inserted key (an expired one seen again) no longer counts for its old owner.
             self.uncount(&old);
         }
-        *self.per_client.entry(client).or_insert(0) += 1;
-        self.order.push_back((now, key));
-        // Stale order entries (keys removed by `forget`) are bounded by compaction.
+        let n = self.per_client.entry(client).or_insert(0);
+        // At most `seen.len()` entries per client: no overflow.
+        *n = n.saturating_add(1);
+        self.order.push_back((expires, key));
+        // One per init the node accepted: u64 does not wrap in practice; saturate regardless.
+        self.inserts = self.inserts.saturating_add(1);
+    }
+
+    /// Stale order entries (keys removed by `forget`) are bounded by compaction.
+    fn compact(&mut self) {
         if self.order.len() > self.capacity.saturating_mul(2).saturating_add(16) {
             let seen = &self.seen;
             self.order
-                .retain(|(at, k)| seen.get(k).map(|e| e.0) == Some(*at));
+                .retain(|(expires, k)| seen.get(k).map(|e| e.0) == Some(*expires));
         }
     }
 
@@ -127,6 +173,117 @@ impl ReplayCache {
             }
         }
     }
+
+    /// The live entries with their remaining lifetime at `now`, stamped with the wall-clock
+    /// time `wall` of the same moment.
+    pub(crate) fn export(&self, now: Instant, wall: WallTime) -> Vec<u8> {
+        let live = self.seen.iter().filter(|(_, (expires, _))| *expires > now);
+        let count = live.clone().count();
+        let mut out =
+            Vec::with_capacity(HEADER_LEN.saturating_add(count.saturating_mul(ENTRY_LEN)));
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&wall.secs().to_be_bytes());
+        out.extend_from_slice(&wall.subsec_nanos().to_be_bytes());
+        out.extend_from_slice(&u64::try_from(count).unwrap_or(u64::MAX).to_be_bytes());
+        for (key, (expires, client)) in live {
+            out.extend_from_slice(key);
+            out.extend_from_slice(client.as_bytes());
+            let remaining = expires.saturating_duration_since(now).as_nanos();
+            out.extend_from_slice(&u64::try_from(remaining).unwrap_or(u64::MAX).to_be_bytes());
+        }
+        out
+    }
+
+    /// Adds the entries of an [`export`](Self::export) made at wall-clock time `then`, each
+    /// living what remained of its lifetime minus the wall-clock time passed since (nothing
+    /// when the clock went backwards: an entry then lives longer, never shorter). A key
+    /// already present keeps the later expiry. Refused, with nothing changed, when the state
+    /// is malformed or holds more live entries than the cache may. Returns the entries added.
+    pub(crate) fn restore(
+        &mut self,
+        now: Instant,
+        wall: WallTime,
+        state: &[u8],
+    ) -> Result<usize, RestoreError> {
+        let (header, body) = state
+            .split_at_checked(HEADER_LEN)
+            .ok_or(RestoreError::Malformed)?;
+        let (magic, rest) = header.split_at(MAGIC.len());
+        if magic != MAGIC {
+            return Err(RestoreError::Malformed);
+        }
+        let (secs, rest) = rest.split_at(8);
+        let (nanos, count) = rest.split_at(4);
+        let be64 = |b: &[u8]| b.try_into().map(u64::from_be_bytes);
+        let secs = be64(secs).map_err(|_| RestoreError::Malformed)?;
+        let nanos = nanos
+            .try_into()
+            .map(u32::from_be_bytes)
+            .map_err(|_| RestoreError::Malformed)?;
+        let count = be64(count).map_err(|_| RestoreError::Malformed)?;
+        if u64::try_from(body.len()).ok() != count.checked_mul(ENTRY_LEN as u64) {
+            return Err(RestoreError::Malformed);
+        }
+        let elapsed = wall_elapsed(WallTime::from_unix(secs, nanos), wall);
+        let mut entries = Vec::new();
+        for entry in body.chunks_exact(ENTRY_LEN) {
+            let (key, rest) = entry.split_at(33);
+            let (client, remaining) = rest.split_at(20);
+            let (Ok(key), Ok(client), Ok(remaining)) = (
+                EphKey::try_from(key),
+                <[u8; 20]>::try_from(client),
+                be64(remaining),
+            ) else {
+                return Err(RestoreError::Malformed);
+            };
+            let left = Duration::from_nanos(remaining).saturating_sub(elapsed);
+            if left.is_zero() {
+                continue; // it would have expired by now
+            }
+            if entries.len() >= self.capacity {
+                return Err(RestoreError::TooMany);
+            }
+            entries.push((now.saturating_add(left), key, Address(client)));
+        }
+        self.evict_expired(now);
+        let fresh = entries
+            .iter()
+            .filter(|(expires, key, _)| self.seen.get(key).is_none_or(|(have, _)| *have < *expires))
+            .count();
+        let new_keys = entries
+            .iter()
+            .filter(|(_, key, _)| !self.seen.contains_key(key))
+            .count();
+        if self.seen.len().saturating_add(new_keys) > self.capacity {
+            return Err(RestoreError::TooMany);
+        }
+        for (expires, key, client) in entries {
+            if self.seen.get(&key).is_none_or(|(have, _)| *have < expires) {
+                self.record(expires, key, client);
+            }
+        }
+        // Restored entries may expire before ones inserted earlier: keep the expiry order.
+        let seen = &self.seen;
+        let mut order: Vec<(Instant, EphKey)> = self
+            .order
+            .drain(..)
+            .filter(|(expires, k)| seen.get(k).map(|e| e.0) == Some(*expires))
+            .collect();
+        order.sort_unstable();
+        self.order = order.into();
+        Ok(fresh)
+    }
+}
+
+/// Wall-clock time from `then` to `now`; zero when the clock went backwards.
+fn wall_elapsed(then: WallTime, now: WallTime) -> Duration {
+    let ns = |w: WallTime| {
+        u128::from(w.secs())
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u128::from(w.subsec_nanos()))
+    };
+    let d = ns(now).saturating_sub(ns(then));
+    Duration::from_nanos(u64::try_from(d).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -202,6 +359,110 @@ mod tests {
         assert_eq!(c.room_for(Instant::from_secs(10), &ALICE), Ok(()));
         assert_eq!(c.per_client.get(&ALICE), Some(&2));
         assert_eq!(c.per_client.get(&BOB), Some(&1));
+    }
+}
+
+#[cfg(test)]
+mod state {
+    //! Export and restore across a restart (the clock of the new process starts again).
+    use super::*;
+
+    const ALICE: Address = Address([0xa1; 20]);
+    const BOB: Address = Address([0xb0; 20]);
+    const W0: WallTime = WallTime::from_unix(1_700_000_000, 500);
+
+    fn cache(capacity: usize) -> ReplayCache {
+        ReplayCache::new(capacity, capacity, Duration::from_secs(100))
+    }
+
+    #[test]
+    fn restored_entries_live_out_their_remaining_lifetime_and_no_longer() {
+        let mut a = cache(8);
+        a.insert(Instant::from_secs(1_000), [1; 33], ALICE); // expires at 1 100
+        a.insert(Instant::from_secs(1_040), [2; 33], BOB); // expires at 1 140
+        a.insert(Instant::from_secs(1_000), [3; 33], BOB);
+        a.forget(&[3; 33]);
+        // Exported at 1 050: 50 s and 90 s left; the forgotten key is not in it.
+        let state = a.export(Instant::from_secs(1_050), W0);
+        assert_eq!(state.len(), HEADER_LEN + 2 * ENTRY_LEN);
+
+        // The new process starts 20 s of wall-clock time later, its clock at 5 s.
+        let mut b = cache(8);
+        let t = Instant::from_secs(5);
+        let w = W0.saturating_add(Duration::from_secs(20));
+        assert_eq!(b.restore(t, w, &state), Ok(2));
+        assert_eq!(b.inserts(), 2);
+        assert!(b.contains(t, &[1; 33]) && b.contains(t, &[2; 33]));
+        assert!(!b.contains(t, &[3; 33]));
+        // 30 s and 70 s were left.
+        assert!(b.contains(t + Duration::from_secs(29), &[1; 33]));
+        assert!(!b.contains(t + Duration::from_secs(30), &[1; 33]));
+        assert!(b.contains(t + Duration::from_secs(69), &[2; 33]));
+        b.evict_expired(t + Duration::from_secs(70));
+        assert_eq!(b.len(), 0);
+        assert!(b.per_client.is_empty());
+        assert_eq!(b.room_for(t, &ALICE), Ok(()));
+
+        // Restored after the whole lifetime: nothing is left to restore.
+        let mut c = cache(8);
+        let late = W0.saturating_add(Duration::from_secs(90));
+        assert_eq!(c.restore(t, late, &state), Ok(0));
+        // A wall clock that went backwards counts as no time passed (fail safe).
+        let mut d = cache(8);
+        let before = WallTime::from_unix(1_600_000_000, 0);
+        assert_eq!(d.restore(t, before, &state), Ok(2));
+        assert!(d.contains(t + Duration::from_secs(89), &[2; 33]));
+    }
+
+    #[test]
+    fn a_restore_merges_keeps_the_expiry_order_and_fails_closed() {
+        let mut a = cache(4);
+        a.insert(Instant::from_secs(10), [1; 33], ALICE); // expires at 110
+        let state = a.export(Instant::from_secs(10), W0); // 100 s left
+        let mut b = cache(4);
+        b.insert(Instant::ZERO, [9; 33], BOB); // expires at 100
+        b.insert(Instant::ZERO, [1; 33], ALICE); // expires at 100: the state's is later
+        assert_eq!(b.restore(Instant::from_secs(50), W0, &state), Ok(1));
+        assert!(b.contains(Instant::from_secs(149), &[1; 33]));
+        assert_eq!(b.per_client.get(&ALICE), Some(&1));
+        // The key expiring first is evicted first, whatever the order of arrival.
+        b.evict_expired(Instant::from_secs(100));
+        assert_eq!(b.len(), 1);
+        assert!(b.contains(Instant::from_secs(100), &[1; 33]));
+
+        // More live entries than the cache holds: refused, nothing changed.
+        let mut full = cache(1);
+        full.insert(Instant::ZERO, [7; 33], BOB);
+        assert_eq!(
+            full.restore(Instant::ZERO, W0, &state),
+            Err(RestoreError::TooMany)
+        );
+        assert_eq!((full.len(), full.inserts()), (1, 1));
+        let mut big = cache(8);
+        for k in 0..3u8 {
+            big.insert(Instant::ZERO, [k; 33], ALICE);
+        }
+        let three = big.export(Instant::ZERO, W0);
+        assert_eq!(
+            cache(2).restore(Instant::ZERO, W0, &three),
+            Err(RestoreError::TooMany)
+        );
+
+        // Anything that is not a state of this version.
+        let mut c = cache(4);
+        for bad in [
+            &b""[..],
+            &state[..HEADER_LEN - 1],
+            &state[..state.len() - 1],
+            &[state.as_slice(), &[0]].concat(),
+            &[&b"SWRP\x02"[..], &state[5..]].concat(),
+        ] {
+            assert_eq!(
+                c.restore(Instant::ZERO, W0, bad),
+                Err(RestoreError::Malformed)
+            );
+        }
+        assert_eq!(c.len(), 0);
     }
 }
 

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::model::Model;
+use crate::replay_file::ReplayFile;
 use crate::sleep_until;
 
 /// Outgoing frames buffered per connection before the connection counts as too slow.
@@ -81,6 +82,7 @@ struct ActiveStream {
 struct NodeTask<R> {
     node: Node<R>,
     clock: Clock,
+    replay_file: Option<ReplayFile>,
     allow: Option<HashSet<Address>>,
     model: Arc<dyn Model>,
     max_streams: usize,
@@ -165,6 +167,8 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 continue;
             }
             if let Some(t) = self.node.poll_transmit() {
+                // An init's ack leaves only once its ephemeral key is on disk.
+                self.save_replay_state();
                 let Some(tx) = self.conns.get(&t.conn) else {
                     continue; // the connection is already gone
                 };
@@ -175,6 +179,16 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 continue;
             }
             break;
+        }
+    }
+
+    /// Writes the replay state if the node recorded a key since the last write. A failure is
+    /// logged (replays recorded since would be let in after a restart) and retried next time.
+    fn save_replay_state(&mut self) {
+        if let Some(file) = &mut self.replay_file {
+            if let Err(e) = file.save_if_changed(&self.node, self.clock.now()) {
+                error!(error = e, "replay state not saved");
+            }
         }
     }
 
@@ -351,6 +365,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             self.drop_connection(conn);
         }
         self.flush();
+        self.save_replay_state();
         info!("all connections closed; wiping node keys");
     }
 }
@@ -487,6 +502,10 @@ pub struct Service {
     pub model: Arc<dyn Model>,
     /// Answers generated at the same time, node-wide.
     pub max_streams: usize,
+    /// The clock the node runs on (the one a replay state was restored with).
+    pub clock: Clock,
+    /// Where the replay cache is kept across restarts, if anywhere.
+    pub replay_file: Option<ReplayFile>,
 }
 
 /// Serves `node` on `listener` (`/v1/ws` and `/v1/auth/challenge`) until `shutdown` completes,
@@ -503,7 +522,8 @@ pub struct Service {
 /// let node = Node::new(key, NodeConfig::default(), session_examples::system_rng()).unwrap();
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// let model = Arc::new(EchoModel { delay: std::time::Duration::ZERO });
-/// let service = Service { allow: None, model, max_streams: 16 };
+/// let clock = sealwire::time::Clock::new();
+/// let service = Service { allow: None, model, max_streams: 16, clock, replay_file: None };
 /// serve(listener, node, service, async { let _ = tokio::signal::ctrl_c().await; }).await;
 /// # Ok(()) }
 /// ```
@@ -522,7 +542,8 @@ where
     let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
     let task = NodeTask {
         node,
-        clock: Clock::new(),
+        clock: service.clock,
+        replay_file: service.replay_file,
         allow: service.allow,
         model: service.model,
         max_streams: service.max_streams,

@@ -43,6 +43,8 @@ async fn start(allow: Option<HashSet<Address>>, delay_ms: u64) -> Running {
             delay: Duration::from_millis(delay_ms),
         }),
         max_streams: 16,
+        clock: Clock::new(),
+        replay_file: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve(listener, node, service, async {
@@ -107,7 +109,11 @@ async fn ask(
                     client.send_prompt(clock.now(), &p).unwrap();
                 }
                 ClientEvent::Chunk { text, .. } => chunks.push(text),
-                ClientEvent::Finished { text, .. } => return Outcome::Answer { chunks, text },
+                ClientEvent::Finished {
+                    text,
+                    authenticated: true,
+                    ..
+                } => return Outcome::Answer { chunks, text },
                 ClientEvent::NodeError { code, .. } => return Outcome::NodeError(code),
                 other => panic!("unexpected client event {other:?}"),
             }

@@ -21,14 +21,31 @@ pub enum ClientEvent {
         /// The node marked it final.
         is_final: bool,
     },
-    /// The answer is complete (`stream_end`, or the grace period after a final chunk).
+    /// The answer ended. For an encrypted session this comes only after the node's sealed
+    /// end of answer (`encrypted_response` under AAD `encrypted_response_final_<n>`) matched
+    /// the `n` chunks received, then `stream_end` or the grace period; otherwise the answer
+    /// ends as [`ClientEvent::Truncated`].
     Finished {
-        /// The whole answer.
+        /// The whole answer (a prefix when the application cancelled).
         text: String,
-        /// `finish_reason` of `stream_end`.
+        /// The finish reason: the sealed one of an encrypted session, else `stream_end`'s.
         finish_reason: Option<String>,
-        /// `tokens_used` of `stream_end`.
+        /// `tokens_used` of `stream_end` (in clear: for accounting, not proof).
         tokens_used: Option<u64>,
+        /// `true` when the sealed end of answer proved `text` whole. `false` when nothing
+        /// proves it: a plaintext (legacy) session, where nothing is authenticated, or an
+        /// answer the application cancelled ([`Client::cancel`](crate::session::Client::cancel)).
+        authenticated: bool,
+    },
+    /// An encrypted answer ended without its sealed end of answer: `stream_end` (which travels
+    /// in clear), a `final` flag, a timeout after part of the answer, or a sealed end counting
+    /// more chunks than arrived. Someone may have cut the answer short: this is a failure,
+    /// not a complete answer. Every chunk in `text` was authenticated, so with the default
+    /// [`ChunkAadPolicy::Ordered`](crate::session::ChunkAadPolicy) it is a prefix of what the
+    /// node sent (also for plaintext sessions whose answer timed out, unauthenticated).
+    Truncated {
+        /// The text received so far.
+        text: String,
     },
     /// The node sent an `error` frame (fails the init or the answer).
     NodeError {
@@ -37,7 +54,7 @@ pub enum ClientEvent {
         /// The node's message.
         message: String,
     },
-    /// The ack or the next chunk did not come in time.
+    /// The ack, or the first piece of the answer, did not come in time.
     TimedOut,
     /// `pong` (heartbeat answer).
     Pong,
@@ -61,7 +78,16 @@ impl fmt::Debug for ClientEvent {
                 "Chunk {{ index: {index}, is_final: {is_final}, {} bytes }}",
                 text.len()
             ),
-            ClientEvent::Finished { text, .. } => write!(f, "Finished({} bytes)", text.len()),
+            ClientEvent::Finished {
+                text,
+                authenticated,
+                ..
+            } => write!(
+                f,
+                "Finished({} bytes, authenticated: {authenticated})",
+                text.len()
+            ),
+            ClientEvent::Truncated { text } => write!(f, "Truncated({} bytes)", text.len()),
             ClientEvent::NodeError { code, .. } => write!(f, "NodeError({code})"),
             ClientEvent::TimedOut => f.write_str("TimedOut"),
             ClientEvent::Pong => f.write_str("Pong"),

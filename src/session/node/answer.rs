@@ -1,8 +1,9 @@
-//! Answers: encrypted chunks (AAD `chunk_<i>`), the encrypted finish reason, `stream_end`,
-//! and error frames on behalf of the embedder.
+//! Answers: encrypted chunks (AAD `chunk_<i>`), the sealed end of answer (the finish reason
+//! under AAD `encrypted_response_final_<chunk count>`), `stream_end`, and error frames on
+//! behalf of the embedder.
 //!
 //! Why `chunk_<i>` in order: the client and node share one key in both directions; emitting
-//! only `chunk_<i>`/`encrypted_response_final` (never `message_<n>`) stops a chunk from being
+//! only `chunk_<i>`/`encrypted_response_final_<n>` (never `message_<n>`) stops a chunk from being
 //! reflected back as a prompt, and ordered indices let a strict client detect dropped or
 //! reordered chunks ([docs/fabstir-wire.md §7.4, §7.5]).
 
@@ -15,7 +16,7 @@ use crate::crypto::aead::{self, TAG_LEN};
 use crate::crypto::SecretBytes;
 use crate::session::wire::{
     self, EncryptedChunk, EncryptedResponse, Sealed, StreamChunk, StreamEndFrame, TokenLimit,
-    CHUNK_AAD, RESPONSE_FINAL_AAD,
+    CHUNK_AAD, RESPONSE_END_AAD,
 };
 
 /// Texts up to this size are sealed in a stack buffer (no allocation).
@@ -35,7 +36,13 @@ impl<R: rand_core::CryptoRng> Node<R> {
         is_final: bool,
     ) -> Result<(), NodeError> {
         self.ensure_room(1, 0)?;
-        let mut out = String::with_capacity(text.len() * 2 + 240 + session_id.len());
+        let hex_len = text.len().saturating_add(TAG_LEN).saturating_mul(2);
+        let mut out = String::with_capacity(
+            hex_len
+                .saturating_add(240)
+                .saturating_add(session_id.len())
+                .saturating_add(request_id.len()),
+        );
         self.seal_chunk_into(now, conn, session_id, request_id, text, is_final, &mut out)?;
         self.queue(conn, out)
     }
@@ -80,7 +87,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
             return Ok(());
         }
         let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
-        let mut aad_buf = [0u8; 32];
+        let mut aad_buf = [0u8; wire::LABEL_LEN];
         let aad = wire::indexed_label(&mut aad_buf, CHUNK_AAD, index);
         self.with_sealed(&key, &nonce, aad, text.as_bytes(), |sealed| {
             EncryptedChunk {
@@ -112,12 +119,15 @@ impl<R: rand_core::CryptoRng> Node<R> {
         write: impl FnOnce(&[u8]) -> T,
     ) -> T {
         let mut stack = [0u8; STACK_SEAL_LEN + TAG_LEN];
-        let buf: &mut [u8] = match stack.get_mut(..plain.len() + TAG_LEN) {
+        // A slice's length is at most isize::MAX: adding the tag cannot saturate.
+        let sealed_len = plain.len().saturating_add(TAG_LEN);
+        let buf: &mut [u8] = match stack.get_mut(..sealed_len) {
             Some(b) => b,
             None => {
+                // Every use wipes the bytes it used, so a reallocation frees only zeros.
                 self.scratch.clear();
-                self.scratch.resize(plain.len() + TAG_LEN, 0);
-                &mut self.scratch[..]
+                self.scratch.resize(sealed_len, 0);
+                self.scratch.as_mut_slice()
             }
         };
         let (body, tag_out) = buf.split_at_mut(plain.len());
@@ -129,9 +139,15 @@ impl<R: rand_core::CryptoRng> Node<R> {
         result
     }
 
-    /// Ends an answer: `encrypted_response` (the finish reason under AAD
-    /// `encrypted_response_final`) then `stream_end`; plaintext sessions get only
-    /// `stream_end`.
+    /// Ends an answer: `encrypted_response` (the finish reason, sealed under AAD
+    /// `encrypted_response_final_<n>` with `n` the number of chunks sent for `request_id`),
+    /// then `stream_end`; plaintext sessions get only `stream_end`.
+    ///
+    /// Why the count in the AAD: `stream_end` and the chunks' `final` flag travel in clear, so
+    /// an attacker on the path could hold back the last chunks and end the answer early. The
+    /// sealed count lets a [`Client`](crate::session::Client) finish an answer only when it
+    /// holds every chunk; the SDK decrypts this frame under whatever `aadHex` says and discards
+    /// it ([docs/fabstir-wire.md §4.1]).
     pub fn finish(
         &mut self,
         now: Instant,
@@ -143,19 +159,21 @@ impl<R: rand_core::CryptoRng> Node<R> {
         let slot = self.table.active(conn, session_id)?;
         self.ensure_room(2, 0)?;
         let s = self.table.get_mut(slot).ok_or(NodeError::UnknownSession)?;
-        s.end_answer(now);
+        let chunks = s.end_answer(now, request_id);
         let (encrypted, key) = (s.is_encrypted(), s.key().clone_secret());
         if encrypted {
             let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
             let reason = end.finish_reason.as_bytes();
-            let frame = self.with_sealed(&key, &nonce, RESPONSE_FINAL_AAD, reason, |sealed| {
+            let mut aad_buf = [0u8; wire::LABEL_LEN];
+            let aad = wire::indexed_label(&mut aad_buf, RESPONSE_END_AAD, chunks);
+            let frame = self.with_sealed(&key, &nonce, aad, reason, |sealed| {
                 EncryptedResponse {
                     session_id,
                     id: request_id,
                     payload: Sealed {
                         sealed,
                         nonce: &nonce,
-                        aad: RESPONSE_FINAL_AAD,
+                        aad,
                     },
                 }
                 .emit()
@@ -184,6 +202,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
             ErrorFrame {
                 code,
                 message,
+                sentence: [""; 3],
                 session_id,
                 id: request_id,
                 token_limit: None,
@@ -215,6 +234,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
         let frame = ErrorFrame {
             code: ErrorCode::TokenLimitExceeded,
             message: "Prompt exceeds context window",
+            sentence: [""; 3],
             session_id,
             id: request_id,
             token_limit: Some(TokenLimit {

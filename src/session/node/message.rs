@@ -5,7 +5,6 @@
 //! session exactly as it was.
 
 use alloc::string::ToString;
-use alloc::vec::Vec;
 
 use super::*;
 use crate::crypto::aead::{self, TAG_LEN};
@@ -52,7 +51,6 @@ impl<R: rand_core::CryptoRng> Node<R> {
             return Err(E::ReplayedMessage);
         }
         let inner = PromptPlaintext::parse(body)?;
-        self.ensure_room(0, 1)?;
         let request = prompt_request(
             conn,
             envelope.session_id,
@@ -60,7 +58,8 @@ impl<R: rand_core::CryptoRng> Node<R> {
             inner,
             envelope.web_search,
             index,
-        );
+        )?;
+        self.ensure_room(0, 1)?;
         if let Some(s) = self.table.get_mut(slot) {
             s.record_message(now, index);
         }
@@ -77,21 +76,14 @@ fn prompt_request(
     inner: PromptPlaintext<'_>,
     web_search: bool,
     index: u64,
-) -> PromptRequest {
-    let images: Vec<PromptImage> = inner
-        .images
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| PromptImage {
-            data: i.data.into_owned(),
-            format: i.format.into_owned(),
-        })
-        .collect();
-    PromptRequest {
+) -> Result<PromptRequest, NodeError> {
+    let images = inner.images()?;
+    let (prompt, search_queries) = (inner.prompt()?, inner.search_queries()?);
+    Ok(PromptRequest {
         conn,
         session_id: session_id.to_string(),
         request_id: request_id.to_string(),
-        prompt: Zeroizing::new(inner.prompt.into_owned()),
+        prompt,
         model: inner.model.map(|m| m.into_owned()),
         max_tokens: inner.max_tokens,
         temperature: inner.temperature,
@@ -99,15 +91,8 @@ fn prompt_request(
         image_count: images.len(),
         images,
         web_search,
-        search_queries: Zeroizing::new(
-            inner
-                .search_queries
-                .unwrap_or_default()
-                .into_iter()
-                .map(|q| q.into_owned())
-                .collect(),
-        ),
+        search_queries,
         index: Some(index),
         encrypted: true,
-    }
+    })
 }

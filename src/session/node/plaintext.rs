@@ -26,7 +26,7 @@ impl<R: rand_core::CryptoRng> Node<R> {
             if s.is_pending() {
                 return Err(NodeError::SessionNotAccepted);
             }
-            if s.is_encrypted() || s.job_id() != init.job_id {
+            if s.is_encrypted() || s.job_id() != init.job_id || s.chain_id() != init.chain_id {
                 return Err(NodeError::NotAuthorized);
             }
             // Idempotent re-init of an accepted plaintext session.

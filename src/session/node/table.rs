@@ -8,7 +8,8 @@
 //! they surface, and the heap is rebuilt when they outnumber the live ones.
 //!
 //! Memory (64-bit, established session): the [`NodeSession`] (≤ [`NodeSession::SIZE_BOUND`],
-//! asserted by a test) in its connection's exactly-sized `Vec`, one heap entry (32 B), one
+//! asserted by a test) in its connection's exactly-sized `Vec` and its boxed key (48 B with the
+//! allocator's header), one heap entry (32 B), one
 //! replay-cache entry (≈ 80 B in the B-tree + 41 B in the expiry queue), the client's quota
 //! counter in the replay cache (≈ 40 B, shared by all its sessions) and, for the usual one
 //! session per connection, the connection's B-tree entry (≈ 48 B): ≈ 400 B, plus the heap
@@ -50,6 +51,7 @@ pub(super) struct Slot {
 }
 
 /// What only a pending (not yet accepted) session needs.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct Pending {
     /// The init's ephemeral key, forgotten by the replay cache if the session never opens.
     pub(super) eph: Option<EphKey>,
@@ -58,6 +60,7 @@ pub(super) struct Pending {
 }
 
 /// The answer being streamed: its request and the next `chunk_<i>`.
+#[cfg_attr(fuzzing, derive(Clone))]
 struct AnswerStream {
     request_id: Box<str>,
     next_index: u64,
@@ -79,7 +82,10 @@ pub(crate) struct NodeSession {
     session_id: Box<str>,
     job_id: Box<str>,
     uid: u64,
-    key: SecretBytes<32>,
+    /// Boxed so that it never moves: a session moves when its connection's `Vec` grows or
+    /// `swap_remove`s, and a move leaves the old bytes behind unwiped. In its box the key is
+    /// written once and wiped in place (on re-key, close, expiry and drop).
+    key: Box<SecretBytes<32>>,
     last_index: Option<u64>,
     installed: Instant,
     last_active: Instant,
@@ -92,10 +98,33 @@ pub(crate) struct NodeSession {
     stream: Option<Box<AnswerStream>>,
 }
 
+/// Fuzz targets clone an established node per input (cargo-fuzz builds with `--cfg fuzzing`);
+/// no other build can copy a session key.
+#[cfg(fuzzing)]
+impl Clone for NodeSession {
+    fn clone(&self) -> Self {
+        NodeSession {
+            session_id: self.session_id.clone(),
+            job_id: self.job_id.clone(),
+            uid: self.uid,
+            key: Box::new(self.key.clone_secret()),
+            last_index: self.last_index,
+            installed: self.installed,
+            last_active: self.last_active,
+            armed: self.armed,
+            chain_id: self.chain_id,
+            client_address: self.client_address,
+            encrypted: self.encrypted,
+            pending: self.pending.clone(),
+            stream: self.stream.clone(),
+        }
+    }
+}
+
 impl NodeSession {
     /// Upper bound of `size_of::<NodeSession>()` the memory test enforces.
     #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) const SIZE_BOUND: usize = 160;
+    pub(crate) const SIZE_BOUND: usize = 136;
 
     pub(super) fn session_id(&self) -> &str {
         &self.session_id
@@ -126,19 +155,22 @@ impl NodeSession {
         &self.key
     }
 
-    /// Whether a re-init from `client` for `job_id` may replace this session's key: only an
-    /// encrypted session of the same recovered address and job ([docs/fabstir-wire.md §7.3]).
-    pub(super) fn rekeyable_by(&self, client: &Address, job_id: &str) -> bool {
-        self.encrypted && self.client_address.as_ref() == Some(client) && &*self.job_id == job_id
+    /// Whether a re-init from `client` for `job_id` on `chain_id` may replace this session's
+    /// key: only an encrypted session of the same recovered address, job and chain
+    /// ([docs/fabstir-wire.md §7.3]; the embedder checked job ownership on that chain).
+    pub(super) fn rekeyable_by(&self, client: &Address, job_id: &str, chain_id: u64) -> bool {
+        self.encrypted
+            && self.client_address.as_ref() == Some(client)
+            && &*self.job_id == job_id
+            && self.chain_id == chain_id
     }
 
-    /// Replaces the key (the old one is wiped) and restarts the message index.
-    pub(super) fn rekey(&mut self, now: Instant, key: SecretBytes<32>, chain_id: u64) {
-        self.key = key;
+    /// Replaces the key (the old one is wiped in place) and restarts the message index.
+    pub(super) fn rekey(&mut self, now: Instant, key: SecretBytes<32>) {
+        *self.key = key;
         self.last_index = None;
         self.installed = now;
         self.last_active = now;
-        self.chain_id = chain_id;
         self.stream = None;
     }
 
@@ -177,21 +209,24 @@ impl NodeSession {
         }
     }
 
-    /// The answer ended.
-    pub(super) fn end_answer(&mut self, now: Instant) {
-        self.stream = None;
+    /// The answer to `request_id` ended: how many chunks it had (0 when none was sent for it).
+    pub(super) fn end_answer(&mut self, now: Instant, request_id: &str) -> u64 {
         self.last_active = now;
+        match self.stream.take() {
+            Some(st) if &*st.request_id == request_id => st.next_index,
+            _ => 0,
+        }
     }
 
     /// When this session expires: the accept timeout while pending, else the earlier of its
     /// key lifetime and its idle timeout.
     fn deadline(&self, limits: &Limits) -> Instant {
         if self.pending.is_some() {
-            self.installed + limits.accept_timeout
+            self.installed.saturating_add(limits.accept_timeout)
         } else {
             min(
-                self.installed + limits.session_ttl,
-                self.last_active + limits.idle_timeout,
+                self.installed.saturating_add(limits.session_ttl),
+                self.last_active.saturating_add(limits.idle_timeout),
             )
         }
     }
@@ -205,6 +240,7 @@ pub(super) struct Expired {
 }
 
 /// Every connection and session of a node, with their deadlines.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct SessionTable {
     conns: BTreeMap<ConnectionId, Vec<NodeSession>>,
     next_conn: u64,
@@ -242,7 +278,10 @@ impl SessionTable {
             return Err(NodeError::Capacity("connections"));
         }
         let id = ConnectionId(self.next_conn);
-        self.next_conn += 1;
+        self.next_conn = self
+            .next_conn
+            .checked_add(1)
+            .ok_or(NodeError::Capacity("connections"))?;
         self.conns.insert(id, Vec::new());
         Ok(id)
     }
@@ -361,8 +400,10 @@ impl SessionTable {
             return;
         };
         let uid = self.next_uid;
-        self.next_uid += 1;
-        let armed = now + self.limits.accept_timeout;
+        // One per session ever opened: 2^64 is out of reach, and wrapping would only reuse
+        // the uid of a session long gone.
+        self.next_uid = self.next_uid.wrapping_add(1);
+        let armed = now.saturating_add(self.limits.accept_timeout);
         // Exact growth: the SDK opens one session per connection, and `Vec`'s default first
         // allocation (4 slots) would quadruple its memory.
         c.reserve_exact(1);
@@ -370,7 +411,7 @@ impl SessionTable {
             session_id: new.session_id.into(),
             job_id: new.job_id.into(),
             uid,
-            key: new.key,
+            key: Box::new(new.key),
             last_index: None,
             installed: now,
             last_active: now,
@@ -381,14 +422,15 @@ impl SessionTable {
             pending: Some(Box::new(new.pending)),
             stream: None,
         });
-        self.sessions += 1;
-        self.pending += 1;
+        // Bounded by `max_sessions` (the caller checked `check_room`).
+        self.sessions = self.sessions.saturating_add(1);
+        self.pending = self.pending.saturating_add(1);
         self.deadlines.push(Reverse((armed, conn, uid)));
     }
 
     /// Marks a pending session accepted at `now`: its key lifetime starts.
     pub(super) fn accept(&mut self, slot: Slot, now: Instant) -> Result<(), NodeError> {
-        let deadline = now + min(self.limits.session_ttl, self.limits.idle_timeout);
+        let deadline = now.saturating_add(min(self.limits.session_ttl, self.limits.idle_timeout));
         let s = self.get_mut(slot).ok_or(NodeError::UnknownSession)?;
         if s.pending.take().is_none() {
             return Err(NodeError::UnknownSession);
@@ -460,7 +502,8 @@ impl SessionTable {
                 self.deadlines.push(Reverse((actual, conn, uid)));
                 continue;
             }
-            let idle = s.pending.is_none() && s.last_active + self.limits.idle_timeout <= now;
+            let idle = s.pending.is_none()
+                && s.last_active.saturating_add(self.limits.idle_timeout) <= now;
             let reason = if idle {
                 CloseReason::Idle
             } else {
@@ -516,11 +559,12 @@ mod tests {
             size <= NodeSession::SIZE_BOUND,
             "NodeSession is {size} bytes"
         );
-        // Beside the ids: struct + timer entry + replay entry (B-tree ≈ 60 B incl. node
-        // overhead, expiry queue 41 B) + a connection's B-tree entry (≈ 48 B) ≤ 512 B.
+        // Beside the ids: struct + boxed key + timer entry + replay entry (B-tree ≈ 60 B incl.
+        // node overhead, expiry queue 41 B) + a connection's B-tree entry (≈ 48 B) ≤ 512 B.
+        let boxed_key = core::mem::size_of::<SecretBytes<32>>() + 16;
         let replay_entry = 60 + core::mem::size_of::<(Instant, [u8; 33])>();
         let timer_entry = core::mem::size_of::<Deadline>();
         let conn_entry = 48;
-        assert!(size + replay_entry + timer_entry + conn_entry <= 512);
+        assert!(size + boxed_key + replay_entry + timer_entry + conn_entry <= 512);
     }
 }

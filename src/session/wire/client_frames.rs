@@ -159,7 +159,7 @@ impl<'f> StreamCancel<'f> {
     pub(crate) fn emit(&self) -> String {
         let mut out = String::with_capacity(96);
         let mut o = JsonObject::open(&mut out);
-        o.str("type", "stream_cancel")
+        o.lit("type", "stream_cancel")
             .str("session_id", self.session_id)
             .str("reason", self.reason);
         o.close();

@@ -7,10 +7,14 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
 use super::client_frames::{decimal_of, ClientFrame};
-use super::json::{parse_object_bytes, str_of, u64_of, Field, JsonObject, Obj};
+use super::json::{
+    exact, exact_frame, parse_object_bytes, str_of, u64_of, Field, JsonObject, JsonOut, Obj,
+    WriteJson,
+};
 use super::{
     decode_sealed, is_decimal, read_vector_database, write_vector_database, CamelVectorDatabase,
     ALG,
@@ -131,11 +135,16 @@ impl<'f> EncryptedSessionInit<'f> {
         ])
     }
 
-    /// The frame, in the SDK's key order.
+    /// The frame, in the SDK's key order, in a string of exactly its size.
     pub(crate) fn emit(&self) -> String {
-        let mut out = String::with_capacity(self.sealed.len() * 2 + 600);
-        let mut o = JsonObject::open(&mut out);
-        o.str("type", "encrypted_session_init");
+        exact_frame(self)
+    }
+}
+
+impl WriteJson for EncryptedSessionInit<'_> {
+    fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
+        let mut o = JsonObject::open(out);
+        o.lit("type", "encrypted_session_init");
         let mut p = o.object("payload");
         p.hex("ephPubHex", "", &self.eph_pub.to_compressed())
             .hex("saltHex", "", &[0u8; 32])
@@ -154,7 +163,6 @@ impl<'f> EncryptedSessionInit<'f> {
             .str("session_id", self.session_id)
             .str("job_id", self.job_id);
         o.close();
-        out
     }
 }
 
@@ -172,8 +180,9 @@ pub(crate) struct InitPlaintext<'f> {
 #[derive(Deserialize)]
 #[allow(non_snake_case)]
 struct InitFields<'a> {
+    /// Raw, so that serde_json never copies the key into its (unwiped) scratch buffer.
     #[serde(borrow)]
-    sessionKey: Option<Field<'a>>,
+    sessionKey: Option<&'a RawValue>,
     #[serde(borrow)]
     jobId: Option<Field<'a>>,
     #[serde(borrow)]
@@ -188,12 +197,17 @@ struct InitFields<'a> {
 
 impl<'f> InitPlaintext<'f> {
     /// Reads the decrypted plaintext: a UTF-8 JSON object with a 32-byte `sessionKey`
-    /// (decoded in constant time), a decimal `jobId`, a string `modelName`, an integer
-    /// `pricePerToken` and optional `recoveryPublicKey` and `vectorDatabase`.
+    /// (decoded in constant time, straight from the wiped plaintext: a key written with JSON
+    /// escapes, which the SDK never does, is refused), a decimal `jobId`, a string
+    /// `modelName`, an integer `pricePerToken` and optional `recoveryPublicKey` and
+    /// `vectorDatabase`.
     pub(crate) fn parse(plain: &'f [u8]) -> Result<Self, NodeError> {
         use NodeError::InvalidSessionInit as Invalid;
         let f: InitFields<'f> = parse_object_bytes(plain).ok_or(Invalid("not a JSON object"))?;
-        let key_hex = str_of(&f.sessionKey).ok_or(Invalid("sessionKey"))?;
+        let key_hex = f
+            .sessionKey
+            .and_then(|raw| raw.get().strip_prefix('"')?.strip_suffix('"'))
+            .ok_or(Invalid("sessionKey"))?;
         let key = hex::decode_secret::<32>(key_hex).map_err(|_| Invalid("sessionKey"))?;
         let session_key = SecretBytes::from_slice(&key[..]).ok_or(Invalid("sessionKey"))?;
         let job_id = field_cow(f.jobId)
@@ -221,15 +235,17 @@ impl<'f> InitPlaintext<'f> {
         })
     }
 
-    /// The plaintext in the SDK's key order, in wiped storage sized up front.
+    /// The plaintext in the SDK's key order, in wiped storage of exactly its size (measured
+    /// first: a growing buffer would leave the `sessionKey` hex in freed memory, whatever the
+    /// length of the ids, the model or the vector database).
     pub(crate) fn emit(&self) -> Zeroizing<String> {
-        let vdb_len = self.vector_database.as_ref().map_or(0, |v| {
-            2 * (v.manifest_path.len() + v.user_address.len()) + 64
-        });
-        let mut out = Zeroizing::new(String::with_capacity(
-            256 + 2 * (self.model.len() + self.job_id.len()) + vdb_len,
-        ));
-        let mut o = JsonObject::open(&mut out);
+        exact(self)
+    }
+}
+
+impl WriteJson for InitPlaintext<'_> {
+    fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
+        let mut o = JsonObject::open(out);
         o.secret_hex("sessionKey", self.session_key.expose())
             .str("jobId", &self.job_id)
             .str("modelName", &self.model)
@@ -239,7 +255,6 @@ impl<'f> InitPlaintext<'f> {
         }
         write_vector_database(&mut o, self.vector_database.as_ref(), true);
         o.close();
-        out
     }
 }
 
@@ -379,9 +394,34 @@ mod tests {
         assert_eq!(back.vector_database, plain.vector_database);
     }
 
+    /// The plaintext holding the `sessionKey` is written into a buffer of exactly its size,
+    /// whatever the ids, model and vector database (control characters escape to six bytes
+    /// each): it never reallocates, so no copy of the key is left in freed memory.
+    #[test]
+    fn the_init_plaintext_never_outgrows_its_buffer() {
+        let nasty = "\u{1}\u{1f}\"\\é→".repeat(100);
+        let plain = InitPlaintext {
+            session_key: SecretBytes::new([0xa5; 32]),
+            job_id: "9".repeat(78).into(),
+            model: nasty.as_str().into(),
+            price_per_token: u64::MAX,
+            recovery_public_key: Some(SecretKey::from_bytes(&[6; 32]).unwrap().public_key()),
+            vector_database: Some(VectorDatabase {
+                manifest_path: nasty.clone(),
+                user_address: nasty.clone(),
+            }),
+        };
+        let text = plain.emit();
+        assert_eq!(text.capacity(), text.len());
+        assert!(text.len() > 6 * nasty.len());
+    }
+
     #[test]
     fn a_session_key_that_is_not_32_bytes_of_hex_is_refused() {
-        for key in ["zz", "00", &"0g".repeat(32)] {
+        // Hex written with JSON escapes (`\u0030` is "0") is refused too: the key would
+        // have passed through serde_json's unwiped scratch buffer.
+        let escaped = "\\u0030".repeat(64);
+        for key in ["zz", "00", &"0g".repeat(32), &escaped] {
             let text = alloc::format!(
                 r#"{{"sessionKey":"{key}","jobId":"1","modelName":"m","pricePerToken":0}}"#
             );

@@ -15,10 +15,11 @@
 
 use alloc::borrow::Cow;
 use alloc::string::String;
-use core::fmt::{self, Write as _};
+use core::fmt;
 use core::marker::PhantomData;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use zeroize::Zeroizing;
 
 /// One JSON value, with strings borrowed where possible and containers skipped.
 #[derive(Debug)]
@@ -191,6 +192,92 @@ pub(crate) fn parse_object_bytes<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Opt
     parse_object(text)
 }
 
+/// The text of a raw JSON string token (`"…"` with its escapes) in wiped storage of exactly
+/// its size; `None` when the token is not a valid JSON string.
+///
+/// Why not let serde_json unescape it: serde_json writes an escaped string into a scratch
+/// buffer that grows and is freed unwiped, so a prompt with a quote or a newline would leave
+/// copies of itself in freed memory. A [`RawValue`](serde_json::value::RawValue) field only
+/// borrows the token from the (wiped) plaintext; this unescapes it, measuring first.
+pub(crate) fn secret_str(raw: &serde_json::value::RawValue) -> Option<Zeroizing<String>> {
+    let inner = raw.get().strip_prefix('"')?.strip_suffix('"')?;
+    // No escape (the usual case): the token is the text (serde_json checked it has no
+    // control character while skipping it).
+    if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+        let mut text = Zeroizing::new(String::with_capacity(inner.len()));
+        text.push_str(inner);
+        return Some(text);
+    }
+    let mut len = 0usize;
+    unescape(inner, |piece| len = len.saturating_add(piece.len()))?;
+    let mut text = Zeroizing::new(String::with_capacity(len));
+    unescape(inner, |piece| text.push_str(piece))?;
+    Some(text)
+}
+
+/// Walks the inside of a JSON string token, handing `emit` the unescaped text piece by piece;
+/// `None` on anything a JSON string may not hold (a raw control character or quote, a bad
+/// escape, a lone surrogate).
+fn unescape(inner: &str, mut emit: impl FnMut(&str)) -> Option<()> {
+    let bytes = inner.as_bytes();
+    let hex4 = |at: usize| -> Option<u32> {
+        let digits = bytes.get(at..at.checked_add(4)?)?;
+        // from_str_radix alone would also take a sign.
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u32::from_str_radix(core::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let (mut i, mut run) = (0usize, 0usize);
+    while let Some(&b) = bytes.get(i) {
+        if b != b'\\' {
+            if b < 0x20 || b == b'"' {
+                return None;
+            }
+            i = i.checked_add(1)?;
+            continue;
+        }
+        emit(inner.get(run..i)?);
+        let mut utf8 = [0u8; 4];
+        // `used`: bytes of the escape, backslash included.
+        let (c, used) = match *bytes.get(i.checked_add(1)?)? {
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            b'u' => {
+                let hi = hex4(i.checked_add(2)?)?;
+                if (0xd800..0xdc00).contains(&hi) {
+                    // A high surrogate must be followed by an escaped low one.
+                    if bytes.get(i.checked_add(6)?..i.checked_add(8)?)? != b"\\u" {
+                        return None;
+                    }
+                    let lo = hex4(i.checked_add(8)?)?;
+                    if !(0xdc00..0xe000).contains(&lo) {
+                        return None;
+                    }
+                    let high = hi.checked_sub(0xd800)?.checked_mul(0x400)?;
+                    let code = high.checked_add(lo.checked_sub(0xdc00)?)?;
+                    (char::from_u32(code.checked_add(0x10000)?)?, 12)
+                } else {
+                    // A lone low surrogate is not a char: refused here.
+                    (char::from_u32(hi)?, 6)
+                }
+            }
+            _ => return None,
+        };
+        emit(c.encode_utf8(&mut utf8));
+        i = i.checked_add(used)?;
+        run = i;
+    }
+    emit(inner.get(run..)?);
+    Some(())
+}
+
 /// The string in `f`, if it is one.
 pub(crate) fn str_of<'x>(f: &'x Option<Field<'_>>) -> Option<&'x str> {
     f.as_ref().and_then(Field::as_str)
@@ -201,33 +288,95 @@ pub(crate) fn u64_of(f: &Option<Field<'_>>) -> Option<u64> {
     f.as_ref().and_then(Field::as_u64)
 }
 
+/// Where emitted JSON goes: a `String`, or a [`Measure`] that only counts the bytes.
+///
+/// Why two: a buffer that will hold a secret or a plaintext (the init's `sessionKey`, a
+/// prompt) must never reallocate, since `String` frees its old buffer unwiped. Such text is
+/// written twice by the same code ([`WriteJson`]): once into a `Measure`, then into a
+/// wiped string of exactly that size ([`exact`]).
+pub(crate) trait JsonOut {
+    /// Appends text.
+    fn push_str(&mut self, s: &str);
+    /// Appends the lower-case hex of public bytes (a table encoder).
+    fn push_hex(&mut self, bytes: &[u8]);
+}
+
+impl JsonOut for String {
+    #[inline(always)]
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s);
+    }
+    #[inline]
+    fn push_hex(&mut self, bytes: &[u8]) {
+        crate::crypto::hex::encode_to(bytes, self);
+    }
+}
+
+/// Counts the bytes a [`WriteJson`] would write.
+#[derive(Default)]
+pub(crate) struct Measure(pub(crate) usize);
+
+impl JsonOut for Measure {
+    fn push_str(&mut self, s: &str) {
+        self.0 = self.0.saturating_add(s.len());
+    }
+    fn push_hex(&mut self, bytes: &[u8]) {
+        self.0 = self.0.saturating_add(bytes.len().saturating_mul(2));
+    }
+}
+
+/// JSON text that can be written to any [`JsonOut`].
+pub(crate) trait WriteJson {
+    /// Writes the text to `out`.
+    fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O);
+}
+
+/// `t`'s text in a wiped string of exactly its length (measured first, so it never grows).
+pub(crate) fn exact<T: WriteJson + ?Sized>(t: &T) -> Zeroizing<String> {
+    let mut size = Measure::default();
+    t.write_json(&mut size);
+    let mut out = Zeroizing::new(String::with_capacity(size.0));
+    t.write_json(&mut *out);
+    debug_assert_eq!((out.len(), out.capacity()), (size.0, size.0));
+    out
+}
+
+/// `t`'s text in a string of exactly its length (public text: a frame for the wire).
+pub(crate) fn exact_frame<T: WriteJson + ?Sized>(t: &T) -> String {
+    let mut size = Measure::default();
+    t.write_json(&mut size);
+    let mut out = String::with_capacity(size.0);
+    t.write_json(&mut out);
+    out
+}
+
 /// Writes one compact JSON object, keys in call order. Keys are literals of the protocol
 /// (plain ASCII, never escaped); values go through the escaping of [`push_json_str`].
 ///
 /// Every object is closed with [`JsonObject::close`]; nested objects and arrays borrow their
 /// parent until they are closed.
-pub(crate) struct JsonObject<'o> {
-    out: &'o mut String,
+pub(crate) struct JsonObject<'o, O: JsonOut + ?Sized = String> {
+    out: &'o mut O,
     empty: bool,
 }
 
-impl<'o> JsonObject<'o> {
+impl<'o, O: JsonOut + ?Sized> JsonObject<'o, O> {
     /// Starts an object at the end of `out`.
     #[inline]
-    pub(crate) fn open(out: &'o mut String) -> Self {
-        out.push('{');
+    pub(crate) fn open(out: &'o mut O) -> Self {
+        out.push_str("{");
         JsonObject { out, empty: true }
     }
 
     // Inlined so that a literal key is copied with a constant length (no memcpy call): the
     // answer path writes a dozen keys per chunk.
     #[inline(always)]
-    fn key(&mut self, key: &str) -> &mut String {
+    fn key(&mut self, key: &str) -> &mut O {
         if !self.empty {
-            self.out.push(',');
+            self.out.push_str(",");
         }
         self.empty = false;
-        self.out.push('"');
+        self.out.push_str("\"");
         self.out.push_str(key);
         self.out.push_str("\":");
         self.out
@@ -237,6 +386,32 @@ impl<'o> JsonObject<'o> {
     #[inline]
     pub(crate) fn str(&mut self, key: &str, value: &str) -> &mut Self {
         push_json_str(self.key(key), value);
+        self
+    }
+
+    /// `"key":"value"` for a literal of the protocol (a frame type, a code) that needs no
+    /// escape: written as is, without scanning it.
+    #[inline]
+    pub(crate) fn lit(&mut self, key: &str, value: &'static str) -> &mut Self {
+        // (Fuzzing builds keep debug assertions but skip this one: it would scan each literal.)
+        #[cfg(not(fuzzing))]
+        debug_assert!(first_escaped(value.as_bytes()).is_none(), "{value}");
+        let out = self.key(key);
+        out.push_str("\"");
+        out.push_str(value);
+        out.push_str("\"");
+        self
+    }
+
+    /// `"key":"value"` with `value` the concatenation of `parts`, escaped.
+    #[inline]
+    pub(crate) fn strs(&mut self, key: &str, parts: &[&str]) -> &mut Self {
+        let out = self.key(key);
+        out.push_str("\"");
+        for part in parts {
+            push_escaped(out, part);
+        }
+        out.push_str("\"");
         self
     }
 
@@ -272,10 +447,10 @@ impl<'o> JsonObject<'o> {
     #[inline]
     pub(crate) fn hex(&mut self, key: &str, prefix: &str, bytes: &[u8]) -> &mut Self {
         let out = self.key(key);
-        out.push('"');
+        out.push_str("\"");
         out.push_str(prefix);
-        crate::crypto::hex::encode_to(bytes, out);
-        out.push('"');
+        out.push_hex(bytes);
+        out.push_str("\"");
         self
     }
 
@@ -284,56 +459,75 @@ impl<'o> JsonObject<'o> {
     #[inline]
     pub(crate) fn secret_hex(&mut self, key: &str, secret: &[u8]) -> &mut Self {
         let out = self.key(key);
-        out.push('"');
+        out.push_str("\"");
         let mut digits = zeroize::Zeroizing::new([0u8; 64]);
         for chunk in secret.chunks(32) {
             if let Ok(text) = base16ct::lower::encode_str(chunk, &mut digits[..]) {
                 out.push_str(text);
             }
         }
-        out.push('"');
+        out.push_str("\"");
         self
     }
 
-    /// `"key":<json>` where `json` is already serialised JSON.
+    /// `"key":<t's JSON>`.
     #[inline]
-    pub(crate) fn raw(&mut self, key: &str, json: &str) -> &mut Self {
-        self.key(key).push_str(json);
+    pub(crate) fn nested<T: WriteJson + ?Sized>(&mut self, key: &str, t: &T) -> &mut Self {
+        t.write_json(self.key(key));
+        self
+    }
+
+    /// `"key":{…}`, a JSON object written compactly as serde_json writes it (a
+    /// `serde_json::Map` keeps its keys sorted).
+    #[inline]
+    pub(crate) fn map(
+        &mut self,
+        key: &str,
+        map: &serde_json::Map<String, serde_json::Value>,
+    ) -> &mut Self {
+        push_json_map(self.key(key), map);
         self
     }
 
     /// `"key":{…}`: the nested object, to be closed before this one continues.
     #[inline]
-    pub(crate) fn object(&mut self, key: &str) -> JsonObject<'_> {
+    pub(crate) fn object(&mut self, key: &str) -> JsonObject<'_, O> {
         JsonObject::open(self.key(key))
     }
 
     /// `"key":[…]`: the nested array, to be closed before this one continues.
     #[inline]
-    pub(crate) fn array(&mut self, key: &str) -> JsonArray<'_> {
+    pub(crate) fn array(&mut self, key: &str) -> JsonArray<'_, O> {
         let out = self.key(key);
-        out.push('[');
+        out.push_str("[");
         JsonArray { out, empty: true }
     }
 
     /// Ends the object.
     #[inline]
     pub(crate) fn close(self) {
-        self.out.push('}');
+        self.out.push_str("}");
     }
 }
 
 /// A JSON array being written (see [`JsonObject::array`]).
-pub(crate) struct JsonArray<'o> {
-    out: &'o mut String,
+pub(crate) struct JsonArray<'o, O: JsonOut + ?Sized = String> {
+    out: &'o mut O,
     empty: bool,
 }
 
-impl JsonArray<'_> {
+impl<'o, O: JsonOut + ?Sized> JsonArray<'o, O> {
+    /// Starts an array at the end of `out`.
     #[inline]
-    fn next(&mut self) -> &mut String {
+    pub(crate) fn open(out: &'o mut O) -> Self {
+        out.push_str("[");
+        JsonArray { out, empty: true }
+    }
+
+    #[inline]
+    fn next(&mut self) -> &mut O {
         if !self.empty {
-            self.out.push(',');
+            self.out.push_str(",");
         }
         self.empty = false;
         self.out
@@ -348,50 +542,108 @@ impl JsonArray<'_> {
 
     /// Appends an object, to be closed before the array continues.
     #[inline]
-    pub(crate) fn object(&mut self) -> JsonObject<'_> {
+    pub(crate) fn object(&mut self) -> JsonObject<'_, O> {
         JsonObject::open(self.next())
     }
 
     /// Ends the array.
     #[inline]
     pub(crate) fn close(self) {
-        self.out.push(']');
+        self.out.push_str("]");
     }
+}
+
+/// Which bytes a JSON string escapes: control characters, `"` and `\`.
+// Evaluated at compile time: an index out of range fails the build; nothing can panic when
+// it runs.
+#[allow(clippy::indexing_slicing)]
+const ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// The position of the first byte a JSON string escapes, eight bytes at a time (one word test
+/// per clean word, a table lookup per byte only in a word that has one).
+fn first_escaped(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Whether a byte of `w` is zero (exact as to whether, not as to which).
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS != 0;
+    let by_byte = |chunk: &[u8]| {
+        chunk
+            .iter()
+            .position(|&b| ESCAPED.get(usize::from(b)).copied().unwrap_or(true))
+    };
+    let mut words = bytes.chunks_exact(8);
+    let mut offset = 0usize;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        // A byte below 0x20 (0x20 ≤ 128: the test is exact), a `"`, a `\`.
+        let control = w.wrapping_sub(ONES.wrapping_mul(0x20)) & !w & HIGHS != 0;
+        if control
+            || has_zero(w ^ ONES.wrapping_mul(u64::from(b'"')))
+            || has_zero(w ^ ONES.wrapping_mul(u64::from(b'\\')))
+        {
+            if let Some(p) = by_byte(word) {
+                return offset.checked_add(p);
+            }
+        }
+        offset = offset.saturating_add(8);
+    }
+    by_byte(words.remainder()).and_then(|p| offset.checked_add(p))
 }
 
 /// Appends `s` as a JSON string literal exactly as `JSON.stringify` (and serde_json) write it.
-pub(crate) fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc: Option<&str> = match b {
-            b'"' => Some("\\\""),
-            b'\\' => Some("\\\\"),
-            b'\n' => Some("\\n"),
-            b'\r' => Some("\\r"),
-            b'\t' => Some("\\t"),
-            0x08 => Some("\\b"),
-            0x0c => Some("\\f"),
-            0..=0x1f => Some(""),
-            _ => None,
-        };
-        if let Some(e) = esc {
-            out.push_str(s.get(start..i).unwrap_or(""));
-            if e.is_empty() {
-                let _ = write!(out, "\\u{:04x}", b);
-            } else {
-                out.push_str(e);
+pub(crate) fn push_json_str<O: JsonOut + ?Sized>(out: &mut O, s: &str) {
+    out.push_str("\"");
+    push_escaped(out, s);
+    out.push_str("\"");
+}
+
+/// Appends the inside of a JSON string literal for `s` (its escapes, no quotes).
+fn push_escaped<O: JsonOut + ?Sized>(out: &mut O, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut rest = s;
+    // Copy the runs that need no escape in one piece each.
+    while let Some(at) = first_escaped(rest.as_bytes()) {
+        let (run, tail) = rest.split_at(at);
+        out.push_str(run);
+        let mut bytes = tail.bytes();
+        let b = bytes.next().unwrap_or(0);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
+                // `\u00xx`, lower-case (b < 0x20, so its high nibble is 0 or 1).
+                let lo = HEX.get(usize::from(b & 0x0f)).copied().unwrap_or(b'0');
+                let hi = if b >= 0x10 { b'1' } else { b'0' };
+                let esc = [b'\\', b'u', b'0', b'0', hi, lo];
+                out.push_str(core::str::from_utf8(&esc).unwrap_or(""));
             }
-            start = i + 1;
         }
+        // The escaped byte is ASCII: the rest starts on a char boundary.
+        rest = tail.get(1..).unwrap_or("");
     }
-    out.push_str(s.get(start..).unwrap_or(""));
-    out.push('"');
+    out.push_str(rest);
 }
 
 /// Appends a `u64` in decimal.
-pub(crate) fn push_u64(out: &mut String, n: u64) {
-    let mut buf = [0u8; 32];
+pub(crate) fn push_u64<O: JsonOut + ?Sized>(out: &mut O, n: u64) {
+    let mut buf = [0u8; super::LABEL_LEN];
     let label = super::indexed_label(&mut buf, b"", n);
     // Digits are ASCII.
     out.push_str(core::str::from_utf8(label).unwrap_or("0"));
@@ -399,10 +651,14 @@ pub(crate) fn push_u64(out: &mut String, n: u64) {
 
 /// Appends a finite `f64` as JavaScript's `Number.prototype.toString` would for the values a
 /// prompt carries (integers without `.0`, decimals in shortest round-trip form).
-pub(crate) fn push_js_number(out: &mut String, x: f64) {
+pub(crate) fn push_js_number<O: JsonOut + ?Sized>(out: &mut O, x: f64) {
     const SAFE: f64 = 9.007_199_254_740_992e15; // 2^53
     if x.is_finite() && x > -SAFE && x < SAFE && (x as i64) as f64 == x {
-        let _ = write!(out, "{}", x as i64);
+        let n = x as i64;
+        if n < 0 {
+            out.push_str("-");
+        }
+        push_u64(out, n.unsigned_abs());
     } else if x.is_finite() {
         // serde_json uses the shortest round-trip representation (ryu), as JS does.
         match serde_json::to_string(&x) {
@@ -411,6 +667,57 @@ pub(crate) fn push_js_number(out: &mut String, x: f64) {
         }
     } else {
         out.push_str("null");
+    }
+}
+
+/// Appends a JSON value compactly, exactly as `serde_json::to_string` writes it (objects in
+/// the map's order: sorted, without serde_json's `preserve_order`).
+pub(crate) fn push_json_value<O: JsonOut + ?Sized>(out: &mut O, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // Numbers are the caller's metadata, not secrets: their text is built by serde_json.
+        Value::Number(n) => match serde_json::to_string(n) {
+            Ok(text) => out.push_str(&text),
+            Err(_) => out.push_str("null"),
+        },
+        Value::String(s) => push_json_str(out, s),
+        Value::Array(items) => {
+            let mut list = JsonArray::open(out);
+            for item in items {
+                push_json_value(list.next(), item);
+            }
+            list.close();
+        }
+        Value::Object(map) => push_json_map(out, map),
+    }
+}
+
+/// Appends a JSON object compactly, in the map's order (as `serde_json::to_string`).
+pub(crate) fn push_json_map<O: JsonOut + ?Sized>(
+    out: &mut O,
+    map: &serde_json::Map<String, serde_json::Value>,
+) {
+    let mut o = JsonObject::open(out);
+    for (k, item) in map {
+        // Keys of user maps may need escaping, unlike the protocol's literal keys.
+        let slot = o.key_escaped(k);
+        push_json_value(slot, item);
+    }
+    o.close();
+}
+
+impl<O: JsonOut + ?Sized> JsonObject<'_, O> {
+    /// Starts a member whose key is arbitrary text (escaped).
+    fn key_escaped(&mut self, key: &str) -> &mut O {
+        if !self.empty {
+            self.out.push_str(",");
+        }
+        self.empty = false;
+        push_json_str(self.out, key);
+        self.out.push_str(":");
+        self.out
     }
 }
 
@@ -438,6 +745,90 @@ mod tests {
         }
     }
 
+    fn ours(token: &str) -> Option<String> {
+        let raw: &serde_json::value::RawValue = serde_json::from_str(token).ok()?;
+        secret_str(raw).map(|t| {
+            assert_eq!(t.capacity(), t.len(), "exact size: {token}");
+            String::from(t.as_str())
+        })
+    }
+
+    #[test]
+    fn secret_strings_unescape_as_serde_json_does() {
+        for (token, want) in [
+            (r#""plain""#, Some("plain")),
+            (
+                r#""a\"b\\c\/d\b\f\n\r\t""#,
+                Some("a\"b\\c/d\u{8}\u{c}\n\r\t"),
+            ),
+            (r#""\u00e9\u2192\ud83d\ude00""#, Some("é→😀")),
+            (r#""\ud800""#, None),
+            (r#""\udc00x""#, None),
+            (r#""\ud800\u0041""#, None),
+            (r#""\u+123""#, None),
+            (r#""\x""#, None),
+            ("7", None),
+        ] {
+            assert_eq!(ours(token).as_deref(), want, "{token}");
+            let theirs = serde_json::from_str::<String>(token).ok();
+            assert_eq!(ours(token), theirs, "{token}");
+        }
+    }
+
+    proptest! {
+        /// Whatever a JSON string holds and however it is escaped, the wiped unescaping
+        /// agrees with serde_json's.
+        #[test]
+        fn any_string_unescapes_as_serde_json_does(text in any::<String>(), ascii in any::<bool>()) {
+            let token = serde_json::to_string(&text).unwrap();
+            // JSON.stringify-style tokens, and ones with every non-ASCII char as \u escapes.
+            let token = if ascii {
+                let mut t = String::new();
+                for c in token.chars() {
+                    if c.is_ascii() { t.push(c) } else {
+                        let mut units = [0u16; 2];
+                        for u in c.encode_utf16(&mut units) { t.push_str(&alloc::format!("\\u{u:04x}")) }
+                    }
+                }
+                t
+            } else { token };
+            prop_assert_eq!(ours(&token), Some(text));
+        }
+
+        #[test]
+        fn arbitrary_tokens_are_accepted_exactly_when_serde_json_accepts_them(body in "[a-z\\\\\"u0-9d+/]{0,12}") {
+            let token = alloc::format!("\"{body}\"");
+            let theirs = serde_json::from_str::<String>(&token).ok();
+            if serde_json::from_str::<&serde_json::value::RawValue>(&token).is_ok() {
+                prop_assert_eq!(ours(&token), theirs);
+            }
+        }
+    }
+
+    /// The escape search goes eight bytes at a time: every ASCII byte at every position of a
+    /// few words, and two of them, escape as serde_json escapes them.
+    #[test]
+    fn escapes_are_found_at_every_position_of_a_word() {
+        for at in 0..20 {
+            for c in 0u8..0x80 {
+                let mut text = "x".repeat(20);
+                text.replace_range(at..=at, char::from(c).encode_utf8(&mut [0; 4]));
+                text.push('é');
+                let mut ours = String::new();
+                push_json_str(&mut ours, &text);
+                assert_eq!(
+                    ours,
+                    serde_json::to_string(&text).unwrap(),
+                    "{c:#x} at {at}"
+                );
+                let twice = alloc::format!("{text}{text}");
+                let mut ours = String::new();
+                push_json_str(&mut ours, &twice);
+                assert_eq!(ours, serde_json::to_string(&twice).unwrap());
+            }
+        }
+    }
+
     #[test]
     fn js_numbers() {
         let mut s = String::new();
@@ -447,6 +838,13 @@ mod tests {
         s.push(' ');
         push_js_number(&mut s, f64::NAN);
         assert_eq!(s, "0.7 1 null");
+    }
+
+    struct Raw(&'static str);
+    impl WriteJson for Raw {
+        fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
+            out.push_str(self.0);
+        }
     }
 
     #[test]
@@ -461,7 +859,7 @@ mod tests {
         list.str("q");
         list.object().close();
         list.close();
-        o.js_number("t", 0.5).raw("r", "[1]");
+        o.js_number("t", 0.5).nested("r", &Raw("[1]"));
         o.close();
         assert_eq!(
             out,

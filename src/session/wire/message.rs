@@ -10,11 +10,14 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::client_frames::ClientFrame;
-use super::json::{parse_object_bytes, str_of, JsonObject, Obj};
+use super::json::{
+    exact, exact_frame, parse_object_bytes, secret_str, str_of, JsonObject, JsonOut, Obj, WriteJson,
+};
 use super::{decode_sealed, Aad, PayloadFields, Sealed, SealedIn};
 use crate::crypto::hex;
 use crate::session::error::NodeError;
 use crate::session::PromptImage;
+use serde_json::value::RawValue;
 
 /// `encrypted_message` ([docs/fabstir-wire.md §3]) as the client emits it. The envelope's
 /// `search_queries` is always `null`: the queries travel only inside the ciphertext.
@@ -26,11 +29,10 @@ pub(crate) struct EncryptedMessage<'a> {
     pub(crate) max_searches: u64,
 }
 
-impl EncryptedMessage<'_> {
-    pub(crate) fn emit(&self) -> String {
-        let mut out = String::with_capacity(self.payload.sealed.len() * 2 + 320);
-        let mut o = JsonObject::open(&mut out);
-        o.str("type", "encrypted_message")
+impl WriteJson for EncryptedMessage<'_> {
+    fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
+        let mut o = JsonObject::open(out);
+        o.lit("type", "encrypted_message")
             .str("session_id", self.session_id)
             .str("id", self.id);
         let mut p = o.object("payload");
@@ -40,7 +42,13 @@ impl EncryptedMessage<'_> {
             .u64("max_searches", self.max_searches)
             .null("search_queries");
         o.close();
-        out
+    }
+}
+
+impl EncryptedMessage<'_> {
+    /// The frame, in a string of exactly its size.
+    pub(crate) fn emit(&self) -> String {
+        exact_frame(self)
     }
 
     /// The envelope of a received `encrypted_message`. Its payload is decoded by
@@ -107,48 +115,20 @@ pub(crate) struct PromptBody<'a> {
 impl PromptBody<'_> {
     /// The sealed plaintext of `encrypted_message`:
     /// `{"prompt","model","max_tokens","temperature","stream"[,"thinking"][,"images"][,"search_queries"]}`,
-    /// in wiped storage sized up front.
+    /// in wiped storage of exactly its size (measured first: a growing buffer would leave
+    /// pieces of the prompt in freed memory).
     pub(crate) fn emit_sealed_plaintext(&self) -> Zeroizing<String> {
-        let extra: usize = self.images.iter().map(|i| i.data.len() + 40).sum::<usize>()
-            + self
-                .search_queries
-                .iter()
-                .map(|q| 2 * q.len() + 4)
-                .sum::<usize>();
-        let mut out = Zeroizing::new(String::with_capacity(
-            2 * (self.text.len() + self.model.len()) + 160 + extra,
-        ));
-        let mut o = JsonObject::open(&mut out);
-        o.str("prompt", self.text).str("model", self.model);
-        self.write_settings(&mut o);
-        if !self.images.is_empty() {
-            let mut list = o.array("images");
-            for img in self.images {
-                let mut i = list.object();
-                i.str("data", &img.data).str("format", &img.format);
-                i.close();
-            }
-            list.close();
-        }
-        if !self.search_queries.is_empty() {
-            let mut list = o.array("search_queries");
-            for q in self.search_queries {
-                list.str(q);
-            }
-            list.close();
-        }
-        o.close();
-        out
+        exact(&SealedPrompt(self))
     }
 
     /// The `request` of a plaintext `prompt`: `{"model","prompt","max_tokens","temperature","stream"[,"thinking"]}`.
-    pub(super) fn write_request(&self, o: &mut JsonObject<'_>) {
+    pub(super) fn write_request<O: JsonOut + ?Sized>(&self, o: &mut JsonObject<'_, O>) {
         o.str("model", self.model).str("prompt", self.text);
         self.write_settings(o);
     }
 
     /// The settings both bodies share, in their common order.
-    fn write_settings(&self, o: &mut JsonObject<'_>) {
+    fn write_settings<O: JsonOut + ?Sized>(&self, o: &mut JsonObject<'_, O>) {
         o.u64("max_tokens", self.max_tokens)
             .js_number("temperature", self.temperature)
             .bool("stream", true);
@@ -158,11 +138,42 @@ impl PromptBody<'_> {
     }
 }
 
-/// The decrypted plaintext of `encrypted_message`, as the node reads it.
+/// The plaintext of `encrypted_message` being written.
+struct SealedPrompt<'b, 'a>(&'b PromptBody<'a>);
+
+impl WriteJson for SealedPrompt<'_, '_> {
+    fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
+        let body = self.0;
+        let mut o = JsonObject::open(out);
+        o.str("prompt", body.text).str("model", body.model);
+        body.write_settings(&mut o);
+        if !body.images.is_empty() {
+            let mut list = o.array("images");
+            for img in body.images {
+                let mut i = list.object();
+                i.str("data", &img.data).str("format", &img.format);
+                i.close();
+            }
+            list.close();
+        }
+        if !body.search_queries.is_empty() {
+            let mut list = o.array("search_queries");
+            for q in body.search_queries {
+                list.str(q);
+            }
+            list.close();
+        }
+        o.close();
+    }
+}
+
+/// The decrypted plaintext of `encrypted_message`, as the node reads it. What the user wrote
+/// (the prompt, the search queries, the images) is borrowed as raw JSON and unescaped by
+/// [`secret_str`] into wiped storage, never by serde_json into its unwiped scratch buffer.
 #[derive(Deserialize)]
 pub(crate) struct PromptPlaintext<'a> {
     #[serde(borrow)]
-    pub(crate) prompt: Cow<'a, str>,
+    prompt: &'a RawValue,
     #[serde(borrow, default)]
     pub(crate) model: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -172,25 +183,66 @@ pub(crate) struct PromptPlaintext<'a> {
     #[serde(borrow, default)]
     pub(crate) thinking: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    pub(crate) images: Option<Vec<ImageFields<'a>>>,
+    images: Option<Vec<ImageFields<'a>>>,
     #[serde(borrow, default)]
-    pub(crate) search_queries: Option<Vec<Cow<'a, str>>>,
+    search_queries: Option<Vec<&'a RawValue>>,
 }
 
 /// One image of a prompt.
 #[derive(Deserialize)]
-pub(crate) struct ImageFields<'a> {
+struct ImageFields<'a> {
     #[serde(borrow)]
-    pub(crate) data: Cow<'a, str>,
+    data: &'a RawValue,
     #[serde(borrow)]
-    pub(crate) format: Cow<'a, str>,
+    format: Cow<'a, str>,
 }
 
 impl<'a> PromptPlaintext<'a> {
     /// A JSON object with at least a string `prompt`; the other fields, when present, of the
     /// right types.
     pub(crate) fn parse(plain: &'a [u8]) -> Result<Self, NodeError> {
-        parse_object_bytes(plain).ok_or(NodeError::InvalidMessage("prompt payload"))
+        const BAD: NodeError = NodeError::InvalidMessage("prompt payload");
+        let p: Self = parse_object_bytes(plain).ok_or(BAD)?;
+        // Every borrowed token must be a string: checked here, so the takers cannot fail.
+        let strings = core::iter::once(p.prompt)
+            .chain(p.search_queries.iter().flatten().copied())
+            .chain(p.images.iter().flatten().map(|i| i.data));
+        for raw in strings {
+            if !raw.get().starts_with('"') {
+                return Err(BAD);
+            }
+        }
+        Ok(p)
+    }
+
+    /// The prompt text, unescaped into wiped storage.
+    pub(crate) fn prompt(&self) -> Result<Zeroizing<String>, NodeError> {
+        secret_str(self.prompt).ok_or(NodeError::InvalidMessage("prompt payload"))
+    }
+
+    /// The search queries, each unescaped into wiped storage.
+    pub(crate) fn search_queries(&self) -> Result<Zeroizing<Vec<String>>, NodeError> {
+        let raw = self.search_queries.as_deref().unwrap_or_default();
+        let mut out = Zeroizing::new(Vec::with_capacity(raw.len()));
+        for q in raw {
+            let mut text = secret_str(q).ok_or(NodeError::InvalidMessage("prompt payload"))?;
+            // The String moves (its buffer stays put) into the wiped list.
+            out.push(core::mem::take(&mut *text));
+        }
+        Ok(out)
+    }
+
+    /// The images, their data unescaped into wiped storage.
+    pub(crate) fn images(&self) -> Result<Vec<PromptImage>, NodeError> {
+        let raw = self.images.as_deref().unwrap_or_default();
+        let mut out = Vec::with_capacity(raw.len());
+        for i in raw {
+            out.push(PromptImage {
+                data: secret_str(i.data).ok_or(NodeError::InvalidMessage("prompt payload"))?,
+                format: String::from(&*i.format),
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -258,10 +310,34 @@ mod tests {
         assert_eq!(back.aad.as_slice(), b"message_0");
     }
 
+    /// The prompt's plaintext is written into a buffer of exactly its size (no reallocation
+    /// leaves a piece of it in freed memory), whatever it holds.
+    #[test]
+    fn the_sealed_prompt_never_outgrows_its_buffer() {
+        let nasty = "\u{2}\"\\\n".repeat(200);
+        let images = [PromptImage {
+            data: Zeroizing::new(nasty.clone()),
+            format: nasty.clone(),
+        }];
+        let queries = [nasty.clone(), nasty.clone()];
+        let body = PromptBody {
+            text: &nasty,
+            model: &nasty,
+            max_tokens: u64::MAX,
+            temperature: -0.123_456_789,
+            thinking: Some(&nasty),
+            images: &images,
+            search_queries: &queries,
+        };
+        let text = body.emit_sealed_plaintext();
+        assert_eq!(text.capacity(), text.len());
+        assert!(text.len() > 7 * 2 * nasty.len());
+    }
+
     #[test]
     fn the_sealed_prompt_is_serde_json_s_and_parses_back() {
         let images = [PromptImage {
-            data: "aGk=".into(),
+            data: Zeroizing::new("aGk=".into()),
             format: "png".into(),
         }];
         let queries = [String::from(TRICKY)];
@@ -306,9 +382,9 @@ mod tests {
         let text = body.emit_sealed_plaintext();
         assert_eq!(*text, serde_json::to_string(&want).unwrap());
         let back = PromptPlaintext::parse(text.as_bytes()).unwrap();
-        assert_eq!(back.prompt, TRICKY);
+        assert_eq!(back.prompt().unwrap().as_str(), TRICKY);
         assert_eq!((back.max_tokens, back.temperature), (Some(4000), Some(0.7)));
-        assert_eq!(back.images.map(|i| i.len()), Some(1));
-        assert_eq!(back.search_queries.unwrap_or_default(), [TRICKY]);
+        assert_eq!(back.images().unwrap(), images);
+        assert_eq!(*back.search_queries().unwrap(), [TRICKY]);
     }
 }

@@ -33,7 +33,7 @@ use alloc::vec::Vec;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use self::json::{str_of, Field, JsonObject, Obj};
+use self::json::{str_of, Field, JsonObject, JsonOut, Obj};
 use super::error::NodeError;
 use super::VectorDatabase;
 use crate::crypto::hex;
@@ -54,8 +54,15 @@ pub(crate) const ALG: &str =
 pub(crate) const MESSAGE_AAD: &[u8] = b"message_";
 /// AAD prefix of an answer chunk: `chunk_<i>`.
 pub(crate) const CHUNK_AAD: &[u8] = b"chunk_";
-/// AAD of the encrypted finish reason (what the reference node uses).
+/// AAD of the encrypted finish reason as the reference node seals it: it says the answer is
+/// over but not how long it was, so a [`Client`](super::Client) does not take it as the end.
 pub(crate) const RESPONSE_FINAL_AAD: &[u8] = b"encrypted_response_final";
+/// AAD prefix of sealwire's authenticated end of answer, `encrypted_response_final_<n>` with
+/// `n` the number of chunks of the answer (the SDK decrypts under whatever `aadHex` says and
+/// discards the frame, so it is unaffected).
+pub(crate) const RESPONSE_END_AAD: &[u8] = b"encrypted_response_final_";
+/// Room for the longest label: `encrypted_response_final_` and 20 digits.
+pub(crate) const LABEL_LEN: usize = 48;
 /// Longest request id / reason text echoed back.
 pub(crate) const MAX_ECHO_LEN: usize = 256;
 /// Longest `message` of an error frame.
@@ -96,7 +103,7 @@ pub(crate) struct Sealed<'a> {
 }
 
 impl Sealed<'_> {
-    fn write(&self, payload: &mut JsonObject<'_>) {
+    fn write<O: JsonOut + ?Sized>(&self, payload: &mut JsonObject<'_, O>) {
         payload
             .hex("ciphertextHex", "", self.sealed)
             .hex("nonceHex", "", self.nonce)
@@ -205,7 +212,11 @@ fn read_vector_database<T: VectorDatabaseFields>(
 
 /// One writer for both spellings (`camel`: the init plaintext's `vectorDatabase`, else the
 /// plaintext `session_init`'s `vector_database`); nothing when `v` is `None`.
-fn write_vector_database(o: &mut JsonObject<'_>, v: Option<&VectorDatabase>, camel: bool) {
+fn write_vector_database<O: JsonOut + ?Sized>(
+    o: &mut JsonObject<'_, O>,
+    v: Option<&VectorDatabase>,
+    camel: bool,
+) {
     let Some(v) = v else {
         return;
     };
@@ -239,7 +250,9 @@ fn parse_canonical_u64(b: &[u8]) -> Option<u64> {
         if !c.is_ascii_digit() {
             return None;
         }
-        n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        n = n
+            .checked_mul(10)?
+            .checked_add(u64::from(char::from(c).to_digit(10)?))?;
     }
     Some(n)
 }
@@ -249,29 +262,36 @@ pub(crate) fn parse_message_aad(aad: &[u8]) -> Option<u64> {
     parse_canonical_u64(aad.strip_prefix(MESSAGE_AAD)?)
 }
 
-/// Writes `prefix` followed by the decimal `n` into `buf`, returning the used part.
-pub(crate) fn indexed_label<'b>(buf: &'b mut [u8; 32], prefix: &[u8], n: u64) -> &'b [u8] {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+/// `encrypted_response_final_<n>` → n, the chunk count the node sealed (canonical decimal).
+pub(crate) fn parse_response_end_aad(aad: &[u8]) -> Option<u64> {
+    parse_canonical_u64(aad.strip_prefix(RESPONSE_END_AAD)?)
+}
+
+/// Writes `prefix` followed by the decimal `n` into `buf`, returning the used part (empty if
+/// `buf` is too short: every caller passes a [`LABEL_LEN`] buffer, which always fits).
+pub(crate) fn indexed_label<'b>(buf: &'b mut [u8; LABEL_LEN], prefix: &[u8], n: u64) -> &'b [u8] {
+    const DIGITS: &[u8; 10] = b"0123456789";
+    let mut digits = [0u8; 20]; // u64::MAX has 20 digits
+    let mut start = digits.len();
     let mut v = n;
-    loop {
-        i -= 1;
-        if let Some(d) = digits.get_mut(i) {
-            *d = b'0' + (v % 10) as u8;
-        }
+    for slot in digits.iter_mut().rev() {
+        *slot = DIGITS.get((v % 10) as usize).copied().unwrap_or(b'0');
+        start = start.saturating_sub(1);
         v /= 10;
-        if v == 0 || i == 0 {
+        if v == 0 {
             break;
         }
     }
-    let digits = digits.get(i..).unwrap_or(&[]);
-    let total = prefix.len() + digits.len();
-    if let Some(dst) = buf.get_mut(..prefix.len()) {
-        dst.copy_from_slice(prefix);
-    }
-    if let Some(dst) = buf.get_mut(prefix.len()..total) {
-        dst.copy_from_slice(digits);
-    }
+    let digits = digits.get(start..).unwrap_or(&[]);
+    let total = prefix.len().saturating_add(digits.len());
+    let Some((head, tail)) = buf
+        .get_mut(..total)
+        .and_then(|used| used.split_at_mut_checked(prefix.len()))
+    else {
+        return &[];
+    };
+    head.copy_from_slice(prefix);
+    tail.copy_from_slice(digits);
     buf.get(..total).unwrap_or(&[])
 }
 
@@ -280,10 +300,11 @@ pub(crate) fn truncate_chars(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
-    let mut end = max;
-    while end > 0 && !s.is_char_boundary(end) {
-        end -= 1;
-    }
+    // The last char boundary at or below `max` (0 is always one).
+    let end = (0..=max)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
     s.get(..end).unwrap_or("")
 }
 
@@ -304,7 +325,7 @@ mod tests {
 
     #[test]
     fn labels_and_numbers() {
-        let mut b = [0u8; 32];
+        let mut b = [0u8; LABEL_LEN];
         assert_eq!(indexed_label(&mut b, CHUNK_AAD, 0), b"chunk_0");
         assert_eq!(
             indexed_label(&mut b, CHUNK_AAD, u64::MAX),

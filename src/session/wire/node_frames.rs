@@ -211,12 +211,12 @@ impl InitAck<'_> {
     pub(crate) fn emit(&self) -> String {
         let mut out = String::with_capacity(160);
         let mut o = JsonObject::open(&mut out);
-        o.str("type", "session_init_ack")
-            .str("status", "success")
+        o.lit("type", "session_init_ack")
+            .lit("status", "success")
             .str("session_id", self.session_id)
             .str("job_id", self.job_id)
             .u64("chain_id", self.chain_id)
-            .str("message", "Session initialized");
+            .lit("message", "Session initialized");
         if let Some(id) = self.id {
             o.str("id", id);
         }
@@ -232,6 +232,9 @@ pub(crate) struct ErrorFrame<'a> {
     pub(crate) code: ErrorCode,
     /// Cut to [`MAX_ERROR_MESSAGE_LEN`] bytes.
     pub(crate) message: &'a str,
+    /// Fixed text after `message` (a [`NodeError`](crate::session::NodeError)'s sentence, in
+    /// pieces so that no temporary string is formatted for each rejected frame).
+    pub(crate) sentence: [&'static str; 3],
     pub(crate) session_id: Option<&'a str>,
     pub(crate) id: Option<&'a str>,
     /// Only with `TOKEN_LIMIT_EXCEEDED`, the one code the SDK reads.
@@ -248,11 +251,27 @@ pub(crate) struct TokenLimit {
 impl ErrorFrame<'_> {
     pub(crate) fn emit(&self) -> String {
         let message = truncate_chars(self.message, MAX_ERROR_MESSAGE_LEN);
-        let mut out = String::with_capacity(128 + message.len());
+        // Room for everything but escapes, so that the usual frame is written in one go.
+        let texts = [
+            message,
+            self.session_id.unwrap_or(""),
+            self.id.unwrap_or(""),
+        ];
+        let len = texts
+            .iter()
+            .chain(&self.sentence)
+            .fold(160usize, |n, t| n.saturating_add(t.len()));
+        let mut out = String::with_capacity(len);
         let mut o = JsonObject::open(&mut out);
-        o.str("type", "error")
-            .str("code", self.code.as_str())
-            .str("message", message);
+        o.lit("type", "error").lit("code", self.code.as_str()).strs(
+            "message",
+            &[
+                message,
+                self.sentence[0],
+                self.sentence[1],
+                self.sentence[2],
+            ],
+        );
         if let Some(s) = self.session_id {
             o.str("session_id", s);
         }
@@ -283,7 +302,7 @@ impl EncryptedChunk<'_> {
     /// Appends the frame to `out` (allocates nothing when `out` has room).
     pub(crate) fn emit_into(&self, out: &mut String) {
         let mut o = JsonObject::open(out);
-        o.str("type", "encrypted_chunk")
+        o.lit("type", "encrypted_chunk")
             .str("session_id", self.session_id)
             .str("id", self.id)
             .u64("tokens", 1);
@@ -307,9 +326,15 @@ pub(crate) struct EncryptedResponse<'a> {
 
 impl EncryptedResponse<'_> {
     pub(crate) fn emit(&self) -> String {
-        let mut out = String::with_capacity(256 + self.payload.sealed.len() * 2);
+        let mut out = String::with_capacity(
+            self.payload
+                .sealed
+                .len()
+                .saturating_mul(2)
+                .saturating_add(256),
+        );
         let mut o = JsonObject::open(&mut out);
-        o.str("type", "encrypted_response")
+        o.lit("type", "encrypted_response")
             .str("session_id", self.session_id)
             .str("id", self.id);
         let mut p = o.object("payload");
@@ -332,7 +357,7 @@ impl StreamChunk<'_> {
     /// Appends the frame to `out`.
     pub(crate) fn emit_into(&self, out: &mut String) {
         let mut o = JsonObject::open(out);
-        o.str("type", "stream_chunk")
+        o.lit("type", "stream_chunk")
             .str("content", self.content)
             .str("id", self.id);
         if self.is_final {
@@ -354,7 +379,7 @@ impl StreamEndFrame<'_> {
         let end = self.end;
         let mut out = String::with_capacity(320);
         let mut o = JsonObject::open(&mut out);
-        o.str("type", "stream_end")
+        o.lit("type", "stream_end")
             .str("session_id", self.session_id)
             .str("id", self.id)
             .str("reason", &end.reason)
@@ -442,6 +467,7 @@ mod tests {
         let error = ErrorFrame {
             code: ErrorCode::TokenLimitExceeded,
             message: TRICKY,
+            sentence: [""; 3],
             session_id: Some("7"),
             id: Some("r"),
             token_limit: Some(TokenLimit {
@@ -474,6 +500,7 @@ mod tests {
         let frame = ErrorFrame {
             code: ErrorCode::Internal,
             message: &long,
+            sentence: [""; 3],
             session_id: None,
             id: None,
             token_limit: None,

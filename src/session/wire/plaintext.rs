@@ -8,7 +8,7 @@ use alloc::string::String;
 use serde::Deserialize;
 
 use super::client_frames::{decimal_of, ClientFrame};
-use super::json::{str_of, u64_of, Field, JsonObject, Obj};
+use super::json::{exact_frame, str_of, u64_of, Field, JsonObject, JsonOut, Obj, WriteJson};
 use super::message::PromptBody;
 use super::{read_vector_database, write_vector_database};
 use crate::session::error::NodeError;
@@ -51,10 +51,16 @@ impl<'f> PlainSessionInit<'f> {
         })
     }
 
+    /// The frame, in a string of exactly its size.
     pub(crate) fn emit(&self) -> String {
-        let mut out = String::with_capacity(256);
-        let mut o = JsonObject::open(&mut out);
-        o.str("type", "session_init")
+        exact_frame(self)
+    }
+}
+
+impl WriteJson for PlainSessionInit<'_> {
+    fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
+        let mut o = JsonObject::open(out);
+        o.lit("type", "session_init")
             .u64("chain_id", self.chain_id)
             .str("session_id", self.session_id)
             .str("jobId", self.job_id);
@@ -66,7 +72,6 @@ impl<'f> PlainSessionInit<'f> {
             o.str("id", id);
         }
         o.close();
-        out
     }
 }
 
@@ -98,11 +103,10 @@ pub(super) struct PlainRequest<'a> {
     thinking: Option<Field<'a>>,
 }
 
-impl PlainPrompt<'_> {
-    pub(crate) fn emit(&self) -> String {
-        let mut out = String::with_capacity(2 * self.body.text.len() * 2 + 400);
-        let mut o = JsonObject::open(&mut out);
-        o.str("type", "prompt")
+impl WriteJson for PlainPrompt<'_> {
+    fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
+        let mut o = JsonObject::open(out);
+        o.lit("type", "prompt")
             .u64("chain_id", self.chain_id)
             .str("jobId", self.job_id)
             .str("prompt", self.body.text)
@@ -114,7 +118,13 @@ impl PlainPrompt<'_> {
         r.close();
         o.str("id", self.id);
         o.close();
-        out
+    }
+}
+
+impl PlainPrompt<'_> {
+    /// The frame, in a string of exactly its size.
+    pub(crate) fn emit(&self) -> String {
+        exact_frame(self)
     }
 
     /// The envelope of a received plaintext `prompt`: which session it names and its `id`.

@@ -8,7 +8,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::json::{parse_object, parse_object_bytes, str_of, u64_of, Field, JsonObject};
+use super::json::{
+    exact, parse_object, parse_object_bytes, str_of, u64_of, Field, JsonArray, JsonObject, JsonOut,
+    WriteJson,
+};
 use crate::crypto::hex;
 use crate::crypto::secp256k1::PublicKey;
 use crate::session::error::NodeError;
@@ -65,44 +68,46 @@ pub(crate) fn parse_challenge_response(body: &str) -> Result<([u8; 64], u8), Nod
 
 /// `messages` as compact JSON with keys sorted at every level (what the inner host
 /// signature signs, and part of the delta).
-pub(crate) fn emit_checkpoint_messages(
-    out: &mut String,
-    messages: &[CheckpointMessage],
-) -> Result<(), NodeError> {
-    out.push('[');
-    for (i, m) in messages.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+pub(crate) struct MessagesJson<'a>(pub(crate) &'a [CheckpointMessage]);
+
+impl WriteJson for MessagesJson<'_> {
+    fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
+        let mut list = JsonArray::open(out);
+        for m in self.0 {
+            let mut o = list.object();
+            o.str("content", &m.content);
+            if let Some(meta) = &m.metadata {
+                // serde_json's map is a BTreeMap here: keys sorted at every level.
+                o.map("metadata", meta);
+            }
+            o.str("role", &m.role).u64("timestamp", m.timestamp);
+            o.close();
         }
-        let mut o = JsonObject::open(out);
-        o.str("content", &m.content);
-        if let Some(meta) = &m.metadata {
-            // serde_json's map is a BTreeMap here: keys sorted at every level.
-            let text = serde_json::to_string(meta).map_err(|_| bad("metadata"))?;
-            o.raw("metadata", &text);
-        }
-        o.str("role", &m.role).u64("timestamp", m.timestamp);
-        o.close();
+        list.close();
     }
-    out.push(']');
-    Ok(())
 }
 
 /// The delta's plaintext: compact JSON, keys sorted at every level.
-pub(crate) fn emit_checkpoint_delta(d: &CheckpointDelta) -> Result<Zeroizing<String>, NodeError> {
-    let mut messages = Zeroizing::new(String::new());
-    emit_checkpoint_messages(&mut messages, &d.messages)?;
-    let mut out = Zeroizing::new(String::with_capacity(messages.len() + 400));
-    let mut o = JsonObject::open(&mut out);
-    o.u64("checkpointIndex", d.checkpoint_index)
-        .u64("endToken", d.end_token)
-        .str("hostSignature", &d.host_signature)
-        .raw("messages", &messages)
-        .str("proofHash", &d.proof_hash)
-        .str("sessionId", &d.session_id)
-        .u64("startToken", d.start_token);
-    o.close();
-    Ok(out)
+struct DeltaJson<'a>(&'a CheckpointDelta);
+
+impl WriteJson for DeltaJson<'_> {
+    fn write_json<O: JsonOut + ?Sized>(&self, out: &mut O) {
+        let d = self.0;
+        let mut o = JsonObject::open(out);
+        o.u64("checkpointIndex", d.checkpoint_index)
+            .u64("endToken", d.end_token)
+            .str("hostSignature", &d.host_signature)
+            .nested("messages", &MessagesJson(&d.messages))
+            .str("proofHash", &d.proof_hash)
+            .str("sessionId", &d.session_id)
+            .u64("startToken", d.start_token);
+        o.close();
+    }
+}
+
+/// The delta's plaintext (a conversation) in wiped storage of exactly its size.
+pub(crate) fn emit_checkpoint_delta(d: &CheckpointDelta) -> Zeroizing<String> {
+    exact(&DeltaJson(d))
 }
 
 /// The published object of a checkpoint delta.
@@ -117,7 +122,8 @@ pub(crate) struct PublishedDelta<'a> {
 
 impl PublishedDelta<'_> {
     pub(crate) fn emit(&self) -> String {
-        let mut out = String::with_capacity(self.ciphertext.len() * 2 + 400);
+        let mut out =
+            String::with_capacity(self.ciphertext.len().saturating_mul(2).saturating_add(400));
         let mut o = JsonObject::open(&mut out);
         o.bool("encrypted", true)
             .u64("version", 1)
@@ -261,7 +267,7 @@ mod tests {
             "messages": [{"role": "user", "content": "hi \"there\"\n", "timestamp": 5,
                           "metadata": metadata}],
         });
-        let text = emit_checkpoint_delta(&delta).unwrap();
+        let text = emit_checkpoint_delta(&delta);
         assert_eq!(*text, want.to_string());
         assert_eq!(parse_checkpoint_delta(text.as_bytes()), Ok(delta));
     }
