@@ -426,10 +426,6 @@ fn session_secrets() -> (Secrets, Recording) {
 }
 
 #[test]
-#[ignore = "waits for the session helper (issue #12 item 3): the init plaintext's String grows \
-            while it holds the sessionKey hex (wire/init.rs emit, escapes exceed the capacity), \
-            and a closed session's key stays in its connection's Vec<NodeSession> (remove/ \
-            into_iter move it out, the buffer is freed at disconnect)"]
 fn a_session_run_leaves_no_secret_in_freed_memory() {
     let _g = serial();
     let (secrets, dry) = session_secrets();
