@@ -69,13 +69,12 @@ impl Keypair {
     #[inline]
     pub(crate) fn seal_into(&mut self, out: &mut [u8]) -> Option<()> {
         let counter = self.send_counter;
-        let (header, rest) = out.split_at_mut_checked(DATA_HEADER_LEN)?;
-        let body_len = rest.len().checked_sub(TAG_LEN)?;
-        let (body, tag) = rest.split_at_mut_checked(body_len)?;
+        let (header, rest) = out.split_first_chunk_mut::<DATA_HEADER_LEN>()?;
+        let (body, tag) = rest.split_last_chunk_mut::<TAG_LEN>()?;
         header[..4].copy_from_slice(&MSG_DATA.to_le_bytes());
         header[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
-        header[8..16].copy_from_slice(&counter.to_le_bytes());
-        tag.copy_from_slice(&self.send_key.seal_in_place(counter, &[], body));
+        header[8..].copy_from_slice(&counter.to_le_bytes());
+        *tag = self.send_key.seal_in_place(counter, &[], body);
         self.send_counter = counter.saturating_add(1);
         Some(())
     }

@@ -39,7 +39,7 @@ impl RateLimiter {
         self.count = self.count.saturating_add(1);
         if self.count > self.limit {
             // Stay under load for a second after the flood stops (wireguard-go does the same).
-            self.under_load_until = now + Duration::from_secs(1);
+            self.under_load_until = now.saturating_add(Duration::from_secs(1));
         }
         now < self.under_load_until
     }
@@ -82,7 +82,7 @@ impl SourceLimiter {
             *tokens = tokens.saturating_add(refill).min(BUCKET_NS);
             *last = now;
             if *tokens >= COST_NS {
-                *tokens -= COST_NS;
+                *tokens = tokens.saturating_sub(COST_NS);
                 return true;
             }
             return false;

@@ -58,7 +58,7 @@ impl Schedule {
         self.deadlines.insert((next, slot));
         let i = slot as usize;
         if self.entries.len() <= i {
-            self.entries.resize(i + 1, None);
+            self.entries.resize(i.saturating_add(1), None);
         }
         if let Some(e) = self.entries.get_mut(i) {
             *e = Some(next);
