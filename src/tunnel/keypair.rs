@@ -10,8 +10,13 @@ use crate::time::Instant;
 
 /// One direction pair of transport keys.
 ///
-/// The keys are [`TransportKey`]s, set up once per session (not per packet) and wiped on
-/// drop (with the `ring` feature, see [`TransportKey`] for the copy ring keeps).
+/// The keys are [`TransportKey`]s, set up once per session (not per packet). A peer keeps
+/// each keypair in a [`WipedBox`](super::wiped::WipedBox), whose whole block is zeroed when
+/// the session goes: in the default build the keys also wipe themselves; with the `ring`
+/// feature, whose prepared key (`LessSafeKey`, the raw ChaCha20 key words) has no `Drop`,
+/// that zeroing is what wipes it. What ring still leaves unwiped is on the stack, never on
+/// the heap: the temporaries while a key is built (once per session and direction, in
+/// `TransportKey::new`) and the per-packet Poly1305 key it derives.
 pub(crate) struct Keypair {
     send_key: TransportKey,
     recv_key: TransportKey,

@@ -450,8 +450,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         }
         // WG §6.2: as initiator, rekey shortly before the session expires on receive.
         let lastminute = p
-            .current
-            .as_ref()
+            .current()
             .is_some_and(|k| k.initiator && k.age_ns(now) >= REKEY_ON_RECEIVE_AFTER_NS)
             && !p.timers.sent_lastminute_handshake;
         if lastminute {

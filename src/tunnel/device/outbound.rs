@@ -17,6 +17,7 @@ use crate::tunnel::timers::{REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME_NS, REKEY_TIM
 use crate::tunnel::wire::{self, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN};
 use alloc::vec;
 use core::net::SocketAddr;
+use zeroize::Zeroize;
 
 impl<R: rand_core::CryptoRng> Device<R> {
     /// Encrypts one IP packet from the TUN for the peer whose AllowedIPs contain its
@@ -219,8 +220,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         } = self;
         let p = peers.get_mut(slot).ok_or(DeviceError::UnknownPeer)?;
         let kp = p
-            .current
-            .as_deref_mut()
+            .current_mut()
             .ok_or(DeviceError::Dropped(DropReason::SessionExpired))?;
         let buf = out
             .get_mut(..needed)
@@ -295,9 +295,13 @@ impl<R: rand_core::CryptoRng> Device<R> {
                 return;
             };
             let mut buf = vec![0u8; self.datagram_len(pkt.len())];
-            if let Ok(len) = self.seal_data(now, slot, &pkt, &mut buf) {
-                buf.truncate(len);
-                self.push_transmit(to, buf);
+            match self.seal_data(now, slot, &pkt, &mut buf) {
+                Ok(len) => {
+                    buf.truncate(len);
+                    self.push_transmit(to, buf);
+                }
+                // Not sealed: the buffer may hold the packet in the clear.
+                Err(_) => buf.zeroize(),
             }
         }
     }

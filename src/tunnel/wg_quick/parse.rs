@@ -8,6 +8,7 @@ use crate::crypto::x25519::{PublicKey, StaticSecret};
 use crate::crypto::{base64, SecretBytes};
 use crate::tunnel::allowed_ips::Cidr;
 use crate::tunnel::config::{DeviceConfig, PeerConfig};
+use crate::tunnel::wiped::WipedVec;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -99,7 +100,8 @@ const PEER_KEYS: &[Field] = &[
 struct FileDraft {
     interface: Option<InterfaceDraft>,
     section: Section,
-    peers: Vec<PeerConfig>,
+    /// The PSK is inline in each configuration: growth must not leave copies behind.
+    peers: WipedVec<PeerConfig>,
     /// (public key, line) of every finished peer, to refuse the same peer twice.
     peer_lines: Vec<(PublicKey, usize)>,
     named_endpoints: Vec<NamedEndpoint>,
@@ -231,7 +233,7 @@ impl FileDraft {
                 addresses: draft.addresses,
                 mtu: draft.mtu,
             },
-            peers: self.peers,
+            peers: self.peers.take_exact(),
             named_endpoints: self.named_endpoints,
             ignored: self.ignored,
         })
