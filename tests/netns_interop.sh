@@ -249,8 +249,10 @@ echo "     (resumed after ${WAITED} s)"
 check "the stale link was deleted at start" grep -q "deleting stale interface" "$WORK/b2.log"
 check "and B -> A" ping_ok "$NS_B" 10.241.0.1
 # A supervisor restarts at once: the killed process (and its TUN) may not be gone yet.
-kill -9 "$TUN_PID" 2>/dev/null
+KILLED=$TUN_PID
+kill -9 "$KILLED" 2>/dev/null
 start_tun_node "$NS_B" "$WORK/b.conf" "$IF_B" b3
+wait "$KILLED" 2>/dev/null
 sleep 2
 restarted() { kill -0 "$TUN_PID" && tun_link_ok "$NS_B" "$IF_B" 1420 0; }
 check "restart at once after kill -9 (no wait): running, link up with MTU and addresses" restarted
