@@ -62,6 +62,9 @@ fn address_bytes(src: &SocketAddr, out: &mut [u8; 18]) -> usize {
 
 /// The responder side: a rotating secret and the cookies derived from it.
 #[derive(Zeroize, ZeroizeOnDrop)]
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct CookieChecker {
     secret: [u8; 32],
     #[zeroize(skip)]
@@ -148,6 +151,9 @@ impl CookieChecker {
 
 /// The initiator side, per peer: the mac1 we last sent and the cookie we last received.
 #[derive(Default, Zeroize, ZeroizeOnDrop)]
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct CookieJar {
     last_mac1: Option<[u8; 16]>,
     cookie: Option<[u8; 16]>,

@@ -27,6 +27,30 @@ pub(crate) struct Keypair {
     pub(crate) created: Instant,
     /// Whether we initiated the handshake that made it (only the initiator rekeys by age).
     pub(crate) initiator: bool,
+    /// Fuzz builds only (cargo-fuzz's `--cfg fuzzing`): the raw keys, so that an established
+    /// device can be cloned per input (a prepared key cannot be copied). No other build keeps
+    /// them.
+    #[cfg(fuzzing)]
+    raw: zeroize::Zeroizing<[[u8; 32]; 2]>,
+}
+
+#[cfg(fuzzing)]
+impl Clone for Keypair {
+    fn clone(&self) -> Self {
+        let [send, recv] = *self.raw;
+        Keypair {
+            replay: self.replay.clone(),
+            send_counter: self.send_counter,
+            ..Keypair::new(
+                send,
+                recv,
+                self.local_index,
+                self.remote_index,
+                self.created,
+                self.initiator,
+            )
+        }
+    }
 }
 
 impl Keypair {
@@ -39,6 +63,8 @@ impl Keypair {
         initiator: bool,
     ) -> Self {
         Keypair {
+            #[cfg(fuzzing)]
+            raw: zeroize::Zeroizing::new([send_key, recv_key]),
             send_key: TransportKey::new(send_key),
             recv_key: TransportKey::new(recv_key),
             send_counter: 0,

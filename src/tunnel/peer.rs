@@ -22,6 +22,9 @@ use zeroize::Zeroizing;
 /// when it goes (with the `ring` feature this is what wipes ring's prepared keys).
 type Session = WipedBox<Keypair>;
 
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Peer {
     pub(crate) keys: PeerKeys,
     pub(crate) endpoint: Option<SocketAddr>,

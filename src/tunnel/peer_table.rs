@@ -18,6 +18,9 @@ use alloc::vec::Vec;
 pub(crate) type Slot = u32;
 
 /// Peers by slot, by public key and by session index.
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct PeerTable {
     /// Peers hold keys (PSK, precomputed DH, handshake state): their block is zeroed when
     /// it grows and when the table goes.

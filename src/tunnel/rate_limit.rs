@@ -13,6 +13,7 @@ use core::net::{IpAddr, Ipv6Addr};
 /// The one global handshake rate limiter: counts handshake messages per one-second window.
 /// More than `limit` in the current window ⇒ under load until the window after next.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct RateLimiter {
     limit: u32,
     window_start: Instant,
@@ -56,6 +57,7 @@ const BUCKET_NS: u64 = COST_NS * SOURCE_BURST;
 /// its address with a cookie still gets at most 20 handshakes per second (burst 5), so one
 /// real host cannot monopolise the responder. IPv6 sources are grouped by /64.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct SourceLimiter {
     buckets: BTreeMap<IpAddr, (u64, Instant)>,
     capacity: usize,

@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 
 /// Deadlines by time, with each slot's current entry.
 #[derive(Debug, Default)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Schedule {
     deadlines: BTreeSet<(Instant, Slot)>,
     /// `entries[slot]`: the deadline under which `slot` sits in `deadlines`, if any.

@@ -49,6 +49,14 @@ impl<T> WipedVec<T> {
     }
 }
 
+/// Fuzz builds only (see `Device`): a copy in a block of its own.
+#[cfg(fuzzing)]
+impl<T: Clone> Clone for WipedVec<T> {
+    fn clone(&self) -> Self {
+        WipedVec(self.0.clone())
+    }
+}
+
 impl<T> Default for WipedVec<T> {
     fn default() -> Self {
         Self::new()
@@ -82,6 +90,7 @@ pub(crate) fn wipe<T>(v: &mut Vec<T>) {
 
 /// One value on the heap, like a `Box` (it never moves), whose block is zeroed as a whole
 /// when it is dropped.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct WipedBox<T>(WipedVec<T>);
 
 impl<T> WipedBox<T> {

@@ -89,6 +89,16 @@ fn keepalive_interval(cfg: &PeerConfig) -> Option<Duration> {
 /// assert_eq!(source, "10.0.0.1".parse::<std::net::IpAddr>().unwrap());
 /// # Ok::<(), sealwire::tunnel::DeviceError>(())
 /// ```
+///
+/// A device holds keys, so it cannot be copied (only the fuzz targets' builds can):
+///
+/// ```compile_fail
+/// fn copyable<T: Clone>() {}
+/// copyable::<sealwire::tunnel::Device<rand_chacha::ChaCha20Rng>>();
+/// ```
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Device<R> {
     identity: Identity,
     config: DeviceConfig,
