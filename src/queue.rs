@@ -85,7 +85,9 @@ impl<T> Outbox<T> {
 
     /// Bytes of storage held for slots (not counting what the items own on the heap).
     pub(crate) fn storage_bytes(&self) -> usize {
-        self.items.capacity() * core::mem::size_of::<T>()
+        self.items
+            .capacity()
+            .saturating_mul(core::mem::size_of::<T>())
     }
 }
 

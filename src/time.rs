@@ -194,8 +194,9 @@ impl WallTime {
     /// assert_eq!(w.secs(), u64::MAX);
     /// ```
     pub fn saturating_add(self, d: Duration) -> Self {
-        // Both parts are below 10^9, so the sum of nanoseconds carries at most one second.
-        let total = self.nanos + d.subsec_nanos();
+        // Both parts are below 10^9, so the sum of nanoseconds (below 2 * 10^9, far from
+        // u32::MAX) carries at most one second.
+        let total = self.nanos.saturating_add(d.subsec_nanos());
         let carry = u64::from(total / 1_000_000_000);
         WallTime {
             secs: self.secs.saturating_add(d.as_secs()).saturating_add(carry),
@@ -251,9 +252,18 @@ impl Clock {
         Instant::ZERO.saturating_add(d)
     }
 
-    /// Converts a sealwire [`Instant`] back to a `std::time::Instant`.
+    /// Converts a sealwire [`Instant`] back to a `std::time::Instant`. An instant the
+    /// platform cannot represent (centuries ahead: only [`Instant::MAX`]-like deadlines) maps
+    /// to about 136 years after the origin, still later than any real deadline.
     pub fn to_std(&self, t: Instant) -> std::time::Instant {
-        self.origin + Duration::from_nanos(t.as_nanos())
+        let d = Duration::from_nanos(t.as_nanos());
+        self.origin
+            .checked_add(d)
+            .or_else(|| {
+                self.origin
+                    .checked_add(Duration::from_secs(u64::from(u32::MAX)))
+            })
+            .unwrap_or(self.origin)
     }
 }
 

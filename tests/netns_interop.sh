@@ -13,7 +13,10 @@
 # run; recovery after kill -9 and restart with the same file (over a stale link of the same
 # name); roaming of either side's outer address; a spoofed inner source gets nothing through; a
 # wrong private key gets nothing through (and the right one does, over an outer IPv6 endpoint);
-# SIGTERM; `wg showconf` output is accepted.
+# SIGTERM; `wg showconf` output is accepted. tun_node never deletes a link it did not create:
+# a bridge, a TUN another program holds (boringtun's) and a TUN with an owner stay, and
+# tun_node exits 1 naming the link and --replace; with --replace it takes the name; a parse
+# error quotes no piece of a key.
 # Ends with `N passed, N failed`; exit status non-zero on any failure.
 #
 # Environment: TUN_NODE=path (skip the build), NETNS_KEEP_LOGS=1 (print log paths, keep them),
@@ -130,6 +133,17 @@ printf '[Interface]\nPrivateKey = %s\n[Peer]\nPublicKey = not-a-key\n' "$KB" >"$
 out=$(timeout 10 "$TUN_NODE" --config "$WORK/bad.conf" --interface swbad$ID 2>&1); rc=$?
 check "bad config exits 2 naming the line ($(head -c 80 <<<"$out"))" \
     test "$rc" -eq 2 -a -n "$(grep -F 'line 4: PublicKey' <<<"$out")"
+# A piece of a private key where a key name goes (a wrapped or mangled paste): the error names
+# the line, never the text. The piece is alphanumeric, the kind a lax parser would echo.
+for _ in $(seq 1 200); do
+    KW=$(wg genkey)
+    [[ ${KW:20:16} =~ ^[A-Za-z0-9]+$ ]] && break
+done
+printf '[Interface]\n%s = 1\nPrivateKey = %s\n' "${KW:20:16}" "$KW" >"$WORK/wrapped.conf"
+out=$(timeout 10 "$TUN_NODE" --config "$WORK/wrapped.conf" --interface swbad$ID 2>&1); rc=$?
+wrapped_refused() { test "$rc" -eq 2 && grep -q "line 2" <<<"$out" && quotes_none "$out" "$KW"; }
+check "a piece of a key in the file: exit 2 naming line 2, no piece of the key quoted ($out)" \
+    wrapped_refused
 
 # --- 2. handshake and ping both ways -----------------------------------------------------
 check "link $IF_B is up within 2 s (${UP_MS} ms) with MTU 1420 and both addresses" \
@@ -140,6 +154,36 @@ check "ping A -> B over the tunnel (IPv6)" ping_ok "$NS_A" fd00:241::2
 check "ping B -> A over the tunnel (IPv6)" ping_ok "$NS_B" fd00:241::1
 check "boringtun reports a handshake with tun_node" handshake_seen "$NS_A" "$IF_A" "$PB"
 check "tun_node logged the handshake" grep -qi "handshake" "$WORK/b.log"
+
+# --- 2b. tun_node never deletes a link it did not create ------------------------------------
+MAIN_PID=$TUN_PID
+IF_BR="swr$ID"; IF_OWN="swo$ID"
+printf '[Interface]\nPrivateKey = %s\nListenPort = 51823\nAddress = 10.245.0.2/24\n[Peer]\nPublicKey = %s\nAllowedIPs = 10.245.0.1/32\n' \
+    "$KBAD" "$PA" >"$WORK/other.conf"
+try_tun_node() { # NS IFACE: runs tun_node on other.conf; sets out and rc
+    out=$(timeout 10 ip netns exec "$1" "$TUN_NODE" --config "$WORK/other.conf" --interface "$2" 2>&1)
+    rc=$?
+}
+ip -n "$NS_B" link add "$IF_BR" type bridge
+try_tun_node "$NS_B" "$IF_BR"
+check "an existing bridge named like the interface: exit 1 naming it and --replace" \
+    refused "$out" "$rc" "$IF_BR" "a bridge link"
+check "and the bridge is left alone" link_kind_is "$NS_B" "$IF_BR" bridge
+try_tun_node "$NS_A" "$IF_A"
+check "boringtun's TUN (held by a running process): exit 1 naming it" \
+    refused "$out" "$rc" "$IF_A" "held by a running process"
+check "and boringtun's tunnel still works (A -> B)" ping_ok "$NS_A" 10.241.0.2
+ip -n "$NS_B" tuntap add dev "$IF_OWN" mode tun user 65534
+try_tun_node "$NS_B" "$IF_OWN"
+owned_refused() { refused "$out" "$rc" "$IF_OWN" "owner" && link_kind_is "$NS_B" "$IF_OWN" "tun type tun"; }
+check "a TUN with an owner (another program's): exit 1, left alone" owned_refused
+start_tun_node "$NS_B" "$WORK/other.conf" "$IF_BR" replace --replace
+check "with --replace it deletes the bridge and brings its TUN up (${UP_MS} ms)" \
+    link_kind_is "$NS_B" "$IF_BR" "tun type tun"
+check "and says so" grep -q "because of --replace" "$WORK/replace.log"
+stop_tun_node
+ip -n "$NS_B" link del "$IF_OWN"
+TUN_PID=$MAIN_PID
 
 # --- 3. bulk transfer, beside boringtun <-> boringtun in ns C/D ---------------------------
 start_boringtun "$NS_C" "$IF_C" || fail_setup "boringtun-cli did not start in $NS_C"
@@ -204,6 +248,16 @@ check "traffic resumes after the restart (A -> B within 40 s)" ping_within "$NS_
 echo "     (resumed after ${WAITED} s)"
 check "the stale link was deleted at start" grep -q "deleting stale interface" "$WORK/b2.log"
 check "and B -> A" ping_ok "$NS_B" 10.241.0.1
+# A supervisor restarts at once: the killed process (and its TUN) may not be gone yet.
+KILLED=$TUN_PID
+kill -9 "$KILLED" 2>/dev/null
+start_tun_node "$NS_B" "$WORK/b.conf" "$IF_B" b3
+wait "$KILLED" 2>/dev/null
+sleep 2
+restarted() { kill -0 "$TUN_PID" && tun_link_ok "$NS_B" "$IF_B" 1420 0; }
+check "restart at once after kill -9 (no wait): running, link up with MTU and addresses" restarted
+check "traffic resumes after that restart too (A -> B within 40 s)" ping_within "$NS_A" 10.241.0.2 40
+echo "     (resumed after ${WAITED} s)"
 
 # --- 5. roaming ----------------------------------------------------------------------------
 # tun_node's outer address changes; its socket is bound to no address, so the next packet

@@ -1,14 +1,19 @@
-//! `tun_node --config FILE --interface NAME`: a WireGuard-compatible node on a Linux TUN.
+//! `tun_node --config FILE --interface NAME [--replace]`: a WireGuard-compatible node on a
+//! Linux TUN.
 //!
 //! A thin pump around [`sealwire::tunnel::Device`]; no protocol logic lives here.
 //!
-//! * Reads the wg-quick style FILE ([`sealwire::tunnel::wg_quick`]); a bad file prints the
-//!   line and the problem and exits with status 2. Endpoints given as DNS names are resolved
-//!   once, at start; the library turns the file into the device.
-//! * Creates the TUN NAME in the current network namespace (deleting a stale link of the same
-//!   name first, so a restart after `kill -9` comes back cleanly), sets the MTU (1420 unless
-//!   `MTU` says otherwise), assigns every `Address` and brings the link up with `ip(8)`
-//!   (the host plumbing is in this package's library, [`tunnel_examples`]).
+//! * Reads the wg-quick style FILE ([`sealwire::tunnel::wg_quick`]) into memory that is wiped
+//!   when dropped (its keys stay in the library's wiped types); a bad file prints the line and
+//!   the problem, never any text of the file, and exits with status 2. Endpoints given as DNS
+//!   names are resolved once, at start; the library turns the file into the device.
+//! * Creates the TUN NAME in the current network namespace, sets the MTU (1420 unless `MTU`
+//!   says otherwise), assigns every `Address` and brings the link up with `ip(8)` (the host
+//!   plumbing is in this package's library, [`tunnel_examples`]). It never deletes a link it
+//!   did not create: an existing NAME is deleted only when it is an unused plain TUN device,
+//!   what a killed instance or a crashed setup leaves (so a restart after `kill -9` comes
+//!   back cleanly); a bridge, a kernel WireGuard link, a TUN another process holds or anything
+//!   else makes it exit with status 1 and a message naming the link, unless `--replace`.
 //! * Binds one unconnected UDP socket on all local addresses at `ListenPort` (`[::]`,
 //!   dual-stack, or `0.0.0.0` when IPv6 is unavailable), so it keeps working when the host's
 //!   own addresses change.
@@ -43,7 +48,7 @@ use sealwire::tunnel::{
 };
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
-use tunnel_examples::{bind_udp, create_tun, wire_addr};
+use tunnel_examples::{bind_udp, create_tun, read_secret_file, wire_addr};
 
 /// Room for the largest IP packet plus the WireGuard data overhead and padding.
 const BUF_LEN: usize = 65_535 + 64;
@@ -54,7 +59,7 @@ const HELP: &str = "\
 tun_node — a WireGuard-compatible node on a Linux TUN device (sealwire example)
 
 USAGE:
-    tun_node --config FILE --interface NAME
+    tun_node --config FILE --interface NAME [--replace]
 
 OPTIONS:
     --config FILE        a wg-quick style file (also the output of `wg showconf`):
@@ -64,8 +69,13 @@ OPTIONS:
                          DNS, Table, Pre/PostUp, Pre/PostDown, SaveConfig and FwMark are
                          accepted and ignored (a warning names each); any other key, or a bad
                          value, is an error that names its line
-    --interface NAME     the TUN link to create (1 to 15 characters, no '/' or spaces); a
-                         stale link of that name is deleted first
+    --interface NAME     the TUN link to create (1 to 15 characters, no '/' or spaces). A
+                         link of that name is deleted first only if it is an unused plain
+                         TUN device (a leftover of a killed tun_node or a crashed setup);
+                         any other link (a bridge, a kernel WireGuard link, a TUN another
+                         program holds, ...) is left alone and tun_node exits with status 1
+    --replace            delete an existing link named NAME whatever it is, then create the
+                         TUN (for a link you know is yours to replace)
     -h, --help           print this help
 
 Needs CAP_NET_ADMIN (root) and `ip` from iproute2. Sets the MTU (1420 unless MTU says
@@ -76,12 +86,14 @@ ENVIRONMENT:
     RUST_LOG             log filter (default info); logs go to stderr
 
 EXIT STATUS:
-    0 after SIGTERM/Ctrl-C; 1 on a runtime failure (TUN, socket, `ip`); 2 on bad usage or a
-    bad config file.
+    0 after SIGTERM/Ctrl-C; 1 on a runtime failure (TUN, socket, `ip`, or NAME taken by a
+    link tun_node did not create); 2 on bad usage or a bad config file.
 ";
 
 fn usage() -> ExitCode {
-    eprintln!("usage: tun_node --config FILE --interface NAME   (tun_node --help for more)");
+    eprintln!(
+        "usage: tun_node --config FILE --interface NAME [--replace]   (tun_node --help for more)"
+    );
     ExitCode::from(2)
 }
 
@@ -97,11 +109,13 @@ fn main() -> ExitCode {
 
     let mut config_path = None;
     let mut ifname = None;
+    let mut replace = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" => config_path = args.next(),
             "--interface" => ifname = args.next(),
+            "--replace" => replace = true,
             "-h" | "--help" => {
                 print!("{HELP}");
                 return ExitCode::SUCCESS;
@@ -117,14 +131,18 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
 
-    let text = match std::fs::read_to_string(&config_path) {
+    // The text holds the private key and PSKs: it lives in a wiped buffer, sized once.
+    let text = match read_secret_file(std::path::Path::new(&config_path)) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("tun_node: {config_path}: {e}");
+            eprintln!("tun_node: {e}");
             return ExitCode::from(2);
         }
     };
-    let mut file = match WgQuick::parse(&text) {
+    // Parse errors name a line and a key, never text from the file.
+    let parsed = WgQuick::parse(&text);
+    drop(text);
+    let mut file = match parsed {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tun_node: {config_path}: {e}");
@@ -159,7 +177,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(file, ifname)) {
+    match runtime.block_on(run(file, ifname, replace)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tun_node: {e}");
@@ -380,7 +398,7 @@ fn timers(sh: &Shared) {
     }
 }
 
-async fn run(file: WgQuick, ifname: String) -> Result<(), String> {
+async fn run(file: WgQuick, ifname: String, replace: bool) -> Result<(), String> {
     let clock = Clock::new();
     let mut device = file
         .device(clock.now(), UnwrapErr(getrandom::SysRng))
@@ -390,7 +408,7 @@ async fn run(file: WgQuick, ifname: String) -> Result<(), String> {
 
     // Padding stops at the link's MTU, as in WireGuard: the device and the link share it.
     let mtu = file.device_config().mtu;
-    let tun = create_tun(&ifname, mtu, &file.interface.addresses)?;
+    let tun = create_tun(&ifname, mtu, &file.interface.addresses, replace)?;
     let (udp, udp_v6) = bind_udp(file.interface.listen_port.unwrap_or(0))?;
     let local = udp.local_addr().map_err(|e| e.to_string())?;
     info!(

@@ -46,20 +46,17 @@ impl fmt::Display for CidrError {
 #[cfg(feature = "std")]
 impl std::error::Error for CidrError {}
 
+/// The first `len` bits of `a` (a length beyond 32 keeps them all; 0 keeps none: the shift
+/// by 32 does not exist).
 fn mask4(a: u32, len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        a & (u32::MAX << (32 - u32::from(len)))
-    }
+    let shift = 32u32.saturating_sub(u32::from(len));
+    a & u32::MAX.checked_shl(shift).unwrap_or(0)
 }
 
+/// The first `len` bits of `a`, as [`mask4`].
 fn mask6(a: u128, len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        a & (u128::MAX << (128 - u32::from(len)))
-    }
+    let shift = 128u32.saturating_sub(u32::from(len));
+    a & u128::MAX.checked_shl(shift).unwrap_or(0)
 }
 
 impl Cidr {
@@ -149,7 +146,7 @@ fn remove_family<A: Ord, T: PartialEq>(
         let keep = *v != value;
         if !keep {
             if let Some(c) = lens.get_mut(usize::from(*l)) {
-                *c -= 1;
+                *c = c.saturating_sub(1);
             }
         }
         keep
@@ -203,7 +200,7 @@ impl<T: Copy + PartialEq> AllowedIps<T> {
                 &mut self.v6_lens
             };
             if let Some(c) = counts.get_mut(usize::from(len)) {
-                *c += 1;
+                *c = c.saturating_add(1);
             }
             self.refresh_masks();
         }
@@ -257,8 +254,8 @@ impl<T: Copy + PartialEq> AllowedIps<T> {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
                 let mut m = self.v4_mask;
-                while m != 0 {
-                    let l = 63 - m.leading_zeros();
+                // Longest first: the highest set bit is the longest length present.
+                while let Some(l) = m.checked_ilog2() {
                     m &= !(1u64 << l);
                     // l <= 32: the mask only holds bits of lengths 0..=32.
                     let l = l as u8;
@@ -270,13 +267,12 @@ impl<T: Copy + PartialEq> AllowedIps<T> {
             }
             IpAddr::V6(a) => {
                 let a = u128::from(a);
-                for (w, word) in self.v6_mask.iter().enumerate().rev() {
-                    let mut m = *word;
-                    while m != 0 {
-                        let bit = 63 - m.leading_zeros();
+                // Word `w` holds lengths `64 * w ..`: its base ORed with a bit below 64 is
+                // their sum, and the mask only holds lengths 0..=128, so it fits a u8.
+                for (base, mut m) in [0u8, 64, 128].into_iter().zip(self.v6_mask).rev() {
+                    while let Some(bit) = m.checked_ilog2() {
                         m &= !(1u64 << bit);
-                        // w * 64 + bit <= 128: the mask only holds lengths 0..=128.
-                        let l = (w * 64) as u8 + bit as u8;
+                        let l = base | bit as u8;
                         if let Some(v) = self.v6.get(&(l, mask6(a, l))) {
                             return Some(*v);
                         }

@@ -62,6 +62,9 @@ fn address_bytes(src: &SocketAddr, out: &mut [u8; 18]) -> usize {
 
 /// The responder side: a rotating secret and the cookies derived from it.
 #[derive(Zeroize, ZeroizeOnDrop)]
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct CookieChecker {
     secret: [u8; 32],
     #[zeroize(skip)]
@@ -148,6 +151,9 @@ impl CookieChecker {
 
 /// The initiator side, per peer: the mac1 we last sent and the cookie we last received.
 #[derive(Default, Zeroize, ZeroizeOnDrop)]
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct CookieJar {
     last_mac1: Option<[u8; 16]>,
     cookie: Option<[u8; 16]>,
@@ -158,28 +164,24 @@ pub(crate) struct CookieJar {
 impl CookieJar {
     /// Writes mac1 and (if we hold a fresh cookie) mac2 into the last 32 bytes of `msg`.
     pub(crate) fn stamp(&mut self, now: Instant, peer_mac1_key: &[u8; 32], msg: &mut [u8]) {
-        let Some(off) = msg.len().checked_sub(32) else {
+        // `msg` = body ‖ mac1 ‖ mac2; mac2 covers body ‖ mac1.
+        let Some((before_mac2, mac2)) = msg.split_last_chunk_mut::<16>() else {
             return;
         };
-        let m1 = match msg.get(..off) {
-            Some(body) => compute_mac1(peer_mac1_key, body),
-            None => return,
+        let Some((body, mac1)) = before_mac2.split_last_chunk_mut::<16>() else {
+            return;
         };
-        if let Some(s) = msg.get_mut(off..off + 16) {
-            s.copy_from_slice(&m1);
-        }
+        let m1 = compute_mac1(peer_mac1_key, body);
+        *mac1 = m1;
         self.last_mac1 = Some(m1);
         let fresh = match (self.cookie, self.received_at) {
             (Some(c), Some(t)) if now.saturating_duration_since(t) < COOKIE_USABLE_FOR => Some(c),
             _ => None,
         };
-        let m2 = match (fresh, msg.get(..off + 16)) {
-            (Some(c), Some(body)) => compute_mac2(&c, body),
-            _ => [0u8; 16],
+        *mac2 = match fresh {
+            Some(c) => compute_mac2(&c, before_mac2),
+            None => [0u8; 16],
         };
-        if let Some(s) = msg.get_mut(off + 16..off + 32) {
-            s.copy_from_slice(&m2);
-        }
     }
 
     /// Decrypts a cookie reply with the peer's cookie key; the AAD is the mac1 we last sent,

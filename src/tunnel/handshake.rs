@@ -53,6 +53,9 @@ fn initial_hash(responder: &PublicKey) -> [u8; 32] {
 }
 
 /// Our own static identity with the keys derived from it.
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Identity {
     pub(crate) secret: StaticSecret,
     pub(crate) public: PublicKey,
@@ -82,6 +85,9 @@ impl Identity {
 
 /// What we hold about a peer for the handshake: its key, the PSK and precomputed values.
 #[derive(Zeroize, ZeroizeOnDrop)]
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct PeerKeys {
     #[zeroize(skip)]
     pub(crate) remote: PublicKey,
@@ -111,6 +117,9 @@ impl PeerKeys {
 
 /// Initiator state between sending message 1 and receiving message 2.
 #[derive(Zeroize, ZeroizeOnDrop)]
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct InitiatorState {
     pub(crate) local_index: u32,
     ck: [u8; 32],

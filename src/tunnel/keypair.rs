@@ -10,8 +10,13 @@ use crate::time::Instant;
 
 /// One direction pair of transport keys.
 ///
-/// The keys are [`TransportKey`]s, set up once per session (not per packet) and wiped on
-/// drop (with the `ring` feature, see [`TransportKey`] for the copy ring keeps).
+/// The keys are [`TransportKey`]s, set up once per session (not per packet). A peer keeps
+/// each keypair in a [`WipedBox`](super::wiped::WipedBox), whose whole block is zeroed when
+/// the session goes: in the default build the keys also wipe themselves; with the `ring`
+/// feature, whose prepared key (`LessSafeKey`, the raw ChaCha20 key words) has no `Drop`,
+/// that zeroing is what wipes it. What ring still leaves unwiped is on the stack, never on
+/// the heap: the temporaries while a key is built (once per session and direction, in
+/// `TransportKey::new`) and the per-packet Poly1305 key it derives.
 pub(crate) struct Keypair {
     send_key: TransportKey,
     recv_key: TransportKey,
@@ -22,6 +27,30 @@ pub(crate) struct Keypair {
     pub(crate) created: Instant,
     /// Whether we initiated the handshake that made it (only the initiator rekeys by age).
     pub(crate) initiator: bool,
+    /// Fuzz builds only (cargo-fuzz's `--cfg fuzzing`): the raw keys, so that an established
+    /// device can be cloned per input (a prepared key cannot be copied). No other build keeps
+    /// them.
+    #[cfg(fuzzing)]
+    raw: zeroize::Zeroizing<[[u8; 32]; 2]>,
+}
+
+#[cfg(fuzzing)]
+impl Clone for Keypair {
+    fn clone(&self) -> Self {
+        let [send, recv] = *self.raw;
+        Keypair {
+            replay: self.replay.clone(),
+            send_counter: self.send_counter,
+            ..Keypair::new(
+                send,
+                recv,
+                self.local_index,
+                self.remote_index,
+                self.created,
+                self.initiator,
+            )
+        }
+    }
 }
 
 impl Keypair {
@@ -34,6 +63,8 @@ impl Keypair {
         initiator: bool,
     ) -> Self {
         Keypair {
+            #[cfg(fuzzing)]
+            raw: zeroize::Zeroizing::new([send_key, recv_key]),
             send_key: TransportKey::new(send_key),
             recv_key: TransportKey::new(recv_key),
             send_counter: 0,
@@ -69,13 +100,12 @@ impl Keypair {
     #[inline]
     pub(crate) fn seal_into(&mut self, out: &mut [u8]) -> Option<()> {
         let counter = self.send_counter;
-        let (header, rest) = out.split_at_mut_checked(DATA_HEADER_LEN)?;
-        let body_len = rest.len().checked_sub(TAG_LEN)?;
-        let (body, tag) = rest.split_at_mut_checked(body_len)?;
+        let (header, rest) = out.split_first_chunk_mut::<DATA_HEADER_LEN>()?;
+        let (body, tag) = rest.split_last_chunk_mut::<TAG_LEN>()?;
         header[..4].copy_from_slice(&MSG_DATA.to_le_bytes());
         header[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
-        header[8..16].copy_from_slice(&counter.to_le_bytes());
-        tag.copy_from_slice(&self.send_key.seal_in_place(counter, &[], body));
+        header[8..].copy_from_slice(&counter.to_le_bytes());
+        *tag = self.send_key.seal_in_place(counter, &[], body);
         self.send_counter = counter.saturating_add(1);
         Some(())
     }

@@ -85,14 +85,28 @@
 //! ## Sizes
 //!
 //! Measured with `size_of` on 64-bit targets and checked by a test ([`sizes`]): an idle peer
-//! (no session) is **624 bytes** plus about 40 bytes per AllowedIPs entry and ~72 bytes of
-//! table entries (key map, schedule); each live session adds one boxed keypair of
-//! **1128 bytes** (1024 of them the 8192-bit replay bitmap) plus one index-map entry. A peer
+//! (no session) is **672 bytes** plus about 40 bytes per AllowedIPs entry and ~72 bytes of
+//! table entries (key map, schedule); each live session adds one heap block for its keypair
+//! of **1128 bytes** (1024 of them the 8192-bit replay bitmap) plus one index-map entry. A peer
 //! holds at most three sessions (previous, current, next): under 4.1 KiB at worst. With the
 //! `ring` feature a keypair also keeps ring's two prepared keys (built once per session, not
 //! per packet; ring sizes each for AES) and is **2160 bytes**: under 7.2 KiB per peer at
 //! worst. Staged packets (at most `max_staged_packets`, default 128) are extra and only exist
 //! while a handshake is in flight.
+//!
+//! ## Secrets in memory
+//!
+//! Every key the device holds is wiped when it goes, and so is the heap block it lived in:
+//! the peer slots (PSK, precomputed static-static DH, handshake state, cookies) are zeroed as
+//! a whole when the table grows and when the device is dropped, each session's keypair
+//! lives in a block that is zeroed when the session ends (rekey, expiry, removal), and staged
+//! packets (plaintext waiting for a handshake) are wiped when they are sent or dropped. So a
+//! freed block never holds a key or staged plaintext, in either AEAD backend; with `ring`
+//! this zeroing is what wipes ring's prepared keys, which have no `Drop`. What stays
+//! unwiped is on the stack (temporary copies while a key is derived or ring prepares it, and
+//! ring's per-packet Poly1305 key), and the buffers the caller passes in, which hold the
+//! packet in the clear. `tests/freed_memory_tunnel.rs` searches every freed block for the
+//! keys of such runs.
 //!
 //! ## Bounds
 //!
@@ -145,6 +159,7 @@ mod schedule;
 mod stats;
 pub mod timers;
 pub mod wg_quick;
+mod wiped;
 mod wire;
 
 pub use allowed_ips::{Cidr, CidrError};
@@ -197,7 +212,7 @@ mod size_tests {
     fn bytes_per_peer_and_per_session_match_the_docs() {
         let s = super::sizes();
         assert!(
-            s.peer <= 624,
+            s.peer <= 672,
             "peer grew to {} bytes: update the docs",
             s.peer
         );

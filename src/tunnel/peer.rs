@@ -11,12 +11,20 @@ use super::cookie::CookieJar;
 use super::handshake::{InitiatorState, PeerKeys, Tai64N};
 use super::keypair::Keypair;
 use super::timers::PeerTimers;
+use super::wiped::WipedBox;
 use crate::time::Instant;
-use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
+use zeroize::Zeroizing;
 
+/// One transport session on the heap, where it never moves; its block is zeroed as a whole
+/// when it goes (with the `ring` feature this is what wipes ring's prepared keys).
+type Session = WipedBox<Keypair>;
+
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Peer {
     pub(crate) keys: PeerKeys,
     pub(crate) endpoint: Option<SocketAddr>,
@@ -25,11 +33,13 @@ pub(crate) struct Peer {
     pub(crate) cookies: CookieJar,
     pub(crate) latest_timestamp: Option<Tai64N>,
     pub(crate) last_initiation_consumed: Option<Instant>,
-    pub(crate) current: Option<Box<Keypair>>,
-    pub(crate) previous: Option<Box<Keypair>>,
-    pub(crate) next: Option<Box<Keypair>>,
+    current: Option<Session>,
+    previous: Option<Session>,
+    next: Option<Session>,
     pub(crate) timers: PeerTimers,
-    pub(crate) staged: VecDeque<Vec<u8>>,
+    /// Plaintext IP packets waiting for a session: each is wiped when it leaves (sent,
+    /// displaced, given up on, or with the peer).
+    pub(crate) staged: VecDeque<Zeroizing<Vec<u8>>>,
     pub(crate) last_handshake: Option<Instant>,
     pub(crate) rx_bytes: u64,
     pub(crate) tx_bytes: u64,
@@ -65,25 +75,38 @@ impl Peer {
             return true;
         }
         let dropped = self.staged.len() >= max && self.staged.pop_front().is_some();
-        self.staged.push_back(packet.to_vec());
+        self.staged.push_back(Zeroizing::new(packet.to_vec()));
         dropped
     }
 
     /// Whether the current session may send at `now`.
     #[inline]
     pub(crate) fn can_send(&self, now: Instant) -> bool {
-        self.current.as_ref().is_some_and(|k| k.can_send(now))
+        self.current().is_some_and(|k| k.can_send(now))
+    }
+
+    /// The session we send on.
+    #[inline]
+    pub(crate) fn current(&self) -> Option<&Keypair> {
+        self.current.as_ref().and_then(WipedBox::get)
+    }
+
+    /// The session we send on, mutably.
+    #[inline]
+    pub(crate) fn current_mut(&mut self) -> Option<&mut Keypair> {
+        self.current.as_mut().and_then(WipedBox::get_mut)
     }
 
     /// Installs a fresh keypair; adds the local indices of keypairs it displaced to `freed`.
     pub(crate) fn add_keypair(&mut self, kp: Keypair, freed: &mut Vec<u32>) {
-        let kp = Box::new(kp);
-        let mut drop = |k: Option<Box<Keypair>>| {
-            if let Some(k) = k {
+        let initiator = kp.initiator;
+        let kp = WipedBox::new(kp);
+        let mut drop = |k: Option<Session>| {
+            if let Some(k) = k.as_ref().and_then(WipedBox::get) {
                 freed.push(k.local_index);
             }
         };
-        if kp.initiator {
+        if initiator {
             // Initiator: the new session is confirmed (we got the response), send on it now.
             if let Some(next) = self.next.take() {
                 drop(self.previous.replace(next));
@@ -102,25 +125,18 @@ impl Peer {
 
     /// Finds the keypair with `local_index`: 0 = current, 1 = previous, 2 = next.
     pub(crate) fn keypair_mut(&mut self, local_index: u32) -> Option<(u8, &mut Keypair)> {
-        if let Some(k) = self
-            .current
-            .as_deref_mut()
-            .filter(|k| k.local_index == local_index)
-        {
+        fn find(s: &mut Option<Session>, local_index: u32) -> Option<&mut Keypair> {
+            s.as_mut()
+                .and_then(WipedBox::get_mut)
+                .filter(|k| k.local_index == local_index)
+        }
+        if let Some(k) = find(&mut self.current, local_index) {
             return Some((0, k));
         }
-        if let Some(k) = self
-            .previous
-            .as_deref_mut()
-            .filter(|k| k.local_index == local_index)
-        {
+        if let Some(k) = find(&mut self.previous, local_index) {
             return Some((1, k));
         }
-        if let Some(k) = self
-            .next
-            .as_deref_mut()
-            .filter(|k| k.local_index == local_index)
-        {
+        if let Some(k) = find(&mut self.next, local_index) {
             return Some((2, k));
         }
         None
@@ -130,7 +146,8 @@ impl Peer {
     pub(crate) fn promote_next(&mut self, freed: &mut Vec<u32>) {
         if let Some(next) = self.next.take() {
             let cur = self.current.replace(next);
-            if let Some(old) = core::mem::replace(&mut self.previous, cur) {
+            let old = core::mem::replace(&mut self.previous, cur);
+            if let Some(old) = old.as_ref().and_then(WipedBox::get) {
                 freed.push(old.local_index);
             }
         }
@@ -142,7 +159,9 @@ impl Peer {
             .into_iter()
             .flatten()
         {
-            freed.push(k.local_index);
+            if let Some(k) = k.get() {
+                freed.push(k.local_index);
+            }
         }
         if let Some(h) = self.handshake.take() {
             freed.push(h.local_index);

@@ -9,6 +9,7 @@
 use super::error::DeviceError;
 use super::keypair::Keypair;
 use super::peer::Peer;
+use super::wiped::WipedVec;
 use crate::crypto::x25519::PublicKey;
 use alloc::collections::btree_map::{BTreeMap, Entry};
 use alloc::vec::Vec;
@@ -17,8 +18,13 @@ use alloc::vec::Vec;
 pub(crate) type Slot = u32;
 
 /// Peers by slot, by public key and by session index.
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct PeerTable {
-    slots: Vec<Option<Peer>>,
+    /// Peers hold keys (PSK, precomputed DH, handshake state): their block is zeroed when
+    /// it grows and when the table goes.
+    slots: WipedVec<Option<Peer>>,
     free: Vec<Slot>,
     by_key: BTreeMap<PublicKey, Slot>,
     by_index: BTreeMap<u32, Slot>,
@@ -29,7 +35,7 @@ impl PeerTable {
     /// An empty table for at most `capacity` peers.
     pub(crate) fn new(capacity: usize) -> Self {
         PeerTable {
-            slots: Vec::new(),
+            slots: WipedVec::new(),
             free: Vec::new(),
             by_key: BTreeMap::new(),
             by_index: BTreeMap::new(),

@@ -13,6 +13,7 @@ use core::net::{IpAddr, Ipv6Addr};
 /// The one global handshake rate limiter: counts handshake messages per one-second window.
 /// More than `limit` in the current window ⇒ under load until the window after next.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct RateLimiter {
     limit: u32,
     window_start: Instant,
@@ -39,7 +40,7 @@ impl RateLimiter {
         self.count = self.count.saturating_add(1);
         if self.count > self.limit {
             // Stay under load for a second after the flood stops (wireguard-go does the same).
-            self.under_load_until = now + Duration::from_secs(1);
+            self.under_load_until = now.saturating_add(Duration::from_secs(1));
         }
         now < self.under_load_until
     }
@@ -56,6 +57,7 @@ const BUCKET_NS: u64 = COST_NS * SOURCE_BURST;
 /// its address with a cookie still gets at most 20 handshakes per second (burst 5), so one
 /// real host cannot monopolise the responder. IPv6 sources are grouped by /64.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct SourceLimiter {
     buckets: BTreeMap<IpAddr, (u64, Instant)>,
     capacity: usize,
@@ -82,7 +84,7 @@ impl SourceLimiter {
             *tokens = tokens.saturating_add(refill).min(BUCKET_NS);
             *last = now;
             if *tokens >= COST_NS {
-                *tokens -= COST_NS;
+                *tokens = tokens.saturating_sub(COST_NS);
                 return true;
             }
             return false;

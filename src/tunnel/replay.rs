@@ -55,9 +55,11 @@ impl ReplayWindow {
         if c > self.next {
             let cur = self.next >> 6;
             let new = c >> 6;
-            let clear = (new - cur).min(WORDS as u64);
+            // `c > next`, so `new >= cur`; the ring index wraps with the counter (WORDS
+            // divides 2^64).
+            let clear = new.saturating_sub(cur).min(WORDS as u64);
             for i in 1..=clear {
-                let idx = ((cur + i) as usize) % WORDS;
+                let idx = (cur.wrapping_add(i) as usize) % WORDS;
                 if let Some(w) = self.bits.get_mut(idx) {
                     *w = 0;
                 }

@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 
 /// Deadlines by time, with each slot's current entry.
 #[derive(Debug, Default)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Schedule {
     deadlines: BTreeSet<(Instant, Slot)>,
     /// `entries[slot]`: the deadline under which `slot` sits in `deadlines`, if any.
@@ -58,7 +59,7 @@ impl Schedule {
         self.deadlines.insert((next, slot));
         let i = slot as usize;
         if self.entries.len() <= i {
-            self.entries.resize(i + 1, None);
+            self.entries.resize(i.saturating_add(1), None);
         }
         if let Some(e) = self.entries.get_mut(i) {
             *e = Some(next);

@@ -37,6 +37,14 @@ pub const REKEY_TIMEOUT_JITTER_MAX: Duration = Duration::from_millis(333);
 pub(crate) const REJECT_AFTER_TIME_NS: u64 = REJECT_AFTER_TIME.as_nanos() as u64;
 /// [`REKEY_AFTER_TIME`] in nanoseconds.
 pub(crate) const REKEY_AFTER_TIME_NS: u64 = REKEY_AFTER_TIME.as_nanos() as u64;
+/// Keys are wiped this long after the last session was derived (3 × REJECT_AFTER_TIME).
+pub(crate) const ZERO_KEY_MATERIAL_AFTER: Duration = REJECT_AFTER_TIME.saturating_mul(3);
+/// An initiator that receives on a session this old starts a rekey (REJECT_AFTER_TIME −
+/// KEEPALIVE_TIMEOUT − REKEY_TIMEOUT = 165 s), in nanoseconds.
+pub(crate) const REKEY_ON_RECEIVE_AFTER_NS: u64 = REJECT_AFTER_TIME
+    .saturating_sub(KEEPALIVE_TIMEOUT)
+    .saturating_sub(REKEY_TIMEOUT)
+    .as_nanos() as u64;
 /// Retries of one handshake attempt: REKEY_ATTEMPT_TIME / REKEY_TIMEOUT.
 pub(crate) const MAX_TIMER_HANDSHAKES: u32 = 18;
 /// Minimum gap between two initiations accepted from one peer (50 per second).
@@ -85,13 +93,17 @@ impl PeerTimers {
 
     pub(crate) fn data_sent(&mut self, now: Instant, jitter: Duration) {
         if self.new_handshake.is_none() {
-            self.new_handshake = Some(now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter);
+            self.new_handshake = Some(
+                now.saturating_add(KEEPALIVE_TIMEOUT)
+                    .saturating_add(REKEY_TIMEOUT)
+                    .saturating_add(jitter),
+            );
         }
     }
 
     pub(crate) fn data_received(&mut self, now: Instant) {
         if self.send_keepalive.is_none() {
-            self.send_keepalive = Some(now + KEEPALIVE_TIMEOUT);
+            self.send_keepalive = Some(now.saturating_add(KEEPALIVE_TIMEOUT));
         } else {
             self.need_another_keepalive = true;
         }
@@ -107,12 +119,12 @@ impl PeerTimers {
 
     pub(crate) fn any_authenticated_packet_traversal(&mut self, now: Instant) {
         if let Some(i) = self.persistent_interval {
-            self.persistent_keepalive = Some(now + i);
+            self.persistent_keepalive = Some(now.saturating_add(i));
         }
     }
 
     pub(crate) fn handshake_initiated(&mut self, now: Instant, jitter: Duration) {
-        self.retransmit_handshake = Some(now + REKEY_TIMEOUT + jitter);
+        self.retransmit_handshake = Some(now.saturating_add(REKEY_TIMEOUT).saturating_add(jitter));
     }
 
     pub(crate) fn handshake_complete(&mut self) {
@@ -122,7 +134,7 @@ impl PeerTimers {
     }
 
     pub(crate) fn session_derived(&mut self, now: Instant) {
-        self.zero_key_material = Some(now + REJECT_AFTER_TIME * 3);
+        self.zero_key_material = Some(now.saturating_add(ZERO_KEY_MATERIAL_AFTER));
     }
 }
 
@@ -135,6 +147,8 @@ mod tests {
         assert_eq!(REJECT_AFTER_MESSAGES, 18_446_744_073_709_543_423);
         assert_eq!(REJECT_AFTER_TIME_NS, 180_000_000_000);
         assert_eq!(REKEY_AFTER_TIME_NS, 120_000_000_000);
+        assert_eq!(ZERO_KEY_MATERIAL_AFTER, Duration::from_secs(540));
+        assert_eq!(REKEY_ON_RECEIVE_AFTER_NS, 165_000_000_000);
         assert_eq!(
             MAX_TIMER_HANDSHAKES as u64,
             REKEY_ATTEMPT_TIME.as_secs() / REKEY_TIMEOUT.as_secs()

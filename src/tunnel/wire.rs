@@ -41,20 +41,22 @@ pub(crate) enum Message<'a> {
     },
 }
 
+/// The little-endian `u32` at `off` (0 where `b` is too short: callers check lengths first).
+#[inline]
 pub(crate) fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut w = [0u8; 4];
-    if let Some(s) = b.get(off..off + 4) {
-        w.copy_from_slice(s);
+    match b.get(off..).and_then(<[u8]>::first_chunk) {
+        Some(w) => u32::from_le_bytes(*w),
+        None => 0,
     }
-    u32::from_le_bytes(w)
 }
 
+/// The little-endian `u64` at `off` (0 where `b` is too short).
+#[inline]
 pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut w = [0u8; 8];
-    if let Some(s) = b.get(off..off + 8) {
-        w.copy_from_slice(s);
+    match b.get(off..).and_then(<[u8]>::first_chunk) {
+        Some(w) => u64::from_le_bytes(*w),
+        None => 0,
     }
-    u64::from_le_bytes(w)
 }
 
 /// Classifies `datagram` by its type word and exact length.
@@ -122,13 +124,13 @@ pub(crate) fn inner_ip(packet: &[u8], want_source: bool) -> Option<(IpAddr, usiz
         4 if packet.len() >= 20 => {
             let len = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
             let off = if want_source { 12 } else { 16 };
-            let a: [u8; 4] = packet.get(off..off + 4)?.try_into().ok()?;
+            let a: [u8; 4] = *packet.get(off..)?.first_chunk()?;
             Some((IpAddr::V4(Ipv4Addr::from(a)), len))
         }
         6 if packet.len() >= 40 => {
             let len = 40 + usize::from(u16::from_be_bytes([*packet.get(4)?, *packet.get(5)?]));
             let off = if want_source { 8 } else { 24 };
-            let a: [u8; 16] = packet.get(off..off + 16)?.try_into().ok()?;
+            let a: [u8; 16] = *packet.get(off..)?.first_chunk()?;
             Some((IpAddr::V6(Ipv6Addr::from(a)), len))
         }
         _ => None,

@@ -107,14 +107,15 @@ start_boringtun() {
     return 1
 }
 
-# start_tun_node NS CONFIG IFACE TAG: starts tun_node; sets TUN_PID and UP_MS (how long the
-# link took to come up); waits at most 5 s.
+# start_tun_node NS CONFIG IFACE TAG [ARGS...]: starts tun_node (with any further ARGS); sets
+# TUN_PID and UP_MS (how long the link took to come up); waits at most 5 s.
 start_tun_node() {
     local ns=$1 conf=$2 ifname=$3 tag=$4
+    shift 4
     local t0
     t0=$(date +%s%N)
     ip netns exec "$ns" env RUST_LOG="${RUST_LOG:-info}" "$TUN_NODE" --config "$conf" \
-        --interface "$ifname" >"$WORK/$tag.log" 2>&1 &
+        --interface "$ifname" "$@" >"$WORK/$tag.log" 2>&1 &
     TUN_PID=$!
     PIDS+=("$TUN_PID")
     local i
@@ -165,6 +166,32 @@ tun_link_ok() {
     grep -q "mtu $mtu " <<<"$link" || return 1
     grep -q "inet 10.241.0.2/24" <<<"$addrs" || return 1
     grep -q "inet6 fd00:241::2/64" <<<"$addrs" || return 1
+}
+
+# link_kind_is NS IFACE KIND: `ip -d link show` reports KIND (e.g. "bridge", "tun type tun").
+link_kind_is() {
+    local link
+    link=$(ip -n "$1" -d link show "$2") || return 1
+    echo "$link"
+    grep -q "^ *$3 " <<<"$link"
+}
+
+# refused OUT RC IFACE WHAT: tun_node exited 1 naming IFACE, WHAT it found and --replace.
+refused() {
+    echo "rc=$2: $1"
+    test "$2" -eq 1 && grep -qF "interface $3 already exists" <<<"$1" &&
+        grep -qF "$4" <<<"$1" && grep -qF -- "--replace" <<<"$1"
+}
+
+# quotes_none TEXT SECRET: TEXT holds no 6 consecutive characters of SECRET.
+quotes_none() {
+    local i
+    for ((i = 0; i + 6 <= ${#2}; i++)); do
+        if grep -qF -- "${2:i:6}" <<<"$1"; then
+            echo "quotes ${2:i:6}: $1"
+            return 1
+        fi
+    done
 }
 
 link_mtu_is() {

@@ -1,12 +1,17 @@
 //! The host side of `tun_node`: the Linux plumbing around a [`sealwire::tunnel::Device`] that
-//! is no part of the protocol. Creating the TUN link with `ip(8)` (MTU, addresses, link up)
-//! and binding the one unconnected UDP socket, dual-stack where the host has IPv6.
+//! is no part of the protocol. Reading the config file into wiped memory, creating the TUN
+//! link with `ip(8)` (MTU, addresses, link up) without ever deleting a link tun_node did not
+//! create, and binding the one unconnected UDP socket, dual-stack where the host has IPv6.
 
+use std::io::Read;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use sealwire::tunnel::wg_quick::InterfaceAddress;
 use tracing::{debug, warn};
+use zeroize::{Zeroize, Zeroizing};
 
 /// Requested UDP socket buffer size, each way.
 const SOCKET_BUF: usize = 4 << 20;
@@ -28,23 +33,188 @@ pub fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Creates the TUN `ifname` in the current network namespace (deleting a stale link of that
-/// name first), sets its MTU, assigns every address and brings the link up.
+/// The most bytes a config file may have (a wg-quick file with thousands of peers fits).
+pub const MAX_CONFIG_LEN: u64 = 4 << 20;
+
+/// Reads the file at `path` (a config holding private keys) into a string that is wiped when
+/// dropped. The buffer is sized once from the file's length, so no copy of the text is left
+/// behind by a growing buffer; a file that is longer than [`MAX_CONFIG_LEN`], grows while it
+/// is read, or is not UTF-8 is refused, and no error quotes its content.
+pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, String> {
+    let shown = path.display();
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+    let len = file.metadata().map_err(|e| format!("{shown}: {e}"))?.len();
+    if len > MAX_CONFIG_LEN {
+        return Err(format!("{shown}: larger than {MAX_CONFIG_LEN} bytes"));
+    }
+    // One spare byte: filling it means the file grew after its length was read.
+    let room = usize::try_from(len)
+        .map_err(|e| format!("{shown}: {e}"))?
+        .saturating_add(1);
+    let mut buf = Zeroizing::new(vec![0u8; room]);
+    let mut n = 0;
+    while let Some(rest) = buf.get_mut(n..) {
+        match file.read(rest) {
+            Ok(0) => break,
+            Ok(k) => n = n.saturating_add(k),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("{shown}: {e}")),
+        }
+        if n >= room {
+            return Err(format!("{shown}: the file changed while it was read"));
+        }
+    }
+    buf.truncate(n);
+    // The bytes move into the string without a copy; on failure they come back and are wiped.
+    match String::from_utf8(std::mem::take(&mut *buf)) {
+        Ok(text) => Ok(Zeroizing::new(text)),
+        Err(e) => {
+            e.into_bytes().zeroize();
+            Err(format!("{shown}: not UTF-8 text"))
+        }
+    }
+}
+
+/// What already holds the interface name tun_node was asked to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExistingLink {
+    /// Nothing: the name is free.
+    Absent,
+    /// A TUN link in the shape tun_node makes (a plain TUN: no packet information, no vnet
+    /// header, one queue, no owner or group) that is persistent and has no carrier, so no
+    /// process holds it: what a crashed setup or a killed instance can leave behind. Deleted
+    /// at start, as a leftover.
+    Leftover,
+    /// A non-persistent TUN link, or one with carrier: a running process holds it (another
+    /// tun_node, wireguard-go, boringtun, ...).
+    InUse,
+    /// Any other link, described (`a bridge link`, `a TAP device`, ...).
+    Foreign(String),
+}
+
+impl ExistingLink {
+    /// How the link is described in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            ExistingLink::Absent => "no link".into(),
+            ExistingLink::Leftover => "an unused TUN device".into(),
+            ExistingLink::InUse => {
+                "a TUN device held by a running process (another tun_node, wireguard-go or \
+                 boringtun?)"
+                    .into()
+            }
+            ExistingLink::Foreign(what) => what.clone(),
+        }
+    }
+}
+
+/// Classifies the output of `ip -details -json link show dev NAME` (see [`ExistingLink`]).
+pub fn classify_link(ip_json: &str) -> Result<ExistingLink, String> {
+    let links: serde_json::Value =
+        serde_json::from_str(ip_json).map_err(|e| format!("unexpected output of ip -j: {e}"))?;
+    let Some(link) = links.as_array().and_then(|a| a.first()) else {
+        return Ok(ExistingLink::Absent);
+    };
+    let info = &link["linkinfo"];
+    let Some(kind) = info["info_kind"].as_str() else {
+        return Ok(ExistingLink::Foreign(
+            "a link without a kind (a physical or loopback device)".into(),
+        ));
+    };
+    if kind != "tun" {
+        return Ok(ExistingLink::Foreign(format!("a {kind} link")));
+    }
+    let data = &info["info_data"];
+    if data["type"].as_str() != Some("tun") {
+        return Ok(ExistingLink::Foreign("a TAP device".into()));
+    }
+    let on = |flag: &str| data[flag].as_bool().unwrap_or(false);
+    let carrier = link["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| f.as_str() == Some("LOWER_UP")));
+    if !on("persist") || carrier {
+        return Ok(ExistingLink::InUse);
+    }
+    if on("pi") || on("vnet_hdr") || on("multi_queue") {
+        return Ok(ExistingLink::Foreign(
+            "a TUN device with options tun_node never sets (packet information, vnet header or \
+             several queues)"
+                .into(),
+        ));
+    }
+    if !data["user"].is_null() || !data["group"].is_null() {
+        return Ok(ExistingLink::Foreign(
+            "a TUN device with an owner (made for another program)".into(),
+        ));
+    }
+    Ok(ExistingLink::Leftover)
+}
+
+/// What holds `ifname` in the current network namespace now.
+pub fn existing_link(ifname: &str) -> Result<ExistingLink, String> {
+    let out = Command::new("ip")
+        .args(["-details", "-json", "link", "show", "dev", ifname])
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        return classify_link(&String::from_utf8_lossy(&out.stdout));
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("does not exist") {
+        Ok(ExistingLink::Absent)
+    } else {
+        Err(format!("ip link show dev {ifname}: {}", err.trim()))
+    }
+}
+
+/// Frees the name `ifname` for a new TUN, or refuses. tun_node deletes only what it can tell
+/// is a leftover ([`ExistingLink::Leftover`]); anything else (a bridge, a kernel WireGuard
+/// link, a TUN another process holds, ...) is left alone unless `replace` (`--replace`) says
+/// to delete it.
+pub fn claim_name(ifname: &str, replace: bool) -> Result<(), String> {
+    let mut link = existing_link(ifname)?;
+    // The TUN of a process that was just killed goes with it: give it a second (a supervisor
+    // may restart us at once).
+    for _ in 0..20 {
+        if link != ExistingLink::InUse {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        link = existing_link(ifname)?;
+    }
+    match link {
+        ExistingLink::Absent => Ok(()),
+        ExistingLink::Leftover => {
+            warn!("deleting stale interface {ifname} (an unused TUN device, as a crash leaves)");
+            ip(&["link", "del", "dev", ifname])
+        }
+        other if replace => {
+            warn!(
+                "deleting the existing interface {ifname} ({}) because of --replace",
+                other.describe()
+            );
+            ip(&["link", "del", "dev", ifname])
+        }
+        other => Err(format!(
+            "interface {ifname} already exists ({}) and tun_node did not create it: it is left \
+             alone. Choose another --interface, delete it yourself (ip link del {ifname}), or \
+             pass --replace to let tun_node delete it",
+            other.describe()
+        )),
+    }
+}
+
+/// Creates the TUN `ifname` in the current network namespace (after [`claim_name`]: a
+/// leftover of the same name is deleted, anything else only with `replace`), sets its MTU,
+/// assigns every address and brings the link up.
 pub fn create_tun(
     ifname: &str,
     mtu: u16,
     addresses: &[InterfaceAddress],
+    replace: bool,
 ) -> Result<tun::Device, String> {
-    // A link left by a killed instance (or anything else with this name) would make TUNSETIFF
-    // fail or attach us to the wrong device.
-    if Command::new("ip")
-        .args(["link", "show", "dev", ifname])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        warn!("deleting stale interface {ifname}");
-        ip(&["link", "del", "dev", ifname])?;
-    }
+    // An existing link would make TUNSETIFF fail or attach us to the wrong device.
+    claim_name(ifname, replace)?;
     let mut tun_config = tun::Configuration::default();
     tun_config.tun_name(ifname);
     tun_config.platform_config(|p| {
@@ -125,5 +295,97 @@ mod tests {
         assert_eq!(wire_addr(v4, false), v4);
         let v6: SocketAddr = "[2001:db8::1]:51820".parse().unwrap();
         assert_eq!(wire_addr(v6, true), v6);
+    }
+
+    /// `ip -details -json link show` of one link (iproute2 6.1), trimmed to what matters.
+    fn link(flags: &str, linkinfo: &str) -> String {
+        format!(
+            r#"[{{"ifindex":2,"ifname":"wg0","flags":[{flags}],"mtu":1500,"linkinfo":{linkinfo}}}]"#
+        )
+    }
+
+    fn tun(flags: &str, data: &str) -> String {
+        link(
+            flags,
+            &format!(r#"{{"info_kind":"tun","info_data":{{{data}}}}}"#),
+        )
+    }
+
+    const PLAIN: &str = r#""type":"tun","pi":false,"vnet_hdr":false,"multi_queue":false"#;
+
+    #[test]
+    fn only_an_unused_plain_tun_is_a_leftover_everything_else_is_someone_elses() {
+        let c = |json: &str| classify_link(json).unwrap();
+        // What `ip tuntap add dev wg0 mode tun` leaves, up or down: a leftover.
+        let down = r#""POINTOPOINT","MULTICAST","NOARP""#;
+        let up_no_carrier = r#""NO-CARRIER","POINTOPOINT","MULTICAST","NOARP","UP""#;
+        let persistent = format!(r#"{PLAIN},"persist":true"#);
+        assert_eq!(c(&tun(down, &persistent)), ExistingLink::Leftover);
+        assert_eq!(c(&tun(up_no_carrier, &persistent)), ExistingLink::Leftover);
+        // A process holds it: not persistent (it lives as long as its file descriptor), or
+        // carrier on (a process is attached).
+        let up = r#""POINTOPOINT","MULTICAST","NOARP","UP","LOWER_UP""#;
+        let held = format!(r#"{PLAIN},"persist":false"#);
+        assert_eq!(c(&tun(up, &held)), ExistingLink::InUse);
+        assert_eq!(c(&tun(down, &held)), ExistingLink::InUse);
+        assert_eq!(c(&tun(up, &persistent)), ExistingLink::InUse);
+        // Made for another program: an owner or group, TAP, packet information.
+        let owned = format!(r#"{persistent},"user":"nobody""#);
+        assert!(matches!(c(&tun(down, &owned)), ExistingLink::Foreign(_)));
+        let grouped = format!(r#"{persistent},"group":"netdev""#);
+        assert!(matches!(c(&tun(down, &grouped)), ExistingLink::Foreign(_)));
+        let tap = r#""type":"tap","pi":false,"vnet_hdr":false,"multi_queue":false,"persist":true"#;
+        assert_eq!(
+            c(&tun(down, tap)),
+            ExistingLink::Foreign("a TAP device".into())
+        );
+        let pi = r#""type":"tun","pi":true,"vnet_hdr":false,"multi_queue":false,"persist":true"#;
+        assert!(matches!(c(&tun(down, pi)), ExistingLink::Foreign(_)));
+        // Other kinds, and a link with no kind at all (a physical device).
+        let bridge = link(
+            down,
+            r#"{"info_kind":"bridge","info_data":{"stp_state":0}}"#,
+        );
+        assert_eq!(c(&bridge), ExistingLink::Foreign("a bridge link".into()));
+        let wg = link(up, r#"{"info_kind":"wireguard"}"#);
+        assert_eq!(c(&wg), ExistingLink::Foreign("a wireguard link".into()));
+        let eth = r#"[{"ifindex":2,"ifname":"eth0","flags":["UP"]}]"#;
+        assert!(matches!(c(eth), ExistingLink::Foreign(_)));
+        assert_eq!(c("[]"), ExistingLink::Absent);
+        assert!(classify_link("not json").is_err());
+    }
+
+    fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("tun_node-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_config_is_read_whole_into_a_buffer_of_its_size() {
+        let text = "[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n";
+        let path = temp_file("ok", text.as_bytes());
+        let read = read_secret_file(&path).unwrap();
+        assert_eq!(read.as_str(), text);
+        // Sized once from the file: no growth left a copy behind.
+        assert_eq!(read.capacity(), text.len() + 1);
+        std::fs::remove_file(&path).unwrap();
+        let empty = temp_file("empty", b"");
+        assert_eq!(read_secret_file(&empty).unwrap().as_str(), "");
+        std::fs::remove_file(&empty).unwrap();
+    }
+
+    #[test]
+    fn a_bad_config_file_is_refused_without_quoting_it() {
+        let secret = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
+        let mut bytes = format!("PrivateKey = {secret}\n").into_bytes();
+        bytes.push(0xff);
+        let path = temp_file("binary", &bytes);
+        let err = read_secret_file(&path).unwrap_err();
+        assert!(err.ends_with("not UTF-8 text"), "{err}");
+        assert!(!err.contains(&secret[..8]), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        let missing = std::env::temp_dir().join("tun_node-no-such-file");
+        assert!(read_secret_file(&missing).is_err());
     }
 }

@@ -10,6 +10,7 @@ use crate::tunnel::config::{DeviceConfig, PeerConfig};
 use crate::tunnel::device::Device;
 use crate::tunnel::error::DeviceError;
 use crate::tunnel::stats::PeerStatus;
+use crate::tunnel::wiped::WipedBox;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
@@ -36,7 +37,10 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 pub struct UserspaceBackend<R> {
     device: Device<R>,
     running: bool,
-    peers: BTreeMap<PublicKey, PeerConfig>,
+    /// Boxed: a B-tree shifts its entries within and between nodes and frees nodes without
+    /// wiping them, so an inline PSK would leave copies behind; a box never moves and its
+    /// block is zeroed when it goes.
+    peers: BTreeMap<PublicKey, WipedBox<PeerConfig>>,
     routes: Vec<Route>,
     exit: ExitMode,
 }
@@ -74,6 +78,7 @@ impl<R: rand_core::CryptoRng> UserspaceBackend<R> {
         let mut v: Vec<Cidr> = self
             .peers
             .get(key)
+            .and_then(WipedBox::get)
             .map(|p| p.allowed_ips.clone())
             .unwrap_or_default();
         v.extend(
@@ -100,10 +105,10 @@ impl<R: rand_core::CryptoRng> UserspaceBackend<R> {
         if !self.running {
             return Ok(());
         }
-        let Some(stored) = self.peers.get(key) else {
+        let Some(stored) = self.peers.get(key).and_then(WipedBox::get) else {
             return Ok(());
         };
-        let mut cfg = stored.clone();
+        let mut cfg = PeerConfig::clone(stored);
         cfg.allowed_ips = self.effective_allowed_ips(key);
         let r = if self.device.peers().any(|k| k == key) {
             if !with_endpoint {
@@ -195,7 +200,7 @@ impl<R: rand_core::CryptoRng> TunnelBackend for UserspaceBackend<R> {
             return Err(BackendError::InvalidInput("a peer cannot have our own key"));
         }
         let key = peer.public_key;
-        let previous = self.peers.insert(key, peer);
+        let previous = self.peers.insert(key, WipedBox::new(peer));
         if let Err(e) = self.apply(now, &key, true) {
             match previous {
                 Some(p) => {

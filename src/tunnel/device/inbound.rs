@@ -11,9 +11,7 @@ use crate::tunnel::handshake;
 use crate::tunnel::keypair::Keypair;
 use crate::tunnel::output::{Action, DeviceEvent};
 use crate::tunnel::peer_table::Slot;
-use crate::tunnel::timers::{
-    INITIATION_MIN_GAP, KEEPALIVE_TIMEOUT, REJECT_AFTER_TIME, REKEY_TIMEOUT,
-};
+use crate::tunnel::timers::{INITIATION_MIN_GAP, REKEY_ON_RECEIVE_AFTER_NS};
 use crate::tunnel::wire::{
     self, Message, COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN,
 };
@@ -169,7 +167,8 @@ impl<R: rand_core::CryptoRng> Device<R> {
                 if !p.cookies.consume_reply(now, &key, msg) {
                     return Err(DropReason::Unexpected.into());
                 }
-                self.stats.cookie_replies_received += 1;
+                self.stats.cookie_replies_received =
+                    self.stats.cookie_replies_received.saturating_add(1);
                 Ok(Action::Done)
             }
         }
@@ -239,7 +238,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
                 })?;
             dst.copy_from_slice(&reply);
             self.stats.count(DropReason::CookieRequired);
-            self.stats.cookie_replies_sent += 1;
+            self.stats.cookie_replies_sent = self.stats.cookie_replies_sent.saturating_add(1);
             return Ok(Some(Action::WriteToNetwork {
                 to: src,
                 len: COOKIE_REPLY_LEN,
@@ -374,7 +373,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
             p.timers.any_authenticated_packet_sent();
         }
         let peer = p.keys.remote;
-        self.stats.handshakes_completed += 1;
+        self.stats.handshakes_completed = self.stats.handshakes_completed.saturating_add(1);
         self.events.push(DeviceEvent::HandshakeCompleted {
             peer,
             endpoint: src,
@@ -450,11 +449,10 @@ impl<R: rand_core::CryptoRng> Device<R> {
             p.rx_bytes = p.rx_bytes.saturating_add(len as u64);
         }
         // WG §6.2: as initiator, rekey shortly before the session expires on receive.
-        let lastminute = p.current.as_ref().is_some_and(|k| {
-            k.initiator
-                && now.saturating_duration_since(k.created)
-                    >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
-        }) && !p.timers.sent_lastminute_handshake;
+        let lastminute = p
+            .current()
+            .is_some_and(|k| k.initiator && k.age_ns(now) >= REKEY_ON_RECEIVE_AFTER_NS)
+            && !p.timers.sent_lastminute_handshake;
         if lastminute {
             p.timers.sent_lastminute_handshake = true;
         }

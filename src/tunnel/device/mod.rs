@@ -22,17 +22,19 @@ use super::rate_limit::{RateLimiter, SourceLimiter};
 use super::schedule::Schedule;
 use super::stats::{DeviceStats, PeerStatus};
 use super::timers::{
-    KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME, REKEY_TIMEOUT_JITTER_MAX,
+    KEEPALIVE_TIMEOUT, MAX_TIMER_HANDSHAKES, REKEY_TIMEOUT_JITTER_MAX, ZERO_KEY_MATERIAL_AFTER,
 };
 use crate::crypto::x25519::{PublicKey, StaticSecret};
 use crate::queue::Outbox;
 use crate::time::{Duration, Instant, WallTime};
 use core::net::SocketAddr;
 
+/// How many jitter values there are: `[0, REKEY_TIMEOUT_JITTER_MAX]` in nanoseconds.
+const JITTER_SPAN_NS: u64 = (REKEY_TIMEOUT_JITTER_MAX.as_nanos() as u64).saturating_add(1);
+
 /// Uniform random jitter in `[0, REKEY_TIMEOUT_JITTER_MAX]`.
 fn jitter_from<R: rand_core::CryptoRng>(rng: &mut R) -> Duration {
-    let max = REKEY_TIMEOUT_JITTER_MAX.as_nanos() as u64;
-    Duration::from_nanos(rng.next_u64() % (max + 1))
+    Duration::from_nanos(rng.next_u64() % JITTER_SPAN_NS)
 }
 
 /// The persistent keepalive interval of a peer configuration (0 means off, as in `wg`).
@@ -87,6 +89,16 @@ fn keepalive_interval(cfg: &PeerConfig) -> Option<Duration> {
 /// assert_eq!(source, "10.0.0.1".parse::<std::net::IpAddr>().unwrap());
 /// # Ok::<(), sealwire::tunnel::DeviceError>(())
 /// ```
+///
+/// A device holds keys, so it cannot be copied (only the fuzz targets' builds can):
+///
+/// ```compile_fail
+/// fn copyable<T: Clone>() {}
+/// copyable::<sealwire::tunnel::Device<rand_chacha::ChaCha20Rng>>();
+/// ```
+// Fuzz targets clone an established device per input (cargo-fuzz builds with `--cfg
+// fuzzing`); no other build can copy these keys.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Device<R> {
     identity: Identity,
     config: DeviceConfig,
@@ -381,11 +393,11 @@ impl<R: rand_core::CryptoRng> Device<R> {
                 p.timers.send_keepalive = None;
                 p.staged.clear();
                 if p.timers.zero_key_material.is_none() {
-                    p.timers.zero_key_material = Some(now + REJECT_AFTER_TIME * 3);
+                    p.timers.zero_key_material = Some(now.saturating_add(ZERO_KEY_MATERIAL_AFTER));
                 }
                 self.events.push(DeviceEvent::HandshakeGaveUp { peer });
             } else {
-                p.timers.handshake_attempts += 1;
+                p.timers.handshake_attempts = p.timers.handshake_attempts.saturating_add(1);
                 self.queue_initiation(now, slot, true);
             }
         }
@@ -394,7 +406,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
             if let Some(p) = self.peers.get_mut(slot) {
                 if p.timers.need_another_keepalive {
                     p.timers.need_another_keepalive = false;
-                    p.timers.send_keepalive = Some(now + KEEPALIVE_TIMEOUT);
+                    p.timers.send_keepalive = Some(now.saturating_add(KEEPALIVE_TIMEOUT));
                 }
             }
         }
@@ -424,9 +436,11 @@ impl<R: rand_core::CryptoRng> Device<R> {
     /// The TAI64N timestamp of an initiation sent at `now`, from the wall-clock anchor.
     fn wall_at(&self, now: Instant) -> Tai64N {
         let w = match self.wall_anchor {
-            Some((at, wall)) if now >= at => wall.saturating_add(now - at),
+            Some((at, wall)) if now >= at => wall.saturating_add(now.saturating_duration_since(at)),
             Some((_, wall)) => wall,
-            None => WallTime::UNIX_EPOCH.saturating_add(now - Instant::ZERO),
+            None => {
+                WallTime::UNIX_EPOCH.saturating_add(now.saturating_duration_since(Instant::ZERO))
+            }
         };
         // Whiten to 2^24 ns (kernel: rounddown to a power of two below 1 s / 50) so the
         // timestamp does not leak fine-grained clock state.

@@ -17,6 +17,7 @@ use crate::tunnel::timers::{REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME_NS, REKEY_TIM
 use crate::tunnel::wire::{self, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN};
 use alloc::vec;
 use core::net::SocketAddr;
+use zeroize::Zeroize;
 
 impl<R: rand_core::CryptoRng> Device<R> {
     /// Encrypts one IP packet from the TUN for the peer whose AllowedIPs contain its
@@ -37,11 +38,12 @@ impl<R: rand_core::CryptoRng> Device<R> {
     ) -> Result<Action, DeviceError> {
         let (slot, has_session, to) = self.route(now, packet)?;
         if has_session {
-            let needed = DATA_OVERHEAD + self.padded(packet.len());
+            let needed = self.datagram_len(packet.len());
             if out.len() < needed {
                 return Err(DeviceError::BufferTooSmall { needed });
             }
-            out.get_mut(DATA_HEADER_LEN..DATA_HEADER_LEN + packet.len())
+            out.get_mut(DATA_HEADER_LEN..)
+                .and_then(|o| o.get_mut(..packet.len()))
                 .ok_or(DeviceError::BufferTooSmall { needed })?
                 .copy_from_slice(packet);
             let len = self.seal_in_place(now, slot, packet.len(), out)?;
@@ -102,14 +104,12 @@ impl<R: rand_core::CryptoRng> Device<R> {
     ) -> Result<Action, DeviceError> {
         let end = DATA_HEADER_LEN.saturating_add(len);
         let Some(packet) = buf.get(DATA_HEADER_LEN..end) else {
-            let needed = DATA_OVERHEAD
-                .saturating_add(self.padded(len))
-                .max(INITIATION_LEN);
+            let needed = self.datagram_len(len).max(INITIATION_LEN);
             return Err(DeviceError::BufferTooSmall { needed });
         };
         let (slot, has_session, to) = self.route(now, packet)?;
         if has_session {
-            let needed = DATA_OVERHEAD + self.padded(len);
+            let needed = self.datagram_len(len);
             if buf.len() < needed {
                 return Err(DeviceError::BufferTooSmall { needed });
             }
@@ -190,10 +190,10 @@ impl<R: rand_core::CryptoRng> Device<R> {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, DeviceError> {
-        let end = DATA_HEADER_LEN + payload.len();
-        out.get_mut(DATA_HEADER_LEN..end)
+        out.get_mut(DATA_HEADER_LEN..)
+            .and_then(|o| o.get_mut(..payload.len()))
             .ok_or(DeviceError::BufferTooSmall {
-                needed: DATA_OVERHEAD + self.padded(payload.len()),
+                needed: self.datagram_len(payload.len()),
             })?
             .copy_from_slice(payload);
         self.seal_in_place(now, slot, payload.len(), out)
@@ -209,8 +209,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         len: usize,
         out: &mut [u8],
     ) -> Result<usize, DeviceError> {
-        let padded = self.padded(len);
-        let needed = DATA_OVERHEAD + padded;
+        let needed = self.datagram_len(len);
         // Split borrows: the peer, the RNG and the schedule are used together below, so
         // the peer is looked up once per packet.
         let Device {
@@ -221,8 +220,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
         } = self;
         let p = peers.get_mut(slot).ok_or(DeviceError::UnknownPeer)?;
         let kp = p
-            .current
-            .as_deref_mut()
+            .current_mut()
             .ok_or(DeviceError::Dropped(DropReason::SessionExpired))?;
         let buf = out
             .get_mut(..needed)
@@ -230,9 +228,12 @@ impl<R: rand_core::CryptoRng> Device<R> {
         // Zero the padding (at most 15 bytes) with one fixed 16-byte store rather than a
         // variable-length fill: the bytes past the padding are the tag's place, written
         // after sealing, and `padded >= len` keeps the store inside `buf`.
-        let pad_at = DATA_HEADER_LEN + len;
-        if let Some(pad) = buf.get_mut(pad_at..pad_at + 16) {
-            pad.copy_from_slice(&[0u8; 16]);
+        if let Some(pad) = buf
+            .get_mut(DATA_HEADER_LEN..)
+            .and_then(|b| b.get_mut(len..))
+            .and_then(<[u8]>::first_chunk_mut::<16>)
+        {
+            *pad = [0u8; 16];
         }
         kp.seal_into(buf)
             .ok_or(DeviceError::BufferTooSmall { needed })?;
@@ -293,10 +294,14 @@ impl<R: rand_core::CryptoRng> Device<R> {
             let Some(pkt) = p.staged.pop_front() else {
                 return;
             };
-            let mut buf = vec![0u8; DATA_OVERHEAD + self.padded(pkt.len())];
-            if let Ok(len) = self.seal_data(now, slot, &pkt, &mut buf) {
-                buf.truncate(len);
-                self.push_transmit(to, buf);
+            let mut buf = vec![0u8; self.datagram_len(pkt.len())];
+            match self.seal_data(now, slot, &pkt, &mut buf) {
+                Ok(len) => {
+                    buf.truncate(len);
+                    self.push_transmit(to, buf);
+                }
+                // Not sealed: the buffer may hold the packet in the clear.
+                Err(_) => buf.zeroize(),
             }
         }
     }
@@ -368,13 +373,22 @@ impl<R: rand_core::CryptoRng> Device<R> {
         p.timers.any_authenticated_packet_traversal(now);
         p.timers.any_authenticated_packet_sent();
         p.timers.handshake_initiated(now, jitter);
-        self.stats.initiations_sent += 1;
+        self.stats.initiations_sent = self.stats.initiations_sent.saturating_add(1);
         Some((to, msg))
     }
 
     /// Payload length after padding: a multiple of 16, but not beyond the MTU (kernel
     /// behaviour), and never shorter than the packet.
+    #[inline]
     fn padded(&self, len: usize) -> usize {
         wire::padded_len(len).min(usize::from(self.config.mtu).max(len))
+    }
+
+    /// The length of the datagram that carries a `len`-byte packet: header, padded payload,
+    /// tag (saturating: a length near `usize::MAX` asks for an impossible buffer, and the
+    /// caller reports it as too small).
+    #[inline]
+    fn datagram_len(&self, len: usize) -> usize {
+        DATA_OVERHEAD.saturating_add(self.padded(len))
     }
 }

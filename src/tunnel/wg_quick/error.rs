@@ -1,12 +1,12 @@
 //! The errors of the wg-quick parser: [`WgQuickError`] (where) and [`WgQuickErrorKind`] (what).
 
-use alloc::string::String;
 use core::fmt;
 
 /// A wg-quick file error: the line it was found on and what is wrong.
 ///
-/// `Display` reads `line 7: PublicKey: invalid base64 key`. No value from the file is ever
-/// part of the message.
+/// `Display` reads `line 7: PublicKey: invalid base64 key`. No text from the file is ever
+/// part of an error, neither a value nor a key name (a mistyped or line-wrapped secret can
+/// land in either place): only line numbers and the parser's own names.
 ///
 /// ```
 /// use sealwire::tunnel::wg_quick::{WgQuick, WgQuickErrorKind};
@@ -71,8 +71,10 @@ pub enum WgQuickErrorKind {
     DuplicateInterface,
     /// A `Key = Value` line before the first section header.
     OutsideSection,
-    /// A key this section does not know (its name, if it is short and printable).
-    UnknownKey(Option<String>),
+    /// A key this section does not know. When the key is one of the *other* section (say
+    /// `ListenPort` in a `[Peer]`), its canonical name from the parser's own table; never the
+    /// text of the file, which could be a pasted or line-wrapped secret.
+    UnknownKey(Option<&'static str>),
     /// A scalar key given twice in one section.
     Duplicate,
     /// A key is not 44 characters of canonical base64 encoding 32 bytes.
@@ -111,7 +113,9 @@ impl fmt::Display for WgQuickErrorKind {
             WgQuickErrorKind::OutsideSection => {
                 f.write_str("key outside a section (start with [Interface])")
             }
-            WgQuickErrorKind::UnknownKey(Some(name)) => write!(f, "unknown key `{name}`"),
+            WgQuickErrorKind::UnknownKey(Some(name)) => {
+                write!(f, "`{name}` is not a key of this section")
+            }
             WgQuickErrorKind::UnknownKey(None) => f.write_str("unknown key"),
             WgQuickErrorKind::Duplicate => f.write_str("given twice in this section"),
             WgQuickErrorKind::InvalidKey => f.write_str("invalid base64 key"),

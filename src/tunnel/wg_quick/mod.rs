@@ -327,6 +327,14 @@ impl WgQuick {
     }
 }
 
+impl Drop for WgQuick {
+    /// The private key and every PSK wipe themselves; the block of the peer list is zeroed as
+    /// a whole too (padding and spare room included: see `tunnel::wiped`).
+    fn drop(&mut self) {
+        crate::tunnel::wiped::wipe(&mut self.peers);
+    }
+}
+
 impl core::str::FromStr for WgQuick {
     type Err = WgQuickError;
 

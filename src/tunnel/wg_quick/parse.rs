@@ -8,6 +8,7 @@ use crate::crypto::x25519::{PublicKey, StaticSecret};
 use crate::crypto::{base64, SecretBytes};
 use crate::tunnel::allowed_ips::Cidr;
 use crate::tunnel::config::{DeviceConfig, PeerConfig};
+use crate::tunnel::wiped::WipedVec;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -99,7 +100,8 @@ const PEER_KEYS: &[Field] = &[
 struct FileDraft {
     interface: Option<InterfaceDraft>,
     section: Section,
-    peers: Vec<PeerConfig>,
+    /// The PSK is inline in each configuration: growth must not leave copies behind.
+    peers: WipedVec<PeerConfig>,
     /// (public key, line) of every finished peer, to refuse the same peer twice.
     peer_lines: Vec<(PublicKey, usize)>,
     named_endpoints: Vec<NamedEndpoint>,
@@ -231,7 +233,7 @@ impl FileDraft {
                 addresses: draft.addresses,
                 mtu: draft.mtu,
             },
-            peers: self.peers,
+            peers: self.peers.take_exact(),
             named_endpoints: self.named_endpoints,
             ignored: self.ignored,
         })
@@ -316,9 +318,13 @@ fn lookup(keys: &[Field], text: &str, line: usize) -> Result<Field, WgQuickError
         .copied()
         .find(|k| k.name().eq_ignore_ascii_case(text))
         .ok_or_else(|| {
-            // Echo the name only when it cannot be a pasted secret or control characters.
-            let printable = text.len() <= 32 && text.bytes().all(|b| b.is_ascii_alphanumeric());
-            let name = printable.then(|| String::from(text));
+            // Never echo the text itself: a line-wrapped key puts a piece of a secret here.
+            // A key of the other section is named from our own table.
+            let name = INTERFACE_KEYS
+                .iter()
+                .chain(PEER_KEYS)
+                .map(|k| k.name())
+                .find(|name| name.eq_ignore_ascii_case(text));
             WgQuickError::new(line, None, Kind::UnknownKey(name))
         })
 }
@@ -613,7 +619,8 @@ mod tests {
         );
         let e = parse_err(&text);
         assert_eq!(e.line(), 5);
-        assert_eq!(e.kind(), &Kind::UnknownKey(Some("DNS".into())));
+        assert_eq!(e.kind(), &Kind::UnknownKey(Some("DNS")));
+        assert_eq!(e.to_string(), "line 5: `DNS` is not a key of this section");
     }
 
     #[test]
@@ -854,15 +861,11 @@ mod tests {
             ("[Wireguard]\n", 1, Kind::UnknownSection),
             ("[]\n", 1, Kind::UnknownSection),
             ("[Interface]\nListen Port = 1\n", 2, Kind::UnknownKey(None)),
+            ("[Interface]\nPeer = 1\n", 2, Kind::UnknownKey(None)),
             (
-                "[Interface]\nPeer = 1\n",
+                "[Interface]\npublickey = 1\n",
                 2,
-                Kind::UnknownKey(Some("Peer".into())),
-            ),
-            (
-                "[Interface]\nPublicKey = 1\n",
-                2,
-                Kind::UnknownKey(Some("PublicKey".into())),
+                Kind::UnknownKey(Some("PublicKey")),
             ),
             ("[Interface]\n[Interface]\n", 2, Kind::DuplicateInterface),
         ];
@@ -872,7 +875,7 @@ mod tests {
         }
         assert_eq!(
             parse_err("[Interface]\nFoo = 1\n").to_string(),
-            "line 2: unknown key `Foo`"
+            "line 2: unknown key"
         );
     }
 
@@ -908,6 +911,57 @@ mod tests {
             e.to_string(),
             "line 8: PublicKey: the same peer is already defined on line 4"
         );
+    }
+
+    /// Every way a piece of `secret` can land where an error might quote it: a key wrapped
+    /// by an editor at `cut`, a piece pasted as a key name, a section name, a line of its
+    /// own, or a value.
+    fn files_with_a_piece_of(secret: &str, cut: usize) -> Vec<String> {
+        let (head, tail) = secret.split_at(cut);
+        let tail_name = tail.trim_end_matches('=');
+        alloc::vec![
+            format!("[Interface]\nPrivateKey = {head}\n{tail}\n"),
+            format!("[Interface]\nPrivateKey = {head}\n{tail_name} = 1\n"),
+            format!("[Interface]\n{tail_name} = {head}\n"),
+            format!("[Interface]\n{head}\n"),
+            format!("[{head}]\n"),
+            format!("{head} = {tail}\n"),
+            format!(
+                "{}[Peer]\nPublicKey = {PUB_B64}\nPresharedKey = {head}\n",
+                minimal()
+            ),
+            format!("{}[Peer]\nPublicKey = {head}\n", minimal()),
+            format!(
+                "{}[Peer]\nPublicKey = {PUB_B64}\n{tail_name}={tail}\n",
+                minimal()
+            ),
+        ]
+    }
+
+    /// Whether `shown` quotes 5 or more consecutive characters of `secret`.
+    fn quotes(shown: &str, secret: &str) -> bool {
+        secret
+            .as_bytes()
+            .windows(5)
+            .any(|w| core::str::from_utf8(w).is_ok_and(|w| shown.contains(w)))
+    }
+
+    #[test]
+    fn errors_never_quote_a_piece_of_a_key_from_the_file() {
+        let mut errors = 0;
+        for secret in [PRIV_B64, PSK_B64] {
+            for cut in 1..secret.len() {
+                for text in files_with_a_piece_of(secret, cut) {
+                    let Err(e) = WgQuick::parse(&text) else {
+                        continue;
+                    };
+                    errors += 1;
+                    let shown = format!("{e} {e:?}");
+                    assert!(!quotes(&shown, secret), "{shown:?} quotes {text:?}");
+                }
+            }
+        }
+        assert!(errors > 500, "the cases are errors ({errors})");
     }
 
     #[test]
@@ -958,6 +1012,17 @@ mod tests {
                 match WgQuick::parse(&text) {
                     Ok(cfg) => prop_assert!(cfg.peers.len() <= lines.len()),
                     Err(e) => prop_assert!(e.line() <= lines.len().max(1)),
+                }
+            }
+
+            #[test]
+            fn errors_never_quote_a_random_key(key in any::<[u8; 32]>(), cut in 1usize..44) {
+                let secret = crate::crypto::base64::encode(&key);
+                for text in files_with_a_piece_of(&secret, cut) {
+                    if let Err(e) = WgQuick::parse(&text) {
+                        let shown = format!("{e} {e:?}");
+                        prop_assert!(!quotes(&shown, &secret), "{:?} quotes {:?}", shown, text);
+                    }
                 }
             }
 
