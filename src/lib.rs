@@ -147,10 +147,11 @@
 //! * `std` (default): see above.
 //! * `ring`: moves the ChaCha20-Poly1305 data paths (tunnel transport, chat messages) from
 //!   RustCrypto onto `ring`, about three times faster on x86-64. The trade-off: `ring` offers
-//!   no zeroize, and each tunnel session keeps one prepared `ring` key per direction (built
-//!   once per session rather than per packet), which is **not wiped on drop**: its bytes stay
-//!   in freed memory until reused. Our own copy of every key is still zeroized. The default
-//!   build keeps every key zeroizing.
+//!   no zeroize. A tunnel session's prepared `ring` keys (built once per session rather than
+//!   per packet) sit in a heap block the tunnel zeroes whole when the session goes, but the
+//!   stack copy made while building them, and the `ring` key each chat message builds on the
+//!   stack, are **not wiped**: they stay in the stack until overwritten. Our own copy of every
+//!   key is zeroized. The default build wipes every copy it makes (docs/SECURITY.md, §4).
 
 #![no_std]
 #![forbid(unsafe_code)]

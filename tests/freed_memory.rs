@@ -16,9 +16,9 @@
 //! The allocator is the only `unsafe` code of the project, confined to this test binary
 //! (`tests/freed_memory/watch.rs`); the library stays `forbid(unsafe_code)`.
 //!
-//! Under the `ring` feature the tunnel's transport keys are exempt: ring's prepared keys are
-//! documented not to be wiped (crate docs, "Cargo features"); the test prints where it found
-//! them rather than failing. Set `FREED_MEMORY_BACKTRACE=1` to print a backtrace at the first
+//! The `ring` feature is checked too: the tunnel keeps ring's prepared keys in heap blocks it
+//! zeroes whole (the stack copies `ring` leaves are outside this test's reach: docs/SECURITY.md,
+//! §4). Set `FREED_MEMORY_BACKTRACE=1` to print a backtrace at the first
 //! hit of each secret (where it was freed).
 
 #[path = "freed_memory/keys.rs"]
@@ -942,7 +942,7 @@ mod tunnel_flow {
 /// Every secret of the tunnel run, checked against the frames: both static keys, the PSK,
 /// every key the devices drew (ephemerals, cookie secrets), and for each handshake on the
 /// wire its whole WireGuard schedule and transport keys (these must open the data that
-/// followed; under `ring` they are exempt).
+/// followed).
 fn tunnel_secrets() -> (Secrets, Recording) {
     let log = Log::recording();
     tunnel_flow::run(&log);
@@ -1028,12 +1028,9 @@ fn tunnel_secrets() -> (Secrets, Recording) {
                         .is_ok(),
                 );
             }
-            // ring keeps its prepared copy of each transport key unwiped (documented).
-            s.add_exempt_if(
-                cfg!(feature = "ring"),
-                format!("{label} transport key {dir}"),
-                &k,
-            );
+            // Under `ring` too: the keypair's heap block (ring's prepared key inline) is
+            // zeroed whole when it goes.
+            s.add(format!("{label} transport key {dir}"), &k);
         }
     }
     assert!(

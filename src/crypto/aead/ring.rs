@@ -1,11 +1,14 @@
 //! The `ring` AEAD backend (the `ring` feature): ChaCha20-Poly1305 on `ring`, about three times
 //! faster than RustCrypto's on x86-64 for packet-sized messages.
 //!
-//! Secrets: `ring` offers no zeroize. A [`TransportKey`] keeps one prepared
-//! `ring::aead::LessSafeKey` for the life of a tunnel session, and each one-shot call (chat
-//! messages) builds one on the stack; `ring` never wipes either, so those copies of the key stay
-//! in freed memory until it is reused. Our own copy of every key is still zeroized. This is the
-//! trade-off of opting into `ring`; the default build keeps every key zeroizing.
+//! Secrets: `ring` offers no zeroize, and its key types cannot be wiped through their API. A
+//! [`TransportKey`] keeps one prepared `ring::aead::LessSafeKey` for the life of a tunnel
+//! session, inline; the tunnel keeps every keypair in a heap block it zeroes whole when the
+//! keypair goes, so that copy is wiped, but the stack copy made while building it is not. Each
+//! one-shot call (chat messages) builds a `LessSafeKey` on the stack and drops it unwiped: one
+//! copy of that message key may stay in the stack until it is overwritten. Our own copy of
+//! every key is zeroized. This is the trade-off of opting into `ring`; the default build wipes
+//! every copy it makes (docs/SECURITY.md, §4).
 
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
 use zeroize::Zeroizing;
