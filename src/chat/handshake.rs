@@ -107,7 +107,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             epoch,
             counter: 0,
         };
-        let mut out = alloc::vec::Vec::with_capacity(HEADER_LEN + body.len());
+        let mut out = alloc::vec::Vec::with_capacity(HEADER_LEN.saturating_add(body.len()));
         out.extend_from_slice(&h.encode());
         out.extend_from_slice(body);
         out
@@ -236,7 +236,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         self.epochs.await_confirmation(Unconfirmed {
             epoch: Epoch::from_handshake(h.epoch, Role::Initiator, out, now, None),
             msg3_frame: frame,
-            resend_at: now + self.config.rekey.handshake_timeout,
+            resend_at: now.saturating_add(self.config.rekey.handshake_timeout),
             resends_left: MSG3_RESENDS,
             peer,
         });

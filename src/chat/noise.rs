@@ -53,6 +53,8 @@ impl CipherState {
         let start = out.len();
         out.extend_from_slice(plaintext);
         if let Some(k) = &self.k {
+            // `start` is the length `out` had before the plaintext was appended: in bounds.
+            #[allow(clippy::indexing_slicing)]
             let tag = chacha_seal_in_place(k, &nonce(self.n), ad, &mut out[start..]);
             out.extend_from_slice(&tag);
             self.n = self.n.wrapping_add(1);
@@ -248,7 +250,8 @@ impl Handshake {
         if self.role != Role::Responder || self.step != 1 {
             return Err(NoiseError);
         }
-        let mut out = Vec::with_capacity(X25519_LEN * 2 + TAG_LEN * 2 + payload.len());
+        let mut out =
+            Vec::with_capacity(payload.len().saturating_add(2 * X25519_LEN + 2 * TAG_LEN));
         let e = self.e_pub;
         self.ss.mix_hash(&e);
         out.extend_from_slice(&e);
@@ -298,7 +301,7 @@ impl Handshake {
     /// responder reading message 3), then the encrypted payload.
     fn read_static_and_payload(&mut self, msg: &[u8]) -> Result<Zeroizing<Vec<u8>>, NoiseError> {
         let (s_ct, rest) = msg
-            .split_at_checked(X25519_LEN + self.ss.cs.overhead())
+            .split_at_checked(X25519_LEN.saturating_add(self.ss.cs.overhead()))
             .ok_or(NoiseError)?;
         let rs_plain = self.ss.decrypt_and_hash(s_ct)?;
         let rs: [u8; 32] = rs_plain.as_slice().try_into().map_err(|_| NoiseError)?;
@@ -313,7 +316,7 @@ impl Handshake {
         if self.role != Role::Initiator || self.step != 2 {
             return Err(NoiseError);
         }
-        let mut out = Vec::with_capacity(X25519_LEN + TAG_LEN * 2 + payload.len());
+        let mut out = Vec::with_capacity(payload.len().saturating_add(X25519_LEN + 2 * TAG_LEN));
         // `s, se`: se for the initiator is DH(s, re).
         self.write_static_and_payload(payload, &mut out)?;
         self.step = 3;

@@ -32,7 +32,11 @@ impl Throttle {
 
     /// Whether one more event at `now` stays within the limit.
     pub(crate) fn allows(&self, now: Instant) -> bool {
-        let recent = self.log.iter().filter(|t| now < **t + self.period).count();
+        let recent = self
+            .log
+            .iter()
+            .filter(|t| now < t.saturating_add(self.period))
+            .count();
         recent < self.max as usize
     }
 
@@ -46,7 +50,7 @@ impl Throttle {
         self.log
             .iter()
             .min()
-            .map_or(Instant::ZERO, |t| *t + self.period)
+            .map_or(Instant::ZERO, |t| t.saturating_add(self.period))
     }
 
     /// Records an event at `now`; the oldest is forgotten once `max` are kept.
@@ -81,7 +85,9 @@ impl Throttle {
 
     /// Heap bytes held.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.log.capacity() * core::mem::size_of::<Instant>()
+        self.log
+            .capacity()
+            .saturating_mul(core::mem::size_of::<Instant>())
     }
 }
 

@@ -195,7 +195,10 @@ impl FrameHeader {
             FrameKind::HandshakeResponse => h.counter == 0 && body.len() == MSG2_BODY_LEN,
             FrameKind::HandshakeFinish => h.counter == 0 && body.len() == MSG3_BODY_LEN,
             FrameKind::Close => body.len() == CLOSE_BODY_LEN,
-            FrameKind::Data => body.len() >= TAG_LEN && body.len() - TAG_LEN <= max_plaintext,
+            FrameKind::Data => body
+                .len()
+                .checked_sub(TAG_LEN)
+                .is_some_and(|n| n <= max_plaintext),
         };
         if ok {
             Ok((h, body))
@@ -211,5 +214,7 @@ impl FrameHeader {
 /// assert_eq!(sealwire::chat::data_frame_len(10), 30 + 10 + 16);
 /// ```
 pub const fn data_frame_len(plaintext_len: usize) -> usize {
-    HEADER_LEN + plaintext_len + TAG_LEN
+    HEADER_LEN
+        .saturating_add(TAG_LEN)
+        .saturating_add(plaintext_len)
 }

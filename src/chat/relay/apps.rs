@@ -112,12 +112,12 @@ impl Apps {
         let Some(app) = self.table.get_mut(identity) else {
             return (0, 0);
         };
-        let (mut frames, mut bytes) = (0, 0);
+        let (mut frames, mut bytes) = (0usize, 0usize);
         app.mailbox.retain(|f| {
             let of_chat = FrameHeader::parse(f).is_ok_and(|(h, _)| h.chat_id == *chat_id);
             if of_chat {
-                frames += 1;
-                bytes += f.len();
+                frames = frames.saturating_add(1);
+                bytes = bytes.saturating_add(f.len());
             }
             !of_chat
         });

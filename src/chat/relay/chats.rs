@@ -128,7 +128,7 @@ impl Chats {
                     last_active: now,
                 },
             );
-            self.expiry.insert((now + self.idle, chat_id));
+            self.expiry.insert((now.saturating_add(self.idle), chat_id));
             return Ok(Joined {
                 peer: None,
                 new: true,
@@ -222,7 +222,7 @@ impl Chats {
             let Some(chat) = self.table.get(&chat_id) else {
                 continue;
             };
-            let due = chat.last_active + self.idle;
+            let due = chat.last_active.saturating_add(self.idle);
             if due > now {
                 self.expiry.insert((due, chat_id));
                 continue;

@@ -214,7 +214,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             Uplink::Frame(frame) => self.on_frame(now, conn, frame),
         };
         if let Err(error) = result {
-            self.counters.uplinks_refused += 1;
+            self.counters.uplinks_refused = self.counters.uplinks_refused.saturating_add(1);
             if registered {
                 let message = Downlink::Rejected {
                     error,
@@ -258,7 +258,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         let frame = self.apps.dequeue(&identity, conn)?;
         self.queued_frames = self.queued_frames.saturating_sub(1);
         self.queued_bytes = self.queued_bytes.saturating_sub(frame.len());
-        self.counters.frames_delivered += 1;
+        self.counters.frames_delivered = self.counters.frames_delivered.saturating_add(1);
         Some(frame)
     }
 
@@ -390,7 +390,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         if let Some(old) = replaced.filter(|old| *old != conn) {
             self.end(old, RelayError::Replaced);
         }
-        self.counters.registrations += 1;
+        self.counters.registrations = self.counters.registrations.saturating_add(1);
         let message = Downlink::Registered {
             queued_frames: u32::try_from(queued_frames).unwrap_or(u32::MAX),
         };
@@ -470,7 +470,8 @@ impl<R: rand_core::CryptoRng> Relay<R> {
                     Ok(None) => {}
                     Err(_) => {
                         self.release(1, len);
-                        self.counters.frames_dropped += 1;
+                        self.counters.frames_dropped =
+                            self.counters.frames_dropped.saturating_add(1);
                     }
                 }
             }
@@ -527,10 +528,10 @@ impl<R: rand_core::CryptoRng> Relay<R> {
                 }
             }
         }
-        self.queued_frames += 1;
-        self.queued_bytes += len;
+        self.queued_frames = self.queued_frames.saturating_add(1);
+        self.queued_bytes = self.queued_bytes.saturating_add(len);
         self.chats.touch(&chat_id, now);
-        self.counters.frames_routed += 1;
+        self.counters.frames_routed = self.counters.frames_routed.saturating_add(1);
         Ok(())
     }
 
@@ -541,8 +542,8 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         let mut bytes: usize = chat.held.iter().map(Vec::len).sum();
         for member in chat.members() {
             let (f, b) = self.apps.purge(&member, &chat_id);
-            frames += f;
-            bytes += b;
+            frames = frames.saturating_add(f);
+            bytes = bytes.saturating_add(b);
             if let Some(conn) = self.apps.get(&member).and_then(|a| a.live) {
                 if let Some(started) = self.streams.started(conn) {
                     started.remove(&chat_id);
@@ -550,8 +551,8 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             }
         }
         self.release(frames, bytes);
-        self.counters.frames_dropped += frames as u64;
-        self.counters.chats_expired += 1;
+        self.counters.frames_dropped = self.counters.frames_dropped.saturating_add(frames as u64);
+        self.counters.chats_expired = self.counters.chats_expired.saturating_add(1);
         self.events.push(RelayEvent::ChatExpired {
             chat_id,
             frames_dropped: frames,

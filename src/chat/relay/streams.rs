@@ -74,7 +74,7 @@ impl Streams {
         }
         let conn = ConnId(self.next);
         self.next = self.next.wrapping_add(1);
-        let deadline = now + self.register_timeout;
+        let deadline = now.saturating_add(self.register_timeout);
         self.registering.insert((deadline, conn));
         let stage = Stage::Registering {
             deadline,
