@@ -243,4 +243,39 @@ mod tests {
         let later = now + COOKIE_SECRET_MAX_AGE;
         assert!(!checker.mac2_valid(later, &mut rng, &src, &msg));
     }
+
+    /// A received cookie stamps mac2 for 115 s (the kernel's COOKIE_SECRET_MAX_AGE minus
+    /// COOKIE_SECRET_LATENCY: 120 - 5 s), and not a nanosecond longer.
+    #[test]
+    fn a_cookie_is_used_for_115_seconds_exactly() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let t = Instant::from_secs(10);
+        let src: SocketAddr = "192.0.2.1:51820".parse().unwrap();
+        let mut checker = CookieChecker::new();
+        let (cookie_key, mac1_key) = ([5u8; 32], [6u8; 32]);
+        let mut jar = CookieJar::default();
+        let mut msg = [0u8; 148];
+        msg[0] = 1;
+        jar.stamp(t, &mac1_key, &mut msg);
+        let mut reply = [0u8; COOKIE_REPLY_LEN];
+        checker.reply(t, &mut rng, &cookie_key, &src, &msg, &mut reply);
+        assert!(jar.consume_reply(t, &cookie_key, &reply));
+        let mac2_at = |jar: &mut CookieJar, at: Instant| {
+            let mut m = [0u8; 148];
+            m[0] = 1;
+            jar.stamp(at, &mac1_key, &mut m);
+            m[132..] != [0u8; 16]
+        };
+        let last = t + Duration::from_secs(115) - Duration::from_nanos(1);
+        assert!(mac2_at(&mut jar, t), "fresh cookie");
+        assert!(mac2_at(&mut jar, last), "still fresh 1 ns before 115 s");
+        assert!(
+            !mac2_at(&mut jar, t + Duration::from_secs(115)),
+            "stale at 115 s"
+        );
+        assert!(
+            !mac2_at(&mut jar, t + Duration::from_secs(125)),
+            "stale later"
+        );
+    }
 }
