@@ -21,13 +21,15 @@
 //! §4). Set `FREED_MEMORY_BACKTRACE=1` to print a backtrace at the first
 //! hit of each secret (where it was freed).
 
+#[path = "freed_memory/harness.rs"]
+mod harness;
 #[path = "freed_memory/keys.rs"]
 mod keys;
 #[path = "freed_memory/watch.rs"]
 mod watch;
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, XChaCha20Poly1305};
@@ -38,28 +40,7 @@ use zeroize::Zeroizing;
 
 use keys::Secrets;
 
-#[global_allocator]
-static WATCH: watch::Watch = watch::Watch;
-
-/// The tests share the allocator's registry: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs `flow` armed against `secrets`; returns the secrets found in freed memory, split into
-/// failures and hits on secrets that are exempt in this build.
-fn watch_flow(secrets: &Secrets, flow: impl FnOnce()) -> (Vec<String>, Vec<String>) {
-    secrets.install();
-    watch::arm(true);
-    flow();
-    watch::arm(false);
-    let (blocks, bytes) = watch::scanned();
-    assert!(blocks > 0, "the watch saw no freed block: it is not armed");
-    eprintln!("freed_memory: scanned {blocks} freed blocks, {bytes} bytes");
-    secrets.report()
-}
+use harness::{assert_clean, serial, watch_flow};
 
 /// Replays a protocol flow armed (see [`watch_flow`]) and checks that it put the same frames
 /// on the wire as the dry run `dry` the secrets were derived from.
@@ -69,25 +50,13 @@ fn replay_armed(
     flow: impl FnOnce(&Log),
 ) -> (Vec<String>, Vec<String>) {
     let log = Log::digest_only();
-    let found = watch_flow(secrets, || flow(&log));
+    let found = watch_flow("armed run", secrets, || flow(&log));
     assert_eq!(
         log.take().digest.finalize(),
         dry.digest.clone().finalize(),
         "the armed run differs from the dry run: the secrets would not be the ones it used"
     );
     found
-}
-
-fn assert_clean(what: &str, (failures, exempt): (Vec<String>, Vec<String>)) {
-    for e in &exempt {
-        eprintln!("freed_memory: {what}: exempt in this build: {e}");
-    }
-    assert!(
-        failures.is_empty(),
-        "{what} left {} secret(s) in freed memory:\n  {}",
-        failures.len(),
-        failures.join("\n  ")
-    );
 }
 
 // ------------------------------------------------------------------ recording a dry run
@@ -199,18 +168,18 @@ fn the_watch_finds_a_key_left_in_freed_memory_and_only_then() {
     s.add("planted key", &key);
 
     // A copy dropped without wiping: found.
-    let (found, _) = watch_flow(&s, || drop(std::hint::black_box(key.to_vec())));
+    let (found, _) = watch_flow("control", &s, || drop(std::hint::black_box(key.to_vec())));
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].starts_with("planted key: in 1 freed block(s), the first of 32 bytes"));
 
     // Wiped before the free: nothing.
-    let (found, _) = watch_flow(&s, || {
+    let (found, _) = watch_flow("control", &s, || {
         drop(std::hint::black_box(Zeroizing::new(key.to_vec())));
     });
     assert_eq!(found, Vec::<String>::new());
 
     // A wiped vector that grew while it held the key: the old block kept it.
-    let (found, _) = watch_flow(&s, || {
+    let (found, _) = watch_flow("control", &s, || {
         let mut v = Zeroizing::new(Vec::with_capacity(40));
         v.extend_from_slice(&key);
         v.extend_from_slice(&[0u8; 64]);
@@ -220,7 +189,7 @@ fn the_watch_finds_a_key_left_in_freed_memory_and_only_then() {
     assert!(found[0].contains("of 40 bytes at offset 0"), "{found:?}");
 
     // Half a key is still found (each 16-byte half is a needle).
-    let (found, _) = watch_flow(&s, || {
+    let (found, _) = watch_flow("control", &s, || {
         drop(std::hint::black_box(key[16..].to_vec()));
     });
     assert_eq!(found.len(), 1, "{found:?}");

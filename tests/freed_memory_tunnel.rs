@@ -11,6 +11,8 @@
 //! twice with the same seeds: once disarmed to record what the machines drew (ephemerals),
 //! then armed, dropping everything inside the run.
 
+#[path = "freed_memory/harness.rs"]
+mod harness;
 #[allow(dead_code)] // the chat and session schedules are not used here
 #[path = "freed_memory/keys.rs"]
 mod keys;
@@ -21,7 +23,6 @@ use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
 
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
@@ -37,33 +38,13 @@ use sealwire::tunnel::wg_quick::WgQuick;
 use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig};
 use zeroize::Zeroizing;
 
-#[global_allocator]
-static WATCH: watch::Watch = watch::Watch;
-
-/// The tests share the allocator's registry: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use harness::serial;
 
 /// Runs `flow` armed against `secrets` and fails naming every secret found in freed memory.
 fn assert_clean(what: &str, secrets: &Secrets, flow: impl FnOnce()) {
-    secrets.install();
-    watch::arm(true);
-    flow();
-    watch::arm(false);
-    let (blocks, bytes) = watch::scanned();
-    assert!(blocks > 0, "the watch saw no freed block: it is not armed");
-    eprintln!("freed_memory_tunnel: {what}: scanned {blocks} freed blocks, {bytes} bytes");
-    let (failures, exempt) = secrets.report();
-    assert!(exempt.is_empty(), "nothing is exempt here: {exempt:?}");
-    assert!(
-        failures.is_empty(),
-        "{what} left {} secret(s) in freed memory:\n  {}",
-        failures.len(),
-        failures.join("\n  ")
-    );
+    let found = harness::watch_flow(what, secrets, flow);
+    assert!(found.1.is_empty(), "nothing is exempt here: {:?}", found.1);
+    harness::assert_clean(what, found);
 }
 
 /// 32 bytes that look random, from `(tag, n)` (a run of one byte would match fills).
