@@ -142,4 +142,33 @@ mod tests {
         assert!(rl.record(t + Duration::from_millis(500)));
         assert!(!rl.record(t + Duration::from_secs(3)));
     }
+
+    /// An IPv6 source is limited by its /64: every address in it shares one bucket, an
+    /// address of the next /64 has its own (a table with room, so no refusal comes from a
+    /// full table).
+    #[test]
+    fn ipv6_sources_share_a_bucket_per_64() {
+        let mut l = SourceLimiter::new(16);
+        let t = Instant::from_secs(1);
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        for _ in 0..5 {
+            assert!(l.allow(t, ip("2001:db8:0:7::1")));
+        }
+        for same in [
+            "2001:db8:0:7::2",
+            "2001:db8:0:7:ffff:ffff:ffff:ffff",
+            "2001:db8:0:7::",
+        ] {
+            assert!(!l.allow(t, ip(same)), "{same} is in the exhausted /64");
+        }
+        for other in ["2001:db8:0:6::1", "2001:db8:0:8::1", "2001:db9:0:7::1"] {
+            assert!(l.allow(t, ip(other)), "{other} is another /64");
+        }
+        // IPv4 sources are limited one address at a time.
+        for _ in 0..5 {
+            assert!(l.allow(t, ip("192.0.2.7")));
+        }
+        assert!(!l.allow(t, ip("192.0.2.7")));
+        assert!(l.allow(t, ip("192.0.2.8")));
+    }
 }
