@@ -171,4 +171,19 @@ mod tests {
         assert!(!l.allow(t, ip("192.0.2.7")));
         assert!(l.allow(t, ip("192.0.2.8")));
     }
+
+    /// A full table forgets a source the moment its bucket is full again (idle), not before.
+    #[test]
+    fn a_source_is_forgotten_exactly_when_its_bucket_is_full() {
+        let mut l = SourceLimiter::new(1);
+        let t = Instant::from_secs(1);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        assert!(l.allow(t, a)); // a's bucket: one token short of full
+        let refilled = t + Duration::from_nanos(COST_NS);
+        assert!(
+            !l.allow(refilled - Duration::from_nanos(1), b),
+            "a is still active"
+        );
+        assert!(l.allow(refilled, b), "a's bucket is full: a is forgotten");
+    }
 }
