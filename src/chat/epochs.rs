@@ -22,6 +22,7 @@ use super::noise::{Handshake, HandshakeOutput, Role};
 use super::ratchet::{Advance, ChainKey, RecvChain, SendChain};
 
 /// One established key epoch.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Epoch {
     pub(crate) number: u32,
     pub(crate) send: SendChain,
@@ -69,6 +70,7 @@ impl Epoch {
     }
 }
 
+#[cfg_attr(fuzzing, derive(Clone))]
 /// An epoch the initiator has keys for but the responder has not confirmed yet.
 pub(crate) struct Unconfirmed {
     pub(crate) epoch: Epoch,
@@ -77,6 +79,7 @@ pub(crate) struct Unconfirmed {
     pub(crate) resends_left: u8,
     pub(crate) peer: IdentityPublic,
 }
+#[cfg_attr(fuzzing, derive(Clone))]
 
 /// The receive chain of the epoch before the current one, kept for a grace period.
 pub(crate) struct Previous {
@@ -86,6 +89,7 @@ pub(crate) struct Previous {
 }
 
 /// A handshake in flight.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Pending {
     pub(crate) epoch: u32,
     pub(crate) hs: Handshake,
@@ -117,6 +121,7 @@ pub(crate) enum Resend {
 
 /// The epochs of one chat. See the module documentation.
 #[derive(Default)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Epochs {
     current: Option<Epoch>,
     unconfirmed: Option<Box<Unconfirmed>>,

@@ -49,6 +49,7 @@ use super::wire::{data_frame_len, ChatId, FrameHeader, FrameKind};
 /// let events: Vec<_> = core::iter::from_fn(|| bob.poll_event()).collect();
 /// assert!(events.iter().any(|e| matches!(e, ChatEvent::Message { plaintext, .. } if plaintext == b"hi bob")));
 /// ```
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Chat<R> {
     pub(super) config: ChatConfig,
     /// Our long-term Ed25519 identity (wiped on drop).

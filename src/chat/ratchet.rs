@@ -15,6 +15,7 @@ use super::error::ChatError;
 pub(crate) type MessageKey = Zeroizing<[u8; 32]>;
 
 /// A chain key and the counter of the next message key it yields.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct ChainKey {
     key: Zeroizing<[u8; 32]>,
     index: u64,
@@ -58,6 +59,7 @@ fn open_with(mk: &MessageKey, header: &[u8], buf: &mut [u8], tag: &[u8; TAG_LEN]
 }
 
 /// The sending half of an epoch.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct SendChain {
     pub(crate) chain: ChainKey,
 }
@@ -86,6 +88,7 @@ impl SendChain {
 
 /// The receiving half of an epoch: the chain key and the keys skipped by out-of-order delivery,
 /// kept sorted by counter.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct RecvChain {
     pub(crate) chain: ChainKey,
     pub(crate) skipped: Vec<(u64, MessageKey)>,

@@ -20,6 +20,7 @@ pub const SIGNATURE_LEN: usize = 64;
 /// assert!(id.public().verify(b"msg", &sig));
 /// assert!(!id.public().verify(b"msh", &sig));
 /// ```
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct IdentityKey(SigningKey);
 
 impl IdentityKey {
