@@ -70,8 +70,8 @@ impl Epoch {
     }
 }
 
-#[cfg_attr(fuzzing, derive(Clone))]
 /// An epoch the initiator has keys for but the responder has not confirmed yet.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Unconfirmed {
     pub(crate) epoch: Epoch,
     pub(crate) msg3_frame: Vec<u8>,
@@ -79,9 +79,9 @@ pub(crate) struct Unconfirmed {
     pub(crate) resends_left: u8,
     pub(crate) peer: IdentityPublic,
 }
-#[cfg_attr(fuzzing, derive(Clone))]
 
 /// The receive chain of the epoch before the current one, kept for a grace period.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Previous {
     pub(crate) number: u32,
     pub(crate) recv: RecvChain,

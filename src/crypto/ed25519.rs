@@ -20,6 +20,7 @@ pub const SIGNATURE_LEN: usize = 64;
 /// assert!(id.public().verify(b"msg", &sig));
 /// assert!(!id.public().verify(b"msh", &sig));
 /// ```
+// Fuzz targets clone established machines (cargo-fuzz builds, `--cfg fuzzing`, only).
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct IdentityKey(SigningKey);
 
