@@ -312,6 +312,34 @@ mod tests {
         assert!(c.per_client.is_empty());
     }
 
+    /// Keys forgotten by the embedder leave stale entries in the expiry queue; compaction keeps
+    /// that queue within 2 × capacity + 16 entries whatever the pattern, and never drops a live
+    /// key's entry (each live key still expires on time and frees its room).
+    #[test]
+    fn the_expiry_queue_stays_bounded_and_keeps_live_keys() {
+        let cap = 4;
+        let mut c = ReplayCache::new(cap, cap, Duration::from_secs(10));
+        let t0 = Instant::from_secs(1);
+        let bound = 2 * cap + 16;
+        // Two live keys, then many forgotten ones behind them.
+        c.insert(t0, [1; 33], ALICE);
+        c.insert(t0, [2; 33], BOB);
+        for i in 0..200u8 {
+            c.insert(t0, [i.wrapping_add(3); 33], ALICE);
+            c.forget(&[i.wrapping_add(3); 33]);
+            assert!(c.order.len() <= bound, "queue {} > {bound}", c.order.len());
+        }
+        assert_eq!(c.len(), 2);
+        assert!(c.contains(t0, &[1; 33]) && c.contains(t0, &[2; 33]));
+        // Fill the cache, then let everything expire: all its room comes back.
+        c.insert(t0, [250; 33], BOB);
+        c.insert(t0, [251; 33], BOB);
+        assert_eq!(c.room_for(t0, &ALICE), Err(Full::Node));
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(c.room_for(t1, &ALICE), Ok(()));
+        assert_eq!(c.len(), 0, "every live key expired through the queue");
+    }
+
     #[test]
     fn forgotten_keys_do_not_count() {
         let mut c = ReplayCache::new(1, 1, Duration::from_secs(10));
