@@ -403,6 +403,22 @@ mod state {
         ReplayCache::new(capacity, capacity, Duration::from_secs(100))
     }
 
+    /// An entry whose lifetime ends at the export's instant is not exported (a state holds
+    /// live entries only: its length is the header plus one entry per live key).
+    #[test]
+    fn an_export_holds_only_entries_still_alive() {
+        let mut c = cache(8);
+        let t0 = Instant::from_secs(1);
+        c.insert(t0, [1; 33], ALICE);
+        c.insert(t0 + Duration::from_secs(1), [2; 33], BOB);
+        let end_of_first = t0 + Duration::from_secs(100);
+        assert_eq!(c.export(end_of_first, W0).len(), HEADER_LEN + ENTRY_LEN);
+        assert_eq!(
+            c.export(end_of_first - Duration::from_nanos(1), W0).len(),
+            HEADER_LEN + 2 * ENTRY_LEN
+        );
+    }
+
     #[test]
     fn restored_entries_live_out_their_remaining_lifetime_and_no_longer() {
         let mut a = cache(8);
