@@ -835,13 +835,162 @@ fn live_machine_refuses_to_send_past_its_sealed_lease() {
     p.pump().unwrap();
     let key = SealKey::from_bytes([3; 32]);
     p.a.seal(p.now, &key).unwrap();
-    for i in 0..4u8 {
+    // Three data frames: the lease's last counter is kept for a close.
+    for i in 0..3u8 {
         p.a.send(p.now, &[i]).unwrap();
     }
     assert!(p.a_events().contains(&ChatEvent::SealAdvised));
     assert_eq!(p.a.send(p.now, b"x"), Err(ChatError::LeaseExhausted));
     p.a.seal(p.now, &key).unwrap();
     p.a.send(p.now, b"x").unwrap();
+}
+
+/// Every data frame `c` queued, as (epoch, counter); handshake frames are skipped.
+fn queued_data(c: &mut Chat<ChaCha20Rng>) -> Vec<(u32, u64, Vec<u8>)> {
+    std::iter::from_fn(|| c.poll_transmit())
+        .filter_map(|f| {
+            let (h, _) = FrameHeader::parse(&f).unwrap();
+            matches!(h.kind, FrameKind::Data | FrameKind::Close).then_some((h.epoch, h.counter, f))
+        })
+        .collect()
+}
+
+#[test]
+fn a_chat_restored_from_an_unproven_record_sends_nothing_until_its_fresh_epoch() {
+    // An older copy of the state file, or two instances on one file: both restores of one
+    // record would hand out the same lease. Neither may send under the restored epoch.
+    let mut p = Pair::established(64);
+    let key = SealKey::from_bytes([5; 32]);
+    p.a.send(p.now, b"before").unwrap();
+    let record = p.a.seal(p.now, &key).unwrap();
+    let restore = |seed: u8, seen: Option<u64>| {
+        Chat::unseal(
+            p.now,
+            identity(SEED_A),
+            config(),
+            &record,
+            UnsealWith::Key(&key),
+            seen,
+            ChaCha20Rng::from_seed([seed; 32]),
+        )
+        .unwrap()
+    };
+    let (mut twin1, mut twin2) = (restore(90, None), restore(91, Some(0)));
+    let restored_epoch = twin1.epoch().unwrap();
+    let mut sent = Vec::new();
+    for twin in [&mut twin1, &mut twin2] {
+        assert!(twin.is_awaiting_rekey());
+        twin.seal(p.now, &key).unwrap();
+        assert_eq!(twin.send(p.now, b"secret"), Err(ChatError::AwaitingRekey));
+        let mut out = vec![0u8; 256];
+        assert_eq!(
+            twin.seal_into(p.now, b"secret", &mut out),
+            Err(ChatError::AwaitingRekey)
+        );
+        sent.extend(queued_data(twin));
+    }
+    assert_eq!(sent, vec![], "a data frame under the restored epoch");
+    // A close would use a key the twin could use too: the chat closes without one.
+    twin2.close().unwrap();
+    assert_eq!(queued_data(&mut twin2), vec![]);
+    assert!(twin2.is_closed());
+
+    // Twin 1's fresh epoch (message 1 went out at unseal; resend it) completes with the peer:
+    // then it sends, under the new epoch only.
+    let mut b = p.b;
+    let mut hs = Vec::new();
+    twin1.handle_timeout(p.now + Duration::from_secs(10));
+    hs.extend(std::iter::from_fn(|| twin1.poll_transmit()));
+    let now = p.now + Duration::from_secs(10);
+    for _ in 0..4 {
+        for f in hs.drain(..) {
+            let _ = b.handle_frame(now, &f);
+        }
+        while let Some(f) = b.poll_transmit() {
+            let _ = twin1.handle_frame(now, &f);
+        }
+        hs.extend(std::iter::from_fn(|| twin1.poll_transmit()));
+    }
+    assert!(!twin1.is_awaiting_rekey());
+    assert_eq!(twin1.epoch(), Some(restored_epoch + 1));
+    twin1.seal(now, &key).unwrap();
+    twin1.send(now, b"after the rekey").unwrap();
+    let data = queued_data(&mut twin1);
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0].0, restored_epoch + 1);
+    b.handle_frame(now, &data[0].2).unwrap();
+    let got: Vec<_> = std::iter::from_fn(|| b.poll_event()).collect();
+    assert_eq!(
+        messages(&got),
+        vec![(restored_epoch + 1, 0, b"after the rekey".to_vec())]
+    );
+}
+
+#[test]
+fn a_record_proven_newest_sends_under_its_restored_epoch_after_a_seal() {
+    let mut p = Pair::established(65);
+    let key = SealKey::from_bytes([6; 32]);
+    let record = p.a.seal(p.now, &key).unwrap(); // sequence 1
+    let mut r = Chat::unseal(
+        p.now,
+        identity(SEED_A),
+        config(),
+        &record,
+        UnsealWith::Key(&key),
+        Some(1),
+        ChaCha20Rng::from_seed([92; 32]),
+    )
+    .unwrap();
+    assert!(!r.is_awaiting_rekey());
+    assert_eq!(r.send(p.now, b"x"), Err(ChatError::LeaseExhausted));
+    r.seal(p.now, &key).unwrap();
+    assert_eq!(r.send(p.now, b"x"), Ok(128));
+}
+
+#[test]
+fn a_close_uses_the_last_counter_of_the_lease_and_no_later_one() {
+    let mut p = Pair::with(66, |c| c.seal_lease = 4);
+    p.pump().unwrap();
+    let key = SealKey::from_bytes([7; 32]);
+    let record = p.a.seal(p.now, &key).unwrap();
+    for i in 0..3u8 {
+        p.a.send(p.now, &[i]).unwrap();
+    }
+    assert_eq!(p.a.send(p.now, b"x"), Err(ChatError::LeaseExhausted));
+    p.a.close().unwrap();
+    let frames = queued_data(&mut p.a);
+    let (epoch, counter, close) = frames.last().unwrap().clone();
+    assert_eq!(FrameHeader::parse(&close).unwrap().0.kind, FrameKind::Close);
+    assert_eq!(counter, 3, "the close takes the lease's last counter");
+    // A restore of that record (proven newest) starts after the whole lease: past the close.
+    let mut cfg = config();
+    cfg.seal_lease = 4;
+    let mut r = Chat::unseal(
+        p.now,
+        identity(SEED_A),
+        cfg,
+        &record,
+        UnsealWith::Key(&key),
+        Some(1),
+        ChaCha20Rng::from_seed([93; 32]),
+    )
+    .unwrap();
+    r.seal(p.now, &key).unwrap();
+    while r.poll_transmit().is_some() {}
+    r.send(p.now, b"y").unwrap();
+    let after = queued_data(&mut r);
+    assert_eq!((after[0].0, after[0].1), (epoch, 4));
+}
+
+#[test]
+fn a_lease_of_fewer_than_two_counters_is_refused() {
+    let build = |lease: u64| {
+        let mut c = config();
+        c.seal_lease = lease;
+        Chat::responder(identity(SEED_B), c, ChaCha20Rng::from_seed([94; 32])).map(|_| ())
+    };
+    assert_eq!(build(1), Err(ChatError::InvalidConfig("seal_lease")));
+    assert_eq!(build(2), Ok(()));
 }
 
 #[test]

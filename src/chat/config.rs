@@ -91,8 +91,10 @@ pub struct ChatConfig {
     pub window: SkipWindow,
     /// Rekey policy and throttle.
     pub rekey: RekeyPolicy,
-    /// Counters reserved ahead by each seal (default 128): after a restore the sender resumes
-    /// at the end of the lease, never reusing a message key. The restored sender's first
+    /// Counters reserved ahead by each seal (default 128, at least 2): after a restore the
+    /// sender resumes at the end of the lease, never reusing a message key. The last counter
+    /// of a lease is kept for a close frame, so a chat can always close within its lease. The
+    /// restored sender's first
     /// counter jumps ahead by up to this much, so it must not exceed the peer's
     /// `window.per_chain` (checked against ours, as both sides normally share defaults).
     pub seal_lease: u64,
@@ -130,7 +132,8 @@ impl ChatConfig {
                 self.rekey.handshake_timeout > Duration::ZERO,
                 "rekey.handshake_timeout",
             ),
-            (self.seal_lease > 0, "seal_lease"),
+            // One counter for data at least, and the last one kept for a close.
+            (self.seal_lease >= 2, "seal_lease"),
             // A restored sender jumps ahead by up to a lease: the peer's window must cover it.
             (
                 self.seal_lease <= u64::from(self.window.per_chain),

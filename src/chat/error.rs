@@ -65,6 +65,13 @@ pub enum ChatError {
     /// Every counter of the last sealed lease has been used: seal the state again before sending
     /// more, so a restore can never reuse a message key.
     LeaseExhausted,
+    /// This chat was restored from a sealed record that may not be the newest (an older copy
+    /// of the file, or a second instance on it): its restored epoch's send chain may already
+    /// have been used, so nothing is sent under it. Sending resumes once the fresh epoch the
+    /// restore started is established ([`ChatEvent::Rekeyed`](crate::chat::ChatEvent)), or
+    /// at once when [`Chat::unseal`](crate::chat::Chat::unseal) was given the record's own
+    /// sequence as proof that it is the newest. Nothing changed; keep the message and retry.
+    AwaitingRekey,
     /// The configuration is unusable (e.g. a zero window or throttle); names the field.
     InvalidConfig(&'static str),
     /// The sealed record could not be opened (see [`SealError`]).
@@ -114,6 +121,9 @@ impl fmt::Display for ChatError {
             ChatError::LeaseExhausted => {
                 f.write_str("the sealed counter lease is used up; seal the state again")
             }
+            ChatError::AwaitingRekey => f.write_str(
+                "the chat was restored and sends only once its fresh epoch is established",
+            ),
             ChatError::InvalidConfig(field) => {
                 write!(f, "the chat configuration is invalid: {field}")
             }

@@ -314,6 +314,8 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         }
         let (number, handshake_hash) = (epoch.number, epoch.handshake_hash);
         self.epochs.install(now, epoch, self.config.rekey.grace);
+        // A fresh epoch from a completed handshake: nothing of it was ever sealed before.
+        self.awaiting_rekey = None;
         self.events.push(if first {
             ChatEvent::Established {
                 epoch: number,

@@ -67,6 +67,9 @@ pub struct Chat<R> {
     pub(super) seal_seq: u64,
     /// `(epoch, first counter not covered)` of the last seal.
     pub(super) lease: Option<(u32, u64)>,
+    /// The restored epoch whose send chain must not be used (the record was not proven the
+    /// newest): cleared when a handshake installs a fresh epoch.
+    pub(super) awaiting_rekey: Option<u32>,
 }
 
 impl<R> fmt::Debug for Chat<R> {
@@ -102,6 +105,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             closed: false,
             seal_seq: 0,
             lease: None,
+            awaiting_rekey: None,
         })
     }
 
@@ -155,9 +159,28 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         self.epochs.current().map(|e| e.number)
     }
 
-    /// Whether messages can be sent.
+    /// Whether the chat has an epoch (it may still refuse to send: see
+    /// [`Chat::is_awaiting_rekey`] and the seal lease).
     pub fn is_established(&self) -> bool {
         !self.closed && self.epochs.current().is_some()
+    }
+
+    /// Whether sends are held back ([`ChatError::AwaitingRekey`]) because this chat was
+    /// restored from a record not proven to be the newest, and the fresh epoch its restore
+    /// started is not established yet. Keep what the user typed and send it after
+    /// [`ChatEvent::Rekeyed`].
+    ///
+    /// ```
+    /// # use sealwire::chat::{Chat, ChatConfig, ChatId};
+    /// # use sealwire::crypto::ed25519::IdentityKey;
+    /// # use sealwire::time::Instant;
+    /// # use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+    /// let cfg = ChatConfig::new(ChatId::new([0; 16]));
+    /// let c = Chat::initiator(Instant::ZERO, IdentityKey::from_seed([1; 32]), cfg, ChaCha20Rng::from_seed([0; 32])).unwrap();
+    /// assert!(!c.is_awaiting_rekey()); // only a restored chat ever waits
+    /// ```
+    pub fn is_awaiting_rekey(&self) -> bool {
+        !self.closed && self.awaiting_rekey.is_some_and(|e| self.epoch() == Some(e))
     }
 
     /// Whether the chat is closed (every key wiped).
@@ -465,9 +488,10 @@ impl<R: rand_core::CryptoRng> Chat<R> {
     fn fail_closed(&mut self, reason: CloseReason) {
         if self.epochs.current().is_some() {
             let mut frame = alloc::vec![0u8; data_frame_len(1)];
-            // A close must go out even when the lease is used up: it ends the chat, so no key
-            // it uses can be used again.
-            self.lease = None;
+            // Within the lease (its last counter is kept for this frame) and never under a
+            // restored epoch awaiting its rekey: a key a restore could hand out again is never
+            // used, not even for a close. Where it cannot go out the chat still closes here,
+            // and the peer learns it from the epoch's expiry.
             if self
                 .seal_frame(FrameKind::Close, &[reason.code()], &mut frame)
                 .is_ok()

@@ -31,12 +31,20 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         if plaintext.len() > self.config.max_message_len {
             return Err(ChatError::MessageTooLarge);
         }
-        let lease = self.lease;
+        let (lease, awaiting) = (self.lease, self.awaiting_rekey);
         let Some(cur) = self.epochs.current_mut() else {
             return Err(ChatError::NotEstablished);
         };
+        if awaiting == Some(cur.number) {
+            return Err(ChatError::AwaitingRekey);
+        }
         if let Some((e, end)) = lease {
-            if e == cur.number && cur.send.chain.index() >= end {
+            // Data stops one short of the lease's end: its last counter is the close's.
+            let last = match kind {
+                FrameKind::Close => end,
+                _ => end.saturating_sub(1),
+            };
+            if e == cur.number && cur.send.chain.index() >= last {
                 return Err(ChatError::LeaseExhausted);
             }
         }

@@ -93,13 +93,18 @@
 //! ## Sealed state
 //! [`Chat::seal`] / [`Chat::unseal`] persist the whole state (see [`crate::seal`]) with a
 //! counter lease, so a crash-and-restore never reuses a message key: the live machine never
-//! sends past the lease of its last seal, and a restored one resumes after it (and must be
-//! sealed before sending). A restored machine starts a fresh epoch at once when the rekey
-//! throttle allows, because its record may predate a rekey the peer completed; the peer accepts
-//! a handshake that redoes its current epoch or jumps ahead, since the epoch is bound into the
-//! prologue and signatures. If the throttle is spent (several restores within its period), the
-//! rekey stays due and starts as soon as the throttle allows ([`Chat::poll_timeout`] names the
-//! moment); meanwhile the chat goes on in the restored epoch and the lease rules out key reuse.
+//! sends past the lease of its last seal (the lease's last counter is kept for a close frame),
+//! and a restored one resumes after it. A restored machine starts a fresh epoch at once when
+//! the rekey throttle allows, because its record may predate a rekey the peer completed; the
+//! peer accepts a handshake that redoes its current epoch or jumps ahead, since the epoch is
+//! bound into the prologue and signatures. Until that fresh epoch is established it sends
+//! nothing ([`ChatError::AwaitingRekey`], [`Chat::is_awaiting_rekey`]): the record may be an
+//! older copy of the file, or a second instance may run from it, and either would hand out the
+//! restored epoch's keys again. An embedder that keeps the sequence of its last seal where a
+//! rollback cannot reach (a counter on a server, a TPM) proves the record is the newest by
+//! passing that sequence to [`Chat::unseal`]; then the restored epoch may send after the next
+//! seal. If the throttle is spent (several restores within its period), the rekey stays due
+//! and starts as soon as the throttle allows ([`Chat::poll_timeout`] names the moment).
 //!
 //! The record holds the chat, not the identity key: [`Chat::unseal`] needs the same
 //! [`IdentityKey`](crate::crypto::ed25519::IdentityKey) again. Keep its seed

@@ -212,9 +212,17 @@ impl<R: rand_core::CryptoRng> Chat<R> {
     /// Restores a chat from a record made by [`Chat::seal`]. `identity` and `config` must
     /// carry the same identity key and chat id as the sealed chat (else
     /// [`ChatError::SealedForeign`]); if `seen_sequence` is given, a record older than it is
-    /// refused ([`ChatError::SealedStale`]). The restored machine sends only after it has been
-    /// sealed again (its first counter is the old lease's end, and a new lease must be on disk
-    /// before any key past it is used).
+    /// refused ([`ChatError::SealedStale`]).
+    ///
+    /// The restored machine starts a fresh epoch at once (when the rekey throttle allows) and
+    /// sends nothing under the restored epoch until that epoch is established
+    /// ([`ChatError::AwaitingRekey`]): an older copy of the file, or a second instance on it,
+    /// would otherwise hand out the same message keys twice. Only when `seen_sequence` is
+    /// exactly the record's own sequence, i.e. the caller keeps the sequence of its last seal
+    /// somewhere a rollback cannot reach and so proves this record is the newest, may it send
+    /// under the restored epoch, and then only after it has been sealed again (its first
+    /// counter is the old lease's end, and a new lease must be on disk before any key past it
+    /// is used).
     pub fn unseal(
         now: Instant,
         identity: IdentityKey,
@@ -313,8 +321,13 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         };
         chat.epochs = Epochs::restored(current, previous);
         chat.seal_seq = seq;
-        // Nothing may be sent until a new lease is sealed.
+        // Nothing may be sent until a new lease is sealed; and nothing under this epoch at all
+        // unless the caller proved the record is the newest (its own sequence): an older copy
+        // of the file, or a second instance on it, would hand out the same lease again.
         chat.lease = Some((number, send_index));
+        if seen_sequence != Some(seq) {
+            chat.awaiting_rekey = Some(number);
+        }
         chat.events.push(ChatEvent::SealAdvised);
         // The record may predate a rekey the peer completed (we crashed mid-handshake): start a
         // fresh epoch at once, which the peer accepts whichever side of that rekey it is on.
