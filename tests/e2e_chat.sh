@@ -113,14 +113,15 @@ B_ID="$("$BIN/grpc_chat_app" --identity "$WORK/b.key" --show-identity)"
 check "identity files are created and give 32-byte keys" \
     bash -c "[[ '$A_ID' =~ ^[0-9a-f]{64}$ && '$B_ID' =~ ^[0-9a-f]{64}$ && '$A_ID' != '$B_ID' ]]"
 
-# start_app NAME FD ROLE PEER_ID PEER_NAME: the app reads the fifo NAME.in (held open on FD by
-# this shell); received lines are labelled <PEER_NAME>.
+# start_app NAME FD ROLE PEER_ID PEER_NAME [FLAG...]: the app reads the fifo NAME.in (held open
+# on FD by this shell); received lines are labelled <PEER_NAME>.
 start_app() {
     local name="$1" fd="$2" role="$3" peer="$4" peer_name="$5"
+    shift 5
     rm -f "$WORK/$name.in"
     mkfifo "$WORK/$name.in"
     "$BIN/grpc_chat_app" --node "$NODE" --identity "$WORK/$name.key" --name "$name" \
-        --chat "$CHAT" --peer-identity "$peer" --peer-name "$peer_name" "--$role" --state "$WORK/$name.state" "${KDF[@]}" \
+        --chat "$CHAT" --peer-identity "$peer" --peer-name "$peer_name" "--$role" --state "$WORK/$name.state" "${KDF[@]}" "$@" \
         <"$WORK/$name.in" >>"$WORK/$name.out" 2>>"$WORK/$name.err" &
     eval "${name^^}_PID=$!"
     PIDS+=("$!")
@@ -176,8 +177,9 @@ refuse_resume() {
 cp "$WORK/b.state" "$WORK/tampered.state"
 printf '\xff' | dd of="$WORK/tampered.state" bs=1 seek=80 conv=notrunc status=none
 check "a tampered sealed state is refused" refuse_resume "$WORK/tampered.state"
+cp "$WORK/b.state" "$WORK/b-copy.state" # B runs and holds b.state's lock
 check "a wrong passphrase is refused" \
-    refuse_resume "$WORK/b.state" CHAT_PASSPHRASE="not the passphrase"
+    refuse_resume "$WORK/b-copy.state" CHAT_PASSPHRASE="not the passphrase"
 check "sealed state holds no plaintext" \
     bash -c "! grep -qaF 'hello from' '$WORK/a.state' '$WORK/b.state'"
 
@@ -188,9 +190,24 @@ exec 6>&-
 # A sends next: delivery to a stream that dies mid-delivery is at most once.
 check "node notices B's death" wait_for "$WORK/node.err" "app disconnected identity=${B_ID:0:16}"
 say_a "sent while b is down"
-start_app b 6 responder "$A_ID" a
-check "B resumes from its sealed state at epoch 1 (no initial handshake)" \
+# B comes back with its passphrase from a file this time (and none in the environment).
+printf '%s\n' "$CHAT_PASSPHRASE" >"$WORK/b.pass"
+CHAT_PASSPHRASE= start_app b 6 responder "$A_ID" a --passphrase-file "$WORK/b.pass"
+check "B resumes from its sealed state at epoch 1 (no initial handshake, --passphrase-file)" \
     wait_for "$WORK/b.err" "event: resumed epoch=1"
+# A second instance on the same state would restore the same record and reuse its keys.
+second_instance_refused() {
+    "$BIN/grpc_chat_app" --node "$NODE" --identity "$WORK/b.key" --chat "$CHAT" --responder \
+        --state "$WORK/b.state" "${KDF[@]}" </dev/null >/dev/null 2>"$WORK/second.err"
+    [ $? -eq 1 ] && grep -q "is in use by another grpc_chat_app" "$WORK/second.err"
+}
+check "a second instance on B's state file exits 1 (the state is locked)" second_instance_refused
+cp "$WORK/a.state" "$WORK/a-copy.state"
+check "a wrong passphrase file is refused" \
+    bash -c "printf 'wrong\n' >'$WORK/wrong.pass' && ! CHAT_PASSPHRASE= '$BIN/grpc_chat_app' \
+        --node http://127.0.0.1:9 --identity '$WORK/a.key' --chat '$CHAT' --initiator \
+        --state '$WORK/a-copy.state' --passphrase-file '$WORK/wrong.pass' ${KDF[*]} </dev/null \
+        >/dev/null 2>'$WORK/wrongpass.err' && grep -q 'cannot resume' '$WORK/wrongpass.err'"
 if wait_for "$WORK/b.out" "<a> sent while b is down"; then
     pass "message queued by the node reaches the resumed B"
 else

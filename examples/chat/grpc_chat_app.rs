@@ -15,8 +15,12 @@
 //! * `--state FILE`: the chat state is sealed (Argon2id + XChaCha20-Poly1305, passphrase from
 //!   the environment variable `CHAT_PASSPHRASE`) and written atomically (temp file, fsync,
 //!   rename) after every change. If FILE exists at start the chat resumes from it with no new
-//!   handshake; the sealed send-counter lease guarantees no message key is used twice.
-//!   `--kdf-memory-kib N --kdf-iterations N` lower the Argon2id cost (tests only).
+//!   initial handshake: it starts a fresh epoch at once, and lines typed meanwhile wait for
+//!   it (`event: held`), because the file may be an older copy; so no message key is ever used
+//!   twice. The app holds an exclusive lock on `FILE.lock` while it runs: a second instance on
+//!   the same state exits 1. `--passphrase-file PATH` reads the passphrase from a file instead
+//!   of `CHAT_PASSPHRASE`. `--kdf-memory-kib N --kdf-iterations N` lower the Argon2id cost
+//!   (tests only).
 //!
 //! Each stdin line is sent as one message; `/rekey` starts a rekey, `/close` closes the chat,
 //! `/quit` (or end of input) exits leaving the chat resumable. Each received message is printed
@@ -41,7 +45,7 @@ use std::time::Duration;
 use chat_relay::downlink;
 use rand_core::UnwrapErr;
 use relay_client::{BoxError, ProofMode, RelayStream};
-use sealwire::chat::{Chat, ChatConfig, ChatEvent, ChatId};
+use sealwire::chat::{Chat, ChatConfig, ChatError, ChatEvent, ChatId};
 use sealwire::crypto::ed25519::{IdentityKey, IdentityPublic};
 use sealwire::crypto::hex;
 use sealwire::seal::{KdfParams, SealKey, UnsealWith};
@@ -74,9 +78,13 @@ OPTIONS:
     --peer-name NAME        label of received messages (default: the first 16 hex digits
                             of the peer's key)
     --state FILE            seal the chat state to FILE (Argon2id + XChaCha20-Poly1305,
-                            passphrase from CHAT_PASSPHRASE), rewritten atomically after every
-                            change and deleted when the chat closes; if FILE exists the
-                            chat resumes from it without a new initial handshake
+                            passphrase from CHAT_PASSPHRASE or --passphrase-file), rewritten
+                            atomically after every change and deleted when the chat closes;
+                            if FILE exists the chat resumes from it without a new initial
+                            handshake (it rekeys at once; lines typed meanwhile are held and
+                            sent in order once the fresh epoch is up). The app locks
+                            FILE.lock: a second instance on the same FILE exits 1
+    --passphrase-file PATH  read the passphrase of --state from PATH (its first line)
     --kdf-memory-kib N      Argon2id memory cost of the sealing key (default 65536, 64 MiB)
     --kdf-iterations N      Argon2id time cost of the sealing key (default 3); lower both
                             for tests only
@@ -99,12 +107,13 @@ If the node goes away the app keeps the chat, holds outgoing frames (at most 256
 dropped first) and reconnects with backoff; only the first connection must succeed.
 
 ENVIRONMENT:
-    CHAT_PASSPHRASE         passphrase of the sealed state; required with --state
+    CHAT_PASSPHRASE         passphrase of the sealed state; required with --state unless
+                            --passphrase-file is given
 
 EXIT STATUS:
     0 at /quit, end of input or the chat's close, and after --show-identity; 1 on a runtime
-    failure (identity file, --chat or a role missing, passphrase, state file, first
-    connection to the node); 2 on bad usage (unknown flag, missing or malformed value, no
+    failure (identity file, --chat or a role missing, passphrase, state file or its lock held
+    by another instance, first connection to the node); 2 on bad usage (unknown flag, missing or malformed value, no
     --identity).
 ";
 
@@ -121,6 +130,7 @@ struct Args {
     peer_identity: Option<[u8; 32]>,
     peer_name: Option<String>,
     state: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
     kdf: KdfParams,
 }
 
@@ -136,6 +146,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         peer_identity: None,
         peer_name: None,
         state: None,
+        passphrase_file: None,
         kdf: KdfParams::default(),
     };
     let mut identity = None;
@@ -163,6 +174,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--peer-name" => a.peer_name = Some(value()?),
             "--state" => a.state = Some(PathBuf::from(value()?)),
+            "--passphrase-file" => a.passphrase_file = Some(PathBuf::from(value()?)),
             "--kdf-memory-kib" => a.kdf.memory_kib = number(&value()?)?,
             "--kdf-iterations" => a.kdf.iterations = number(&value()?)?,
             "-h" | "--help" => return Ok(None),
@@ -230,6 +242,54 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 struct Persist {
     path: PathBuf,
     key: SealKey,
+    /// The exclusive lock on `PATH.lock`, held for the life of the app.
+    _lock: std::fs::File,
+}
+
+/// Takes the exclusive lock on `state`'s lock file (`STATE.lock`, created if missing; the state
+/// file itself is replaced at every seal, so it cannot carry the lock). A second instance on
+/// the same state would restore the same record and hand out the same keys.
+fn lock_state(state: &Path) -> Result<std::fs::File, BoxError> {
+    let mut name = state.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let path = state.with_file_name(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{} is in use by another grpc_chat_app (its lock {} is held)",
+            state.display(),
+            path.display()
+        )
+        .into()),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display()).into()),
+    }
+}
+
+/// The passphrase of the sealed state: the first line of `--passphrase-file`, else
+/// `CHAT_PASSPHRASE`.
+fn passphrase(file: Option<&Path>) -> Result<Zeroizing<String>, BoxError> {
+    match file {
+        Some(path) => {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            );
+            let line = text.lines().next().unwrap_or_default();
+            if line.is_empty() {
+                return Err(format!("{}: no passphrase in the file", path.display()).into());
+            }
+            Ok(Zeroizing::new(line.to_owned()))
+        }
+        None => Ok(Zeroizing::new(std::env::var("CHAT_PASSPHRASE").map_err(
+            |_| "--state needs the passphrase in CHAT_PASSPHRASE or --passphrase-file",
+        )?)),
+    }
 }
 
 fn event(line: &str) {
@@ -266,6 +326,9 @@ impl Link {
 
 /// Frames kept while the node is unreachable; the oldest go first when it is full.
 const OUTBOX_CAPACITY: usize = 256;
+/// Lines typed while a resumed chat waits for its fresh epoch (`ChatError::AwaitingRekey`);
+/// beyond this a line is refused with an error.
+const HELD_CAPACITY: usize = 1024;
 /// Reconnect backoff bounds.
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -277,6 +340,8 @@ struct App {
     /// The stream to the node; `None` while reconnecting.
     relay: Option<RelayStream>,
     outbox: VecDeque<Vec<u8>>,
+    /// Lines waiting for a resumed chat's fresh epoch, in order (wiped when dropped).
+    held: VecDeque<Zeroizing<String>>,
     retry_at: tokio::time::Instant,
     backoff: Duration,
     persist: Option<Persist>,
@@ -391,10 +456,53 @@ impl App {
         }
     }
 
+    /// Sends `text`, or holds it (in order) while the resumed chat waits for its fresh epoch.
+    fn send_line(&mut self, now: sealwire::time::Instant, text: &str) -> Result<(), ChatError> {
+        if self.held.is_empty() {
+            match self.chat.send(now, text.as_bytes()) {
+                Err(ChatError::AwaitingRekey) => {}
+                other => return other.map(|_| ()),
+            }
+        }
+        if self.held.len() >= HELD_CAPACITY {
+            return Err(ChatError::Capacity);
+        }
+        self.held.push_back(Zeroizing::new(text.to_owned()));
+        event(&format!(
+            "held lines={} reason=awaiting-fresh-epoch",
+            self.held.len()
+        ));
+        Ok(())
+    }
+
+    /// Sends the held lines, in order, once the chat may send; each is sealed and flushed
+    /// before the next (so the counter lease never runs out).
+    async fn release_held(&mut self) -> Result<(), BoxError> {
+        while let Some(line) = self.held.front() {
+            if self.chat.is_closed() || self.chat.is_awaiting_rekey() {
+                return Ok(());
+            }
+            match self.chat.send(self.clock.now(), line.as_bytes()) {
+                Err(ChatError::AwaitingRekey) => return Ok(()),
+                Err(e) => eprintln!("error: a held line was not sent: {e}"),
+                Ok(_) => {}
+            }
+            self.held.pop_front();
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Runs until end of input, `/quit`, or the chat closes; then lets queued frames reach the
     /// node before returning.
     async fn run(mut self) -> Result<(), BoxError> {
         let result = self.pump().await;
+        if !self.held.is_empty() {
+            eprintln!(
+                "error: {} held line(s) not sent: the resumed chat's fresh epoch did not come up",
+                self.held.len()
+            );
+        }
         if let Some(relay) = self.relay.take() {
             relay.finish(Duration::from_secs(2)).await;
         }
@@ -432,7 +540,7 @@ impl App {
                             "/rekey" => self.chat.rekey(now),
                             "/close" => self.chat.close(),
                             "/quit" => return Ok(()),
-                            text => self.chat.send(now, text.as_bytes()).map(|_| ()),
+                            text => self.send_line(now, text),
                         };
                         if let Err(e) = result {
                             eprintln!("error: {e}");
@@ -465,6 +573,7 @@ impl App {
                 () = sleep => self.chat.handle_timeout(self.clock.now()),
             }
             self.flush().await?;
+            self.release_held().await?;
         }
     }
 }
@@ -490,10 +599,8 @@ async fn start(args: Args) -> Result<(), BoxError> {
     let mut persist = None;
     let mut resumed = None;
     if let Some(path) = &args.state {
-        let passphrase = Zeroizing::new(
-            std::env::var("CHAT_PASSPHRASE")
-                .map_err(|_| "--state needs the passphrase in CHAT_PASSPHRASE")?,
-        );
+        let lock = lock_state(path)?;
+        let passphrase = passphrase(args.passphrase_file.as_deref())?;
         if path.exists() {
             let record = std::fs::read(path)?;
             let chat = Chat::unseal(
@@ -513,6 +620,7 @@ async fn start(args: Args) -> Result<(), BoxError> {
         persist = Some(Persist {
             path: path.clone(),
             key,
+            _lock: lock,
         });
     }
 
@@ -551,6 +659,7 @@ async fn start(args: Args) -> Result<(), BoxError> {
         link,
         relay: Some(relay),
         outbox: VecDeque::new(),
+        held: VecDeque::new(),
         retry_at: tokio::time::Instant::now(),
         backoff: RETRY_MIN,
         persist,
