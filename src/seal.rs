@@ -57,7 +57,9 @@ pub enum SealError {
     WrongMagic,
     /// The record uses a format version this build does not read.
     UnsupportedVersion,
-    /// The record's key-derivation parameters are invalid or above the caller's limits.
+    /// The record's key-derivation parameters are invalid, below the minimum
+    /// ([`KdfParams::MIN_MEMORY_KIB`], [`KdfParams::MIN_ITERATIONS`]) or above the caller's
+    /// limits; or the Argon2 memory could not be allocated.
     KdfRejected,
     /// The tag did not verify: wrong passphrase or key, or the record was modified.
     AuthenticationFailed,
@@ -99,6 +101,33 @@ pub struct KdfParams {
     pub iterations: u32,
     /// Parallelism (lanes, default 1).
     pub parallelism: u32,
+}
+
+impl KdfParams {
+    /// The least memory cost accepted, in KiB (19 MiB: OWASP's floor for Argon2id with 2
+    /// iterations). Sealing and unsealing refuse less, tests included.
+    pub const MIN_MEMORY_KIB: u32 = 19 * 1024;
+    /// The least time cost accepted (2 iterations).
+    pub const MIN_ITERATIONS: u32 = 2;
+    /// The cheapest parameters accepted (19 MiB, 2 iterations, 1 lane): for tests and slow
+    /// devices; the default costs more.
+    ///
+    /// ```
+    /// use sealwire::seal::KdfParams;
+    /// let p = KdfParams::MINIMUM;
+    /// assert_eq!((p.memory_kib, p.iterations, p.parallelism), (19 * 1024, 2, 1));
+    /// ```
+    pub const MINIMUM: KdfParams = KdfParams {
+        memory_kib: Self::MIN_MEMORY_KIB,
+        iterations: Self::MIN_ITERATIONS,
+        parallelism: 1,
+    };
+
+    fn at_least_minimum(&self) -> bool {
+        self.memory_kib >= Self::MIN_MEMORY_KIB
+            && self.iterations >= Self::MIN_ITERATIONS
+            && self.parallelism >= 1
+    }
 }
 
 impl Default for KdfParams {
@@ -162,13 +191,15 @@ impl SealKey {
     }
 
     /// Derives a key from `passphrase` with Argon2id, a fresh random salt and `params`. Derive
-    /// once and seal many times: the derivation is deliberately slow.
+    /// once and seal many times: the derivation is deliberately slow. Parameters below
+    /// [`KdfParams::MINIMUM`] are refused ([`SealError::KdfRejected`]).
     ///
     /// ```
-    /// use sealwire::seal::{KdfParams, SealKey};
+    /// use sealwire::seal::{KdfParams, SealError, SealKey};
     /// let mut rng = <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed([1; 32]);
-    /// let small = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }; // tests only
-    /// assert!(SealKey::from_passphrase(b"pw", small, &mut rng).is_ok());
+    /// assert!(SealKey::from_passphrase(b"pw", KdfParams::MINIMUM, &mut rng).is_ok());
+    /// let weak = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    /// assert_eq!(SealKey::from_passphrase(b"pw", weak, &mut rng).err(), Some(SealError::KdfRejected));
     /// ```
     pub fn from_passphrase<R: rand_core::CryptoRng + ?Sized>(
         passphrase: &[u8],
@@ -211,11 +242,21 @@ pub struct Unsealed<'r> {
 }
 
 fn derive(passphrase: &[u8], salt: &[u8; 16], p: &KdfParams) -> Result<SecretBytes<32>, SealError> {
+    if !p.at_least_minimum() {
+        return Err(SealError::KdfRejected);
+    }
     let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
         .map_err(|_| SealError::KdfRejected)?;
+    // Argon2's working memory holds passphrase-derived blocks: ours, zeroed when dropped
+    // (`hash_password_into` would free its own unwiped). Allocated exactly, fallibly.
+    let mut blocks: Zeroizing<Vec<argon2::Block>> = Zeroizing::new(Vec::new());
+    blocks
+        .try_reserve_exact(params.block_count())
+        .map_err(|_| SealError::KdfRejected)?;
+    blocks.resize(params.block_count(), argon2::Block::new());
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = Zeroizing::new([0u8; 32]);
-    a.hash_password_into(passphrase, salt, &mut out[..])
+    a.hash_password_into_with_memory(passphrase, salt, &mut out[..], &mut blocks[..])
         .map_err(|_| SealError::KdfRejected)?;
     Ok(SecretBytes::new(*out))
 }
@@ -288,9 +329,11 @@ pub fn unseal<'r>(
     let derived;
     let key = match (kdf, with) {
         (KDF_ARGON2ID, UnsealWith::Passphrase(p)) => {
+            // Before anything is allocated: a forged header asks for nothing we would not give.
             if params.memory_kib > limits.max_memory_kib
                 || params.iterations > limits.max_iterations
                 || params.parallelism > limits.max_parallelism
+                || !params.at_least_minimum()
             {
                 return Err(SealError::KdfRejected);
             }
@@ -312,11 +355,7 @@ mod tests {
     use rand_chacha::rand_core::SeedableRng;
 
     fn small() -> KdfParams {
-        KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
+        KdfParams::MINIMUM
     }
 
     #[test]
@@ -368,12 +407,50 @@ mod tests {
         let key = SealKey::from_passphrase(b"pw", small(), &mut rng).unwrap();
         let rec = seal(&key, *b"TEST", b"", b"s", &mut rng);
         let tight = KdfLimits {
-            max_memory_kib: 32,
+            max_memory_kib: KdfParams::MIN_MEMORY_KIB - 1,
             ..KdfLimits::default()
         };
         assert_eq!(
             unseal(UnsealWith::Passphrase(b"pw"), *b"TEST", &rec, &tight).unwrap_err(),
             SealError::KdfRejected
         );
+    }
+
+    /// Below the minimum nothing is derived: not when sealing, and not for a header that asks
+    /// for less (memory at bytes 6..10, iterations at 10..14, lanes at 14..18).
+    #[test]
+    fn kdf_parameters_below_the_minimum_are_refused() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([8; 32]);
+        for weak in [
+            KdfParams {
+                memory_kib: KdfParams::MIN_MEMORY_KIB - 1,
+                ..KdfParams::MINIMUM
+            },
+            KdfParams {
+                iterations: 1,
+                ..KdfParams::MINIMUM
+            },
+            KdfParams {
+                parallelism: 0,
+                ..KdfParams::MINIMUM
+            },
+        ] {
+            assert_eq!(
+                SealKey::from_passphrase(b"pw", weak, &mut rng).err(),
+                Some(SealError::KdfRejected),
+                "{weak:?}"
+            );
+        }
+        let key = SealKey::from_passphrase(b"pw", small(), &mut rng).unwrap();
+        let rec = seal(&key, *b"TEST", b"", b"s", &mut rng);
+        let l = KdfLimits::default();
+        for (at, value) in [(6, KdfParams::MIN_MEMORY_KIB - 1), (10, 1), (14, 0)] {
+            let mut forged = rec.clone();
+            forged[at..at + 4].copy_from_slice(&value.to_be_bytes());
+            assert_eq!(
+                unseal(UnsealWith::Passphrase(b"pw"), *b"TEST", &forged, &l).unwrap_err(),
+                SealError::KdfRejected
+            );
+        }
     }
 }

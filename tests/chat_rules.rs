@@ -746,11 +746,7 @@ fn epoch_expires_without_a_successful_rekey() {
 // ------------------------------------------------------------------ sealed state
 
 fn small_kdf() -> KdfParams {
-    KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    }
+    KdfParams::MINIMUM
 }
 
 #[test]

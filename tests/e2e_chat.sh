@@ -106,7 +106,7 @@ NODE="http://$ADDR"
 
 # --- identities and the chat ----------------------------------------------------------------
 export CHAT_PASSPHRASE="e2e passphrase"
-KDF=(--kdf-memory-kib 64 --kdf-iterations 1) # small Argon2id for speed; defaults are 64 MiB, 3
+KDF=(--kdf-memory-kib 19456 --kdf-iterations 2) # the least Argon2id accepts (19 MiB, 2); defaults are 64 MiB, 3
 CHAT="$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
 A_ID="$("$BIN/grpc_chat_app" --identity "$WORK/a.key" --show-identity)"
 B_ID="$("$BIN/grpc_chat_app" --identity "$WORK/b.key" --show-identity)"

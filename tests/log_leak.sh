@@ -218,7 +218,7 @@ if wait_for "$WORK/chat_node.out" "listening on 127.0.0.1:"; then
         mkfifo "$WORK/$name.in"
         RUST_LOG=trace "$BIN/grpc_chat_app" --node "$NODE" --identity "$WORK/$name.key" \
             --name "$name" --chat "$CHAT_ID" "--$3" --peer-identity "$4" --peer-name "$5" \
-            --state "$WORK/$name.state" --kdf-memory-kib 64 --kdf-iterations 1 \
+            --state "$WORK/$name.state" --kdf-memory-kib 19456 --kdf-iterations 2 \
             <"$WORK/$name.in" >>"$WORK/app_$name.out" 2>>"$WORK/app_$name.err" &
         PIDS+=("$!")
         eval "APP_${name^^}_PID=$!"

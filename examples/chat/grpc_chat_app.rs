@@ -20,7 +20,7 @@
 //!   twice. The app holds an exclusive lock on `FILE.lock` while it runs: a second instance on
 //!   the same state exits 1. `--passphrase-file PATH` reads the passphrase from a file instead
 //!   of `CHAT_PASSPHRASE`. `--kdf-memory-kib N --kdf-iterations N` lower the Argon2id cost
-//!   (tests only).
+//!   (tests only; at least 19456 KiB and 2 iterations).
 //!
 //! Each stdin line is sent as one message; `/rekey` starts a rekey, `/close` closes the chat,
 //! `/quit` (or end of input) exits leaving the chat resumable. Each received message is printed
@@ -87,7 +87,7 @@ OPTIONS:
     --passphrase-file PATH  read the passphrase of --state from PATH (its first line)
     --kdf-memory-kib N      Argon2id memory cost of the sealing key (default 65536, 64 MiB)
     --kdf-iterations N      Argon2id time cost of the sealing key (default 3); lower both
-                            for tests only
+                            for tests only: the least accepted is 19456 KiB and 2
     -h, --help              print this help
 
 INPUT (stdin, one line each):

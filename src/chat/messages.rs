@@ -6,7 +6,7 @@ use core::ops::Range;
 
 use crate::time::Instant;
 
-use super::epochs::{Slot, Unconfirmed};
+use super::epochs::Slot;
 use super::error::ChatError;
 use super::event::{ChatEvent, CloseReason};
 use super::machine::Chat;
@@ -120,7 +120,10 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         if slot == Slot::Unconfirmed {
             // Any authenticated frame in the new epoch proves the responder has its keys.
             if let Some(u) = self.epochs.take_unconfirmed() {
-                let Unconfirmed { epoch, peer, .. } = *u;
+                // Copied out, not moved: the box then drops the epoch's keys, wiping them (a
+                // move would free the box with the key bytes still in it).
+                let (epoch, peer) = (u.epoch.clone(), u.peer);
+                drop(u);
                 self.install(now, epoch, peer);
             }
         }

@@ -133,7 +133,7 @@
 //!     while let Some(f) = alice.poll_transmit() { bob.handle_frame(now, &f)?; }
 //!     while let Some(f) = bob.poll_transmit() { alice.handle_frame(now, &f)?; }
 //! }
-//! let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+//! let kdf = KdfParams::MINIMUM; // the cheapest accepted; the default costs more
 //! let key = SealKey::from_passphrase(b"correct horse", kdf, &mut rng)?;
 //! let record = alice.seal(now, &key)?;
 //! drop(alice); // the process ends
@@ -142,6 +142,13 @@
 //! let identity = IdentityKey::from_seed(saved_seed);
 //! let mut alice = Chat::unseal(now, identity, cfg, &record, UnsealWith::Passphrase(b"correct horse"),
 //!                              None, ChaCha20Rng::from_seed([5; 32]))?;
+//! // The record could be an older copy of the file: alice sends nothing under its epoch, and
+//! // waits for the fresh epoch her restore started (`Some(sequence)` would prove it newest).
+//! assert!(alice.is_awaiting_rekey());
+//! while alice.is_awaiting_rekey() {
+//!     while let Some(f) = alice.poll_transmit() { bob.handle_frame(now, &f)?; }
+//!     while let Some(f) = bob.poll_transmit() { alice.handle_frame(now, &f)?; }
+//! }
 //! alice.seal(now, &key)?; // a new lease before the first send
 //! alice.send(now, b"back")?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -4,7 +4,7 @@
 //! at every step, so a later compromise cannot decrypt earlier messages.
 
 use alloc::vec::Vec;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::crypto::aead::{chacha_open_in_place, chacha_seal_in_place, TAG_LEN};
 use crate::crypto::kdf::hmac_sha256;
@@ -15,7 +15,8 @@ use super::error::ChatError;
 pub(crate) type MessageKey = Zeroizing<[u8; 32]>;
 
 /// A chain key and the counter of the next message key it yields.
-#[cfg_attr(fuzzing, derive(Clone))]
+// Crate-private copies only where the original is then dropped (and wiped).
+#[derive(Clone)]
 pub(crate) struct ChainKey {
     key: Zeroizing<[u8; 32]>,
     index: u64,
@@ -59,7 +60,8 @@ fn open_with(mk: &MessageKey, header: &[u8], buf: &mut [u8], tag: &[u8; TAG_LEN]
 }
 
 /// The sending half of an epoch.
-#[cfg_attr(fuzzing, derive(Clone))]
+// Crate-private copies only where the original is then dropped (and wiped).
+#[derive(Clone)]
 pub(crate) struct SendChain {
     pub(crate) chain: ChainKey,
 }
@@ -88,7 +90,8 @@ impl SendChain {
 
 /// The receiving half of an epoch: the chain key and the keys skipped by out-of-order delivery,
 /// kept sorted by counter.
-#[cfg_attr(fuzzing, derive(Clone))]
+// Crate-private copies only where the original is then dropped (and wiped).
+#[derive(Clone)]
 pub(crate) struct RecvChain {
     pub(crate) chain: ChainKey,
     pub(crate) skipped: Vec<(u64, MessageKey)>,
@@ -141,7 +144,9 @@ impl RecvChain {
         if gap > u64::from(per_chain) || counter == u64::MAX {
             return Err(ChatError::Desync);
         }
-        let mut skipped = Vec::new();
+        // Exactly the keys skipped: the vector never grows (a reallocation would free a block
+        // holding keys, unwiped).
+        let mut skipped = Vec::with_capacity(usize::try_from(gap).unwrap_or(0));
         let mut ck = ChainKey::new(self.chain.key.clone(), self.chain.index);
         while ck.index < counter {
             let (mk, next) = ck.step();
@@ -161,21 +166,28 @@ impl RecvChain {
         match adv {
             Advance::UsedSkipped(pos) => {
                 if pos < self.skipped.len() {
-                    // The removed key is wiped on drop.
+                    // The removed key is wiped on drop; the shift leaves a stale copy of the
+                    // last entry in the slot after the new end, wiped here.
                     drop(self.skipped.remove(pos));
+                    self.wipe_spare(1);
                 }
             }
             Advance::Forward { skipped, next } => {
                 self.chain = next;
-                let want = self.skipped.len() + skipped.len();
+                let want = self.skipped.len().saturating_add(skipped.len());
                 if want > self.skipped.capacity() {
-                    // Grow by copying and dropping the old buffer, so no key bytes are left
-                    // behind in freed memory by a reallocation.
-                    let mut grown = Vec::with_capacity(want.max(self.skipped.capacity() * 2));
+                    // Grow by copying and dropping the old buffer (each key wiped, its spare
+                    // room already clean), so no reallocation frees a block holding keys.
+                    let mut grown =
+                        Vec::with_capacity(want.max(self.skipped.capacity().saturating_mul(2)));
                     grown.extend(self.skipped.iter().map(|(c, k)| (*c, k.clone())));
                     self.skipped = grown;
                 }
-                self.skipped.extend(skipped);
+                // Copied, not moved: `skipped` then drops its own keys, wiping each (a move
+                // would free its buffer with the bytes still in it).
+                self.skipped
+                    .extend(skipped.iter().map(|(c, k)| (*c, k.clone())));
+                drop(skipped);
                 self.trim(per_chain as usize);
             }
         }
@@ -183,9 +195,19 @@ impl RecvChain {
 
     /// Drops the oldest skipped keys until at most `max` remain.
     pub(crate) fn trim(&mut self, max: usize) {
-        if self.skipped.len() > max {
-            let excess = self.skipped.len() - max;
+        if let Some(excess) = self.skipped.len().checked_sub(max).filter(|e| *e > 0) {
             self.skipped.drain(..excess);
+            self.wipe_spare(excess);
+        }
+    }
+
+    /// Zeroes the first `n` unused slots after the skipped keys: a removal shifts the tail
+    /// down and leaves stale copies of its keys there.
+    fn wipe_spare(&mut self, n: usize) {
+        let spare = self.skipped.spare_capacity_mut();
+        let n = n.min(spare.len());
+        if let Some(stale) = spare.get_mut(..n) {
+            stale.zeroize();
         }
     }
 }

@@ -37,10 +37,18 @@ struct Writer(Zeroizing<Vec<u8>>);
 
 impl Writer {
     fn put(&mut self, b: &[u8]) {
+        let want = self.0.len().saturating_add(b.len());
+        if want > self.0.capacity() {
+            // Grow by copying into a bigger wiped buffer; the old one is zeroed (spare room
+            // included) when dropped. A plain reallocation would free it unwiped.
+            let mut grown = Vec::with_capacity(want.max(self.0.capacity().saturating_mul(2)));
+            grown.extend_from_slice(&self.0);
+            self.0 = Zeroizing::new(grown);
+        }
         self.0.extend_from_slice(b);
     }
     fn u8(&mut self, v: u8) {
-        self.0.push(v);
+        self.put(&[v]);
     }
     fn u32(&mut self, v: u32) {
         self.put(&v.to_be_bytes());
