@@ -403,6 +403,28 @@ mod state {
         ReplayCache::new(capacity, capacity, Duration::from_secs(100))
     }
 
+    /// Restoring a state into a cache that already holds the same entries (same keys, same
+    /// expiry) changes nothing and reports nothing added; a state that fills the cache
+    /// exactly is accepted.
+    #[test]
+    fn restoring_what_is_already_held_adds_nothing_and_an_exact_fit_is_accepted() {
+        let t = Instant::from_secs(1_000);
+        let mut a = cache(2);
+        a.insert(t, [1; 33], ALICE);
+        a.insert(t, [2; 33], BOB);
+        let state = a.export(t, W0);
+        // Into an empty cache of exactly that capacity.
+        let mut b = cache(2);
+        assert_eq!(b.restore(t, W0, &state), Ok(2));
+        let (len, inserts, queued) = (b.len(), b.inserts(), b.order.len());
+        // Again, at the same instant and wall time: the same expiries.
+        assert_eq!(b.restore(t, W0, &state), Ok(0));
+        assert_eq!(
+            (b.len(), b.inserts(), b.order.len()),
+            (len, inserts, queued)
+        );
+    }
+
     /// An entry whose lifetime ends at the export's instant is not exported (a state holds
     /// live entries only: its length is the header plus one entry per live key).
     #[test]
