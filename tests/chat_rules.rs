@@ -1833,3 +1833,51 @@ fn two_chats_talk_through_the_keyless_relay() {
         .iter()
         .any(|m| m.2 == b"via the relay"));
 }
+
+#[test]
+fn a_replayed_message_3_is_confirmed_at_the_throttle_rate_and_within_the_queue() {
+    let mut p = Pair::new(67);
+    // Run the first handshake by hand, keeping A's message 3.
+    let mut msg3 = None;
+    for _ in 0..4 {
+        while let Some(f) = p.a.poll_transmit() {
+            if FrameHeader::parse(&f).unwrap().0.kind == FrameKind::HandshakeFinish {
+                msg3 = Some(f.clone());
+            }
+            p.b.handle_frame(p.now, &f).unwrap();
+        }
+        while let Some(f) = p.b.poll_transmit() {
+            p.a.handle_frame(p.now, &f).unwrap();
+        }
+    }
+    let msg3 = msg3.expect("message 3");
+    assert!(p.b.is_established());
+    // A relay replays message 3 a hundred times at once: three confirmations (the rekey
+    // throttle: 3 per 30 s), the rest refused, and B's queue never holds more.
+    let mut confirmations = 0;
+    let mut throttled = 0;
+    for _ in 0..100 {
+        match p.b.handle_frame(p.now, &msg3) {
+            Ok(()) => confirmations += 1,
+            Err(ChatError::RekeyThrottled) => throttled += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((confirmations, throttled), (3, 97));
+    assert_eq!(std::iter::from_fn(|| p.b.poll_transmit()).count(), 3);
+    // Without draining, the bounded queue refuses before the throttle would allow more.
+    let later = p.now + Duration::from_secs(30);
+    let mut queued = 0;
+    for i in 0..100u64 {
+        match p.b.handle_frame(later + Duration::from_secs(30 * i), &msg3) {
+            Ok(()) => queued += 1,
+            Err(ChatError::Capacity) => break,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(queued <= config().queue_capacity, "{queued} frames queued");
+    // The genuine initiator still talks to B.
+    p.a.send(later, b"still here").unwrap();
+    let f = std::iter::from_fn(|| p.a.poll_transmit()).last().unwrap();
+    p.b.handle_frame(later, &f).unwrap();
+}

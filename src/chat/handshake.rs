@@ -255,12 +255,19 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             .is_some_and(|p| p.epoch == h.epoch && p.hs.role() == Role::Responder);
         if let Some(cur) = self.epochs.current().filter(|_| !answering) {
             if cur.number == h.epoch {
-                // A retransmitted message 3 whose confirmation was lost: confirm again.
+                // A retransmitted message 3 whose confirmation was lost: confirm again, at the
+                // rekey throttle's rate at most (the initiator resends it 3 times, 10 s apart; a
+                // relay replaying it must not make us spend counters and frames without end).
                 if cur.msg3_digest == Some(sha256(&[body])) {
+                    if !self.reconfirm.allows(now) {
+                        return Err(ChatError::RekeyThrottled);
+                    }
                     if !self.transmit.has_room(1) {
                         return Err(ChatError::Capacity);
                     }
-                    return self.send_confirmation();
+                    self.send_confirmation()?;
+                    self.reconfirm.record(now);
+                    return Ok(());
                 }
                 return Err(ChatError::Replayed);
             }

@@ -59,6 +59,9 @@ pub struct Chat<R> {
     pub(super) epochs: Epochs,
     pub(super) peer: Option<IdentityPublic>,
     pub(super) throttle: Throttle,
+    /// Re-confirmations of a retransmitted message 3: each costs a send counter and a frame,
+    /// so a relay replaying message 3 gets them at the rekey throttle's rate, no faster.
+    pub(super) reconfirm: Throttle,
     /// A restore wanted a fresh epoch but the throttle was spent: rekey as soon as it allows.
     pub(super) rekey_due: bool,
     pub(super) transmit: Outbox<Vec<u8>>,
@@ -93,6 +96,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         config.validate()?;
         Ok(Chat {
             throttle: Throttle::new(config.rekey.throttle_max, config.rekey.throttle_period),
+            reconfirm: Throttle::new(config.rekey.throttle_max, config.rekey.throttle_period),
             transmit: Outbox::new(config.queue_capacity),
             events: Outbox::new(config.queue_capacity),
             config,

@@ -1,7 +1,8 @@
 //! The rekey/handshake throttle: at most `max` events in any sliding `period`. One type serves
 //! both ends of the chat protocol: a [`Chat`](crate::chat::Chat) counts the rekey handshakes it
-//! starts or answers, and the keyless [relay](crate::chat::relay) counts the handshake-initiation
-//! frames of each chat it routes.
+//! starts or answers (and, separately, the confirmations it repeats for a retransmitted message
+//! 3), and the keyless [relay](crate::chat::relay) counts the handshake-initiation frames of each
+//! chat it routes.
 //!
 //! Why a sliding window of timestamps rather than a token bucket: the limit is small (3 rekeys,
 //! 6 handshake frames) and must hold over *every* period, so a burst right after a quiet spell
