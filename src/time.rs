@@ -204,6 +204,31 @@ impl WallTime {
         }
     }
 
+    /// The time from `earlier` to `self`; zero when `earlier` is later (a clock set back).
+    ///
+    /// ```
+    /// # use sealwire::time::{Duration, WallTime};
+    /// let (a, b) = (WallTime::from_unix(10, 500), WallTime::from_unix(12, 400));
+    /// assert_eq!(b.saturating_duration_since(a), Duration::new(1, 999_999_900));
+    /// assert_eq!(a.saturating_duration_since(b), Duration::ZERO);
+    /// ```
+    pub fn saturating_duration_since(self, earlier: WallTime) -> Duration {
+        if self <= earlier {
+            return Duration::ZERO;
+        }
+        // `self > earlier`: borrow a second when the nanoseconds go below zero.
+        let (secs, nanos) = match self.nanos.checked_sub(earlier.nanos) {
+            Some(n) => (self.secs.saturating_sub(earlier.secs), n),
+            None => (
+                self.secs.saturating_sub(earlier.secs).saturating_sub(1),
+                self.nanos
+                    .saturating_add(1_000_000_000)
+                    .saturating_sub(earlier.nanos),
+            ),
+        };
+        Duration::new(secs, nanos)
+    }
+
     /// The current system time (std only).
     ///
     /// ```

@@ -118,7 +118,7 @@ impl Sim {
 
     fn seal(&mut self, side: usize) {
         let n = &mut self.nodes[side];
-        let rec = n.chat.seal(self.now, &self.key).unwrap();
+        let rec = n.chat.seal(self.now, WALL, &self.key).unwrap();
         n.sealed = Some((rec, n.chat.seal_sequence()));
         n.delivered_at_seal = n.delivered.clone();
         n.hh_at_seal = n.hh.clone();
@@ -237,6 +237,7 @@ impl Sim {
         rng_seed[0] = side as u8;
         let chat = Chat::unseal(
             self.now,
+            WALL,
             identity(n.seed),
             cfg(),
             &rec,

@@ -16,7 +16,7 @@ use sealwire::chat::{
 };
 use sealwire::crypto::ed25519::IdentityKey;
 use sealwire::seal::{KdfParams, SealError, SealKey, UnsealWith};
-use sealwire::time::{Duration, Instant};
+use sealwire::time::{Duration, Instant, WallTime};
 use support::chat::*;
 
 fn send_frame(c: &mut Chat<ChaCha20Rng>, now: Instant, msg: &[u8]) -> Vec<u8> {
@@ -721,7 +721,8 @@ fn close_is_authenticated_and_wipes_both_sides() {
     assert_eq!(p.b.epoch(), None);
     assert_eq!(p.b.skipped_keys(), 0);
     assert_eq!(
-        p.b.seal(p.now, &SealKey::from_bytes([1; 32])).unwrap_err(),
+        p.b.seal(p.now, WALL, &SealKey::from_bytes([1; 32]))
+            .unwrap_err(),
         ChatError::Closed
     );
     assert_eq!(p.b.poll_timeout(), None);
@@ -754,7 +755,7 @@ fn sealed_state_restores_and_never_reuses_a_message_key() {
     let mut p = Pair::established(60);
     let key = SealKey::from_bytes([3; 32]);
     p.a.send(p.now, b"before").unwrap();
-    let record = p.a.seal(p.now, &key).unwrap();
+    let record = p.a.seal(p.now, WALL, &key).unwrap();
     // The live machine keeps sending after the seal (counters 1..3) ...
     for i in 1..4u8 {
         p.a.send(p.now, &[i]).unwrap();
@@ -764,6 +765,7 @@ fn sealed_state_restores_and_never_reuses_a_message_key() {
     // ... then crashes. The restore resumes at the end of the lease (1 + 128).
     let mut restored = Chat::unseal(
         p.now,
+        WALL,
         identity(SEED_A),
         config(),
         &record,
@@ -773,7 +775,7 @@ fn sealed_state_restores_and_never_reuses_a_message_key() {
     )
     .unwrap();
     assert_eq!(restored.send(p.now, b"x"), Err(ChatError::LeaseExhausted));
-    restored.seal(p.now, &key).unwrap();
+    restored.seal(p.now, WALL, &key).unwrap();
     assert_eq!(restored.send(p.now, b"after restore").unwrap(), 129);
     // First out: message 1 of a fresh epoch (a restore always rekeys), then the message.
     let f1 = restored.poll_transmit().unwrap();
@@ -793,13 +795,14 @@ fn sealed_state_restores_and_never_reuses_a_message_key() {
 fn restores_beyond_the_rekey_throttle_still_reach_a_fresh_epoch() {
     let mut p = Pair::established(63);
     let key = SealKey::from_bytes([4; 32]);
-    let mut record = p.a.seal(p.now, &key).unwrap();
+    let mut record = p.a.seal(p.now, WALL, &key).unwrap();
     // Crash and restore repeatedly within one throttle period: only the first restores can
     // start their fresh epoch at once.
     let mut restored = None;
     for i in 0..5u8 {
         let mut r = Chat::unseal(
             p.now,
+            WALL,
             identity(SEED_A),
             config(),
             &record,
@@ -808,7 +811,7 @@ fn restores_beyond_the_rekey_throttle_still_reach_a_fresh_epoch() {
             ChaCha20Rng::from_seed([70 + i; 32]),
         )
         .unwrap();
-        record = r.seal(p.now, &key).unwrap();
+        record = r.seal(p.now, WALL, &key).unwrap();
         restored = Some(r);
     }
     let mut r = restored.unwrap();
@@ -830,14 +833,14 @@ fn live_machine_refuses_to_send_past_its_sealed_lease() {
     let mut p = Pair::with(62, |c| c.seal_lease = 4);
     p.pump().unwrap();
     let key = SealKey::from_bytes([3; 32]);
-    p.a.seal(p.now, &key).unwrap();
+    p.a.seal(p.now, WALL, &key).unwrap();
     // Three data frames: the lease's last counter is kept for a close.
     for i in 0..3u8 {
         p.a.send(p.now, &[i]).unwrap();
     }
     assert!(p.a_events().contains(&ChatEvent::SealAdvised));
     assert_eq!(p.a.send(p.now, b"x"), Err(ChatError::LeaseExhausted));
-    p.a.seal(p.now, &key).unwrap();
+    p.a.seal(p.now, WALL, &key).unwrap();
     p.a.send(p.now, b"x").unwrap();
 }
 
@@ -858,10 +861,11 @@ fn a_chat_restored_from_an_unproven_record_sends_nothing_until_its_fresh_epoch()
     let mut p = Pair::established(64);
     let key = SealKey::from_bytes([5; 32]);
     p.a.send(p.now, b"before").unwrap();
-    let record = p.a.seal(p.now, &key).unwrap();
+    let record = p.a.seal(p.now, WALL, &key).unwrap();
     let restore = |seed: u8, seen: Option<u64>| {
         Chat::unseal(
             p.now,
+            WALL,
             identity(SEED_A),
             config(),
             &record,
@@ -876,7 +880,7 @@ fn a_chat_restored_from_an_unproven_record_sends_nothing_until_its_fresh_epoch()
     let mut sent = Vec::new();
     for twin in [&mut twin1, &mut twin2] {
         assert!(twin.is_awaiting_rekey());
-        twin.seal(p.now, &key).unwrap();
+        twin.seal(p.now, WALL, &key).unwrap();
         assert_eq!(twin.send(p.now, b"secret"), Err(ChatError::AwaitingRekey));
         let mut out = vec![0u8; 256];
         assert_eq!(
@@ -909,7 +913,7 @@ fn a_chat_restored_from_an_unproven_record_sends_nothing_until_its_fresh_epoch()
     }
     assert!(!twin1.is_awaiting_rekey());
     assert_eq!(twin1.epoch(), Some(restored_epoch + 1));
-    twin1.seal(now, &key).unwrap();
+    twin1.seal(now, WALL, &key).unwrap();
     twin1.send(now, b"after the rekey").unwrap();
     let data = queued_data(&mut twin1);
     assert_eq!(data.len(), 1);
@@ -926,9 +930,10 @@ fn a_chat_restored_from_an_unproven_record_sends_nothing_until_its_fresh_epoch()
 fn a_record_proven_newest_sends_under_its_restored_epoch_after_a_seal() {
     let mut p = Pair::established(65);
     let key = SealKey::from_bytes([6; 32]);
-    let record = p.a.seal(p.now, &key).unwrap(); // sequence 1
+    let record = p.a.seal(p.now, WALL, &key).unwrap(); // sequence 1
     let mut r = Chat::unseal(
         p.now,
+        WALL,
         identity(SEED_A),
         config(),
         &record,
@@ -939,7 +944,7 @@ fn a_record_proven_newest_sends_under_its_restored_epoch_after_a_seal() {
     .unwrap();
     assert!(!r.is_awaiting_rekey());
     assert_eq!(r.send(p.now, b"x"), Err(ChatError::LeaseExhausted));
-    r.seal(p.now, &key).unwrap();
+    r.seal(p.now, WALL, &key).unwrap();
     assert_eq!(r.send(p.now, b"x"), Ok(128));
 }
 
@@ -948,7 +953,7 @@ fn a_close_uses_the_last_counter_of_the_lease_and_no_later_one() {
     let mut p = Pair::with(66, |c| c.seal_lease = 4);
     p.pump().unwrap();
     let key = SealKey::from_bytes([7; 32]);
-    let record = p.a.seal(p.now, &key).unwrap();
+    let record = p.a.seal(p.now, WALL, &key).unwrap();
     for i in 0..3u8 {
         p.a.send(p.now, &[i]).unwrap();
     }
@@ -963,6 +968,7 @@ fn a_close_uses_the_last_counter_of_the_lease_and_no_later_one() {
     cfg.seal_lease = 4;
     let mut r = Chat::unseal(
         p.now,
+        WALL,
         identity(SEED_A),
         cfg,
         &record,
@@ -971,7 +977,7 @@ fn a_close_uses_the_last_counter_of_the_lease_and_no_later_one() {
         ChaCha20Rng::from_seed([93; 32]),
     )
     .unwrap();
-    r.seal(p.now, &key).unwrap();
+    r.seal(p.now, WALL, &key).unwrap();
     while r.poll_transmit().is_some() {}
     r.send(p.now, b"y").unwrap();
     let after = queued_data(&mut r);
@@ -998,9 +1004,10 @@ fn passphrase_sealed_state_round_trips() {
         &mut ChaCha20Rng::from_seed([1; 32]),
     )
     .unwrap();
-    let record = p.b.seal(p.now, &key).unwrap();
+    let record = p.b.seal(p.now, WALL, &key).unwrap();
     let r = Chat::unseal(
         p.now,
+        WALL,
         identity(SEED_B),
         config(),
         &record,
@@ -1016,6 +1023,7 @@ fn passphrase_sealed_state_round_trips() {
     );
     let wrong = Chat::unseal(
         p.now,
+        WALL,
         identity(SEED_B),
         config(),
         &record,
@@ -1033,11 +1041,12 @@ fn passphrase_sealed_state_round_trips() {
 fn tampered_truncated_foreign_and_stale_sealed_records_are_rejected() {
     let mut p = Pair::established(64);
     let key = SealKey::from_bytes([3; 32]);
-    let first = p.a.seal(p.now, &key).unwrap();
-    let second = p.a.seal(p.now, &key).unwrap();
+    let first = p.a.seal(p.now, WALL, &key).unwrap();
+    let second = p.a.seal(p.now, WALL, &key).unwrap();
     let open = |rec: &[u8], cfg_seed: [u8; 32], seen: Option<u64>| {
         Chat::unseal(
             Instant::ZERO,
+            WALL,
             identity(cfg_seed),
             config(),
             rec,
@@ -1059,6 +1068,7 @@ fn tampered_truncated_foreign_and_stale_sealed_records_are_rejected() {
     other_chat.chat_id = sealwire::chat::ChatId::new([0; 16]);
     let r = Chat::unseal(
         Instant::ZERO,
+        WALL,
         identity(SEED_A),
         other_chat,
         &second,
@@ -1078,6 +1088,7 @@ fn tampered_truncated_foreign_and_stale_sealed_records_are_rejected() {
     let other_key = SealKey::from_bytes([4; 32]);
     let r = Chat::unseal(
         Instant::ZERO,
+        WALL,
         identity(SEED_A),
         config(),
         &second,
@@ -1880,4 +1891,45 @@ fn a_replayed_message_3_is_confirmed_at_the_throttle_rate_and_within_the_queue()
     p.a.send(later, b"still here").unwrap();
     let f = std::iter::from_fn(|| p.a.poll_transmit()).last().unwrap();
     p.b.handle_frame(later, &f).unwrap();
+}
+
+#[test]
+fn a_restored_epoch_keeps_its_true_age_across_time_on_disk() {
+    // Epoch established at p.now, sealed an hour later, restored 46 h after that by a process
+    // whose clock starts anew: the epoch is 47 h old and must expire (48 h) within the hour.
+    let mut p = Pair::established(68);
+    let key = SealKey::from_bytes([8; 32]);
+    let hour = Duration::from_secs(3600);
+    let record = p.a.seal(p.now + hour, WALL, &key).unwrap();
+    let restore = |wall: WallTime| {
+        Chat::unseal(
+            Instant::from_secs(5),
+            wall,
+            identity(SEED_A),
+            config(),
+            &record,
+            UnsealWith::Key(&key),
+            Some(1),
+            ChaCha20Rng::from_seed([95; 32]),
+        )
+        .unwrap()
+    };
+    let t0 = Instant::from_secs(5);
+    let mut r = restore(WALL.saturating_add(hour * 46));
+    r.handle_timeout(t0 + hour - Duration::from_secs(1));
+    assert!(!r.is_closed(), "47 h 59 min 59 s old: still alive");
+    r.handle_timeout(t0 + hour);
+    assert!(r.is_closed(), "48 h old: expired");
+    // With no time on disk the same record lives 47 h more.
+    let mut r = restore(WALL);
+    r.handle_timeout(t0 + hour * 46);
+    assert!(!r.is_closed());
+    r.handle_timeout(t0 + hour * 47);
+    assert!(r.is_closed());
+    // A wall clock set back counts as no time on disk (the epoch never gets younger).
+    let mut r = restore(WallTime::from_unix(1_000, 0));
+    r.handle_timeout(t0 + hour * 46);
+    assert!(!r.is_closed());
+    r.handle_timeout(t0 + hour * 47);
+    assert!(r.is_closed());
 }

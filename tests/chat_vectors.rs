@@ -200,7 +200,7 @@ fn run_sealwire(vec: &Value) -> Vec<u8> {
         while a.poll_event().is_some() {}
     }
     now += Duration::from_secs(5);
-    a.seal(now, &SealKey::from_bytes(SEAL_KEY)).unwrap()
+    a.seal(now, WALL, &SealKey::from_bytes(SEAL_KEY)).unwrap()
 }
 
 #[test]
@@ -220,6 +220,7 @@ fn sealed_state_record_matches_the_regression_vector_and_opens() {
     let (_, sb) = scripts();
     let restored = Chat::unseal(
         Instant::from_secs(5000),
+        WALL,
         IdentityKey::from_seed(ID_SEED_I),
         cfg(),
         &record,
@@ -233,6 +234,22 @@ fn sealed_state_record_matches_the_regression_vector_and_opens() {
         restored.peer_identity(),
         Some(IdentityKey::from_seed(ID_SEED_R).public())
     );
+    // A record of earlier builds (no sealed_at) still opens, to the same chat.
+    let legacy = h(&sealed["record_without_sealed_at"]);
+    assert_eq!(legacy.len() + 12, record.len());
+    let (_, sb) = scripts();
+    let old = Chat::unseal(
+        Instant::from_secs(5000),
+        WALL,
+        IdentityKey::from_seed(ID_SEED_I),
+        cfg(),
+        &legacy,
+        UnsealWith::Key(&key),
+        Some(1),
+        sb,
+    )
+    .unwrap();
+    assert_eq!(old.epoch(), Some(1));
 }
 
 /// Regenerates vectors/chat/*.json. Run by hand:
@@ -256,11 +273,14 @@ fn generate_vectors() {
     )
     .unwrap();
     let record = run_sealwire(&vec);
+    // The record of builds before the seal carried its wall-clock time: kept as it was.
+    let legacy = load("sealed_state.json")["record_without_sealed_at"].clone();
     let sealed = json!({
-        "description": "Regression vector (sealwire's own output): the initiator of handshake.json after epoch 1, sealed 65 s after its first handshake with a raw key; nonce drawn from the script after the handshake keys.",
+        "description": "Regression vector (sealwire's own output): the initiator of handshake.json after epoch 1, sealed 65 s after its first handshake with a raw key, at wall-clock time 1 700 000 000 s (sealed_at); nonce drawn from the script after the handshake keys. record_without_sealed_at: the same state sealed by builds before sealed_at existed (still read; its time on disk counts as zero).",
         "key": hex(&SEAL_KEY),
         "nonce": hex(&SEAL_NONCE),
         "record": hex(&record),
+        "record_without_sealed_at": legacy,
     });
     std::fs::write(
         dir.join("sealed_state.json"),

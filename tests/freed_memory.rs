@@ -408,8 +408,9 @@ mod chat_flow {
     use sealwire::chat::{Chat, ChatConfig, ChatId};
     use sealwire::crypto::ed25519::IdentityKey;
     use sealwire::seal::{KdfParams, SealKey, UnsealWith};
-    use sealwire::time::{Duration, Instant};
+    use sealwire::time::{Duration, Instant, WallTime};
 
+    const WALL: WallTime = WallTime::from_unix(1_700_000_000, 0);
     pub const CHAT: [u8; 16] = *b"freed-memory-cht";
     pub fn seed_a() -> [u8; 32] {
         seeded(0xa1)
@@ -526,11 +527,12 @@ mod chat_flow {
 
         // Seal with a raw key and restore; the restored side rekeys, seals again, sends.
         let key = SealKey::from_bytes(seal_key());
-        let record = a.seal(now, &key).unwrap();
+        let record = a.seal(now, WALL, &key).unwrap();
         let seen = a.seal_sequence();
         drop(a);
         let mut a = Chat::unseal(
             now,
+            WALL,
             IdentityKey::from_seed(seed_a()),
             config(),
             &record,
@@ -540,7 +542,7 @@ mod chat_flow {
         )
         .unwrap();
         pump(&mut a, &mut b, now, log);
-        a.seal(now, &key).unwrap();
+        a.seal(now, WALL, &key).unwrap();
         let held2 = hold(&mut a, now, 10, log);
         deliver(&mut b, now, &held2, &[0, 2, 9]);
         pump(&mut a, &mut b, now, log);
@@ -553,11 +555,12 @@ mod chat_flow {
             &mut ChaCha20Rng::from_seed([SALT_SEED; 32]),
         )
         .unwrap();
-        let record = a.seal(now, &pkey).unwrap();
+        let record = a.seal(now, WALL, &pkey).unwrap();
         drop(a);
         drop(pkey);
         let mut a = Chat::unseal(
             now,
+            WALL,
             IdentityKey::from_seed(seed_a()),
             config(),
             &record,

@@ -49,7 +49,7 @@ use sealwire::chat::{Chat, ChatConfig, ChatError, ChatEvent, ChatId};
 use sealwire::crypto::ed25519::{IdentityKey, IdentityPublic};
 use sealwire::crypto::hex;
 use sealwire::seal::{KdfParams, SealKey, UnsealWith};
-use sealwire::time::Clock;
+use sealwire::time::{Clock, WallTime};
 use tokio::io::AsyncBufReadExt;
 use zeroize::Zeroizing;
 
@@ -418,7 +418,7 @@ impl App {
         if !self.chat.is_established() {
             return Ok(()); // nothing worth keeping before the first handshake completes
         }
-        let record = self.chat.seal(self.clock.now(), &p.key)?;
+        let record = self.chat.seal(self.clock.now(), WallTime::now(), &p.key)?;
         write_atomically(&p.path, &record)?;
         Ok(())
     }
@@ -605,6 +605,7 @@ async fn start(args: Args) -> Result<(), BoxError> {
             let record = std::fs::read(path)?;
             let chat = Chat::unseal(
                 clock.now(),
+                WallTime::now(),
                 chat_identity(),
                 config.clone(),
                 &record,

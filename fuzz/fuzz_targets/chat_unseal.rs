@@ -17,7 +17,9 @@ use rand_chacha::ChaCha20Rng;
 use sealwire::chat::{Chat, ChatConfig, ChatId, SEALED_CHAT_MAGIC};
 use sealwire::crypto::ed25519::IdentityKey;
 use sealwire::seal::{self, KdfLimits, SealKey, UnsealWith};
-use sealwire::time::{Duration, Instant};
+use sealwire::time::{Duration, Instant, WallTime};
+
+const WALL: WallTime = WallTime::from_unix(1_700_000_000, 0);
 
 const CHAT_ID: [u8; 16] = *b"sealwire-vector!";
 const KEY: [u8; 32] = [0x6b; 32];
@@ -40,6 +42,7 @@ fn restore(record: &[u8], key: &SealKey) {
     let now = Instant::from_secs(5000);
     let Ok(mut chat) = Chat::unseal(
         now,
+        WALL,
         identity(),
         config(),
         record,
@@ -53,9 +56,10 @@ fn restore(record: &[u8], key: &SealKey) {
     while chat.poll_transmit().is_some() {}
     while chat.poll_event().is_some() {}
     chat.handle_timeout(now + Duration::from_secs(1));
-    if let Ok(again) = chat.seal(now, key) {
+    if let Ok(again) = chat.seal(now, WALL, key) {
         Chat::unseal(
             now,
+            WALL,
             identity(),
             config(),
             &again,

@@ -28,7 +28,12 @@ pub(crate) struct Epoch {
     pub(crate) number: u32,
     pub(crate) send: SendChain,
     pub(crate) recv: RecvChain,
+    /// When this process first held the epoch (its handshake, or its restore) ...
     pub(crate) established_at: Instant,
+    /// ... and how old the epoch already was then (zero unless restored). Kept apart because
+    /// a restored process's clock may start after the epoch was born: `Instant` cannot go
+    /// below its origin.
+    pub(crate) head_start: Duration,
     pub(crate) handshake_hash: [u8; 32],
     /// Responder only: SHA-256 of the message 3 body that established this epoch, so a
     /// retransmitted message 3 is answered with a fresh confirmation.
@@ -39,6 +44,18 @@ pub(crate) struct Epoch {
 }
 
 impl Epoch {
+    /// How old the epoch is at `now`.
+    pub(crate) fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.established_at)
+            .saturating_add(self.head_start)
+    }
+
+    /// The instant the epoch reaches age `age` (its origin when it is already older).
+    pub(crate) fn at_age(&self, age: Duration) -> Instant {
+        self.established_at
+            .saturating_add(age.saturating_sub(self.head_start))
+    }
+
     /// The epoch a completed handshake yields for `role`: `Split()`'s first key sends from the
     /// initiator, the second from the responder; both chains start at counter 0.
     pub(crate) fn from_handshake(
@@ -64,6 +81,7 @@ impl Epoch {
             },
             recv: RecvChain::new(ChainKey::new(recv, 0)),
             established_at: now,
+            head_start: Duration::ZERO,
             handshake_hash,
             msg3_digest,
             peer_msg1_ephemeral: None,
@@ -327,9 +345,7 @@ impl Epochs {
             self.pending.as_ref().map(|p| p.started + handshake_timeout),
             self.unconfirmed.as_ref().map(|u| u.resend_at),
             self.previous.as_ref().map(|p| p.until),
-            self.current
-                .as_ref()
-                .map(|c| c.established_at + reject_after),
+            self.current.as_ref().map(|c| c.at_age(reject_after)),
         ]
         .into_iter()
         .flatten()

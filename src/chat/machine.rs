@@ -267,7 +267,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 let due = if self.rekey_due {
                     Instant::ZERO
                 } else {
-                    cur.established_at + p.after_time
+                    cur.at_age(p.after_time)
                 };
                 due.max(self.throttle.free_at())
             });
@@ -475,12 +475,12 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         let Some(cur) = self.epochs.current() else {
             return;
         };
-        if now >= cur.established_at + p.reject_after_time {
+        if cur.age(now) >= p.reject_after_time {
             self.fail_closed(CloseReason::Expired);
             return;
         }
         if !self.epochs.handshaking()
-            && (self.rekey_due || now >= cur.established_at + p.after_time)
+            && (self.rekey_due || cur.age(now) >= p.after_time)
             && !matches!(self.rekey(now), Err(ChatError::RekeyThrottled))
         {
             // Started, or impossible for a reason waiting will not fix: no longer due.

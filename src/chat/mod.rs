@@ -116,7 +116,7 @@
 //! use sealwire::chat::{Chat, ChatConfig, ChatId};
 //! use sealwire::crypto::ed25519::IdentityKey;
 //! use sealwire::seal::{KdfParams, SealKey, UnsealWith};
-//! use sealwire::time::Instant;
+//! use sealwire::time::{Instant, WallTime};
 //!
 //! let mut rng = ChaCha20Rng::from_seed([1; 32]); // production: rand_core::UnwrapErr(getrandom::SysRng)
 //! let now = Instant::ZERO;
@@ -135,12 +135,13 @@
 //! }
 //! let kdf = KdfParams::MINIMUM; // the cheapest accepted; the default costs more
 //! let key = SealKey::from_passphrase(b"correct horse", kdf, &mut rng)?;
-//! let record = alice.seal(now, &key)?;
+//! let wall = WallTime::from_unix(1_700_000_000, 0); // e.g. WallTime::now()
+//! let record = alice.seal(now, wall, &key)?;
 //! drop(alice); // the process ends
 //!
 //! // 3. Later: restore the identity from its seed, and the chat from its record.
 //! let identity = IdentityKey::from_seed(saved_seed);
-//! let mut alice = Chat::unseal(now, identity, cfg, &record, UnsealWith::Passphrase(b"correct horse"),
+//! let mut alice = Chat::unseal(now, wall, identity, cfg, &record, UnsealWith::Passphrase(b"correct horse"),
 //!                              None, ChaCha20Rng::from_seed([5; 32]))?;
 //! // The record could be an older copy of the file: alice sends nothing under its epoch, and
 //! // waits for the fresh epoch her restore started (`Some(sequence)` would prove it newest).
@@ -149,7 +150,7 @@
 //!     while let Some(f) = alice.poll_transmit() { bob.handle_frame(now, &f)?; }
 //!     while let Some(f) = bob.poll_transmit() { alice.handle_frame(now, &f)?; }
 //! }
-//! alice.seal(now, &key)?; // a new lease before the first send
+//! alice.seal(now, wall, &key)?; // a new lease before the first send
 //! alice.send(now, b"back")?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -9,18 +9,22 @@
 //!        | msg1_e_flag 1 | peer_msg1_ephemeral 32 | send_ck 32 | send_index 8 (= lease end) | recv_chain
 //! previous_flag 1 [ number 4 | grace_left_ns 8 | recv_chain ]
 //! rekey_log_len 1 | rekey_age_ns 8 * len
+//! sealed_at: unix_secs 8 | nanos 4            (absent in records of earlier builds)
 //! recv_chain = ck 32 | index 8 | n 2 | (counter 8 | key 32) * n
 //! ```
 //!
 //! Times are stored as ages relative to the moment of sealing and rebased on `now` at restore,
-//! because the embedder's clock origin does not survive a restart.
+//! because the embedder's clock origin does not survive a restart; the wall-clock time of the
+//! seal (`sealed_at`) lets the restore add the time the record spent on disk to every age, so
+//! an epoch's 48 h expiry, a grace period and the rekey throttle run on across restarts (a
+//! clock set back counts as no time passed).
 
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
 use crate::crypto::ed25519::{IdentityKey, IdentityPublic};
 use crate::seal::{self, SealKey, UnsealWith};
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, WallTime};
 
 use super::config::ChatConfig;
 use super::epochs::{Epoch, Epochs, Previous};
@@ -134,7 +138,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
     /// # use sealwire::chat::{Chat, ChatConfig, ChatId};
     /// # use sealwire::crypto::ed25519::IdentityKey;
     /// # use sealwire::seal::{SealKey, UnsealWith};
-    /// # use sealwire::time::Instant;
+    /// # use sealwire::time::{Instant, WallTime};
     /// # use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
     /// # let cfg = ChatConfig::new(ChatId::new([7; 16])); let now = Instant::ZERO;
     /// # let mut a = Chat::initiator(now, IdentityKey::from_seed([1; 32]), cfg.clone(), ChaCha20Rng::from_seed([1; 32])).unwrap();
@@ -144,14 +148,20 @@ impl<R: rand_core::CryptoRng> Chat<R> {
     /// #   while let Some(f) = b.poll_transmit() { a.handle_frame(now, &f).unwrap(); m = true; }
     /// #   if !m { break; } }
     /// let key = SealKey::from_bytes([9; 32]);
-    /// let record = a.seal(now, &key).unwrap();
-    /// let mut restored = Chat::unseal(now, IdentityKey::from_seed([1; 32]), cfg, &record,
+    /// let wall = WallTime::from_unix(1_700_000_000, 0); // e.g. WallTime::now()
+    /// let record = a.seal(now, wall, &key).unwrap();
+    /// let mut restored = Chat::unseal(now, wall, IdentityKey::from_seed([1; 32]), cfg, &record,
     ///                                 UnsealWith::Key(&key), Some(a.seal_sequence()),
     ///                                 ChaCha20Rng::from_seed([3; 32])).unwrap();
-    /// let _again = restored.seal(now, &key).unwrap(); // re-seal before sending
+    /// let _again = restored.seal(now, wall, &key).unwrap(); // re-seal before sending
     /// restored.send(now, b"after restore").unwrap();
     /// ```
-    pub fn seal(&mut self, now: Instant, key: &SealKey) -> Result<Vec<u8>, ChatError> {
+    pub fn seal(
+        &mut self,
+        now: Instant,
+        wall: WallTime,
+        key: &SealKey,
+    ) -> Result<Vec<u8>, ChatError> {
         if self.closed {
             return Err(ChatError::Closed);
         }
@@ -178,7 +188,7 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         });
         w.put(self.peer.as_ref().map_or(&[0u8; 32], |p| p.as_bytes()));
         w.u32(cur.number);
-        w.u64(ns(now.saturating_duration_since(cur.established_at)));
+        w.u64(ns(cur.age(now)));
         w.put(&cur.handshake_hash);
         w.u8(u8::from(cur.msg3_digest.is_some()));
         w.put(&cur.msg3_digest.unwrap_or([0u8; 32]));
@@ -206,6 +216,10 @@ impl<R: rand_core::CryptoRng> Chat<R> {
         for a in log {
             w.u64(a);
         }
+        // The wall-clock time of this seal: a restore adds the time the chat spent on disk to
+        // every age above, so an epoch expires on time across restarts.
+        w.u64(wall.secs());
+        w.u32(wall.subsec_nanos());
 
         let mut ctx = [0u8; 28];
         ctx[..16].copy_from_slice(self.config.chat_id.as_bytes());
@@ -231,8 +245,11 @@ impl<R: rand_core::CryptoRng> Chat<R> {
     /// under the restored epoch, and then only after it has been sealed again (its first
     /// counter is the old lease's end, and a new lease must be on disk before any key past it
     /// is used).
+    // `now` and `wall` are one moment on the two clocks; the rest is what a restore needs.
+    #[allow(clippy::too_many_arguments)]
     pub fn unseal(
         now: Instant,
+        wall: WallTime,
         identity: IdentityKey,
         config: ChatConfig,
         record: &[u8],
@@ -294,23 +311,43 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             1 => {
                 let number = r.u32()?;
                 let left = Duration::from_nanos(r.u64()?);
-                let recv = r.recv(per)?;
-                Some(Previous {
-                    number,
-                    recv,
-                    until: now + left,
-                })
+                Some((number, left, r.recv(per)?))
             }
             _ => return Err(ChatError::SealedForeign),
         };
         let n = r.u8()?;
-        let mut rekeys = Vec::with_capacity(usize::from(n));
+        let mut rekey_ages = Vec::with_capacity(usize::from(n));
         for _ in 0..n {
-            rekeys.push(now.saturating_sub(Duration::from_nanos(r.u64()?)));
+            rekey_ages.push(Duration::from_nanos(r.u64()?));
         }
-        if !r.0.is_empty() {
-            return Err(ChatError::SealedForeign);
-        }
+        // The seal's wall-clock time (absent from records of earlier builds: then the time
+        // on disk is unknown and counted as zero).
+        let on_disk = match r.0.len() {
+            0 => Duration::ZERO,
+            12 => {
+                let (secs, nanos) = (r.u64()?, r.u32()?);
+                wall.saturating_duration_since(WallTime::from_unix(secs, nanos))
+            }
+            _ => return Err(ChatError::SealedForeign),
+        };
+        let age = age.saturating_add(on_disk);
+        let previous = previous.and_then(|(number, left, recv)| {
+            let left = left.checked_sub(on_disk).filter(|l| !l.is_zero())?;
+            Some(Previous {
+                number,
+                recv,
+                until: now.saturating_add(left),
+            })
+        });
+        // Rekeys older than the throttle's period no longer count (and could not be placed
+        // before this process's clock origin anyway).
+        let period = config.rekey.throttle_period;
+        let rekeys = rekey_ages
+            .into_iter()
+            .map(|a| a.saturating_add(on_disk))
+            .filter(|a| *a < period)
+            .map(|a| now.saturating_sub(a))
+            .collect::<Vec<_>>();
         let mut chat = Chat::blank(identity, config, rng, role)?;
         chat.peer = Some(peer);
         for t in rekeys {
@@ -322,7 +359,8 @@ impl<R: rand_core::CryptoRng> Chat<R> {
                 chain: ChainKey::new(send_ck, send_index),
             },
             recv,
-            established_at: now.saturating_sub(age),
+            established_at: now,
+            head_start: age,
             handshake_hash,
             msg3_digest: (has_digest == 1).then_some(digest),
             peer_msg1_ephemeral: (has_e == 1).then_some(msg1_e),

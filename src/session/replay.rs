@@ -224,7 +224,7 @@ impl ReplayCache {
         if u64::try_from(body.len()).ok() != count.checked_mul(ENTRY_LEN as u64) {
             return Err(RestoreError::Malformed);
         }
-        let elapsed = wall_elapsed(WallTime::from_unix(secs, nanos), wall);
+        let elapsed = wall.saturating_duration_since(WallTime::from_unix(secs, nanos));
         let mut entries = Vec::new();
         for entry in body.chunks_exact(ENTRY_LEN) {
             let (key, rest) = entry.split_at(33);
@@ -273,17 +273,6 @@ impl ReplayCache {
         self.order = order.into();
         Ok(fresh)
     }
-}
-
-/// Wall-clock time from `then` to `now`; zero when the clock went backwards.
-fn wall_elapsed(then: WallTime, now: WallTime) -> Duration {
-    let ns = |w: WallTime| {
-        u128::from(w.secs())
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u128::from(w.subsec_nanos()))
-    };
-    let d = ns(now).saturating_sub(ns(then));
-    Duration::from_nanos(u64::try_from(d).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -175,13 +175,16 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sealwire::chat::{Chat, ChatConfig, ChatError, ChatEvent, ChatId};
 use sealwire::crypto::ed25519::IdentityKey;
-use sealwire::time::Instant;
+use sealwire::time::{Instant, WallTime};
 
 pub const SEED_A: [u8; 32] = [0xa1; 32];
 pub const SEED_B: [u8; 32] = [0xb2; 32];
 pub const PAIR_CHAT: [u8; 16] = [0x5c; 16];
 
 /// The configuration of the pair's chat.
+/// The wall-clock time the chat tests seal and restore at (one moment: no time on disk).
+pub const WALL: WallTime = WallTime::from_unix(1_700_000_000, 0);
+
 pub fn config() -> ChatConfig {
     ChatConfig::new(ChatId::new(PAIR_CHAT))
 }
