@@ -155,6 +155,18 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
+// No panic reachable from input: the library (not its tests) indexes with `get`, splits with
+// `split_at_checked`, and does arithmetic checked, saturating or wrapping as the meaning asks.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::arithmetic_side_effects
+    )
+)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

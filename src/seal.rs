@@ -273,7 +273,12 @@ pub fn seal<R: rand_core::CryptoRng + ?Sized>(
     let ctx_len = context.len().min(u16::MAX as usize);
     let context = context.get(..ctx_len).unwrap_or_default();
     let nonce = crate::crypto::random_array::<NONCE_LEN, R>(rng);
-    let mut header = Vec::with_capacity(FIXED_HEADER_LEN + ctx_len + NONCE_LEN);
+    let mut header = Vec::with_capacity(
+        (FIXED_HEADER_LEN + NONCE_LEN)
+            .saturating_add(ctx_len)
+            .saturating_add(plaintext.len())
+            .saturating_add(TAG_LEN),
+    );
     header.extend_from_slice(&magic);
     header.push(FORMAT_VERSION);
     header.push(key.kdf);
@@ -324,7 +329,8 @@ pub fn unseal<'r>(
     if rest.len() < TAG_LEN {
         return Err(SealError::Truncated);
     }
-    let header_len = record.len() - rest.len();
+    // `rest` is a suffix of `record`.
+    let header_len = record.len().saturating_sub(rest.len());
     let header = record.get(..header_len).ok_or(SealError::Truncated)?;
     let derived;
     let key = match (kdf, with) {

@@ -241,13 +241,21 @@ impl Epochs {
             return;
         }
         if let Some(p) = &mut self.previous {
-            let keep = p.recv.skipped.len().saturating_sub(held - total);
-            held -= p.recv.skipped.len() - keep;
+            let keep = p
+                .recv
+                .skipped
+                .len()
+                .saturating_sub(held.saturating_sub(total));
+            held = held.saturating_sub(p.recv.skipped.len().saturating_sub(keep));
             p.recv.trim(keep);
         }
         if held > total {
             if let Some(c) = &mut self.current {
-                let keep = c.recv.skipped.len().saturating_sub(held - total);
+                let keep = c
+                    .recv
+                    .skipped
+                    .len()
+                    .saturating_sub(held.saturating_sub(total));
                 c.recv.trim(keep);
             }
         }
@@ -287,7 +295,7 @@ impl Epochs {
             self.previous = Some(Box::new(Previous {
                 number: old.number,
                 recv: old.recv,
-                until: now + grace,
+                until: now.saturating_add(grace),
             }));
         }
     }
@@ -300,7 +308,7 @@ impl Epochs {
         timeout: Duration,
     ) -> Option<(Role, u32)> {
         let pd = self.pending.as_ref()?;
-        if now < pd.started + timeout {
+        if now < pd.started.saturating_add(timeout) {
             return None;
         }
         let out = (pd.hs.role(), pd.epoch);
@@ -322,8 +330,8 @@ impl Epochs {
             self.unconfirmed = None;
             return Resend::Abandoned { epoch };
         }
-        u.resends_left -= 1;
-        u.resend_at = now + timeout;
+        u.resends_left = u.resends_left.saturating_sub(1);
+        u.resend_at = now.saturating_add(timeout);
         Resend::Frame(u.msg3_frame.clone())
     }
 
@@ -342,7 +350,9 @@ impl Epochs {
         reject_after: Duration,
     ) -> Option<Instant> {
         [
-            self.pending.as_ref().map(|p| p.started + handshake_timeout),
+            self.pending
+                .as_ref()
+                .map(|p| p.started.saturating_add(handshake_timeout)),
             self.unconfirmed.as_ref().map(|u| u.resend_at),
             self.previous.as_ref().map(|p| p.until),
             self.current.as_ref().map(|c| c.at_age(reject_after)),
@@ -359,12 +369,17 @@ impl Epochs {
 
     /// Skipped message keys held over all chains.
     pub(crate) fn skipped_keys(&self) -> usize {
-        self.current.as_ref().map_or(0, |e| e.recv.skipped.len())
-            + self.previous.as_ref().map_or(0, |p| p.recv.skipped.len())
-            + self
-                .unconfirmed
+        // Each chain holds at most `per_chain` (a u32): the sum cannot overflow; saturate anyway.
+        [
+            self.current.as_ref().map(|e| e.recv.skipped.len()),
+            self.previous.as_ref().map(|p| p.recv.skipped.len()),
+            self.unconfirmed
                 .as_ref()
-                .map_or(0, |u| u.epoch.recv.skipped.len())
+                .map(|u| u.epoch.recv.skipped.len()),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(0, usize::saturating_add)
     }
 
     /// Heap bytes held: skipped keys, the boxed slots and the frames they keep for resending.
@@ -379,17 +394,20 @@ impl Epochs {
         ]
         .into_iter()
         .flatten()
-        .sum::<usize>()
-            * core::mem::size_of::<(u64, Zeroizing<[u8; 32]>)>();
-        let handshakes = self.pending.as_ref().map_or(0, |p| {
-            core::mem::size_of::<Pending>() + p.last_sent.capacity()
-        }) + self.unconfirmed.as_ref().map_or(0, |u| {
-            core::mem::size_of::<Unconfirmed>() + u.msg3_frame.capacity()
+        .fold(0, usize::saturating_add)
+        .saturating_mul(core::mem::size_of::<(u64, Zeroizing<[u8; 32]>)>());
+        let pending = self.pending.as_ref().map_or(0, |p| {
+            core::mem::size_of::<Pending>().saturating_add(p.last_sent.capacity())
+        });
+        let unconfirmed = self.unconfirmed.as_ref().map_or(0, |u| {
+            core::mem::size_of::<Unconfirmed>().saturating_add(u.msg3_frame.capacity())
         });
         let previous = self
             .previous
             .as_ref()
             .map_or(0, |_| core::mem::size_of::<Previous>());
-        skipped + handshakes + previous
+        [skipped, pending, unconfirmed, previous]
+            .into_iter()
+            .fold(0, usize::saturating_add)
     }
 }

@@ -220,13 +220,22 @@ impl<R: rand_core::CryptoRng> Chat<R> {
     /// in flight and the previous epoch. An idle established chat holds under 1 KiB plus
     /// 40 bytes per skipped key.
     pub fn memory_bytes(&self) -> usize {
-        let queued = self.transmit.iter().map(|f| f.capacity()).sum::<usize>()
-            + self.transmit.storage_bytes()
-            + self.events.storage_bytes();
-        core::mem::size_of::<Self>() - core::mem::size_of::<R>()
-            + self.throttle.heap_bytes()
-            + self.epochs.heap_bytes()
-            + queued
+        let frames = self
+            .transmit
+            .iter()
+            .map(|f| f.capacity())
+            .fold(0, usize::saturating_add);
+        [
+            core::mem::size_of::<Self>().saturating_sub(core::mem::size_of::<R>()),
+            frames,
+            self.transmit.storage_bytes(),
+            self.events.storage_bytes(),
+            self.throttle.heap_bytes(),
+            self.reconfirm.heap_bytes(),
+            self.epochs.heap_bytes(),
+        ]
+        .into_iter()
+        .fold(0, usize::saturating_add)
     }
 
     // ---------------------------------------------------------------- outputs

@@ -136,7 +136,11 @@ impl<R: rand_core::CryptoRng> Chat<R> {
             });
             return Ok((h.epoch, h.counter, HEADER_LEN..HEADER_LEN));
         }
-        Ok((h.epoch, h.counter, HEADER_LEN..HEADER_LEN + ct_len))
+        Ok((
+            h.epoch,
+            h.counter,
+            HEADER_LEN..HEADER_LEN.saturating_add(ct_len),
+        ))
     }
 
     /// A data or close frame that would need a jump beyond what we accept (a counter more than

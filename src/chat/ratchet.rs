@@ -140,7 +140,8 @@ impl RecvChain {
                 Err(ChatError::AuthenticationFailed)
             };
         }
-        let gap = counter - self.chain.index;
+        // `counter >= index` here.
+        let gap = counter.saturating_sub(self.chain.index);
         if gap > u64::from(per_chain) || counter == u64::MAX {
             return Err(ChatError::Desync);
         }
