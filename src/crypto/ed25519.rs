@@ -15,7 +15,7 @@ pub const SIGNATURE_LEN: usize = 64;
 /// ```
 /// use sealwire::crypto::ed25519::IdentityKey;
 /// let id = IdentityKey::from_seed([7u8; 32]);
-/// assert_eq!(format!("{id:?}"), "IdentityKey([redacted])");
+/// assert_eq!(alloc::format!("{id:?}"), "IdentityKey([redacted])");
 /// let sig = id.sign(b"msg");
 /// assert!(id.public().verify(b"msg", &sig));
 /// assert!(!id.public().verify(b"msh", &sig));
@@ -132,6 +132,21 @@ impl fmt::Debug for IdentityPublic {
 mod tests {
     use super::*;
     use crate::crypto::hex;
+
+    #[test]
+    fn a_seed_round_trips_and_verify_refuses_what_was_not_signed() {
+        let id = IdentityKey::from_seed([0x5a; 32]);
+        assert_eq!(*id.to_seed(), [0x5a; 32]);
+        let sig = id.sign(b"message");
+        assert!(id.public().verify(b"message", &sig));
+        assert!(!id.public().verify(b"messagE", &sig));
+        let mut bad = sig;
+        bad[0] ^= 1;
+        assert!(!id.public().verify(b"message", &bad));
+        let other = IdentityKey::from_seed([0x5b; 32]);
+        assert!(!other.public().verify(b"message", &sig));
+        assert_eq!(alloc::format!("{id:?}"), "IdentityKey([redacted])");
+    }
 
     // RFC 8032 §7.1 TEST 1 (independent known answer).
     #[test]

@@ -274,6 +274,29 @@ pub fn decode_secret<const N: usize>(s: &str) -> Result<zeroize::Zeroizing<[u8; 
 mod tests {
     use super::*;
 
+    /// A pair is refused when either digit is not hex, also when both are not (mutation
+    /// testing found `|` vs `^` in the check untested: two bad digits would cancel out).
+    #[test]
+    fn a_pair_with_any_non_hex_digit_is_refused() {
+        for bad in [
+            "zz",
+            "gg",
+            "zg",
+            "0g",
+            "g0",
+            "  ",
+            "::",
+            "@@",
+            "GG",
+            "\u{7f}\u{7f}",
+        ] {
+            assert!(decode(bad).is_err(), "{bad:?}");
+            assert!(decode_array::<1>(bad).is_err(), "{bad:?}");
+            assert!(decode_secret::<1>(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(decode("0aFf").unwrap(), [0x0a, 0xff]);
+    }
+
     #[test]
     fn the_secret_decoder_agrees_with_the_table_on_every_pair() {
         for hi in 0..=255u8 {

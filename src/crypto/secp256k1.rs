@@ -316,6 +316,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn compressed_keys_are_exactly_33_bytes_and_addresses_need_their_prefix() {
+        let k = SecretKey::from_bytes(&[7; 32]).unwrap();
+        let c = k.public_key().to_compressed();
+        assert!(PublicKey::from_compressed(&c).is_ok());
+        let mut long = c.to_vec();
+        long.push(0);
+        assert_eq!(
+            PublicKey::from_compressed(&long).err(),
+            Some(KeyError::InvalidPublicKey)
+        );
+        assert_eq!(
+            PublicKey::from_compressed(&c[..32]).err(),
+            Some(KeyError::InvalidPublicKey)
+        );
+        let a = "0x08A1090077F29020Ace612919E26DD7c6aEff414";
+        assert!(a.parse::<Address>().is_ok());
+        assert!(a
+            .to_uppercase()
+            .replacen("0X", "0X", 1)
+            .parse::<Address>()
+            .is_ok());
+        // Without the prefix, or with it but the wrong length: refused.
+        assert!(a[2..].parse::<Address>().is_err());
+        assert!(alloc::format!("{a}00").parse::<Address>().is_err());
+        assert!("0x".parse::<Address>().is_err());
+    }
+
+    #[test]
     fn sign_then_recover_round_trips_and_is_low_s() {
         for i in 1..20u8 {
             let k = SecretKey::from_bytes(&[i; 32]).unwrap();

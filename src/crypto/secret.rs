@@ -58,3 +58,20 @@ impl<const N: usize> PartialEq for SecretBytes<N> {
 }
 
 impl<const N: usize> Eq for SecretBytes<N> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equality_compares_every_byte_and_debug_is_redacted() {
+        let a = SecretBytes::new([1u8; 32]);
+        assert!(a == SecretBytes::new([1u8; 32]));
+        for i in 0..32 {
+            let mut b = [1u8; 32];
+            b[i] ^= 0x80;
+            assert!(a != SecretBytes::new(b), "byte {i}");
+        }
+        assert_eq!(alloc::format!("{a:?}"), "SecretBytes<32>([redacted])");
+    }
+}
