@@ -4,7 +4,8 @@
 //! `Register`, `Proof`, `Start` or `Frame` with arbitrary bytes on any stream; a well-formed
 //! frame into X or Y (so routing, budgets and throttles are reached); an honest registration
 //! of one of four identities on a new stream (replacing A's, B's or C's, or a fifth app);
-//! deliveries; disconnects; and clock jumps through registration timeouts and idle expiry.
+//! deliveries; disconnects; and clock jumps through registration timeouts and idle expiry. At most
+//! 32 operations, 2 of them honest registrations, are read per input.
 //!
 //! Properties: nothing panics; the relay's queues never drop (the harness drains them); a frame
 //! is only ever delivered to a registered stream whose identity is a participant of the frame's
@@ -42,9 +43,22 @@ fn config() -> RelayConfig {
     c
 }
 
+/// The identity of `seed`, derived once per process (a key setup per input would dominate).
+fn identity(seed: [u8; 32]) -> &'static IdentityKey {
+    static KEYS: OnceLock<Vec<IdentityKey>> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| SEEDS.iter().map(|s| IdentityKey::from_seed(*s)).collect());
+    let i = SEEDS.iter().position(|s| *s == seed).expect("a known seed");
+    &keys[i]
+}
+
+/// Operations read per input, and honest registrations among them (each costs a signature and
+/// its check): deep states are a few operations away, and bounded inputs stay cheap.
+const MAX_OPS: usize = 32;
+const MAX_REGISTRATIONS: usize = 2;
+
 /// Registers `seed` on a new stream; `None` if the relay refused.
 fn register(relay: &mut R, now: Instant, seed: [u8; 32]) -> Option<ConnId> {
-    let key = IdentityKey::from_seed(seed);
+    let key = identity(seed);
     let conn = relay.connect(now).ok()?;
     let up = Uplink::Register {
         identity: key.public().as_bytes().to_vec(),
@@ -145,7 +159,9 @@ fuzz_target!(|data: &[u8]| {
     let mut now = Instant::from_secs(2);
     let mut data = data;
     let max_bytes = config().max_queued_bytes;
-    while !data.is_empty() {
+    let (mut ops, mut registrations) = (0, 0);
+    while !data.is_empty() && ops < MAX_OPS {
+        ops += 1;
         let op = byte(&mut data);
         let pick = |conns: &[ConnId], b: u8| conns[usize::from(b) % conns.len()];
         match op % 11 {
@@ -187,7 +203,8 @@ fuzz_target!(|data: &[u8]| {
                 let f = frame(chat, kind, usize::from(len) * 3);
                 let _ = relay.handle_uplink(now, c, Uplink::Frame(f));
             }
-            7 => {
+            7 if registrations < MAX_REGISTRATIONS => {
+                registrations += 1;
                 let seed = SEEDS[usize::from(byte(&mut data)) % SEEDS.len()];
                 if let Some(c) = register(&mut relay, now, seed) {
                     conns.push(c);
@@ -199,6 +216,7 @@ fuzz_target!(|data: &[u8]| {
                     start(&mut relay, now, c, chat, None);
                 }
             }
+            7 => {} // the input's honest registrations are spent
             8 => {
                 let c = pick(&conns, byte(&mut data));
                 let recipient = relay.identity(c);
