@@ -763,17 +763,7 @@ fn sealed_state_restores_and_never_reuses_a_message_key() {
     p.pump().unwrap();
     p.b_events();
     // ... then crashes. The restore resumes at the end of the lease (1 + 128).
-    let mut restored = Chat::unseal(
-        p.now,
-        WALL,
-        identity(SEED_A),
-        config(),
-        &record,
-        UnsealWith::Key(&key),
-        Some(1),
-        ChaCha20Rng::from_seed([61; 32]),
-    )
-    .unwrap();
+    let mut restored = restore_a(p.now, &record, &key, Some(1), 61).unwrap();
     assert_eq!(restored.send(p.now, b"x"), Err(ChatError::LeaseExhausted));
     restored.seal(p.now, WALL, &key).unwrap();
     assert_eq!(restored.send(p.now, b"after restore").unwrap(), 129);
@@ -800,17 +790,7 @@ fn restores_beyond_the_rekey_throttle_still_reach_a_fresh_epoch() {
     // start their fresh epoch at once.
     let mut restored = None;
     for i in 0..5u8 {
-        let mut r = Chat::unseal(
-            p.now,
-            WALL,
-            identity(SEED_A),
-            config(),
-            &record,
-            UnsealWith::Key(&key),
-            None,
-            ChaCha20Rng::from_seed([70 + i; 32]),
-        )
-        .unwrap();
+        let mut r = restore_a(p.now, &record, &key, None, 70 + i).unwrap();
         record = r.seal(p.now, WALL, &key).unwrap();
         restored = Some(r);
     }
@@ -862,19 +842,8 @@ fn a_chat_restored_from_an_unproven_record_sends_nothing_until_its_fresh_epoch()
     let key = SealKey::from_bytes([5; 32]);
     p.a.send(p.now, b"before").unwrap();
     let record = p.a.seal(p.now, WALL, &key).unwrap();
-    let restore = |seed: u8, seen: Option<u64>| {
-        Chat::unseal(
-            p.now,
-            WALL,
-            identity(SEED_A),
-            config(),
-            &record,
-            UnsealWith::Key(&key),
-            seen,
-            ChaCha20Rng::from_seed([seed; 32]),
-        )
-        .unwrap()
-    };
+    let restore =
+        |seed: u8, seen: Option<u64>| restore_a(p.now, &record, &key, seen, seed).unwrap();
     let (mut twin1, mut twin2) = (restore(90, None), restore(91, Some(0)));
     let restored_epoch = twin1.epoch().unwrap();
     let mut sent = Vec::new();
@@ -931,17 +900,7 @@ fn a_record_proven_newest_sends_under_its_restored_epoch_after_a_seal() {
     let mut p = Pair::established(65);
     let key = SealKey::from_bytes([6; 32]);
     let record = p.a.seal(p.now, WALL, &key).unwrap(); // sequence 1
-    let mut r = Chat::unseal(
-        p.now,
-        WALL,
-        identity(SEED_A),
-        config(),
-        &record,
-        UnsealWith::Key(&key),
-        Some(1),
-        ChaCha20Rng::from_seed([92; 32]),
-    )
-    .unwrap();
+    let mut r = restore_a(p.now, &record, &key, Some(1), 92).unwrap();
     assert!(!r.is_awaiting_rekey());
     assert_eq!(r.send(p.now, b"x"), Err(ChatError::LeaseExhausted));
     r.seal(p.now, WALL, &key).unwrap();

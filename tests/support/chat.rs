@@ -185,6 +185,27 @@ pub const PAIR_CHAT: [u8; 16] = [0x5c; 16];
 /// The wall-clock time the chat tests seal and restore at (one moment: no time on disk).
 pub const WALL: WallTime = WallTime::from_unix(1_700_000_000, 0);
 
+/// A's chat restored at `now` (and [`WALL`]) from `record` under the raw `key`, with the
+/// default config, `seen` as the proven seal sequence and a generator seeded with `seed`.
+pub fn restore_a(
+    now: Instant,
+    record: &[u8],
+    key: &sealwire::seal::SealKey,
+    seen: Option<u64>,
+    seed: u8,
+) -> Result<Chat<ChaCha20Rng>, ChatError> {
+    Chat::unseal(
+        now,
+        WALL,
+        identity(SEED_A),
+        config(),
+        record,
+        sealwire::seal::UnsealWith::Key(key),
+        seen,
+        ChaCha20Rng::from_seed([seed; 32]),
+    )
+}
+
 pub fn config() -> ChatConfig {
     ChatConfig::new(ChatId::new(PAIR_CHAT))
 }
