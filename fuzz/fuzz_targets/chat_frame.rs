@@ -29,7 +29,11 @@ const CHAT_ID: [u8; 16] = *b"sealwire-vector!";
 type C = Chat<ChaCha20Rng>;
 
 fn config() -> ChatConfig {
-    ChatConfig::new(ChatId::new(CHAT_ID))
+    let mut c = ChatConfig::new(ChatId::new(CHAT_ID));
+    // Two handshakes per throttle period (default 3): a simultaneous rekey still fits, and an
+    // input cannot buy many costly handshakes with injected messages.
+    c.rekey.throttle_max = 2;
+    c
 }
 
 /// Drains `c`'s events; no chat may report a close.
