@@ -15,7 +15,7 @@ pub const SIGNATURE_LEN: usize = 64;
 /// ```
 /// use sealwire::crypto::ed25519::IdentityKey;
 /// let id = IdentityKey::from_seed([7u8; 32]);
-/// assert_eq!(alloc::format!("{id:?}"), "IdentityKey([redacted])");
+/// assert_eq!(format!("{id:?}"), "IdentityKey([redacted])");
 /// let sig = id.sign(b"msg");
 /// assert!(id.public().verify(b"msg", &sig));
 /// assert!(!id.public().verify(b"msh", &sig));
