@@ -4,6 +4,7 @@
 //! ```text
 //! HOST_PRIVATE_KEY=0x… cargo run --example ws_node -- --listen 127.0.0.1:8080 [--allow 0xADDR]… [--plaintext]
 //! cargo run --example ws_node -- --key-file host.key --replay-state replay.bin
+//! cargo run --example ws_node -- --upstream http://127.0.0.1:8000/v1 [--upstream-model NAME] [--max-inflight N]
 //! ```
 //!
 //! One port serves the WebSocket at `/v1/ws` (the path the SDK appends to a host's endpoint) and
@@ -22,9 +23,10 @@ use std::time::Duration;
 use sealwire::crypto::hex;
 use sealwire::session::{Address, Node, NodeConfig, SecretKey};
 use sealwire::time::Clock;
-use session_examples::model::EchoModel;
+use session_examples::model::{EchoModel, Model};
 use session_examples::node_driver::{serve, Service};
 use session_examples::replay_file::ReplayFile;
+use session_examples::upstream::{UpstreamConfig, UpstreamModel};
 use session_examples::{options_or_exit, read_key_file, secret_env, system_rng};
 use tracing::{info, warn};
 
@@ -42,6 +44,15 @@ OPTIONS:
                          --allow they are still refused: their address is only claimed)
     --echo-delay-ms N    pause N ms before each echoed word (default 0)
     --max-streams N      answers generated at the same time, node-wide (default 1024)
+    --upstream URL       answer with an OpenAI-compatible server instead of the echo model:
+                         each prompt is a streaming POST URL/chat/completions (URL is the
+                         base, e.g. http://127.0.0.1:8000/v1); the key is UPSTREAM_API_KEY
+    --upstream-model NAME  model name sent upstream (default: the session's model)
+    --upstream-timeout-ms N  longest wait for the upstream's headers and for each piece of
+                         its stream after them (default 60000); then INFERENCE_FAILED
+    --max-inflight N     upstream requests running at once (default 16)
+    --max-queued N       prompts waiting for an upstream slot before CAPACITY (default 64)
+    --context-window N   context window reported at the end of an upstream answer (default 8192)
     --key-file FILE      read the node's key from FILE (64 hex digits, optional 0x)
     --replay-state FILE  keep the replay cache in FILE across restarts: loaded at start,
                          rewritten atomically before an accepted init is acknowledged
@@ -49,6 +60,7 @@ OPTIONS:
     -h, --help           print this help
 
 ENVIRONMENT:
+    UPSTREAM_API_KEY     bearer key for --upstream (optional)
     HOST_PRIVATE_KEY_FILE  a file holding the node's key (when --key-file is not given)
     HOST_PRIVATE_KEY     the node's secp256k1 key (64 hex digits, optional 0x), when neither
                          --key-file nor HOST_PRIVATE_KEY_FILE is given; when none is, a fresh
@@ -70,6 +82,16 @@ struct Options {
     max_streams: usize,
     key_file: Option<PathBuf>,
     replay_state: Option<PathBuf>,
+    upstream: Option<String>,
+    upstream_model: Option<String>,
+    upstream_timeout: Duration,
+    max_inflight: usize,
+    max_queued: usize,
+    context_window: u64,
+}
+
+fn number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("{name}: bad number {v:?}"))
 }
 
 fn parse_args() -> Result<Option<Options>, String> {
@@ -83,6 +105,12 @@ fn parse_args() -> Result<Option<Options>, String> {
         max_streams: 1024,
         key_file: None,
         replay_state: None,
+        upstream: None,
+        upstream_model: None,
+        upstream_timeout: Duration::from_secs(60),
+        max_inflight: 16,
+        max_queued: 64,
+        context_window: 8192,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -118,6 +146,32 @@ fn parse_args() -> Result<Option<Options>, String> {
             }
             "--key-file" => opts.key_file = Some(value("--key-file")?.into()),
             "--replay-state" => opts.replay_state = Some(value("--replay-state")?.into()),
+            "--upstream" => {
+                let v = value("--upstream")?;
+                if !(v.starts_with("http://") || v.starts_with("https://")) {
+                    return Err(format!(
+                        "--upstream: want an http:// or https:// URL, got {v:?}"
+                    ));
+                }
+                opts.upstream = Some(v);
+            }
+            "--upstream-model" => opts.upstream_model = Some(value("--upstream-model")?),
+            "--upstream-timeout-ms" => {
+                let v = value("--upstream-timeout-ms")?;
+                opts.upstream_timeout = Duration::from_millis(number("--upstream-timeout-ms", &v)?);
+            }
+            "--max-inflight" => {
+                let v = value("--max-inflight")?;
+                opts.max_inflight = number("--max-inflight", &v)?;
+            }
+            "--max-queued" => {
+                let v = value("--max-queued")?;
+                opts.max_queued = number("--max-queued", &v)?;
+            }
+            "--context-window" => {
+                let v = value("--context-window")?;
+                opts.context_window = number("--context-window", &v)?;
+            }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
@@ -247,11 +301,32 @@ async fn main() -> ExitCode {
     println!("ws_node listen={local} public_key={public_key} address={address}");
     info!(%local, public_key, %address, "listening (WebSocket at /v1/ws, challenge at /v1/auth/challenge)");
 
-    let service = Service {
-        allow,
-        model: Arc::new(EchoModel {
+    let model: Arc<dyn Model> = match opts.upstream {
+        Some(base_url) => {
+            let config = UpstreamConfig {
+                base_url,
+                model: opts.upstream_model,
+                api_key: secret_env("UPSTREAM_API_KEY").map(Arc::new),
+                timeout: opts.upstream_timeout,
+                max_inflight: opts.max_inflight,
+                max_queued: opts.max_queued,
+                context_window: opts.context_window,
+            };
+            match UpstreamModel::new(config) {
+                Ok(m) => Arc::new(m),
+                Err(e) => {
+                    eprintln!("ws_node: --upstream: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => Arc::new(EchoModel {
             delay: opts.echo_delay,
         }),
+    };
+    let service = Service {
+        allow,
+        model,
         max_streams: opts.max_streams,
         clock,
         replay_file,

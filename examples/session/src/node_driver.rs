@@ -9,7 +9,6 @@
 //! connection that cannot keep up is disconnected). Prompts and keys are never logged.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +28,7 @@ use sealwire::time::Clock;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::model::Model;
+use crate::model::{Model, Output};
 use crate::replay_file::ReplayFile;
 use crate::sleep_until;
 
@@ -66,15 +65,27 @@ enum Command {
 }
 
 enum Piece {
-    Chunk { text: String, is_final: bool },
-    End,
+    Chunk {
+        text: String,
+        is_final: bool,
+    },
+    End {
+        finish_reason: String,
+        prompt_tokens: Option<u64>,
+        completion_tokens: Option<u64>,
+    },
+    Failed {
+        code: ErrorCode,
+        message: &'static str,
+    },
 }
 
 struct ActiveStream {
     conn: ConnectionId,
     session_id: String,
     request_id: String,
-    cancel: Arc<AtomicBool>,
+    /// Aborts the task pumping the model: dropping its stream aborts the upstream request.
+    cancel: tokio::task::AbortHandle,
     prompt_tokens: u64,
     chunks: u64,
 }
@@ -90,6 +101,8 @@ struct NodeTask<R> {
     conns: HashMap<ConnectionId, mpsc::Sender<String>>,
     streams: HashMap<u64, ActiveStream>,
     next_stream: u64,
+    /// The model name of each accepted session (sent upstream with its prompts).
+    models: HashMap<(ConnectionId, String), String>,
 }
 
 impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
@@ -198,10 +211,11 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             debug!(?conn, "disconnected");
         }
         self.node.disconnect(conn);
+        self.models.retain(|(c, _), _| *c != conn);
         self.streams.retain(|_, s| {
             let keep = s.conn != conn;
             if !keep {
-                s.cancel.store(true, Ordering::Relaxed);
+                s.cancel.abort();
             }
             keep
         });
@@ -229,7 +243,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                     .collect();
                 for id in ids {
                     if let Some(s) = self.streams.remove(&id) {
-                        s.cancel.store(true, Ordering::Relaxed);
+                        s.cancel.abort();
                         self.finish(now, &s, "cancelled");
                     }
                 }
@@ -240,10 +254,11 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 reason,
             } => {
                 debug!(?conn, session_id, ?reason, "session closed");
+                self.models.remove(&(conn, session_id.clone()));
                 self.streams.retain(|_, s| {
                     let keep = !(s.conn == conn && s.session_id == session_id);
                     if !keep {
-                        s.cancel.store(true, Ordering::Relaxed);
+                        s.cancel.abort();
                     }
                     keep
                 });
@@ -268,6 +283,8 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
         let result = if allowed {
             info!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
                 chain_id = req.chain_id, client = who, encrypted = req.encrypted, "session accepted");
+            self.models
+                .insert((req.conn, req.session_id.clone()), req.model.clone());
             self.node.accept(now, req.conn, &req.session_id)
         } else {
             warn!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
@@ -299,21 +316,30 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             len = p.prompt.len(), encrypted = p.encrypted, "prompt");
         let id = self.next_stream;
         self.next_stream += 1;
-        let cancel = Arc::new(AtomicBool::new(false));
-        let pieces = self.model.generate(&p.prompt);
+        let model = p
+            .model
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .or_else(|| {
+                self.models
+                    .get(&(p.conn, p.session_id.clone()))
+                    .map(String::as_str)
+            })
+            .unwrap_or_default();
+        let pieces = self.model.generate(model, &p.prompt);
+        let commands = self.commands.clone();
+        let pump = tokio::spawn(pump_model(pieces, id, commands));
         self.streams.insert(
             id,
             ActiveStream {
                 conn: p.conn,
                 session_id: p.session_id.clone(),
                 request_id: p.request_id.clone(),
-                cancel: cancel.clone(),
+                cancel: pump.abort_handle(),
                 prompt_tokens: p.prompt.split_whitespace().count() as u64,
                 chunks: 0,
             },
         );
-        let commands = self.commands.clone();
-        tokio::spawn(pump_model(pieces, id, cancel, commands));
     }
 
     fn model_output(&mut self, id: u64, piece: Piece) {
@@ -334,13 +360,40 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 );
                 if let Err(e) = sent {
                     warn!(conn = ?s.conn, error = %e, "answer stopped");
-                    s.cancel.store(true, Ordering::Relaxed);
+                    s.cancel.abort();
                     self.streams.remove(&id);
                 }
             }
-            Piece::End => {
+            Piece::End {
+                finish_reason,
+                prompt_tokens,
+                completion_tokens,
+            } => {
                 if let Some(s) = self.streams.remove(&id) {
-                    self.finish(now, &s, "complete");
+                    let end = StreamEnd {
+                        finish_reason,
+                        ..StreamEnd::complete(
+                            prompt_tokens.unwrap_or(s.prompt_tokens),
+                            completion_tokens.unwrap_or(s.chunks),
+                            self.model.context_window(),
+                        )
+                    };
+                    self.send_end(now, &s, end);
+                }
+            }
+            Piece::Failed { code, message } => {
+                if let Some(s) = self.streams.remove(&id) {
+                    warn!(conn = ?s.conn, code = code.as_str(), "answer failed");
+                    let sent = self.node.send_error(
+                        s.conn,
+                        Some(&s.session_id),
+                        Some(&s.request_id),
+                        code,
+                        message,
+                    );
+                    if let Err(e) = sent {
+                        warn!(conn = ?s.conn, error = %e, "could not report the failure");
+                    }
                 }
             }
         }
@@ -351,6 +404,10 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             reason: reason.into(),
             ..StreamEnd::complete(s.prompt_tokens, s.chunks, self.model.context_window())
         };
+        self.send_end(now, s, end);
+    }
+
+    fn send_end(&mut self, now: sealwire::time::Instant, s: &ActiveStream, end: StreamEnd) {
         if let Err(e) = self
             .node
             .finish(now, s.conn, &s.session_id, &s.request_id, end)
@@ -370,57 +427,73 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
     }
 }
 
-/// Feeds one model answer to the node task, holding back one piece so the last is `is_final`.
+/// Feeds one model answer to the node task, holding back one text piece so the last is
+/// `is_final`. The node task aborts this task to cancel (dropping the model's stream).
 async fn pump_model(
-    mut pieces: BoxStream<'static, String>,
+    mut pieces: BoxStream<'static, Output>,
     stream: u64,
-    cancel: Arc<AtomicBool>,
     commands: mpsc::WeakSender<Command>,
 ) {
     let Some(commands) = commands.upgrade() else {
         return;
     };
-    let mut pending: Option<String> = None;
-    while let Some(piece) = pieces.next().await {
-        if cancel.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Some(text) = pending.replace(piece) {
-            let piece = Piece::Chunk {
-                text,
-                is_final: false,
-            };
-            if commands
+    let send = |piece| {
+        let commands = commands.clone();
+        async move {
+            commands
                 .send(Command::Model { stream, piece })
                 .await
-                .is_err()
-            {
+                .is_ok()
+        }
+    };
+    let mut pending: Option<String> = None;
+    let mut last = Piece::End {
+        finish_reason: "stop".into(),
+        prompt_tokens: None,
+        completion_tokens: None,
+    };
+    while let Some(output) = pieces.next().await {
+        match output {
+            Output::Text(text) => {
+                if let Some(text) = pending.replace(text) {
+                    let piece = Piece::Chunk {
+                        text,
+                        is_final: false,
+                    };
+                    if !send(piece).await {
+                        return;
+                    }
+                }
+            }
+            Output::End {
+                finish_reason,
+                prompt_tokens,
+                completion_tokens,
+            } => {
+                last = Piece::End {
+                    finish_reason,
+                    prompt_tokens,
+                    completion_tokens,
+                };
+                break;
+            }
+            Output::Failed { code, message } => {
+                // Text already sent stays; the held-back piece is dropped with the answer.
+                let _ = send(Piece::Failed { code, message }).await;
                 return;
             }
         }
-    }
-    if cancel.load(Ordering::Relaxed) {
-        return;
     }
     if let Some(text) = pending {
         let piece = Piece::Chunk {
             text,
             is_final: true,
         };
-        if commands
-            .send(Command::Model { stream, piece })
-            .await
-            .is_err()
-        {
+        if !send(piece).await {
             return;
         }
     }
-    let _ = commands
-        .send(Command::Model {
-            stream,
-            piece: Piece::End,
-        })
-        .await;
+    let _ = send(last).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -551,6 +624,7 @@ where
         conns: HashMap::new(),
         streams: HashMap::new(),
         next_stream: 0,
+        models: HashMap::new(),
     };
     let node_task = tokio::spawn(task.run(rx));
 
