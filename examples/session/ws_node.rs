@@ -52,6 +52,10 @@ OPTIONS:
                          its stream after them (default 60000); then INFERENCE_FAILED
     --max-inflight N     upstream requests running at once (default 16)
     --max-queued N       prompts waiting for an upstream slot before CAPACITY (default 64)
+    --end-gap-ms N       pause between the last chunk of an answer and its end (default 10):
+                         the end leaves in its own write, so a client that handles a whole
+                         socket read at once (Node.js SDK 1.36.0) decrypts every chunk
+                         first; costs N ms at the end of each answer (0 disables it)
     --context-window N   context window reported at the end of an upstream answer (default 8192)
     --key-file FILE      read the node's key from FILE (64 hex digits, optional 0x)
     --replay-state FILE  keep the replay cache in FILE across restarts: loaded at start,
@@ -88,6 +92,7 @@ struct Options {
     max_inflight: usize,
     max_queued: usize,
     context_window: u64,
+    end_gap: Duration,
 }
 
 fn number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
@@ -111,6 +116,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         max_inflight: 16,
         max_queued: 64,
         context_window: 8192,
+        end_gap: Duration::from_millis(10),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -167,6 +173,10 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--max-queued" => {
                 let v = value("--max-queued")?;
                 opts.max_queued = number("--max-queued", &v)?;
+            }
+            "--end-gap-ms" => {
+                let v = value("--end-gap-ms")?;
+                opts.end_gap = Duration::from_millis(number("--end-gap-ms", &v)?);
             }
             "--context-window" => {
                 let v = value("--context-window")?;
@@ -330,6 +340,7 @@ async fn main() -> ExitCode {
         max_streams: opts.max_streams,
         clock,
         replay_file,
+        end_gap: opts.end_gap,
     };
     if serve(listener, node, service, shutdown_signal()).await {
         info!("stopped");

@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use futures_util::stream::BoxStream;
 use futures_util::{SinkExt, StreamExt};
@@ -34,6 +35,12 @@ use crate::sleep_until;
 
 /// Outgoing frames buffered per connection before the connection counts as too slow.
 const CONNECTION_QUEUE: usize = 1024;
+/// A frame for a connection's writer; `end_of_answer` frames go out after the end gap.
+struct Outgoing {
+    frame: String,
+    end_of_answer: bool,
+}
+
 /// Commands buffered for the node task.
 const COMMAND_QUEUE: usize = 4096;
 
@@ -42,7 +49,7 @@ const COMMAND_QUEUE: usize = 4096;
 
 enum Command {
     Connect {
-        reply: oneshot::Sender<Option<(ConnectionId, mpsc::Receiver<String>)>>,
+        reply: oneshot::Sender<Option<(ConnectionId, mpsc::Receiver<Outgoing>)>>,
     },
     Frame {
         conn: ConnectionId,
@@ -98,7 +105,9 @@ struct NodeTask<R> {
     model: Arc<dyn Model>,
     max_streams: usize,
     commands: mpsc::WeakSender<Command>,
-    conns: HashMap<ConnectionId, mpsc::Sender<String>>,
+    conns: HashMap<ConnectionId, mpsc::Sender<Outgoing>>,
+    /// Connections whose answer just ended: their next frames are the end of that answer.
+    ending: HashSet<ConnectionId>,
     streams: HashMap<u64, ActiveStream>,
     next_stream: u64,
     /// The model name of each accepted session (sent upstream with its prompts).
@@ -185,7 +194,11 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 let Some(tx) = self.conns.get(&t.conn) else {
                     continue; // the connection is already gone
                 };
-                if tx.try_send(t.frame).is_err() {
+                let out = Outgoing {
+                    end_of_answer: self.ending.contains(&t.conn),
+                    frame: t.frame,
+                };
+                if tx.try_send(out).is_err() {
                     warn!(conn = ?t.conn, "connection too slow or closed; disconnecting");
                     self.drop_connection(t.conn);
                 }
@@ -193,6 +206,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             }
             break;
         }
+        self.ending.clear();
     }
 
     /// Writes the replay state if the node recorded a key since the last write. A failure is
@@ -408,6 +422,9 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
     }
 
     fn send_end(&mut self, now: sealwire::time::Instant, s: &ActiveStream, end: StreamEnd) {
+        // Every chunk of this answer was handed to the writer by the flush that followed it;
+        // what `finish` queues now is the end of the answer.
+        self.ending.insert(s.conn);
         if let Err(e) = self
             .node
             .finish(now, s.conn, &s.session_id, &s.request_id, end)
@@ -503,15 +520,16 @@ async fn pump_model(
 struct App {
     commands: mpsc::Sender<Command>,
     max_message: usize,
+    end_gap: Duration,
 }
 
 async fn ws_upgrade(State(app): State<App>, ws: WebSocketUpgrade) -> Response {
     ws.max_message_size(app.max_message)
         .max_frame_size(app.max_message)
-        .on_upgrade(move |socket| connection(app.commands, socket))
+        .on_upgrade(move |socket| connection(app.commands, app.end_gap, socket))
 }
 
-async fn connection(commands: mpsc::Sender<Command>, socket: WebSocket) {
+async fn connection(commands: mpsc::Sender<Command>, end_gap: Duration, socket: WebSocket) {
     let (reply, answer) = oneshot::channel();
     if commands.send(Command::Connect { reply }).await.is_err() {
         return;
@@ -521,8 +539,15 @@ async fn connection(commands: mpsc::Sender<Command>, socket: WebSocket) {
     };
     let (mut sink, mut incoming) = socket.split();
     let writer = tokio::spawn(async move {
-        while let Some(frame) = outgoing.recv().await {
-            if sink.send(Message::Text(frame.into())).await.is_err() {
+        let mut gap_done = false;
+        while let Some(out) = outgoing.recv().await {
+            // The chunks before the end of an answer were written (and flushed) one by one;
+            // a pause before the end keeps it out of the client's read of the last chunks.
+            if out.end_of_answer && !gap_done && !end_gap.is_zero() {
+                tokio::time::sleep(end_gap).await;
+            }
+            gap_done = out.end_of_answer;
+            if sink.send(Message::Text(out.frame.into())).await.is_err() {
                 return;
             }
         }
@@ -579,6 +604,11 @@ pub struct Service {
     pub clock: Clock,
     /// Where the replay cache is kept across restarts, if anywhere.
     pub replay_file: Option<ReplayFile>,
+    /// Pause between the last chunk of an answer and its end (`encrypted_response`,
+    /// `stream_end`), so a client that handles all frames of one socket read at once (the
+    /// Node.js SDK 1.36.0) has decrypted every chunk before it sees the end. Costs this much
+    /// latency at the end of each answer, on that connection only.
+    pub end_gap: Duration,
 }
 
 /// Serves `node` on `listener` (`/v1/ws` and `/v1/auth/challenge`) until `shutdown` completes,
@@ -596,7 +626,8 @@ pub struct Service {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// let model = Arc::new(EchoModel { delay: std::time::Duration::ZERO });
 /// let clock = sealwire::time::Clock::new();
-/// let service = Service { allow: None, model, max_streams: 16, clock, replay_file: None };
+/// let end_gap = std::time::Duration::from_millis(10);
+/// let service = Service { allow: None, model, max_streams: 16, clock, replay_file: None, end_gap };
 /// serve(listener, node, service, async { let _ = tokio::signal::ctrl_c().await; }).await;
 /// # Ok(()) }
 /// ```
@@ -622,6 +653,7 @@ where
         max_streams: service.max_streams,
         commands: commands.downgrade(),
         conns: HashMap::new(),
+        ending: HashSet::new(),
         streams: HashMap::new(),
         next_stream: 0,
         models: HashMap::new(),
@@ -634,9 +666,16 @@ where
         .with_state(App {
             commands: commands.clone(),
             max_message,
+            end_gap: service.end_gap,
         });
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
+        // Small frames leave at once: the end gap separates writes, not Nagle's batching.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;

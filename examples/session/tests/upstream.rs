@@ -169,6 +169,7 @@ async fn start(script: Script, max_inflight: usize, max_queued: usize) -> Runnin
         max_streams: 16,
         clock: Clock::new(),
         replay_file: None,
+        end_gap: Duration::ZERO,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve(listener, node, service, async {
