@@ -23,6 +23,7 @@ use std::time::Duration;
 use sealwire::crypto::hex;
 use sealwire::session::{Address, Node, NodeConfig, SecretKey};
 use sealwire::time::Clock;
+use session_examples::limits::Limits;
 use session_examples::model::{EchoModel, Model};
 use session_examples::node_driver::{serve, Service};
 use session_examples::replay_file::ReplayFile;
@@ -52,6 +53,11 @@ OPTIONS:
                          its stream after them (default 60000); then INFERENCE_FAILED
     --max-inflight N     upstream requests running at once (default 16)
     --max-queued N       prompts waiting for an upstream slot before CAPACITY (default 64)
+    --max-connections N  open WebSocket connections, node-wide (default 10000); beyond it
+                         an upgrade gets HTTP 503
+    --max-connections-per-ip N  open WebSocket connections from one address (default 64)
+    --max-sessions-per-ip N  live sessions opened from one address (default 64); beyond it
+                         an init is refused (NOT_AUTHORIZED, too many sessions)
     --end-gap-ms N       pause between the last chunk of an answer and its end (default 10):
                          the end leaves in its own write, so a client that handles a whole
                          socket read at once (Node.js SDK 1.36.0) decrypts every chunk
@@ -93,6 +99,7 @@ struct Options {
     max_queued: usize,
     context_window: u64,
     end_gap: Duration,
+    limits: Limits,
 }
 
 fn number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
@@ -117,6 +124,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         max_queued: 64,
         context_window: 8192,
         end_gap: Duration::from_millis(10),
+        limits: Limits::default(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -173,6 +181,18 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--max-queued" => {
                 let v = value("--max-queued")?;
                 opts.max_queued = number("--max-queued", &v)?;
+            }
+            "--max-connections" => {
+                let v = value("--max-connections")?;
+                opts.limits.max_connections = number("--max-connections", &v)?;
+            }
+            "--max-connections-per-ip" => {
+                let v = value("--max-connections-per-ip")?;
+                opts.limits.max_connections_per_ip = number("--max-connections-per-ip", &v)?;
+            }
+            "--max-sessions-per-ip" => {
+                let v = value("--max-sessions-per-ip")?;
+                opts.limits.max_sessions_per_ip = number("--max-sessions-per-ip", &v)?;
             }
             "--end-gap-ms" => {
                 let v = value("--end-gap-ms")?;
@@ -341,6 +361,7 @@ async fn main() -> ExitCode {
         clock,
         replay_file,
         end_gap: opts.end_gap,
+        limits: opts.limits,
     };
     if serve(listener, node, service, shutdown_signal()).await {
         info!("stopped");

@@ -9,12 +9,13 @@
 //! connection that cannot keep up is disconnected). Prompts and keys are never logged.
 
 use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,6 +30,7 @@ use sealwire::time::Clock;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
+use crate::limits::{ConnectionSlots, Limits};
 use crate::model::{Model, Output};
 use crate::replay_file::ReplayFile;
 use crate::sleep_until;
@@ -49,6 +51,7 @@ const COMMAND_QUEUE: usize = 4096;
 
 enum Command {
     Connect {
+        ip: IpAddr,
         reply: oneshot::Sender<Option<(ConnectionId, mpsc::Receiver<Outgoing>)>>,
     },
     Frame {
@@ -112,6 +115,10 @@ struct NodeTask<R> {
     next_stream: u64,
     /// The model name of each accepted session (sent upstream with its prompts).
     models: HashMap<(ConnectionId, String), String>,
+    /// The client address of each connection, and the live sessions opened from each.
+    conn_ip: HashMap<ConnectionId, IpAddr>,
+    sessions_per_ip: HashMap<IpAddr, usize>,
+    max_sessions_per_ip: usize,
 }
 
 impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
@@ -144,9 +151,10 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
     fn handle(&mut self, cmd: Command) {
         let now = self.clock.now();
         match cmd {
-            Command::Connect { reply } => {
+            Command::Connect { ip, reply } => {
                 let result = match self.node.connect() {
                     Ok(conn) => {
+                        self.conn_ip.insert(conn, ip);
                         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
                         self.conns.insert(conn, tx);
                         debug!(?conn, "connected");
@@ -225,7 +233,16 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             debug!(?conn, "disconnected");
         }
         self.node.disconnect(conn);
-        self.models.retain(|(c, _), _| *c != conn);
+        let gone: Vec<_> = self
+            .models
+            .keys()
+            .filter(|(c, _)| *c == conn)
+            .cloned()
+            .collect();
+        for key in gone {
+            self.session_gone(&key);
+        }
+        self.conn_ip.remove(&conn);
         self.streams.retain(|_, s| {
             let keep = s.conn != conn;
             if !keep {
@@ -268,7 +285,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 reason,
             } => {
                 debug!(?conn, session_id, ?reason, "session closed");
-                self.models.remove(&(conn, session_id.clone()));
+                self.session_gone(&(conn, session_id.clone()));
                 self.streams.retain(|_, s| {
                     let keep = !(s.conn == conn && s.session_id == session_id);
                     if !keep {
@@ -281,9 +298,36 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
         }
     }
 
-    /// Policy: the allow-list stands in for the on-chain job-ownership check.
+    /// Forgets an accepted session and gives its address's session slot back.
+    fn session_gone(&mut self, key: &(ConnectionId, String)) {
+        if self.models.remove(key).is_none() {
+            return;
+        }
+        if let Some(ip) = self.conn_ip.get(&key.0) {
+            if let Some(n) = self.sessions_per_ip.get_mut(ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.sessions_per_ip.remove(ip);
+                }
+            }
+        }
+    }
+
+    /// Policy: the per-address session cap, then the allow-list (standing in for the on-chain
+    /// job-ownership check).
     fn session_requested(&mut self, req: SessionRequest) {
         let now = self.clock.now();
+        let key = (req.conn, req.session_id.clone());
+        let ip = self.conn_ip.get(&req.conn).copied();
+        let live = ip.and_then(|ip| self.sessions_per_ip.get(&ip)).copied();
+        if !self.models.contains_key(&key) && live.unwrap_or(0) >= self.max_sessions_per_ip {
+            warn!(conn = ?req.conn, "session refused: too many live sessions from this address");
+            let refused = "too many sessions from this address, try again later";
+            if let Err(e) = self.node.reject(req.conn, &req.session_id, refused) {
+                warn!(conn = ?req.conn, error = %e, "reject failed");
+            }
+            return;
+        }
         let allowed = match (&self.allow, req.client_address) {
             (None, _) => true,
             (Some(set), Some(addr)) => set.contains(&addr),
@@ -297,8 +341,11 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
         let result = if allowed {
             info!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
                 chain_id = req.chain_id, client = who, encrypted = req.encrypted, "session accepted");
-            self.models
-                .insert((req.conn, req.session_id.clone()), req.model.clone());
+            if self.models.insert(key, req.model.clone()).is_none() {
+                if let Some(ip) = ip {
+                    *self.sessions_per_ip.entry(ip).or_insert(0) += 1;
+                }
+            }
             self.node.accept(now, req.conn, &req.session_id)
         } else {
             warn!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
@@ -521,17 +568,38 @@ struct App {
     commands: mpsc::Sender<Command>,
     max_message: usize,
     end_gap: Duration,
+    slots: ConnectionSlots,
 }
 
-async fn ws_upgrade(State(app): State<App>, ws: WebSocketUpgrade) -> Response {
+async fn ws_upgrade(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let ip = peer.ip();
+    let slot = match app.slots.take(ip) {
+        Ok(slot) => slot,
+        Err(why) => {
+            debug!(?why, "connection refused: too many connections");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
     ws.max_message_size(app.max_message)
         .max_frame_size(app.max_message)
-        .on_upgrade(move |socket| connection(app.commands, app.end_gap, socket))
+        .on_upgrade(move |socket| async move {
+            connection(app.commands, app.end_gap, ip, socket).await;
+            drop(slot);
+        })
 }
 
-async fn connection(commands: mpsc::Sender<Command>, end_gap: Duration, socket: WebSocket) {
+async fn connection(
+    commands: mpsc::Sender<Command>,
+    end_gap: Duration,
+    ip: IpAddr,
+    socket: WebSocket,
+) {
     let (reply, answer) = oneshot::channel();
-    if commands.send(Command::Connect { reply }).await.is_err() {
+    if commands.send(Command::Connect { ip, reply }).await.is_err() {
         return;
     }
     let Ok(Some((conn, mut outgoing))) = answer.await else {
@@ -609,6 +677,8 @@ pub struct Service {
     /// Node.js SDK 1.36.0) has decrypted every chunk before it sees the end. Costs this much
     /// latency at the end of each answer, on that connection only.
     pub end_gap: Duration,
+    /// Caps on connections and sessions that hold before authentication.
+    pub limits: Limits,
 }
 
 /// Serves `node` on `listener` (`/v1/ws` and `/v1/auth/challenge`) until `shutdown` completes,
@@ -627,7 +697,8 @@ pub struct Service {
 /// let model = Arc::new(EchoModel { delay: std::time::Duration::ZERO });
 /// let clock = sealwire::time::Clock::new();
 /// let end_gap = std::time::Duration::from_millis(10);
-/// let service = Service { allow: None, model, max_streams: 16, clock, replay_file: None, end_gap };
+/// let service = Service { allow: None, model, max_streams: 16, clock, replay_file: None, end_gap,
+///     limits: Default::default() };
 /// serve(listener, node, service, async { let _ = tokio::signal::ctrl_c().await; }).await;
 /// # Ok(()) }
 /// ```
@@ -657,6 +728,9 @@ where
         streams: HashMap::new(),
         next_stream: 0,
         models: HashMap::new(),
+        conn_ip: HashMap::new(),
+        sessions_per_ip: HashMap::new(),
+        max_sessions_per_ip: service.limits.max_sessions_per_ip,
     };
     let node_task = tokio::spawn(task.run(rx));
 
@@ -667,6 +741,7 @@ where
             commands: commands.clone(),
             max_message,
             end_gap: service.end_gap,
+            slots: ConnectionSlots::new(service.limits),
         });
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -676,11 +751,14 @@ where
                 debug!(error = %e, "TCP_NODELAY not set");
             }
         });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await
     });
 
     shutdown.await;

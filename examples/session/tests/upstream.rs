@@ -170,6 +170,7 @@ async fn start(script: Script, max_inflight: usize, max_queued: usize) -> Runnin
         clock: Clock::new(),
         replay_file: None,
         end_gap: Duration::ZERO,
+        limits: Default::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve(listener, node, service, async {

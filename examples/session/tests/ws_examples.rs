@@ -54,6 +54,7 @@ async fn start_with_gap(
         clock: Clock::new(),
         replay_file: None,
         end_gap,
+        limits: Default::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve(listener, node, service, async {
