@@ -58,6 +58,8 @@ OPTIONS:
     --max-connections-per-ip N  open WebSocket connections from one address (default 64)
     --max-sessions-per-ip N  live sessions opened from one address (default 64); beyond it
                          an init is refused (NOT_AUTHORIZED, too many sessions)
+    --max-frame BYTES    largest WebSocket frame or message (default 1048576); a larger one
+                         is refused from its header and the connection closed (code 1009)
     --end-gap-ms N       pause between the last chunk of an answer and its end (default 10):
                          the end leaves in its own write, so a client that handles a whole
                          socket read at once (Node.js SDK 1.36.0) decrypts every chunk
@@ -193,6 +195,10 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--max-sessions-per-ip" => {
                 let v = value("--max-sessions-per-ip")?;
                 opts.limits.max_sessions_per_ip = number("--max-sessions-per-ip", &v)?;
+            }
+            "--max-frame" => {
+                let v = value("--max-frame")?;
+                opts.limits.max_frame = number("--max-frame", &v)?;
             }
             "--end-gap-ms" => {
                 let v = value("--end-gap-ms")?;

@@ -15,10 +15,13 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// Live (accepted) sessions opened from one client address.
     pub max_sessions_per_ip: usize,
+    /// Largest WebSocket frame or message read; a larger one is refused from its header
+    /// (never buffered) and the connection closed with code 1009.
+    pub max_frame: usize,
 }
 
 impl Default for Limits {
-    /// 10,000 connections, 64 per address, 64 live sessions per address.
+    /// 10,000 connections, 64 per address, 64 live sessions per address, 1 MiB frames.
     ///
     /// ```
     /// let limits = session_examples::limits::Limits::default();
@@ -29,6 +32,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_ip: 64,
             max_sessions_per_ip: 64,
+            max_frame: 1 << 20,
         }
     }
 }

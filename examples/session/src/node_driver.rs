@@ -10,11 +10,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -606,6 +607,8 @@ async fn connection(
         return; // refused (capacity) or shutting down: dropping the socket closes it
     };
     let (mut sink, mut incoming) = socket.split();
+    let close_code = Arc::new(AtomicU16::new(0));
+    let reader_close = close_code.clone();
     let writer = tokio::spawn(async move {
         let mut gap_done = false;
         while let Some(out) = outgoing.recv().await {
@@ -619,7 +622,12 @@ async fn connection(
                 return;
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let code = close_code.load(AtomicOrdering::Relaxed);
+        let close = (code != 0).then(|| CloseFrame {
+            code,
+            reason: "".into(),
+        });
+        let _ = sink.send(Message::Close(close)).await;
     });
     while let Some(msg) = incoming.next().await {
         let text = match msg {
@@ -631,7 +639,14 @@ async fn connection(
                     continue;
                 }
             },
-            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(Message::Close(_)) => break,
+            Err(e) => {
+                // Say why in the close frame where the protocol has a code for it.
+                let code = close_code_for(e);
+                reader_close.store(code, AtomicOrdering::Relaxed);
+                debug!(?conn, code, "connection closed on a transport error");
+                break;
+            }
             Ok(_) => continue, // WebSocket ping/pong are answered by the transport
         };
         if commands.send(Command::Frame { conn, text }).await.is_err() {
@@ -640,6 +655,19 @@ async fn connection(
     }
     let _ = commands.send(Command::Disconnect { conn }).await;
     let _ = writer.await;
+}
+
+/// The close code for a read error: 1009 for a frame or message over `--max-frame` (refused
+/// from its header, never buffered), 1007 for a text frame that is not UTF-8, 0 (none) else.
+fn close_code_for(e: axum::Error) -> u16 {
+    use tungstenite::error::{CapacityError, Error};
+    match e.into_inner().downcast_ref::<Error>() {
+        Some(Error::Capacity(
+            CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
+        )) => 1009,
+        Some(Error::Utf8(_)) => 1007,
+        _ => 0,
+    }
 }
 
 async fn challenge(State(app): State<App>, body: Bytes) -> Response {
@@ -713,7 +741,11 @@ where
 {
     // The transport refuses frames well beyond the node's own limit; frames just above it
     // still reach the node, which answers with its MESSAGE_TOO_LARGE error frame.
-    let max_message = node.config().max_frame_len.saturating_add(1 << 20);
+    // `--max-frame`, and never beyond what the node itself could take.
+    let max_message = service
+        .limits
+        .max_frame
+        .min(node.config().max_frame_len.saturating_add(1 << 20));
     let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
     let task = NodeTask {
         node,

@@ -237,3 +237,45 @@ async fn live_sessions_per_address_are_capped_without_refusing_other_addresses()
     .await
     .unwrap();
 }
+
+/// Reads until the node closes the connection; the close code it gave (0 = none).
+async fn close_code(ws: &mut WebSocketStream<TcpStream>) -> u16 {
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(Message::Close(frame)) => return frame.map_or(0, |f| u16::from(f.code)),
+            Ok(_) => {}
+            Err(_) => return 0,
+        }
+    }
+    0
+}
+
+#[tokio::test]
+async fn frames_over_max_frame_close_with_1009_and_invalid_utf8_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            max_frame: 64 * 1024,
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        let mut ws = connect(&node, ip(2)).await.unwrap();
+        ws.send(Message::text("x".repeat(100 * 1024)))
+            .await
+            .unwrap();
+        assert_eq!(close_code(&mut ws).await, 1009);
+
+        let mut ws = connect(&node, ip(2)).await.unwrap();
+        let bad = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+        ws.send(Message::Frame(bad)).await.unwrap();
+        assert_eq!(close_code(&mut ws).await, 1007);
+
+        // A frame under the limit is still served.
+        let mut ws = connect(&node, ip(3)).await.unwrap();
+        assert_eq!(session(&node, &mut ws, 0x71).await.as_deref(), Ok("hi"));
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
