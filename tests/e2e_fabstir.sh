@@ -295,6 +295,25 @@ if [ -n "${UPSTREAM_URL:-}" ]; then
   STANDIN_PID=
 fi
 
+check_client_connect_timeout() { # a listener that accepts and never answers the handshake
+  command -v python3 >/dev/null || { echo "SKIP: no python3"; return 0; }
+  local out=$WORK/silent.out
+  : >"$out"
+  python3 -c 'import socket,sys,time
+s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(8)
+print(s.getsockname()[1], flush=True); c=s.accept(); time.sleep(30)' >"$out" &
+  local pid=$! port=
+  for _ in $(seq 1 200); do port=$(head -1 "$out"); [ -n "$port" ] && break; sleep 0.025; done
+  local start=$SECONDS rc=0
+  timeout 20 "$WS_CLIENT" --url "ws://127.0.0.1:$port/v1/ws" --node-pub "$E2E_PUB_HEX" \
+    --connect-timeout-ms 500 hello || rc=$?
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  [ "$rc" -eq 1 ] || { echo "exit $rc, want 1"; return 1; }
+  [ $((SECONDS - start)) -le 5 ] || { echo "took $((SECONDS - start)) s"; return 1; }
+}
+E2E_PUB_HEX=$NODE_PUB
+check "ws_client --connect-timeout-ms against a silent listener" check_client_connect_timeout
+
 # ---- keys from files ---------------------------------------------------------------------------
 KEYS=$WORK/keys
 mkdir -p "$KEYS"
