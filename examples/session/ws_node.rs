@@ -60,6 +60,10 @@ OPTIONS:
                          an init is refused (NOT_AUTHORIZED, too many sessions)
     --max-frame BYTES    largest WebSocket frame or message (default 1048576); a larger one
                          is refused from its header and the connection closed (code 1009)
+    --inits-per-minute N  session inits a minute from one address (token bucket, default
+                         600, 0 = no limit); over it the connection is closed (code 1008)
+    --challenges-per-minute N  POST /v1/auth/challenge a minute from one address (default
+                         600, 0 = no limit); over it HTTP 429
     --end-gap-ms N       pause between the last chunk of an answer and its end (default 10):
                          the end leaves in its own write, so a client that handles a whole
                          socket read at once (Node.js SDK 1.36.0) decrypts every chunk
@@ -199,6 +203,14 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--max-frame" => {
                 let v = value("--max-frame")?;
                 opts.limits.max_frame = number("--max-frame", &v)?;
+            }
+            "--inits-per-minute" => {
+                let v = value("--inits-per-minute")?;
+                opts.limits.inits_per_minute = number("--inits-per-minute", &v)?;
+            }
+            "--challenges-per-minute" => {
+                let v = value("--challenges-per-minute")?;
+                opts.limits.challenges_per_minute = number("--challenges-per-minute", &v)?;
             }
             "--end-gap-ms" => {
                 let v = value("--end-gap-ms")?;

@@ -18,10 +18,16 @@ pub struct Limits {
     /// Largest WebSocket frame or message read; a larger one is refused from its header
     /// (never buffered) and the connection closed with code 1009.
     pub max_frame: usize,
+    /// Session inits per minute from one address (a token bucket holding as many; 0 = no
+    /// limit). Over it the connection is closed with code 1008.
+    pub inits_per_minute: u32,
+    /// `POST /v1/auth/challenge` per minute from one address (0 = no limit); over it, HTTP 429.
+    pub challenges_per_minute: u32,
 }
 
 impl Default for Limits {
-    /// 10,000 connections, 64 per address, 64 live sessions per address, 1 MiB frames.
+    /// 10,000 connections, 64 per address, 64 live sessions per address, 1 MiB frames, 600
+    /// inits and 600 challenges a minute per address.
     ///
     /// ```
     /// let limits = session_examples::limits::Limits::default();
@@ -33,6 +39,8 @@ impl Default for Limits {
             max_connections_per_ip: 64,
             max_sessions_per_ip: 64,
             max_frame: 1 << 20,
+            inits_per_minute: 600,
+            challenges_per_minute: 600,
         }
     }
 }
@@ -117,5 +125,51 @@ impl Drop for Slot {
                 counts.per_ip.remove(&self.ip);
             }
         }
+    }
+}
+
+type Keyed = governor::DefaultKeyedRateLimiter<IpAddr>;
+
+/// A token bucket per client address (`governor`), or no limit.
+///
+/// ```
+/// use session_examples::limits::PerAddressRate;
+/// let rate = PerAddressRate::per_minute(2);
+/// let a = "127.0.0.2".parse().unwrap();
+/// assert!(rate.allow(a) && rate.allow(a));
+/// assert!(!rate.allow(a));
+/// assert!(rate.allow("127.0.0.3".parse().unwrap()));
+/// assert!(PerAddressRate::per_minute(0).allow(a));
+/// ```
+#[derive(Clone)]
+pub struct PerAddressRate {
+    limiter: Option<Arc<Keyed>>,
+    checks: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl PerAddressRate {
+    /// `n` a minute per address, in bursts of up to `n`; 0 = no limit.
+    pub fn per_minute(n: u32) -> Self {
+        let limiter = std::num::NonZeroU32::new(n)
+            .map(|n| Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(n))));
+        PerAddressRate {
+            limiter,
+            checks: Arc::default(),
+        }
+    }
+
+    /// Takes a token for `ip`: `false` when its bucket is empty.
+    pub fn allow(&self, ip: IpAddr) -> bool {
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
+        // Forget full buckets now and then, so addresses seen once do not pile up.
+        let n = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % 4096 == 4095 {
+            limiter.retain_recent();
+        }
+        limiter.check_key(&ip).is_ok()
     }
 }

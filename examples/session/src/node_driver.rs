@@ -31,7 +31,7 @@ use sealwire::time::Clock;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::limits::{ConnectionSlots, Limits};
+use crate::limits::{ConnectionSlots, Limits, PerAddressRate};
 use crate::model::{Model, Output};
 use crate::replay_file::ReplayFile;
 use crate::sleep_until;
@@ -570,6 +570,8 @@ struct App {
     max_message: usize,
     end_gap: Duration,
     slots: ConnectionSlots,
+    init_rate: PerAddressRate,
+    challenge_rate: PerAddressRate,
 }
 
 async fn ws_upgrade(
@@ -588,7 +590,7 @@ async fn ws_upgrade(
     ws.max_message_size(app.max_message)
         .max_frame_size(app.max_message)
         .on_upgrade(move |socket| async move {
-            connection(app.commands, app.end_gap, ip, socket).await;
+            connection(app.commands, app.end_gap, app.init_rate, ip, socket).await;
             drop(slot);
         })
 }
@@ -596,6 +598,7 @@ async fn ws_upgrade(
 async fn connection(
     commands: mpsc::Sender<Command>,
     end_gap: Duration,
+    init_rate: PerAddressRate,
     ip: IpAddr,
     socket: WebSocket,
 ) {
@@ -649,6 +652,13 @@ async fn connection(
             }
             Ok(_) => continue, // WebSocket ping/pong are answered by the transport
         };
+        // Session inits (`session_init`, `encrypted_session_init`: words that cannot occur in
+        // the hex of an encrypted payload) are rate-limited per address.
+        if text.as_str().contains("session_init") && !init_rate.allow(ip) {
+            debug!(?conn, "session init over the address's rate; closing");
+            reader_close.store(1008, AtomicOrdering::Relaxed);
+            break;
+        }
         if commands.send(Command::Frame { conn, text }).await.is_err() {
             break;
         }
@@ -670,7 +680,14 @@ fn close_code_for(e: axum::Error) -> u16 {
     }
 }
 
-async fn challenge(State(app): State<App>, body: Bytes) -> Response {
+async fn challenge(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    if !app.challenge_rate.allow(peer.ip()) {
+        return StatusCode::TOO_MANY_REQUESTS.into_response();
+    }
     let (reply, answer) = oneshot::channel();
     if app
         .commands
@@ -774,6 +791,8 @@ where
             max_message,
             end_gap: service.end_gap,
             slots: ConnectionSlots::new(service.limits),
+            init_rate: PerAddressRate::per_minute(service.limits.inits_per_minute),
+            challenge_rate: PerAddressRate::per_minute(service.limits.challenges_per_minute),
         });
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {

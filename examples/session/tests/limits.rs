@@ -279,3 +279,85 @@ async fn frames_over_max_frame_close_with_1009_and_invalid_utf8_with_1007() {
     .await
     .unwrap();
 }
+
+/// `POST /v1/auth/challenge` with an empty JSON body from `from`: the HTTP status.
+async fn challenge_status(node: &Running, from: IpAddr) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut tcp = socket.connect(node.addr).await.unwrap();
+    let request = format!(
+        "POST /v1/auth/challenge HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+        node.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    response.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn challenges_are_rate_limited_per_address() {
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            challenges_per_minute: 3,
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        for _ in 0..3 {
+            assert_ne!(challenge_status(&node, ip(2)).await, 429);
+        }
+        assert_eq!(challenge_status(&node, ip(2)).await, 429);
+        assert_ne!(challenge_status(&node, ip(3)).await, 429);
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn session_inits_are_rate_limited_per_address() {
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            inits_per_minute: 2,
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        for seed in 0..2 {
+            let mut ws = connect(&node, ip(2)).await.unwrap();
+            assert_eq!(
+                session(&node, &mut ws, 0x80 + seed).await.as_deref(),
+                Ok("hi")
+            );
+        }
+        // The third init from 127.0.0.2 within the minute closes its connection (1008).
+        let mut ws = connect(&node, ip(2)).await.unwrap();
+        let mut client = Client::new(
+            SecretKey::from_bytes(&[0x90; 32]).unwrap(),
+            node.public_key,
+            ClientConfig::default(),
+            ChaCha20Rng::from_seed([9; 32]),
+        )
+        .unwrap();
+        let params = SessionParams {
+            session_id: "5".into(),
+            job_id: "9".into(),
+            chain_id: 84532,
+            model: "echo".into(),
+            price_per_token: 0,
+            vector_database: None,
+        };
+        client.start_session(Clock::new().now(), params).unwrap();
+        ws.send(Message::text(client.poll_transmit().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(close_code(&mut ws).await, 1008);
+        // 127.0.0.3 is still served.
+        let mut other = connect(&node, ip(3)).await.unwrap();
+        assert_eq!(session(&node, &mut other, 0x91).await.as_deref(), Ok("hi"));
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
