@@ -121,6 +121,10 @@ cleanup() {
     kill -KILL "$PROXY_PID" 2>/dev/null || true
     wait "$PROXY_PID" 2>/dev/null || true
   fi
+  if [ -n "${STANDIN_PID:-}" ]; then
+    kill -KILL "$STANDIN_PID" 2>/dev/null || true
+    wait "$STANDIN_PID" 2>/dev/null || true
+  fi
   if [ -n "$NODE_PID" ]; then
     kill -KILL "$NODE_PID" 2>/dev/null || true
     wait "$NODE_PID" 2>/dev/null || true
@@ -254,6 +258,61 @@ check_sigterm() {
   stop_node && grep -q . "$NODE_OUT"
 }
 check "ws_node exits 0 on SIGTERM" check_sigterm
+
+# ---- the judge against ws_node --upstream (an OpenAI-compatible stand-in echoing the prompt) ---
+check_upstream() {
+  if ! command -v python3 >/dev/null; then echo "SKIP: no python3 for the stand-in"; return 0; fi
+  local out=$WORK/standin.out
+  : >"$out"
+  python3 "$ROOT/tests/e2e/openai_standin.py" >"$out" 2>"$WORK/standin.err" &
+  STANDIN_PID=$!
+  local line=
+  for _ in $(seq 1 400); do
+    line=$(grep -m1 '^openai_standin listen=' "$out" 2>/dev/null || true)
+    [ -n "$line" ] && break
+    sleep 0.025
+  done
+  [ -n "$line" ] || { echo "the stand-in did not start"; return 1; }
+  UPSTREAM_URL=http://${line#openai_standin listen=}/v1
+}
+STANDIN_PID=
+check "OpenAI-compatible stand-in starts" check_upstream
+if [ -n "${UPSTREAM_URL:-}" ]; then
+  start_node "$E2E_KEY" --upstream "$UPSTREAM_URL" --plaintext
+  U=(--url "$NODE_URL" --node-pub "$NODE_PUB")
+  check "--upstream: mode encrypted --prompts 3 --expect-echo" judge encrypted --prompts 3 --expect-echo "${U[@]}"
+  check "--upstream: mode replay" judge replay "${U[@]}"
+  check "--upstream: mode tamper" judge tamper "${U[@]}"
+  check "--upstream: mode wrong-key" judge wrong-key "${U[@]}"
+  check "--upstream: mode challenge" judge challenge "${U[@]}" --host-address "$NODE_ADDRESS"
+  check "--upstream: mode plaintext --expect-echo" judge plaintext --expect-echo "${U[@]}"
+  # The answers came from the stand-in (its echo is the built-in echo's: count its requests).
+  check "--upstream: the prompts went to the stand-in" \
+    bash -c '[ "$(grep -c "^request" "$1")" -ge 5 ]' _ "$WORK/standin.out"
+  stop_node || true
+  kill -TERM "$STANDIN_PID" 2>/dev/null || true
+  wait "$STANDIN_PID" 2>/dev/null || true
+  STANDIN_PID=
+fi
+
+check_client_connect_timeout() { # a listener that accepts and never answers the handshake
+  command -v python3 >/dev/null || { echo "SKIP: no python3"; return 0; }
+  local out=$WORK/silent.out
+  : >"$out"
+  python3 -c 'import socket,sys,time
+s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(8)
+print(s.getsockname()[1], flush=True); c=s.accept(); time.sleep(30)' >"$out" &
+  local pid=$! port=
+  for _ in $(seq 1 200); do port=$(head -1 "$out"); [ -n "$port" ] && break; sleep 0.025; done
+  local start=$SECONDS rc=0
+  timeout 20 "$WS_CLIENT" --url "ws://127.0.0.1:$port/v1/ws" --node-pub "$E2E_PUB_HEX" \
+    --connect-timeout-ms 500 hello || rc=$?
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  [ "$rc" -eq 1 ] || { echo "exit $rc, want 1"; return 1; }
+  [ $((SECONDS - start)) -le 5 ] || { echo "took $((SECONDS - start)) s"; return 1; }
+}
+E2E_PUB_HEX=$NODE_PUB
+check "ws_client --connect-timeout-ms against a silent listener" check_client_connect_timeout
 
 # ---- keys from files ---------------------------------------------------------------------------
 KEYS=$WORK/keys

@@ -42,6 +42,8 @@ OPTIONS:
     --job-id ID          decimal job id (default 1)
     --chain-id N         chain id (default 84532)
     --model NAME         model name (default echo)
+    --connect-timeout-ms N  longest wait for the TCP connection and the WebSocket handshake
+                         together (default 10000); then exit 1
     -h, --help           print this help
 
 ENVIRONMENT:
@@ -63,6 +65,7 @@ struct Options {
     chain_id: u64,
     model: String,
     prompt: Zeroizing<String>,
+    connect_timeout: std::time::Duration,
 }
 
 fn parse_args() -> Result<Option<Options>, String> {
@@ -73,6 +76,7 @@ fn parse_args() -> Result<Option<Options>, String> {
     let mut job_id = "1".to_owned();
     let mut chain_id = 84532;
     let mut model = "echo".to_owned();
+    let mut connect_timeout = std::time::Duration::from_secs(10);
     let mut words: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -110,6 +114,13 @@ fn parse_args() -> Result<Option<Options>, String> {
                     .map_err(|_| format!("--chain-id: bad number {v:?}"))?;
             }
             "--model" => model = value("--model")?,
+            "--connect-timeout-ms" => {
+                let v = value("--connect-timeout-ms")?;
+                let ms = v
+                    .parse()
+                    .map_err(|_| format!("--connect-timeout-ms: bad number {v:?}"))?;
+                connect_timeout = std::time::Duration::from_millis(ms);
+            }
             "--" => words.extend(args.by_ref()),
             s if s.starts_with("--") => return Err(format!("unknown option {s:?} (see --help)")),
             _ => words.push(arg),
@@ -131,6 +142,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         chain_id,
         model,
         prompt: Zeroizing::new(words.join(" ")),
+        connect_timeout,
     }))
 }
 
@@ -162,8 +174,10 @@ async fn run(opts: Options) -> Result<(), String> {
         system_rng(),
     )
     .map_err(|e| format!("cannot create the client: {e}"))?;
-    let (ws, _) = tokio_tungstenite::connect_async(opts.url.as_str())
+    let connect = tokio_tungstenite::connect_async(opts.url.as_str());
+    let (ws, _) = tokio::time::timeout(opts.connect_timeout, connect)
         .await
+        .map_err(|_| format!("cannot connect to {}: timed out", opts.url))?
         .map_err(|e| format!("cannot connect to {}: {e}", opts.url))?;
     let (mut sink, mut incoming) = ws.split();
 

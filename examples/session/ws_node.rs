@@ -4,6 +4,7 @@
 //! ```text
 //! HOST_PRIVATE_KEY=0x… cargo run --example ws_node -- --listen 127.0.0.1:8080 [--allow 0xADDR]… [--plaintext]
 //! cargo run --example ws_node -- --key-file host.key --replay-state replay.bin
+//! cargo run --example ws_node -- --upstream http://127.0.0.1:8000/v1 [--upstream-model NAME] [--max-inflight N]
 //! ```
 //!
 //! One port serves the WebSocket at `/v1/ws` (the path the SDK appends to a host's endpoint) and
@@ -22,9 +23,11 @@ use std::time::Duration;
 use sealwire::crypto::hex;
 use sealwire::session::{Address, Node, NodeConfig, SecretKey};
 use sealwire::time::Clock;
-use session_examples::model::EchoModel;
+use session_examples::limits::Limits;
+use session_examples::model::{EchoModel, Model};
 use session_examples::node_driver::{serve, Service};
 use session_examples::replay_file::ReplayFile;
+use session_examples::upstream::{UpstreamConfig, UpstreamModel};
 use session_examples::{options_or_exit, read_key_file, secret_env, system_rng};
 use tracing::{info, warn};
 
@@ -42,6 +45,30 @@ OPTIONS:
                          --allow they are still refused: their address is only claimed)
     --echo-delay-ms N    pause N ms before each echoed word (default 0)
     --max-streams N      answers generated at the same time, node-wide (default 1024)
+    --upstream URL       answer with an OpenAI-compatible server instead of the echo model:
+                         each prompt is a streaming POST URL/chat/completions (URL is the
+                         base, e.g. http://127.0.0.1:8000/v1); the key is UPSTREAM_API_KEY
+    --upstream-model NAME  model name sent upstream (default: the session's model)
+    --upstream-timeout-ms N  longest wait for the upstream's headers and for each piece of
+                         its stream after them (default 60000); then INFERENCE_FAILED
+    --max-inflight N     upstream requests running at once (default 16)
+    --max-queued N       prompts waiting for an upstream slot before CAPACITY (default 64)
+    --max-connections N  open WebSocket connections, node-wide (default 10000); beyond it
+                         an upgrade gets HTTP 503
+    --max-connections-per-ip N  open WebSocket connections from one address (default 64)
+    --max-sessions-per-ip N  live sessions opened from one address (default 64); beyond it
+                         an init is refused (NOT_AUTHORIZED, too many sessions)
+    --max-frame BYTES    largest WebSocket frame or message (default 1048576); a larger one
+                         is refused from its header and the connection closed (code 1009)
+    --inits-per-minute N  session inits a minute from one address (token bucket, default
+                         600, 0 = no limit); over it the connection is closed (code 1008)
+    --challenges-per-minute N  POST /v1/auth/challenge a minute from one address (default
+                         600, 0 = no limit); over it HTTP 429
+    --end-gap-ms N       pause between the last chunk of an answer and its end (default 10):
+                         the end leaves in its own write, so a client that handles a whole
+                         socket read at once (Node.js SDK 1.36.0) decrypts every chunk
+                         first; costs N ms at the end of each answer (0 disables it)
+    --context-window N   context window reported at the end of an upstream answer (default 8192)
     --key-file FILE      read the node's key from FILE (64 hex digits, optional 0x)
     --replay-state FILE  keep the replay cache in FILE across restarts: loaded at start,
                          rewritten atomically before an accepted init is acknowledged
@@ -49,6 +76,7 @@ OPTIONS:
     -h, --help           print this help
 
 ENVIRONMENT:
+    UPSTREAM_API_KEY     bearer key for --upstream (optional)
     HOST_PRIVATE_KEY_FILE  a file holding the node's key (when --key-file is not given)
     HOST_PRIVATE_KEY     the node's secp256k1 key (64 hex digits, optional 0x), when neither
                          --key-file nor HOST_PRIVATE_KEY_FILE is given; when none is, a fresh
@@ -70,6 +98,18 @@ struct Options {
     max_streams: usize,
     key_file: Option<PathBuf>,
     replay_state: Option<PathBuf>,
+    upstream: Option<String>,
+    upstream_model: Option<String>,
+    upstream_timeout: Duration,
+    max_inflight: usize,
+    max_queued: usize,
+    context_window: u64,
+    end_gap: Duration,
+    limits: Limits,
+}
+
+fn number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("{name}: bad number {v:?}"))
 }
 
 fn parse_args() -> Result<Option<Options>, String> {
@@ -83,6 +123,14 @@ fn parse_args() -> Result<Option<Options>, String> {
         max_streams: 1024,
         key_file: None,
         replay_state: None,
+        upstream: None,
+        upstream_model: None,
+        upstream_timeout: Duration::from_secs(60),
+        max_inflight: 16,
+        max_queued: 64,
+        context_window: 8192,
+        end_gap: Duration::from_millis(10),
+        limits: Limits::default(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -118,6 +166,60 @@ fn parse_args() -> Result<Option<Options>, String> {
             }
             "--key-file" => opts.key_file = Some(value("--key-file")?.into()),
             "--replay-state" => opts.replay_state = Some(value("--replay-state")?.into()),
+            "--upstream" => {
+                let v = value("--upstream")?;
+                if !(v.starts_with("http://") || v.starts_with("https://")) {
+                    return Err(format!(
+                        "--upstream: want an http:// or https:// URL, got {v:?}"
+                    ));
+                }
+                opts.upstream = Some(v);
+            }
+            "--upstream-model" => opts.upstream_model = Some(value("--upstream-model")?),
+            "--upstream-timeout-ms" => {
+                let v = value("--upstream-timeout-ms")?;
+                opts.upstream_timeout = Duration::from_millis(number("--upstream-timeout-ms", &v)?);
+            }
+            "--max-inflight" => {
+                let v = value("--max-inflight")?;
+                opts.max_inflight = number("--max-inflight", &v)?;
+            }
+            "--max-queued" => {
+                let v = value("--max-queued")?;
+                opts.max_queued = number("--max-queued", &v)?;
+            }
+            "--max-connections" => {
+                let v = value("--max-connections")?;
+                opts.limits.max_connections = number("--max-connections", &v)?;
+            }
+            "--max-connections-per-ip" => {
+                let v = value("--max-connections-per-ip")?;
+                opts.limits.max_connections_per_ip = number("--max-connections-per-ip", &v)?;
+            }
+            "--max-sessions-per-ip" => {
+                let v = value("--max-sessions-per-ip")?;
+                opts.limits.max_sessions_per_ip = number("--max-sessions-per-ip", &v)?;
+            }
+            "--max-frame" => {
+                let v = value("--max-frame")?;
+                opts.limits.max_frame = number("--max-frame", &v)?;
+            }
+            "--inits-per-minute" => {
+                let v = value("--inits-per-minute")?;
+                opts.limits.inits_per_minute = number("--inits-per-minute", &v)?;
+            }
+            "--challenges-per-minute" => {
+                let v = value("--challenges-per-minute")?;
+                opts.limits.challenges_per_minute = number("--challenges-per-minute", &v)?;
+            }
+            "--end-gap-ms" => {
+                let v = value("--end-gap-ms")?;
+                opts.end_gap = Duration::from_millis(number("--end-gap-ms", &v)?);
+            }
+            "--context-window" => {
+                let v = value("--context-window")?;
+                opts.context_window = number("--context-window", &v)?;
+            }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
@@ -247,14 +349,37 @@ async fn main() -> ExitCode {
     println!("ws_node listen={local} public_key={public_key} address={address}");
     info!(%local, public_key, %address, "listening (WebSocket at /v1/ws, challenge at /v1/auth/challenge)");
 
-    let service = Service {
-        allow,
-        model: Arc::new(EchoModel {
+    let model: Arc<dyn Model> = match opts.upstream {
+        Some(base_url) => {
+            let config = UpstreamConfig {
+                base_url,
+                model: opts.upstream_model,
+                api_key: secret_env("UPSTREAM_API_KEY").map(Arc::new),
+                timeout: opts.upstream_timeout,
+                max_inflight: opts.max_inflight,
+                max_queued: opts.max_queued,
+                context_window: opts.context_window,
+            };
+            match UpstreamModel::new(config) {
+                Ok(m) => Arc::new(m),
+                Err(e) => {
+                    eprintln!("ws_node: --upstream: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => Arc::new(EchoModel {
             delay: opts.echo_delay,
         }),
+    };
+    let service = Service {
+        allow,
+        model,
         max_streams: opts.max_streams,
         clock,
         replay_file,
+        end_gap: opts.end_gap,
+        limits: opts.limits,
     };
     if serve(listener, node, service, shutdown_signal()).await {
         info!("stopped");

@@ -12,9 +12,11 @@ use std::process::ExitCode;
 
 use zeroize::Zeroizing;
 
+pub mod limits;
 pub mod model;
 pub mod node_driver;
 pub mod replay_file;
+pub mod upstream;
 
 /// Largest key file read: a hex key (66 characters with `0x`) and some whitespace.
 const MAX_KEY_FILE: usize = 1024;

@@ -9,16 +9,18 @@
 //! connection that cannot keep up is disconnected). Prompts and keys are never logged.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use futures_util::stream::BoxStream;
 use futures_util::{SinkExt, StreamExt};
@@ -29,12 +31,19 @@ use sealwire::time::Clock;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::model::Model;
+use crate::limits::{ConnectionSlots, Limits, PerAddressRate};
+use crate::model::{Model, Output};
 use crate::replay_file::ReplayFile;
 use crate::sleep_until;
 
 /// Outgoing frames buffered per connection before the connection counts as too slow.
 const CONNECTION_QUEUE: usize = 1024;
+/// A frame for a connection's writer; `end_of_answer` frames go out after the end gap.
+struct Outgoing {
+    frame: String,
+    end_of_answer: bool,
+}
+
 /// Commands buffered for the node task.
 const COMMAND_QUEUE: usize = 4096;
 
@@ -43,7 +52,8 @@ const COMMAND_QUEUE: usize = 4096;
 
 enum Command {
     Connect {
-        reply: oneshot::Sender<Option<(ConnectionId, mpsc::Receiver<String>)>>,
+        ip: IpAddr,
+        reply: oneshot::Sender<Option<(ConnectionId, mpsc::Receiver<Outgoing>)>>,
     },
     Frame {
         conn: ConnectionId,
@@ -66,15 +76,27 @@ enum Command {
 }
 
 enum Piece {
-    Chunk { text: String, is_final: bool },
-    End,
+    Chunk {
+        text: String,
+        is_final: bool,
+    },
+    End {
+        finish_reason: String,
+        prompt_tokens: Option<u64>,
+        completion_tokens: Option<u64>,
+    },
+    Failed {
+        code: ErrorCode,
+        message: &'static str,
+    },
 }
 
 struct ActiveStream {
     conn: ConnectionId,
     session_id: String,
     request_id: String,
-    cancel: Arc<AtomicBool>,
+    /// Aborts the task pumping the model: dropping its stream aborts the upstream request.
+    cancel: tokio::task::AbortHandle,
     prompt_tokens: u64,
     chunks: u64,
 }
@@ -87,9 +109,17 @@ struct NodeTask<R> {
     model: Arc<dyn Model>,
     max_streams: usize,
     commands: mpsc::WeakSender<Command>,
-    conns: HashMap<ConnectionId, mpsc::Sender<String>>,
+    conns: HashMap<ConnectionId, mpsc::Sender<Outgoing>>,
+    /// Connections whose answer just ended: their next frames are the end of that answer.
+    ending: HashSet<ConnectionId>,
     streams: HashMap<u64, ActiveStream>,
     next_stream: u64,
+    /// The model name of each accepted session (sent upstream with its prompts).
+    models: HashMap<(ConnectionId, String), String>,
+    /// The client address of each connection, and the live sessions opened from each.
+    conn_ip: HashMap<ConnectionId, IpAddr>,
+    sessions_per_ip: HashMap<IpAddr, usize>,
+    max_sessions_per_ip: usize,
 }
 
 impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
@@ -122,9 +152,10 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
     fn handle(&mut self, cmd: Command) {
         let now = self.clock.now();
         match cmd {
-            Command::Connect { reply } => {
+            Command::Connect { ip, reply } => {
                 let result = match self.node.connect() {
                     Ok(conn) => {
+                        self.conn_ip.insert(conn, ip);
                         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
                         self.conns.insert(conn, tx);
                         debug!(?conn, "connected");
@@ -172,7 +203,11 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 let Some(tx) = self.conns.get(&t.conn) else {
                     continue; // the connection is already gone
                 };
-                if tx.try_send(t.frame).is_err() {
+                let out = Outgoing {
+                    end_of_answer: self.ending.contains(&t.conn),
+                    frame: t.frame,
+                };
+                if tx.try_send(out).is_err() {
                     warn!(conn = ?t.conn, "connection too slow or closed; disconnecting");
                     self.drop_connection(t.conn);
                 }
@@ -180,6 +215,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             }
             break;
         }
+        self.ending.clear();
     }
 
     /// Writes the replay state if the node recorded a key since the last write. A failure is
@@ -198,10 +234,20 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             debug!(?conn, "disconnected");
         }
         self.node.disconnect(conn);
+        let gone: Vec<_> = self
+            .models
+            .keys()
+            .filter(|(c, _)| *c == conn)
+            .cloned()
+            .collect();
+        for key in gone {
+            self.session_gone(&key);
+        }
+        self.conn_ip.remove(&conn);
         self.streams.retain(|_, s| {
             let keep = s.conn != conn;
             if !keep {
-                s.cancel.store(true, Ordering::Relaxed);
+                s.cancel.abort();
             }
             keep
         });
@@ -229,7 +275,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                     .collect();
                 for id in ids {
                     if let Some(s) = self.streams.remove(&id) {
-                        s.cancel.store(true, Ordering::Relaxed);
+                        s.cancel.abort();
                         self.finish(now, &s, "cancelled");
                     }
                 }
@@ -240,10 +286,11 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 reason,
             } => {
                 debug!(?conn, session_id, ?reason, "session closed");
+                self.session_gone(&(conn, session_id.clone()));
                 self.streams.retain(|_, s| {
                     let keep = !(s.conn == conn && s.session_id == session_id);
                     if !keep {
-                        s.cancel.store(true, Ordering::Relaxed);
+                        s.cancel.abort();
                     }
                     keep
                 });
@@ -252,9 +299,36 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
         }
     }
 
-    /// Policy: the allow-list stands in for the on-chain job-ownership check.
+    /// Forgets an accepted session and gives its address's session slot back.
+    fn session_gone(&mut self, key: &(ConnectionId, String)) {
+        if self.models.remove(key).is_none() {
+            return;
+        }
+        if let Some(ip) = self.conn_ip.get(&key.0) {
+            if let Some(n) = self.sessions_per_ip.get_mut(ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.sessions_per_ip.remove(ip);
+                }
+            }
+        }
+    }
+
+    /// Policy: the per-address session cap, then the allow-list (standing in for the on-chain
+    /// job-ownership check).
     fn session_requested(&mut self, req: SessionRequest) {
         let now = self.clock.now();
+        let key = (req.conn, req.session_id.clone());
+        let ip = self.conn_ip.get(&req.conn).copied();
+        let live = ip.and_then(|ip| self.sessions_per_ip.get(&ip)).copied();
+        if !self.models.contains_key(&key) && live.unwrap_or(0) >= self.max_sessions_per_ip {
+            warn!(conn = ?req.conn, "session refused: too many live sessions from this address");
+            let refused = "too many sessions from this address, try again later";
+            if let Err(e) = self.node.reject(req.conn, &req.session_id, refused) {
+                warn!(conn = ?req.conn, error = %e, "reject failed");
+            }
+            return;
+        }
         let allowed = match (&self.allow, req.client_address) {
             (None, _) => true,
             (Some(set), Some(addr)) => set.contains(&addr),
@@ -268,6 +342,11 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
         let result = if allowed {
             info!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
                 chain_id = req.chain_id, client = who, encrypted = req.encrypted, "session accepted");
+            if self.models.insert(key, req.model.clone()).is_none() {
+                if let Some(ip) = ip {
+                    *self.sessions_per_ip.entry(ip).or_insert(0) += 1;
+                }
+            }
             self.node.accept(now, req.conn, &req.session_id)
         } else {
             warn!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
@@ -299,21 +378,30 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             len = p.prompt.len(), encrypted = p.encrypted, "prompt");
         let id = self.next_stream;
         self.next_stream += 1;
-        let cancel = Arc::new(AtomicBool::new(false));
-        let pieces = self.model.generate(&p.prompt);
+        let model = p
+            .model
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .or_else(|| {
+                self.models
+                    .get(&(p.conn, p.session_id.clone()))
+                    .map(String::as_str)
+            })
+            .unwrap_or_default();
+        let pieces = self.model.generate(model, &p.prompt);
+        let commands = self.commands.clone();
+        let pump = tokio::spawn(pump_model(pieces, id, commands));
         self.streams.insert(
             id,
             ActiveStream {
                 conn: p.conn,
                 session_id: p.session_id.clone(),
                 request_id: p.request_id.clone(),
-                cancel: cancel.clone(),
+                cancel: pump.abort_handle(),
                 prompt_tokens: p.prompt.split_whitespace().count() as u64,
                 chunks: 0,
             },
         );
-        let commands = self.commands.clone();
-        tokio::spawn(pump_model(pieces, id, cancel, commands));
     }
 
     fn model_output(&mut self, id: u64, piece: Piece) {
@@ -334,13 +422,40 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 );
                 if let Err(e) = sent {
                     warn!(conn = ?s.conn, error = %e, "answer stopped");
-                    s.cancel.store(true, Ordering::Relaxed);
+                    s.cancel.abort();
                     self.streams.remove(&id);
                 }
             }
-            Piece::End => {
+            Piece::End {
+                finish_reason,
+                prompt_tokens,
+                completion_tokens,
+            } => {
                 if let Some(s) = self.streams.remove(&id) {
-                    self.finish(now, &s, "complete");
+                    let end = StreamEnd {
+                        finish_reason,
+                        ..StreamEnd::complete(
+                            prompt_tokens.unwrap_or(s.prompt_tokens),
+                            completion_tokens.unwrap_or(s.chunks),
+                            self.model.context_window(),
+                        )
+                    };
+                    self.send_end(now, &s, end);
+                }
+            }
+            Piece::Failed { code, message } => {
+                if let Some(s) = self.streams.remove(&id) {
+                    warn!(conn = ?s.conn, code = code.as_str(), "answer failed");
+                    let sent = self.node.send_error(
+                        s.conn,
+                        Some(&s.session_id),
+                        Some(&s.request_id),
+                        code,
+                        message,
+                    );
+                    if let Err(e) = sent {
+                        warn!(conn = ?s.conn, error = %e, "could not report the failure");
+                    }
                 }
             }
         }
@@ -351,6 +466,13 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             reason: reason.into(),
             ..StreamEnd::complete(s.prompt_tokens, s.chunks, self.model.context_window())
         };
+        self.send_end(now, s, end);
+    }
+
+    fn send_end(&mut self, now: sealwire::time::Instant, s: &ActiveStream, end: StreamEnd) {
+        // Every chunk of this answer was handed to the writer by the flush that followed it;
+        // what `finish` queues now is the end of the answer.
+        self.ending.insert(s.conn);
         if let Err(e) = self
             .node
             .finish(now, s.conn, &s.session_id, &s.request_id, end)
@@ -370,57 +492,73 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
     }
 }
 
-/// Feeds one model answer to the node task, holding back one piece so the last is `is_final`.
+/// Feeds one model answer to the node task, holding back one text piece so the last is
+/// `is_final`. The node task aborts this task to cancel (dropping the model's stream).
 async fn pump_model(
-    mut pieces: BoxStream<'static, String>,
+    mut pieces: BoxStream<'static, Output>,
     stream: u64,
-    cancel: Arc<AtomicBool>,
     commands: mpsc::WeakSender<Command>,
 ) {
     let Some(commands) = commands.upgrade() else {
         return;
     };
-    let mut pending: Option<String> = None;
-    while let Some(piece) = pieces.next().await {
-        if cancel.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Some(text) = pending.replace(piece) {
-            let piece = Piece::Chunk {
-                text,
-                is_final: false,
-            };
-            if commands
+    let send = |piece| {
+        let commands = commands.clone();
+        async move {
+            commands
                 .send(Command::Model { stream, piece })
                 .await
-                .is_err()
-            {
+                .is_ok()
+        }
+    };
+    let mut pending: Option<String> = None;
+    let mut last = Piece::End {
+        finish_reason: "stop".into(),
+        prompt_tokens: None,
+        completion_tokens: None,
+    };
+    while let Some(output) = pieces.next().await {
+        match output {
+            Output::Text(text) => {
+                if let Some(text) = pending.replace(text) {
+                    let piece = Piece::Chunk {
+                        text,
+                        is_final: false,
+                    };
+                    if !send(piece).await {
+                        return;
+                    }
+                }
+            }
+            Output::End {
+                finish_reason,
+                prompt_tokens,
+                completion_tokens,
+            } => {
+                last = Piece::End {
+                    finish_reason,
+                    prompt_tokens,
+                    completion_tokens,
+                };
+                break;
+            }
+            Output::Failed { code, message } => {
+                // Text already sent stays; the held-back piece is dropped with the answer.
+                let _ = send(Piece::Failed { code, message }).await;
                 return;
             }
         }
-    }
-    if cancel.load(Ordering::Relaxed) {
-        return;
     }
     if let Some(text) = pending {
         let piece = Piece::Chunk {
             text,
             is_final: true,
         };
-        if commands
-            .send(Command::Model { stream, piece })
-            .await
-            .is_err()
-        {
+        if !send(piece).await {
             return;
         }
     }
-    let _ = commands
-        .send(Command::Model {
-            stream,
-            piece: Piece::End,
-        })
-        .await;
+    let _ = send(last).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -430,30 +568,69 @@ async fn pump_model(
 struct App {
     commands: mpsc::Sender<Command>,
     max_message: usize,
+    end_gap: Duration,
+    slots: ConnectionSlots,
+    init_rate: PerAddressRate,
+    challenge_rate: PerAddressRate,
 }
 
-async fn ws_upgrade(State(app): State<App>, ws: WebSocketUpgrade) -> Response {
+async fn ws_upgrade(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let ip = peer.ip();
+    let slot = match app.slots.take(ip) {
+        Ok(slot) => slot,
+        Err(why) => {
+            debug!(?why, "connection refused: too many connections");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
     ws.max_message_size(app.max_message)
         .max_frame_size(app.max_message)
-        .on_upgrade(move |socket| connection(app.commands, socket))
+        .on_upgrade(move |socket| async move {
+            connection(app.commands, app.end_gap, app.init_rate, ip, socket).await;
+            drop(slot);
+        })
 }
 
-async fn connection(commands: mpsc::Sender<Command>, socket: WebSocket) {
+async fn connection(
+    commands: mpsc::Sender<Command>,
+    end_gap: Duration,
+    init_rate: PerAddressRate,
+    ip: IpAddr,
+    socket: WebSocket,
+) {
     let (reply, answer) = oneshot::channel();
-    if commands.send(Command::Connect { reply }).await.is_err() {
+    if commands.send(Command::Connect { ip, reply }).await.is_err() {
         return;
     }
     let Ok(Some((conn, mut outgoing))) = answer.await else {
         return; // refused (capacity) or shutting down: dropping the socket closes it
     };
     let (mut sink, mut incoming) = socket.split();
+    let close_code = Arc::new(AtomicU16::new(0));
+    let reader_close = close_code.clone();
     let writer = tokio::spawn(async move {
-        while let Some(frame) = outgoing.recv().await {
-            if sink.send(Message::Text(frame.into())).await.is_err() {
+        let mut gap_done = false;
+        while let Some(out) = outgoing.recv().await {
+            // The chunks before the end of an answer were written (and flushed) one by one;
+            // a pause before the end keeps it out of the client's read of the last chunks.
+            if out.end_of_answer && !gap_done && !end_gap.is_zero() {
+                tokio::time::sleep(end_gap).await;
+            }
+            gap_done = out.end_of_answer;
+            if sink.send(Message::Text(out.frame.into())).await.is_err() {
                 return;
             }
         }
-        let _ = sink.send(Message::Close(None)).await;
+        let code = close_code.load(AtomicOrdering::Relaxed);
+        let close = (code != 0).then(|| CloseFrame {
+            code,
+            reason: "".into(),
+        });
+        let _ = sink.send(Message::Close(close)).await;
     });
     while let Some(msg) = incoming.next().await {
         let text = match msg {
@@ -465,9 +642,23 @@ async fn connection(commands: mpsc::Sender<Command>, socket: WebSocket) {
                     continue;
                 }
             },
-            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(Message::Close(_)) => break,
+            Err(e) => {
+                // Say why in the close frame where the protocol has a code for it.
+                let code = close_code_for(e);
+                reader_close.store(code, AtomicOrdering::Relaxed);
+                debug!(?conn, code, "connection closed on a transport error");
+                break;
+            }
             Ok(_) => continue, // WebSocket ping/pong are answered by the transport
         };
+        // Session inits (`session_init`, `encrypted_session_init`: words that cannot occur in
+        // the hex of an encrypted payload) are rate-limited per address.
+        if text.as_str().contains("session_init") && !init_rate.allow(ip) {
+            debug!(?conn, "session init over the address's rate; closing");
+            reader_close.store(1008, AtomicOrdering::Relaxed);
+            break;
+        }
         if commands.send(Command::Frame { conn, text }).await.is_err() {
             break;
         }
@@ -476,7 +667,27 @@ async fn connection(commands: mpsc::Sender<Command>, socket: WebSocket) {
     let _ = writer.await;
 }
 
-async fn challenge(State(app): State<App>, body: Bytes) -> Response {
+/// The close code for a read error: 1009 for a frame or message over `--max-frame` (refused
+/// from its header, never buffered), 1007 for a text frame that is not UTF-8, 0 (none) else.
+fn close_code_for(e: axum::Error) -> u16 {
+    use tungstenite::error::{CapacityError, Error};
+    match e.into_inner().downcast_ref::<Error>() {
+        Some(Error::Capacity(
+            CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
+        )) => 1009,
+        Some(Error::Utf8(_)) => 1007,
+        _ => 0,
+    }
+}
+
+async fn challenge(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    if !app.challenge_rate.allow(peer.ip()) {
+        return StatusCode::TOO_MANY_REQUESTS.into_response();
+    }
     let (reply, answer) = oneshot::channel();
     if app
         .commands
@@ -506,6 +717,13 @@ pub struct Service {
     pub clock: Clock,
     /// Where the replay cache is kept across restarts, if anywhere.
     pub replay_file: Option<ReplayFile>,
+    /// Pause between the last chunk of an answer and its end (`encrypted_response`,
+    /// `stream_end`), so a client that handles all frames of one socket read at once (the
+    /// Node.js SDK 1.36.0) has decrypted every chunk before it sees the end. Costs this much
+    /// latency at the end of each answer, on that connection only.
+    pub end_gap: Duration,
+    /// Caps on connections and sessions that hold before authentication.
+    pub limits: Limits,
 }
 
 /// Serves `node` on `listener` (`/v1/ws` and `/v1/auth/challenge`) until `shutdown` completes,
@@ -523,7 +741,9 @@ pub struct Service {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// let model = Arc::new(EchoModel { delay: std::time::Duration::ZERO });
 /// let clock = sealwire::time::Clock::new();
-/// let service = Service { allow: None, model, max_streams: 16, clock, replay_file: None };
+/// let end_gap = std::time::Duration::from_millis(10);
+/// let service = Service { allow: None, model, max_streams: 16, clock, replay_file: None, end_gap,
+///     limits: Default::default() };
 /// serve(listener, node, service, async { let _ = tokio::signal::ctrl_c().await; }).await;
 /// # Ok(()) }
 /// ```
@@ -538,7 +758,11 @@ where
 {
     // The transport refuses frames well beyond the node's own limit; frames just above it
     // still reach the node, which answers with its MESSAGE_TOO_LARGE error frame.
-    let max_message = node.config().max_frame_len.saturating_add(1 << 20);
+    // `--max-frame`, and never beyond what the node itself could take.
+    let max_message = service
+        .limits
+        .max_frame
+        .min(node.config().max_frame_len.saturating_add(1 << 20));
     let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
     let task = NodeTask {
         node,
@@ -549,8 +773,13 @@ where
         max_streams: service.max_streams,
         commands: commands.downgrade(),
         conns: HashMap::new(),
+        ending: HashSet::new(),
         streams: HashMap::new(),
         next_stream: 0,
+        models: HashMap::new(),
+        conn_ip: HashMap::new(),
+        sessions_per_ip: HashMap::new(),
+        max_sessions_per_ip: service.limits.max_sessions_per_ip,
     };
     let node_task = tokio::spawn(task.run(rx));
 
@@ -560,14 +789,27 @@ where
         .with_state(App {
             commands: commands.clone(),
             max_message,
+            end_gap: service.end_gap,
+            slots: ConnectionSlots::new(service.limits),
+            init_rate: PerAddressRate::per_minute(service.limits.inits_per_minute),
+            challenge_rate: PerAddressRate::per_minute(service.limits.challenges_per_minute),
         });
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
+        // Small frames leave at once: the end gap separates writes, not Nagle's batching.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await
     });
 
     shutdown.await;

@@ -32,6 +32,14 @@ struct Running {
 }
 
 async fn start(allow: Option<HashSet<Address>>, delay_ms: u64) -> Running {
+    start_with_gap(allow, delay_ms, Duration::ZERO).await
+}
+
+async fn start_with_gap(
+    allow: Option<HashSet<Address>>,
+    delay_ms: u64,
+    end_gap: Duration,
+) -> Running {
     let key = SecretKey::from_bytes(&[0x42; 32]).unwrap();
     let node = Node::new(key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32])).unwrap();
     let (public_key, address) = (node.public_key(), node.address());
@@ -45,6 +53,8 @@ async fn start(allow: Option<HashSet<Address>>, delay_ms: u64) -> Running {
         max_streams: 16,
         clock: Clock::new(),
         replay_file: None,
+        end_gap,
+        limits: Default::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve(listener, node, service, async {
@@ -319,6 +329,82 @@ async fn stream_cancel_stops_the_answer_with_a_cancelled_stream_end() {
         assert!(
             chunks_seen < words.len(),
             "{chunks_seen} chunks: not stopped"
+        );
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
+
+/// The end of an answer (`encrypted_response`, `stream_end`) leaves after the end gap, in
+/// writes of its own: a client reading as fast as it can sees the last chunk well before it.
+#[tokio::test]
+async fn end_of_answer_leaves_after_the_end_gap() {
+    tokio::time::timeout(LIMIT, async {
+        let gap = Duration::from_millis(300);
+        let node = start_with_gap(None, 0, gap).await;
+        let clock = Clock::new();
+        let me = SecretKey::from_bytes(&[0x31; 32]).unwrap();
+        let mut client = Client::new(
+            me,
+            node.public_key,
+            ClientConfig::default(),
+            ChaCha20Rng::from_seed([3; 32]),
+        )
+        .unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/ws", node.addr))
+            .await
+            .unwrap();
+        let (mut sink, mut incoming) = ws.split();
+        let params = SessionParams {
+            session_id: "5".into(),
+            job_id: "9".into(),
+            chain_id: 84532,
+            model: "echo".into(),
+            price_per_token: 0,
+            vector_database: None,
+        };
+        client.start_session(clock.now(), params).unwrap();
+        // (frame type, arrival) of every frame until the answer is finished.
+        let mut arrivals = Vec::new();
+        'answer: loop {
+            while let Some(event) = client.poll_event() {
+                match event {
+                    ClientEvent::SessionReady => {
+                        let p = Prompt::new("one two three four");
+                        client.send_prompt(clock.now(), &p).unwrap();
+                    }
+                    ClientEvent::Chunk { .. } => {}
+                    ClientEvent::Finished {
+                        authenticated: true,
+                        ..
+                    } => break 'answer,
+                    other => panic!("unexpected client event {other:?}"),
+                }
+            }
+            while let Some(frame) = client.poll_transmit() {
+                sink.send(Message::text(frame)).await.unwrap();
+            }
+            let Some(Ok(Message::Text(t))) = incoming.next().await else {
+                panic!("connection ended");
+            };
+            let json: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+            let kind = json["type"].as_str().unwrap().to_owned();
+            arrivals.push((kind, std::time::Instant::now()));
+            client.handle_frame(clock.now(), t.as_str()).unwrap();
+        }
+        let last_chunk = arrivals
+            .iter()
+            .rposition(|(kind, _)| kind == "encrypted_chunk")
+            .unwrap();
+        assert_eq!(last_chunk, arrivals.len() - 3, "{arrivals:?}");
+        let (_, chunk_at) = &arrivals[last_chunk];
+        let (end_kind, end_at) = &arrivals[last_chunk + 1];
+        assert_eq!(end_kind, "encrypted_response");
+        let waited = end_at.duration_since(*chunk_at);
+        assert!(
+            waited >= gap - Duration::from_millis(50),
+            "end came {waited:?} after the last chunk"
         );
         stop(node).await;
     })

@@ -1,0 +1,363 @@
+//! `ws_node`'s bounds before authentication, over real loopback sockets from distinct source
+//! addresses (127.0.0.2, 127.0.0.3, ...): connections per address and in total, live sessions
+//! per address. A flood from one address must not refuse a client from another.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use sealwire::session::{
+    Client, ClientConfig, ClientEvent, Node, NodeConfig, Prompt, PublicKey, SecretKey,
+    SessionParams,
+};
+use sealwire::time::Clock;
+use session_examples::limits::Limits;
+use session_examples::model::EchoModel;
+use session_examples::node_driver::{serve, Service};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+struct Running {
+    addr: SocketAddr,
+    public_key: PublicKey,
+    stop: oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<bool>,
+}
+
+async fn start(limits: Limits) -> Running {
+    let key = SecretKey::from_bytes(&[0x42; 32]).unwrap();
+    let node = Node::new(key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32])).unwrap();
+    let public_key = node.public_key();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = Service {
+        allow: None,
+        model: Arc::new(EchoModel {
+            delay: Duration::ZERO,
+        }),
+        max_streams: 16,
+        clock: Clock::new(),
+        replay_file: None,
+        end_gap: Duration::ZERO,
+        limits,
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(serve(listener, node, service, async {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        public_key,
+        stop,
+        served,
+    }
+}
+
+async fn stop(node: Running) {
+    node.stop.send(()).unwrap();
+    let clean = tokio::time::timeout(LIMIT, node.served).await.unwrap();
+    assert!(clean.unwrap(), "the node task failed");
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, last])
+}
+
+/// A WebSocket to the node from source address `from`, or the refusal's HTTP status.
+async fn connect(node: &Running, from: IpAddr) -> Result<WebSocketStream<TcpStream>, u16> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let tcp = socket.connect(node.addr).await.unwrap();
+    let url = format!("ws://{}/v1/ws", node.addr);
+    match tokio_tungstenite::client_async(url, tcp).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("handshake failed: {e}"),
+    }
+}
+
+/// Opens an encrypted session on `ws` and asks "hi": `Ok(answer)` or `Err(error code)`.
+async fn session(
+    node: &Running,
+    ws: &mut WebSocketStream<TcpStream>,
+    seed: u8,
+) -> Result<String, String> {
+    let clock = Clock::new();
+    let identity = SecretKey::from_bytes(&[seed; 32]).unwrap();
+    let mut client = Client::new(
+        identity,
+        node.public_key,
+        ClientConfig::default(),
+        ChaCha20Rng::from_seed([seed; 32]),
+    )
+    .unwrap();
+    let params = SessionParams {
+        session_id: "5".into(),
+        job_id: "9".into(),
+        chain_id: 84532,
+        model: "echo".into(),
+        price_per_token: 0,
+        vector_database: None,
+    };
+    client.start_session(clock.now(), params).unwrap();
+    loop {
+        while let Some(event) = client.poll_event() {
+            match event {
+                ClientEvent::SessionReady => {
+                    client.send_prompt(clock.now(), &Prompt::new("hi")).unwrap();
+                }
+                ClientEvent::Chunk { .. } => {}
+                ClientEvent::Finished { text, .. } => return Ok(text),
+                ClientEvent::NodeError { code, .. } => return Err(code),
+                other => panic!("unexpected client event {other:?}"),
+            }
+        }
+        while let Some(frame) = client.poll_transmit() {
+            ws.send(Message::text(frame)).await.unwrap();
+        }
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => client.handle_frame(clock.now(), t.as_str()).unwrap(),
+            Some(Ok(_)) => {}
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_per_address_are_capped_without_refusing_other_addresses() {
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            max_connections_per_ip: 3,
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(connect(&node, ip(2)).await.unwrap());
+        }
+        assert_eq!(connect(&node, ip(2)).await.err(), Some(503));
+        let mut other = connect(&node, ip(3)).await.unwrap();
+        assert_eq!(session(&node, &mut other, 0x31).await.as_deref(), Ok("hi"));
+        // A closed connection gives its slot back.
+        let mut first = held.remove(0);
+        first.close(None).await.unwrap();
+        while first.next().await.is_some() {}
+        let mut again = None;
+        for _ in 0..100 {
+            if let Ok(ws) = connect(&node, ip(2)).await {
+                again = Some(ws);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            again.is_some(),
+            "the slot of a closed connection was not given back"
+        );
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn connections_in_total_are_capped() {
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        let _a = connect(&node, ip(2)).await.unwrap();
+        let _b = connect(&node, ip(3)).await.unwrap();
+        assert_eq!(connect(&node, ip(4)).await.err(), Some(503));
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn live_sessions_per_address_are_capped_without_refusing_other_addresses() {
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            max_sessions_per_ip: 2,
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        // A flood from 127.0.0.2: throwaway keys, each a live session on its own connection.
+        let mut held = Vec::new();
+        for seed in 0..2 {
+            let mut ws = connect(&node, ip(2)).await.unwrap();
+            assert_eq!(
+                session(&node, &mut ws, 0x40 + seed).await.as_deref(),
+                Ok("hi")
+            );
+            held.push(ws);
+        }
+        let mut ws = connect(&node, ip(2)).await.unwrap();
+        assert_eq!(
+            session(&node, &mut ws, 0x50).await,
+            Err("NOT_AUTHORIZED".into())
+        );
+        // 127.0.0.3 is still served.
+        let mut other = connect(&node, ip(3)).await.unwrap();
+        assert_eq!(session(&node, &mut other, 0x51).await.as_deref(), Ok("hi"));
+        // A session that ends (its connection closed) gives its slot back.
+        let mut first = held.remove(0);
+        first.close(None).await.unwrap();
+        while first.next().await.is_some() {}
+        let mut served = false;
+        for attempt in 0..100u8 {
+            let mut ws = connect(&node, ip(2)).await.unwrap();
+            if session(&node, &mut ws, 0x60u8.wrapping_add(attempt))
+                .await
+                .is_ok()
+            {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            served,
+            "the session slot of a closed connection was not given back"
+        );
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
+
+/// Reads until the node closes the connection; the close code it gave (0 = none).
+async fn close_code(ws: &mut WebSocketStream<TcpStream>) -> u16 {
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(Message::Close(frame)) => return frame.map_or(0, |f| u16::from(f.code)),
+            Ok(_) => {}
+            Err(_) => return 0,
+        }
+    }
+    0
+}
+
+#[tokio::test]
+async fn frames_over_max_frame_close_with_1009_and_invalid_utf8_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            max_frame: 64 * 1024,
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        let mut ws = connect(&node, ip(2)).await.unwrap();
+        ws.send(Message::text("x".repeat(100 * 1024)))
+            .await
+            .unwrap();
+        assert_eq!(close_code(&mut ws).await, 1009);
+
+        let mut ws = connect(&node, ip(2)).await.unwrap();
+        let bad = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+        ws.send(Message::Frame(bad)).await.unwrap();
+        assert_eq!(close_code(&mut ws).await, 1007);
+
+        // A frame under the limit is still served.
+        let mut ws = connect(&node, ip(3)).await.unwrap();
+        assert_eq!(session(&node, &mut ws, 0x71).await.as_deref(), Ok("hi"));
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
+
+/// `POST /v1/auth/challenge` with an empty JSON body from `from`: the HTTP status.
+async fn challenge_status(node: &Running, from: IpAddr) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut tcp = socket.connect(node.addr).await.unwrap();
+    let request = format!(
+        "POST /v1/auth/challenge HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+        node.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    response.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn challenges_are_rate_limited_per_address() {
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            challenges_per_minute: 3,
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        for _ in 0..3 {
+            assert_ne!(challenge_status(&node, ip(2)).await, 429);
+        }
+        assert_eq!(challenge_status(&node, ip(2)).await, 429);
+        assert_ne!(challenge_status(&node, ip(3)).await, 429);
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn session_inits_are_rate_limited_per_address() {
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            inits_per_minute: 2,
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        for seed in 0..2 {
+            let mut ws = connect(&node, ip(2)).await.unwrap();
+            assert_eq!(
+                session(&node, &mut ws, 0x80 + seed).await.as_deref(),
+                Ok("hi")
+            );
+        }
+        // The third init from 127.0.0.2 within the minute closes its connection (1008).
+        let mut ws = connect(&node, ip(2)).await.unwrap();
+        let mut client = Client::new(
+            SecretKey::from_bytes(&[0x90; 32]).unwrap(),
+            node.public_key,
+            ClientConfig::default(),
+            ChaCha20Rng::from_seed([9; 32]),
+        )
+        .unwrap();
+        let params = SessionParams {
+            session_id: "5".into(),
+            job_id: "9".into(),
+            chain_id: 84532,
+            model: "echo".into(),
+            price_per_token: 0,
+            vector_database: None,
+        };
+        client.start_session(Clock::new().now(), params).unwrap();
+        ws.send(Message::text(client.poll_transmit().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(close_code(&mut ws).await, 1008);
+        // 127.0.0.3 is still served.
+        let mut other = connect(&node, ip(3)).await.unwrap();
+        assert_eq!(session(&node, &mut other, 0x91).await.as_deref(), Ok("hi"));
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
