@@ -6,6 +6,7 @@
 use core::fmt;
 use core::str::FromStr;
 use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
+use k256::elliptic_curve::bigint::{NonZero, U256, U384};
 use zeroize::Zeroizing;
 
 use super::{hex, kdf, SecretBytes};
@@ -63,7 +64,26 @@ impl From<hex::HexError> for KeyError {
 #[cfg_attr(fuzzing, derive(Clone))]
 pub struct SecretKey(SigningKey);
 
+/// n − 1 of secp256k1 (noble's `randomPrivateKey` reduces modulo it, then adds 1).
+const N_MINUS_1: NonZero<U256> = NonZero::<U256>::from_be_hex(
+    "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364140",
+);
+
+/// Noble's `randomPrivateKey`: 48 random bytes, `mod (n − 1)`, `+ 1` — a scalar in `1..n`.
+fn scalar_from_seed48(seed: &[u8; 48]) -> Zeroizing<[u8; 32]> {
+    let wide = U384::from_be_slice(seed);
+    let reduced: U256 = wide.rem(&N_MINUS_1).wrapping_add(&U256::ONE);
+    let bytes: [u8; 32] = reduced.to_be_bytes().into();
+    Zeroizing::new(bytes)
+}
+
 impl SecretKey {
+    /// The key noble's `randomPrivateKey` makes from 48 random bytes (the SDK's ephemeral
+    /// keys): the seed `mod (n − 1)`, `+ 1`, so every seed gives a valid key.
+    pub(crate) fn from_seed48(seed: &[u8; 48]) -> Result<Self, KeyError> {
+        Self::from_bytes(&scalar_from_seed48(seed))
+    }
+
     /// From a 32-byte big-endian scalar in `1..n`.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
         SigningKey::from_slice(bytes)
@@ -313,6 +333,17 @@ pub(crate) fn eip191_digest(msg: &[u8]) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn noble_random_private_key_reduction_matches_the_sdk_vector() {
+        // session_init.json / init_basic: seed48 → ephemeral_private_key.
+        let seed: [u8; 48] = hex::decode_array("9989c93175818614646978a4b1a2dfd8702b108d8c78e57470df356ed88aa1a92f55b4be51e37db9226a7b582e72071c").unwrap();
+        assert_eq!(
+            hex::encode(&scalar_from_seed48(&seed)[..]),
+            "3347a69f04abf55b0c8070ff0bffafa6378850f5b07e03ef83129a29e31df7dd"
+        );
+    }
+
     use super::*;
 
     #[test]

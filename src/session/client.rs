@@ -13,7 +13,6 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
 
-use k256::elliptic_curve::bigint::{NonZero, U256, U384};
 use zeroize::Zeroizing;
 
 use super::config::{ChunkAadPolicy, ClientConfig};
@@ -35,19 +34,6 @@ mod prompt;
 
 pub use events::{ClientEvent, ClientStats};
 pub use prompt::{Prompt, SessionParams};
-
-/// n − 1 of secp256k1 (noble's `randomPrivateKey` reduces modulo it, then adds 1).
-const N_MINUS_1: NonZero<U256> = NonZero::<U256>::from_be_hex(
-    "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364140",
-);
-
-/// Noble's `randomPrivateKey`: 48 random bytes, `mod (n − 1)`, `+ 1` — a scalar in `1..n`.
-fn scalar_from_seed48(seed: &[u8; 48]) -> Zeroizing<[u8; 32]> {
-    let wide = U384::from_be_slice(seed);
-    let reduced: U256 = wide.rem(&N_MINUS_1).wrapping_add(&U256::ONE);
-    let bytes: [u8; 32] = reduced.to_be_bytes().into();
-    Zeroizing::new(bytes)
-}
 
 #[derive(Debug)]
 #[cfg_attr(fuzzing, derive(Clone))]
@@ -270,7 +256,7 @@ impl<R: rand_core::CryptoRng> Client<R> {
         )));
         let seed = Zeroizing::new(crate::crypto::random_array::<48, R>(&mut self.rng));
         let nonce = crate::crypto::random_array::<24, R>(&mut self.rng);
-        let eph = SecretKey::from_bytes(&scalar_from_seed48(&seed))
+        let eph = SecretKey::from_seed48(&seed)
             .map_err(|_| ClientError::InvalidParameter("ephemeral key"))?;
 
         // docs/fabstir-wire.md §2.3 plaintext, then §2.4: ECDH x → HKDF(zero salt, empty info) → XChaCha20-Poly1305
@@ -606,19 +592,4 @@ impl<R: rand_core::CryptoRng> Client<R> {
 fn node_error(frame: &NodeFrame<'_>) -> ClientEvent {
     let (code, message) = frame.error();
     ClientEvent::NodeError { code, message }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn noble_random_private_key_reduction_matches_the_sdk_vector() {
-        // session_init.json / init_basic: seed48 → ephemeral_private_key.
-        let seed: [u8; 48] = crate::crypto::hex::decode_array("9989c93175818614646978a4b1a2dfd8702b108d8c78e57470df356ed88aa1a92f55b4be51e37db9226a7b582e72071c").unwrap();
-        assert_eq!(
-            crate::crypto::hex::encode(&scalar_from_seed48(&seed)[..]),
-            "3347a69f04abf55b0c8070ff0bffafa6378850f5b07e03ef83129a29e31df7dd"
-        );
-    }
 }
