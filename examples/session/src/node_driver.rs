@@ -10,17 +10,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::connect_info::ConnectInfo as PeerInfo;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use futures_util::stream::BoxStream;
 use futures_util::{SinkExt, StreamExt};
@@ -31,7 +31,7 @@ use sealwire::time::Clock;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::limits::{ConnectionSlots, Limits, PerAddressRate};
+use crate::limits::{ConnectionSlots, Limits, PerAddressRate, Slot};
 use crate::model::{Model, Output};
 use crate::replay_file::ReplayFile;
 use crate::sleep_until;
@@ -53,6 +53,9 @@ const COMMAND_QUEUE: usize = 4096;
 enum Command {
     Connect {
         ip: IpAddr,
+        /// Live sessions on this connection, kept by the node task; the reader applies the
+        /// idle timeout while it is 0.
+        live: Arc<AtomicUsize>,
         reply: oneshot::Sender<Option<(ConnectionId, mpsc::Receiver<Outgoing>)>>,
     },
     Frame {
@@ -118,6 +121,8 @@ struct NodeTask<R> {
     models: HashMap<(ConnectionId, String), String>,
     /// The client address of each connection, and the live sessions opened from each.
     conn_ip: HashMap<ConnectionId, IpAddr>,
+    /// Live sessions of each connection, shared with its reader.
+    conn_live: HashMap<ConnectionId, Arc<AtomicUsize>>,
     sessions_per_ip: HashMap<IpAddr, usize>,
     max_sessions_per_ip: usize,
 }
@@ -152,10 +157,11 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
     fn handle(&mut self, cmd: Command) {
         let now = self.clock.now();
         match cmd {
-            Command::Connect { ip, reply } => {
+            Command::Connect { ip, live, reply } => {
                 let result = match self.node.connect() {
                     Ok(conn) => {
                         self.conn_ip.insert(conn, ip);
+                        self.conn_live.insert(conn, live);
                         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
                         self.conns.insert(conn, tx);
                         debug!(?conn, "connected");
@@ -244,6 +250,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             self.session_gone(&key);
         }
         self.conn_ip.remove(&conn);
+        self.conn_live.remove(&conn);
         self.streams.retain(|_, s| {
             let keep = s.conn != conn;
             if !keep {
@@ -304,6 +311,9 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
         if self.models.remove(key).is_none() {
             return;
         }
+        if let Some(live) = self.conn_live.get(&key.0) {
+            live.fetch_sub(1, AtomicOrdering::Relaxed);
+        }
         if let Some(ip) = self.conn_ip.get(&key.0) {
             if let Some(n) = self.sessions_per_ip.get_mut(ip) {
                 *n = n.saturating_sub(1);
@@ -345,6 +355,9 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             if self.models.insert(key, req.model.clone()).is_none() {
                 if let Some(ip) = ip {
                     *self.sessions_per_ip.entry(ip).or_insert(0) += 1;
+                }
+                if let Some(live) = self.conn_live.get(&req.conn) {
+                    live.fetch_add(1, AtomicOrdering::Relaxed);
                 }
             }
             self.node.accept(now, req.conn, &req.session_id)
@@ -569,7 +582,7 @@ struct App {
     commands: mpsc::Sender<Command>,
     max_message: usize,
     end_gap: Duration,
-    slots: ConnectionSlots,
+    idle_timeout: Duration,
     init_rate: PerAddressRate,
     challenge_rate: PerAddressRate,
 }
@@ -577,33 +590,36 @@ struct App {
 async fn ws_upgrade(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(slot): axum::Extension<Arc<Slot>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // The connection's slot (total and per address) was taken when it was accepted; the
+    // WebSocket keeps it, since the HTTP connection's task ends at the upgrade.
     let ip = peer.ip();
-    let slot = match app.slots.take(ip) {
-        Ok(slot) => slot,
-        Err(why) => {
-            debug!(?why, "connection refused: too many connections");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
-    };
     ws.max_message_size(app.max_message)
         .max_frame_size(app.max_message)
         .on_upgrade(move |socket| async move {
-            connection(app.commands, app.end_gap, app.init_rate, ip, socket).await;
+            connection(app, ip, socket).await;
             drop(slot);
         })
 }
 
-async fn connection(
-    commands: mpsc::Sender<Command>,
-    end_gap: Duration,
-    init_rate: PerAddressRate,
-    ip: IpAddr,
-    socket: WebSocket,
-) {
+async fn connection(app: App, ip: IpAddr, socket: WebSocket) {
+    let App {
+        commands,
+        end_gap,
+        idle_timeout,
+        init_rate,
+        ..
+    } = app;
+    let live = Arc::new(AtomicUsize::new(0));
     let (reply, answer) = oneshot::channel();
-    if commands.send(Command::Connect { ip, reply }).await.is_err() {
+    let connect = Command::Connect {
+        ip,
+        live: live.clone(),
+        reply,
+    };
+    if commands.send(connect).await.is_err() {
         return;
     }
     let Ok(Some((conn, mut outgoing))) = answer.await else {
@@ -632,7 +648,26 @@ async fn connection(
         });
         let _ = sink.send(Message::Close(close)).await;
     });
-    while let Some(msg) = incoming.next().await {
+    // A connection without a live session is closed (1008) after `idle_timeout` without one,
+    // however many messages or pings it sends meanwhile.
+    let mut idle_since = tokio::time::Instant::now();
+    loop {
+        if live.load(AtomicOrdering::Relaxed) > 0 {
+            idle_since = tokio::time::Instant::now();
+        }
+        let msg = match tokio::time::timeout_at(idle_since + idle_timeout, incoming.next()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(_) if live.load(AtomicOrdering::Relaxed) > 0 => continue,
+            Err(_) => {
+                debug!(
+                    ?conn,
+                    "closing a connection without a session (idle timeout)"
+                );
+                reader_close.store(1008, AtomicOrdering::Relaxed);
+                break;
+            }
+        };
         let text = match msg {
             Ok(Message::Text(text)) => text,
             Ok(Message::Binary(bytes)) => match axum::extract::ws::Utf8Bytes::try_from(bytes) {
@@ -724,6 +759,46 @@ pub struct Service {
     pub end_gap: Duration,
     /// Caps on connections and sessions that hold before authentication.
     pub limits: Limits,
+    /// Serve `wss://` and `https://` with this certificate (see [`tls_acceptor`]); `None`
+    /// serves plain `ws://` and `http://`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// A TLS acceptor (rustls, TLS 1.2 and 1.3, the `ring` provider) for the PEM certificate
+/// chain in `cert` and the PEM private key in `key`.
+///
+/// ```no_run
+/// let acceptor = session_examples::node_driver::tls_acceptor(
+///     std::path::Path::new("/etc/ws_node/cert.pem"),
+///     std::path::Path::new("/etc/ws_node/key.pem"),
+/// )?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", cert.display()));
+    }
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    // rustls deprecates the `ring` provider for lacking post-quantum key exchange; the
+    // alternative (aws-lc-rs) needs a C toolchain and cmake in every build of this package.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Serves `node` on `listener` (`/v1/ws` and `/v1/auth/challenge`) until `shutdown` completes,
@@ -743,7 +818,7 @@ pub struct Service {
 /// let clock = sealwire::time::Clock::new();
 /// let end_gap = std::time::Duration::from_millis(10);
 /// let service = Service { allow: None, model, max_streams: 16, clock, replay_file: None, end_gap,
-///     limits: Default::default() };
+///     limits: Default::default(), tls: None };
 /// serve(listener, node, service, async { let _ = tokio::signal::ctrl_c().await; }).await;
 /// # Ok(()) }
 /// ```
@@ -778,11 +853,13 @@ where
         next_stream: 0,
         models: HashMap::new(),
         conn_ip: HashMap::new(),
+        conn_live: HashMap::new(),
         sessions_per_ip: HashMap::new(),
         max_sessions_per_ip: service.limits.max_sessions_per_ip,
     };
     let node_task = tokio::spawn(task.run(rx));
 
+    let limits = service.limits;
     let app = Router::new()
         .route("/v1/ws", get(ws_upgrade))
         .route("/v1/auth/challenge", post(challenge))
@@ -790,27 +867,19 @@ where
             commands: commands.clone(),
             max_message,
             end_gap: service.end_gap,
-            slots: ConnectionSlots::new(service.limits),
-            init_rate: PerAddressRate::per_minute(service.limits.inits_per_minute),
-            challenge_rate: PerAddressRate::per_minute(service.limits.challenges_per_minute),
+            idle_timeout: limits.idle_timeout,
+            init_rate: PerAddressRate::per_minute(limits.inits_per_minute),
+            challenge_rate: PerAddressRate::per_minute(limits.challenges_per_minute),
         });
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        // Small frames leave at once: the end gap separates writes, not Nagle's batching.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let server = tokio::spawn(accept_loop(
+        listener,
+        app,
+        ConnectionSlots::new(limits),
+        limits,
+        service.tls,
+        stopped,
+    ));
 
     shutdown.await;
     info!("shutting down");
@@ -824,7 +893,115 @@ where
         error!("node task failed");
         return false;
     }
-    // Upgraded WebSockets are not tracked by the server's graceful shutdown; bound the wait.
-    let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
+    // The accept loop gives connections 3 s to finish, then drops them.
+    let _ = server.await;
     true
+}
+
+/// Accepts connections until `stopped`: each takes a slot (total and per address) or is
+/// answered 503 at once without being read; then TLS if configured, then HTTP/1.1 with a
+/// header read timeout (and WebSocket upgrades). An `accept` error (e.g. out of file
+/// descriptors) is logged and retried after a pause instead of spinning.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    slots: ConnectionSlots,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let (tcp, peer) = tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "accept failed; pausing");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Small frames leave at once: the end gap separates writes, not Nagle's batching.
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(error = %e, "TCP_NODELAY not set");
+        }
+        let slot = match slots.take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                debug!(?why, "connection refused: too many connections");
+                if tls.is_none() {
+                    tasks.spawn(refuse(tcp));
+                }
+                continue;
+            }
+        };
+        let slot = Arc::new(slot);
+        let router = app
+            .clone()
+            .layer(axum::Extension(PeerInfo(peer)))
+            .layer(axum::Extension(slot.clone()));
+        let tls = tls.clone();
+        tasks.spawn(async move {
+            let _slot = slot;
+            match tls {
+                None => serve_http(tcp, router, limits).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_http(stream, router, limits).await,
+                        Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => debug!("TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(3), drain)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+}
+
+/// HTTP/1.1 on one connection, with the header read timeout and upgrades.
+async fn serve_http<S>(stream: S, router: Router, limits: Limits)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    if let Err(e) = http.serve_connection(io, service).with_upgrades().await {
+        debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Answers a connection over the caps with 503 without parsing it, and closes it: at most a
+/// second and 16 KiB of its request are read and discarded, so that closing does not reset the
+/// connection before the client reads the answer.
+async fn refuse(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer =
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        tcp.write_all(answer).await?;
+        tcp.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut read = 0;
+        while read < 16 << 10 {
+            match tcp.read(&mut sink).await? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }

@@ -32,6 +32,10 @@ struct Running {
 }
 
 async fn start(limits: Limits) -> Running {
+    start_with(limits, None).await
+}
+
+async fn start_with(limits: Limits, tls: Option<tokio_rustls::TlsAcceptor>) -> Running {
     let key = SecretKey::from_bytes(&[0x42; 32]).unwrap();
     let node = Node::new(key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32])).unwrap();
     let public_key = node.public_key();
@@ -47,6 +51,7 @@ async fn start(limits: Limits) -> Running {
         replay_file: None,
         end_gap: Duration::ZERO,
         limits,
+        tls,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve(listener, node, service, async {
@@ -86,11 +91,10 @@ async fn connect(node: &Running, from: IpAddr) -> Result<WebSocketStream<TcpStre
 }
 
 /// Opens an encrypted session on `ws` and asks "hi": `Ok(answer)` or `Err(error code)`.
-async fn session(
-    node: &Running,
-    ws: &mut WebSocketStream<TcpStream>,
-    seed: u8,
-) -> Result<String, String> {
+async fn session<S>(node: &Running, ws: &mut WebSocketStream<S>, seed: u8) -> Result<String, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let clock = Clock::new();
     let identity = SecretKey::from_bytes(&[seed; 32]).unwrap();
     let mut client = Client::new(
@@ -356,6 +360,172 @@ async fn session_inits_are_rate_limited_per_address() {
         // 127.0.0.3 is still served.
         let mut other = connect(&node, ip(3)).await.unwrap();
         assert_eq!(session(&node, &mut other, 0x91).await.as_deref(), Ok("hi"));
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
+
+/// Opens a plain TCP connection to the node from `from`.
+async fn tcp_from(node: &Running, from: IpAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(node.addr).await
+}
+
+/// Reads until the peer closes (`true`) or `within` passes (`false`).
+async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_headers_is_closed_after_the_header_timeout() {
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            header_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        let mut slow = tcp_from(&node, ip(2)).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        slow.write_all(b"GET /v1/ws HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        // Not closed early: the timeout is the node's, not an accident.
+        assert!(!closed_within(&mut slow, Duration::from_millis(100)).await);
+        assert!(
+            closed_within(&mut slow, Duration::from_secs(3)).await,
+            "a slowloris connection outlived the header timeout"
+        );
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_websocket_without_a_session_is_closed_after_the_idle_timeout_but_a_session_keeps_it() {
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            idle_timeout: Duration::from_millis(400),
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        let mut idle = connect(&node, ip(2)).await.unwrap();
+        let mut busy = connect(&node, ip(3)).await.unwrap();
+        assert_eq!(session(&node, &mut busy, 0x41).await.as_deref(), Ok("hi"));
+        // Pings are not a session: the idle connection is closed with 1008 all the same.
+        idle.send(Message::Ping(vec![1].into())).await.unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(close_code(&mut idle).await, 1008);
+        assert!(started.elapsed() < Duration::from_secs(3));
+        // The connection with a live session outlives the idle timeout and still answers.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        busy.send(Message::Ping(vec![2].into())).await.unwrap();
+        let pong = tokio::time::timeout(Duration::from_secs(2), busy.next()).await;
+        assert!(
+            matches!(pong, Ok(Some(Ok(Message::Pong(_))))),
+            "the connection with a session was closed: {pong:?}"
+        );
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
+
+/// 2,000 idle connections and 500 slowloris connections from 127.0.0.2 do not delay a session
+/// from 127.0.0.3 by more than a second.
+#[tokio::test]
+async fn idle_and_slowloris_floods_from_one_address_do_not_delay_another() {
+    // The test process holds every flood socket (and the node's side of the accepted ones).
+    let _ = rlimit::increase_nofile_limit(8192);
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let node = start(Limits::default()).await;
+        let mut held = Vec::new();
+        for _ in 0..2000 {
+            if let Ok(tcp) = tcp_from(&node, ip(2)).await {
+                held.push(tcp);
+            }
+        }
+        use tokio::io::AsyncWriteExt;
+        for _ in 0..500 {
+            if let Ok(mut tcp) = tcp_from(&node, ip(2)).await {
+                let _ = tcp.write_all(b"GET /v1/ws HTTP/1.1\r\nHo").await;
+                held.push(tcp);
+            }
+        }
+        assert!(
+            held.len() >= 2000,
+            "the flood could not be opened ({})",
+            held.len()
+        );
+        let started = std::time::Instant::now();
+        let mut ws = connect(&node, ip(3)).await.unwrap();
+        assert_eq!(session(&node, &mut ws, 0x51).await.as_deref(), Ok("hi"));
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "the session took {took:?} under the flood"
+        );
+        drop(held);
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
+
+/// A self-signed certificate for `localhost` in `dir`: (cert.pem, key.pem, the certificate).
+fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_pem = dir.join("cert.pem");
+    let key_pem = dir.join("key.pem");
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    (cert_pem, key_pem, cert.cert.der().to_vec())
+}
+
+#[tokio::test]
+async fn wss_serves_an_encrypted_session_and_refuses_plain_websocket() {
+    tokio::time::timeout(LIMIT, async {
+        let dir = std::env::temp_dir().join(format!("ws_node_tls_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert_pem, key_pem, der) = certificate(&dir);
+        let acceptor = session_examples::node_driver::tls_acceptor(&cert_pem, &key_pem).unwrap();
+        let node = start_with(Limits::default(), Some(acceptor)).await;
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.into()).unwrap();
+        #[allow(deprecated)]
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tcp_from(&node, ip(2)).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        let url = format!("wss://localhost:{}/v1/ws", node.addr.port());
+        let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+        assert_eq!(session(&node, &mut ws, 0x61).await.as_deref(), Ok("hi"));
+
+        // Plain ws:// to the TLS listener gets no WebSocket.
+        let plain = tcp_from(&node, ip(3)).await.unwrap();
+        let url = format!("ws://{}/v1/ws", node.addr);
+        assert!(tokio_tungstenite::client_async(url, plain).await.is_err());
+        let _ = std::fs::remove_dir_all(&dir);
         stop(node).await;
     })
     .await
