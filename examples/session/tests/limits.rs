@@ -531,3 +531,65 @@ async fn wss_serves_an_encrypted_session_and_refuses_plain_websocket() {
     .await
     .unwrap();
 }
+
+/// The test process's peak resident memory (VmHWM), in KiB; the node runs in this process.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A WebSocket upgrade by hand, then one binary frame that announces `len` bytes and streams
+/// them from a small buffer until the node closes the connection (the client holds no 8 MB).
+/// Returns the payload bytes the node took before it closed.
+async fn send_huge_frame(node: &Running, from: IpAddr, len: u64) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tcp_from(node, from).await.unwrap();
+    let request = "GET /v1/ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n";
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(tcp.read(&mut byte).await.unwrap(), 1, "no upgrade answer");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "no upgrade");
+    let mut frame = vec![0x82, 0xff];
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    tcp.write_all(&frame).await.unwrap();
+    let block = [0x5au8; 64 << 10];
+    let mut sent = 0;
+    while sent < len {
+        if tcp.write_all(&block).await.is_err() {
+            break;
+        }
+        sent += block.len() as u64;
+    }
+    sent
+}
+
+/// 100 connections that each send one 8 MB frame leave the node's peak resident memory under
+/// 256 MiB, and it serves a normal session right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_8_mb_frames_keep_the_node_under_256_mib() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let node = start(Limits::default()).await;
+        let floods = (0..100u8).map(|i| send_huge_frame(&node, ip(10 + i % 4), 8 << 20));
+        let sent = futures_util::future::join_all(floods).await;
+        let peak = peak_rss_kib();
+        assert!(peak < 256 << 10, "peak resident memory {peak} KiB");
+        // Refused from the frame header: none of them got far (kernel buffers aside).
+        assert!(
+            sent.iter().all(|&n| n < 8 << 20),
+            "a frame was read whole: {sent:?}"
+        );
+        let mut ws = connect(&node, ip(3)).await.unwrap();
+        assert_eq!(session(&node, &mut ws, 0x71).await.as_deref(), Ok("hi"));
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
