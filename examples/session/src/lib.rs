@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use zeroize::Zeroizing;
 
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod node_driver;
 pub mod replay_file;

@@ -31,7 +31,8 @@ use sealwire::time::Clock;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::limits::{ConnectionSlots, Limits, PerAddressRate, Slot};
+use crate::limits::{ConnectionSlots, Limits, PerAddressRate, Refused, Slot};
+use crate::metrics::Metrics;
 use crate::model::{Model, Output};
 use crate::replay_file::ReplayFile;
 use crate::sleep_until;
@@ -102,6 +103,8 @@ struct ActiveStream {
     cancel: tokio::task::AbortHandle,
     prompt_tokens: u64,
     chunks: u64,
+    /// When the prompt arrived (for the first-piece latency).
+    asked: std::time::Instant,
 }
 
 struct NodeTask<R> {
@@ -125,6 +128,7 @@ struct NodeTask<R> {
     conn_live: HashMap<ConnectionId, Arc<AtomicUsize>>,
     sessions_per_ip: HashMap<IpAddr, usize>,
     max_sessions_per_ip: usize,
+    metrics: Arc<Metrics>,
 }
 
 impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
@@ -177,9 +181,15 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 }
             }
             Command::Frame { conn, text } => {
+                self.metrics.frame_bytes("in", text.len());
                 if let Err(e) = self.node.handle_frame(now, conn, text.as_str()) {
                     // The node has already queued the `error` frame for the client.
-                    debug!(?conn, code = e.code().as_str(), error = %e, "frame rejected");
+                    let code = e.code().as_str();
+                    debug!(?conn, code, error = %e, "frame rejected");
+                    self.metrics.error(code);
+                    if text.as_str().contains("session_init") {
+                        self.metrics.init_rejected(code);
+                    }
                 }
             }
             Command::Disconnect { conn } => self.drop_connection(conn),
@@ -209,6 +219,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 let Some(tx) = self.conns.get(&t.conn) else {
                     continue; // the connection is already gone
                 };
+                self.metrics.frame_bytes("out", t.frame.len());
                 let out = Outgoing {
                     end_of_answer: self.ending.contains(&t.conn),
                     frame: t.frame,
@@ -311,6 +322,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
         if self.models.remove(key).is_none() {
             return;
         }
+        self.metrics.session_ended();
         if let Some(live) = self.conn_live.get(&key.0) {
             live.fetch_sub(1, AtomicOrdering::Relaxed);
         }
@@ -334,6 +346,8 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
         if !self.models.contains_key(&key) && live.unwrap_or(0) >= self.max_sessions_per_ip {
             warn!(conn = ?req.conn, "session refused: too many live sessions from this address");
             let refused = "too many sessions from this address, try again later";
+            self.metrics.init_rejected("NOT_AUTHORIZED");
+            self.metrics.refused("sessions_per_address");
             if let Err(e) = self.node.reject(req.conn, &req.session_id, refused) {
                 warn!(conn = ?req.conn, error = %e, "reject failed");
             }
@@ -359,11 +373,13 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 if let Some(live) = self.conn_live.get(&req.conn) {
                     live.fetch_add(1, AtomicOrdering::Relaxed);
                 }
+                self.metrics.session_accepted();
             }
             self.node.accept(now, req.conn, &req.session_id)
         } else {
             warn!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
                 client = who, "session rejected: address not allowed");
+            self.metrics.init_rejected("NOT_AUTHORIZED");
             self.node.reject(
                 req.conn,
                 &req.session_id,
@@ -376,7 +392,9 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
     }
 
     fn prompt(&mut self, p: PromptRequest) {
+        self.metrics.prompt();
         if self.streams.len() >= self.max_streams {
+            self.metrics.error(ErrorCode::Capacity.as_str());
             warn!(conn = ?p.conn, "too many answers in progress; prompt refused");
             let _ = self.node.send_error(
                 p.conn,
@@ -413,6 +431,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 cancel: pump.abort_handle(),
                 prompt_tokens: p.prompt.split_whitespace().count() as u64,
                 chunks: 0,
+                asked: std::time::Instant::now(),
             },
         );
     }
@@ -424,7 +443,11 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 let Some(s) = self.streams.get_mut(&id) else {
                     return; // cancelled or the session is gone
                 };
+                if s.chunks == 0 {
+                    self.metrics.first_piece(s.asked.elapsed().as_secs_f64());
+                }
                 s.chunks += 1;
+                self.metrics.chunk();
                 let sent = self.node.send_chunk(
                     now,
                     s.conn,
@@ -459,6 +482,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             Piece::Failed { code, message } => {
                 if let Some(s) = self.streams.remove(&id) {
                     warn!(conn = ?s.conn, code = code.as_str(), "answer failed");
+                    self.metrics.error(code.as_str());
                     let sent = self.node.send_error(
                         s.conn,
                         Some(&s.session_id),
@@ -585,6 +609,7 @@ struct App {
     idle_timeout: Duration,
     init_rate: PerAddressRate,
     challenge_rate: PerAddressRate,
+    metrics: Arc<Metrics>,
 }
 
 async fn ws_upgrade(
@@ -610,6 +635,7 @@ async fn connection(app: App, ip: IpAddr, socket: WebSocket) {
         end_gap,
         idle_timeout,
         init_rate,
+        metrics,
         ..
     } = app;
     let live = Arc::new(AtomicUsize::new(0));
@@ -690,6 +716,7 @@ async fn connection(app: App, ip: IpAddr, socket: WebSocket) {
         // Session inits (`session_init`, `encrypted_session_init`: words that cannot occur in
         // the hex of an encrypted payload) are rate-limited per address.
         if text.as_str().contains("session_init") && !init_rate.allow(ip) {
+            metrics.refused("inits_rate");
             debug!(?conn, "session init over the address's rate; closing");
             reader_close.store(1008, AtomicOrdering::Relaxed);
             break;
@@ -715,12 +742,22 @@ fn close_code_for(e: axum::Error) -> u16 {
     }
 }
 
+/// `GET /metrics`: the Prometheus text exposition.
+async fn serve_metrics(State(app): State<App>) -> Response {
+    let kind = [(
+        header::CONTENT_TYPE,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )];
+    (StatusCode::OK, kind, app.metrics.encode()).into_response()
+}
+
 async fn challenge(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
     if !app.challenge_rate.allow(peer.ip()) {
+        app.metrics.refused("challenges_rate");
         return StatusCode::TOO_MANY_REQUESTS.into_response();
     }
     let (reply, answer) = oneshot::channel();
@@ -839,6 +876,7 @@ where
         .max_frame
         .min(node.config().max_frame_len.saturating_add(1 << 20));
     let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+    let metrics = Arc::new(Metrics::new());
     let task = NodeTask {
         node,
         clock: service.clock,
@@ -856,6 +894,7 @@ where
         conn_live: HashMap::new(),
         sessions_per_ip: HashMap::new(),
         max_sessions_per_ip: service.limits.max_sessions_per_ip,
+        metrics: metrics.clone(),
     };
     let node_task = tokio::spawn(task.run(rx));
 
@@ -863,6 +902,7 @@ where
     let app = Router::new()
         .route("/v1/ws", get(ws_upgrade))
         .route("/v1/auth/challenge", post(challenge))
+        .route("/metrics", get(serve_metrics))
         .with_state(App {
             commands: commands.clone(),
             max_message,
@@ -870,6 +910,7 @@ where
             idle_timeout: limits.idle_timeout,
             init_rate: PerAddressRate::per_minute(limits.inits_per_minute),
             challenge_rate: PerAddressRate::per_minute(limits.challenges_per_minute),
+            metrics: metrics.clone(),
         });
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(accept_loop(
@@ -878,6 +919,7 @@ where
         ConnectionSlots::new(limits),
         limits,
         service.tls,
+        metrics,
         stopped,
     ));
 
@@ -908,6 +950,7 @@ async fn accept_loop(
     slots: ConnectionSlots,
     limits: Limits,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    metrics: Arc<Metrics>,
     mut stopped: oneshot::Receiver<()>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
@@ -932,6 +975,10 @@ async fn accept_loop(
             Ok(slot) => slot,
             Err(why) => {
                 debug!(?why, "connection refused: too many connections");
+                metrics.refused(match why {
+                    Refused::Total => "connections_total",
+                    Refused::PerAddress => "connections_per_address",
+                });
                 if tls.is_none() {
                     tasks.spawn(refuse(tcp));
                 }

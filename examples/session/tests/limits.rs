@@ -593,3 +593,89 @@ async fn a_hundred_8_mb_frames_keep_the_node_under_256_mib() {
     .await
     .unwrap();
 }
+
+/// `GET /metrics` from `from`: the body.
+async fn scrape(node: &Running, from: IpAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tcp_from(node, from).await.unwrap();
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_sessions_prompts_chunks_and_refusals_and_name_no_one() {
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            max_connections_per_ip: 1,
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        let before = scrape(&node, ip(4)).await;
+        assert_eq!(metric(&before, "ws_node_sessions_total"), Some(0.0));
+        let mut ws = connect(&node, ip(3)).await.unwrap();
+        assert_eq!(session(&node, &mut ws, 0x77).await.as_deref(), Ok("hi"));
+        assert_eq!(connect(&node, ip(3)).await.err(), Some(503));
+        let text = scrape(&node, ip(4)).await;
+        assert_eq!(metric(&text, "ws_node_sessions_total"), Some(1.0));
+        assert_eq!(metric(&text, "ws_node_sessions_active"), Some(1.0));
+        assert_eq!(metric(&text, "ws_node_prompts_total"), Some(1.0));
+        assert_eq!(metric(&text, "ws_node_chunks_total"), Some(1.0));
+        assert_eq!(
+            metric(&text, "ws_node_inits_total{result=\"accepted\",code=\"\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            metric(
+                &text,
+                "ws_node_connections_refused_total{reason=\"connections_per_address\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            metric(&text, "ws_node_model_first_piece_seconds_count"),
+            Some(1.0)
+        );
+        assert!(metric(&text, "ws_node_frame_bytes_total{direction=\"in\"}").unwrap() > 0.0);
+        // No key, client address or source address.
+        let client = SecretKey::from_bytes(&[0x77; 32]).unwrap();
+        let address = client.public_key().address().to_string();
+        for secret in [
+            address.to_lowercase(),
+            address[2..].to_lowercase(),
+            sealwire::crypto::hex::encode(&node.public_key.to_compressed()),
+            "127.0.0.3".to_string(),
+        ] {
+            assert!(
+                !text.to_lowercase().contains(&secret),
+                "metrics show {secret}"
+            );
+        }
+        // The session ends with its connection.
+        ws.close(None).await.unwrap();
+        while ws.next().await.is_some() {}
+        let mut active = None;
+        for _ in 0..100 {
+            active = metric(&scrape(&node, ip(4)).await, "ws_node_sessions_active");
+            if active == Some(0.0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(active, Some(0.0));
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
