@@ -23,6 +23,7 @@ use std::time::Duration;
 use sealwire::crypto::hex;
 use sealwire::session::{Address, Node, NodeConfig, SecretKey};
 use sealwire::time::Clock;
+use session_examples::admission::Admission;
 use session_examples::limits::Limits;
 use session_examples::model::{EchoModel, Model};
 use session_examples::node_driver::{serve, tls_acceptor, Service};
@@ -68,6 +69,10 @@ OPTIONS:
                          (default 10000); then it is closed
     --idle-timeout-ms N  time a WebSocket may stay open without a live session (default
                          30000); then it is closed (code 1008)
+    --admission-url URL  before accepting a session, POST {address, jobId, chainId, model}
+                         (JSON) to URL and accept only on a 2xx answer within the timeout
+                         (fails closed; plaintext sessions are refused); after --allow
+    --admission-timeout-ms N  longest wait for the admission answer (default 2000)
     --tls-cert FILE      serve wss:// and https:// with this PEM certificate chain (rustls);
                          needs --tls-key
     --tls-key FILE       the PEM private key of --tls-cert
@@ -115,6 +120,8 @@ struct Options {
     limits: Limits,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    admission_url: Option<String>,
+    admission_timeout: Duration,
 }
 
 fn number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
@@ -142,6 +149,8 @@ fn parse_args() -> Result<Option<Options>, String> {
         limits: Limits::default(),
         tls_cert: None,
         tls_key: None,
+        admission_url: None,
+        admission_timeout: Duration::from_secs(2),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -231,6 +240,12 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--idle-timeout-ms" => {
                 let v = value("--idle-timeout-ms")?;
                 opts.limits.idle_timeout = Duration::from_millis(number("--idle-timeout-ms", &v)?);
+            }
+            "--admission-url" => opts.admission_url = Some(value("--admission-url")?),
+            "--admission-timeout-ms" => {
+                let v = value("--admission-timeout-ms")?;
+                opts.admission_timeout =
+                    Duration::from_millis(number("--admission-timeout-ms", &v)?);
             }
             "--tls-cert" => opts.tls_cert = Some(PathBuf::from(value("--tls-cert")?)),
             "--tls-key" => opts.tls_key = Some(PathBuf::from(value("--tls-key")?)),
@@ -374,6 +389,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let admission = match opts.admission_url {
+        Some(url) => match Admission::new(url, opts.admission_timeout) {
+            Ok(hook) => Some(hook),
+            Err(e) => {
+                eprintln!("ws_node: --admission-url: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let mut limits = opts.limits;
     fit_descriptor_limit(&mut limits);
 
@@ -422,6 +447,7 @@ async fn main() -> ExitCode {
         end_gap: opts.end_gap,
         limits,
         tls,
+        admission,
     };
     if serve(listener, node, service, shutdown_signal()).await {
         info!("stopped");

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use zeroize::Zeroizing;
 
+pub mod admission;
 pub mod limits;
 pub mod metrics;
 pub mod model;

@@ -31,6 +31,7 @@ use sealwire::time::Clock;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
+use crate::admission::Admission;
 use crate::limits::{ConnectionSlots, Limits, PerAddressRate, Refused, Slot};
 use crate::metrics::Metrics;
 use crate::model::{Model, Output};
@@ -73,6 +74,10 @@ enum Command {
     Model {
         stream: u64,
         piece: Piece,
+    },
+    Admitted {
+        id: u64,
+        admitted: bool,
     },
     Shutdown {
         done: oneshot::Sender<()>,
@@ -129,6 +134,10 @@ struct NodeTask<R> {
     sessions_per_ip: HashMap<IpAddr, usize>,
     max_sessions_per_ip: usize,
     metrics: Arc<Metrics>,
+    admission: Option<Arc<Admission>>,
+    /// Session requests waiting for the admission hook's answer.
+    admitting: HashMap<u64, SessionRequest>,
+    next_admission: u64,
 }
 
 impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
@@ -202,6 +211,18 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 let _ = reply.send(answer);
             }
             Command::Model { stream, piece } => self.model_output(stream, piece),
+            Command::Admitted { id, admitted } => {
+                let Some(req) = self.admitting.remove(&id) else {
+                    return;
+                };
+                if admitted {
+                    self.admit(req);
+                } else {
+                    warn!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
+                        "session rejected by the admission hook");
+                    self.refuse(&req, "job not admitted by this host");
+                }
+            }
             Command::Shutdown { .. } => {}
         }
     }
@@ -339,18 +360,13 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
     /// Policy: the per-address session cap, then the allow-list (standing in for the on-chain
     /// job-ownership check).
     fn session_requested(&mut self, req: SessionRequest) {
-        let now = self.clock.now();
         let key = (req.conn, req.session_id.clone());
         let ip = self.conn_ip.get(&req.conn).copied();
         let live = ip.and_then(|ip| self.sessions_per_ip.get(&ip)).copied();
         if !self.models.contains_key(&key) && live.unwrap_or(0) >= self.max_sessions_per_ip {
             warn!(conn = ?req.conn, "session refused: too many live sessions from this address");
-            let refused = "too many sessions from this address, try again later";
-            self.metrics.init_rejected("NOT_AUTHORIZED");
             self.metrics.refused("sessions_per_address");
-            if let Err(e) = self.node.reject(req.conn, &req.session_id, refused) {
-                warn!(conn = ?req.conn, error = %e, "reject failed");
-            }
+            self.refuse(&req, "too many sessions from this address, try again later");
             return;
         }
         let allowed = match (&self.allow, req.client_address) {
@@ -359,35 +375,71 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             // A plaintext session's address is only claimed, never proven.
             (Some(_), None) => false,
         };
+        if !allowed {
+            warn!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
+                "session rejected: address not allowed");
+            self.refuse(&req, "client address not allowed for this job");
+            return;
+        }
+        let Some(admission) = self.admission.clone() else {
+            self.admit(req);
+            return;
+        };
+        // The hook is asked about proven addresses only: a plaintext session is refused.
+        let (Some(address), Some(commands)) = (req.client_address, self.commands.upgrade()) else {
+            self.refuse(&req, "client address not proven (plaintext session)");
+            return;
+        };
+        let id = self.next_admission;
+        self.next_admission += 1;
+        let (job_id, chain_id, model) = (req.job_id.clone(), req.chain_id, req.model.clone());
+        self.admitting.insert(id, req);
+        tokio::spawn(async move {
+            let admitted = admission.admits(address, &job_id, chain_id, &model).await;
+            let _ = commands.send(Command::Admitted { id, admitted }).await;
+        });
+    }
+
+    /// Refuses a session request (NOT_AUTHORIZED with `why`).
+    fn refuse(&mut self, req: &SessionRequest, why: &str) {
+        self.metrics.init_rejected("NOT_AUTHORIZED");
+        if let Err(e) = self.node.reject(req.conn, &req.session_id, why) {
+            warn!(conn = ?req.conn, error = %e, "reject failed");
+        }
+    }
+
+    /// Accepts a session request that passed every check (unless its connection went away or
+    /// its address filled its session slots meanwhile).
+    fn admit(&mut self, req: SessionRequest) {
+        let now = self.clock.now();
+        if !self.conns.contains_key(&req.conn) {
+            return; // gone while the hook was asked
+        }
+        let key = (req.conn, req.session_id.clone());
+        let ip = self.conn_ip.get(&req.conn).copied();
+        let live = ip.and_then(|ip| self.sessions_per_ip.get(&ip)).copied();
+        if !self.models.contains_key(&key) && live.unwrap_or(0) >= self.max_sessions_per_ip {
+            self.metrics.refused("sessions_per_address");
+            self.refuse(&req, "too many sessions from this address, try again later");
+            return;
+        }
         let who = req
             .client_address
             .map(|a| a.to_string())
             .unwrap_or_else(|| "unverified (plaintext)".into());
-        let result = if allowed {
-            info!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
-                chain_id = req.chain_id, client = who, encrypted = req.encrypted, "session accepted");
-            if self.models.insert(key, req.model.clone()).is_none() {
-                if let Some(ip) = ip {
-                    *self.sessions_per_ip.entry(ip).or_insert(0) += 1;
-                }
-                if let Some(live) = self.conn_live.get(&req.conn) {
-                    live.fetch_add(1, AtomicOrdering::Relaxed);
-                }
-                self.metrics.session_accepted();
+        info!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
+            chain_id = req.chain_id, client = who, encrypted = req.encrypted, "session accepted");
+        if self.models.insert(key, req.model.clone()).is_none() {
+            if let Some(ip) = ip {
+                *self.sessions_per_ip.entry(ip).or_insert(0) += 1;
             }
-            self.node.accept(now, req.conn, &req.session_id)
-        } else {
-            warn!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
-                client = who, "session rejected: address not allowed");
-            self.metrics.init_rejected("NOT_AUTHORIZED");
-            self.node.reject(
-                req.conn,
-                &req.session_id,
-                "client address not allowed for this job",
-            )
-        };
-        if let Err(e) = result {
-            warn!(conn = ?req.conn, error = %e, "accept/reject failed");
+            if let Some(live) = self.conn_live.get(&req.conn) {
+                live.fetch_add(1, AtomicOrdering::Relaxed);
+            }
+            self.metrics.session_accepted();
+        }
+        if let Err(e) = self.node.accept(now, req.conn, &req.session_id) {
+            warn!(conn = ?req.conn, error = %e, "accept failed");
         }
     }
 
@@ -799,6 +851,8 @@ pub struct Service {
     /// Serve `wss://` and `https://` with this certificate (see [`tls_acceptor`]); `None`
     /// serves plain `ws://` and `http://`.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Asked before every session is accepted (after `allow`); `None` accepts without asking.
+    pub admission: Option<Admission>,
 }
 
 /// A TLS acceptor (rustls, TLS 1.2 and 1.3, the `ring` provider) for the PEM certificate
@@ -855,7 +909,7 @@ pub fn tls_acceptor(
 /// let clock = sealwire::time::Clock::new();
 /// let end_gap = std::time::Duration::from_millis(10);
 /// let service = Service { allow: None, model, max_streams: 16, clock, replay_file: None, end_gap,
-///     limits: Default::default(), tls: None };
+///     limits: Default::default(), tls: None, admission: None };
 /// serve(listener, node, service, async { let _ = tokio::signal::ctrl_c().await; }).await;
 /// # Ok(()) }
 /// ```
@@ -895,6 +949,9 @@ where
         sessions_per_ip: HashMap::new(),
         max_sessions_per_ip: service.limits.max_sessions_per_ip,
         metrics: metrics.clone(),
+        admission: service.admission.map(Arc::new),
+        admitting: HashMap::new(),
+        next_admission: 0,
     };
     let node_task = tokio::spawn(task.run(rx));
 

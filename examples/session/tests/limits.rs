@@ -32,10 +32,14 @@ struct Running {
 }
 
 async fn start(limits: Limits) -> Running {
-    start_with(limits, None).await
+    start_with(limits, None, None).await
 }
 
-async fn start_with(limits: Limits, tls: Option<tokio_rustls::TlsAcceptor>) -> Running {
+async fn start_with(
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    admission: Option<session_examples::admission::Admission>,
+) -> Running {
     let key = SecretKey::from_bytes(&[0x42; 32]).unwrap();
     let node = Node::new(key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32])).unwrap();
     let public_key = node.public_key();
@@ -52,6 +56,7 @@ async fn start_with(limits: Limits, tls: Option<tokio_rustls::TlsAcceptor>) -> R
         end_gap: Duration::ZERO,
         limits,
         tls,
+        admission,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve(listener, node, service, async {
@@ -502,7 +507,7 @@ async fn wss_serves_an_encrypted_session_and_refuses_plain_websocket() {
         std::fs::create_dir_all(&dir).unwrap();
         let (cert_pem, key_pem, der) = certificate(&dir);
         let acceptor = session_examples::node_driver::tls_acceptor(&cert_pem, &key_pem).unwrap();
-        let node = start_with(Limits::default(), Some(acceptor)).await;
+        let node = start_with(Limits::default(), Some(acceptor), None).await;
 
         let mut roots = rustls::RootCertStore::empty();
         roots.add(der.into()).unwrap();
@@ -674,6 +679,92 @@ async fn metrics_count_sessions_prompts_chunks_and_refusals_and_name_no_one() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(active, Some(0.0));
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
+
+/// An admission hook stand-in: admits job 9 only, answers `/slow` after 5 s; records bodies.
+async fn admission_hook() -> (SocketAddr, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use axum::routing::post;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = axum::Router::new()
+        .route(
+            "/admit",
+            post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let record = record.clone();
+                async move {
+                    let ok = body["jobId"] == "9";
+                    record.lock().unwrap().push(body);
+                    if ok {
+                        axum::http::StatusCode::NO_CONTENT
+                    } else {
+                        axum::http::StatusCode::FORBIDDEN
+                    }
+                }
+            }),
+        )
+        .route(
+            "/slow",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                axum::http::StatusCode::OK
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn the_admission_hook_admits_on_2xx_and_refuses_otherwise_or_when_slow() {
+    tokio::time::timeout(LIMIT, async {
+        let (hook, seen) = admission_hook().await;
+        let admit = |path: &str, timeout_ms| {
+            session_examples::admission::Admission::new(
+                format!("http://{hook}{path}"),
+                Duration::from_millis(timeout_ms),
+            )
+            .unwrap()
+        };
+        // Job 9 is admitted; the hook saw the proven address, job, chain and model.
+        let node = start_with(Limits::default(), None, Some(admit("/admit", 2000))).await;
+        let mut ws = connect(&node, ip(2)).await.unwrap();
+        assert_eq!(session(&node, &mut ws, 0x21).await.as_deref(), Ok("hi"));
+        let body = seen.lock().unwrap()[0].clone();
+        let address = SecretKey::from_bytes(&[0x21; 32])
+            .unwrap()
+            .public_key()
+            .address();
+        assert_eq!(body["address"], address.to_string());
+        assert_eq!(
+            (body["jobId"].as_str(), body["chainId"].as_u64()),
+            (Some("9"), Some(84532))
+        );
+        assert_eq!(body["model"], "echo");
+        stop(node).await;
+
+        // A hook that answers 403 refuses.
+        let node = start_with(Limits::default(), None, Some(admit("/missing", 2000))).await;
+        let mut ws = connect(&node, ip(2)).await.unwrap();
+        assert_eq!(
+            session(&node, &mut ws, 0x22).await,
+            Err("NOT_AUTHORIZED".to_string())
+        );
+        stop(node).await;
+
+        // A hook slower than the timeout refuses (fails closed), in about the timeout.
+        let node = start_with(Limits::default(), None, Some(admit("/slow", 300))).await;
+        let mut ws = connect(&node, ip(2)).await.unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(
+            session(&node, &mut ws, 0x23).await,
+            Err("NOT_AUTHORIZED".to_string())
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
         stop(node).await;
     })
     .await

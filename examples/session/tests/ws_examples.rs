@@ -56,6 +56,7 @@ async fn start_with_gap(
         end_gap,
         limits: Default::default(),
         tls: None,
+        admission: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve(listener, node, service, async {
