@@ -65,6 +65,8 @@ OPTIONS:
                          600, 0 = no limit); over it the connection is closed (code 1008)
     --challenges-per-minute N  POST /v1/auth/challenge a minute from one address (default
                          600, 0 = no limit); over it HTTP 429
+    --max-queue-bytes N  outgoing bytes queued for a connection that does not read them
+                         (default 4194304); beyond it (or 1024 frames) it is dropped
     --header-timeout-ms N  time a connection has for its TLS handshake and request headers
                          (default 10000); then it is closed
     --idle-timeout-ms N  time a WebSocket may stay open without a live session (default
@@ -231,6 +233,10 @@ fn parse_args() -> Result<Option<Options>, String> {
             "--challenges-per-minute" => {
                 let v = value("--challenges-per-minute")?;
                 opts.limits.challenges_per_minute = number("--challenges-per-minute", &v)?;
+            }
+            "--max-queue-bytes" => {
+                let v = value("--max-queue-bytes")?;
+                opts.limits.max_queued_bytes = number("--max-queue-bytes", &v)?;
             }
             "--header-timeout-ms" => {
                 let v = value("--header-timeout-ms")?;

@@ -58,6 +58,9 @@ enum Command {
         /// Live sessions on this connection, kept by the node task; the reader applies the
         /// idle timeout while it is 0.
         live: Arc<AtomicUsize>,
+        /// Bytes queued for this connection's writer (added by the node task, taken off by
+        /// the writer once written).
+        queued: Arc<AtomicUsize>,
         reply: oneshot::Sender<Option<(ConnectionId, mpsc::Receiver<Outgoing>)>>,
     },
     Frame {
@@ -131,8 +134,11 @@ struct NodeTask<R> {
     conn_ip: HashMap<ConnectionId, IpAddr>,
     /// Live sessions of each connection, shared with its reader.
     conn_live: HashMap<ConnectionId, Arc<AtomicUsize>>,
+    /// Bytes queued for each connection's writer, shared with it.
+    conn_queued: HashMap<ConnectionId, Arc<AtomicUsize>>,
     sessions_per_ip: HashMap<IpAddr, usize>,
     max_sessions_per_ip: usize,
+    max_queued_bytes: usize,
     metrics: Arc<Metrics>,
     admission: Option<Arc<Admission>>,
     /// Session requests waiting for the admission hook's answer.
@@ -170,11 +176,17 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
     fn handle(&mut self, cmd: Command) {
         let now = self.clock.now();
         match cmd {
-            Command::Connect { ip, live, reply } => {
+            Command::Connect {
+                ip,
+                live,
+                queued,
+                reply,
+            } => {
                 let result = match self.node.connect() {
                     Ok(conn) => {
                         self.conn_ip.insert(conn, ip);
                         self.conn_live.insert(conn, live);
+                        self.conn_queued.insert(conn, queued);
                         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
                         self.conns.insert(conn, tx);
                         debug!(?conn, "connected");
@@ -240,12 +252,23 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 let Some(tx) = self.conns.get(&t.conn) else {
                     continue; // the connection is already gone
                 };
-                self.metrics.frame_bytes("out", t.frame.len());
+                let len = t.frame.len();
+                self.metrics.frame_bytes("out", len);
+                let queued = self.conn_queued.get(&t.conn);
+                let backlog = queued.map_or(0, |q| q.load(AtomicOrdering::Relaxed));
                 let out = Outgoing {
                     end_of_answer: self.ending.contains(&t.conn),
                     frame: t.frame,
                 };
-                if tx.try_send(out).is_err() {
+                // Whichever bound comes first: frames (CONNECTION_QUEUE) or bytes.
+                let full = backlog.saturating_add(len) > self.max_queued_bytes;
+                if !full {
+                    if let Some(q) = queued {
+                        q.fetch_add(len, AtomicOrdering::Relaxed);
+                    }
+                }
+                if full || tx.try_send(out).is_err() {
+                    self.metrics.refused("slow_reader");
                     warn!(conn = ?t.conn, "connection too slow or closed; disconnecting");
                     self.drop_connection(t.conn);
                 }
@@ -283,6 +306,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
         }
         self.conn_ip.remove(&conn);
         self.conn_live.remove(&conn);
+        self.conn_queued.remove(&conn);
         self.streams.retain(|_, s| {
             let keep = s.conn != conn;
             if !keep {
@@ -691,10 +715,12 @@ async fn connection(app: App, ip: IpAddr, socket: WebSocket) {
         ..
     } = app;
     let live = Arc::new(AtomicUsize::new(0));
+    let queued = Arc::new(AtomicUsize::new(0));
     let (reply, answer) = oneshot::channel();
     let connect = Command::Connect {
         ip,
         live: live.clone(),
+        queued: queued.clone(),
         reply,
     };
     if commands.send(connect).await.is_err() {
@@ -715,9 +741,11 @@ async fn connection(app: App, ip: IpAddr, socket: WebSocket) {
                 tokio::time::sleep(end_gap).await;
             }
             gap_done = out.end_of_answer;
+            let len = out.frame.len();
             if sink.send(Message::Text(out.frame.into())).await.is_err() {
                 return;
             }
+            queued.fetch_sub(len, AtomicOrdering::Relaxed);
         }
         let code = close_code.load(AtomicOrdering::Relaxed);
         let close = (code != 0).then(|| CloseFrame {
@@ -946,8 +974,10 @@ where
         models: HashMap::new(),
         conn_ip: HashMap::new(),
         conn_live: HashMap::new(),
+        conn_queued: HashMap::new(),
         sessions_per_ip: HashMap::new(),
         max_sessions_per_ip: service.limits.max_sessions_per_ip,
+        max_queued_bytes: service.limits.max_queued_bytes,
         metrics: metrics.clone(),
         admission: service.admission.map(Arc::new),
         admitting: HashMap::new(),

@@ -770,3 +770,82 @@ async fn the_admission_hook_admits_on_2xx_and_refuses_otherwise_or_when_slow() {
     .await
     .unwrap();
 }
+
+/// A client that sends a prompt with a long answer and never reads is dropped once its queue
+/// passes `max_queued_bytes`, and counted.
+#[tokio::test]
+async fn a_client_that_does_not_read_is_dropped_at_the_byte_bound() {
+    tokio::time::timeout(LIMIT, async {
+        let limits = Limits {
+            max_frame: 8 << 20,
+            max_queued_bytes: 256 << 10,
+            ..Limits::default()
+        };
+        let node = start(limits).await;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind(SocketAddr::new(ip(2), 0)).unwrap();
+        let tcp = socket.connect(node.addr).await.unwrap();
+        let url = format!("ws://{}/v1/ws", node.addr);
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(64 << 20))
+            .max_frame_size(Some(64 << 20));
+        let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config))
+            .await
+            .unwrap();
+        // Open the session, then ask for an answer of eight 400 KB words (about 6 MB of
+        // frames out) and stop reading.
+        let clock = Clock::new();
+        let mut client = Client::new(
+            SecretKey::from_bytes(&[0x33; 32]).unwrap(),
+            node.public_key,
+            ClientConfig::default(),
+            ChaCha20Rng::from_seed([0x33; 32]),
+        )
+        .unwrap();
+        let params = SessionParams {
+            session_id: "5".into(),
+            job_id: "9".into(),
+            chain_id: 84532,
+            model: "echo".into(),
+            price_per_token: 0,
+            vector_database: None,
+        };
+        client.start_session(clock.now(), params).unwrap();
+        ws.send(Message::text(client.poll_transmit().unwrap()))
+            .await
+            .unwrap();
+        while client.poll_event() != Some(ClientEvent::SessionReady) {
+            let Some(Ok(Message::Text(t))) = ws.next().await else {
+                panic!("no ack")
+            };
+            client.handle_frame(clock.now(), t.as_str()).unwrap();
+        }
+        let word = "w".repeat(400_000);
+        let prompt = vec![word.as_str(); 8].join(" ");
+        client
+            .send_prompt(clock.now(), &Prompt::new(prompt))
+            .unwrap();
+        ws.send(Message::text(client.poll_transmit().unwrap()))
+            .await
+            .unwrap();
+        let mut dropped = false;
+        for _ in 0..200 {
+            let text = scrape(&node, ip(4)).await;
+            if metric(
+                &text,
+                "ws_node_connections_refused_total{reason=\"slow_reader\"}",
+            ) == Some(1.0)
+            {
+                dropped = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(dropped, "the non-reading client was not dropped");
+        drop(ws);
+        stop(node).await;
+    })
+    .await
+    .unwrap();
+}
