@@ -822,7 +822,7 @@ async fn a_client_that_does_not_read_is_dropped_at_the_byte_bound() {
             client.handle_frame(clock.now(), t.as_str()).unwrap();
         }
         let word = "w".repeat(400_000);
-        let prompt = vec![word.as_str(); 8].join(" ");
+        let prompt = [word.as_str(); 8].join(" ");
         client
             .send_prompt(clock.now(), &Prompt::new(prompt))
             .unwrap();
