@@ -735,17 +735,25 @@ async fn connection(app: App, ip: IpAddr, socket: WebSocket) {
     let writer = tokio::spawn(async move {
         let mut gap_done = false;
         while let Some(out) = outgoing.recv().await {
-            // The chunks before the end of an answer were written (and flushed) one by one;
-            // a pause before the end keeps it out of the client's read of the last chunks.
+            // Frames queued together go out in one write (flushed when the queue runs dry,
+            // or when the transport's write buffer fills). The chunks before the end of an
+            // answer are flushed first, and a pause keeps the end out of the client's read of
+            // the last chunks.
             if out.end_of_answer && !gap_done && !end_gap.is_zero() {
+                if sink.flush().await.is_err() {
+                    return;
+                }
                 tokio::time::sleep(end_gap).await;
             }
             gap_done = out.end_of_answer;
             let len = out.frame.len();
-            if sink.send(Message::Text(out.frame.into())).await.is_err() {
+            if sink.feed(Message::Text(out.frame.into())).await.is_err() {
                 return;
             }
             queued.fetch_sub(len, AtomicOrdering::Relaxed);
+            if outgoing.is_empty() && sink.flush().await.is_err() {
+                return;
+            }
         }
         let code = close_code.load(AtomicOrdering::Relaxed);
         let close = (code != 0).then(|| CloseFrame {
