@@ -198,7 +198,7 @@ async fn main() -> ExitCode {
                 n += 1;
                 sessions.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(())
+            Ok::<(), String>(())
         }));
     }
     for t in tasks {
