@@ -321,6 +321,10 @@ if [ -s "$WORK/tls-cert.pem" ]; then
   T=(--url "$TLS_URL" --node-pub "$NODE_PUB")
   check "wss: SDK client mode encrypted --prompts 3 --expect-echo" judge encrypted --prompts 3 --expect-echo "${T[@]}"
   check "wss: SDK client mode challenge (https)" judge challenge "${T[@]}" --host-address "$NODE_ADDRESS"
+  check "wss: SDK client mode replay" judge replay "${T[@]}"
+  check "wss: SDK client mode tamper" judge tamper "${T[@]}"
+  check "wss: SDK client mode wrong-key" judge wrong-key "${T[@]}"
+  check "wss: SDK client mode plaintext --expect-rejected" judge plaintext --expect-rejected "${T[@]}"
   unset NODE_EXTRA_CA_CERTS
   stop_node || true
 fi
