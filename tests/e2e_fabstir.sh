@@ -295,6 +295,40 @@ if [ -n "${UPSTREAM_URL:-}" ]; then
   STANDIN_PID=
 fi
 
+# ---- TLS: ws_node --tls-cert/--tls-key serves wss:// (a throwaway CA and a leaf it signed) ----
+check_tls_cert() {
+  command -v openssl >/dev/null || { echo "no openssl"; return 1; }
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=sealwire e2e CA" -keyout "$WORK/ca-key.pem" -out "$WORK/ca.pem"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+    -keyout "$WORK/tls-key.pem" -out "$WORK/tls.csr"
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/tls.ext"
+  openssl x509 -req -in "$WORK/tls.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca-key.pem" \
+    -CAcreateserial -days 2 -extfile "$WORK/tls.ext" -out "$WORK/tls-cert.pem"
+}
+check "a CA and a certificate for the TLS checks" check_tls_cert
+if [ -s "$WORK/tls-cert.pem" ]; then
+  start_node "$E2E_KEY" --tls-cert "$WORK/tls-cert.pem" --tls-key "$WORK/tls-key.pem"
+  TLS_URL=${NODE_URL/#ws:/wss:}
+  check "wss: ws_client --ca echo" bash -c \
+    'out=$("$1" --url "$2" --node-pub "$3" --ca "$4" over tls) && [ "$out" = "over tls" ]' \
+    _ "$WS_CLIENT" "$TLS_URL" "$NODE_PUB" "$WORK/ca.pem"
+  check "wss: ws_client refuses the certificate without --ca" bash -c \
+    '! timeout 30 "$1" --url "$2" --node-pub "$3" hi' _ "$WS_CLIENT" "$TLS_URL" "$NODE_PUB"
+  check "wss: plain ws:// to the TLS listener fails" bash -c \
+    '! timeout 30 "$1" --url "$2" --node-pub "$3" hi' _ "$WS_CLIENT" "$NODE_URL" "$NODE_PUB"
+  export NODE_EXTRA_CA_CERTS=$WORK/ca.pem
+  T=(--url "$TLS_URL" --node-pub "$NODE_PUB")
+  check "wss: SDK client mode encrypted --prompts 3 --expect-echo" judge encrypted --prompts 3 --expect-echo "${T[@]}"
+  check "wss: SDK client mode challenge (https)" judge challenge "${T[@]}" --host-address "$NODE_ADDRESS"
+  check "wss: SDK client mode replay" judge replay "${T[@]}"
+  check "wss: SDK client mode tamper" judge tamper "${T[@]}"
+  check "wss: SDK client mode wrong-key" judge wrong-key "${T[@]}"
+  check "wss: SDK client mode plaintext --expect-rejected" judge plaintext --expect-rejected "${T[@]}"
+  unset NODE_EXTRA_CA_CERTS
+  stop_node || true
+fi
+
 check_client_connect_timeout() { # a listener that accepts and never answers the handshake
   command -v python3 >/dev/null || { echo "SKIP: no python3"; return 0; }
   local out=$WORK/silent.out

@@ -32,7 +32,9 @@ USAGE:
     ws_client [OPTIONS] --node-pub HEX PROMPT…
 
 OPTIONS:
-    --url URL            the node's WebSocket (default ws://127.0.0.1:8080/v1/ws)
+    --url URL            the node's WebSocket (default ws://127.0.0.1:8080/v1/ws); wss://
+                         checks the node's certificate against the system's roots
+    --ca FILE            for wss://: trust the PEM certificates in FILE instead
     --node-pub HEX       the node's public key (33-byte compressed or 65-byte, hex, optional 0x)
     --node-key HEX       or the node's private key (the public key is derived; for tests)
     --client-key HEX     this client's identity key (default: a fresh random key; visible to
@@ -66,6 +68,7 @@ struct Options {
     model: String,
     prompt: Zeroizing<String>,
     connect_timeout: std::time::Duration,
+    ca: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Option<Options>, String> {
@@ -77,6 +80,7 @@ fn parse_args() -> Result<Option<Options>, String> {
     let mut chain_id = 84532;
     let mut model = "echo".to_owned();
     let mut connect_timeout = std::time::Duration::from_secs(10);
+    let mut ca = None;
     let mut words: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -114,6 +118,7 @@ fn parse_args() -> Result<Option<Options>, String> {
                     .map_err(|_| format!("--chain-id: bad number {v:?}"))?;
             }
             "--model" => model = value("--model")?,
+            "--ca" => ca = Some(std::path::PathBuf::from(value("--ca")?)),
             "--connect-timeout-ms" => {
                 let v = value("--connect-timeout-ms")?;
                 let ms = v
@@ -143,6 +148,7 @@ fn parse_args() -> Result<Option<Options>, String> {
         model,
         prompt: Zeroizing::new(words.join(" ")),
         connect_timeout,
+        ca,
     }))
 }
 
@@ -174,7 +180,12 @@ async fn run(opts: Options) -> Result<(), String> {
         system_rng(),
     )
     .map_err(|e| format!("cannot create the client: {e}"))?;
-    let connect = tokio_tungstenite::connect_async(opts.url.as_str());
+    let connector = match &opts.ca {
+        Some(path) => Some(tokio_tungstenite::Connector::Rustls(trusting(path)?)),
+        None => None,
+    };
+    let connect =
+        tokio_tungstenite::connect_async_tls_with_config(opts.url.as_str(), None, true, connector);
     let (ws, _) = tokio::time::timeout(opts.connect_timeout, connect)
         .await
         .map_err(|_| format!("cannot connect to {}: timed out", opts.url))?
@@ -301,4 +312,31 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A TLS client configuration that trusts only the PEM certificates in `path`.
+fn trusting(path: &std::path::Path) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--ca {}: {e}", path.display()))?;
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("--ca {}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("--ca {}: no certificate", path.display()));
+    }
+    // The `ring` provider, as ws_node's (see its TLS note).
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }

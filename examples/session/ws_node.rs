@@ -23,9 +23,10 @@ use std::time::Duration;
 use sealwire::crypto::hex;
 use sealwire::session::{Address, Node, NodeConfig, SecretKey};
 use sealwire::time::Clock;
+use session_examples::admission::Admission;
 use session_examples::limits::Limits;
 use session_examples::model::{EchoModel, Model};
-use session_examples::node_driver::{serve, Service};
+use session_examples::node_driver::{serve, tls_acceptor, Service};
 use session_examples::replay_file::ReplayFile;
 use session_examples::upstream::{UpstreamConfig, UpstreamModel};
 use session_examples::{options_or_exit, read_key_file, secret_env, system_rng};
@@ -53,9 +54,9 @@ OPTIONS:
                          its stream after them (default 60000); then INFERENCE_FAILED
     --max-inflight N     upstream requests running at once (default 16)
     --max-queued N       prompts waiting for an upstream slot before CAPACITY (default 64)
-    --max-connections N  open WebSocket connections, node-wide (default 10000); beyond it
-                         an upgrade gets HTTP 503
-    --max-connections-per-ip N  open WebSocket connections from one address (default 64)
+    --max-connections N  open connections, node-wide (default 10000, lowered to fit the
+                         file-descriptor limit); beyond it a connection gets HTTP 503 unread
+    --max-connections-per-ip N  open connections from one address (default 64)
     --max-sessions-per-ip N  live sessions opened from one address (default 64); beyond it
                          an init is refused (NOT_AUTHORIZED, too many sessions)
     --max-frame BYTES    largest WebSocket frame or message (default 1048576); a larger one
@@ -64,6 +65,19 @@ OPTIONS:
                          600, 0 = no limit); over it the connection is closed (code 1008)
     --challenges-per-minute N  POST /v1/auth/challenge a minute from one address (default
                          600, 0 = no limit); over it HTTP 429
+    --max-queue-bytes N  outgoing bytes queued for a connection that does not read them
+                         (default 4194304); beyond it (or 1024 frames) it is dropped
+    --header-timeout-ms N  time a connection has for its TLS handshake and request headers
+                         (default 10000); then it is closed
+    --idle-timeout-ms N  time a WebSocket may stay open without a live session (default
+                         30000); then it is closed (code 1008)
+    --admission-url URL  before accepting a session, POST {address, jobId, chainId, model}
+                         (JSON) to URL and accept only on a 2xx answer within the timeout
+                         (fails closed; plaintext sessions are refused); after --allow
+    --admission-timeout-ms N  longest wait for the admission answer (default 2000)
+    --tls-cert FILE      serve wss:// and https:// with this PEM certificate chain (rustls);
+                         needs --tls-key
+    --tls-key FILE       the PEM private key of --tls-cert
     --end-gap-ms N       pause between the last chunk of an answer and its end (default 10):
                          the end leaves in its own write, so a client that handles a whole
                          socket read at once (Node.js SDK 1.36.0) decrypts every chunk
@@ -106,6 +120,10 @@ struct Options {
     context_window: u64,
     end_gap: Duration,
     limits: Limits,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    admission_url: Option<String>,
+    admission_timeout: Duration,
 }
 
 fn number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
@@ -131,6 +149,10 @@ fn parse_args() -> Result<Option<Options>, String> {
         context_window: 8192,
         end_gap: Duration::from_millis(10),
         limits: Limits::default(),
+        tls_cert: None,
+        tls_key: None,
+        admission_url: None,
+        admission_timeout: Duration::from_secs(2),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -212,6 +234,27 @@ fn parse_args() -> Result<Option<Options>, String> {
                 let v = value("--challenges-per-minute")?;
                 opts.limits.challenges_per_minute = number("--challenges-per-minute", &v)?;
             }
+            "--max-queue-bytes" => {
+                let v = value("--max-queue-bytes")?;
+                opts.limits.max_queued_bytes = number("--max-queue-bytes", &v)?;
+            }
+            "--header-timeout-ms" => {
+                let v = value("--header-timeout-ms")?;
+                opts.limits.header_timeout =
+                    Duration::from_millis(number("--header-timeout-ms", &v)?);
+            }
+            "--idle-timeout-ms" => {
+                let v = value("--idle-timeout-ms")?;
+                opts.limits.idle_timeout = Duration::from_millis(number("--idle-timeout-ms", &v)?);
+            }
+            "--admission-url" => opts.admission_url = Some(value("--admission-url")?),
+            "--admission-timeout-ms" => {
+                let v = value("--admission-timeout-ms")?;
+                opts.admission_timeout =
+                    Duration::from_millis(number("--admission-timeout-ms", &v)?);
+            }
+            "--tls-cert" => opts.tls_cert = Some(PathBuf::from(value("--tls-cert")?)),
+            "--tls-key" => opts.tls_key = Some(PathBuf::from(value("--tls-key")?)),
             "--end-gap-ms" => {
                 let v = value("--end-gap-ms")?;
                 opts.end_gap = Duration::from_millis(number("--end-gap-ms", &v)?);
@@ -338,6 +381,33 @@ async fn main() -> ExitCode {
         warn!("no --replay-state: inits recorded before a restart are accepted again after it");
     }
 
+    let tls = match (&opts.tls_cert, &opts.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => match tls_acceptor(cert, key) {
+            Ok(acceptor) => Some(acceptor),
+            Err(e) => {
+                eprintln!("ws_node: TLS: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => {
+            eprintln!("ws_node: --tls-cert and --tls-key go together");
+            return ExitCode::from(2);
+        }
+    };
+    let admission = match opts.admission_url {
+        Some(url) => match Admission::new(url, opts.admission_timeout) {
+            Ok(hook) => Some(hook),
+            Err(e) => {
+                eprintln!("ws_node: --admission-url: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let mut limits = opts.limits;
+    fit_descriptor_limit(&mut limits);
+
     let listener = match tokio::net::TcpListener::bind(opts.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -346,7 +416,9 @@ async fn main() -> ExitCode {
         }
     };
     let local = listener.local_addr().unwrap_or(opts.listen);
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
     println!("ws_node listen={local} public_key={public_key} address={address}");
+    info!(url = format!("{scheme}://{local}/v1/ws"), "serving");
     info!(%local, public_key, %address, "listening (WebSocket at /v1/ws, challenge at /v1/auth/challenge)");
 
     let model: Arc<dyn Model> = match opts.upstream {
@@ -379,12 +451,42 @@ async fn main() -> ExitCode {
         clock,
         replay_file,
         end_gap: opts.end_gap,
-        limits: opts.limits,
+        limits,
+        tls,
+        admission,
     };
     if serve(listener, node, service, shutdown_signal()).await {
         info!("stopped");
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Descriptors kept for everything but client connections (the listener, upstream requests,
+/// the replay-state file, logs).
+const DESCRIPTOR_HEADROOM: u64 = 256;
+
+/// Raises the soft file-descriptor limit to the hard one and lowers `--max-connections` to
+/// what then fits beside the headroom, so the listener never runs out of descriptors.
+fn fit_descriptor_limit(limits: &mut Limits) {
+    let available = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "the file-descriptor limit could not be read or raised");
+            return;
+        }
+    };
+    let fits = available.saturating_sub(DESCRIPTOR_HEADROOM);
+    let fits = usize::try_from(fits).unwrap_or(usize::MAX);
+    if limits.max_connections > fits {
+        warn!(
+            descriptors = available,
+            max_connections = fits,
+            "--max-connections lowered to fit the file-descriptor limit"
+        );
+        limits.max_connections = fits;
+    } else {
+        info!(descriptors = available, "file-descriptor limit");
     }
 }

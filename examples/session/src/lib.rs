@@ -12,7 +12,9 @@ use std::process::ExitCode;
 
 use zeroize::Zeroizing;
 
+pub mod admission;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod node_driver;
 pub mod replay_file;

@@ -23,11 +23,20 @@ pub struct Limits {
     pub inits_per_minute: u32,
     /// `POST /v1/auth/challenge` per minute from one address (0 = no limit); over it, HTTP 429.
     pub challenges_per_minute: u32,
+    /// Bytes of outgoing frames queued for one connection that does not read them; beyond it
+    /// (or beyond 1024 frames) the connection is dropped as too slow.
+    pub max_queued_bytes: usize,
+    /// Time a connection has to send its request headers (and finish a TLS handshake).
+    pub header_timeout: std::time::Duration,
+    /// Time a WebSocket may stay open without a live session (from its start, or from the end
+    /// of its last session); then it is closed with code 1008.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
     /// 10,000 connections, 64 per address, 64 live sessions per address, 1 MiB frames, 600
-    /// inits and 600 challenges a minute per address.
+    /// inits and 600 challenges a minute per address, 4 MiB queued for a connection, 10 s for
+    /// the request headers, 30 s without a session.
     ///
     /// ```
     /// let limits = session_examples::limits::Limits::default();
@@ -41,6 +50,9 @@ impl Default for Limits {
             max_frame: 1 << 20,
             inits_per_minute: 600,
             challenges_per_minute: 600,
+            max_queued_bytes: 4 << 20,
+            header_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -10,17 +10,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::connect_info::ConnectInfo as PeerInfo;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use futures_util::stream::BoxStream;
 use futures_util::{SinkExt, StreamExt};
@@ -31,7 +31,9 @@ use sealwire::time::Clock;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::limits::{ConnectionSlots, Limits, PerAddressRate};
+use crate::admission::Admission;
+use crate::limits::{ConnectionSlots, Limits, PerAddressRate, Refused, Slot};
+use crate::metrics::Metrics;
 use crate::model::{Model, Output};
 use crate::replay_file::ReplayFile;
 use crate::sleep_until;
@@ -53,6 +55,12 @@ const COMMAND_QUEUE: usize = 4096;
 enum Command {
     Connect {
         ip: IpAddr,
+        /// Live sessions on this connection, kept by the node task; the reader applies the
+        /// idle timeout while it is 0.
+        live: Arc<AtomicUsize>,
+        /// Bytes queued for this connection's writer (added by the node task, taken off by
+        /// the writer once written).
+        queued: Arc<AtomicUsize>,
         reply: oneshot::Sender<Option<(ConnectionId, mpsc::Receiver<Outgoing>)>>,
     },
     Frame {
@@ -69,6 +77,10 @@ enum Command {
     Model {
         stream: u64,
         piece: Piece,
+    },
+    Admitted {
+        id: u64,
+        admitted: bool,
     },
     Shutdown {
         done: oneshot::Sender<()>,
@@ -99,6 +111,8 @@ struct ActiveStream {
     cancel: tokio::task::AbortHandle,
     prompt_tokens: u64,
     chunks: u64,
+    /// When the prompt arrived (for the first-piece latency).
+    asked: std::time::Instant,
 }
 
 struct NodeTask<R> {
@@ -118,8 +132,18 @@ struct NodeTask<R> {
     models: HashMap<(ConnectionId, String), String>,
     /// The client address of each connection, and the live sessions opened from each.
     conn_ip: HashMap<ConnectionId, IpAddr>,
+    /// Live sessions of each connection, shared with its reader.
+    conn_live: HashMap<ConnectionId, Arc<AtomicUsize>>,
+    /// Bytes queued for each connection's writer, shared with it.
+    conn_queued: HashMap<ConnectionId, Arc<AtomicUsize>>,
     sessions_per_ip: HashMap<IpAddr, usize>,
     max_sessions_per_ip: usize,
+    max_queued_bytes: usize,
+    metrics: Arc<Metrics>,
+    admission: Option<Arc<Admission>>,
+    /// Session requests waiting for the admission hook's answer.
+    admitting: HashMap<u64, SessionRequest>,
+    next_admission: u64,
 }
 
 impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
@@ -152,10 +176,17 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
     fn handle(&mut self, cmd: Command) {
         let now = self.clock.now();
         match cmd {
-            Command::Connect { ip, reply } => {
+            Command::Connect {
+                ip,
+                live,
+                queued,
+                reply,
+            } => {
                 let result = match self.node.connect() {
                     Ok(conn) => {
                         self.conn_ip.insert(conn, ip);
+                        self.conn_live.insert(conn, live);
+                        self.conn_queued.insert(conn, queued);
                         let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
                         self.conns.insert(conn, tx);
                         debug!(?conn, "connected");
@@ -171,9 +202,15 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 }
             }
             Command::Frame { conn, text } => {
+                self.metrics.frame_bytes("in", text.len());
                 if let Err(e) = self.node.handle_frame(now, conn, text.as_str()) {
                     // The node has already queued the `error` frame for the client.
-                    debug!(?conn, code = e.code().as_str(), error = %e, "frame rejected");
+                    let code = e.code().as_str();
+                    debug!(?conn, code, error = %e, "frame rejected");
+                    self.metrics.error(code);
+                    if text.as_str().contains("session_init") {
+                        self.metrics.init_rejected(code);
+                    }
                 }
             }
             Command::Disconnect { conn } => self.drop_connection(conn),
@@ -186,6 +223,18 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 let _ = reply.send(answer);
             }
             Command::Model { stream, piece } => self.model_output(stream, piece),
+            Command::Admitted { id, admitted } => {
+                let Some(req) = self.admitting.remove(&id) else {
+                    return;
+                };
+                if admitted {
+                    self.admit(req);
+                } else {
+                    warn!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
+                        "session rejected by the admission hook");
+                    self.refuse(&req, "job not admitted by this host");
+                }
+            }
             Command::Shutdown { .. } => {}
         }
     }
@@ -203,11 +252,23 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 let Some(tx) = self.conns.get(&t.conn) else {
                     continue; // the connection is already gone
                 };
+                let len = t.frame.len();
+                self.metrics.frame_bytes("out", len);
+                let queued = self.conn_queued.get(&t.conn);
+                let backlog = queued.map_or(0, |q| q.load(AtomicOrdering::Relaxed));
                 let out = Outgoing {
                     end_of_answer: self.ending.contains(&t.conn),
                     frame: t.frame,
                 };
-                if tx.try_send(out).is_err() {
+                // Whichever bound comes first: frames (CONNECTION_QUEUE) or bytes.
+                let full = backlog.saturating_add(len) > self.max_queued_bytes;
+                if !full {
+                    if let Some(q) = queued {
+                        q.fetch_add(len, AtomicOrdering::Relaxed);
+                    }
+                }
+                if full || tx.try_send(out).is_err() {
+                    self.metrics.refused("slow_reader");
                     warn!(conn = ?t.conn, "connection too slow or closed; disconnecting");
                     self.drop_connection(t.conn);
                 }
@@ -244,6 +305,8 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             self.session_gone(&key);
         }
         self.conn_ip.remove(&conn);
+        self.conn_live.remove(&conn);
+        self.conn_queued.remove(&conn);
         self.streams.retain(|_, s| {
             let keep = s.conn != conn;
             if !keep {
@@ -304,6 +367,10 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
         if self.models.remove(key).is_none() {
             return;
         }
+        self.metrics.session_ended();
+        if let Some(live) = self.conn_live.get(&key.0) {
+            live.fetch_sub(1, AtomicOrdering::Relaxed);
+        }
         if let Some(ip) = self.conn_ip.get(&key.0) {
             if let Some(n) = self.sessions_per_ip.get_mut(ip) {
                 *n = n.saturating_sub(1);
@@ -317,16 +384,13 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
     /// Policy: the per-address session cap, then the allow-list (standing in for the on-chain
     /// job-ownership check).
     fn session_requested(&mut self, req: SessionRequest) {
-        let now = self.clock.now();
         let key = (req.conn, req.session_id.clone());
         let ip = self.conn_ip.get(&req.conn).copied();
         let live = ip.and_then(|ip| self.sessions_per_ip.get(&ip)).copied();
         if !self.models.contains_key(&key) && live.unwrap_or(0) >= self.max_sessions_per_ip {
             warn!(conn = ?req.conn, "session refused: too many live sessions from this address");
-            let refused = "too many sessions from this address, try again later";
-            if let Err(e) = self.node.reject(req.conn, &req.session_id, refused) {
-                warn!(conn = ?req.conn, error = %e, "reject failed");
-            }
+            self.metrics.refused("sessions_per_address");
+            self.refuse(&req, "too many sessions from this address, try again later");
             return;
         }
         let allowed = match (&self.allow, req.client_address) {
@@ -335,35 +399,78 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             // A plaintext session's address is only claimed, never proven.
             (Some(_), None) => false,
         };
+        if !allowed {
+            warn!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
+                "session rejected: address not allowed");
+            self.refuse(&req, "client address not allowed for this job");
+            return;
+        }
+        let Some(admission) = self.admission.clone() else {
+            self.admit(req);
+            return;
+        };
+        // The hook is asked about proven addresses only: a plaintext session is refused.
+        let (Some(address), Some(commands)) = (req.client_address, self.commands.upgrade()) else {
+            self.refuse(&req, "client address not proven (plaintext session)");
+            return;
+        };
+        let id = self.next_admission;
+        self.next_admission += 1;
+        let (job_id, chain_id, model) = (req.job_id.clone(), req.chain_id, req.model.clone());
+        self.admitting.insert(id, req);
+        tokio::spawn(async move {
+            let admitted = admission.admits(address, &job_id, chain_id, &model).await;
+            let _ = commands.send(Command::Admitted { id, admitted }).await;
+        });
+    }
+
+    /// Refuses a session request (NOT_AUTHORIZED with `why`).
+    fn refuse(&mut self, req: &SessionRequest, why: &str) {
+        self.metrics.init_rejected("NOT_AUTHORIZED");
+        if let Err(e) = self.node.reject(req.conn, &req.session_id, why) {
+            warn!(conn = ?req.conn, error = %e, "reject failed");
+        }
+    }
+
+    /// Accepts a session request that passed every check (unless its connection went away or
+    /// its address filled its session slots meanwhile).
+    fn admit(&mut self, req: SessionRequest) {
+        let now = self.clock.now();
+        if !self.conns.contains_key(&req.conn) {
+            return; // gone while the hook was asked
+        }
+        let key = (req.conn, req.session_id.clone());
+        let ip = self.conn_ip.get(&req.conn).copied();
+        let live = ip.and_then(|ip| self.sessions_per_ip.get(&ip)).copied();
+        if !self.models.contains_key(&key) && live.unwrap_or(0) >= self.max_sessions_per_ip {
+            self.metrics.refused("sessions_per_address");
+            self.refuse(&req, "too many sessions from this address, try again later");
+            return;
+        }
         let who = req
             .client_address
             .map(|a| a.to_string())
             .unwrap_or_else(|| "unverified (plaintext)".into());
-        let result = if allowed {
-            info!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
-                chain_id = req.chain_id, client = who, encrypted = req.encrypted, "session accepted");
-            if self.models.insert(key, req.model.clone()).is_none() {
-                if let Some(ip) = ip {
-                    *self.sessions_per_ip.entry(ip).or_insert(0) += 1;
-                }
+        info!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
+            chain_id = req.chain_id, client = who, encrypted = req.encrypted, "session accepted");
+        if self.models.insert(key, req.model.clone()).is_none() {
+            if let Some(ip) = ip {
+                *self.sessions_per_ip.entry(ip).or_insert(0) += 1;
             }
-            self.node.accept(now, req.conn, &req.session_id)
-        } else {
-            warn!(conn = ?req.conn, session_id = req.session_id, job_id = req.job_id,
-                client = who, "session rejected: address not allowed");
-            self.node.reject(
-                req.conn,
-                &req.session_id,
-                "client address not allowed for this job",
-            )
-        };
-        if let Err(e) = result {
-            warn!(conn = ?req.conn, error = %e, "accept/reject failed");
+            if let Some(live) = self.conn_live.get(&req.conn) {
+                live.fetch_add(1, AtomicOrdering::Relaxed);
+            }
+            self.metrics.session_accepted();
+        }
+        if let Err(e) = self.node.accept(now, req.conn, &req.session_id) {
+            warn!(conn = ?req.conn, error = %e, "accept failed");
         }
     }
 
     fn prompt(&mut self, p: PromptRequest) {
+        self.metrics.prompt();
         if self.streams.len() >= self.max_streams {
+            self.metrics.error(ErrorCode::Capacity.as_str());
             warn!(conn = ?p.conn, "too many answers in progress; prompt refused");
             let _ = self.node.send_error(
                 p.conn,
@@ -400,6 +507,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 cancel: pump.abort_handle(),
                 prompt_tokens: p.prompt.split_whitespace().count() as u64,
                 chunks: 0,
+                asked: std::time::Instant::now(),
             },
         );
     }
@@ -411,7 +519,11 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
                 let Some(s) = self.streams.get_mut(&id) else {
                     return; // cancelled or the session is gone
                 };
+                if s.chunks == 0 {
+                    self.metrics.first_piece(s.asked.elapsed().as_secs_f64());
+                }
                 s.chunks += 1;
+                self.metrics.chunk();
                 let sent = self.node.send_chunk(
                     now,
                     s.conn,
@@ -446,6 +558,7 @@ impl<R: rand_core::CryptoRng + Send + 'static> NodeTask<R> {
             Piece::Failed { code, message } => {
                 if let Some(s) = self.streams.remove(&id) {
                     warn!(conn = ?s.conn, code = code.as_str(), "answer failed");
+                    self.metrics.error(code.as_str());
                     let sent = self.node.send_error(
                         s.conn,
                         Some(&s.session_id),
@@ -569,41 +682,48 @@ struct App {
     commands: mpsc::Sender<Command>,
     max_message: usize,
     end_gap: Duration,
-    slots: ConnectionSlots,
+    idle_timeout: Duration,
     init_rate: PerAddressRate,
     challenge_rate: PerAddressRate,
+    metrics: Arc<Metrics>,
 }
 
 async fn ws_upgrade(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(slot): axum::Extension<Arc<Slot>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // The connection's slot (total and per address) was taken when it was accepted; the
+    // WebSocket keeps it, since the HTTP connection's task ends at the upgrade.
     let ip = peer.ip();
-    let slot = match app.slots.take(ip) {
-        Ok(slot) => slot,
-        Err(why) => {
-            debug!(?why, "connection refused: too many connections");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
-    };
     ws.max_message_size(app.max_message)
         .max_frame_size(app.max_message)
         .on_upgrade(move |socket| async move {
-            connection(app.commands, app.end_gap, app.init_rate, ip, socket).await;
+            connection(app, ip, socket).await;
             drop(slot);
         })
 }
 
-async fn connection(
-    commands: mpsc::Sender<Command>,
-    end_gap: Duration,
-    init_rate: PerAddressRate,
-    ip: IpAddr,
-    socket: WebSocket,
-) {
+async fn connection(app: App, ip: IpAddr, socket: WebSocket) {
+    let App {
+        commands,
+        end_gap,
+        idle_timeout,
+        init_rate,
+        metrics,
+        ..
+    } = app;
+    let live = Arc::new(AtomicUsize::new(0));
+    let queued = Arc::new(AtomicUsize::new(0));
     let (reply, answer) = oneshot::channel();
-    if commands.send(Command::Connect { ip, reply }).await.is_err() {
+    let connect = Command::Connect {
+        ip,
+        live: live.clone(),
+        queued: queued.clone(),
+        reply,
+    };
+    if commands.send(connect).await.is_err() {
         return;
     }
     let Ok(Some((conn, mut outgoing))) = answer.await else {
@@ -615,13 +735,23 @@ async fn connection(
     let writer = tokio::spawn(async move {
         let mut gap_done = false;
         while let Some(out) = outgoing.recv().await {
-            // The chunks before the end of an answer were written (and flushed) one by one;
-            // a pause before the end keeps it out of the client's read of the last chunks.
+            // Frames queued together go out in one write (flushed when the queue runs dry,
+            // or when the transport's write buffer fills). The chunks before the end of an
+            // answer are flushed first, and a pause keeps the end out of the client's read of
+            // the last chunks.
             if out.end_of_answer && !gap_done && !end_gap.is_zero() {
+                if sink.flush().await.is_err() {
+                    return;
+                }
                 tokio::time::sleep(end_gap).await;
             }
             gap_done = out.end_of_answer;
-            if sink.send(Message::Text(out.frame.into())).await.is_err() {
+            let len = out.frame.len();
+            if sink.feed(Message::Text(out.frame.into())).await.is_err() {
+                return;
+            }
+            queued.fetch_sub(len, AtomicOrdering::Relaxed);
+            if outgoing.is_empty() && sink.flush().await.is_err() {
                 return;
             }
         }
@@ -632,7 +762,26 @@ async fn connection(
         });
         let _ = sink.send(Message::Close(close)).await;
     });
-    while let Some(msg) = incoming.next().await {
+    // A connection without a live session is closed (1008) after `idle_timeout` without one,
+    // however many messages or pings it sends meanwhile.
+    let mut idle_since = tokio::time::Instant::now();
+    loop {
+        if live.load(AtomicOrdering::Relaxed) > 0 {
+            idle_since = tokio::time::Instant::now();
+        }
+        let msg = match tokio::time::timeout_at(idle_since + idle_timeout, incoming.next()).await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(_) if live.load(AtomicOrdering::Relaxed) > 0 => continue,
+            Err(_) => {
+                debug!(
+                    ?conn,
+                    "closing a connection without a session (idle timeout)"
+                );
+                reader_close.store(1008, AtomicOrdering::Relaxed);
+                break;
+            }
+        };
         let text = match msg {
             Ok(Message::Text(text)) => text,
             Ok(Message::Binary(bytes)) => match axum::extract::ws::Utf8Bytes::try_from(bytes) {
@@ -655,6 +804,7 @@ async fn connection(
         // Session inits (`session_init`, `encrypted_session_init`: words that cannot occur in
         // the hex of an encrypted payload) are rate-limited per address.
         if text.as_str().contains("session_init") && !init_rate.allow(ip) {
+            metrics.refused("inits_rate");
             debug!(?conn, "session init over the address's rate; closing");
             reader_close.store(1008, AtomicOrdering::Relaxed);
             break;
@@ -680,12 +830,22 @@ fn close_code_for(e: axum::Error) -> u16 {
     }
 }
 
+/// `GET /metrics`: the Prometheus text exposition.
+async fn serve_metrics(State(app): State<App>) -> Response {
+    let kind = [(
+        header::CONTENT_TYPE,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )];
+    (StatusCode::OK, kind, app.metrics.encode()).into_response()
+}
+
 async fn challenge(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
     if !app.challenge_rate.allow(peer.ip()) {
+        app.metrics.refused("challenges_rate");
         return StatusCode::TOO_MANY_REQUESTS.into_response();
     }
     let (reply, answer) = oneshot::channel();
@@ -724,6 +884,48 @@ pub struct Service {
     pub end_gap: Duration,
     /// Caps on connections and sessions that hold before authentication.
     pub limits: Limits,
+    /// Serve `wss://` and `https://` with this certificate (see [`tls_acceptor`]); `None`
+    /// serves plain `ws://` and `http://`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Asked before every session is accepted (after `allow`); `None` accepts without asking.
+    pub admission: Option<Admission>,
+}
+
+/// A TLS acceptor (rustls, TLS 1.2 and 1.3, the `ring` provider) for the PEM certificate
+/// chain in `cert` and the PEM private key in `key`.
+///
+/// ```no_run
+/// let acceptor = session_examples::node_driver::tls_acceptor(
+///     std::path::Path::new("/etc/ws_node/cert.pem"),
+///     std::path::Path::new("/etc/ws_node/key.pem"),
+/// )?;
+/// # Ok::<(), String>(())
+/// ```
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", cert.display()));
+    }
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    // rustls deprecates the `ring` provider for lacking post-quantum key exchange; the
+    // alternative (aws-lc-rs) needs a C toolchain and cmake in every build of this package.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Serves `node` on `listener` (`/v1/ws` and `/v1/auth/challenge`) until `shutdown` completes,
@@ -743,7 +945,7 @@ pub struct Service {
 /// let clock = sealwire::time::Clock::new();
 /// let end_gap = std::time::Duration::from_millis(10);
 /// let service = Service { allow: None, model, max_streams: 16, clock, replay_file: None, end_gap,
-///     limits: Default::default() };
+///     limits: Default::default(), tls: None, admission: None };
 /// serve(listener, node, service, async { let _ = tokio::signal::ctrl_c().await; }).await;
 /// # Ok(()) }
 /// ```
@@ -764,6 +966,7 @@ where
         .max_frame
         .min(node.config().max_frame_len.saturating_add(1 << 20));
     let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+    let metrics = Arc::new(Metrics::new());
     let task = NodeTask {
         node,
         clock: service.clock,
@@ -778,39 +981,42 @@ where
         next_stream: 0,
         models: HashMap::new(),
         conn_ip: HashMap::new(),
+        conn_live: HashMap::new(),
+        conn_queued: HashMap::new(),
         sessions_per_ip: HashMap::new(),
         max_sessions_per_ip: service.limits.max_sessions_per_ip,
+        max_queued_bytes: service.limits.max_queued_bytes,
+        metrics: metrics.clone(),
+        admission: service.admission.map(Arc::new),
+        admitting: HashMap::new(),
+        next_admission: 0,
     };
     let node_task = tokio::spawn(task.run(rx));
 
+    let limits = service.limits;
     let app = Router::new()
         .route("/v1/ws", get(ws_upgrade))
         .route("/v1/auth/challenge", post(challenge))
+        .route("/metrics", get(serve_metrics))
         .with_state(App {
             commands: commands.clone(),
             max_message,
             end_gap: service.end_gap,
-            slots: ConnectionSlots::new(service.limits),
-            init_rate: PerAddressRate::per_minute(service.limits.inits_per_minute),
-            challenge_rate: PerAddressRate::per_minute(service.limits.challenges_per_minute),
+            idle_timeout: limits.idle_timeout,
+            init_rate: PerAddressRate::per_minute(limits.inits_per_minute),
+            challenge_rate: PerAddressRate::per_minute(limits.challenges_per_minute),
+            metrics: metrics.clone(),
         });
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        // Small frames leave at once: the end gap separates writes, not Nagle's batching.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let server = tokio::spawn(accept_loop(
+        listener,
+        app,
+        ConnectionSlots::new(limits),
+        limits,
+        service.tls,
+        metrics,
+        stopped,
+    ));
 
     shutdown.await;
     info!("shutting down");
@@ -824,7 +1030,120 @@ where
         error!("node task failed");
         return false;
     }
-    // Upgraded WebSockets are not tracked by the server's graceful shutdown; bound the wait.
-    let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
+    // The accept loop gives connections 3 s to finish, then drops them.
+    let _ = server.await;
     true
+}
+
+/// Accepts connections until `stopped`: each takes a slot (total and per address) or is
+/// answered 503 at once without being read; then TLS if configured, then HTTP/1.1 with a
+/// header read timeout (and WebSocket upgrades). An `accept` error (e.g. out of file
+/// descriptors) is logged and retried after a pause instead of spinning.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    slots: ConnectionSlots,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    metrics: Arc<Metrics>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let (tcp, peer) = tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "accept failed; pausing");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Small frames leave at once: the end gap separates writes, not Nagle's batching.
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(error = %e, "TCP_NODELAY not set");
+        }
+        let slot = match slots.take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                debug!(?why, "connection refused: too many connections");
+                metrics.refused(match why {
+                    Refused::Total => "connections_total",
+                    Refused::PerAddress => "connections_per_address",
+                });
+                if tls.is_none() {
+                    tasks.spawn(refuse(tcp));
+                }
+                continue;
+            }
+        };
+        let slot = Arc::new(slot);
+        let router = app
+            .clone()
+            .layer(axum::Extension(PeerInfo(peer)))
+            .layer(axum::Extension(slot.clone()));
+        let tls = tls.clone();
+        tasks.spawn(async move {
+            let _slot = slot;
+            match tls {
+                None => serve_http(tcp, router, limits).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_http(stream, router, limits).await,
+                        Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => debug!("TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(3), drain)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+}
+
+/// HTTP/1.1 on one connection, with the header read timeout and upgrades.
+async fn serve_http<S>(stream: S, router: Router, limits: Limits)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    if let Err(e) = http.serve_connection(io, service).with_upgrades().await {
+        debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Answers a connection over the caps with 503 without parsing it, and closes it: at most a
+/// second and 16 KiB of its request are read and discarded, so that closing does not reset the
+/// connection before the client reads the answer.
+async fn refuse(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer =
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        tcp.write_all(answer).await?;
+        tcp.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut read = 0;
+        while read < 16 << 10 {
+            match tcp.read(&mut sink).await? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }

@@ -171,6 +171,8 @@ async fn start(script: Script, max_inflight: usize, max_queued: usize) -> Runnin
         replay_file: None,
         end_gap: Duration::ZERO,
         limits: Default::default(),
+        tls: None,
+        admission: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve(listener, node, service, async {

@@ -55,6 +55,8 @@ async fn start_with_gap(
         replay_file: None,
         end_gap,
         limits: Default::default(),
+        tls: None,
+        admission: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve(listener, node, service, async {
