@@ -3,8 +3,9 @@
 # when missing (idempotent, quiet): the wasm32-unknown-unknown target, wasm-bindgen-cli at the
 # exact wasm-bindgen version of Cargo.lock, Debian's chromium; puppeteer-core is installed by
 # the test under the target dir. Builds the module, ws_node and ws_mitm, then runs the test.
-# First run on 2 cores: about 6 minutes (wasm-bindgen-cli build ~5 min, chromium ~1 min);
-# cached: about 20 s. Last line `N passed, N failed`; non-zero exit on failure.
+# First run on 2 cores: about 5 minutes (wasm-bindgen-cli builds from source in ~4 min,
+# chromium ~1 min);
+# cached: about 5-20 s. Last line `N passed, N failed`; non-zero exit on failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
