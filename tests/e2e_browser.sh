@@ -7,7 +7,7 @@
 # starts the nodes (and the on-path proxy) on free loopback ports, drives Chromium and checks
 # several prompts echoed back exactly through the demo page, the module API (pieces, token
 # counts), a caller-supplied client key on an allow-list, a wrong node key, an answer truncated
-# by ws_mitm, a node error frame and a silent listener. Screenshot: $TARGET/browser/demo.png.
+# by ws_mitm, a node error frame and three timeouts (handshake, ack, first piece). Screenshot: $TARGET/browser/demo.png.
 # Prints `PASS name` / `FAIL name` lines, then `N passed, N failed`; exits 1 on any failure.
 #
 # Needs: node (>= 18), npm (registry on the first run), a Chromium (CHROMIUM, default

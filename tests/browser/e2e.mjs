@@ -7,8 +7,8 @@
 // and checks: an encrypted session with several prompts echoed back exactly (through the page's
 // form; screenshot to OUT/demo.png); a wrong node key fails cleanly (SessionRefused); an answer
 // cut short by an on-path proxy is reported as truncated (TruncatedAnswer), not as success;
-// a node error frame surfaces as an error (NodeErrorFrame); a refused session (allow-list) and a
-// silent node (TimeoutError). Prints `PASS name` / `FAIL name` lines, then `N passed, N failed`.
+// a node error frame surfaces as an error (NodeErrorFrame); a refused session (allow-list) and
+// three timeouts: no handshake, no ack, no first piece (TimeoutError). Prints `PASS name` / `FAIL name` lines, then `N passed, N failed`.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
@@ -213,6 +213,46 @@ await check('silent listener (no WebSocket handshake): TimeoutError', async () =
     const r = await inPage(session, { url: `ws://127.0.0.1:${silent.address().port}/v1/ws`, pub: node.pub, prompts: ['x'], extra: { connectTimeoutMs: 1500 } });
     assert(r.error && r.error.kind === 'timeout' && r.error.name === 'TimeoutError', `error: ${JSON.stringify(r.error)}`);
   } finally { silent.close(); }
+});
+
+// A WebSocket server that completes the handshake (RFC 6455 accept key) and then says nothing.
+async function silentWebSocket() {
+  const { createHash } = await import('node:crypto');
+  const s = createTcpServer((sock) => {
+    sock.on('error', () => {});
+    let head = '';
+    sock.on('data', (d) => {
+      if (head === null) return; // frames from the client: ignored
+      head += d.toString('latin1');
+      const m = /sec-websocket-key: *([^\r\n]+)/i.exec(head);
+      if (!head.includes('\r\n\r\n') || !m) return;
+      const accept = createHash('sha1').update(m[1].trim() + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+      sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      head = null;
+    });
+  });
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  return s;
+}
+
+await check('silent node after the handshake: TimeoutError from the client\'s ack timer', async () => {
+  const silent = await silentWebSocket();
+  try {
+    const t0 = Date.now();
+    const r = await inPage(session, { url: `ws://127.0.0.1:${silent.address().port}/v1/ws`, pub: node.pub, prompts: ['x'], extra: { ackTimeoutMs: 1000 } });
+    const took = Date.now() - t0;
+    assert(r.error && r.error.kind === 'timeout' && r.error.name === 'TimeoutError' && /accept the session/.test(r.error.message), `error: ${JSON.stringify(r.error)}`);
+    assert(took >= 900 && took < 10000, `timed out after ${took} ms, expected about 1000`);
+  } finally { silent.close(); }
+});
+
+await check('slow answer: TimeoutError from the client\'s first-piece timer', async () => {
+  const slow = await startNode('--echo-delay-ms', '5000');
+  try {
+    const r = await inPage(session, { url: slow.url, pub: slow.pub, prompts: ['too slow'], extra: { firstPieceTimeoutMs: 800 } });
+    assert(r.answers.length === 0, 'answered');
+    assert(r.error && r.error.kind === 'timeout' && r.error.name === 'TimeoutError' && /the answer/.test(r.error.message), `error: ${JSON.stringify(r.error)}`);
+  } finally { stop(slow); }
 });
 
 await browser.close();

@@ -10,7 +10,7 @@ use js_sys::{Object, Reflect};
 use sealwire::session::{
     Client, ClientConfig, ClientEvent, Prompt, PublicKey, SecretKey, SessionParams,
 };
-use sealwire::time::Instant;
+use sealwire::time::{Duration, Instant};
 use wasm_bindgen::prelude::*;
 
 #[cfg(feature = "bench")]
@@ -61,17 +61,39 @@ pub struct WasmClient {
 #[wasm_bindgen]
 impl WasmClient {
     /// A client for the node whose public key is `node_public_key` (hex, 33 or 65 bytes,
-    /// optional 0x), with identity `client_key` (64 hex digits) or a fresh random one.
+    /// optional 0x), with identity `client_key` (64 hex digits) or a fresh random one. The
+    /// timeouts (milliseconds) default to the Rust client's: the ack (30 s), the first piece of
+    /// an answer (180 s), each later piece (60 s).
     #[wasm_bindgen(constructor)]
-    pub fn new(node_public_key: &str, client_key: Option<String>) -> Result<WasmClient, JsError> {
+    pub fn new(
+        node_public_key: &str,
+        client_key: Option<String>,
+        ack_timeout_ms: Option<f64>,
+        first_piece_timeout_ms: Option<f64>,
+        piece_timeout_ms: Option<f64>,
+    ) -> Result<WasmClient, JsError> {
         let node = PublicKey::from_hex(node_public_key.trim())
             .map_err(|e| js_err(format!("bad node public key: {e}")))?;
         let identity = match client_key {
             Some(k) => SecretKey::from_hex(k.trim()).map_err(|_| js_err("bad client key"))?,
             None => SecretKey::generate(&mut browser_rng()),
         };
-        let inner =
-            Client::new(identity, node, ClientConfig::default(), browser_rng()).map_err(js_err)?;
+        let mut config = ClientConfig::default();
+        for (ms, field) in [
+            (ack_timeout_ms, &mut config.ack_timeout),
+            (first_piece_timeout_ms, &mut config.first_chunk_timeout),
+            (piece_timeout_ms, &mut config.chunk_timeout),
+        ] {
+            if let Some(ms) = ms {
+                if !(ms.is_finite() && ms > 0.0) {
+                    return Err(js_err(
+                        "a timeout must be a positive number of milliseconds",
+                    ));
+                }
+                *field = Duration::from_micros((ms * 1000.0) as u64);
+            }
+        }
+        let inner = Client::new(identity, node, config, browser_rng()).map_err(js_err)?;
         Ok(WasmClient { inner })
     }
 

@@ -59,11 +59,13 @@ const now = () => performance.now();
 
 /**
  * Opens a WebSocket to a node's /v1/ws. Options: url, nodePublicKey (hex), clientKey (hex,
- * optional: a fresh key otherwise), connectTimeoutMs (default 10000).
+ * optional: a fresh key otherwise), connectTimeoutMs (default 10000), and the session's
+ * timeouts: ackTimeoutMs (30000), firstPieceTimeoutMs (180000), pieceTimeoutMs (60000).
  */
-export async function connect({ url, nodePublicKey, clientKey, connectTimeoutMs = 10000 }) {
+export async function connect({ url, nodePublicKey, clientKey, connectTimeoutMs = 10000, ackTimeoutMs, firstPieceTimeoutMs, pieceTimeoutMs }) {
   await load();
-  const client = new WasmClient(nodePublicKey, clientKey || undefined); // throws on a bad key
+  // Throws on a bad key or timeout.
+  const client = new WasmClient(nodePublicKey, clientKey || undefined, ackTimeoutMs, firstPieceTimeoutMs, pieceTimeoutMs);
   const ws = new WebSocket(url);
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => { ws.close(); reject(new TimeoutError(`the connection to ${url}`)); }, connectTimeoutMs);
