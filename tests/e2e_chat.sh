@@ -103,8 +103,20 @@ check "node starts and listens on loopback" wait_for "$WORK/node.out" "listening
 ADDR="$(sed -n 's/^listening on //p' "$WORK/node.out" | head -n1)"
 if [ -z "$ADDR" ]; then FAILED=$((FAILED + 1)); echo "FAIL node did not start"; exit 1; fi
 NODE="http://$ADDR"
+# A second node's address, nothing listening there yet: the apps get `--node NODE,NODE2` and
+# fail over to it once it runs and the first node dies (see "fail-over" below).
+ADDR2="127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+NODE2="http://$ADDR2"
 
 # --- identities and the chat ----------------------------------------------------------------
+# unreachable_named: with no node reachable the app exits 1 naming each URL and the cause.
+unreachable_named() {
+    "$BIN/grpc_chat_app" --node http://127.0.0.1:9,http://127.0.0.1:19 --identity "$WORK/u.key" \
+        --chat 00000000000000000000000000000001 --initiator </dev/null >/dev/null 2>"$WORK/unreach.err"
+    [ $? -eq 1 ] && grep -q "http://127.0.0.1:9: .*refused" "$WORK/unreach.err" &&
+        grep -q "http://127.0.0.1:19: .*refused" "$WORK/unreach.err"
+}
+check "no node reachable: exit 1 naming each URL and its cause" unreachable_named
 export CHAT_PASSPHRASE="e2e passphrase"
 KDF=(--kdf-memory-kib 19456 --kdf-iterations 2) # the least Argon2id accepts (19 MiB, 2); defaults are 64 MiB, 3
 CHAT="$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
@@ -120,7 +132,7 @@ start_app() {
     shift 5
     rm -f "$WORK/$name.in"
     mkfifo "$WORK/$name.in"
-    "$BIN/grpc_chat_app" --node "$NODE" --identity "$WORK/$name.key" --name "$name" \
+    "$BIN/grpc_chat_app" --node "$NODE,$NODE2" --identity "$WORK/$name.key" --name "$name" \
         --chat "$CHAT" --peer-identity "$peer" --peer-name "$peer_name" "--$role" --state "$WORK/$name.state" "${KDF[@]}" "$@" \
         <"$WORK/$name.in" >>"$WORK/$name.out" 2>>"$WORK/$name.err" &
     eval "${name^^}_PID=$!"
@@ -267,6 +279,19 @@ check "A's frame kept while the node was down arrives" \
     wait_for "$WORK/b.out" "<a> queued while the node is down"
 say_b "after the node restart"
 check "B -> A after the node restart" wait_for "$WORK/a.out" "<b> after the node restart"
+
+# --- fail-over: --node NODE,NODE2, the first node dies ----------------------------------------
+"$BIN/grpc_chat_node" --listen "$ADDR2" >"$WORK/node3.out" 2>"$WORK/node3.err" &
+NODE2_PID=$!
+PIDS+=("$NODE2_PID")
+check "a second node starts" wait_for "$WORK/node3.out" "listening on $ADDR2"
+{ kill -KILL "$NODE_PID" && wait "$NODE_PID"; } 2>/dev/null
+check "A fails over to the second node" wait_for "$WORK/a.err" "event: relay-reconnected node=$NODE2"
+check "B fails over to the second node" wait_for "$WORK/b.err" "event: relay-reconnected node=$NODE2"
+say_a "over the second node"
+check "A -> B over the second node" wait_for "$WORK/b.out" "<a> over the second node"
+say_b "back over the second node"
+check "B -> A over the second node" wait_for "$WORK/a.out" "<b> back over the second node"
 
 # --- authenticated close ----------------------------------------------------------------------
 # wait_until COMMAND...: true once COMMAND succeeds, false after $TIMEOUT seconds.

@@ -66,7 +66,9 @@ OPTIONS:
     --identity FILE         the Ed25519 identity seed (64 hex digits); created (mode 0600)
                             if missing. Required
     --show-identity         print the identity's public key (64 hex digits) and exit
-    --node URL              the relay node (default http://127.0.0.1:50051)
+    --node URL[,URL...]     the relay node(s) (default http://127.0.0.1:50051): the app uses
+                            the first that answers and, when its node goes away, fails over
+                            to the others in turn
     --name NAME             the app id this app registers with at the node (default app;
                             the node takes at most 64 bytes without control characters)
     --chat HEX32            the 16-byte chat id both apps use (32 hex digits)
@@ -104,7 +106,8 @@ OUTPUT:
                             and problems as `error: ...`
 
 If the node goes away the app keeps the chat, holds outgoing frames (at most 256, oldest
-dropped first) and reconnects with backoff; only the first connection must succeed.
+dropped first) and reconnects with backoff, trying the next node of --node first; only the
+first connection must succeed (to one of the nodes).
 
 ENVIRONMENT:
     CHAT_PASSPHRASE         passphrase of the sealed state; required with --state unless
@@ -123,7 +126,7 @@ const USAGE: &str =
 struct Args {
     identity: PathBuf,
     show_identity: bool,
-    node: String,
+    nodes: Vec<String>,
     name: String,
     chat: Option<[u8; 16]>,
     initiator: Option<bool>,
@@ -139,7 +142,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut a = Args {
         identity: PathBuf::new(),
         show_identity: false,
-        node: "http://127.0.0.1:50051".into(),
+        nodes: vec!["http://127.0.0.1:50051".into()],
         name: "app".into(),
         chat: None,
         initiator: None,
@@ -159,7 +162,16 @@ fn parse_args() -> Result<Option<Args>, String> {
         match flag.as_str() {
             "--identity" => identity = Some(PathBuf::from(value()?)),
             "--show-identity" => a.show_identity = true,
-            "--node" => a.node = value()?,
+            "--node" => {
+                a.nodes = value()?
+                    .split(',')
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty())
+                    .collect();
+                if a.nodes.is_empty() {
+                    return Err("--node needs at least one URL".into());
+                }
+            }
             "--name" => a.name = value()?,
             "--chat" => {
                 let v = value()?;
@@ -305,22 +317,73 @@ fn printable(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// How to (re)join the chat at the node.
+/// How to (re)join the chat at a node.
 struct Link {
-    node: String,
+    /// The nodes of `--node`, in order.
+    nodes: Vec<String>,
+    /// The node of the current (or last) stream.
+    current: usize,
     identity: IdentityKey,
     name: String,
     chat_id: [u8; 16],
     pin: Option<[u8; 32]>,
 }
 
+/// Longest wait for one node to accept, register and start the chat.
+const NODE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An error with every cause in its chain (tonic's "transport error" alone names none).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl Link {
-    /// Registers and starts the chat; returns the stream and the frames the node had queued.
-    async fn connect(&self) -> Result<(RelayStream, u32), BoxError> {
-        let (relay, queued) =
-            RelayStream::connect(&self.node, &self.identity, &self.name, ProofMode::Honest).await?;
-        relay.start_chat(self.chat_id, self.pin).await?;
-        Ok((relay, queued))
+    /// Registers and starts the chat at one node.
+    async fn join(&self, node: &str) -> Result<(RelayStream, u32), String> {
+        let attempt = async {
+            let (relay, queued) =
+                RelayStream::connect(node, &self.identity, &self.name, ProofMode::Honest).await?;
+            relay.start_chat(self.chat_id, self.pin).await?;
+            Ok::<_, BoxError>((relay, queued))
+        };
+        match tokio::time::timeout(NODE_TIMEOUT, attempt).await {
+            Ok(Ok(joined)) => Ok(joined),
+            Ok(Err(e)) => Err(with_causes(e.as_ref())),
+            Err(_) => Err(format!("no answer within {} s", NODE_TIMEOUT.as_secs())),
+        }
+    }
+
+    /// Tries every node once, in order from `first` (wrapping), and keeps the first that
+    /// works; the error names each node and why it failed.
+    async fn connect_from(&mut self, first: usize) -> Result<(RelayStream, u32), String> {
+        let mut failures = Vec::new();
+        for i in 0..self.nodes.len() {
+            let at = (first + i) % self.nodes.len();
+            let node = self.nodes[at].clone();
+            match self.join(&node).await {
+                Ok(joined) => {
+                    self.current = at;
+                    return Ok(joined);
+                }
+                Err(why) => failures.push(format!("{node}: {why}")),
+            }
+        }
+        Err(format!("no relay node reachable ({})", failures.join("; ")))
+    }
+
+    /// The node of the current stream.
+    fn node(&self) -> &str {
+        &self.nodes[self.current]
     }
 }
 
@@ -443,13 +506,19 @@ impl App {
     }
 
     async fn reconnect(&mut self) {
-        match tokio::time::timeout(RETRY_MAX, self.link.connect()).await {
-            Ok(Ok((relay, queued))) => {
-                event(&format!("relay-reconnected queued={queued}"));
+        // The node that went away is tried last.
+        let next = (self.link.current + 1) % self.link.nodes.len();
+        match self.link.connect_from(next).await {
+            Ok((relay, queued)) => {
+                event(&format!(
+                    "relay-reconnected node={} queued={queued}",
+                    self.link.node()
+                ));
                 self.relay = Some(relay);
                 self.send_outbox().await;
             }
-            _ => {
+            Err(why) => {
+                event(&format!("relay-retry reason={why:?}"));
                 self.backoff = (self.backoff * 2).min(RETRY_MAX);
                 self.retry_at = tokio::time::Instant::now() + self.backoff;
             }
@@ -625,8 +694,9 @@ async fn start(args: Args) -> Result<(), BoxError> {
         });
     }
 
-    let link = Link {
-        node: args.node,
+    let mut link = Link {
+        nodes: args.nodes,
+        current: 0,
         identity,
         name: args.name,
         chat_id,
@@ -634,8 +704,8 @@ async fn start(args: Args) -> Result<(), BoxError> {
     };
     // The first connection must work (a wrong address should fail fast); later losses are
     // retried with backoff while the chat keeps its state.
-    let (relay, queued) = link.connect().await?;
-    event(&format!("registered queued={queued}"));
+    let (relay, queued) = link.connect_from(0).await?;
+    event(&format!("registered node={} queued={queued}", link.node()));
 
     let chat = match resumed {
         Some(chat) => {
