@@ -293,6 +293,32 @@ check "A -> B over the second node" wait_for "$WORK/b.out" "<a> over the second 
 say_b "back over the second node"
 check "B -> A over the second node" wait_for "$WORK/a.out" "<b> back over the second node"
 
+# --- stale handshake frames: C's first run dies after its message 1; its second run gets D's
+# answer to that old message 1 (queued at the node) and reports it once as stale. ------------
+C_ID="$("$BIN/grpc_chat_app" --identity "$WORK/c.key" --show-identity)"
+D_ID="$("$BIN/grpc_chat_app" --identity "$WORK/d.key" --show-identity)"
+CHAT2="$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+run_cd() { # run_cd NAME PEER_ID ROLE: an app of chat 2 on the second node, stdin held open
+    sleep 60 | "$BIN/grpc_chat_app" --node "$NODE2" --identity "$WORK/$1.key" --name "$1" \
+        --chat "$CHAT2" --peer-identity "$2" "--$3" >>"$WORK/$1.out" 2>>"$WORK/$1.err" &
+    PIDS+=("$!")
+}
+run_cd c "$D_ID" initiator
+check "C's first run registers" wait_for "$WORK/c.err" "event: relay-chat-started"
+sleep 0.5 # its message 1 reaches the node
+pkill -KILL -f -- "--identity $WORK/c.key" || true
+mv "$WORK/c.err" "$WORK/c1.err"
+run_cd c "$D_ID" initiator
+check "C's second run registers" wait_for "$WORK/c.err" "event: relay-chat-started"
+run_cd d "$C_ID" responder
+check "C and D establish the chat after all" wait_for "$WORK/c.err" "event: established epoch=0"
+stale_once() {
+    [ "$(grep -c 'event: stale-handshake-frames' "$WORK/c.err")" -eq 1 ] &&
+        ! grep -q "error: frame refused" "$WORK/c.err" "$WORK/d.err"
+}
+check "stale handshake frames reported once, no verification errors" stale_once
+pkill -f -- "--chat $CHAT2" || true
+
 # --- authenticated close ----------------------------------------------------------------------
 # wait_until COMMAND...: true once COMMAND succeeds, false after $TIMEOUT seconds.
 wait_until() {

@@ -45,7 +45,7 @@ use std::time::Duration;
 use chat_relay::downlink;
 use rand_core::UnwrapErr;
 use relay_client::{BoxError, ProofMode, RelayStream};
-use sealwire::chat::{Chat, ChatConfig, ChatError, ChatEvent, ChatId};
+use sealwire::chat::{Chat, ChatConfig, ChatError, ChatEvent, ChatId, FrameHeader, FrameKind};
 use sealwire::crypto::ed25519::{IdentityKey, IdentityPublic};
 use sealwire::crypto::hex;
 use sealwire::seal::{KdfParams, SealKey, UnsealWith};
@@ -407,6 +407,8 @@ struct App {
     held: VecDeque<Zeroizing<String>>,
     retry_at: tokio::time::Instant,
     backoff: Duration,
+    /// Stale handshake frames refused so far (reported once).
+    stale_handshakes: u64,
     persist: Option<Persist>,
     peer_label: Option<String>,
 }
@@ -495,6 +497,37 @@ impl App {
                 return;
             }
             self.outbox.pop_front();
+        }
+    }
+
+    /// Reports a refused frame. Handshake frames the node kept from an earlier run (the peer's
+    /// messages of a handshake this app no longer has) are expected after a restart: they are
+    /// reported once, as stale, and counted, not as one verification error each.
+    fn refused(&mut self, frame: &[u8], e: &ChatError) {
+        let handshake = FrameHeader::parse(frame).is_ok_and(|(h, _)| {
+            matches!(
+                h.kind,
+                FrameKind::HandshakeInit
+                    | FrameKind::HandshakeResponse
+                    | FrameKind::HandshakeFinish
+            )
+        });
+        let stale = handshake
+            && matches!(
+                e,
+                ChatError::HandshakeFailed
+                    | ChatError::UnexpectedHandshake
+                    | ChatError::Replayed
+                    | ChatError::AuthenticationFailed
+                    | ChatError::Desync
+            );
+        if !stale {
+            eprintln!("error: frame refused: {e}");
+            return;
+        }
+        self.stale_handshakes += 1;
+        if self.stale_handshakes == 1 {
+            event("stale-handshake-frames ignored (queued at the node by an earlier run)");
         }
     }
 
@@ -619,7 +652,7 @@ impl App {
                 msg = relay => match msg {
                     Ok(Some(downlink::Msg::Frame(frame))) => {
                         if let Err(e) = self.chat.handle_frame(self.clock.now(), &frame) {
-                            eprintln!("error: frame refused: {e}");
+                            self.refused(&frame, &e);
                         }
                     }
                     Ok(Some(downlink::Msg::Rejected(r))) => {
@@ -733,6 +766,7 @@ async fn start(args: Args) -> Result<(), BoxError> {
         held: VecDeque::new(),
         retry_at: tokio::time::Instant::now(),
         backoff: RETRY_MIN,
+        stale_handshakes: 0,
         persist,
         peer_label: args.peer_name,
     }
