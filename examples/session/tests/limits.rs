@@ -95,28 +95,37 @@ async fn connect(node: &Running, from: IpAddr) -> Result<WebSocketStream<TcpStre
     }
 }
 
-/// Opens an encrypted session on `ws` and asks "hi": `Ok(answer)` or `Err(error code)`.
-async fn session<S>(node: &Running, ws: &mut WebSocketStream<S>, seed: u8) -> Result<String, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let clock = Clock::new();
-    let identity = SecretKey::from_bytes(&[seed; 32]).unwrap();
-    let mut client = Client::new(
-        identity,
+/// A client of `node` with identity and randomness from `seed`.
+fn client_for(node: &Running, seed: u8) -> Client<ChaCha20Rng> {
+    Client::new(
+        SecretKey::from_bytes(&[seed; 32]).unwrap(),
         node.public_key,
         ClientConfig::default(),
         ChaCha20Rng::from_seed([seed; 32]),
     )
-    .unwrap();
-    let params = SessionParams {
+    .unwrap()
+}
+
+/// The session every test opens (job 9, chain 84532, the echo model).
+fn session_params() -> SessionParams {
+    SessionParams {
         session_id: "5".into(),
         job_id: "9".into(),
         chain_id: 84532,
         model: "echo".into(),
         price_per_token: 0,
         vector_database: None,
-    };
+    }
+}
+
+/// Opens an encrypted session on `ws` and asks "hi": `Ok(answer)` or `Err(error code)`.
+async fn session<S>(node: &Running, ws: &mut WebSocketStream<S>, seed: u8) -> Result<String, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let clock = Clock::new();
+    let mut client = client_for(node, seed);
+    let params = session_params();
     client.start_session(clock.now(), params).unwrap();
     loop {
         while let Some(event) = client.poll_event() {
@@ -342,21 +351,8 @@ async fn session_inits_are_rate_limited_per_address() {
         }
         // The third init from 127.0.0.2 within the minute closes its connection (1008).
         let mut ws = connect(&node, ip(2)).await.unwrap();
-        let mut client = Client::new(
-            SecretKey::from_bytes(&[0x90; 32]).unwrap(),
-            node.public_key,
-            ClientConfig::default(),
-            ChaCha20Rng::from_seed([9; 32]),
-        )
-        .unwrap();
-        let params = SessionParams {
-            session_id: "5".into(),
-            job_id: "9".into(),
-            chain_id: 84532,
-            model: "echo".into(),
-            price_per_token: 0,
-            vector_database: None,
-        };
+        let mut client = client_for(&node, 0x90);
+        let params = session_params();
         client.start_session(Clock::new().now(), params).unwrap();
         ws.send(Message::text(client.poll_transmit().unwrap()))
             .await
@@ -796,21 +792,8 @@ async fn a_client_that_does_not_read_is_dropped_at_the_byte_bound() {
         // Open the session, then ask for an answer of eight 400 KB words (about 6 MB of
         // frames out) and stop reading.
         let clock = Clock::new();
-        let mut client = Client::new(
-            SecretKey::from_bytes(&[0x33; 32]).unwrap(),
-            node.public_key,
-            ClientConfig::default(),
-            ChaCha20Rng::from_seed([0x33; 32]),
-        )
-        .unwrap();
-        let params = SessionParams {
-            session_id: "5".into(),
-            job_id: "9".into(),
-            chain_id: 84532,
-            model: "echo".into(),
-            price_per_token: 0,
-            vector_database: None,
-        };
+        let mut client = client_for(&node, 0x33);
+        let params = session_params();
         client.start_session(clock.now(), params).unwrap();
         ws.send(Message::text(client.poll_transmit().unwrap()))
             .await
