@@ -9,27 +9,16 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use sealwire::session::{
-    Client, ClientConfig, ClientEvent, Node, NodeConfig, Prompt, PublicKey, SecretKey,
-    SessionParams,
-};
+use sealwire::session::{Client, ClientConfig, ClientEvent, Prompt, SecretKey, SessionParams};
 use sealwire::time::Clock;
 use session_examples::limits::Limits;
-use session_examples::model::EchoModel;
-use session_examples::node_driver::{serve, Service};
+use session_examples::node_driver::Service;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-const LIMIT: Duration = Duration::from_secs(20);
-
-struct Running {
-    addr: SocketAddr,
-    public_key: PublicKey,
-    stop: oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<bool>,
-}
+mod common;
+use common::{stop, Running, LIMIT};
 
 async fn start(limits: Limits) -> Running {
     start_with(limits, None, None).await
@@ -40,40 +29,13 @@ async fn start_with(
     tls: Option<tokio_rustls::TlsAcceptor>,
     admission: Option<session_examples::admission::Admission>,
 ) -> Running {
-    let key = SecretKey::from_bytes(&[0x42; 32]).unwrap();
-    let node = Node::new(key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32])).unwrap();
-    let public_key = node.public_key();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let service = Service {
-        allow: None,
-        model: Arc::new(EchoModel {
-            delay: Duration::ZERO,
-        }),
-        max_streams: 16,
-        clock: Clock::new(),
-        replay_file: None,
-        end_gap: Duration::ZERO,
         limits,
         tls,
         admission,
+        ..common::service(common::echo())
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(serve(listener, node, service, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        public_key,
-        stop,
-        served,
-    }
-}
-
-async fn stop(node: Running) {
-    node.stop.send(()).unwrap();
-    let clean = tokio::time::timeout(LIMIT, node.served).await.unwrap();
-    assert!(clean.unwrap(), "the node task failed");
+    common::start(service, ()).await
 }
 
 fn ip(last: u8) -> IpAddr {

@@ -17,17 +17,15 @@ use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use sealwire::session::{
-    Client, ClientConfig, ClientEvent, Node, NodeConfig, Prompt, PublicKey, SecretKey,
-    SessionParams,
-};
+use sealwire::session::{Client, ClientConfig, ClientEvent, Prompt, SecretKey, SessionParams};
 use sealwire::time::Clock;
-use session_examples::node_driver::{serve, Service};
 use session_examples::upstream::{UpstreamConfig, UpstreamModel};
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
-const LIMIT: Duration = Duration::from_secs(20);
+mod common;
+use common::{stop, LIMIT};
+
+type Running = common::Running<StandIn>;
 
 /// What the stand-in answers.
 #[derive(Clone, Copy)]
@@ -126,14 +124,6 @@ async fn completions(State(s): State<StandIn>, headers: HeaderMap, body: String)
         .unwrap()
 }
 
-struct Running {
-    addr: std::net::SocketAddr,
-    public_key: PublicKey,
-    stand_in: StandIn,
-    stop: oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<bool>,
-}
-
 async fn start(script: Script, max_inflight: usize, max_queued: usize) -> Running {
     let stand_in = StandIn {
         script,
@@ -158,39 +148,7 @@ async fn start(script: Script, max_inflight: usize, max_queued: usize) -> Runnin
         context_window: 4096,
     })
     .unwrap();
-    let key = SecretKey::from_bytes(&[0x42; 32]).unwrap();
-    let node = Node::new(key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32])).unwrap();
-    let public_key = node.public_key();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let service = Service {
-        allow: None,
-        model: Arc::new(model),
-        max_streams: 16,
-        clock: Clock::new(),
-        replay_file: None,
-        end_gap: Duration::ZERO,
-        limits: Default::default(),
-        tls: None,
-        admission: None,
-    };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(serve(listener, node, service, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        public_key,
-        stand_in,
-        stop,
-        served,
-    }
-}
-
-async fn stop(node: Running) {
-    node.stop.send(()).unwrap();
-    let clean = tokio::time::timeout(LIMIT, node.served).await.unwrap();
-    assert!(clean.unwrap(), "the node task failed");
+    common::start(common::service(Arc::new(model)), stand_in).await
 }
 
 #[derive(Debug, PartialEq)]
@@ -264,7 +222,7 @@ async fn ask(node: &Running, seed: u8, prompt: &str, cancel_after: Option<usize>
                         sink.send(Message::text(frame)).await.unwrap(); // the stream_cancel
                     }
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-                    while !node.stand_in.aborted.load(Ordering::SeqCst) {
+                    while !node.extra.aborted.load(Ordering::SeqCst) {
                         if tokio::time::Instant::now() > deadline {
                             return Outcome::Cancelled {
                                 text,
@@ -321,7 +279,7 @@ async fn upstream_deltas_become_chunks_and_finish_reason_and_usage_end_the_answe
                 tokens_used: Some(3),
             }
         );
-        let seen = node.stand_in.seen.lock().unwrap().clone();
+        let seen = node.extra.seen.lock().unwrap().clone();
         let (body, auth) = &seen[0];
         assert_eq!(body["model"], "llama-test");
         assert_eq!(body["stream"], true);
@@ -381,19 +339,19 @@ async fn max_inflight_queues_then_refuses() {
             tokio::spawn(async move { ask(&node, seed, "hold", Some(50)).await })
         };
         let first = hold(0x21);
-        while node.stand_in.running.load(Ordering::SeqCst) == 0 {
+        while node.extra.running.load(Ordering::SeqCst) == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let second = hold(0x22);
         // Let the second prompt reach the queue (it cannot reach the stand-in).
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(node.stand_in.running.load(Ordering::SeqCst), 1);
+        assert_eq!(node.extra.running.load(Ordering::SeqCst), 1);
         let third = ask(&node, 0x23, "refused", None).await;
         assert_eq!(third, Outcome::NodeError("CAPACITY".into()));
         // The queued prompt runs once the first is cancelled.
         assert!(matches!(first.await.unwrap(), Outcome::Cancelled { .. }));
         assert!(matches!(second.await.unwrap(), Outcome::Cancelled { .. }));
-        assert_eq!(node.stand_in.seen.lock().unwrap().len(), 2);
+        assert_eq!(node.extra.seen.lock().unwrap().len(), 2);
         let node = Arc::into_inner(node).unwrap();
         stop(node).await;
     })

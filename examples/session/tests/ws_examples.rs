@@ -11,25 +11,17 @@ use futures_util::{SinkExt, StreamExt};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sealwire::session::{
-    verify_challenge_response, Address, Client, ClientConfig, ClientEvent, Node, NodeConfig,
-    Prompt, PublicKey, SecretKey, SessionParams,
+    verify_challenge_response, Address, Client, ClientConfig, ClientEvent, Prompt, PublicKey,
+    SecretKey, SessionParams,
 };
 use sealwire::time::Clock;
 use session_examples::model::EchoModel;
-use session_examples::node_driver::{serve, Service};
+use session_examples::node_driver::Service;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
-const LIMIT: Duration = Duration::from_secs(20);
-
-struct Running {
-    addr: std::net::SocketAddr,
-    public_key: PublicKey,
-    address: Address,
-    stop: oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<bool>,
-}
+mod common;
+use common::{stop, Running, LIMIT};
 
 async fn start(allow: Option<HashSet<Address>>, delay_ms: u64) -> Running {
     start_with_gap(allow, delay_ms, Duration::ZERO).await
@@ -40,35 +32,15 @@ async fn start_with_gap(
     delay_ms: u64,
     end_gap: Duration,
 ) -> Running {
-    let key = SecretKey::from_bytes(&[0x42; 32]).unwrap();
-    let node = Node::new(key, NodeConfig::default(), ChaCha20Rng::from_seed([1; 32])).unwrap();
-    let (public_key, address) = (node.public_key(), node.address());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let model = Arc::new(EchoModel {
+        delay: Duration::from_millis(delay_ms),
+    });
     let service = Service {
         allow,
-        model: Arc::new(EchoModel {
-            delay: Duration::from_millis(delay_ms),
-        }),
-        max_streams: 16,
-        clock: Clock::new(),
-        replay_file: None,
         end_gap,
-        limits: Default::default(),
-        tls: None,
-        admission: None,
+        ..common::service(model)
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(serve(listener, node, service, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        public_key,
-        address,
-        stop,
-        served,
-    }
+    common::start(service, ()).await
 }
 
 /// What one prompt ended with.
@@ -162,12 +134,6 @@ async fn post_challenge(addr: std::net::SocketAddr, body: &str) -> (u16, String)
         .map(|(_, b)| b.to_owned())
         .unwrap();
     (status, body)
-}
-
-async fn stop(node: Running) {
-    node.stop.send(()).unwrap();
-    let clean = tokio::time::timeout(LIMIT, node.served).await.unwrap();
-    assert!(clean.unwrap(), "the node task failed");
 }
 
 #[tokio::test]
