@@ -1036,6 +1036,17 @@ fn tampered_truncated_foreign_and_stale_sealed_records_are_rejected() {
         ChaCha20Rng::from_seed([0; 32]),
     );
     assert_eq!(r.unwrap_err(), ChatError::SealedForeign);
+    // The version rule (docs/chat-protocol.md §11): a record of another format version is
+    // refused as such, before any key is derived, whatever else it holds.
+    for version in [0u8, 2, 0xff] {
+        let mut other = second.clone();
+        other[4] = version;
+        assert_eq!(
+            open(&other, SEED_A, None).unwrap_err(),
+            ChatError::Sealed(SealError::UnsupportedVersion),
+            "format version {version}"
+        );
+    }
     for i in (0..second.len()).step_by(7) {
         let mut bad = second.clone();
         bad[i] ^= 0x10;
