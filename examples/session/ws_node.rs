@@ -463,12 +463,8 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Descriptors kept for everything but client connections (the listener, upstream requests,
-/// the replay-state file, logs).
-const DESCRIPTOR_HEADROOM: u64 = 256;
-
-/// Raises the soft file-descriptor limit to the hard one and lowers `--max-connections` to
-/// what then fits beside the headroom, so the listener never runs out of descriptors.
+/// Raises the soft file-descriptor limit to the hard one and fits `--max-connections` below it
+/// (see [`Limits::fit_descriptors`]).
 fn fit_descriptor_limit(limits: &mut Limits) {
     let available = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => n,
@@ -477,16 +473,12 @@ fn fit_descriptor_limit(limits: &mut Limits) {
             return;
         }
     };
-    let fits = available.saturating_sub(DESCRIPTOR_HEADROOM);
-    let fits = usize::try_from(fits).unwrap_or(usize::MAX);
-    if limits.max_connections > fits {
-        warn!(
+    match limits.fit_descriptors(available) {
+        Some(lowered) => warn!(
             descriptors = available,
-            max_connections = fits,
+            max_connections = lowered,
             "--max-connections lowered to fit the file-descriptor limit"
-        );
-        limits.max_connections = fits;
-    } else {
-        info!(descriptors = available, "file-descriptor limit");
+        ),
+        None => info!(descriptors = available, "file-descriptor limit"),
     }
 }

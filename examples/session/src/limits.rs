@@ -57,6 +57,35 @@ impl Default for Limits {
     }
 }
 
+/// Descriptors kept for everything but client connections (the listener, upstream requests,
+/// the replay-state file, logs).
+pub const DESCRIPTOR_HEADROOM: u64 = 256;
+
+impl Limits {
+    /// Lowers `max_connections` so that connections plus [`DESCRIPTOR_HEADROOM`] fit in
+    /// `descriptors` (the process's file-descriptor limit): the listener never runs out.
+    /// Returns the lowered value, or `None` when it already fit.
+    ///
+    /// ```
+    /// use session_examples::limits::Limits;
+    /// let mut limits = Limits::default(); // 10,000 connections
+    /// assert_eq!(limits.fit_descriptors(1024), Some(768));
+    /// assert_eq!(limits.max_connections, 768);
+    /// assert_eq!(limits.fit_descriptors(1 << 20), None);
+    /// assert_eq!(Limits::default().fit_descriptors(100), Some(0));
+    /// ```
+    pub fn fit_descriptors(&mut self, descriptors: u64) -> Option<usize> {
+        let fits = descriptors.saturating_sub(DESCRIPTOR_HEADROOM);
+        let fits = usize::try_from(fits).unwrap_or(usize::MAX);
+        if self.max_connections > fits {
+            self.max_connections = fits;
+            Some(fits)
+        } else {
+            None
+        }
+    }
+}
+
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
