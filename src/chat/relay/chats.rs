@@ -184,6 +184,58 @@ impl Chats {
         Ok(chat.other(sender).map(|m| m.identity))
     }
 
+    /// Who here receives a frame that `sender` sent in `chat_id` through another node of a
+    /// mesh: the participant that is not `sender`. A sender that is not a participant here may
+    /// only be the peer of a chat with one participant, and only the pinned one if it pinned.
+    pub(super) fn remote_recipient(
+        &self,
+        chat_id: &ChatId,
+        sender: &IdentityPublic,
+    ) -> Result<IdentityPublic, RelayError> {
+        let chat = self.table.get(chat_id).ok_or(RelayError::NoSuchChat)?;
+        if chat.is_member(sender) {
+            return chat
+                .other(sender)
+                .map(|m| m.identity)
+                .ok_or(RelayError::NoSuchChat);
+        }
+        if chat.second.is_some() {
+            return Err(RelayError::ChatFull);
+        }
+        if chat.first.pin.is_some_and(|p| p != *sender.as_bytes()) {
+            return Err(RelayError::SeatReserved);
+        }
+        Ok(chat.first.identity)
+    }
+
+    /// The frames held in `chat_id` for its second participant, when `peer` (which joined the
+    /// chat on another node of a mesh) may take that seat: the chat has one participant here,
+    /// not `peer`, and it pinned `peer` or nobody.
+    pub(super) fn take_held_for(
+        &mut self,
+        chat_id: &ChatId,
+        peer: &IdentityPublic,
+    ) -> VecDeque<Vec<u8>> {
+        match self.table.get_mut(chat_id) {
+            Some(chat)
+                if chat.second.is_none()
+                    && chat.first.identity != *peer
+                    && chat.first.pin.is_none_or(|p| p == *peer.as_bytes()) =>
+            {
+                core::mem::take(&mut chat.held)
+            }
+            _ => VecDeque::new(),
+        }
+    }
+
+    /// The first participant of `chat_id`, while it has only one.
+    pub(super) fn sole_member(&self, chat_id: &ChatId) -> Option<IdentityPublic> {
+        self.table
+            .get(chat_id)
+            .filter(|chat| chat.second.is_none())
+            .map(|chat| chat.first.identity)
+    }
+
     /// Holds a frame for the participant that has not joined `chat_id` yet.
     pub(super) fn hold(
         &mut self,
