@@ -66,7 +66,10 @@ OPTIONS:
     --identity FILE         the Ed25519 identity seed (64 hex digits); created (mode 0600)
                             if missing. Required
     --show-identity         print the identity's public key (64 hex digits) and exit
-    --node URL              the relay node (default http://127.0.0.1:50051)
+    --node URL[,URL...]     the relay node(s) (default http://127.0.0.1:50051): the app
+                            connects to the first that answers and, when its node goes
+                            away, fails over to the next in turn (and round); nodes of a
+                            mesh (grpc_chat_node --nats) share the chats
     --name NAME             the app id this app registers with at the node (default app;
                             the node takes at most 64 bytes without control characters)
     --chat HEX32            the 16-byte chat id both apps use (32 hex digits)
@@ -104,7 +107,8 @@ OUTPUT:
                             and problems as `error: ...`
 
 If the node goes away the app keeps the chat, holds outgoing frames (at most 256, oldest
-dropped first) and reconnects with backoff; only the first connection must succeed.
+dropped first) and reconnects with backoff, to the next node of --node first; only the first
+connection must succeed (at one of the nodes).
 
 ENVIRONMENT:
     CHAT_PASSPHRASE         passphrase of the sealed state; required with --state unless
@@ -123,7 +127,7 @@ const USAGE: &str =
 struct Args {
     identity: PathBuf,
     show_identity: bool,
-    node: String,
+    nodes: Vec<String>,
     name: String,
     chat: Option<[u8; 16]>,
     initiator: Option<bool>,
@@ -139,7 +143,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut a = Args {
         identity: PathBuf::new(),
         show_identity: false,
-        node: "http://127.0.0.1:50051".into(),
+        nodes: vec!["http://127.0.0.1:50051".into()],
         name: "app".into(),
         chat: None,
         initiator: None,
@@ -159,7 +163,13 @@ fn parse_args() -> Result<Option<Args>, String> {
         match flag.as_str() {
             "--identity" => identity = Some(PathBuf::from(value()?)),
             "--show-identity" => a.show_identity = true,
-            "--node" => a.node = value()?,
+            "--node" => {
+                let list = value()?;
+                a.nodes = list.split(',').map(|u| u.trim().to_string()).collect();
+                if a.nodes.iter().any(String::is_empty) {
+                    return Err(format!("--node {list}: an empty URL in the list\n{USAGE}"));
+                }
+            }
             "--name" => a.name = value()?,
             "--chat" => {
                 let v = value()?;
@@ -305,23 +315,66 @@ fn printable(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// How to (re)join the chat at the node.
+/// How to (re)join the chat at one of the nodes.
 struct Link {
-    node: String,
+    /// The nodes, tried in turn from `next`.
+    nodes: Vec<String>,
+    /// The node to try first at the next connection: the current one until it is lost, then
+    /// the one after it (and round).
+    next: usize,
     identity: IdentityKey,
     name: String,
     chat_id: [u8; 16],
     pin: Option<[u8; 32]>,
 }
 
+/// How long one node may take to accept the stream, register and start the chat.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Link {
-    /// Registers and starts the chat; returns the stream and the frames the node had queued.
-    async fn connect(&self) -> Result<(RelayStream, u32), BoxError> {
+    /// Registers and starts the chat at the first node that answers, trying each once from
+    /// `next`; returns the stream, the frames the node had queued and the node's URL. The
+    /// error names every node tried and why it failed.
+    async fn connect(&mut self) -> Result<(RelayStream, u32, String), BoxError> {
+        let mut causes = Vec::new();
+        for i in 0..self.nodes.len() {
+            let index = (self.next + i) % self.nodes.len();
+            let url = self.nodes[index].clone();
+            match tokio::time::timeout(CONNECT_TIMEOUT, self.connect_to(&url)).await {
+                Ok(Ok((relay, queued))) => {
+                    self.next = index;
+                    return Ok((relay, queued, url));
+                }
+                Ok(Err(e)) => causes.push(format!("{url}: {}", cause(&*e))),
+                Err(_) => causes.push(format!("{url}: no answer within {CONNECT_TIMEOUT:?}")),
+            }
+        }
+        Err(format!("no node answered ({})", causes.join("; ")).into())
+    }
+
+    async fn connect_to(&self, url: &str) -> Result<(RelayStream, u32), BoxError> {
         let (relay, queued) =
-            RelayStream::connect(&self.node, &self.identity, &self.name, ProofMode::Honest).await?;
+            RelayStream::connect(url, &self.identity, &self.name, ProofMode::Honest).await?;
         relay.start_chat(self.chat_id, self.pin).await?;
         Ok((relay, queued))
     }
+
+    /// The current node went away: the next connection starts at the one after it.
+    fn fail_over(&mut self) {
+        self.next = (self.next + 1) % self.nodes.len();
+    }
+}
+
+/// An error and its sources, so "transport error" says what failed underneath.
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Frames kept while the node is unreachable; the oldest go first when it is full.
@@ -437,15 +490,16 @@ impl App {
 
     fn lost(&mut self, why: &str) {
         event(&format!("relay-lost reason={why:?}"));
+        self.link.fail_over();
         self.relay = None;
         self.backoff = RETRY_MIN;
         self.retry_at = tokio::time::Instant::now() + self.backoff;
     }
 
     async fn reconnect(&mut self) {
-        match tokio::time::timeout(RETRY_MAX, self.link.connect()).await {
-            Ok(Ok((relay, queued))) => {
-                event(&format!("relay-reconnected queued={queued}"));
+        match self.link.connect().await {
+            Ok((relay, queued, url)) => {
+                event(&format!("relay-reconnected queued={queued} node={url}"));
                 self.relay = Some(relay);
                 self.send_outbox().await;
             }
@@ -625,8 +679,9 @@ async fn start(args: Args) -> Result<(), BoxError> {
         });
     }
 
-    let link = Link {
-        node: args.node,
+    let mut link = Link {
+        nodes: args.nodes,
+        next: 0,
         identity,
         name: args.name,
         chat_id,
@@ -634,8 +689,8 @@ async fn start(args: Args) -> Result<(), BoxError> {
     };
     // The first connection must work (a wrong address should fail fast); later losses are
     // retried with backoff while the chat keeps its state.
-    let (relay, queued) = link.connect().await?;
-    event(&format!("registered queued={queued}"));
+    let (relay, queued, url) = link.connect().await?;
+    event(&format!("registered queued={queued} node={url}"));
 
     let chat = match resumed {
         Some(chat) => {
