@@ -603,8 +603,12 @@ impl App {
                 },
                 msg = relay => match msg {
                     Ok(Some(downlink::Msg::Frame(frame))) => {
-                        if let Err(e) = self.chat.handle_frame(self.clock.now(), &frame) {
-                            eprintln!("error: frame refused: {e}");
+                        match self.chat.handle_frame(self.clock.now(), &frame) {
+                            Ok(()) => {}
+                            // Relays deliver at least once (a mesh may hand a frame over
+                            // twice): a second copy is expected, not a failure.
+                            Err(ChatError::Replayed) => event("duplicate-dropped"),
+                            Err(e) => eprintln!("error: frame refused: {e}"),
                         }
                     }
                     Ok(Some(downlink::Msg::Rejected(r))) => {

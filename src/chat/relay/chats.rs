@@ -34,6 +34,8 @@ pub(super) struct ChatEntry {
     pub(super) held: VecDeque<Vec<u8>>,
     handshakes: Throttle,
     last_active: Instant,
+    /// A mesh node saw the peer on another node (it joined there, or sent from there).
+    remote_peer: bool,
 }
 
 impl ChatEntry {
@@ -126,6 +128,7 @@ impl Chats {
                     held: VecDeque::new(),
                     handshakes: Throttle::new(self.max_handshakes, self.handshake_period),
                     last_active: now,
+                    remote_peer: false,
                 },
             );
             self.expiry.insert((now.saturating_add(self.idle), chat_id));
@@ -208,24 +211,42 @@ impl Chats {
         Ok(chat.first.identity)
     }
 
-    /// The frames held in `chat_id` for its second participant, when `peer` (which joined the
+    /// The frames held in `chat_id` for its second participant (`None` unless `peer` (which joined the
     /// chat on another node of a mesh) may take that seat: the chat has one participant here,
-    /// not `peer`, and it pinned `peer` or nobody.
+    /// not `peer`, and it pinned `peer` or nobody).
     pub(super) fn take_held_for(
         &mut self,
         chat_id: &ChatId,
         peer: &IdentityPublic,
-    ) -> VecDeque<Vec<u8>> {
+    ) -> Option<VecDeque<Vec<u8>>> {
         match self.table.get_mut(chat_id) {
             Some(chat)
                 if chat.second.is_none()
                     && chat.first.identity != *peer
                     && chat.first.pin.is_none_or(|p| p == *peer.as_bytes()) =>
             {
+                Some(core::mem::take(&mut chat.held))
+            }
+            _ => None,
+        }
+    }
+
+    /// The peer of `chat_id` showed itself from another node of a mesh: frames need no
+    /// longer be held for a joiner here. Returns the held frames dropped.
+    pub(super) fn peer_is_remote(&mut self, chat_id: &ChatId) -> VecDeque<Vec<u8>> {
+        match self.table.get_mut(chat_id) {
+            Some(chat) => {
+                chat.remote_peer = true;
                 core::mem::take(&mut chat.held)
             }
-            _ => VecDeque::new(),
+            None => VecDeque::new(),
         }
+    }
+
+    /// Whether frames of `chat_id` are still held for a joiner (a mesh node stops once the
+    /// peer showed itself from another node).
+    pub(super) fn holds_for_joiner(&self, chat_id: &ChatId) -> bool {
+        self.table.get(chat_id).is_some_and(|c| !c.remote_peer)
     }
 
     /// The first participant of `chat_id`, while it has only one.

@@ -125,6 +125,11 @@ impl<R> Relay<R> {
             FrameHeader::parse_checked(&frame, max_message).map_err(|_| RelayError::Malformed)?;
         let chat_id = header.chat_id;
         let to = self.chats.remote_recipient(&chat_id, &sender)?;
+        if self.chats.sole_member(&chat_id) == Some(to) {
+            // The peer sends from another node: stop holding copies for it here.
+            let dropped = self.chats.peer_is_remote(&chat_id);
+            self.release_held(&dropped);
+        }
         let len = frame.len();
         if self.queued_bytes.saturating_add(len) > self.config.max_queued_bytes {
             return Err(RelayError::QueuesFull);
@@ -159,10 +164,12 @@ impl<R> Relay<R> {
         let Some(sender) = self.chats.sole_member(chat_id) else {
             return Vec::new();
         };
-        let held = self.chats.take_held_for(chat_id, peer);
-        let bytes = held.iter().map(Vec::len).sum();
-        self.queued_frames = self.queued_frames.saturating_sub(held.len());
-        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        let Some(held) = self.chats.take_held_for(chat_id, peer) else {
+            return Vec::new();
+        };
+        // Handed over once; from now on the peer is elsewhere.
+        self.chats.peer_is_remote(chat_id);
+        self.release_held(&held);
         held.into_iter()
             .map(|frame| Forward {
                 chat_id: *chat_id,
@@ -172,12 +179,20 @@ impl<R> Relay<R> {
             .collect()
     }
 
+    fn release_held(&mut self, held: &alloc::collections::VecDeque<Vec<u8>>) {
+        let bytes: usize = held.iter().map(Vec::len).sum();
+        self.queued_frames = self.queued_frames.saturating_sub(held.len());
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+    }
+
     /// Keeps a copy of a frame sent before the chat's second participant joined here (a mesh
     /// node forwards it too), while the pending list and the byte budget have room; never
     /// refuses the frame for it.
     pub(super) fn keep_for_joiner(&mut self, chat_id: &ChatId, frame: &[u8]) {
         let len = frame.len();
-        if self.queued_bytes.saturating_add(len) > self.config.max_queued_bytes {
+        if !self.chats.holds_for_joiner(chat_id)
+            || self.queued_bytes.saturating_add(len) > self.config.max_queued_bytes
+        {
             return;
         }
         let max = self.config.pending_frames;
