@@ -211,9 +211,9 @@ impl Chats {
         Ok(chat.first.identity)
     }
 
-    /// The frames held in `chat_id` for its second participant (`None` unless `peer` (which joined the
+    /// The frames held in `chat_id` for its second participant, if `peer` (which joined the
     /// chat on another node of a mesh) may take that seat: the chat has one participant here,
-    /// not `peer`, and it pinned `peer` or nobody).
+    /// not `peer`, which pinned `peer` or nobody. `None` otherwise.
     pub(super) fn take_held_for(
         &mut self,
         chat_id: &ChatId,
