@@ -181,13 +181,29 @@ check "five lines A -> B after the rekey, in order" bash -c "
     done
     exit 1"
 
-# --- A's node dies too: A fails over (to n2, which is dead, then n3) --------------------------
+# --- n2 comes back on its address; A's node dies: A fails over to the restarted n2 -----------
+start_node_at() { # start_node_at NAME ADDR: restart NAME on the address it had
+    local n="$1" addr="$2"
+    rm -f "$WORK/$n.out"
+    RUST_LOG=info "$BIN/grpc_chat_node" --listen "$addr" --nats "$NATS" --node-id "$n" \
+        >"$WORK/$n.out" 2>>"$WORK/$n.err" &
+    PID[$n]=$!
+    PIDS+=("$!")
+    wait_for "$WORK/$n.out" "listening on $addr" && wait_for "$WORK/$n.err" "joined the mesh" 2
+}
+check "n2 restarts on its address and rejoins the mesh" start_node_at n2 "${URL[n2]#http://}"
 kill -9 "${PID[n1]}"
-check "A fails over past the dead n2 to n3" \
-    wait_for "$WORK/a.err" "event: relay-reconnected queued=0 node=${URL[n3]}"
-say_a "both on n3 now"
-check "A -> B with both apps on n3" wait_for "$WORK/b.out" "<a> both on n3 now"
-say_b "still here"
-check "B -> A with both apps on n3" wait_for "$WORK/a.out" "<b> still here"
+check "A fails over from n1 to the restarted n2" \
+    wait_for "$WORK/a.err" "event: relay-reconnected queued=0 node=${URL[n2]}"
+say_a "from a on the restarted n2"
+check "A (n2) -> B (n3) arrives" wait_for "$WORK/b.out" "<a> from a on the restarted n2"
+say_b "from b on n3"
+check "B (n3) -> A (n2) arrives" wait_for "$WORK/a.out" "<b> from b on n3"
+
+# --- /close crosses nodes -------------------------------------------------------------------
+say_a "/close"
+check "/close from A (n2) reaches B (n3) as a close event" \
+    wait_for "$WORK/b.err" "event: closed reason=Normal by_peer=true"
+check "A reports its own close" wait_for "$WORK/a.err" "event: closed reason=Normal by_peer=false"
 
 check "no chat error on either app" bash -c "! grep -q '^error:' '$WORK/a.err' '$WORK/b.err'"

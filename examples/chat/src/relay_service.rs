@@ -58,7 +58,7 @@ pub fn mesh_relay_service(
         let weak = Arc::downgrade(&shared);
         let deliver = Arc::new(move |m: MeshIn| {
             if let Some(shared) = weak.upgrade() {
-                shared.from_mesh(m);
+                shared.on_mesh(m);
             }
         });
         let _ = shared.mesh.set(Mesh::start(client, deliver));
@@ -103,7 +103,7 @@ impl Shared {
     }
 
     /// A frame or an announcement from the mesh, into the machine.
-    fn from_mesh(&self, m: MeshIn) {
+    fn on_mesh(&self, m: MeshIn) {
         let mut hub = self.hub();
         let now = self.clock.now();
         match m {
