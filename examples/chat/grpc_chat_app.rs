@@ -522,7 +522,13 @@ impl App {
                     | ChatError::Desync
             );
         if !stale {
-            eprintln!("error: frame refused: {e}");
+            if matches!(e, ChatError::Replayed) {
+                // Relays deliver at least once (a mesh may hand a frame over twice): a second
+                // copy is expected, not a failure.
+                event("duplicate-dropped");
+            } else {
+                eprintln!("error: frame refused: {e}");
+            }
             return;
         }
         self.stale_handshakes += 1;

@@ -2,8 +2,11 @@
 //! over tonic (the pump is `chat_examples::relay_service`), and its command line.
 //!
 //! ```text
-//! cargo run --example grpc_chat_node -- [--listen 127.0.0.1:50051]
+//! cargo run --example grpc_chat_node -- [--listen 127.0.0.1:50051] [--nats URL [--node-id NAME]]
 //! ```
+//!
+//! With `--nats` the node is one node of a mesh joined through a NATS server: the two apps of
+//! a chat may register at different nodes (see `chat_examples::mesh` and docs/mesh.md).
 //!
 //! Apps open one `RouteChat` stream each (see `proto/chat_relay.proto`), prove their Ed25519
 //! identity by signing a fresh challenge, start chats by id, and send chat frames. Every rule
@@ -20,7 +23,7 @@ use std::net::SocketAddr;
 use std::time::Duration as StdDuration;
 
 use chat_examples::cli::args_or_exit;
-use chat_examples::relay_service::relay_service;
+use chat_examples::relay_service::mesh_relay_service;
 use rand_core::UnwrapErr;
 use sealwire::chat::data_frame_len;
 use sealwire::chat::relay::{Relay, RelayConfig};
@@ -32,6 +35,10 @@ struct Config {
     relay: RelayConfig,
     /// Downlink messages buffered per stream before the node waits for the app to read.
     stream_queue: usize,
+    /// The NATS server of the mesh; `None` runs the node alone.
+    nats: Option<String>,
+    /// This node's name in the mesh (its NATS client name and its logs).
+    node_id: String,
 }
 
 const HELP: &str = "\
@@ -48,6 +55,14 @@ never holds a chat key. State is in memory only.
 OPTIONS:
     --listen ADDR             address to listen on (default 127.0.0.1:50051; port 0 picks a
                               free port, the startup line shows it)
+    --nats URL                join the mesh of nodes on this NATS server (e.g.
+                              nats://127.0.0.1:4222): a frame whose recipient is not
+                              connected here is published on the chat's subject
+                              sealwire.chat.v1.<chat id hex>, and frames published by other
+                              nodes reach the apps here (docs/mesh.md). Without it the node
+                              runs alone
+    --node-id NAME            this node's name in the mesh (NATS client name, logs;
+                              default node-<pid>)
     --max-message BYTES       largest plaintext of a data frame; larger frames are refused
                               (default 65536)
     --max-handshakes N        handshake frames per chat per 30 s (default 6)
@@ -76,7 +91,8 @@ On startup one line goes to stdout:
     listening on ADDR
 
 EXIT STATUS:
-    0 after SIGTERM/Ctrl-C; 1 if it cannot listen or the server fails; 2 on bad usage.
+    0 after SIGTERM/Ctrl-C; 1 if it cannot listen, cannot reach --nats or the server fails;
+    2 on bad usage.
 ";
 
 const USAGE: &str = "usage: grpc_chat_node [OPTIONS]   (grpc_chat_node --help for more)";
@@ -84,6 +100,8 @@ const USAGE: &str = "usage: grpc_chat_node [OPTIONS]   (grpc_chat_node --help fo
 /// Every flag that takes a value (all of them but `--help`).
 const FLAGS: &[&str] = &[
     "--listen",
+    "--nats",
+    "--node-id",
     "--max-message",
     "--max-handshakes",
     "--mailbox",
@@ -102,6 +120,8 @@ fn parse_args() -> Result<Option<Config>, String> {
         listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
         relay: RelayConfig::default(),
         stream_queue: 64,
+        nats: None,
+        node_id: format!("node-{}", std::process::id()),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -129,6 +149,8 @@ fn parse_args() -> Result<Option<Config>, String> {
                     .parse()
                     .map_err(|e| format!("--listen {value}: {e}"))?
             }
+            "--nats" => cfg.nats = Some(value),
+            "--node-id" => cfg.node_id = value,
             "--max-message" => r.max_message_len = number()?,
             "--max-handshakes" => {
                 r.max_handshakes =
@@ -157,7 +179,24 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cfg = args_or_exit(parse_args(), HELP);
+    let mut cfg = args_or_exit(parse_args(), HELP);
+    cfg.relay.mesh = cfg.nats.is_some();
+    let nats = match &cfg.nats {
+        None => None,
+        Some(url) => {
+            let options = async_nats::ConnectOptions::new().name(&cfg.node_id);
+            match options.connect(url.as_str()).await {
+                Ok(client) => {
+                    tracing::info!(node = %cfg.node_id, nats = %url, "joined the mesh");
+                    Some(client)
+                }
+                Err(e) => {
+                    eprintln!("cannot connect to NATS at {url}: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    };
     let relay = match Relay::new(cfg.relay.clone(), UnwrapErr(getrandom::SysRng)) {
         Ok(relay) => relay,
         Err(e) => {
@@ -176,7 +215,8 @@ async fn main() {
     // Leave room for the protobuf envelope around the largest frame; larger messages end the
     // stream with OUT_OF_RANGE in the transport before they are buffered.
     let max_message = data_frame_len(cfg.relay.max_message_len) + 1024;
-    let service = relay_service(relay, cfg.stream_queue).max_decoding_message_size(max_message);
+    let service =
+        mesh_relay_service(relay, cfg.stream_queue, nats).max_decoding_message_size(max_message);
     // The e2e script waits for this line.
     println!("listening on {local}");
     let incoming = tonic::transport::server::TcpIncoming::from(listener);

@@ -9,5 +9,6 @@
 pub mod proto;
 
 pub mod cli;
+pub mod mesh;
 pub mod relay_client;
 pub mod relay_service;

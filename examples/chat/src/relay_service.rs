@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rand_core::UnwrapErr;
 use sealwire::chat::relay::{ConnId, Downlink, Relay, RelayError, RelayEvent, Transmit, Uplink};
@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tonic::codegen::tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::mesh::{Mesh, MeshIn, MeshOut};
 use crate::proto as chat_relay;
 use chat_relay::chat_relay_server::{ChatRelay, ChatRelayServer};
 use chat_relay::{downlink, uplink};
@@ -31,6 +32,16 @@ pub type NodeRng = UnwrapErr<getrandom::SysRng>;
 /// The gRPC service over `relay`, each stream buffering at most `stream_queue` downlink
 /// messages. Spawns the machine's timer task, so it must be called within a tokio runtime.
 pub fn relay_service(relay: Relay<NodeRng>, stream_queue: usize) -> ChatRelayServer<Node> {
+    mesh_relay_service(relay, stream_queue, None)
+}
+
+/// [`relay_service`] as one node of a mesh joined through NATS by `nats` (see
+/// [`crate::mesh`]); `relay` must be configured with `mesh: true`. Without `nats`, a lone node.
+pub fn mesh_relay_service(
+    relay: Relay<NodeRng>,
+    stream_queue: usize,
+    nats: Option<async_nats::Client>,
+) -> ChatRelayServer<Node> {
     let shared = Arc::new(Shared {
         hub: Mutex::new(Hub {
             relay,
@@ -40,7 +51,18 @@ pub fn relay_service(relay: Relay<NodeRng>, stream_queue: usize) -> ChatRelaySer
         clock: Clock::new(),
         timer: Notify::new(),
         stream_queue,
+        mesh: OnceLock::new(),
     });
+    if let Some(client) = nats {
+        // The mesh task holds the hub weakly: it delivers into it while the service lives.
+        let weak = Arc::downgrade(&shared);
+        let deliver = Arc::new(move |m: MeshIn| {
+            if let Some(shared) = weak.upgrade() {
+                shared.on_mesh(m);
+            }
+        });
+        let _ = shared.mesh.set(Mesh::start(client, deliver));
+    }
     tokio::spawn(run_timers(shared.clone()));
     ChatRelayServer::new(Node(shared))
 }
@@ -70,12 +92,37 @@ struct Shared {
     /// Wakes the timer task when an input brought the machine's deadline forward.
     timer: Notify,
     stream_queue: usize,
+    /// The mesh, when the node is one node of many.
+    mesh: OnceLock<Mesh>,
 }
 
 impl Shared {
     fn hub(&self) -> MutexGuard<'_, Hub> {
         // A panic while holding the lock would be a bug in this file; keep serving anyway.
         self.hub.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A frame or an announcement from the mesh, into the machine.
+    fn on_mesh(&self, m: MeshIn) {
+        let mut hub = self.hub();
+        let now = self.clock.now();
+        match m {
+            MeshIn::Frame { sender, frame } => {
+                if let Err(e) = hub.relay.handle_forwarded(now, sender, frame) {
+                    // Our own frames come back (NATS echoes) and find no recipient here.
+                    tracing::debug!(code = e.code(), message = %e, "mesh frame not queued here");
+                }
+            }
+            MeshIn::Joined { chat_id, identity } => {
+                let held = hub.relay.handle_remote_join(&chat_id, &identity);
+                if let Some(mesh) = self.mesh.get() {
+                    for f in held {
+                        mesh.send(MeshOut::Frame(f));
+                    }
+                }
+            }
+        }
+        self.dispatch(&mut hub, None);
     }
 
     /// Drains the machine after an input: returns the messages for stream `me` (sent by its
@@ -101,6 +148,11 @@ impl Shared {
                 (_, None) => {}
             }
         }
+        while let Some(forward) = hub.relay.poll_forward() {
+            if let Some(mesh) = self.mesh.get() {
+                mesh.send(MeshOut::Frame(forward));
+            }
+        }
         while let Some(event) = hub.relay.poll_event() {
             match event {
                 RelayEvent::FramesWaiting { conn } => {
@@ -120,13 +172,19 @@ impl Shared {
                     tracing::info!(identity = %short(&identity), "app disconnected")
                 }
                 RelayEvent::ChatJoined { chat_id, identity } => {
-                    tracing::info!(identity = %short(&identity), chat = %hex::encode(chat_id.as_bytes()), "joined chat")
+                    tracing::info!(identity = %short(&identity), chat = %hex::encode(chat_id.as_bytes()), "joined chat");
+                    if let Some(mesh) = self.mesh.get() {
+                        mesh.send(MeshOut::Joined(chat_id, identity));
+                    }
                 }
                 RelayEvent::ChatExpired {
                     chat_id,
                     frames_dropped,
                 } => {
-                    tracing::info!(chat = %hex::encode(chat_id.as_bytes()), frames_dropped, "chat expired")
+                    tracing::info!(chat = %hex::encode(chat_id.as_bytes()), frames_dropped, "chat expired");
+                    if let Some(mesh) = self.mesh.get() {
+                        mesh.send(MeshOut::Expired(chat_id));
+                    }
                 }
                 other => tracing::debug!(?other, "relay event"),
             }

@@ -34,6 +34,8 @@ pub(super) struct ChatEntry {
     pub(super) held: VecDeque<Vec<u8>>,
     handshakes: Throttle,
     last_active: Instant,
+    /// A mesh node saw the peer on another node (it joined there, or sent from there).
+    remote_peer: bool,
 }
 
 impl ChatEntry {
@@ -126,6 +128,7 @@ impl Chats {
                     held: VecDeque::new(),
                     handshakes: Throttle::new(self.max_handshakes, self.handshake_period),
                     last_active: now,
+                    remote_peer: false,
                 },
             );
             self.expiry.insert((now.saturating_add(self.idle), chat_id));
@@ -182,6 +185,76 @@ impl Chats {
             return Err(RelayError::HandshakesThrottled);
         }
         Ok(chat.other(sender).map(|m| m.identity))
+    }
+
+    /// Who here receives a frame that `sender` sent in `chat_id` through another node of a
+    /// mesh: the participant that is not `sender`. A sender that is not a participant here may
+    /// only be the peer of a chat with one participant, and only the pinned one if it pinned.
+    pub(super) fn remote_recipient(
+        &self,
+        chat_id: &ChatId,
+        sender: &IdentityPublic,
+    ) -> Result<IdentityPublic, RelayError> {
+        let chat = self.table.get(chat_id).ok_or(RelayError::NoSuchChat)?;
+        if chat.is_member(sender) {
+            return chat
+                .other(sender)
+                .map(|m| m.identity)
+                .ok_or(RelayError::NoSuchChat);
+        }
+        if chat.second.is_some() {
+            return Err(RelayError::ChatFull);
+        }
+        if chat.first.pin.is_some_and(|p| p != *sender.as_bytes()) {
+            return Err(RelayError::SeatReserved);
+        }
+        Ok(chat.first.identity)
+    }
+
+    /// The frames held in `chat_id` for its second participant, if `peer` (which joined the
+    /// chat on another node of a mesh) may take that seat: the chat has one participant here,
+    /// not `peer`, which pinned `peer` or nobody. `None` otherwise.
+    pub(super) fn take_held_for(
+        &mut self,
+        chat_id: &ChatId,
+        peer: &IdentityPublic,
+    ) -> Option<VecDeque<Vec<u8>>> {
+        match self.table.get_mut(chat_id) {
+            Some(chat)
+                if chat.second.is_none()
+                    && chat.first.identity != *peer
+                    && chat.first.pin.is_none_or(|p| p == *peer.as_bytes()) =>
+            {
+                Some(core::mem::take(&mut chat.held))
+            }
+            _ => None,
+        }
+    }
+
+    /// The peer of `chat_id` showed itself from another node of a mesh: frames need no
+    /// longer be held for a joiner here. Returns the held frames dropped.
+    pub(super) fn peer_is_remote(&mut self, chat_id: &ChatId) -> VecDeque<Vec<u8>> {
+        match self.table.get_mut(chat_id) {
+            Some(chat) => {
+                chat.remote_peer = true;
+                core::mem::take(&mut chat.held)
+            }
+            None => VecDeque::new(),
+        }
+    }
+
+    /// Whether frames of `chat_id` are still held for a joiner (a mesh node stops once the
+    /// peer showed itself from another node).
+    pub(super) fn holds_for_joiner(&self, chat_id: &ChatId) -> bool {
+        self.table.get(chat_id).is_some_and(|c| !c.remote_peer)
+    }
+
+    /// The first participant of `chat_id`, while it has only one.
+    pub(super) fn sole_member(&self, chat_id: &ChatId) -> Option<IdentityPublic> {
+        self.table
+            .get(chat_id)
+            .filter(|chat| chat.second.is_none())
+            .map(|chat| chat.first.identity)
     }
 
     /// Holds a frame for the participant that has not joined `chat_id` yet.

@@ -49,6 +49,11 @@ pub struct RelayConfig {
     pub chat_idle_timeout: Duration,
     /// Capacity of the transmit queue and of the event queue (default 64 each).
     pub queue_capacity: usize,
+    /// Whether this relay is one node of a mesh (default `false`): a frame whose recipient has
+    /// no live stream here leaves through [`Relay::poll_forward`](super::Relay::poll_forward)
+    /// instead of waiting here, and frames from other nodes come in through
+    /// [`Relay::handle_forwarded`](super::Relay::handle_forwarded).
+    pub mesh: bool,
 }
 
 impl Default for RelayConfig {
@@ -67,6 +72,7 @@ impl Default for RelayConfig {
             register_timeout: Duration::from_secs(10),
             chat_idle_timeout: Duration::from_secs(7 * 24 * 3600),
             queue_capacity: 64,
+            mesh: false,
         }
     }
 }

@@ -88,6 +88,13 @@ pub struct RelayStats {
     pub frames_dropped: u64,
     /// Chats that expired.
     pub chats_expired: u64,
+    /// Frames handed to the mesh ([`Relay::poll_forward`](super::Relay::poll_forward)).
+    pub frames_forwarded: u64,
+    /// Frames from other nodes queued for an app here.
+    pub forwarded_in: u64,
+    /// Frames from other nodes refused (no such chat here, no recipient here, a stranger,
+    /// full mailbox or budget, malformed).
+    pub forwarded_refused: u64,
     /// Transmits dropped because the transmit queue was full.
     pub transmits_dropped: u64,
     /// Events dropped because the event queue was full.

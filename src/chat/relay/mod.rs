@@ -93,6 +93,7 @@ mod chats;
 mod config;
 mod error;
 mod event;
+mod mesh;
 mod streams;
 mod wire;
 
@@ -112,6 +113,7 @@ use streams::{Challenge, Streams};
 pub use config::RelayConfig;
 pub use error::RelayError;
 pub use event::{RelayEvent, RelayStats};
+pub use mesh::Forward;
 pub use wire::{
     prove_registration, registration_message, ConnId, Downlink, Transmit, Uplink, REGISTER_CONTEXT,
     REGISTRATION_MESSAGE_LEN,
@@ -125,6 +127,9 @@ struct Counters {
     uplinks_refused: u64,
     frames_dropped: u64,
     chats_expired: u64,
+    frames_forwarded: u64,
+    forwarded_in: u64,
+    forwarded_refused: u64,
 }
 
 /// The relay machine: registration, membership, mailboxes and budgets, handshake throttle and
@@ -143,6 +148,8 @@ pub struct Relay<R> {
     queued_bytes: usize,
     transmit: Outbox<Transmit>,
     events: Outbox<RelayEvent>,
+    /// Frames for other nodes of a mesh (only with `config.mesh`).
+    forward: Outbox<Forward>,
     counters: Counters,
 }
 
@@ -174,6 +181,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             streams: Streams::new(config.max_streams, config.register_timeout),
             transmit: Outbox::new(config.queue_capacity),
             events: Outbox::new(config.queue_capacity),
+            forward: Outbox::new(config.queue_capacity),
             config,
             rng,
             queued_frames: 0,
@@ -200,7 +208,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         conn: ConnId,
         uplink: Uplink,
     ) -> Result<(), RelayError> {
-        if !self.transmit.has_room(2) || !self.events.has_room(3) {
+        if !self.transmit.has_room(2) || !self.events.has_room(3) || !self.forward.has_room(1) {
             return Err(RelayError::Capacity);
         }
         let (index, registered) = self.streams.uplink(conn)?;
@@ -339,6 +347,9 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             uplinks_refused: c.uplinks_refused,
             frames_dropped: c.frames_dropped,
             chats_expired: c.chats_expired,
+            frames_forwarded: c.frames_forwarded,
+            forwarded_in: c.forwarded_in,
+            forwarded_refused: c.forwarded_refused,
             transmits_dropped: self.transmit.dropped(),
             events_dropped: self.events.dropped(),
         }
@@ -513,6 +524,16 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             &sender,
             header.kind == FrameKind::HandshakeInit,
         )?;
+        if self.config.mesh && to.is_none() {
+            // The peer may yet join here or announce itself from another node.
+            self.keep_for_joiner(&chat_id, &frame);
+        }
+        if self.is_remote(to) {
+            // A mesh node: the recipient is not here; the frame leaves through the mesh.
+            self.chats.touch(&chat_id, now);
+            self.forward_frame(chat_id, sender, frame);
+            return Ok(());
+        }
         let len = frame.len();
         if self.queued_bytes.saturating_add(len) > self.config.max_queued_bytes {
             return Err(RelayError::QueuesFull);

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# End-to-end test of the chat relay mesh (issue #13): a real nats-server and three
+# grpc_chat_node processes joined through it (--nats), two grpc_chat_app processes on different
+# nodes, loopback only. A node is SIGKILLed; its app fails over to the next node of its --node
+# list and the chat goes on.
+#
+#   tests/e2e_mesh.sh                   build the examples, then run the checks
+#   E2E_NO_BUILD=1 tests/e2e_mesh.sh    reuse the binaries already built
+#
+# Apps are driven as in tests/e2e_chat.sh: fifos on stdin, stdout/stderr to files polled with a
+# timeout (0.1 s steps, no fixed sleeps). Prints PASS/FAIL per check and, as its last line,
+# `N passed, N failed`; exits non-zero on any failure (then the logs' tails are shown and the
+# logs kept). E2E_KEEP=1 keeps them anyway. NATS_SERVER overrides the nats-server binary.
+set -u
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$TARGET/debug/examples"
+TIMEOUT="${E2E_TIMEOUT:-20}" # seconds per awaited line
+NATS_SERVER="${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}"
+
+if [ -z "${E2E_NO_BUILD:-}" ]; then
+    (cd "$ROOT" && cargo build --quiet --example grpc_chat_node --example grpc_chat_app) ||
+        { echo "FAIL build"; echo "0 passed, 1 failed"; exit 1; }
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/sealwire-e2e-mesh.XXXXXX")"
+PASSED=0
+FAILED=0
+PIDS=()
+
+cleanup() {
+    for fd in 5 6; do eval "exec $fd>&-" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    if [ "$FAILED" -eq 0 ] && [ -z "${E2E_KEEP:-}" ]; then
+        rm -rf "$WORK"
+    else
+        for f in "$WORK"/*.err "$WORK"/*.out; do
+            [ -s "$f" ] && { echo "--- tail of $f"; tail -n 12 "$f"; }
+        done
+        echo "logs kept in $WORK"
+    fi
+    echo "$PASSED passed, $FAILED failed"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+pass() { PASSED=$((PASSED + 1)); echo "PASS $1"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL $1"; }
+check() { # check NAME COMMAND...
+    local name="$1"; shift
+    if "$@"; then pass "$name"; else fail "$name"; fi
+}
+abort() { fail "$1"; exit 1; }
+
+# wait_for FILE PATTERN [COUNT]: true once FILE has at least COUNT lines matching the fixed
+# string PATTERN, false after $TIMEOUT seconds.
+wait_for() {
+    local file="$1" pattern="$2" count="${3:-1}" deadline=$((SECONDS + TIMEOUT))
+    while [ "$SECONDS" -le "$deadline" ]; do
+        if [ -f "$file" ] && [ "$(grep -cF -- "$pattern" "$file")" -ge "$count" ]; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# --- NATS -----------------------------------------------------------------------------------
+[ -x "$NATS_SERVER" ] || abort "nats-server not found (apt-get install nats-server)"
+# Port -1: the server picks a free port and logs it.
+"$NATS_SERVER" -a 127.0.0.1 -p -1 >"$WORK/nats.out" 2>"$WORK/nats.err" &
+PIDS+=("$!")
+check "nats-server starts on a free loopback port" \
+    wait_for "$WORK/nats.err" "Listening for client connections on 127.0.0.1:"
+NATS_PORT="$(sed -n 's/.*Listening for client connections on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/nats.err" | head -n1)"
+[ -n "$NATS_PORT" ] || abort "no NATS port"
+NATS="nats://127.0.0.1:$NATS_PORT"
+
+# --- command lines --------------------------------------------------------------------------
+no_nats() { # the node exits 1 naming the URL when NATS does not answer
+    "$BIN/grpc_chat_node" --listen 127.0.0.1:0 --nats nats://127.0.0.1:1 --node-id lost \
+        >"$WORK/nonats.out" 2>"$WORK/nonats.err" </dev/null
+    [ $? -eq 1 ] && grep -q "nats://127.0.0.1:1" "$WORK/nonats.err"
+}
+check "node: an unreachable --nats exits 1 naming the URL" no_nats
+for flag in --nats --node-id; do
+    check "grpc_chat_node --help documents $flag" \
+        bash -c "'$BIN/grpc_chat_node' --help | grep -qE '^ +$flag '"
+done
+check "grpc_chat_app --help documents --node URL[,URL...]" \
+    bash -c "'$BIN/grpc_chat_app' --help | grep -qE '^ +--node URL\[,URL\.\.\.\]'"
+
+# --- three nodes ----------------------------------------------------------------------------
+declare -A URL PID
+start_node() { # start_node NAME
+    local n="$1"
+    rm -f "$WORK/$n.out"
+    RUST_LOG=info "$BIN/grpc_chat_node" --listen 127.0.0.1:0 --nats "$NATS" --node-id "$n" \
+        >"$WORK/$n.out" 2>>"$WORK/$n.err" &
+    PID[$n]=$!
+    PIDS+=("$!")
+    wait_for "$WORK/$n.out" "listening on 127.0.0.1:" || return 1
+    URL[$n]="http://$(sed -n 's/^listening on //p' "$WORK/$n.out" | head -n1)"
+    wait_for "$WORK/$n.err" "joined the mesh"
+}
+for n in n1 n2 n3; do
+    check "node $n starts and joins the mesh" start_node "$n" || abort "node $n did not start"
+done
+
+# --- identities and apps --------------------------------------------------------------------
+export CHAT_PASSPHRASE="e2e passphrase"
+KDF=(--kdf-memory-kib 19456 --kdf-iterations 2)
+CHAT="$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+A_ID="$("$BIN/grpc_chat_app" --identity "$WORK/a.key" --show-identity)"
+B_ID="$("$BIN/grpc_chat_app" --identity "$WORK/b.key" --show-identity)"
+
+check "an app with no node answering exits 1 naming each URL and its cause" bash -c "
+    '$BIN/grpc_chat_app' --identity '$WORK/a.key' --chat $CHAT --initiator \
+        --node http://127.0.0.1:1,http://127.0.0.1:2 </dev/null >/dev/null 2>'$WORK/nonode.err'
+    [ \$? -eq 1 ] && grep -q 'http://127.0.0.1:1: ' '$WORK/nonode.err' &&
+        grep -q 'http://127.0.0.1:2: ' '$WORK/nonode.err'"
+
+start_app() { # start_app NAME FD ROLE PEER_ID PEER_NAME NODES
+    local name="$1" fd="$2" role="$3" peer="$4" peer_name="$5" nodes="$6"
+    rm -f "$WORK/$name.in"
+    mkfifo "$WORK/$name.in"
+    "$BIN/grpc_chat_app" --node "$nodes" --identity "$WORK/$name.key" --name "$name" \
+        --chat "$CHAT" --peer-identity "$peer" --peer-name "$peer_name" "--$role" \
+        --state "$WORK/$name.state" "${KDF[@]}" \
+        <"$WORK/$name.in" >>"$WORK/$name.out" 2>>"$WORK/$name.err" &
+    PIDS+=("$!")
+    eval "exec $fd>\"\$WORK/\$name.in\""
+}
+say_a() { echo "$1" >&5; }
+say_b() { echo "$1" >&6; }
+
+# B on n2 (then n3, n1), A on n1 (then n2, n3): the chat crosses nodes from the start.
+start_app b 6 responder "$A_ID" a "${URL[n2]},${URL[n3]},${URL[n1]}"
+check "B registers at n2" wait_for "$WORK/b.err" "event: registered node=${URL[n2]} queued=0"
+start_app a 5 initiator "$B_ID" b "${URL[n1]},${URL[n2]},${URL[n3]}"
+check "A registers at n1" wait_for "$WORK/a.err" "event: registered node=${URL[n1]} queued=0"
+
+check "handshake across nodes completes on A" \
+    wait_for "$WORK/a.err" "event: established epoch=0 peer=$B_ID"
+check "handshake across nodes completes on B" \
+    wait_for "$WORK/b.err" "event: established epoch=0 peer=$A_ID"
+say_a "hello from a on n1"
+check "A (n1) -> B (n2) arrives" wait_for "$WORK/b.out" "<a> hello from a on n1"
+say_b "hello from b on n2"
+check "B (n2) -> A (n1) arrives" wait_for "$WORK/a.out" "<b> hello from b on n2"
+check "n1 joined A to the chat, n2 joined B (each node holds only its own app)" bash -c "
+    grep -q 'joined chat identity=${A_ID:0:16}' '$WORK/n1.err' &&
+    grep -q 'joined chat identity=${B_ID:0:16}' '$WORK/n2.err' &&
+    ! grep -q 'joined chat identity=${B_ID:0:16}' '$WORK/n1.err'"
+
+# --- a node dies ----------------------------------------------------------------------------
+kill -9 "${PID[n2]}"
+check "B notices its node is gone" wait_for "$WORK/b.err" "event: relay-lost"
+check "B fails over to the next node (n3)" \
+    wait_for "$WORK/b.err" "event: relay-reconnected node=${URL[n3]} queued=0"
+check "n3 joins B to the chat" wait_for "$WORK/n3.err" "identity=${B_ID:0:16}"
+say_a "after failover from a"
+check "A (n1) -> B (now n3) arrives after the fail-over" \
+    wait_for "$WORK/b.out" "<a> after failover from a"
+say_b "after failover from b"
+check "B (n3) -> A (n1) arrives after the fail-over" \
+    wait_for "$WORK/a.out" "<b> after failover from b"
+check "A kept its node (no relay-lost on A)" bash -c "! grep -q 'event: relay-lost' '$WORK/a.err'"
+
+# --- rekey after the fail-over --------------------------------------------------------------
+say_b "/rekey"
+check "rekey after fail-over: B reaches epoch 1" wait_for "$WORK/b.err" "event: rekeyed epoch=1"
+check "rekey after fail-over: A reaches epoch 1" wait_for "$WORK/a.err" "event: rekeyed epoch=1"
+for i in 1 2 3 4 5; do say_a "burst $i from a"; done
+check "five lines A -> B after the rekey, in order" bash -c "
+    deadline=\$((SECONDS + $TIMEOUT))
+    while [ \$SECONDS -le \$deadline ]; do
+        [ \"\$(grep -F '<a> burst ' '$WORK/b.out' | tr -d '\n')\" = \
+          '<a> burst 1 from a<a> burst 2 from a<a> burst 3 from a<a> burst 4 from a<a> burst 5 from a' ] && exit 0
+        sleep 0.1
+    done
+    exit 1"
+
+# --- n2 comes back on its address; A's node dies: A fails over to the restarted n2 -----------
+start_node_at() { # start_node_at NAME ADDR: restart NAME on the address it had
+    local n="$1" addr="$2"
+    rm -f "$WORK/$n.out"
+    RUST_LOG=info "$BIN/grpc_chat_node" --listen "$addr" --nats "$NATS" --node-id "$n" \
+        >"$WORK/$n.out" 2>>"$WORK/$n.err" &
+    PID[$n]=$!
+    PIDS+=("$!")
+    wait_for "$WORK/$n.out" "listening on $addr" && wait_for "$WORK/$n.err" "joined the mesh" 2
+}
+check "n2 restarts on its address and rejoins the mesh" start_node_at n2 "${URL[n2]#http://}"
+kill -9 "${PID[n1]}"
+check "A fails over from n1 to the restarted n2" \
+    wait_for "$WORK/a.err" "event: relay-reconnected node=${URL[n2]} queued=0"
+say_a "from a on the restarted n2"
+check "A (n2) -> B (n3) arrives" wait_for "$WORK/b.out" "<a> from a on the restarted n2"
+say_b "from b on n3"
+check "B (n3) -> A (n2) arrives" wait_for "$WORK/a.out" "<b> from b on n3"
+
+# --- /close crosses nodes -------------------------------------------------------------------
+say_a "/close"
+check "/close from A (n2) reaches B (n3) as a close event" \
+    wait_for "$WORK/b.err" "event: closed reason=Normal by_peer=true"
+check "A reports its own close" wait_for "$WORK/a.err" "event: closed reason=Normal by_peer=false"
+
+check "no chat error on either app" bash -c "! grep -q '^error:' '$WORK/a.err' '$WORK/b.err'"
