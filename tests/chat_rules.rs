@@ -1481,6 +1481,13 @@ fn relay_frames_wait_in_the_mailbox_while_the_recipient_is_offline() {
             .handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, seq, 8)))
             .unwrap();
     }
+    // Each accepted frame is acknowledged to its sender with its uplink index (register,
+    // proof and start were 0, 1 and 2), so the app can let go of it.
+    let stored = |uplink_index| Transmit {
+        to: a,
+        message: Downlink::Stored { uplink_index },
+    };
+    assert_eq!(transmits(&mut relay), [stored(3), stored(4), stored(5)]);
     assert!(relay_events(&mut relay).is_empty(), "nobody to wake");
     assert_eq!(relay.poll_frame(b), None);
     let (b2, queued) = register(&mut relay, now, SEED_B);
@@ -1502,15 +1509,26 @@ fn relay_frames_for_a_participant_not_yet_joined_are_held_then_delivered() {
     }
     let r = relay.handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, 2, 8)));
     assert_eq!(r, Err(RelayError::PendingFull));
+    // Two acknowledged, the third refused: exactly one answer per frame.
     assert_eq!(
         transmits(&mut relay),
-        [Transmit {
-            to: a,
-            message: Downlink::Rejected {
-                error: RelayError::PendingFull,
-                uplink_index: 5
+        [
+            Transmit {
+                to: a,
+                message: Downlink::Stored { uplink_index: 3 }
+            },
+            Transmit {
+                to: a,
+                message: Downlink::Stored { uplink_index: 4 }
+            },
+            Transmit {
+                to: a,
+                message: Downlink::Rejected {
+                    error: RelayError::PendingFull,
+                    uplink_index: 5
+                }
             }
-        }]
+        ]
     );
     start(&mut relay, now, b, CHAT, None).unwrap();
     assert_eq!(
@@ -1578,6 +1596,7 @@ fn relay_budgets_refuse_instead_of_growing() {
     relay
         .handle_uplink(now, b, Uplink::Frame(data_frame(CHAT, 0, 8)))
         .unwrap();
+    transmits(&mut relay);
     relay.disconnect(a); // offline with a frame waiting: not idle
     let c_key = identity(SEED_C);
     let (_, proved) = try_register(&mut relay, now, SEED_C);

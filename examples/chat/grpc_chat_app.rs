@@ -42,6 +42,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chat_examples::outbox::{Answer, Outbox};
 use chat_relay::downlink;
 use rand_core::UnwrapErr;
 use relay_client::{BoxError, ProofMode, RelayStream};
@@ -68,7 +69,8 @@ OPTIONS:
     --show-identity         print the identity's public key (64 hex digits) and exit
     --node URL[,URL...]     the relay node(s) (default http://127.0.0.1:50051): the app uses
                             the first that answers and, when its node goes away, fails over
-                            to the others in turn
+                            to the others in turn; https://HOST:PORT connects over TLS
+    --ca FILE               PEM certificate(s) to trust for https:// nodes (the node's CA)
     --name NAME             the app id this app registers with at the node (default app;
                             the node takes at most 64 bytes without control characters)
     --chat HEX32            the 16-byte chat id both apps use (32 hex digits)
@@ -105,9 +107,14 @@ OUTPUT:
                             established, rekeyed, closed, relay-lost, relay-reconnected, ...)
                             and problems as `error: ...`
 
-If the node goes away the app keeps the chat, holds outgoing frames (at most 256, oldest
-dropped first) and reconnects with backoff, trying the next node of --node first; only the
-first connection must succeed (to one of the nodes).
+Every outgoing frame is kept until a node says it stored it (with --state, in STATE.outbox
+beside the sealed state, so a crash loses none: the next start sends them). If the node goes
+away the app keeps the chat and its frames and reconnects with backoff, trying the next node
+of --node first; only the first connection must succeed (to one of the nodes). A frame the
+node refuses for now (a full mailbox) is sent again 500 ms later; at 1024 kept frames the app
+stops reading input until nodes catch up. Nothing is dropped: a message refused for good is
+reported as `error: the node refused a message for good ...`, and at the end of input the
+app waits up to 10 s for the nodes, then names what was not stored.
 
 ENVIRONMENT:
     CHAT_PASSPHRASE         passphrase of the sealed state; required with --state unless
@@ -127,6 +134,7 @@ struct Args {
     identity: PathBuf,
     show_identity: bool,
     nodes: Vec<String>,
+    ca: Option<PathBuf>,
     name: String,
     chat: Option<[u8; 16]>,
     initiator: Option<bool>,
@@ -143,6 +151,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         identity: PathBuf::new(),
         show_identity: false,
         nodes: vec!["http://127.0.0.1:50051".into()],
+        ca: None,
         name: "app".into(),
         chat: None,
         initiator: None,
@@ -172,6 +181,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                     return Err("--node needs at least one URL".into());
                 }
             }
+            "--ca" => a.ca = Some(PathBuf::from(value()?)),
             "--name" => a.name = value()?,
             "--chat" => {
                 let v = value()?;
@@ -251,6 +261,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Where and how the chat state is sealed.
+/// Where the outbox is kept beside the state file: `STATE.outbox`.
+fn outbox_path(state: &Path) -> PathBuf {
+    let mut name = state.file_name().unwrap_or_default().to_os_string();
+    name.push(".outbox");
+    state.with_file_name(name)
+}
+
 struct Persist {
     path: PathBuf,
     key: SealKey,
@@ -323,6 +340,8 @@ struct Link {
     nodes: Vec<String>,
     /// The node of the current (or last) stream.
     current: usize,
+    /// PEM certificates trusted for `https://` nodes (`--ca`).
+    ca: Option<Vec<u8>>,
     identity: IdentityKey,
     name: String,
     chat_id: [u8; 16],
@@ -351,8 +370,14 @@ impl Link {
     /// Registers and starts the chat at one node.
     async fn join(&self, node: &str) -> Result<(RelayStream, u32), String> {
         let attempt = async {
-            let (relay, queued) =
-                RelayStream::connect(node, &self.identity, &self.name, ProofMode::Honest).await?;
+            let (relay, queued) = RelayStream::connect_with(
+                node,
+                self.ca.as_deref(),
+                &self.identity,
+                &self.name,
+                ProofMode::Honest,
+            )
+            .await?;
             relay.start_chat(self.chat_id, self.pin).await?;
             Ok::<_, BoxError>((relay, queued))
         };
@@ -387,8 +412,16 @@ impl Link {
     }
 }
 
-/// Frames kept while the node is unreachable; the oldest go first when it is full.
-const OUTBOX_CAPACITY: usize = 256;
+/// Frames kept until a node stored them; at this many the app stops reading input (it never
+/// drops one).
+const OUTBOX_LIMIT: usize = 1024;
+/// Frames on their way at once: 1, so that a frame refused for now and sent again cannot be
+/// overtaken by the next one (the peer gets them in order).
+const OUTBOX_WINDOW: usize = 1;
+/// How long to wait before sending a frame the node refused for now (full, throttled).
+const OUTBOX_RETRY: Duration = Duration::from_millis(500);
+/// At the end of input, how long the app waits for nodes to store what is still kept.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines typed while a resumed chat waits for its fresh epoch (`ChatError::AwaitingRekey`);
 /// beyond this a line is refused with an error.
 const HELD_CAPACITY: usize = 1024;
@@ -402,7 +435,10 @@ struct App {
     link: Link,
     /// The stream to the node; `None` while reconnecting.
     relay: Option<RelayStream>,
-    outbox: VecDeque<Vec<u8>>,
+    /// Frames until a node stored them (kept beside the sealed state as `STATE.outbox`).
+    outbox: Outbox,
+    /// Set after a node refused a frame for now: nothing is sent before it.
+    resend_at: Option<tokio::time::Instant>,
     /// Lines waiting for a resumed chat's fresh epoch, in order (wiped when dropped).
     held: VecDeque<Zeroizing<String>>,
     retry_at: tokio::time::Instant,
@@ -429,17 +465,20 @@ impl App {
             .unwrap_or_default()
     }
 
-    /// After every input: seal the new state (before any frame it produced leaves), then send
-    /// what the machine queued, then report its events.
+    /// After every input: keep the frames the machine produced in the outbox file, seal the
+    /// new state (both before any of those frames leaves), send what may be sent, then report
+    /// the machine's events. A crash at any point loses no frame: one kept but not sealed is
+    /// from counters the resumed state never uses again (resuming rekeys first).
     async fn flush(&mut self) -> Result<(), BoxError> {
-        self.seal()?;
+        let mut produced = false;
         while let Some(frame) = self.chat.poll_transmit() {
-            if self.outbox.len() >= OUTBOX_CAPACITY {
-                self.outbox.pop_front();
-                eprintln!("error: the node is unreachable and the outbox is full; dropped a frame");
-            }
-            self.outbox.push_back(frame);
+            self.outbox.push(frame);
+            produced = true;
         }
+        if produced {
+            self.save_outbox()?;
+        }
+        self.seal()?;
         self.send_outbox().await;
         let mut out = std::io::stdout().lock();
         while let Some(ev) = self.chat.poll_event() {
@@ -488,15 +527,72 @@ impl App {
         Ok(())
     }
 
-    /// Hands queued frames to the node while the stream is up.
-    async fn send_outbox(&mut self) {
-        let Some(relay) = &self.relay else { return };
-        while let Some(frame) = self.outbox.front() {
-            if relay.send_frame(frame.clone()).await.is_err() {
-                self.lost("the stream is closed");
-                return;
+    /// Writes the outbox beside the sealed state (removes the file when it is empty).
+    fn save_outbox(&self) -> Result<(), BoxError> {
+        let Some(p) = &self.persist else {
+            return Ok(());
+        };
+        let path = outbox_path(&p.path);
+        if self.outbox.is_empty() || self.chat.is_closed() {
+            if path.exists() {
+                std::fs::remove_file(&path)?;
             }
-            self.outbox.pop_front();
+            return Ok(());
+        }
+        write_atomically(&path, &self.outbox.encode())?;
+        Ok(())
+    }
+
+    /// Hands kept frames to the node, as many as the outbox's window allows, while the stream
+    /// is up and no refused frame waits for its retry.
+    async fn send_outbox(&mut self) {
+        if self.resend_at.is_some() {
+            return;
+        }
+        let Some(relay) = &self.relay else { return };
+        while let Some((at, frame)) = self.outbox.next_to_send() {
+            match relay.send_frame(frame.to_vec()).await {
+                Ok(index) => self.outbox.sent(at, index),
+                Err(_) => {
+                    self.lost("the stream is closed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The node's answer to an uplink: a frame stored, or a message refused.
+    fn answered(&mut self, index: u64, refusal: Option<(tonic::Code, &str)>) {
+        let Some((code, message)) = refusal else {
+            self.outbox.answer(index, true, false);
+            return;
+        };
+        let handshake = self
+            .outbox
+            .frame(index)
+            .and_then(|f| FrameHeader::parse(f).ok())
+            .is_some_and(|(h, _)| h.kind != FrameKind::Data);
+        // A data frame refused for now is sent again; a handshake frame is not (the machine
+        // repeats its handshake on its own clock, and a throttled one must not hold the data).
+        let retry = !handshake
+            && matches!(
+                code,
+                tonic::Code::ResourceExhausted | tonic::Code::Unavailable
+            );
+        match self.outbox.answer(index, false, retry) {
+            Answer::Retry => {
+                event(&format!("outbox-retry reason={message:?}"));
+                self.resend_at = Some(tokio::time::Instant::now() + OUTBOX_RETRY);
+            }
+            Answer::Failed(_) if handshake => {
+                event(&format!("handshake-frame-refused reason={message:?}"))
+            }
+            Answer::Failed(_) => eprintln!(
+                "error: the node refused a message for good ({code:?}: {message}); it was not delivered"
+            ),
+            Answer::Stored | Answer::Unknown => {
+                eprintln!("error: node refused uplink #{index}: {code:?}: {message}")
+            }
         }
     }
 
@@ -539,6 +635,7 @@ impl App {
 
     fn lost(&mut self, why: &str) {
         event(&format!("relay-lost reason={why:?}"));
+        self.outbox.stream_lost();
         self.relay = None;
         self.backoff = RETRY_MIN;
         self.retry_at = tokio::time::Instant::now() + self.backoff;
@@ -605,6 +702,21 @@ impl App {
     /// node before returning.
     async fn run(mut self) -> Result<(), BoxError> {
         let result = self.pump().await;
+        if !self.outbox.is_empty() {
+            let kept = match &self.persist {
+                Some(p) if !self.chat.is_closed() => format!(
+                    "kept in {}, sent on the next start",
+                    outbox_path(&p.path).display()
+                ),
+                _ => "not delivered".into(),
+            };
+            eprintln!(
+                "error: {} message(s) not stored by any node within {} s ({kept})",
+                self.outbox.len(),
+                DRAIN_TIMEOUT.as_secs()
+            );
+        }
+        self.save_outbox()?;
         if !self.held.is_empty() {
             eprintln!(
                 "error: {} held line(s) not sent: the resumed chat's fresh epoch did not come up",
@@ -620,10 +732,21 @@ impl App {
     async fn pump(&mut self) -> Result<(), BoxError> {
         let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         self.flush().await?;
+        // Set at the end of input (or `/quit`, or a close): from then on the app only waits,
+        // until this deadline, for the nodes to store what the outbox keeps.
+        let mut draining: Option<tokio::time::Instant> = None;
         loop {
-            if self.chat.is_closed() {
-                return Ok(());
+            if self.chat.is_closed() && draining.is_none() {
+                draining = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
             }
+            if let Some(until) = draining {
+                if self.outbox.is_empty() || tokio::time::Instant::now() >= until {
+                    return Ok(());
+                }
+            }
+            let reading = draining.is_none() && !self.outbox.is_full();
+            let drain_until = draining.unwrap_or_else(tokio::time::Instant::now);
+            let resend_at = self.resend_at;
             let deadline = self.chat.poll_timeout().map(|t| self.clock.to_std(t));
             let sleep = async {
                 match deadline {
@@ -640,14 +763,17 @@ impl App {
                 }
             };
             tokio::select! {
-                line = stdin.next_line() => match line? {
-                    None => return Ok(()),
+                line = stdin.next_line(), if reading => match line? {
+                    None => draining = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT),
                     Some(line) => {
                         let now = self.clock.now();
                         let result = match line.trim_end() {
                             "/rekey" => self.chat.rekey(now),
                             "/close" => self.chat.close(),
-                            "/quit" => return Ok(()),
+                            "/quit" => {
+                                draining = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+                                Ok(())
+                            }
                             text => self.send_line(now, text),
                         };
                         if let Err(e) = result {
@@ -662,13 +788,9 @@ impl App {
                         }
                     }
                     Ok(Some(downlink::Msg::Rejected(r))) => {
-                        eprintln!(
-                            "error: node refused uplink #{}: {:?}: {}",
-                            r.uplink_index,
-                            tonic::Code::from(r.code),
-                            r.message
-                        );
+                        self.answered(r.uplink_index, Some((tonic::Code::from(r.code), &r.message)));
                     }
+                    Ok(Some(downlink::Msg::Stored(s))) => self.answered(s.uplink_index, None),
                     Ok(Some(downlink::Msg::Started(s))) => event(&format!(
                         "relay-chat-started peer={}",
                         hex::encode(&s.peer_identity)
@@ -678,6 +800,10 @@ impl App {
                     Err(status) => self.lost(&status.to_string()),
                 },
                 () = tokio::time::sleep_until(retry_at), if offline => self.reconnect().await,
+                () = tokio::time::sleep_until(resend_at.unwrap_or(retry_at)), if resend_at.is_some() => {
+                    self.resend_at = None;
+                }
+                () = tokio::time::sleep_until(drain_until), if draining.is_some() => {}
                 () = sleep => self.chat.handle_timeout(self.clock.now()),
             }
             self.flush().await?;
@@ -706,6 +832,7 @@ async fn start(args: Args) -> Result<(), BoxError> {
 
     let mut persist = None;
     let mut resumed = None;
+    let mut outbox = Outbox::new(OUTBOX_LIMIT, OUTBOX_WINDOW);
     if let Some(path) = &args.state {
         let lock = lock_state(path)?;
         let passphrase = passphrase(args.passphrase_file.as_deref())?;
@@ -723,6 +850,14 @@ async fn start(args: Args) -> Result<(), BoxError> {
             )
             .map_err(|e| format!("cannot resume from {}: {e}", path.display()))?;
             resumed = Some(chat);
+            let kept = outbox_path(path);
+            if kept.exists() {
+                let bytes = std::fs::read(&kept)?;
+                let max_frame = sealwire::chat::data_frame_len(config.max_message_len);
+                outbox = Outbox::decode(&bytes, OUTBOX_LIMIT, OUTBOX_WINDOW, max_frame, 1 << 16)
+                    .map_err(|e| format!("cannot read {}: {e}", kept.display()))?;
+                event(&format!("outbox-restored frames={}", outbox.len()));
+            }
         }
         let key = SealKey::from_passphrase(passphrase.as_bytes(), args.kdf, &mut rng)
             .map_err(|e| format!("cannot derive the sealing key: {e}"))?;
@@ -733,9 +868,16 @@ async fn start(args: Args) -> Result<(), BoxError> {
         });
     }
 
+    let ca = match &args.ca {
+        Some(path) => Some(
+            std::fs::read(path).map_err(|e| format!("cannot read --ca {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut link = Link {
         nodes: args.nodes,
         current: 0,
+        ca,
         identity,
         name: args.name,
         chat_id,
@@ -768,7 +910,8 @@ async fn start(args: Args) -> Result<(), BoxError> {
         clock,
         link,
         relay: Some(relay),
-        outbox: VecDeque::new(),
+        outbox,
+        resend_at: None,
         held: VecDeque::new(),
         retry_at: tokio::time::Instant::now(),
         backoff: RETRY_MIN,

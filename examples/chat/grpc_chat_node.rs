@@ -20,10 +20,12 @@
 //! protocol tolerates. Delivery has no acknowledgements.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
 use chat_examples::cli::args_or_exit;
-use chat_examples::relay_service::mesh_relay_service;
+use chat_examples::proto::chat_relay_server::ChatRelayServer;
+use chat_examples::relay_service::mesh_relay_node;
 use rand_core::UnwrapErr;
 use sealwire::chat::data_frame_len;
 use sealwire::chat::relay::{Relay, RelayConfig};
@@ -39,6 +41,11 @@ struct Config {
     nats: Option<String>,
     /// This node's name in the mesh (its NATS client name and its logs).
     node_id: String,
+    /// PEM certificate chain and private key: serve gRPC over TLS.
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) to trust for a `tls://` NATS server.
+    nats_ca: Option<PathBuf>,
 }
 
 const HELP: &str = "\
@@ -63,6 +70,11 @@ OPTIONS:
                               runs alone
     --node-id NAME            this node's name in the mesh (NATS client name, logs;
                               default node-<pid>)
+    --nats-ca FILE            PEM CA certificate(s) for a NATS server that requires TLS
+                              (tls://HOST:PORT)
+    --tls-cert FILE           PEM certificate chain: serve gRPC over TLS (apps connect to
+                              https://HOST:PORT with --ca); needs --tls-key
+    --tls-key FILE            PEM private key of --tls-cert
     --max-message BYTES       largest plaintext of a data frame; larger frames are refused
                               (default 65536)
     --max-handshakes N        handshake frames per chat per 30 s (default 6)
@@ -102,6 +114,9 @@ const FLAGS: &[&str] = &[
     "--listen",
     "--nats",
     "--node-id",
+    "--nats-ca",
+    "--tls-cert",
+    "--tls-key",
     "--max-message",
     "--max-handshakes",
     "--mailbox",
@@ -122,6 +137,9 @@ fn parse_args() -> Result<Option<Config>, String> {
         stream_queue: 64,
         nats: None,
         node_id: format!("node-{}", std::process::id()),
+        tls_cert: None,
+        tls_key: None,
+        nats_ca: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -151,6 +169,9 @@ fn parse_args() -> Result<Option<Config>, String> {
             }
             "--nats" => cfg.nats = Some(value),
             "--node-id" => cfg.node_id = value,
+            "--nats-ca" => cfg.nats_ca = Some(PathBuf::from(value)),
+            "--tls-cert" => cfg.tls_cert = Some(PathBuf::from(value)),
+            "--tls-key" => cfg.tls_key = Some(PathBuf::from(value)),
             "--max-message" => r.max_message_len = number()?,
             "--max-handshakes" => {
                 r.max_handshakes =
@@ -167,7 +188,23 @@ fn parse_args() -> Result<Option<Config>, String> {
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
+    if cfg.tls_cert.is_some() != cfg.tls_key.is_some() {
+        return Err(format!("--tls-cert and --tls-key go together\n{USAGE}"));
+    }
     Ok(Some(cfg))
+}
+
+/// The server's TLS identity from `--tls-cert`/`--tls-key`, if given.
+fn tls_identity(cfg: &Config) -> Result<Option<tonic::transport::Identity>, String> {
+    let (Some(cert), Some(key)) = (&cfg.tls_cert, &cfg.tls_key) else {
+        return Ok(None);
+    };
+    let read =
+        |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    Ok(Some(tonic::transport::Identity::from_pem(
+        read(cert)?,
+        read(key)?,
+    )))
 }
 
 #[tokio::main]
@@ -184,7 +221,10 @@ async fn main() {
     let nats = match &cfg.nats {
         None => None,
         Some(url) => {
-            let options = async_nats::ConnectOptions::new().name(&cfg.node_id);
+            let mut options = async_nats::ConnectOptions::new().name(&cfg.node_id);
+            if let Some(ca) = &cfg.nats_ca {
+                options = options.add_root_certificates(ca.clone()).require_tls(true);
+            }
             match options.connect(url.as_str()).await {
                 Ok(client) => {
                     tracing::info!(node = %cfg.node_id, nats = %url, "joined the mesh");
@@ -215,13 +255,32 @@ async fn main() {
     // Leave room for the protobuf envelope around the largest frame; larger messages end the
     // stream with OUT_OF_RANGE in the transport before they are buffered.
     let max_message = data_frame_len(cfg.relay.max_message_len) + 1024;
-    let service =
-        mesh_relay_service(relay, cfg.stream_queue, nats).max_decoding_message_size(max_message);
+    let node = mesh_relay_node(relay, cfg.stream_queue, nats);
+    let service = ChatRelayServer::new(node.clone()).max_decoding_message_size(max_message);
+    let mut builder = tonic::transport::Server::builder();
+    match tls_identity(&cfg) {
+        Ok(None) => {}
+        Ok(Some(identity)) => {
+            let tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+            builder = match builder.tls_config(tls) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("bad --tls-cert/--tls-key: {e}");
+                    std::process::exit(1);
+                }
+            };
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
     // The e2e script waits for this line.
     println!("listening on {local}");
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    // Ctrl-C or SIGTERM (what service managers and `kill` send) shut down cleanly.
-    let shutdown = async {
+    // Ctrl-C or SIGTERM (what service managers and `kill` send) shut down cleanly: the apps
+    // are told first (their streams end with UNAVAILABLE) so they fail over at once.
+    let shutdown = async move {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut term) => {
                 tokio::select! {
@@ -233,8 +292,12 @@ async fn main() {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
+        let told = node.shut_down();
+        tracing::info!(streams = told, "shutting down: told the apps");
+        // Let the final statuses reach the apps before the connections close.
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
     };
-    if let Err(e) = tonic::transport::Server::builder()
+    if let Err(e) = builder
         // One app needs one stream; a few more allow reconnects racing the old stream's end.
         .max_concurrent_streams(Some(8))
         // Notice dead peers (a killed app behind a NAT, a cut cable) within about a minute.

@@ -10,5 +10,6 @@ pub mod proto;
 
 pub mod cli;
 pub mod mesh;
+pub mod outbox;
 pub mod relay_client;
 pub mod relay_service;

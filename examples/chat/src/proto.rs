@@ -58,7 +58,7 @@ pub struct StartChat {
 /// Node -> app.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Downlink {
-    #[prost(oneof = "downlink::Msg", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "downlink::Msg", tags = "1, 2, 3, 4, 5, 6")]
     pub msg: ::core::option::Option<downlink::Msg>,
 }
 /// Nested message and enum types in `Downlink`.
@@ -76,6 +76,8 @@ pub mod downlink {
         Frame(::prost::alloc::vec::Vec<u8>),
         #[prost(message, tag = "5")]
         Rejected(super::Rejected),
+        #[prost(message, tag = "6")]
+        Stored(super::Stored),
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -100,6 +102,15 @@ pub struct ChatStarted {
     /// Its display name, if known.
     #[prost(string, tag = "3")]
     pub peer_app_id: ::prost::alloc::string::String,
+}
+/// One frame of this stream was accepted: queued for its recipient (or forwarded to the node
+/// that holds it, in a mesh). Every frame gets exactly one answer, `stored` or `rejected`; an app
+/// keeps each frame until then and sends it again on its next stream if none came.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Stored {
+    /// Index of the frame on this stream, counting from 0 (`register` is 0).
+    #[prost(uint64, tag = "1")]
+    pub uplink_index: u64,
 }
 /// One uplink message was refused; the stream stays open.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

@@ -3,10 +3,13 @@
 //! `Uplink`/`Downlink` messages. Shared by `grpc_chat_app` and `grpc_chat_probe`; it knows the
 //! relay protocol only, nothing of the chat protocol.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use sealwire::chat::relay::prove_registration;
 use sealwire::crypto::ed25519::IdentityKey;
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tonic::{Status, Streaming};
 
 use crate::proto::chat_relay_client::ChatRelayClient;
@@ -24,6 +27,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct RelayStream {
     tx: mpsc::Sender<Uplink>,
     rx: Streaming<Downlink>,
+    /// Uplink messages sent so far: the next one's index (the node's `uplink_index`).
+    sent: AtomicU64,
 }
 
 /// How a registration went: the proof the app sends can be replaced to test the node.
@@ -37,16 +42,30 @@ pub enum ProofMode {
 impl RelayStream {
     /// Connects to `node` (e.g. `http://127.0.0.1:50051`) and opens the stream, unregistered.
     pub async fn open(node: &str) -> Result<Self, BoxError> {
-        let client = ChatRelayClient::connect(node.to_string())
-            .await?
-            .max_decoding_message_size(MAX_DOWNLINK);
-        let mut client = client;
+        Self::open_with(node, None).await
+    }
+
+    /// [`RelayStream::open`], trusting the PEM certificate(s) `ca` for an `https://` node
+    /// (TLS with rustls; without `ca` the system's roots are not consulted, so `https://`
+    /// needs it).
+    pub async fn open_with(node: &str, ca: Option<&[u8]>) -> Result<Self, BoxError> {
+        let mut endpoint = Endpoint::from_shared(node.to_string())?;
+        if let Some(ca) = ca {
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))?;
+        }
+        let channel = endpoint.connect().await?;
+        let mut client = ChatRelayClient::new(channel).max_decoding_message_size(MAX_DOWNLINK);
         let (tx, rx) = mpsc::channel(UPLINK_QUEUE);
         let rx = client
             .route_chat(ReceiverStream::new(rx))
             .await?
             .into_inner();
-        Ok(RelayStream { tx, rx })
+        Ok(RelayStream {
+            tx,
+            rx,
+            sent: AtomicU64::new(0),
+        })
     }
 
     /// Connects and registers `identity`; returns the stream and how many frames the node had
@@ -57,7 +76,18 @@ impl RelayStream {
         app_id: &str,
         mode: ProofMode,
     ) -> Result<(Self, u32), BoxError> {
-        let mut stream = Self::open(node).await?;
+        Self::connect_with(node, None, identity, app_id, mode).await
+    }
+
+    /// [`RelayStream::connect`] over TLS trusting `ca` (see [`RelayStream::open_with`]).
+    pub async fn connect_with(
+        node: &str,
+        ca: Option<&[u8]>,
+        identity: &IdentityKey,
+        app_id: &str,
+        mode: ProofMode,
+    ) -> Result<(Self, u32), BoxError> {
+        let mut stream = Self::open_with(node, ca).await?;
         let public = *identity.public().as_bytes();
         stream
             .send(uplink::Msg::Register(Register {
@@ -86,12 +116,14 @@ impl RelayStream {
         }
     }
 
-    /// Queues one uplink message.
-    pub async fn send(&self, msg: uplink::Msg) -> Result<(), BoxError> {
+    /// Queues one uplink message; returns its index on the stream (`register` is 0), which
+    /// the node's `stored` and `rejected` answers name.
+    pub async fn send(&self, msg: uplink::Msg) -> Result<u64, BoxError> {
         self.tx
             .send(Uplink { msg: Some(msg) })
             .await
-            .map_err(|_| "the stream to the node is closed".into())
+            .map_err(|_| BoxError::from("the stream to the node is closed"))?;
+        Ok(self.sent.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Joins a chat, optionally pinning the other participant's identity.
@@ -105,17 +137,18 @@ impl RelayStream {
             peer_identity: pin.map(|p| p.to_vec()).unwrap_or_default(),
         }))
         .await
+        .map(drop)
     }
 
-    /// Sends one chat frame.
-    pub async fn send_frame(&self, frame: Vec<u8>) -> Result<(), BoxError> {
+    /// Sends one chat frame; returns its uplink index (see [`RelayStream::send`]).
+    pub async fn send_frame(&self, frame: Vec<u8>) -> Result<u64, BoxError> {
         self.send(uplink::Msg::Frame(frame)).await
     }
 
     /// Ends the uplink and waits (at most `grace`) for the node to end the stream, so that
     /// frames queued just before (a close frame) reach the node before the process exits.
     pub async fn finish(self, grace: std::time::Duration) {
-        let RelayStream { tx, mut rx } = self;
+        let RelayStream { tx, mut rx, .. } = self;
         drop(tx);
         let _ = tokio::time::timeout(grace, async {
             while let Ok(Some(_)) = rx.message().await {}

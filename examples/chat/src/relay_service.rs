@@ -42,6 +42,16 @@ pub fn mesh_relay_service(
     stream_queue: usize,
     nats: Option<async_nats::Client>,
 ) -> ChatRelayServer<Node> {
+    ChatRelayServer::new(mesh_relay_node(relay, stream_queue, nats))
+}
+
+/// The node behind [`mesh_relay_service`], kept by the caller to act on it while it serves
+/// (e.g. [`Node::shut_down`]); wrap it with `ChatRelayServer::new`.
+pub fn mesh_relay_node(
+    relay: Relay<NodeRng>,
+    stream_queue: usize,
+    nats: Option<async_nats::Client>,
+) -> Node {
     let shared = Arc::new(Shared {
         hub: Mutex::new(Hub {
             relay,
@@ -64,7 +74,7 @@ pub fn mesh_relay_service(
         let _ = shared.mesh.set(Mesh::start(client, deliver));
     }
     tokio::spawn(run_timers(shared.clone()));
-    ChatRelayServer::new(Node(shared))
+    Node(shared)
 }
 
 type Tx = mpsc::Sender<Result<chat_relay::Downlink, Status>>;
@@ -251,6 +261,9 @@ fn to_proto(msg: Downlink) -> Option<downlink::Msg> {
             message: error.to_string(),
             uplink_index,
         }),
+        Downlink::Stored { uplink_index } => {
+            downlink::Msg::Stored(chat_relay::Stored { uplink_index })
+        }
         _ => return None,
     })
 }
@@ -395,6 +408,23 @@ impl ChatRelay for Node {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+impl Node {
+    /// Tells every app first that the node is going away: ends each open stream with
+    /// `UNAVAILABLE` ("the node is shutting down"), so apps fail over at once instead of
+    /// waiting for a broken connection. Returns how many streams were told.
+    pub fn shut_down(&self) -> usize {
+        let mut hub = self.0.hub();
+        let mut told = 0;
+        for h in hub.streams.values_mut() {
+            if let Some(end) = h.end.take() {
+                let _ = end.send(Status::unavailable("the node is shutting down"));
+                told += 1;
+            }
+        }
+        told
     }
 }
 

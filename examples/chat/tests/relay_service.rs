@@ -61,8 +61,15 @@ async fn apps_talk_through_the_pumped_relay_and_a_stranger_is_refused() {
     a.start_chat(chat, Some(*bob.public().as_bytes()))
         .await
         .unwrap();
-    // Bob is offline: Alice's first frame waits for him.
+    // Bob is offline: Alice's first frame waits for him, and the node says it stored it
+    // (uplink 3: register, proof and start came first).
     a.send_frame(init(chat)).await.unwrap();
+    assert_eq!(
+        next_other(&mut a).await,
+        Some(downlink::Msg::Stored(chat_examples::proto::Stored {
+            uplink_index: 3
+        }))
+    );
     // Carol knows the chat id, but Alice reserved the seat for Bob.
     let (mut c, _) = RelayStream::connect(&node, &carol, "carol", ProofMode::Honest)
         .await
@@ -92,6 +99,12 @@ async fn apps_talk_through_the_pumped_relay_and_a_stranger_is_refused() {
     let mut reply = init(chat);
     reply[30] = 9;
     b.send_frame(reply.clone()).await.unwrap();
+    assert_eq!(
+        next_other(&mut b).await,
+        Some(downlink::Msg::Stored(chat_examples::proto::Stored {
+            uplink_index: 3
+        }))
+    );
     assert_eq!(next_other(&mut a).await, Some(downlink::Msg::Frame(reply)));
     // A forged registration ends its stream.
     let forged = RelayStream::connect(&node, &carol, "carol", ProofMode::Forged).await;

@@ -15,6 +15,7 @@
 //!    |  <- Started {peer, peer_app_id}       |
 //!    | Frame {chat frame}                ->  |   routed to the chat's other participant
 //!    |  <- frame                             |   from the app's mailbox (poll_frame)
+//!    |  <- Stored {uplink_index}             |   a frame accepted (queued or forwarded)
 //!    |  <- Rejected {error, uplink_index}    |   one message refused; the stream goes on
 //!    |  <- End(error)                        |   the stream is unusable and ends
 //! ```
@@ -219,7 +220,12 @@ impl<R: rand_core::CryptoRng> Relay<R> {
                 chat_id,
                 peer_identity,
             } => self.on_start(now, conn, &chat_id, &peer_identity),
-            Uplink::Frame(frame) => self.on_frame(now, conn, frame),
+            Uplink::Frame(frame) => self.on_frame(now, conn, frame).map(|()| {
+                let message = Downlink::Stored {
+                    uplink_index: index,
+                };
+                self.transmit.push(Transmit { to: conn, message });
+            }),
         };
         if let Err(error) = result {
             self.counters.uplinks_refused = self.counters.uplinks_refused.saturating_add(1);

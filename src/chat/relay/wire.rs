@@ -149,6 +149,15 @@ pub enum Downlink {
         /// Its display name, if known (empty otherwise).
         peer_app_id: String,
     },
+    /// A frame of this stream was accepted: it is queued in its recipient's mailbox (or the
+    /// pending list of a chat whose second participant has not joined yet), or handed to
+    /// [`Relay::poll_forward`](super::Relay::poll_forward) in a mesh. Every frame a registered
+    /// stream sends gets exactly one answer, this or [`Downlink::Rejected`], so an app keeps
+    /// a frame until one of them arrives and sends it again on another stream otherwise.
+    Stored {
+        /// Index of the frame on its stream (`Register` is 0).
+        uplink_index: u64,
+    },
     /// One uplink message was refused; the stream goes on.
     Rejected {
         /// Why (its [`RelayError::code`] and text go on the wire).
