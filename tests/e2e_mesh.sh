@@ -30,7 +30,7 @@ FAILED=0
 PIDS=()
 
 cleanup() {
-    for fd in 5 6; do eval "exec $fd>&-" 2>/dev/null; done
+    for fd in 5 6 7 8; do eval "exec $fd>&-" 2>/dev/null; done
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
     if [ "$FAILED" -eq 0 ] && [ -z "${E2E_KEEP:-}" ]; then
@@ -91,7 +91,7 @@ check "grpc_chat_app --help documents --node URL[,URL...]" \
     bash -c "'$BIN/grpc_chat_app' --help | grep -qE '^ +--node URL\[,URL\.\.\.\]'"
 
 # --- three nodes ----------------------------------------------------------------------------
-declare -A URL PID
+declare -A URL PID APP_PID
 start_node() { # start_node NAME
     local n="$1"
     rm -f "$WORK/$n.out"
@@ -129,6 +129,7 @@ start_app() { # start_app NAME FD ROLE PEER_ID PEER_NAME NODES
         --state "$WORK/$name.state" "${KDF[@]}" \
         <"$WORK/$name.in" >>"$WORK/$name.out" 2>>"$WORK/$name.err" &
     PIDS+=("$!")
+    APP_PID[$name]=$!
     eval "exec $fd>\"\$WORK/\$name.in\""
 }
 say_a() { echo "$1" >&5; }
@@ -200,9 +201,107 @@ check "A (n2) -> B (n3) arrives" wait_for "$WORK/b.out" "<a> from a on the resta
 say_b "from b on n3"
 check "B (n3) -> A (n2) arrives" wait_for "$WORK/a.out" "<b> from b on n3"
 
+# --- SIGTERM: the node tells its apps first ---------------------------------------------------
+check "n1 restarts on its address and rejoins the mesh" start_node_at n1 "${URL[n1]#http://}"
+kill -TERM "${PID[n3]}"
+check "SIGTERM on n3: B is told the node is shutting down" \
+    wait_for "$WORK/b.err" "the node is shutting down"
+check "B fails over from the stopped n3 to n1" \
+    wait_for "$WORK/b.err" "event: relay-reconnected node=${URL[n1]}"
+check "n3 exits 0 after SIGTERM" bash -c "
+    for _ in \$(seq 100); do kill -0 ${PID[n3]} 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
+
+# in_order FILE PREFIX N: FILE shows lines `<a> PREFIX 1` .. `<a> PREFIX N` exactly once each, in
+# order (waits up to 60 s for the last).
+in_order() {
+    local file="$1" prefix="$2" n="$3" deadline=$((SECONDS + 60))
+    while [ "$SECONDS" -le "$deadline" ]; do
+        [ "$(grep -cF "<a> $prefix " "$file")" -ge "$n" ] && break
+        sleep 0.2
+    done
+    grep -F "<a> $prefix " "$file" | awk -v n="$n" -v p="<a> $prefix " '
+        { want = p (NR); if ($0 != want) { print "line " NR ": " $0 " (expected " want ")"; bad = 1; exit } }
+        END { if (!bad && NR != n) { print NR " lines, expected " n; bad = 1 } exit bad }'
+}
+
+# --- a node SIGKILLed during a 1,000-line burst: every line arrives once, in order -------------
+# A is on n2, B on n1. n2 dies after B has seen 100 lines; A fails over to n3... which is
+# stopped, so to n1; its unacknowledged frames go again (copies are dropped by B).
+start_node_at n3 "${URL[n3]#http://}" >/dev/null
+( for i in $(seq 1000); do echo "line $i"; done >&5 ) &
+BURST=$!
+if wait_for "$WORK/b.out" "<a> line 100"; then
+    kill -9 "${PID[n2]}"
+    pass "n2 SIGKILLed after B saw 100 of 1,000 lines"
+else
+    fail "the burst did not start"
+fi
+wait "$BURST"
+check "relay killed mid-burst: B got lines 1..1000 once each, in order" in_order "$WORK/b.out" line 1000
+check "A reported no failed message" bash -c "! grep -q 'not delivered\|not stored' '$WORK/a.err'"
+
+# --- an app SIGKILLed mid-burst, restarted on its sealed state: no line it took is lost --------
+check "n2 restarts for the app-crash case" start_node_at n2 "${URL[n2]#http://}"
+( for i in $(seq 1000); do echo "kline $i"; done >&5 ) 2>/dev/null &
+BURST=$!
+wait_for "$WORK/b.out" "<a> kline 50"
+kill -9 "${APP_PID[a]}"
+exec 5>&-
+wait "$BURST" 2>/dev/null
+start_app a 5 initiator "$B_ID" b "${URL[n1]},${URL[n2]},${URL[n3]}"
+check "A resumes after SIGKILL" wait_for "$WORK/a.err" "event: resumed"
+say_a "after the crash"
+check "A's first line after the restart arrives" wait_for "$WORK/b.out" "<a> after the crash"
+KLINES=$(grep -cF "<a> kline " "$WORK/b.out")
+check "app killed mid-burst: B got klines 1..$KLINES once each, in order, no gap ($KLINES >= 50)" \
+    bash -c "[ $KLINES -ge 50 ] && $(declare -f in_order); in_order '$WORK/b.out' kline $KLINES"
+check "A's kept frames: restored or none pending" bash -c "
+    grep -q 'event: outbox-restored' '$WORK/a.err' || [ ! -e '$WORK/a.state.outbox' ]"
+
+# --- TLS: a node serving gRPC over TLS, apps connecting with --ca ------------------------------
+make_cert() {
+    command -v openssl >/dev/null || { echo "no openssl"; return 1; }
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=sealwire e2e CA" -keyout "$WORK/ca-key.pem" -out "$WORK/ca.pem" 2>/dev/null &&
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+        -keyout "$WORK/tls-key.pem" -out "$WORK/tls.csr" 2>/dev/null &&
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$WORK/tls.ext" &&
+    openssl x509 -req -in "$WORK/tls.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca-key.pem" \
+        -CAcreateserial -days 2 -extfile "$WORK/tls.ext" -out "$WORK/tls-cert.pem" 2>/dev/null
+}
+check "a CA and a certificate for TLS" make_cert
+RUST_LOG=info "$BIN/grpc_chat_node" --listen 127.0.0.1:0 --nats "$NATS" --node-id n4 \
+    --tls-cert "$WORK/tls-cert.pem" --tls-key "$WORK/tls-key.pem" >"$WORK/n4.out" 2>"$WORK/n4.err" &
+PIDS+=("$!")
+wait_for "$WORK/n4.out" "listening on 127.0.0.1:"
+TLS_URL="https://localhost:$(sed -n 's/^listening on 127\.0\.0\.1://p' "$WORK/n4.out" | head -n1)"
+CHAT2="$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+C_ID="$("$BIN/grpc_chat_app" --identity "$WORK/c.key" --show-identity)"
+D_ID="$("$BIN/grpc_chat_app" --identity "$WORK/d.key" --show-identity)"
+tls_app() { # tls_app NAME ROLE PEER_ID NODE [ARGS...]
+    local name="$1" role="$2" peer="$3" node="$4"; shift 4
+    mkfifo "$WORK/$name.in"
+    "$BIN/grpc_chat_app" --node "$node" --identity "$WORK/$name.key" --name "$name" \
+        --chat "$CHAT2" --peer-identity "$peer" "--$role" "$@" \
+        <"$WORK/$name.in" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    PIDS+=("$!")
+}
+tls_app d responder "$C_ID" "${URL[n1]}"
+exec 8>"$WORK/d.in"
+tls_app c initiator "$D_ID" "$TLS_URL" --ca "$WORK/ca.pem"
+exec 7>"$WORK/c.in"
+check "TLS: C registers at n4 over https with --ca" wait_for "$WORK/c.err" "event: registered node=$TLS_URL"
+check "TLS: C (n4) and D (n1) complete the handshake" wait_for "$WORK/c.err" "event: established epoch=0"
+echo "over tls and the mesh" >&7
+check "TLS: C (n4, TLS) -> D (n1) arrives" wait_for "$WORK/d.out" "over tls and the mesh"
+check "TLS: an app without --ca cannot connect to the TLS node" bash -c "
+    '$BIN/grpc_chat_app' --identity '$WORK/c.key' --chat $CHAT2 --initiator --node '$TLS_URL' \
+        </dev/null >/dev/null 2>'$WORK/noca.err'; [ \$? -eq 1 ] && grep -q '$TLS_URL' '$WORK/noca.err'"
+exec 7>&- 8>&-
+
 # --- /close crosses nodes -------------------------------------------------------------------
 say_a "/close"
-check "/close from A (n2) reaches B (n3) as a close event" \
+check "/close from A reaches B on another node as a close event" \
     wait_for "$WORK/b.err" "event: closed reason=Normal by_peer=true"
 check "A reports its own close" wait_for "$WORK/a.err" "event: closed reason=Normal by_peer=false"
 
