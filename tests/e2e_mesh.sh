@@ -211,15 +211,15 @@ check "B fails over from the stopped n3 to n1" \
 check "n3 exits 0 after SIGTERM" bash -c "
     for _ in \$(seq 100); do kill -0 ${PID[n3]} 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
 
-# in_order FILE PREFIX N: FILE shows lines `<a> PREFIX 1` .. `<a> PREFIX N` exactly once each, in
-# order (waits up to 60 s for the last).
+# in_order FILE PREFIX N: FILE shows lines `PREFIX 1` .. `PREFIX N` exactly once each, in order
+# (waits up to 60 s for the last).
 in_order() {
     local file="$1" prefix="$2" n="$3" deadline=$((SECONDS + 60))
     while [ "$SECONDS" -le "$deadline" ]; do
-        [ "$(grep -cF "<a> $prefix " "$file")" -ge "$n" ] && break
+        [ "$(grep -cF "$prefix " "$file")" -ge "$n" ] && break
         sleep 0.2
     done
-    grep -F "<a> $prefix " "$file" | awk -v n="$n" -v p="<a> $prefix " '
+    grep -F "$prefix " "$file" | awk -v n="$n" -v p="$prefix " '
         { want = p (NR); if ($0 != want) { print "line " NR ": " $0 " (expected " want ")"; bad = 1; exit } }
         END { if (!bad && NR != n) { print NR " lines, expected " n; bad = 1 } exit bad }'
 }
@@ -230,14 +230,14 @@ in_order() {
 start_node_at n3 "${URL[n3]#http://}" >/dev/null
 ( for i in $(seq 1000); do echo "line $i"; done >&5 ) &
 BURST=$!
-if wait_for "$WORK/b.out" "<a> line 100"; then
+if TIMEOUT=60 wait_for "$WORK/b.out" "<a> line 100"; then
     kill -9 "${PID[n2]}"
     pass "n2 SIGKILLed after B saw 100 of 1,000 lines"
 else
     fail "the burst did not start"
 fi
 wait "$BURST"
-check "relay killed mid-burst: B got lines 1..1000 once each, in order" in_order "$WORK/b.out" line 1000
+check "relay killed mid-burst: B got lines 1..1000 once each, in order" in_order "$WORK/b.out" "<a> line" 1000
 check "A reported no failed message" bash -c "! grep -q 'not delivered\|not stored' '$WORK/a.err'"
 
 # --- an app SIGKILLed mid-burst, restarted on its sealed state: no line it took is lost --------
@@ -254,7 +254,7 @@ say_a "after the crash"
 check "A's first line after the restart arrives" wait_for "$WORK/b.out" "<a> after the crash"
 KLINES=$(grep -cF "<a> kline " "$WORK/b.out")
 check "app killed mid-burst: B got klines 1..$KLINES once each, in order, no gap ($KLINES >= 50)" \
-    bash -c "[ $KLINES -ge 50 ] && $(declare -f in_order); in_order '$WORK/b.out' kline $KLINES"
+    bash -c "[ $KLINES -ge 50 ] && $(declare -f in_order); in_order '$WORK/b.out' '<a> kline' $KLINES"
 check "A's kept frames: restored or none pending" bash -c "
     grep -q 'event: outbox-restored' '$WORK/a.err' || [ ! -e '$WORK/a.state.outbox' ]"
 
@@ -271,7 +271,7 @@ make_cert() {
 }
 check "a CA and a certificate for TLS" make_cert
 RUST_LOG=info "$BIN/grpc_chat_node" --listen 127.0.0.1:0 --nats "$NATS" --node-id n4 \
-    --tls-cert "$WORK/tls-cert.pem" --tls-key "$WORK/tls-key.pem" >"$WORK/n4.out" 2>"$WORK/n4.err" &
+    --metrics 127.0.0.1:0 --rate-data 20 --tls-cert "$WORK/tls-cert.pem" --tls-key "$WORK/tls-key.pem" >"$WORK/n4.out" 2>"$WORK/n4.err" &
 PIDS+=("$!")
 wait_for "$WORK/n4.out" "listening on 127.0.0.1:"
 TLS_URL="https://localhost:$(sed -n 's/^listening on 127\.0\.0\.1://p' "$WORK/n4.out" | head -n1)"
@@ -297,6 +297,26 @@ check "TLS: C (n4, TLS) -> D (n1) arrives" wait_for "$WORK/d.out" "over tls and 
 check "TLS: an app without --ca cannot connect to the TLS node" bash -c "
     '$BIN/grpc_chat_app' --identity '$WORK/c.key' --chat $CHAT2 --initiator --node '$TLS_URL' \
         </dev/null >/dev/null 2>'$WORK/noca.err'; [ \$? -eq 1 ] && grep -q '$TLS_URL' '$WORK/noca.err'"
+
+# --- rate limits and metrics on n4 ----------------------------------------------------------
+( for i in $(seq 100); do echo "rline $i"; done >&7 ) &
+wait $!
+check "rate limit (--rate-data 20): C is told to slow down and sends again" \
+    wait_for "$WORK/c.err" "event: outbox-retry reason=\"rate limited"
+check "rate limit: D still gets rline 1..100 once each, in order" \
+    in_order "$WORK/d.out" "<${C_ID:0:16}> rline" 100
+METRICS_URL="http://$(sed -n 's/^metrics on //p' "$WORK/n4.out" | head -n1)/metrics"
+curl -fsS "$METRICS_URL" >"$WORK/metrics.txt" 2>"$WORK/metrics.err"
+check "metrics: n4 serves Prometheus text with its registrations" \
+    grep -qE '^chat_node_registrations_total [1-9]' "$WORK/metrics.txt"
+check "metrics: data and handshake frames by kind, bytes, mailbox depth" bash -c "
+    grep -qE '^chat_node_frames_total\{kind=\"data\"\} [1-9]' '$WORK/metrics.txt' &&
+    grep -qE '^chat_node_frames_total\{kind=\"handshake_init\"\} 1' '$WORK/metrics.txt' &&
+    grep -qE '^chat_node_frame_bytes_total [1-9]' '$WORK/metrics.txt' &&
+    grep -qE '^chat_node_mailbox_frames [0-9]' '$WORK/metrics.txt'"
+check "metrics: rate-limited frames and refusals by reason" bash -c "
+    grep -qE '^chat_node_rate_limited_total\{scope=\"app\",kind=\"data\"\} [1-9]' '$WORK/metrics.txt' &&
+    grep -qE '^chat_node_refused_total\{reason=\"RateLimited\"\} [1-9]' '$WORK/metrics.txt'"
 exec 7>&- 8>&-
 
 # --- /close crosses nodes -------------------------------------------------------------------

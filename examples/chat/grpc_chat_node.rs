@@ -20,10 +20,12 @@
 //! protocol tolerates. Delivery has no acknowledgements.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
 use chat_examples::cli::args_or_exit;
+use chat_examples::limits::RateLimits;
 use chat_examples::proto::chat_relay_server::ChatRelayServer;
 use chat_examples::relay_service::mesh_relay_node;
 use rand_core::UnwrapErr;
@@ -46,6 +48,12 @@ struct Config {
     tls_key: Option<PathBuf>,
     /// PEM CA certificate(s) to trust for a `tls://` NATS server.
     nats_ca: Option<PathBuf>,
+    /// Where to serve `GET /metrics`.
+    metrics: Option<SocketAddr>,
+    /// Data frames per second, per app and per chat.
+    rate_data: NonZeroU32,
+    /// Handshake frames per minute, per app and per chat.
+    rate_handshakes: NonZeroU32,
 }
 
 const HELP: &str = "\
@@ -75,6 +83,15 @@ OPTIONS:
     --tls-cert FILE           PEM certificate chain: serve gRPC over TLS (apps connect to
                               https://HOST:PORT with --ca); needs --tls-key
     --tls-key FILE            PEM private key of --tls-cert
+    --metrics ADDR            serve Prometheus text at http://ADDR/metrics (registrations,
+                              frames and bytes relayed, mailbox depth, expiries, refusals by
+                              reason, handshake and rekey frames, rate-limited frames); a
+                              second stdout line says `metrics on ADDR`
+    --rate-data N             data frames per second per app and per chat, token bucket
+                              with a burst of N (default 1000); beyond it a frame is
+                              refused with RESOURCE_EXHAUSTED and the app sends it again
+    --rate-handshakes N       handshake frames per minute per app and per chat, the same
+                              way (default 60)
     --max-message BYTES       largest plaintext of a data frame; larger frames are refused
                               (default 65536)
     --max-handshakes N        handshake frames per chat per 30 s (default 6)
@@ -117,6 +134,9 @@ const FLAGS: &[&str] = &[
     "--nats-ca",
     "--tls-cert",
     "--tls-key",
+    "--metrics",
+    "--rate-data",
+    "--rate-handshakes",
     "--max-message",
     "--max-handshakes",
     "--mailbox",
@@ -140,6 +160,9 @@ fn parse_args() -> Result<Option<Config>, String> {
         tls_cert: None,
         tls_key: None,
         nats_ca: None,
+        metrics: None,
+        rate_data: NonZeroU32::new(1000).expect("non-zero"),
+        rate_handshakes: NonZeroU32::new(60).expect("non-zero"),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -172,6 +195,21 @@ fn parse_args() -> Result<Option<Config>, String> {
             "--nats-ca" => cfg.nats_ca = Some(PathBuf::from(value)),
             "--tls-cert" => cfg.tls_cert = Some(PathBuf::from(value)),
             "--tls-key" => cfg.tls_key = Some(PathBuf::from(value)),
+            "--metrics" => {
+                cfg.metrics = Some(
+                    value
+                        .parse()
+                        .map_err(|e| format!("--metrics {value}: {e}"))?,
+                )
+            }
+            "--rate-data" => {
+                cfg.rate_data = NonZeroU32::new(u32::try_from(number()?).unwrap_or(u32::MAX))
+                    .ok_or_else(|| format!("{flag}: must be positive"))?
+            }
+            "--rate-handshakes" => {
+                cfg.rate_handshakes = NonZeroU32::new(u32::try_from(number()?).unwrap_or(u32::MAX))
+                    .ok_or_else(|| format!("{flag}: must be positive"))?
+            }
             "--max-message" => r.max_message_len = number()?,
             "--max-handshakes" => {
                 r.max_handshakes =
@@ -256,6 +294,7 @@ async fn main() {
     // stream with OUT_OF_RANGE in the transport before they are buffered.
     let max_message = data_frame_len(cfg.relay.max_message_len) + 1024;
     let node = mesh_relay_node(relay, cfg.stream_queue, nats);
+    node.set_rate_limits(RateLimits::new(cfg.rate_data, cfg.rate_handshakes));
     let service = ChatRelayServer::new(node.clone()).max_decoding_message_size(max_message);
     let mut builder = tonic::transport::Server::builder();
     match tls_identity(&cfg) {
@@ -277,6 +316,37 @@ async fn main() {
     }
     // The e2e script waits for this line.
     println!("listening on {local}");
+    if let Some(addr) = cfg.metrics {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("cannot listen on --metrics {addr}: {e}");
+                std::process::exit(1);
+            }
+        };
+        println!("metrics on {}", listener.local_addr().unwrap_or(addr));
+        let node = node.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let node = node.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        node.metrics_text(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::warn!(error = %e, "metrics server ended");
+            }
+        });
+    }
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     // Ctrl-C or SIGTERM (what service managers and `kill` send) shut down cleanly: the apps
     // are told first (their streams end with UNAVAILABLE) so they fail over at once.

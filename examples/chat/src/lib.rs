@@ -9,7 +9,9 @@
 pub mod proto;
 
 pub mod cli;
+pub mod limits;
 pub mod mesh;
+pub mod metrics;
 pub mod outbox;
 pub mod relay_client;
 pub mod relay_service;

@@ -21,10 +21,13 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tonic::codegen::tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::limits::RateLimits;
 use crate::mesh::{Mesh, MeshIn, MeshOut};
+use crate::metrics::Metrics;
 use crate::proto as chat_relay;
 use chat_relay::chat_relay_server::{ChatRelay, ChatRelayServer};
 use chat_relay::{downlink, uplink};
+use sealwire::chat::{FrameHeader, FrameKind};
 
 /// The operating system's generator, which the relay draws its challenges from.
 pub type NodeRng = UnwrapErr<getrandom::SysRng>;
@@ -62,6 +65,8 @@ pub fn mesh_relay_node(
         timer: Notify::new(),
         stream_queue,
         mesh: OnceLock::new(),
+        limits: OnceLock::new(),
+        metrics: Metrics::new(),
     });
     if let Some(client) = nats {
         // The mesh task holds the hub weakly: it delivers into it while the service lives.
@@ -104,6 +109,9 @@ struct Shared {
     stream_queue: usize,
     /// The mesh, when the node is one node of many.
     mesh: OnceLock<Mesh>,
+    /// Token buckets per app and per chat, when set.
+    limits: OnceLock<RateLimits>,
+    metrics: Metrics,
 }
 
 impl Shared {
@@ -306,8 +314,33 @@ async fn serve(
                 let (own, ended) = {
                     let mut hub = shared.hub();
                     let now = shared.clock.now();
-                    if let Err(e) = hub.relay.handle_uplink(now, conn, from_proto(msg)) {
-                        tracing::debug!(conn = conn.get(), code = e.code(), message = %e, "refused");
+                    let header = match &msg {
+                        uplink::Msg::Frame(f) => FrameHeader::parse(f).ok().map(|(h, _)| (h, f.len())),
+                        _ => None,
+                    };
+                    let limited = match (&header, shared.limits.get(), hub.relay.identity(conn)) {
+                        (Some((h, _)), Some(limits), Some(app)) => {
+                            let handshake = !matches!(h.kind, FrameKind::Data | FrameKind::Close);
+                            limits.check(app.as_bytes(), h.chat_id.as_bytes(), handshake).err()
+                        }
+                        _ => None,
+                    };
+                    let result = match limited {
+                        Some((scope, kind)) => {
+                            shared.metrics.rate_limited(scope, kind);
+                            hub.relay
+                                .refuse_uplink(conn, RelayError::RateLimited)
+                                .and(Err(RelayError::RateLimited))
+                        }
+                        None => hub.relay.handle_uplink(now, conn, from_proto(msg)),
+                    };
+                    match (result, header) {
+                        (Ok(()), Some((h, len))) => shared.metrics.frame_accepted(h.kind, h.epoch, len),
+                        (Ok(()), None) => {}
+                        (Err(e), _) => {
+                            shared.metrics.refused(&e);
+                            tracing::debug!(conn = conn.get(), code = e.code(), message = %e, "refused");
+                        }
                     }
                     shared.dispatch(&mut hub, Some(conn))
                 };
@@ -412,6 +445,31 @@ impl ChatRelay for Node {
 }
 
 impl Node {
+    /// Turns on token-bucket rate limits (see [`RateLimits`]); the idle buckets are forgotten
+    /// every minute. Only the first call counts. Must be called within a tokio runtime.
+    pub fn set_rate_limits(&self, limits: RateLimits) {
+        if self.0.limits.set(limits).is_err() {
+            return;
+        }
+        let weak = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                if let Some(l) = shared.limits.get() {
+                    l.forget_idle();
+                }
+            }
+        });
+    }
+
+    /// The Prometheus text exposition of the node's counters (see [`Metrics`]).
+    pub fn metrics_text(&self) -> String {
+        let stats = self.0.hub().relay.stats();
+        self.0.metrics.encode(&stats)
+    }
+
     /// Tells every app first that the node is going away: ends each open stream with
     /// `UNAVAILABLE` ("the node is shutting down"), so apps fail over at once instead of
     /// waiting for a broken connection. Returns how many streams were told.

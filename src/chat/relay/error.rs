@@ -71,6 +71,10 @@ pub enum RelayError {
     PendingFull,
     /// The recipient's mailbox is full.
     MailboxFull,
+    /// The embedder's own rate limit refused the message ([`Relay::refuse_uplink`]).
+    ///
+    /// [`Relay::refuse_uplink`]: super::Relay::refuse_uplink
+    RateLimited,
     /// The machine's transmit or event queue has no room: drain them first. Nothing changed.
     Capacity,
     // -- misuse
@@ -93,7 +97,8 @@ impl RelayError {
             NotStarted | NoSuchChat => 5,
             PinMismatch | ChatFull | SeatReserved => 7,
             TooManyStreams | TooManyApps | TooManyChats | TooManyChatsOnStream | FrameTooLarge
-            | HandshakesThrottled | QueuesFull | PendingFull | MailboxFull | Capacity => 8,
+            | HandshakesThrottled | QueuesFull | PendingFull | MailboxFull | RateLimited
+            | Capacity => 8,
             UnknownStream | InvalidConfig(_) => 9,
             Replaced => 10,
             ExpectedProof | SignatureLength | BadSignature => 16,
@@ -129,6 +134,7 @@ impl fmt::Display for RelayError {
             TooManyChatsOnStream => "this stream has started its maximum of chats",
             FrameTooLarge => "frame larger than the node accepts",
             HandshakesThrottled => "too many handshakes for this chat",
+            RateLimited => "rate limited: slow down",
             QueuesFull => "the node's queues are full",
             PendingFull => "too many frames held for a participant that has not joined",
             MailboxFull => "the peer's mailbox is full",

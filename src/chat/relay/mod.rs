@@ -95,6 +95,7 @@ mod config;
 mod error;
 mod event;
 mod mesh;
+mod policy;
 mod streams;
 mod wire;
 
