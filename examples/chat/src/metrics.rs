@@ -12,6 +12,11 @@ use sealwire::chat::relay::{RelayError, RelayStats};
 use sealwire::chat::FrameKind;
 
 type Labels = Vec<(&'static str, String)>;
+/// How to read a counter and a gauge of the relay machine's stats.
+type ReadCounter = fn(&RelayStats) -> u64;
+type ReadGauge = fn(&RelayStats) -> usize;
+type StatCounter = (ReadCounter, Counter);
+type StatGauge = (ReadGauge, Gauge);
 
 /// The node's counters.
 ///
@@ -31,8 +36,8 @@ pub struct Metrics {
     rekeys: Counter,
     refused: Family<Labels, Counter>,
     rate_limited: Family<Labels, Counter>,
-    stats_counters: Vec<(fn(&RelayStats) -> u64, Counter)>,
-    stats_gauges: Vec<(fn(&RelayStats) -> usize, Gauge)>,
+    stats_counters: Vec<StatCounter>,
+    stats_gauges: Vec<StatGauge>,
 }
 
 impl Default for Metrics {
@@ -75,7 +80,7 @@ impl Metrics {
             "Frames refused by a token bucket, by scope (app, chat) and kind (data, handshake)",
             rate_limited.clone(),
         );
-        let counters: [(&str, &str, fn(&RelayStats) -> u64); 8] = [
+        let counters: [(&str, &str, ReadCounter); 8] = [
             ("registrations", "Identities registered", |s| {
                 s.registrations
             }),
@@ -117,7 +122,7 @@ impl Metrics {
                 (get, c)
             })
             .collect();
-        let gauges: [(&str, &str, fn(&RelayStats) -> usize); 5] = [
+        let gauges: [(&str, &str, ReadGauge); 5] = [
             ("streams", "Open streams", |s| s.streams),
             ("apps", "Identities known", |s| s.apps),
             ("chats", "Chats held", |s| s.chats),
