@@ -2023,8 +2023,12 @@ fn mesh_frames_for_an_offline_local_peer_are_forwarded_and_echoes_fill_its_mailb
     n1.disconnect(b);
     send_up(&mut n1, now, a, data_frame(CHAT, 1, 8));
     let f = forwards(&mut n1).pop().expect("forwarded");
-    assert_eq!(n1.stats().queued_frames, 0);
+    assert_eq!(n1.stats().queued_frames, 1, "a copy kept to publish again");
     n1.handle_forwarded(now, f.sender, f.frame).unwrap();
+    // B announces itself from another node: the copy is published again for it there.
+    let again = n1.handle_remote_join(&ChatId::new(CHAT), &identity(SEED_B).public());
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].frame, data_frame(CHAT, 1, 8));
     let (b2, queued) = register(&mut n1, now, SEED_B);
     assert_eq!(queued, 1);
     assert_eq!(deliver_all(&mut n1, b2), [data_frame(CHAT, 1, 8)]);
@@ -2050,12 +2054,60 @@ fn mesh_frames_sent_before_the_peer_joined_elsewhere_are_handed_over_once_it_ann
         (handed[0].sender, &handed[0].frame),
         (c, &handshake_init(CHAT, 0))
     );
-    assert_eq!(n1.stats().queued_frames, 0);
-    // From now on nothing is held: the peer is on another node.
+    assert_eq!(
+        n1.stats().queued_frames,
+        1,
+        "kept as the latest forwarded frame"
+    );
+    // From now on nothing is held for a joiner (the peer is on another node), but the latest
+    // forwarded frames are kept and published again when the peer (re)joins somewhere.
     send_up(&mut n1, now, a, data_frame(CHAT, 0, 8));
     assert_eq!(forwards(&mut n1).len(), 1);
-    assert_eq!(n1.stats().queued_frames, 0);
-    assert!(n1.handle_remote_join(&id, &b).is_empty());
+    assert_eq!(n1.stats().queued_frames, 2);
+    let again: Vec<_> = n1
+        .handle_remote_join(&id, &b)
+        .into_iter()
+        .map(|f| (f.sender, f.frame))
+        .collect();
+    assert_eq!(
+        again,
+        [(c, handshake_init(CHAT, 0)), (c, data_frame(CHAT, 0, 8))]
+    );
+    assert!(
+        n1.handle_remote_join(&id, &c).is_empty(),
+        "never to the sender"
+    );
+}
+
+#[test]
+fn mesh_replay_copies_are_bounded_and_give_way_to_the_byte_budget() {
+    let now = Instant::ZERO;
+    let frame = data_frame(CHAT, 0, 100);
+    let mut n1 = relay_with(|c| {
+        c.mesh = true;
+        c.mesh_replay_frames = 3;
+        c.max_queued_bytes = 2 * frame.len();
+    });
+    let (a, _) = register(&mut n1, now, SEED_A);
+    start(&mut n1, now, a, CHAT, None).unwrap();
+    let id = ChatId::new(CHAT);
+    let b = identity(SEED_B).public();
+    n1.handle_remote_join(&id, &b); // B is elsewhere: nothing held for a joiner
+    for seq in 0..5 {
+        send_up(&mut n1, now, a, data_frame(CHAT, seq, 100));
+    }
+    assert_eq!(forwards(&mut n1).len(), 5, "every frame is forwarded");
+    // The byte budget (two frames) bounds the copies below the count bound (three).
+    let kept: Vec<_> = n1
+        .handle_remote_join(&id, &b)
+        .into_iter()
+        .map(|f| f.frame)
+        .collect();
+    assert_eq!(kept, [data_frame(CHAT, 3, 100), data_frame(CHAT, 4, 100)]);
+    assert_eq!(n1.stats().queued_bytes, 2 * frame.len());
+    // The copies never refuse a frame: the oldest gives way.
+    send_up(&mut n1, now, a, data_frame(CHAT, 5, 100));
+    assert_eq!(forwards(&mut n1).len(), 1);
 }
 
 #[test]

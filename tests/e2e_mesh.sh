@@ -83,12 +83,14 @@ no_nats() { # the node exits 1 naming the URL when NATS does not answer
     [ $? -eq 1 ] && grep -q "nats://127.0.0.1:1" "$WORK/nonats.err"
 }
 check "node: an unreachable --nats exits 1 naming the URL" no_nats
-for flag in --nats --node-id; do
+for flag in --nats --node-id --tls-cert --tls-key --metrics --rate-data --rate-handshakes; do
     check "grpc_chat_node --help documents $flag" \
         bash -c "'$BIN/grpc_chat_node' --help | grep -qE '^ +$flag '"
 done
 check "grpc_chat_app --help documents --node URL[,URL...]" \
     bash -c "'$BIN/grpc_chat_app' --help | grep -qE '^ +--node URL\[,URL\.\.\.\]'"
+check "grpc_chat_app --help documents --ca FILE" \
+    bash -c "'$BIN/grpc_chat_app' --help | grep -qE '^ +--ca FILE'"
 
 # --- three nodes ----------------------------------------------------------------------------
 declare -A URL PID APP_PID
@@ -153,6 +155,17 @@ check "n1 joined A to the chat, n2 joined B (each node holds only its own app)" 
     grep -q 'joined chat identity=${A_ID:0:16}' '$WORK/n1.err' &&
     grep -q 'joined chat identity=${B_ID:0:16}' '$WORK/n2.err' &&
     ! grep -q 'joined chat identity=${B_ID:0:16}' '$WORK/n1.err'"
+
+# --- a stranger who knows the chat id is refused on every node (the membership is mesh-wide) ---
+S_ID="$("$BIN/grpc_chat_app" --identity "$WORK/s.key" --show-identity)"
+for n in n1 n2 n3; do
+    check "a stranger's start of the live chat is refused on $n (PermissionDenied)" bash -c "
+        timeout 30 '$BIN/grpc_chat_app' --identity '$WORK/s.key' --name stranger --chat $CHAT \
+            --initiator --node '${URL[$n]}' </dev/null >/dev/null 2>'$WORK/stranger-$n.err'
+        grep -q 'refused uplink #2: PermissionDenied' '$WORK/stranger-$n.err'"
+done
+say_a "still private"
+check "the chat goes on after the stranger's attempts" wait_for "$WORK/b.out" "<a> still private"
 
 # --- a node dies ----------------------------------------------------------------------------
 kill -9 "${PID[n2]}"
@@ -286,14 +299,14 @@ tls_app() { # tls_app NAME ROLE PEER_ID NODE [ARGS...]
         <"$WORK/$name.in" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     PIDS+=("$!")
 }
-tls_app d responder "$C_ID" "${URL[n1]}"
+tls_app d responder "$C_ID" "${URL[n3]},${URL[n2]}"
 exec 8>"$WORK/d.in"
 tls_app c initiator "$D_ID" "$TLS_URL" --ca "$WORK/ca.pem"
 exec 7>"$WORK/c.in"
 check "TLS: C registers at n4 over https with --ca" wait_for "$WORK/c.err" "event: registered node=$TLS_URL"
-check "TLS: C (n4) and D (n1) complete the handshake" wait_for "$WORK/c.err" "event: established epoch=0"
+check "TLS: C (n4) and D (n3) complete the handshake" wait_for "$WORK/c.err" "event: established epoch=0"
 echo "over tls and the mesh" >&7
-check "TLS: C (n4, TLS) -> D (n1) arrives" wait_for "$WORK/d.out" "over tls and the mesh"
+check "TLS: C (n4, TLS) -> D (n3) arrives" wait_for "$WORK/d.out" "over tls and the mesh"
 check "TLS: an app without --ca cannot connect to the TLS node" bash -c "
     '$BIN/grpc_chat_app' --identity '$WORK/c.key' --chat $CHAT2 --initiator --node '$TLS_URL' \
         </dev/null >/dev/null 2>'$WORK/noca.err'; [ \$? -eq 1 ] && grep -q '$TLS_URL' '$WORK/noca.err'"
@@ -317,6 +330,26 @@ check "metrics: data and handshake frames by kind, bytes, mailbox depth" bash -c
 check "metrics: rate-limited frames and refusals by reason" bash -c "
     grep -qE '^chat_node_rate_limited_total\{scope=\"app\",kind=\"data\"\} [1-9]' '$WORK/metrics.txt' &&
     grep -qE '^chat_node_refused_total\{reason=\"RateLimited\"\} [1-9]' '$WORK/metrics.txt'"
+
+# --- the recipient's node SIGKILLed mid-burst: D fails over, every line still arrives once ----
+( for i in $(seq 100); do echo "fline $i"; done >&7 ) &
+BURST=$!
+if TIMEOUT=60 wait_for "$WORK/d.out" "> fline 30"; then
+    kill -9 "${PID[n3]}"
+    pass "D's node n3 SIGKILLed after D saw 30 of 100 lines"
+else
+    fail "the fline burst did not start"
+fi
+wait "$BURST"
+check "D fails over to n2" wait_for "$WORK/d.err" "event: relay-reconnected node=${URL[n2]}"
+check "recipient's node killed mid-burst: D got every fline once (copies dropped)" bash -c "
+    deadline=\$((SECONDS + 60))
+    while [ \$SECONDS -le \$deadline ]; do
+        [ \$(grep -F '> fline ' '$WORK/d.out' | sort -u | wc -l) -ge 100 ] && break
+        sleep 0.2
+    done
+    [ \$(grep -F '> fline ' '$WORK/d.out' | wc -l) -eq 100 ] &&
+        [ \$(grep -F '> fline ' '$WORK/d.out' | sort -u | wc -l) -eq 100 ]"
 exec 7>&- 8>&-
 
 # --- /close crosses nodes -------------------------------------------------------------------

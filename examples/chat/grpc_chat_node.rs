@@ -26,6 +26,7 @@ use std::time::Duration as StdDuration;
 
 use chat_examples::cli::args_or_exit;
 use chat_examples::limits::RateLimits;
+use chat_examples::membership::Members;
 use chat_examples::proto::chat_relay_server::ChatRelayServer;
 use chat_examples::relay_service::mesh_relay_node;
 use rand_core::UnwrapErr;
@@ -293,7 +294,11 @@ async fn main() {
     // Leave room for the protobuf envelope around the largest frame; larger messages end the
     // stream with OUT_OF_RANGE in the transport before they are buffered.
     let max_message = data_frame_len(cfg.relay.max_message_len) + 1024;
+    let members = nats.clone().map(Members::new);
     let node = mesh_relay_node(relay, cfg.stream_queue, nats);
+    if let Some(m) = members {
+        node.set_members(m);
+    }
     node.set_rate_limits(RateLimits::new(cfg.rate_data, cfg.rate_handshakes));
     let service = ChatRelayServer::new(node.clone()).max_decoding_message_size(max_message);
     let mut builder = tonic::transport::Server::builder();

@@ -10,6 +10,7 @@ pub mod proto;
 
 pub mod cli;
 pub mod limits;
+pub mod membership;
 pub mod mesh;
 pub mod metrics;
 pub mod outbox;

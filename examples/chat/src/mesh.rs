@@ -35,6 +35,9 @@ pub const SUBJECT_PREFIX: &str = "sealwire.chat.v1.";
 pub const KIND_FRAME: u8 = 0;
 /// Payload kind: an identity joined the chat at the publishing node.
 pub const KIND_JOIN: u8 = 1;
+/// Payload kind: who are the chat's participants? (a request: every node that holds the chat
+/// answers on the reply subject; see [`crate::membership`]).
+pub const KIND_WHO: u8 = 2;
 
 /// Publications waiting for the publisher task; beyond it frames are dropped and logged.
 const OUT_QUEUE: usize = 8192;
@@ -53,6 +56,8 @@ pub enum MeshOut {
     Joined(ChatId, IdentityPublic),
     /// The chat expired here: drop its subscription.
     Expired(ChatId),
+    /// Answer a membership question.
+    Reply { subject: String, payload: Vec<u8> },
 }
 
 /// Something that arrived from another node (or this one: NATS echoes).
@@ -68,6 +73,8 @@ pub enum MeshIn {
         chat_id: ChatId,
         identity: IdentityPublic,
     },
+    /// A node asks for the participants of `chat_id` held here; answer on `reply`.
+    Who { chat_id: ChatId, reply: String },
 }
 
 /// The pump's handle on the mesh task.
@@ -147,6 +154,10 @@ async fn run(
                     .await
                     .map_err(|e| e.to_string())
             }
+            MeshOut::Reply { subject, payload } => client
+                .publish(subject, payload.into())
+                .await
+                .map_err(|e| e.to_string()),
             MeshOut::Expired(chat_id) => {
                 // Dropping the subscriber (with its task) unsubscribes.
                 if let Some(task) = subs.remove(&chat_id) {
@@ -167,6 +178,15 @@ async fn read(
     deliver: Arc<dyn Fn(MeshIn) + Send + Sync>,
 ) {
     while let Some(msg) = sub.next().await {
+        if msg.payload.first() == Some(&KIND_WHO) {
+            if let Some(reply) = msg.reply {
+                deliver(MeshIn::Who {
+                    chat_id,
+                    reply: reply.to_string(),
+                });
+            }
+            continue;
+        }
         match parse(chat_id, &msg.payload) {
             Some(m) => deliver(m),
             None => tracing::debug!(subject = %msg.subject, "malformed mesh message dropped"),

@@ -22,6 +22,7 @@ use tonic::codegen::tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::limits::RateLimits;
+use crate::membership::Members;
 use crate::mesh::{Mesh, MeshIn, MeshOut};
 use crate::metrics::Metrics;
 use crate::proto as chat_relay;
@@ -66,6 +67,7 @@ pub fn mesh_relay_node(
         stream_queue,
         mesh: OnceLock::new(),
         limits: OnceLock::new(),
+        members: OnceLock::new(),
         metrics: Metrics::new(),
     });
     if let Some(client) = nats {
@@ -111,6 +113,8 @@ struct Shared {
     mesh: OnceLock<Mesh>,
     /// Token buckets per app and per chat, when set.
     limits: OnceLock<RateLimits>,
+    /// The mesh-wide membership table, in a mesh.
+    members: OnceLock<Members>,
     metrics: Metrics,
 }
 
@@ -129,6 +133,20 @@ impl Shared {
                 if let Err(e) = hub.relay.handle_forwarded(now, sender, frame) {
                     // Our own frames come back (NATS echoes) and find no recipient here.
                     tracing::debug!(code = e.code(), message = %e, "mesh frame not queued here");
+                }
+            }
+            MeshIn::Who { chat_id, reply } => {
+                let held: Vec<_> = hub
+                    .relay
+                    .members_pinned(&chat_id)
+                    .into_iter()
+                    .map(|(id, pin)| (*id.as_bytes(), pin))
+                    .collect();
+                if let Some(mesh) = self.mesh.get() {
+                    mesh.send(MeshOut::Reply {
+                        subject: reply,
+                        payload: crate::membership::answer(&held),
+                    });
                 }
             }
             MeshIn::Joined { chat_id, identity } => {
@@ -311,6 +329,11 @@ async fn serve(
             () = wake.notified() => deliver(shared, conn, tx).await?,
             msg = next(&mut inbound) => {
                 let Some(msg) = msg? else { return Ok(()) };
+                // In a mesh, a `start` first claims its seat in the shared membership table.
+                let claimed = match (&msg, shared.members.get()) {
+                    (uplink::Msg::Start(start), Some(members)) => claim(shared, conn, members, start).await,
+                    _ => Ok(()),
+                };
                 let (own, ended) = {
                     let mut hub = shared.hub();
                     let now = shared.clock.now();
@@ -325,13 +348,12 @@ async fn serve(
                         }
                         _ => None,
                     };
-                    let result = match limited {
-                        Some((scope, kind)) => {
-                            shared.metrics.rate_limited(scope, kind);
-                            hub.relay
-                                .refuse_uplink(conn, RelayError::RateLimited)
-                                .and(Err(RelayError::RateLimited))
-                        }
+                    if let Some((scope, kind)) = limited {
+                        shared.metrics.rate_limited(scope, kind);
+                    }
+                    let refusal = claimed.err().or(limited.map(|_| RelayError::RateLimited));
+                    let result = match refusal {
+                        Some(e) => hub.relay.refuse_uplink(conn, e).and(Err(e)),
                         None => hub.relay.handle_uplink(now, conn, from_proto(msg)),
                     };
                     match (result, header) {
@@ -352,6 +374,31 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+/// Claims the seat of `conn`'s identity in the chat of `start` in the mesh-wide table. A
+/// malformed `start` (or one before registration) is left to the machine, which refuses it.
+async fn claim(
+    shared: &Shared,
+    conn: ConnId,
+    members: &Members,
+    start: &chat_relay::StartChat,
+) -> Result<(), RelayError> {
+    let me = shared.hub().relay.identity(conn);
+    let chat: Result<[u8; 16], _> = start.chat_id.as_slice().try_into();
+    let pin = match start.peer_identity.len() {
+        0 => Some(None),
+        32 => start.peer_identity.as_slice().try_into().ok().map(Some),
+        _ => None,
+    };
+    match (me, chat, pin) {
+        (Some(me), Ok(chat), Some(pin)) => {
+            members
+                .claim(&sealwire::chat::ChatId::new(chat), *me.as_bytes(), pin)
+                .await
+        }
+        _ => Ok(()),
     }
 }
 
@@ -462,6 +509,12 @@ impl Node {
                 }
             }
         });
+    }
+
+    /// Shares chat membership with the other nodes of the mesh through `members` (see
+    /// [`crate::membership`]). Only the first call counts.
+    pub fn set_members(&self, members: Members) {
+        let _ = self.0.members.set(members);
     }
 
     /// The Prometheus text exposition of the node's counters (see [`Metrics`]).

@@ -36,6 +36,9 @@ pub(super) struct ChatEntry {
     last_active: Instant,
     /// A mesh node saw the peer on another node (it joined there, or sent from there).
     remote_peer: bool,
+    /// A mesh node's copies of the latest frames it forwarded to a peer on another node, with
+    /// their senders, published again when the peer (re)joins at some node.
+    pub(super) recent: VecDeque<(IdentityPublic, Vec<u8>)>,
 }
 
 impl ChatEntry {
@@ -49,6 +52,28 @@ impl ChatEntry {
 
     pub(super) fn is_member(&self, identity: &IdentityPublic) -> bool {
         self.first.identity == *identity || self.second.is_some_and(|m| m.identity == *identity)
+    }
+
+    /// Whether `peer`, announcing itself from another node, is (or may become) the other
+    /// participant of `sender` here: a member itself, or the pinned (or any, without a pin)
+    /// second participant of a chat `sender` holds alone.
+    pub(super) fn is_peer_of(&self, sender: &IdentityPublic, peer: &IdentityPublic) -> bool {
+        if sender == peer || !self.is_member(sender) {
+            return false;
+        }
+        match self.second {
+            Some(_) => self.is_member(peer),
+            None => self.first.pin.is_none_or(|p| p == *peer.as_bytes()),
+        }
+    }
+
+    /// The participants with the peer each pinned, first come first.
+    pub(super) fn members_pinned(
+        &self,
+    ) -> impl Iterator<Item = (IdentityPublic, Option<[u8; 32]>)> + '_ {
+        core::iter::once(self.first)
+            .chain(self.second)
+            .map(|m| (m.identity, m.pin))
     }
 
     /// The participants, first come first.
@@ -129,6 +154,7 @@ impl Chats {
                     handshakes: Throttle::new(self.max_handshakes, self.handshake_period),
                     last_active: now,
                     remote_peer: false,
+                    recent: VecDeque::new(),
                 },
             );
             self.expiry.insert((now.saturating_add(self.idle), chat_id));
@@ -247,6 +273,11 @@ impl Chats {
     /// peer showed itself from another node).
     pub(super) fn holds_for_joiner(&self, chat_id: &ChatId) -> bool {
         self.table.get(chat_id).is_some_and(|c| !c.remote_peer)
+    }
+
+    /// The chat, to change it.
+    pub(super) fn get_mut(&mut self, chat_id: &ChatId) -> Option<&mut ChatEntry> {
+        self.table.get_mut(chat_id)
     }
 
     /// The first participant of `chat_id`, while it has only one.

@@ -146,8 +146,12 @@ impl<R> Relay<R> {
     /// `peer` started `chat_id` on another node of the mesh (its node announced it): the
     /// frames this node held for the chat's second participant, if `peer` may take that seat
     /// here (the chat has one participant, not `peer`, which pinned `peer` or nobody), to be
-    /// published for it. They were published when sent as well, so the peer may get them
-    /// twice; the chat protocol drops the second copy as a replay.
+    /// published for it; and, whenever a peer of a participant here (re)joins elsewhere, the
+    /// latest frames forwarded to it (at most
+    /// [`RelayConfig::mesh_replay_frames`](super::RelayConfig::mesh_replay_frames)), which may
+    /// have been published while its node was dying or before its new node subscribed. They
+    /// were published when sent as well, so the peer may get them twice or more; the chat
+    /// protocol drops the copies as replays.
     ///
     /// ```
     /// # use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
@@ -161,22 +165,82 @@ impl<R> Relay<R> {
     /// assert!(node.handle_remote_join(&ChatId::new([7; 16]), &bob).is_empty());
     /// ```
     pub fn handle_remote_join(&mut self, chat_id: &ChatId, peer: &IdentityPublic) -> Vec<Forward> {
-        let Some(sender) = self.chats.sole_member(chat_id) else {
+        if let Some(sender) = self.chats.sole_member(chat_id) {
+            if let Some(held) = self.chats.take_held_for(chat_id, peer) {
+                // Handed over once; from now on the peer is elsewhere.
+                self.chats.peer_is_remote(chat_id);
+                if held.is_empty() {
+                    return self.replay_for(chat_id, peer);
+                }
+                self.release_held(&held);
+                let out: Vec<_> = held
+                    .into_iter()
+                    .map(|frame| Forward {
+                        chat_id: *chat_id,
+                        sender,
+                        frame,
+                    })
+                    .collect();
+                // Kept as the latest forwarded frames from now on (for the next join).
+                for f in &out {
+                    self.remember_forwarded(chat_id, sender, &f.frame);
+                }
+                return out;
+            }
+        }
+        self.replay_for(chat_id, peer)
+    }
+
+    /// The latest frames forwarded to `peer`, to publish again: some may have been published
+    /// while its node was dying or before its new node subscribed.
+    fn replay_for(&self, chat_id: &ChatId, peer: &IdentityPublic) -> Vec<Forward> {
+        let Some(chat) = self.chats.get(chat_id) else {
             return Vec::new();
         };
-        let Some(held) = self.chats.take_held_for(chat_id, peer) else {
-            return Vec::new();
-        };
-        // Handed over once; from now on the peer is elsewhere.
-        self.chats.peer_is_remote(chat_id);
-        self.release_held(&held);
-        held.into_iter()
-            .map(|frame| Forward {
+        chat.recent
+            .iter()
+            .filter(|(sender, _)| chat.is_peer_of(sender, peer))
+            .map(|(sender, frame)| Forward {
                 chat_id: *chat_id,
-                sender,
-                frame,
+                sender: *sender,
+                frame: frame.clone(),
             })
             .collect()
+    }
+
+    /// Keeps a copy of a frame forwarded to a peer on another node (see
+    /// [`RelayConfig::mesh_replay_frames`](super::RelayConfig::mesh_replay_frames)): the
+    /// oldest copies give way to the bound and to the byte budget.
+    pub(super) fn remember_forwarded(
+        &mut self,
+        chat_id: &ChatId,
+        sender: IdentityPublic,
+        frame: &[u8],
+    ) {
+        let (max, budget, len) = (
+            self.config.mesh_replay_frames,
+            self.config.max_queued_bytes,
+            frame.len(),
+        );
+        let Some(chat) = self.chats.get_mut(chat_id) else {
+            return;
+        };
+        let (mut frames, mut bytes) = (self.queued_frames, self.queued_bytes);
+        while !chat.recent.is_empty()
+            && (chat.recent.len() >= max || bytes.saturating_add(len) > budget)
+        {
+            if let Some((_, old)) = chat.recent.pop_front() {
+                frames = frames.saturating_sub(1);
+                bytes = bytes.saturating_sub(old.len());
+            }
+        }
+        if max > 0 && bytes.saturating_add(len) <= budget {
+            chat.recent.push_back((sender, frame.to_vec()));
+            frames = frames.saturating_add(1);
+            bytes = bytes.saturating_add(len);
+        }
+        self.queued_frames = frames;
+        self.queued_bytes = bytes;
     }
 
     fn release_held(&mut self, held: &alloc::collections::VecDeque<Vec<u8>>) {
@@ -187,19 +251,21 @@ impl<R> Relay<R> {
 
     /// Keeps a copy of a frame sent before the chat's second participant joined here (a mesh
     /// node forwards it too), while the pending list and the byte budget have room; never
-    /// refuses the frame for it.
-    pub(super) fn keep_for_joiner(&mut self, chat_id: &ChatId, frame: &[u8]) {
+    /// refuses the frame for it. Returns whether it kept the copy.
+    pub(super) fn keep_for_joiner(&mut self, chat_id: &ChatId, frame: &[u8]) -> bool {
         let len = frame.len();
         if !self.chats.holds_for_joiner(chat_id)
             || self.queued_bytes.saturating_add(len) > self.config.max_queued_bytes
         {
-            return;
+            return false;
         }
         let max = self.config.pending_frames;
-        if self.chats.hold(chat_id, frame.to_vec(), max).is_ok() {
+        let kept = self.chats.hold(chat_id, frame.to_vec(), max).is_ok();
+        if kept {
             self.queued_frames = self.queued_frames.saturating_add(1);
             self.queued_bytes = self.queued_bytes.saturating_add(len);
         }
+        kept
     }
 
     /// Whether a frame for `to` (the chat's other participant here, if any) leaves through

@@ -531,13 +531,15 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             &sender,
             header.kind == FrameKind::HandshakeInit,
         )?;
-        if self.config.mesh && to.is_none() {
-            // The peer may yet join here or announce itself from another node.
-            self.keep_for_joiner(&chat_id, &frame);
-        }
+        // The peer may yet join here or announce itself from another node.
+        let held = self.config.mesh && to.is_none() && self.keep_for_joiner(&chat_id, &frame);
         if self.is_remote(to) {
-            // A mesh node: the recipient is not here; the frame leaves through the mesh.
+            // A mesh node: the recipient is not here; the frame leaves through the mesh (and
+            // a copy stays to publish again when the peer (re)joins, unless held already).
             self.chats.touch(&chat_id, now);
+            if !held {
+                self.remember_forwarded(&chat_id, sender, &frame);
+            }
             self.forward_frame(chat_id, sender, frame);
             return Ok(());
         }
@@ -566,8 +568,9 @@ impl<R: rand_core::CryptoRng> Relay<R> {
     /// Wipes an expired chat: its held frames, its frames in its participants' mailboxes, and
     /// the right of their streams to send to it.
     fn wipe(&mut self, chat_id: ChatId, chat: ChatEntry) {
-        let mut frames = chat.held.len();
+        let mut frames = chat.held.len() + chat.recent.len();
         let mut bytes: usize = chat.held.iter().map(Vec::len).sum();
+        bytes += chat.recent.iter().map(|(_, f)| f.len()).sum::<usize>();
         for member in chat.members() {
             let (f, b) = self.apps.purge(&member, &chat_id);
             frames = frames.saturating_add(f);

@@ -1,7 +1,11 @@
 //! Refusals decided by the embedder (its own rate limits, say): the machine answers them as its
 //! own, so every uplink message still gets exactly one answer under its index.
 
+use alloc::vec::Vec;
+
+use super::super::wire::ChatId;
 use super::{ConnId, Downlink, Relay, RelayError, Transmit};
+use crate::crypto::ed25519::IdentityPublic;
 
 impl<R: rand_core::CryptoRng> Relay<R> {
     /// Refuses the next uplink message of `conn` without handling it, as the embedder decided
@@ -37,5 +41,22 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             self.end(conn, error);
         }
         Ok(())
+    }
+
+    /// The participants of `chat_id` held here with the peer each pinned (first come first;
+    /// empty if the relay does not hold the chat): what a mesh node tells the others so that
+    /// membership holds on every node.
+    ///
+    /// ```
+    /// # use sealwire::chat::{relay::{Relay, RelayConfig}, ChatId};
+    /// # use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+    /// let relay = Relay::new(RelayConfig::default(), ChaCha20Rng::from_seed([0; 32])).unwrap();
+    /// assert!(relay.members_pinned(&ChatId::new([1; 16])).is_empty());
+    /// ```
+    pub fn members_pinned(&self, chat_id: &ChatId) -> Vec<(IdentityPublic, Option<[u8; 32]>)> {
+        self.chats
+            .get(chat_id)
+            .map(|c| c.members_pinned().collect())
+            .unwrap_or_default()
     }
 }
