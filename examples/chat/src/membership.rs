@@ -47,7 +47,7 @@ fn encode(members: &[Member]) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Option<Vec<Member>> {
-    if bytes.len() % 65 != 0 || bytes.len() > 130 {
+    if !bytes.len().is_multiple_of(65) || bytes.len() > 130 {
         return None;
     }
     bytes

@@ -568,9 +568,9 @@ impl<R: rand_core::CryptoRng> Relay<R> {
     /// Wipes an expired chat: its held frames, its frames in its participants' mailboxes, and
     /// the right of their streams to send to it.
     fn wipe(&mut self, chat_id: ChatId, chat: ChatEntry) {
-        let mut frames = chat.held.len() + chat.recent.len();
-        let mut bytes: usize = chat.held.iter().map(Vec::len).sum();
-        bytes += chat.recent.iter().map(|(_, f)| f.len()).sum::<usize>();
+        let mut frames = chat.held.len().saturating_add(chat.recent.len());
+        let recent: usize = chat.recent.iter().map(|(_, f)| f.len()).sum();
+        let mut bytes = recent.saturating_add(chat.held.iter().map(Vec::len).sum());
         for member in chat.members() {
             let (f, b) = self.apps.purge(&member, &chat_id);
             frames = frames.saturating_add(f);
