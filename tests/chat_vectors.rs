@@ -2173,6 +2173,11 @@ fn scenarios_of(file: &str) -> Vec<Value> {
 #[test]
 #[ignore]
 fn generate_scenarios() {
+    std::fs::write(
+        vectors_dir().join("handshake_trace.json"),
+        serde_json::to_string_pretty(&handshake_traces()).unwrap() + "\n",
+    )
+    .unwrap();
     for (file, description) in SCENARIO_FILES {
         let v = json!({
             "description": description,
@@ -2244,4 +2249,279 @@ fn negative_vectors_replay_with_the_stated_errors() {
         .filter(|s| s["result"] != "ok")
         .count();
     assert!(refused >= 50, "{refused}");
+}
+
+/// The times inside sealed_state.json, as vectors/chat/README.md states them: epoch 0 at
+/// t0 = 1000 s, the rekey to epoch 1 started and installed at t0 + 60 s, the seal at t0 + 65 s.
+#[test]
+fn sealed_state_vector_holds_the_stated_times() {
+    let sealed = load("sealed_state.json");
+    let f = state_fields(&open_record(&h(&sealed["record"]), &SEAL_KEY));
+    assert_eq!(f["epoch"], 1);
+    assert_eq!(f["age_ns"], 5_000_000_000u64);
+    assert_eq!(f["previous"]["epoch"], 0);
+    assert_eq!(f["previous"]["grace_left_ns"], 55_000_000_000u64);
+    assert_eq!(f["rekey_log_age_ns"], json!([5_000_000_000u64]));
+    assert_eq!(f["send_index"], 1 + 128);
+    assert_eq!(f["sealed_at"]["unix_secs"], WALL_S);
+    let e = envelope(&h(&sealed["record"]));
+    assert_eq!(&e.context[20..], &1u64.to_be_bytes());
+}
+
+// ------------------------------------------------------------- handshake.json, step by step
+
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut d = sha2::Sha256::new();
+    for p in parts {
+        d.update(p);
+    }
+    d.finalize().into()
+}
+
+/// Noise's HKDF with two outputs (§3 of the page).
+fn hkdf2(ck: &[u8; 32], ikm: &[u8]) -> ([u8; 32], [u8; 32]) {
+    let t = hmac(ck, ikm);
+    let o1 = hmac(&t, &[1]);
+    let o2 = hmac(&t, &[&o1[..], &[2]].concat());
+    (o1, o2)
+}
+
+fn dh(private: &[u8; 32], public: &[u8; 32]) -> [u8; 32] {
+    *x25519_dalek::StaticSecret::from(*private)
+        .diffie_hellman(&x25519_dalek::PublicKey::from(*public))
+        .as_bytes()
+}
+
+/// ChaChaPoly of Noise: nonce = 4 zero bytes ‖ n (u64 LE), AD = h.
+fn noise_enc(k: &[u8; 32], n: u64, ad: &[u8], pt: &[u8]) -> Vec<u8> {
+    use chacha20poly1305::aead::AeadInOut;
+    use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
+    let mut nonce = [0u8; 12];
+    nonce[4..].copy_from_slice(&n.to_le_bytes());
+    let mut buf = pt.to_vec();
+    let tag = ChaCha20Poly1305::new(k.into())
+        .encrypt_inout_detached(&nonce.into(), ad, buf.as_mut_slice().into())
+        .unwrap();
+    buf.extend_from_slice(&tag);
+    buf
+}
+
+/// `"sealwire/chat/1 static" ‖ static_pub ‖ chat_id ‖ epoch`, the 74 bytes an identity signs.
+fn signed_message(static_pub: &[u8; 32], epoch: u32) -> Vec<u8> {
+    [
+        &b"sealwire/chat/1 static"[..],
+        static_pub,
+        &CHAT_ID,
+        &epoch.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// One epoch of handshake.json recomputed token by token with the raw crates (sha2, hmac,
+/// x25519-dalek, chacha20poly1305, ed25519-dalek): every intermediate `h` and `ck`, the DH
+/// outputs, the identity payloads, the three message bodies and the split.
+fn handshake_trace(ep: &Value, seed_i: &[u8; 32], seed_r: &[u8; 32]) -> Value {
+    let epoch = ep["epoch"].as_u64().unwrap() as u32;
+    let (si, ei) = (
+        arr(&ep["initiator_static"]),
+        arr(&ep["initiator_ephemeral"]),
+    );
+    let (sr, er) = (
+        arr(&ep["responder_static"]),
+        arr(&ep["responder_ephemeral"]),
+    );
+    let (si_p, ei_p, sr_p, er_p) = (x_pub(&si), x_pub(&ei), x_pub(&sr), x_pub(&er));
+    let p2 = identity_payload(seed_r, &sr_p, &CHAT_ID, epoch);
+    let p3 = identity_payload(seed_i, &si_p, &CHAT_ID, epoch);
+    let mut trace = Vec::new();
+    let mut h: [u8; 32] = NOISE.as_bytes().try_into().unwrap();
+    let mut ck = h;
+    let mut k = [0u8; 32];
+    let mut note = |step: &str, h: &[u8; 32], ck: &[u8; 32], extra: Value| {
+        let mut v = json!({"step": step, "h": hex(h), "ck": hex(ck)});
+        merge(&mut v, extra);
+        trace.push(v);
+    };
+    note("initialize (h = ck = protocol name)", &h, &ck, json!({}));
+    let pro = prologue(&CHAT_ID, epoch);
+    h = sha256(&[&h, &pro]);
+    note("MixHash(prologue)", &h, &ck, json!({}));
+    // -> e
+    h = sha256(&[&h, &ei_p]);
+    note("msg1: e (MixHash(e_i))", &h, &ck, json!({}));
+    h = sha256(&[&h, &[]]);
+    note(
+        "msg1: payload (empty, no key: MixHash(empty))",
+        &h,
+        &ck,
+        json!({}),
+    );
+    let m1 = ei_p.to_vec();
+    // <- e, ee, s, es
+    h = sha256(&[&h, &er_p]);
+    note("msg2: e (MixHash(e_r))", &h, &ck, json!({}));
+    let d = dh(&ei, &er_p);
+    (ck, k) = hkdf2(&ck, &d);
+    note(
+        "msg2: ee (MixKey(DH(e_i, e_r)))",
+        &h,
+        &ck,
+        json!({"dh": hex(&d), "k": hex(&k)}),
+    );
+    let c_s = noise_enc(&k, 0, &h, &sr_p);
+    h = sha256(&[&h, &c_s]);
+    note(
+        "msg2: s (EncryptAndHash(s_r), n = 0)",
+        &h,
+        &ck,
+        json!({"ciphertext": hex(&c_s)}),
+    );
+    let d = dh(&ei, &sr_p);
+    (ck, k) = hkdf2(&ck, &d);
+    note(
+        "msg2: es (MixKey(DH(e_i, s_r)))",
+        &h,
+        &ck,
+        json!({"dh": hex(&d), "k": hex(&k)}),
+    );
+    let c_p = noise_enc(&k, 0, &h, &p2);
+    h = sha256(&[&h, &c_p]);
+    note(
+        "msg2: payload (EncryptAndHash, n = 0)",
+        &h,
+        &ck,
+        json!({"ciphertext": hex(&c_p)}),
+    );
+    let m2 = [&er_p[..], &c_s, &c_p].concat();
+    // -> s, se
+    let c_s = noise_enc(&k, 1, &h, &si_p);
+    h = sha256(&[&h, &c_s]);
+    note(
+        "msg3: s (EncryptAndHash(s_i), n = 1)",
+        &h,
+        &ck,
+        json!({"ciphertext": hex(&c_s)}),
+    );
+    let d = dh(&si, &er_p);
+    (ck, k) = hkdf2(&ck, &d);
+    note(
+        "msg3: se (MixKey(DH(s_i, e_r)))",
+        &h,
+        &ck,
+        json!({"dh": hex(&d), "k": hex(&k)}),
+    );
+    let c_p = noise_enc(&k, 0, &h, &p3);
+    h = sha256(&[&h, &c_p]);
+    note(
+        "msg3: payload (EncryptAndHash, n = 0)",
+        &h,
+        &ck,
+        json!({"ciphertext": hex(&c_p)}),
+    );
+    let m3 = [&c_s[..], &c_p].concat();
+    let (k1, k2) = hkdf2(&ck, &[]);
+    note(
+        "Split(): HKDF(ck, empty)",
+        &h,
+        &ck,
+        json!({"k1": hex(&k1), "k2": hex(&k2)}),
+    );
+    json!({
+        "epoch": epoch,
+        "initiator_static_pub": hex(&si_p), "initiator_ephemeral_pub": hex(&ei_p),
+        "responder_static_pub": hex(&sr_p), "responder_ephemeral_pub": hex(&er_p),
+        "initiator_identity_pub": hex(&id_pub(seed_i)),
+        "responder_identity_pub": hex(&id_pub(seed_r)),
+        "prologue": hex(&pro),
+        "msg2_signed_message": hex(&signed_message(&sr_p, epoch)),
+        "msg2_payload": hex(&p2),
+        "msg3_signed_message": hex(&signed_message(&si_p, epoch)),
+        "msg3_payload": hex(&p3),
+        "msg1_body": hex(&m1), "msg2_body": hex(&m2), "msg3_body": hex(&m3),
+        "handshake_hash": hex(&h),
+        "trace": trace,
+    })
+}
+
+fn handshake_traces() -> Value {
+    let hs = load("handshake.json");
+    let (si, sr) = (
+        arr(&hs["initiator_identity_seed"]),
+        arr(&hs["responder_identity_seed"]),
+    );
+    let epochs: Vec<Value> = hs["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ep| handshake_trace(ep, &si, &sr))
+        .collect();
+    json!({
+        "description": "handshake.json's two epochs step by step, recomputed from its private keys with the raw crates (sha2, hmac, x25519-dalek, chacha20poly1305, ed25519-dalek): X25519 public keys, Ed25519 identity public keys, the 74-byte messages the identities sign and the 96-byte payloads, and h and ck after every Noise token (with each DH output, the key k it makes and each ciphertext), so a mismatch can be located. h after each message's payload equals snow's handshake hash at that point; the bodies, the final h and Split() equal handshake.json.",
+        "epochs": epochs,
+    })
+}
+
+#[test]
+fn handshake_trace_matches_snow_and_the_raw_primitives() {
+    let file = load("handshake_trace.json");
+    assert_eq!(file, handshake_traces(), "the trace recomputes");
+    let hs = load("handshake.json");
+    for (ep, tr) in hs["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(file["epochs"].as_array().unwrap())
+    {
+        for m in ["msg1", "msg2", "msg3"] {
+            assert_eq!(&h(&ep[m])[30..], &h(&tr[format!("{m}_body")])[..], "{m}");
+        }
+        assert_eq!(ep["handshake_hash"], tr["handshake_hash"]);
+        let split = tr["trace"].as_array().unwrap().last().unwrap();
+        assert_eq!(split["k1"], ep["chain_initiator_to_responder"]);
+        assert_eq!(split["k2"], ep["chain_responder_to_initiator"]);
+        // snow's h after each message equals the trace's h after that message's payload.
+        let epoch = ep["epoch"].as_u64().unwrap() as u32;
+        let pro = prologue(&CHAT_ID, epoch);
+        let (si, ei) = (
+            arr(&ep["initiator_static"]),
+            arr(&ep["initiator_ephemeral"]),
+        );
+        let mut ini = snow::Builder::new(NOISE.parse().unwrap())
+            .local_private_key(&si)
+            .unwrap()
+            .fixed_ephemeral_key_for_testing_only(&ei)
+            .prologue(&pro)
+            .unwrap()
+            .build_initiator()
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let at = |step: &str| {
+            tr["trace"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["step"].as_str().unwrap().starts_with(step))
+                .unwrap()["h"]
+                .clone()
+        };
+        ini.write_message(&[], &mut buf).unwrap();
+        assert_eq!(json!(hex(ini.get_handshake_hash())), at("msg1: payload"));
+        ini.read_message(&h(&ep["msg2"])[30..], &mut buf).unwrap();
+        assert_eq!(json!(hex(ini.get_handshake_hash())), at("msg2: payload"));
+        let p3 = h(&tr["msg3_payload"]);
+        let n = ini.write_message(&p3, &mut buf).unwrap();
+        assert_eq!(&buf[..n], &h(&tr["msg3_body"])[..]);
+        assert_eq!(json!(hex(ini.get_handshake_hash())), at("msg3: payload"));
+        // The payloads carry the identity public key and a signature over the signed message.
+        for (p, m) in [
+            ("msg2_payload", "msg2_signed_message"),
+            ("msg3_payload", "msg3_signed_message"),
+        ] {
+            let p = h(&tr[p]);
+            let vk = ed25519_dalek::VerifyingKey::from_bytes(&p[..32].try_into().unwrap()).unwrap();
+            let sig = ed25519_dalek::Signature::from_bytes(&p[32..].try_into().unwrap());
+            vk.verify_strict(&h(&tr[m]), &sig).unwrap();
+        }
+    }
 }
