@@ -2337,7 +2337,7 @@ fn handshake_trace(ep: &Value, seed_i: &[u8; 32], seed_r: &[u8; 32]) -> Value {
     let mut trace = Vec::new();
     let mut h: [u8; 32] = NOISE.as_bytes().try_into().unwrap();
     let mut ck = h;
-    let mut k = [0u8; 32];
+    let mut k: [u8; 32];
     let mut note = |step: &str, h: &[u8; 32], ck: &[u8; 32], extra: Value| {
         let mut v = json!({"step": step, "h": hex(h), "ck": hex(ck)});
         merge(&mut v, extra);
