@@ -651,8 +651,15 @@ fn check_independently(sc: &Value) -> usize {
             "initiator"
         }
         .to_string();
-        chains.insert((epoch, ni), arr(&hs["chain_initiator_to_responder"]));
-        chains.insert((epoch, nr), arr(&hs["chain_responder_to_initiator"]));
+        // Two handshakes can share an epoch number (a redone epoch): keep both chains.
+        chains
+            .entry((epoch, ni))
+            .or_insert_with(Vec::new)
+            .push(arr(&hs["chain_initiator_to_responder"]));
+        chains
+            .entry((epoch, nr))
+            .or_insert_with(Vec::new)
+            .push(arr(&hs["chain_responder_to_initiator"]));
     }
     let mut opened = 0;
     let mut open = |from: &str, frame: &[u8]| -> Option<Vec<u8>> {
@@ -661,12 +668,13 @@ fn check_independently(sc: &Value) -> usize {
         }
         let epoch = u32::from_be_bytes(frame[18..22].try_into().unwrap());
         let counter = u64::from_be_bytes(frame[22..30].try_into().unwrap());
-        let ck = chains
+        let cks = chains
             .get(&(epoch, from.to_string()))
             .unwrap_or_else(|| panic!("{name}: no chain for {from} in epoch {epoch}"));
         opened += 1;
         Some(
-            open_frame(&message_key(ck, counter), frame)
+            cks.iter()
+                .find_map(|ck| open_frame(&message_key(ck, counter), frame))
                 .unwrap_or_else(|| panic!("{name}: frame {} does not open", hex(frame))),
         )
     };
@@ -1230,6 +1238,7 @@ fn gen_rekey() -> Value {
         g.deliver("responder", &a);
         out.push(g.done());
     }
+    out.extend(gen_epoch_jumps());
     json!(out)
 }
 
@@ -2524,4 +2533,158 @@ fn handshake_trace_matches_snow_and_the_raw_primitives() {
             vk.verify_strict(&h(&tr[m]), &sig).unwrap();
         }
     }
+}
+
+/// A side restored from an older seal makes its peer redo an epoch, or jump past C + 1.
+fn gen_epoch_jumps() -> Vec<Value> {
+    let mut out = Vec::new();
+    // Redo: A sealed in epoch 0, rekeyed to 1, then is restored from the epoch-0 record.
+    let ra = [keys(S_I, E_I, 2), vec![SEAL_NONCE.to_vec()]].concat();
+    let ra = [ra[..2].to_vec(), ra[4..].to_vec(), ra[2..4].to_vec()].concat();
+    let mut g = Gen::new(
+        "redo_epoch_after_restore",
+        "A seals in epoch 0 at t0 + 5 s, rekeys to epoch 1 at t0 + 10 s, sends a frame in it that is never delivered, and is restored from the epoch-0 record at t0 + 20 s (wall clock 15 s after the seal). It starts a handshake for epoch 1 again (another ephemeral key), which B, whose current epoch is 1, answers: epoch 1 is redone. When B installs the new epoch 1, its old epoch 1 becomes its previous epoch (and the epoch 0 that was in grace is dropped). A frame with E = 1 always goes to the current epoch 1 (the new one), never to the old chain of the same number: A's frame from the old epoch 1 fails to authenticate (AuthenticationFailed), and A's epoch-0 frame is Replayed (epoch 0 is no longer B's previous epoch). The new epoch 1 works.",
+        setup(&ra, &keys(S_R, E_R, 3), None),
+    );
+    g.epoch0();
+    let e0 = g.send("initiator", "epoch 0, delivered late");
+    g.at(T0 + 5);
+    g.ok(
+        "initiator",
+        "seal",
+        json!({"key": hex(&SEAL_KEY), "wall_unix_s": WALL_S}),
+    );
+    let record = g.sc["steps"].as_array().unwrap().last().unwrap()["record"].clone();
+    g.at(T0 + 10);
+    g.handshake(
+        1,
+        "initiator",
+        "rekey",
+        (key(S_I, 1), key(E_I, 1)),
+        (key(S_R, 1), key(E_R, 1)),
+    );
+    let old1 = g.send("initiator", "old epoch 1, never delivered in time");
+    g.at(T0 + 20);
+    let m1 = g.ok(
+        "initiator",
+        "unseal",
+        json!({
+            "record": record, "key": hex(&SEAL_KEY), "identity_seed": hex(&ID_SEED_I),
+            "wall_unix_s": WALL_S + 15, "seen_sequence": null,
+            "rng": [hex(&key(S_I, 2)), hex(&key(E_I, 2))],
+        }),
+    );
+    let m2 = g.deliver("responder", &m1[0]);
+    let m3 = g.deliver("initiator", &m2[0]);
+    let conf = g.deliver("responder", &m3[0]);
+    g.deliver("initiator", &conf[0]);
+    let hs = snow_handshake(
+        &CHAT_ID,
+        1,
+        "initiator",
+        (&ID_SEED_I, key(S_I, 2), key(E_I, 2)),
+        (&ID_SEED_R, key(S_R, 2), key(E_R, 2)),
+    );
+    assert_eq!(m3[0], h(&hs["msg3"]));
+    g.sc["handshakes"].as_array_mut().unwrap().push(hs);
+    g.refuse(
+        "responder",
+        &old1,
+        "AuthenticationFailed",
+        "A's frame of the old epoch 1 (counter 0): E = 1 is the new epoch 1's chain",
+    );
+    g.refuse(
+        "responder",
+        &e0,
+        "Replayed",
+        "A's epoch-0 frame: B's previous epoch is now the old epoch 1",
+    );
+    let new1 = g.send("initiator", "new epoch 1");
+    g.deliver("responder", &new1);
+    out.push(g.done());
+
+    // Jump: B sealed in epoch 0; A and B went on to epochs 1 and 2; B restored from epoch 0.
+    let rb = [
+        keys(S_R, E_R, 1),
+        vec![SEAL_NONCE_B.to_vec()],
+        keys(S_R, E_R, 3)[2..].to_vec(),
+    ]
+    .concat();
+    let mut g = Gen::new(
+        "jump_past_the_next_epoch",
+        "B seals in epoch 0 at t0 + 5 s; A rekeys to 1 (t0 + 10 s) and 2 (t0 + 20 s). B is restored from its epoch-0 record at t0 + 30 s and starts a handshake for epoch 1, which A (current 2) refuses as Replayed. A rekeys to epoch 3 at t0 + 31 s; B (current 0) answers a message 1 for E = 3 > C + 1 and installs epoch 3 directly. Its previous epoch is then the epoch that was current before the install (0, in grace for 60 s), not E - 1: an epoch-0 frame A sent before the seal opens, while frames of epochs 1 and 2 (never held by the restored B) are Replayed.",
+        setup(&keys(S_I, E_I, 4), &rb, None),
+    );
+    g.epoch0();
+    let e0 = g.send("initiator", "epoch 0, before B's seal");
+    g.at(T0 + 5);
+    g.ok(
+        "responder",
+        "seal",
+        json!({"key": hex(&SEAL_KEY_B), "wall_unix_s": WALL_S}),
+    );
+    let record = g.sc["steps"].as_array().unwrap().last().unwrap()["record"].clone();
+    g.at(T0 + 10);
+    g.handshake(
+        1,
+        "initiator",
+        "rekey",
+        (key(S_I, 1), key(E_I, 1)),
+        (key(S_R, 1), key(E_R, 1)),
+    );
+    let e1 = g.send("initiator", "epoch 1");
+    g.at(T0 + 20);
+    g.handshake(
+        2,
+        "initiator",
+        "rekey",
+        (key(S_I, 2), key(E_I, 2)),
+        (key(S_R, 2), key(E_R, 2)),
+    );
+    let e2 = g.send("initiator", "epoch 2");
+    g.at(T0 + 30);
+    let m1b = g.ok(
+        "responder",
+        "unseal",
+        json!({
+            "record": record, "key": hex(&SEAL_KEY_B), "identity_seed": hex(&ID_SEED_R),
+            "wall_unix_s": WALL_S + 25, "seen_sequence": null,
+            "rng": [hex(&key(S_R, 3)), hex(&key(E_R, 3)), hex(&key(S_R, 4)), hex(&key(E_R, 4))],
+        }),
+    );
+    g.refuse(
+        "initiator",
+        &m1b[0],
+        "Replayed",
+        "B's message 1 for epoch 1: A is at epoch 2",
+    );
+    g.sc["handshakes"].as_array_mut().unwrap().push(json!({
+        "epoch": 1, "side": "responder", "msg1_only": hex(&m1b[0]),
+        "ephemeral": hex(&key(E_R, 3)), "note": "the restored B's handshake, refused by A",
+    }));
+    g.at(T0 + 31);
+    g.handshake(
+        3,
+        "initiator",
+        "rekey",
+        (key(S_I, 3), key(E_I, 3)),
+        (key(S_R, 4), key(E_R, 4)),
+    );
+    g.refuse(
+        "responder",
+        &e2,
+        "Replayed",
+        "epoch 2 < C = 3, and not the previous epoch",
+    );
+    g.refuse(
+        "responder",
+        &e1,
+        "Replayed",
+        "epoch 1 < C = 3, and not the previous epoch",
+    );
+    g.deliver("responder", &e0);
+    let e3 = g.send("initiator", "epoch 3");
+    g.deliver("responder", &e3);
+    out.push(g.done());
+    out
 }
