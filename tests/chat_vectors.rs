@@ -1494,6 +1494,12 @@ fn check_state_keys(sc: &Value, f: &Value) {
 }
 
 const SEAL_KEY_B: [u8; 32] = [0x6c; 32];
+/// y = 2: no Ed25519 point has it (x² would have to be a non-square), so not a key encoding.
+const NOT_A_POINT: [u8; 32] = {
+    let mut p = [0u8; 32];
+    p[0] = 2;
+    p
+};
 const SEAL_NONCE_B: [u8; 24] = [0x5f; 24];
 const PASSPHRASE: &[u8] = b"correct horse battery staple";
 const SALT: [u8; 16] = [0x5a; 16];
@@ -2134,6 +2140,73 @@ fn gen_negative() -> Value {
             "re-sealed: one byte after the state (neither 0 nor 12 bytes of sealed_at)",
         ),
     ];
+    // The state of A's record (§8 layout): recv_next at 247..255, the skipped count at
+    // 255..257, previous_flag at 257 (no skipped keys, no previous epoch).
+    let skipped = |next: u64, counters: &[u64]| {
+        let counters = counters.to_vec();
+        reseal(&rec, &SEAL_KEY, move |_, _, s| {
+            s[247..255].copy_from_slice(&next.to_be_bytes());
+            s[255..257].copy_from_slice(&(counters.len() as u16).to_be_bytes());
+            let entries: Vec<u8> = counters
+                .iter()
+                .flat_map(|c| [&c.to_be_bytes()[..], &[0x99; 32]].concat())
+                .collect();
+            s.splice(257..257, entries);
+        })
+    };
+    let many: Vec<u64> = (0..257).collect();
+    cases.extend([
+        (
+            reseal(&rec, &SEAL_KEY, |_, _, s| s[257] = 2),
+            json!({}),
+            "SealedForeign",
+            "re-sealed: previous_flag 2",
+        ),
+        (
+            reseal(&rec, &SEAL_KEY, |_, _, s| s.truncate(200)),
+            json!({}),
+            "SealedForeign",
+            "re-sealed: state cut after 200 bytes",
+        ),
+        (
+            reseal(&rec, &SEAL_KEY, |_, _, s| {
+                s[33..65].copy_from_slice(&NOT_A_POINT)
+            }),
+            json!({}),
+            "SealedForeign",
+            "re-sealed: peer_identity_pub not a point encoding",
+        ),
+        (
+            skipped(5, &[3, 2]),
+            json!({}),
+            "SealedForeign",
+            "re-sealed: recv_next 5, skipped counters 3, 2 (not ascending)",
+        ),
+        (
+            skipped(5, &[2, 2]),
+            json!({}),
+            "SealedForeign",
+            "re-sealed: recv_next 5, skipped counters 2, 2 (not strictly ascending)",
+        ),
+        (
+            skipped(5, &[0, 5]),
+            json!({}),
+            "SealedForeign",
+            "re-sealed: recv_next 5, skipped counters 0, 5 (5 is not below recv_next)",
+        ),
+        (
+            skipped(300, &many),
+            json!({}),
+            "SealedForeign",
+            "re-sealed: recv_next 300, 257 skipped keys (more than W = 256)",
+        ),
+        (
+            skipped(300, &many[..256]),
+            json!({}),
+            "ok",
+            "re-sealed: recv_next 300, 256 skipped keys 0..255 (exactly W: accepted)",
+        ),
+    ]);
     let mut zero_fields = reseal(&rec, &SEAL_KEY, |f, _, _| f[6..34].fill(0x77));
     cases.push((
         std::mem::take(&mut zero_fields),
