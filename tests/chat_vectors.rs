@@ -8,6 +8,13 @@
 //!
 //! `sealed_state.json` is a regression vector (sealwire's own output, there is no other
 //! implementation of the format): it pins the record layout so a change is noticed.
+//!
+//! `handshake_trace.json` is `handshake.json` recomputed token by token with the raw crates.
+//! The scenario files (out-of-order, replay/desync, close, rekey, two sealed records,
+//! negatives) are generated once by `generate_scenarios` from sealwire's public API with
+//! scripted randomness, after asserting each refusal is the error the protocol page names, and
+//! replayed here byte for byte; their handshakes are recomputed with snow and their data
+//! frames and records opened with the raw crates (see "scenarios" below).
 
 mod support {
     pub mod chat;
