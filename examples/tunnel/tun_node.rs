@@ -59,9 +59,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
 use tunnel_examples::{bind_udp, create_tun, read_secret_file, wire_addr};
 
-/// Room for the largest IP packet plus the WireGuard data overhead and padding; also the
-/// receive buffer of one GRO batch.
-const BUF_LEN: usize = 65_535 + 64;
+/// One receive buffer: a datagram, or with GRO several (the kernel stops coalescing at 64
+/// datagrams or 64 KiB; twice that leaves room should a kernel coalesce more).
+const GRO_BUF_LEN: usize = 128 * 1024;
 /// The largest IP packet a TUN read can return.
 const MAX_PACKET: usize = 65_535;
 /// TUN packets read (and sealed) per round at most.
@@ -480,7 +480,7 @@ fn tun_to_udp(sh: &Shared, reader: tun::Reader) {
 /// several of one stride; all are opened in place under one lock, then written to the TUN
 /// one packet per write.
 fn udp_to_tun(sh: &Shared, mut tun: tun::Writer) {
-    let mut bufs: [Vec<u8>; BATCH_SIZE] = std::array::from_fn(|_| vec![0u8; BUF_LEN]);
+    let mut bufs: [Vec<u8>; BATCH_SIZE] = std::array::from_fn(|_| vec![0u8; GRO_BUF_LEN]);
     let mut metas = [RecvMeta::default(); BATCH_SIZE];
     // (buffer, start, len): plaintext packets for the TUN; (buffer, start, len, to): replies.
     let mut writes: Vec<(usize, usize, usize)> = Vec::with_capacity(BATCH_SIZE * 64);
