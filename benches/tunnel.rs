@@ -1,5 +1,8 @@
 //! Tunnel benches (ids `GROUP/FUNCTION`, each group beside its floor): transport data at 1420
-//! bytes, the full handshake, and routing and timers with 10 000 peers.
+//! bytes, one packet at a time and in runs of 64 (`tunnel/encap-batch-1420x64`,
+//! `tunnel/decap-batch-1420x64`: one UDP GSO send / GRO receive, `sealwire-single` being the
+//! same 64 packets through the single-packet calls), the full handshake, and routing and
+//! timers with 10 000 peers.
 //!
 //! The `ring` feature swaps the crate's ChaCha20-Poly1305 seam globally, so one binary cannot
 //! hold both backends: a default build registers `sealwire`, `sealwire-copy` and `floor`, a
@@ -429,6 +432,150 @@ fn decap(c: &mut Criterion<clock::Clock>) {
     g.finish();
 }
 
+/// Packets per batch in the `*-batch-1420x64` groups (Linux's most segments per GSO send).
+const BATCH: usize = 64;
+/// Timed iterations per setup round of the batch groups (each holds 64 packets).
+const BATCH_ROUNDS: u64 = 16;
+
+/// A run of 64 packets for one peer, each in its own fresh buffer made by untimed setup (as
+/// 64 TUN reads would leave them), turned into one buffer of 64 equal-size datagrams (one
+/// UDP GSO send): `sealwire` is `encapsulate_batch` (which copies each packet into its
+/// segment and seals it there), `sealwire-single` is 64 calls of `encapsulate_in_place`,
+/// `floor` the bare AEAD 64 times in place.
+fn encap_batch(c: &mut Criterion<clock::Clock>) {
+    let mut g = c.benchmark_group("tunnel/encap-batch-1420x64");
+    let pkt = data_packet();
+    let now = Instant::from_secs(1);
+    let rounds = BatchSize::NumIterations(BATCH_ROUNDS);
+    let mut out = vec![0u8; BATCH * (PACKET_LEN + 32)];
+
+    let (mut a, _b) = sealwire_established(now);
+    g.bench_function(SEALWIRE, |bch| {
+        bch.iter_batched_ref(
+            || vec![pkt.clone(); BATCH],
+            |run| {
+                let b = a.encapsulate_batch(now, run, &mut out).unwrap();
+                assert_eq!(b.segments, BATCH);
+                b.segment_size
+            },
+            rounds,
+        )
+    });
+    g.bench_function(format!("{SEALWIRE}-single"), |bch| {
+        bch.iter_batched_ref(
+            || {
+                let mut buf = vec![0u8; 2048];
+                buf[16..16 + PACKET_LEN].copy_from_slice(&pkt);
+                vec![buf; BATCH]
+            },
+            |bufs| {
+                for buf in bufs.iter_mut() {
+                    match a.encapsulate_in_place(now, buf, PACKET_LEN) {
+                        Ok(Action::WriteToNetwork { .. }) => {}
+                        other => panic!("no datagram: {other:?}"),
+                    }
+                }
+            },
+            rounds,
+        )
+    });
+
+    let key = floor::Key::new(&[7; 32]);
+    let mut counter = 0u64;
+    g.bench_function(floor::NAME, |bch| {
+        bch.iter_batched_ref(
+            || {
+                let mut buf = vec![0u8; SEALED_LEN];
+                buf[..PACKET_LEN].copy_from_slice(&pkt);
+                vec![buf; BATCH]
+            },
+            |bufs| {
+                for buf in bufs.iter_mut() {
+                    key.seal(counter, buf);
+                    counter += 1;
+                }
+            },
+            rounds,
+        )
+    });
+    g.finish();
+}
+
+/// One buffer of 64 datagrams as UDP GRO hands it over (made untimed by the peer's
+/// `encapsulate_batch`, fresh counters every time), opened to 64 packets: `sealwire` is
+/// `decapsulate_batch` (in place), `sealwire-single` 64 calls of `decapsulate_in_place` on
+/// the same buffer's datagrams, `floor` the bare AEAD 64 times in place.
+fn decap_batch(c: &mut Criterion<clock::Clock>) {
+    let mut g = c.benchmark_group("tunnel/decap-batch-1420x64");
+    let run = vec![data_packet(); BATCH];
+    let now = Instant::from_secs(1);
+    let rounds = BatchSize::NumIterations(BATCH_ROUNDS);
+
+    let (mut a, mut b) = sealwire_established(now);
+    let mut gro = || {
+        let mut buf = vec![0u8; BATCH * (PACKET_LEN + 32)];
+        let batch = a.encapsulate_batch(now, &run, &mut buf).unwrap();
+        assert_eq!(batch.segments, BATCH);
+        (buf, batch.segment_size)
+    };
+    g.bench_function(SEALWIRE, |bch| {
+        bch.iter_batched_ref(
+            &mut gro,
+            |(buf, stride)| {
+                let mut n = 0;
+                for (r, _) in b.decapsulate_batch(now, ADDR_A, buf, *stride) {
+                    if let Ok(Action::WriteToTunnel { len, .. }) = r {
+                        n += len;
+                    }
+                }
+                assert_eq!(n, BATCH * PACKET_LEN);
+            },
+            rounds,
+        )
+    });
+    g.bench_function(format!("{SEALWIRE}-single"), |bch| {
+        bch.iter_batched_ref(
+            &mut gro,
+            |(buf, stride)| {
+                for dg in buf.chunks_mut(*stride) {
+                    let n = dg.len();
+                    match b.decapsulate_in_place(now, ADDR_A, dg, n) {
+                        Ok(Action::WriteToTunnel { .. }) => {}
+                        other => panic!("not delivered: {other:?}"),
+                    }
+                }
+            },
+            rounds,
+        )
+    });
+
+    let key = floor::Key::new(&[7; 32]);
+    let mut counter = 0u64;
+    g.bench_function(floor::NAME, |bch| {
+        bch.iter_batched_ref(
+            || {
+                let mut buf = vec![0u8; SEALED_LEN];
+                buf[..PACKET_LEN].copy_from_slice(&data_packet());
+                (0..BATCH)
+                    .map(|_| {
+                        let mut b = buf.clone();
+                        key.seal(counter, &mut b);
+                        counter += 1;
+                        (counter - 1, b)
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |bufs| {
+                for (n, buf) in bufs.iter_mut() {
+                    key.open(*n, buf);
+                }
+            },
+            rounds,
+        )
+    });
+    g.finish();
+}
+
 /// In a `ring` build this registers `sealwire-ring` beside `boringtun` (which uses ring too).
 fn handshake(c: &mut Criterion<clock::Clock>) {
     let mut g = c.benchmark_group("tunnel/handshake");
@@ -555,12 +702,12 @@ fn lookup(c: &mut Criterion<clock::Clock>) {
 criterion_group! {
     name = benches;
     config = clock::config();
-    targets = encap, decap, handshake, lookup
+    targets = encap, decap, encap_batch, decap_batch, handshake, lookup
 }
 #[cfg(feature = "ring")]
 criterion_group! {
     name = benches;
     config = clock::config();
-    targets = encap, decap, handshake
+    targets = encap, decap, encap_batch, decap_batch, handshake
 }
 criterion_main!(benches);

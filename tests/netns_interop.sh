@@ -127,6 +127,9 @@ PublicKey = $PA
 AllowedIPs = 10.241.0.1/32, fd00:241::1/128
 EOF
 start_tun_node "$NS_B" "$WORK/b.conf" "$IF_B" b || fail_setup "tun_node did not come up in $NS_B"
+# Which UDP path (GSO/GRO or the fallbacks) it chose, logged at start.
+check "tun_node logs the UDP path it chose ($(grep -o 'UDP send: [^;]*' "$WORK/b.log" | head -n 1))" \
+    grep -q "UDP send: .*; UDP receive: " "$WORK/b.log"
 
 # --- 1. bad config: exit 2, the line named ------------------------------------------------
 printf '[Interface]\nPrivateKey = %s\n[Peer]\nPublicKey = not-a-key\n' "$KB" >"$WORK/bad.conf"

@@ -1108,4 +1108,26 @@ fn encapsulate_and_decapsulate_allocate_nothing() {
         info.count_total, 0,
         "in-place data path allocated: {info:?}"
     );
+
+    // The batch pair: 16 packets sealed into one GSO buffer, opened as one GRO buffer.
+    let run = vec![ip.clone(); 16];
+    let mut gso = vec![0u8; 16 * 1452];
+    let mut delivered = 0;
+    let info = measure(|| {
+        for i in 200..210u64 {
+            let t = now + Duration::from_millis(i);
+            let batch = a.encapsulate_batch(t, &run, &mut gso).unwrap();
+            assert_eq!((batch.consumed, batch.segment_size), (16, 1452));
+            let Action::WriteToNetwork { len, .. } = batch.action else {
+                panic!("data")
+            };
+            for (r, seg) in b.decapsulate_batch(t, addr_a, &mut gso[..len], batch.segment_size) {
+                if let Ok(Action::WriteToTunnel { len, .. }) = r {
+                    delivered += usize::from(seg[16..16 + len] == ip[..]);
+                }
+            }
+        }
+    });
+    assert_eq!(delivered, 160, "every packet arrives");
+    assert_eq!(info.count_total, 0, "batch data path allocated: {info:?}");
 }

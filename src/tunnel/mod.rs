@@ -77,6 +77,7 @@
 //! | `device/mod.rs` | the [`Device`]: construction, peer management, outputs, timers |
 //! | `device/outbound.rs` | the send path: routing, sealing, staging, initiations, keepalives |
 //! | `device/inbound.rs` | the receive path: macs and cookies, handshakes, transport data |
+//! | `device/batch.rs` | both paths in runs: [`Device::encapsulate_batch`] (one GSO send), [`Device::decapsulate_batch`] (one GRO receive) |
 //! | `output.rs` | [`Action`], [`Transmit`], [`DeviceEvent`] |
 //! | `config.rs`, `error.rs`, `stats.rs` | [`DeviceConfig`] and [`PeerConfig`]; [`DeviceError`] and [`DropReason`]; [`DeviceStats`] and [`PeerStatus`] |
 //! | [`wg_quick`] | the wg-quick file format, parsed into peers and a device |
@@ -141,6 +142,12 @@
 //! [`Device::encapsulate_in_place`]`(now, &mut buf, len)`, which seals the datagram around it;
 //! receive a datagram into `buf` and call [`Device::decapsulate_in_place`]`(now, src, &mut buf,
 //! len)`, which decrypts it where it lies and leaves the packet at `buf[DATA_HEADER_LEN..]`.
+//!
+//! To save system calls too, batch: [`Device::encapsulate_batch`] seals a run of TUN packets
+//! for one peer into equal-size datagrams of one buffer (one UDP GSO send, `UDP_SEGMENT` =
+//! its `segment_size`), and [`Device::decapsulate_batch`] opens a buffer of datagrams that
+//! arrived together (one UDP GRO receive, its `stride`) in place, one at a time. Both give
+//! exactly what the single-packet calls give for the same packets in the same order.
 
 mod allowed_ips;
 pub mod backend;
@@ -164,9 +171,9 @@ mod wire;
 
 pub use allowed_ips::{Cidr, CidrError};
 pub use config::{DeviceConfig, PeerConfig};
-pub use device::Device;
+pub use device::{DecapsulateBatch, Device};
 pub use error::{DeviceError, DropReason};
-pub use output::{Action, DeviceEvent, Transmit};
+pub use output::{Action, DeviceEvent, SealedBatch, Transmit};
 pub use stats::{DeviceStats, PeerStatus};
 pub use wire::{COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN};
 

@@ -91,3 +91,36 @@ pub struct Transmit {
     /// The UDP payload.
     pub payload: Vec<u8>,
 }
+
+/// What [`Device::encapsulate_batch`](super::Device::encapsulate_batch) did: how many packets
+/// from the front of the run it took, and the datagrams it wrote for them.
+///
+/// For [`Action::WriteToNetwork`]`{ to, len }`, `out[..len]` is `segments` datagrams for `to`
+/// laid end to end, each `segment_size` bytes long except the last, which may be shorter:
+/// exactly what one UDP GSO send takes (`UDP_SEGMENT` = `segment_size`), or send them one by
+/// one with `out[..len].chunks(segment_size)`. [`Action::Done`]: nothing to send (the packet
+/// was staged behind a handshake in flight, or the run was empty).
+///
+/// ```
+/// use sealwire::tunnel::{Action, SealedBatch};
+/// let b = SealedBatch {
+///     consumed: 3,
+///     action: Action::WriteToNetwork { to: "192.0.2.1:51820".parse().unwrap(), len: 3 * 1452 },
+///     segment_size: 1452,
+///     segments: 3,
+/// };
+/// let Action::WriteToNetwork { len, .. } = b.action else { panic!() };
+/// assert_eq!(vec![0u8; len].chunks(b.segment_size).count(), b.segments);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct SealedBatch {
+    /// Packets taken from the front of the run (sealed, or staged); continue with the rest.
+    pub consumed: usize,
+    /// Where to send `out[..len]`, or [`Action::Done`] (never [`Action::WriteToTunnel`]).
+    pub action: Action,
+    /// The length of every datagram but the last (0 with [`Action::Done`]).
+    pub segment_size: usize,
+    /// How many datagrams `out[..len]` holds (0 with [`Action::Done`]).
+    pub segments: usize,
+}

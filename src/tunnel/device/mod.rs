@@ -1,14 +1,17 @@
 //! The [`Device`]: many peers behind one static key. This file holds the device itself, its
 //! peer management, its outputs and its timers; the two packet paths are beside it:
 //! [`outbound`] (TUN packet ⇒ datagram, staging, initiations) and [`inbound`] (datagram ⇒
-//! reply or TUN packet).
+//! reply or TUN packet), and [`batch`], both in runs for UDP segmentation offload.
 //!
 //! The device owns its parts and wires them together: the [`PeerTable`] (slots, keys,
 //! session indices), the routes ([`AllowedIps`]), the [`Schedule`] of timer deadlines, the
 //! handshake defences (cookies, rate limits) and the bounded output queues.
 
+mod batch;
 mod inbound;
 mod outbound;
+
+pub use batch::DecapsulateBatch;
 
 use super::allowed_ips::AllowedIps;
 use super::config::{DeviceConfig, PeerConfig};

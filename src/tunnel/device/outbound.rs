@@ -136,21 +136,35 @@ impl<R: rand_core::CryptoRng> Device<R> {
         now: Instant,
         packet: &[u8],
     ) -> Result<(Slot, bool, SocketAddr), DeviceError> {
+        self.route_uncounted(now, packet)
+            .map_err(|(reason, count)| {
+                if count {
+                    self.stats.count(reason);
+                }
+                reason.into()
+            })
+    }
+
+    /// [`route`](Self::route) without counting: the error says why and whether `route`
+    /// counts it (a batch stops before such a packet and leaves it to the next call).
+    #[inline]
+    pub(super) fn route_uncounted(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+    ) -> Result<(Slot, bool, SocketAddr), (DropReason, bool)> {
         let Some((dst, _)) = wire::inner_ip(packet, false) else {
-            self.stats.count(DropReason::Malformed);
-            return Err(DropReason::Malformed.into());
+            return Err((DropReason::Malformed, true));
         };
         let Some(slot) = self.routes.lookup_cached(dst) else {
-            self.stats.count(DropReason::NoRoute);
-            return Err(DropReason::NoRoute.into());
+            return Err((DropReason::NoRoute, true));
         };
         let Some(p) = self.peers.get(slot) else {
-            return Err(DropReason::NoRoute.into());
+            return Err((DropReason::NoRoute, false));
         };
         let has_session = p.can_send(now);
         let Some(to) = p.endpoint else {
-            self.stats.count(DropReason::NoEndpoint);
-            return Err(DropReason::NoEndpoint.into());
+            return Err((DropReason::NoEndpoint, true));
         };
         Ok((slot, has_session, to))
     }
@@ -202,7 +216,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
     /// Encrypts the `len`-byte payload already in `out[16..16 + len]` on the current
     /// session, padding and sealing in place; returns the datagram length. The caller
     /// checked that a session exists.
-    fn seal_in_place(
+    pub(super) fn seal_in_place(
         &mut self,
         now: Instant,
         slot: Slot,
@@ -388,7 +402,7 @@ impl<R: rand_core::CryptoRng> Device<R> {
     /// tag (saturating: a length near `usize::MAX` asks for an impossible buffer, and the
     /// caller reports it as too small).
     #[inline]
-    fn datagram_len(&self, len: usize) -> usize {
+    pub(super) fn datagram_len(&self, len: usize) -> usize {
         DATA_OVERHEAD.saturating_add(self.padded(len))
     }
 }
