@@ -8,5 +8,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server) >/dev/null
 fi
-cargo build --quiet --example grpc_chat_node --example grpc_chat_app
+cargo build --quiet --example grpc_chat_node --example grpc_chat_app --example chat_load
 E2E_NO_BUILD=1 exec bash tests/e2e_mesh.sh

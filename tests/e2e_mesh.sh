@@ -20,7 +20,7 @@ TIMEOUT="${E2E_TIMEOUT:-20}" # seconds per awaited line
 NATS_SERVER="${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}"
 
 if [ -z "${E2E_NO_BUILD:-}" ]; then
-    (cd "$ROOT" && cargo build --quiet --example grpc_chat_node --example grpc_chat_app) ||
+    (cd "$ROOT" && cargo build --quiet --example grpc_chat_node --example grpc_chat_app --example chat_load) ||
         { echo "FAIL build"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
@@ -196,14 +196,16 @@ check "five lines A -> B after the rekey, in order" bash -c "
     exit 1"
 
 # --- n2 comes back on its address; A's node dies: A fails over to the restarted n2 -----------
-start_node_at() { # start_node_at NAME ADDR: restart NAME on the address it had
-    local n="$1" addr="$2"
+start_node_at() { # start_node_at NAME ADDR [NODE ARGS...]: restart NAME on the address it had
+    local n="$1" addr="$2" joined
+    shift 2
+    joined=$(($(grep -c "joined the mesh" "$WORK/$n.err") + 1))
     rm -f "$WORK/$n.out"
-    RUST_LOG=info "$BIN/grpc_chat_node" --listen "$addr" --nats "$NATS" --node-id "$n" \
+    RUST_LOG=info "$BIN/grpc_chat_node" --listen "$addr" --nats "$NATS" --node-id "$n" "$@" \
         >"$WORK/$n.out" 2>>"$WORK/$n.err" &
     PID[$n]=$!
     PIDS+=("$!")
-    wait_for "$WORK/$n.out" "listening on $addr" && wait_for "$WORK/$n.err" "joined the mesh" 2
+    wait_for "$WORK/$n.out" "listening on $addr" && wait_for "$WORK/$n.err" "joined the mesh" "$joined"
 }
 check "n2 restarts on its address and rejoins the mesh" start_node_at n2 "${URL[n2]#http://}"
 kill -9 "${PID[n1]}"
@@ -261,7 +263,8 @@ wait_for "$WORK/b.out" "<a> kline 50"
 kill -9 "${APP_PID[a]}"
 exec 5>&-
 wait "$BURST" 2>/dev/null
-start_app a 5 initiator "$B_ID" b "${URL[n1]},${URL[n2]},${URL[n3]}"
+# A now prefers n2 (B is on n1), so the chat crosses nodes again.
+start_app a 5 initiator "$B_ID" b "${URL[n2]},${URL[n1]},${URL[n3]}"
 check "A resumes after SIGKILL" wait_for "$WORK/a.err" "event: resumed"
 say_a "after the crash"
 check "A's first line after the restart arrives" wait_for "$WORK/b.out" "<a> after the crash"
@@ -285,6 +288,7 @@ make_cert() {
 check "a CA and a certificate for TLS" make_cert
 RUST_LOG=info "$BIN/grpc_chat_node" --listen 127.0.0.1:0 --nats "$NATS" --node-id n4 \
     --metrics 127.0.0.1:0 --rate-data 20 --tls-cert "$WORK/tls-cert.pem" --tls-key "$WORK/tls-key.pem" >"$WORK/n4.out" 2>"$WORK/n4.err" &
+PID[n4]=$!
 PIDS+=("$!")
 wait_for "$WORK/n4.out" "listening on 127.0.0.1:"
 TLS_URL="https://localhost:$(sed -n 's/^listening on 127\.0\.0\.1://p' "$WORK/n4.out" | head -n1)"
@@ -352,10 +356,45 @@ check "recipient's node killed mid-burst: D got every fline once (copies dropped
         [ \$(grep -F '> fline ' '$WORK/d.out' | sort -u | wc -l) -eq 100 ]"
 exec 7>&- 8>&-
 
+# --- 200 concurrent chats across two nodes, node memory bounded -----------------------------
+check "the TLS node n4 stops (SIGTERM)" kill "${PID[n4]}"
+check "n3 restarts for the load" start_node_at n3 "${URL[n3]#http://}"
+"$BIN/chat_load" --node "${URL[n1]}" --peer-node "${URL[n3]}" --chats 200 --frames 50 \
+    --size 1024 --latency-frames 100 >"$WORK/load.out" 2>"$WORK/load.err"
+check "200 concurrent chats across n1 and n3: every frame (10,000) arrives" \
+    grep -qx "frames_received 10000" "$WORK/load.out"
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+RSS1=$(rss_kib "${PID[n1]}"); RSS3=$(rss_kib "${PID[n3]}")
+check "node memory stays bounded under 200 chats (n1 ${RSS1} KiB, n3 ${RSS3} KiB < 256 MiB)" \
+    bash -c "[ ${RSS1:-999999999} -lt 262144 ] && [ ${RSS3:-999999999} -lt 262144 ]"
+sed 's/^/  load: /' "$WORK/load.out"
+
+# --- every node restarts at once; the chat goes on; an idle chat expires everywhere ----------
+kill -9 "${PID[n1]}" "${PID[n2]}" "${PID[n3]}"
+for n in n1 n2 n3; do
+    check "all nodes down and back: $n restarts (--chat-idle 6)" \
+        start_node_at "$n" "${URL[$n]#http://}" --chat-idle 6
+done
+# A was on n2 and tries n1 first; B was on n1 and tries n2 first: they cross again.
+check "A reconnects to n1 after the restart" \
+    wait_for "$WORK/a.err" "event: relay-reconnected node=${URL[n1]}"
+check "B reconnects to n2 after the restart" \
+    wait_for "$WORK/b.err" "event: relay-reconnected node=${URL[n2]}"
+say_a "after all nodes restarted"
+check "A (n1) -> B (n2) after every node restarted" \
+    wait_for "$WORK/b.out" "<a> after all nodes restarted"
+say_b "b after the restart"
+check "B (n2) -> A (n1) after every node restarted" \
+    wait_for "$WORK/a.out" "<b> b after the restart"
+
 # --- /close crosses nodes -------------------------------------------------------------------
 say_a "/close"
 check "/close from A reaches B on another node as a close event" \
     wait_for "$WORK/b.err" "event: closed reason=Normal by_peer=true"
 check "A reports its own close" wait_for "$WORK/a.err" "event: closed reason=Normal by_peer=false"
+for n in n1 n2; do
+    check "the idle chat expires on $n and its relay state is wiped" \
+        wait_for "$WORK/$n.err" "chat expired chat=$CHAT"
+done
 
 check "no chat error on either app" bash -c "! grep -q '^error:' '$WORK/a.err' '$WORK/b.err'"

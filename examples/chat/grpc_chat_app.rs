@@ -420,6 +420,8 @@ const OUTBOX_LIMIT: usize = 1024;
 const OUTBOX_WINDOW: usize = 1;
 /// How long to wait before sending a frame the node refused for now (full, throttled).
 const OUTBOX_RETRY: Duration = Duration::from_millis(500);
+/// Downlink messages already waiting that are handled together, sealed once.
+const DOWNLINK_BATCH: usize = 256;
 /// At the end of input, how long the app waits for nodes to store what is still kept.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines typed while a resumed chat waits for its fresh epoch (`ChatError::AwaitingRekey`);
@@ -661,6 +663,34 @@ impl App {
         }
     }
 
+    /// Handles one message (or the end) of the node's stream; returns whether the chat
+    /// machine took an input (a frame), which must then be sealed.
+    fn on_downlink(&mut self, msg: Result<Option<downlink::Msg>, tonic::Status>) -> bool {
+        match msg {
+            Ok(Some(downlink::Msg::Frame(frame))) => {
+                if let Err(e) = self.chat.handle_frame(self.clock.now(), &frame) {
+                    self.refused(&frame, &e);
+                }
+                return true;
+            }
+            Ok(Some(downlink::Msg::Rejected(r))) => {
+                self.answered(
+                    r.uplink_index,
+                    Some((tonic::Code::from(r.code), &r.message)),
+                );
+            }
+            Ok(Some(downlink::Msg::Stored(s))) => self.answered(s.uplink_index, None),
+            Ok(Some(downlink::Msg::Started(s))) => event(&format!(
+                "relay-chat-started peer={}",
+                hex::encode(&s.peer_identity)
+            )),
+            Ok(Some(other)) => eprintln!("error: unexpected message from the node: {other:?}"),
+            Ok(None) => self.lost("the node closed the stream"),
+            Err(status) => self.lost(&status.to_string()),
+        }
+        false
+    }
+
     /// Sends `text`, or holds it (in order) while the resumed chat waits for its fresh epoch.
     fn send_line(&mut self, now: sealwire::time::Instant, text: &str) -> Result<(), ChatError> {
         if self.held.is_empty() {
@@ -762,6 +792,9 @@ impl App {
                     None => std::future::pending().await,
                 }
             };
+            // Whether the chat machine took an input (then its state is sealed again); a node's
+            // answer to a frame only moves the outbox.
+            let mut touched = true;
             tokio::select! {
                 line = stdin.next_line(), if reading => match line? {
                     None => draining = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT),
@@ -781,33 +814,31 @@ impl App {
                         }
                     }
                 },
-                msg = relay => match msg {
-                    Ok(Some(downlink::Msg::Frame(frame))) => {
-                        if let Err(e) = self.chat.handle_frame(self.clock.now(), &frame) {
-                            self.refused(&frame, &e);
+                msg = relay => {
+                    touched = self.on_downlink(msg);
+                    // Take what else has arrived before sealing once for all of it.
+                    for _ in 0..DOWNLINK_BATCH {
+                        let Some(r) = self.relay.as_mut() else { break };
+                        match tokio::time::timeout(Duration::ZERO, r.next()).await {
+                            Ok(msg) => touched |= self.on_downlink(msg),
+                            Err(_) => break,
                         }
                     }
-                    Ok(Some(downlink::Msg::Rejected(r))) => {
-                        self.answered(r.uplink_index, Some((tonic::Code::from(r.code), &r.message)));
-                    }
-                    Ok(Some(downlink::Msg::Stored(s))) => self.answered(s.uplink_index, None),
-                    Ok(Some(downlink::Msg::Started(s))) => event(&format!(
-                        "relay-chat-started peer={}",
-                        hex::encode(&s.peer_identity)
-                    )),
-                    Ok(Some(other)) => eprintln!("error: unexpected message from the node: {other:?}"),
-                    Ok(None) => self.lost("the node closed the stream"),
-                    Err(status) => self.lost(&status.to_string()),
-                },
+                }
                 () = tokio::time::sleep_until(retry_at), if offline => self.reconnect().await,
                 () = tokio::time::sleep_until(resend_at.unwrap_or(retry_at)), if resend_at.is_some() => {
+                    touched = false;
                     self.resend_at = None;
                 }
                 () = tokio::time::sleep_until(drain_until), if draining.is_some() => {}
                 () = sleep => self.chat.handle_timeout(self.clock.now()),
             }
-            self.flush().await?;
-            self.release_held().await?;
+            if touched {
+                self.flush().await?;
+                self.release_held().await?;
+            } else {
+                self.send_outbox().await;
+            }
         }
     }
 }

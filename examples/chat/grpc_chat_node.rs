@@ -105,8 +105,10 @@ OPTIONS:
                               is forgotten to make room (default 10000)
     --max-streams N           open RouteChat streams, registering ones included
                               (default 10000)
-    --max-chats N             chats held; new ones are refused beyond it, and a chat idle
-                              for 7 days expires with its queued frames (default 100000)
+    --max-chats N             chats held; new ones are refused beyond it (default 100000)
+    --chat-idle SECONDS       a chat with no frame and no start for this long expires with
+                              its queued frames, on every node that holds it (default
+                              604800, 7 days)
     --max-chats-per-stream N  chats one stream may start (default 64)
     --stream-queue N          downlink messages buffered per stream before the node waits
                               for the app to read (default 64)
@@ -146,6 +148,7 @@ const FLAGS: &[&str] = &[
     "--max-apps",
     "--max-streams",
     "--max-chats",
+    "--chat-idle",
     "--max-chats-per-stream",
     "--stream-queue",
 ];
@@ -222,6 +225,9 @@ fn parse_args() -> Result<Option<Config>, String> {
             "--max-apps" => r.max_apps = number()?,
             "--max-streams" => r.max_streams = number()?,
             "--max-chats" => r.max_chats = number()?,
+            "--chat-idle" => {
+                r.chat_idle_timeout = sealwire::time::Duration::from_secs(number()? as u64)
+            }
             "--max-chats-per-stream" => r.max_chats_per_stream = number()?,
             "--stream-queue" => cfg.stream_queue = number()?,
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),

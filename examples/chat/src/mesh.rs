@@ -91,6 +91,11 @@ impl Mesh {
         Mesh { out }
     }
 
+    /// Free places in the publication queue.
+    pub fn room(&self) -> usize {
+        self.out.capacity()
+    }
+
     /// Queues `msg` for the mesh task without waiting (called under the hub's lock).
     pub fn send(&self, msg: MeshOut) {
         if let Err(e) = self.out.try_send(msg) {

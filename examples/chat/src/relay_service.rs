@@ -30,6 +30,9 @@ use chat_relay::chat_relay_server::{ChatRelay, ChatRelayServer};
 use chat_relay::{downlink, uplink};
 use sealwire::chat::{FrameHeader, FrameKind};
 
+/// Room kept in the mesh's publication queue: below it, frames from apps are refused for now.
+const MESH_HEADROOM: usize = 256;
+
 /// The operating system's generator, which the relay draws its challenges from.
 pub type NodeRng = UnwrapErr<getrandom::SysRng>;
 
@@ -351,7 +354,15 @@ async fn serve(
                     if let Some((scope, kind)) = limited {
                         shared.metrics.rate_limited(scope, kind);
                     }
-                    let refusal = claimed.err().or(limited.map(|_| RelayError::RateLimited));
+                    // A frame that may have to leave through the mesh is refused (the app
+                    // sends it again) rather than acknowledged and then dropped for want of
+                    // room in the publication queue.
+                    let mesh_full = header.is_some()
+                        && shared.mesh.get().is_some_and(|m| m.room() < MESH_HEADROOM);
+                    let refusal = claimed
+                        .err()
+                        .or(limited.map(|_| RelayError::RateLimited))
+                        .or(mesh_full.then_some(RelayError::QueuesFull));
                     let result = match refusal {
                         Some(e) => hub.relay.refuse_uplink(conn, e).and(Err(e)),
                         None => hub.relay.handle_uplink(now, conn, from_proto(msg)),
