@@ -758,3 +758,157 @@ proptest! {
         sim.check_bounds();
     }
 }
+
+// ------------------------------------------------------------------ the relay mesh
+//
+// A on node 1, B on a node of its own that may die at any step (its mailbox dies with it) and
+// be replaced; the bus between nodes may lose or duplicate any publication. Whatever happens,
+// once B has joined a live node again and the bus delivers what is left, every frame node 1
+// acknowledged (`Stored`) has reached B at least once: the sending node's copies of the
+// latest forwarded frames cover losses on the way and on the dead node.
+
+#[derive(Clone, Copy, Debug)]
+enum MeshOp {
+    /// A sends its next frame.
+    Send,
+    /// The bus delivers its oldest publication (twice if `dup`).
+    Deliver { dup: bool },
+    /// The bus loses its oldest publication.
+    Lose,
+    /// B takes what waits for it on its node.
+    Read,
+    /// B's node dies; B joins a fresh node, which announces it.
+    FailOver,
+}
+
+fn mesh_op() -> impl Strategy<Value = MeshOp> {
+    prop_oneof![
+        4 => Just(MeshOp::Send),
+        4 => any::<bool>().prop_map(|dup| MeshOp::Deliver { dup }),
+        1 => Just(MeshOp::Lose),
+        2 => Just(MeshOp::Read),
+        1 => Just(MeshOp::FailOver),
+    ]
+}
+
+struct MeshSim {
+    now: Instant,
+    n1: TestRelay,
+    a: ConnId,
+    node_b: TestRelay,
+    b: ConnId,
+    bus: std::collections::VecDeque<sealwire::chat::relay::Forward>,
+    next: u64,
+    stored: Vec<u64>,
+    received: HashSet<u64>,
+}
+
+impl MeshSim {
+    fn mesh_node() -> TestRelay {
+        relay_with(|c| c.mesh = true)
+    }
+
+    fn new() -> Self {
+        let now = Instant::ZERO;
+        let mut n1 = Self::mesh_node();
+        let (a, _) = register(&mut n1, now, SEED_A);
+        start(&mut n1, now, a, PAIR_CHAT, None).unwrap();
+        let mut sim = MeshSim {
+            now,
+            n1,
+            a,
+            node_b: Self::mesh_node(),
+            b: a, // replaced by join_b
+            bus: Default::default(),
+            next: 0,
+            stored: Vec::new(),
+            received: HashSet::new(),
+        };
+        sim.join_b();
+        sim
+    }
+
+    /// B registers and starts the chat on its (fresh) node; node 1 hears the announcement.
+    fn join_b(&mut self) {
+        let (b, _) = register(&mut self.node_b, self.now, SEED_B);
+        start(&mut self.node_b, self.now, b, PAIR_CHAT, None).unwrap();
+        self.b = b;
+        let id = sealwire::chat::ChatId::new(PAIR_CHAT);
+        let again = self.n1.handle_remote_join(&id, &identity(SEED_B).public());
+        self.bus.extend(again);
+    }
+
+    fn apply(&mut self, op: MeshOp) {
+        match op {
+            MeshOp::Send => {
+                let seq = self.next;
+                self.next += 1;
+                let frame = data_frame(PAIR_CHAT, seq, 16);
+                if self
+                    .n1
+                    .handle_uplink(self.now, self.a, Uplink::Frame(frame))
+                    .is_ok()
+                {
+                    let answers = transmits(&mut self.n1);
+                    assert!(
+                        answers
+                            .iter()
+                            .any(|t| matches!(t.message, Downlink::Stored { .. })),
+                        "an accepted frame is acknowledged"
+                    );
+                    self.stored.push(seq);
+                }
+                self.bus
+                    .extend(std::iter::from_fn(|| self.n1.poll_forward()));
+            }
+            MeshOp::Deliver { dup } => {
+                if let Some(f) = self.bus.pop_front() {
+                    for _ in 0..=usize::from(dup) {
+                        let _ = self
+                            .node_b
+                            .handle_forwarded(self.now, f.sender, f.frame.clone());
+                    }
+                }
+            }
+            MeshOp::Lose => {
+                self.bus.pop_front();
+            }
+            MeshOp::Read => {
+                for f in deliver_all(&mut self.node_b, self.b) {
+                    let (h, _) = FrameHeader::parse(&f).unwrap();
+                    self.received.insert(h.counter);
+                }
+            }
+            MeshOp::FailOver => {
+                self.node_b = Self::mesh_node();
+                self.join_b();
+            }
+        }
+        transmits(&mut self.node_b);
+        relay_events(&mut self.node_b);
+        relay_events(&mut self.n1);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: std::env::var("CHAT_SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64), ..ProptestConfig::default() })]
+
+    #[test]
+    fn mesh_every_acknowledged_frame_reaches_the_peer_through_loss_duplicates_and_fail_over(
+        ops in proptest::collection::vec(mesh_op(), 1..200),
+    ) {
+        let mut sim = MeshSim::new();
+        for op in ops {
+            sim.apply(op);
+        }
+        // B joins a live node once more and the bus delivers everything left.
+        sim.apply(MeshOp::FailOver);
+        while !sim.bus.is_empty() {
+            sim.apply(MeshOp::Deliver { dup: false });
+        }
+        sim.apply(MeshOp::Read);
+        for seq in &sim.stored {
+            prop_assert!(sim.received.contains(seq), "frame {seq} was acknowledged but never reached B");
+        }
+    }
+}

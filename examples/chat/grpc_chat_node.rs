@@ -16,8 +16,10 @@
 //! stream itself is unusable.
 //!
 //! State is in memory: after a restart apps re-register and re-start their chats (the example
-//! app reconnects by itself); frames queued at the moment of the crash are lost, which the chat
-//! protocol tolerates. Delivery has no acknowledgements.
+//! app reconnects by itself). The node answers every frame with `stored` or `rejected`; the
+//! app keeps a frame until it was stored and sends it again otherwise. Frames a node stored
+//! and had not delivered when it was killed are lost with it, unless (in a mesh) the sender's
+//! node still keeps a copy to publish again (docs/mesh.md).
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;

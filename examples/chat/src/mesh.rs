@@ -13,9 +13,14 @@
 //!
 //! Every publication goes through one task, in order, over one NATS connection, so each
 //! sender's frames reach every subscriber in the order the machine accepted them. Delivery is
-//! NATS core: at most once per subscriber while connected (a frame published while the
-//! recipient's node was down or the recipient between nodes is lost; the chat protocol
-//! tolerates gaps within its skipped-key window and drops duplicates as replays).
+//! NATS core: at most once per subscriber while connected. A frame published while the
+//! recipient's node was down or the recipient between nodes would be lost, so the sending node
+//! keeps copies of the latest frames it forwarded (`RelayConfig::mesh_replay_frames`) and
+//! publishes them again when the recipient (re)joins at some node (kind 1); the chat protocol
+//! drops the copies it already has as replays.
+//!
+//! Kind 2 asks the nodes that hold a chat for its participants (the reply subject of the
+//! message carries the answers; see [`crate::membership`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
