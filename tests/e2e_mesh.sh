@@ -83,7 +83,8 @@ no_nats() { # the node exits 1 naming the URL when NATS does not answer
     [ $? -eq 1 ] && grep -q "nats://127.0.0.1:1" "$WORK/nonats.err"
 }
 check "node: an unreachable --nats exits 1 naming the URL" no_nats
-for flag in --nats --node-id --tls-cert --tls-key --metrics --rate-data --rate-handshakes; do
+for flag in --nats --node-id --tls-cert --tls-key --metrics --rate-data --rate-handshakes \
+    --chat-idle --mesh-copies --nats-ca; do
     check "grpc_chat_node --help documents $flag" \
         bash -c "'$BIN/grpc_chat_node' --help | grep -qE '^ +$flag '"
 done

@@ -101,6 +101,10 @@ OPTIONS:
     --mailbox FRAMES          frames queued per app identity, online or offline (default 1024)
     --pending FRAMES          frames held for a chat's second participant before it joins
                               (default 64)
+    --mesh-copies FRAMES      with --nats: copies kept per chat of the latest frames
+                              forwarded to a peer on another node, published again when
+                              that peer (re)joins at any node (default 256; they count in
+                              --max-queued-bytes)
     --max-queued-bytes N      bytes of frames queued over all mailboxes and pending lists
                               (default 268435456, 256 MiB)
     --max-apps N              identities known at once; an idle one (offline, empty mailbox)
@@ -146,6 +150,7 @@ const FLAGS: &[&str] = &[
     "--max-handshakes",
     "--mailbox",
     "--pending",
+    "--mesh-copies",
     "--max-queued-bytes",
     "--max-apps",
     "--max-streams",
@@ -223,6 +228,7 @@ fn parse_args() -> Result<Option<Config>, String> {
             }
             "--mailbox" => r.mailbox_frames = number()?,
             "--pending" => r.pending_frames = number()?,
+            "--mesh-copies" => r.mesh_replay_frames = number()?,
             "--max-queued-bytes" => r.max_queued_bytes = number()?,
             "--max-apps" => r.max_apps = number()?,
             "--max-streams" => r.max_streams = number()?,
