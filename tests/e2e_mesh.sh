@@ -287,6 +287,22 @@ make_cert() {
         -CAcreateserial -days 2 -extfile "$WORK/tls.ext" -out "$WORK/tls-cert.pem" 2>/dev/null
 }
 check "a CA and a certificate for TLS" make_cert
+
+# The NATS connection over TLS: a second nats-server that requires TLS.
+"$NATS_SERVER" -a 127.0.0.1 -p -1 --tls --tlscert "$WORK/tls-cert.pem" --tlskey "$WORK/tls-key.pem" \
+    >"$WORK/nats-tls.out" 2>"$WORK/nats-tls.err" &
+PIDS+=("$!")
+wait_for "$WORK/nats-tls.err" "Listening for client connections on 127.0.0.1:"
+NATS_TLS="tls://localhost:$(sed -n 's/.*Listening for client connections on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/nats-tls.err" | head -n1)"
+RUST_LOG=info "$BIN/grpc_chat_node" --listen 127.0.0.1:0 --nats "$NATS_TLS" --nats-ca "$WORK/ca.pem" \
+    --node-id t1 >"$WORK/t1.out" 2>"$WORK/t1.err" &
+T1=$!
+PIDS+=("$T1")
+check "NATS over TLS: a node with --nats-ca joins a TLS NATS server" wait_for "$WORK/t1.err" "joined the mesh"
+kill "$T1" 2>/dev/null
+check "NATS over TLS: without --nats-ca the node exits 1 naming the URL" bash -c "
+    timeout 30 '$BIN/grpc_chat_node' --listen 127.0.0.1:0 --nats '$NATS_TLS' --node-id t2 \
+        </dev/null >/dev/null 2>'$WORK/t2.err'; [ \$? -eq 1 ] && grep -q '$NATS_TLS' '$WORK/t2.err'"
 RUST_LOG=info "$BIN/grpc_chat_node" --listen 127.0.0.1:0 --nats "$NATS" --node-id n4 \
     --metrics 127.0.0.1:0 --rate-data 20 --tls-cert "$WORK/tls-cert.pem" --tls-key "$WORK/tls-key.pem" >"$WORK/n4.out" 2>"$WORK/n4.err" &
 PID[n4]=$!
