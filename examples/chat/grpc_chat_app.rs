@@ -49,7 +49,7 @@ use relay_client::{BoxError, ProofMode, RelayStream};
 use sealwire::chat::{Chat, ChatConfig, ChatError, ChatEvent, ChatId, FrameHeader, FrameKind};
 use sealwire::crypto::ed25519::{IdentityKey, IdentityPublic};
 use sealwire::crypto::hex;
-use sealwire::seal::{KdfParams, SealKey, UnsealWith};
+use sealwire::seal::{seal, KdfLimits, KdfParams, SealKey, UnsealWith};
 use sealwire::time::{Clock, WallTime};
 use tokio::io::AsyncBufReadExt;
 use zeroize::Zeroizing;
@@ -107,8 +107,8 @@ OUTPUT:
                             established, rekeyed, closed, relay-lost, relay-reconnected, ...)
                             and problems as `error: ...`
 
-Every outgoing frame is kept until a node says it stored it (with --state, in STATE.outbox
-beside the sealed state, so a crash loses none: the next start sends them). If the node goes
+Every outgoing frame is kept until a node says it stored it (with --state, in STATE.outbox,
+sealed under the state's passphrase, so a crash loses none: the next start sends them). If the node goes
 away the app keeps the chat and its frames and reconnects with backoff, trying the next node
 of --node first; only the first connection must succeed (to one of the nodes). A frame the
 node refuses for now (a full mailbox) is sent again 500 ms later; at 1024 kept frames the app
@@ -420,6 +420,8 @@ const OUTBOX_LIMIT: usize = 1024;
 const OUTBOX_WINDOW: usize = 1;
 /// How long to wait before sending a frame the node refused for now (full, throttled).
 const OUTBOX_RETRY: Duration = Duration::from_millis(500);
+/// The magic of the sealed outbox record (`STATE.outbox`).
+const OUTBOX_MAGIC: [u8; 4] = *b"SWOB";
 /// Downlink messages already waiting that are handled together, sealed once.
 const DOWNLINK_BATCH: usize = 256;
 /// At the end of input, how long the app waits for nodes to store what is still kept.
@@ -529,7 +531,8 @@ impl App {
         Ok(())
     }
 
-    /// Writes the outbox beside the sealed state (removes the file when it is empty).
+    /// Seals the outbox under the state's key (its own record, bound to the chat id) and writes
+    /// it beside the sealed state; removes the file when the outbox is empty.
     fn save_outbox(&self) -> Result<(), BoxError> {
         let Some(p) = &self.persist else {
             return Ok(());
@@ -541,7 +544,10 @@ impl App {
             }
             return Ok(());
         }
-        write_atomically(&path, &self.outbox.encode())?;
+        let encoded = Zeroizing::new(self.outbox.encode());
+        let mut rng = UnwrapErr(getrandom::SysRng);
+        let record = seal(&p.key, OUTBOX_MAGIC, &self.link.chat_id, &encoded, &mut rng);
+        write_atomically(&path, &record)?;
         Ok(())
     }
 
@@ -883,10 +889,23 @@ async fn start(args: Args) -> Result<(), BoxError> {
             resumed = Some(chat);
             let kept = outbox_path(path);
             if kept.exists() {
-                let bytes = std::fs::read(&kept)?;
+                let record = std::fs::read(&kept)?;
+                let with = UnsealWith::Passphrase(passphrase.as_bytes());
+                let opened =
+                    sealwire::seal::unseal(with, OUTBOX_MAGIC, &record, &KdfLimits::default())
+                        .map_err(|e| format!("cannot open {}: {e}", kept.display()))?;
+                if opened.context != chat_id {
+                    return Err(format!("{} belongs to another chat", kept.display()).into());
+                }
                 let max_frame = sealwire::chat::data_frame_len(config.max_message_len);
-                outbox = Outbox::decode(&bytes, OUTBOX_LIMIT, OUTBOX_WINDOW, max_frame, 1 << 16)
-                    .map_err(|e| format!("cannot read {}: {e}", kept.display()))?;
+                outbox = Outbox::decode(
+                    &opened.plaintext,
+                    OUTBOX_LIMIT,
+                    OUTBOX_WINDOW,
+                    max_frame,
+                    1 << 16,
+                )
+                .map_err(|e| format!("cannot read {}: {e}", kept.display()))?;
                 event(&format!("outbox-restored frames={}", outbox.len()));
             }
         }

@@ -12,9 +12,9 @@
 //! With a window of 1 (what `grpc_chat_app` uses) a frame leaves only after the one before it
 //! was stored, so frames reach the peer in order even when one must be retried.
 //!
-//! [`Outbox::encode`] and [`Outbox::decode`] keep the frames beside the sealed chat state, so an
-//! app that crashes sends them on its next start. The frames are the chat's ciphertext as the
-//! relay sees it; the file reveals nothing the relay does not.
+//! [`Outbox::encode`] and [`Outbox::decode`] give the bytes that `grpc_chat_app` seals under the
+//! chat state's key (`sealwire::seal`, magic `SWOB`, bound to the chat id) beside the sealed
+//! state, so an app that crashes sends them on its next start.
 
 use std::collections::VecDeque;
 
