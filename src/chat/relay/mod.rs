@@ -229,17 +229,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             }),
         };
         if let Err(error) = result {
-            self.counters.uplinks_refused = self.counters.uplinks_refused.saturating_add(1);
-            if registered {
-                let message = Downlink::Rejected {
-                    error,
-                    uplink_index: index,
-                };
-                self.transmit.push(Transmit { to: conn, message });
-            } else {
-                // Until it has proven an identity, a stream gets no second chance.
-                self.end(conn, error);
-            }
+            self.answer_refusal(conn, index, registered, error);
         }
         result
     }

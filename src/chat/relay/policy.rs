@@ -30,6 +30,19 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             return Err(RelayError::Capacity);
         }
         let (index, registered) = self.streams.uplink(conn)?;
+        self.answer_refusal(conn, index, registered, error);
+        Ok(())
+    }
+
+    /// Counts a refused uplink message and answers it: `Rejected` on a registered stream;
+    /// before that the stream ends (until it has proven an identity, it gets no second chance).
+    pub(super) fn answer_refusal(
+        &mut self,
+        conn: ConnId,
+        index: u64,
+        registered: bool,
+        error: RelayError,
+    ) {
         self.counters.uplinks_refused = self.counters.uplinks_refused.saturating_add(1);
         if registered {
             let message = Downlink::Rejected {
@@ -40,7 +53,6 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         } else {
             self.end(conn, error);
         }
-        Ok(())
     }
 
     /// The participants of `chat_id` held here with the peer each pinned (first come first;
