@@ -108,7 +108,9 @@ OUTPUT:
                             and problems as `error: ...`
 
 Every outgoing frame is kept until a node says it stored it (with --state, in STATE.outbox,
-sealed under the state's passphrase, so a crash loses none: the next start sends them). If the node goes
+sealed under the state's passphrase, so a crash loses none: the next start sends them), and
+the latest 256 stored messages are sent again after a lost stream (the node may have died
+before delivering them; the peer drops copies as `event: duplicate-dropped`). If the node goes
 away the app keeps the chat and its frames and reconnects with backoff, trying the next node
 of --node first; only the first connection must succeed (to one of the nodes). A frame the
 node refuses for now (a full mailbox) is sent again 500 ms later; at 1024 kept frames the app
@@ -261,6 +263,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Where and how the chat state is sealed.
+/// Whether a frame is a message (data or close), worth sending again after a lost stream; the
+/// machine repeats its handshake frames on its own clock.
+fn is_message(frame: &[u8]) -> bool {
+    FrameHeader::parse(frame)
+        .is_ok_and(|(h, _)| matches!(h.kind, FrameKind::Data | FrameKind::Close))
+}
+
 /// Where the outbox is kept beside the state file: `STATE.outbox`.
 fn outbox_path(state: &Path) -> PathBuf {
     let mut name = state.file_name().unwrap_or_default().to_os_string();
@@ -418,6 +427,9 @@ const OUTBOX_LIMIT: usize = 1024;
 /// Frames on their way at once: 1, so that a frame refused for now and sent again cannot be
 /// overtaken by the next one (the peer gets them in order).
 const OUTBOX_WINDOW: usize = 1;
+/// Stored frames kept in memory and sent again after a lost stream: the node that stored them
+/// may have died before delivering them (the peer drops the copies it already has).
+const OUTBOX_KEEP: usize = 256;
 /// How long to wait before sending a frame the node refused for now (full, throttled).
 const OUTBOX_RETRY: Duration = Duration::from_millis(500);
 /// The magic of the sealed outbox record (`STATE.outbox`).
@@ -869,7 +881,7 @@ async fn start(args: Args) -> Result<(), BoxError> {
 
     let mut persist = None;
     let mut resumed = None;
-    let mut outbox = Outbox::new(OUTBOX_LIMIT, OUTBOX_WINDOW);
+    let mut outbox = Outbox::new(OUTBOX_LIMIT, OUTBOX_WINDOW).keeping(OUTBOX_KEEP, is_message);
     if let Some(path) = &args.state {
         let lock = lock_state(path)?;
         let passphrase = passphrase(args.passphrase_file.as_deref())?;
@@ -905,7 +917,8 @@ async fn start(args: Args) -> Result<(), BoxError> {
                     max_frame,
                     1 << 16,
                 )
-                .map_err(|e| format!("cannot read {}: {e}", kept.display()))?;
+                .map_err(|e| format!("cannot read {}: {e}", kept.display()))?
+                .keeping(OUTBOX_KEEP, is_message);
                 event(&format!("outbox-restored frames={}", outbox.len()));
             }
         }

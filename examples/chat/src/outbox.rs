@@ -12,6 +12,11 @@
 //! With a window of 1 (what `grpc_chat_app` uses) a frame leaves only after the one before it
 //! was stored, so frames reach the peer in order even when one must be retried.
 //!
+//! A node keeps what it stored in memory, so one that dies may take frames it had not
+//! delivered yet. [`Outbox::keeping`] keeps the latest stored frames too and sends them again,
+//! first, after every lost stream: the next node gets them again, and the peer drops the
+//! copies it already has.
+//!
 //! [`Outbox::encode`] and [`Outbox::decode`] give the bytes that `grpc_chat_app` seals under the
 //! chat state's key (`sealwire::seal`, magic `SWOB`, bound to the chat id) beside the sealed
 //! state, so an app that crashes sends them on its next start.
@@ -29,6 +34,12 @@ struct Entry {
 #[derive(Clone, Debug)]
 pub struct Outbox {
     entries: VecDeque<Entry>,
+    /// The latest frames nodes stored, oldest first: sent again after a lost stream, since
+    /// the node that stored them may have died before delivering them.
+    history: VecDeque<Vec<u8>>,
+    keep: usize,
+    /// Which stored frames are worth keeping.
+    worth: fn(&[u8]) -> bool,
     limit: usize,
     window: usize,
 }
@@ -57,9 +68,21 @@ impl Outbox {
     pub fn new(limit: usize, window: usize) -> Self {
         Outbox {
             entries: VecDeque::new(),
+            history: VecDeque::new(),
+            keep: 0,
+            worth: |_| true,
             limit: limit.max(1),
             window: window.max(1),
         }
+    }
+
+    /// Also keeps the latest `keep` stored frames for which `worth` is true and sends them
+    /// again after a lost stream (the node that stored them may have died before delivering
+    /// them; the peer drops the copies it has). 0 (the default) keeps none.
+    pub fn keeping(mut self, keep: usize, worth: fn(&[u8]) -> bool) -> Self {
+        self.keep = keep;
+        self.worth = worth;
+        self
     }
 
     /// Adds a frame after all others.
@@ -75,7 +98,8 @@ impl Outbox {
         self.entries.len()
     }
 
-    /// Whether no frame is kept.
+    /// Whether no frame waits to be stored (stored frames kept with [`Outbox::keeping`] do not
+    /// count).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -125,7 +149,14 @@ impl Outbox {
             return Answer::Unknown;
         };
         if stored {
-            self.entries.remove(at);
+            if let Some(e) = self.entries.remove(at) {
+                if self.keep > 0 && (self.worth)(&e.frame) {
+                    if self.history.len() >= self.keep {
+                        self.history.pop_front();
+                    }
+                    self.history.push_back(e.frame);
+                }
+            }
             return Answer::Stored;
         }
         if retry {
@@ -141,27 +172,36 @@ impl Outbox {
         }
     }
 
-    /// The stream is gone: whatever was on its way is sent again on the next one.
+    /// The stream is gone: whatever was on its way is sent again on the next one, after the
+    /// latest stored frames (kept with [`Outbox::keeping`]), in order.
     pub fn stream_lost(&mut self) {
         for e in &mut self.entries {
             e.sent_as = None;
         }
+        while let Some(frame) = self.history.pop_back() {
+            self.entries.push_front(Entry {
+                frame,
+                sent_as: None,
+            });
+        }
     }
 
-    /// The frames, oldest first, as bytes for a file: `SWOUTBX1`, then per frame its length
-    /// (4 bytes, big endian) and the frame.
+    /// The frames, oldest first (the stored ones kept with [`Outbox::keeping`], then those not
+    /// stored yet), as bytes for a file: `SWOUTBX1`, then per frame its length (4 bytes, big
+    /// endian) and the frame. [`Outbox::decode`] reads them all as not stored yet: after a
+    /// crash they are all sent again (the peer drops the copies it has).
     pub fn encode(&self) -> Vec<u8> {
-        let size = self
-            .entries
+        let frames = self
+            .history
             .iter()
-            .map(|e| 4 + e.frame.len())
-            .sum::<usize>();
+            .chain(self.entries.iter().map(|e| &e.frame));
+        let size = frames.clone().map(|f| 4 + f.len()).sum::<usize>();
         let mut out = Vec::with_capacity(MAGIC.len() + size);
         out.extend_from_slice(MAGIC);
-        for e in &self.entries {
-            let len = u32::try_from(e.frame.len()).unwrap_or(u32::MAX);
+        for f in frames {
+            let len = u32::try_from(f.len()).unwrap_or(u32::MAX);
             out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(&e.frame[..len as usize]);
+            out.extend_from_slice(&f[..len as usize]);
         }
         out
     }

@@ -22,6 +22,10 @@ enum Op {
     Lost { stored_first: bool },
     /// The app crashes and restarts from its outbox file.
     Crash,
+    /// The node hands what it stored to the peer.
+    Deliver,
+    /// The node dies with what it stored and had not delivered yet.
+    NodeDies,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -40,16 +44,24 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Answer(Reply::Failed)),
         1 => any::<bool>().prop_map(|stored_first| Op::Lost { stored_first }),
         1 => Just(Op::Crash),
+        2 => Just(Op::Deliver),
+        1 => Just(Op::NodeDies),
     ]
 }
 
-/// The relay's side: what it stored, in order, and the frames on their way on the stream.
+/// The relay's side: what it handed to the peer (in order), what it stored and has not handed
+/// over yet, and the frames on their way on the stream.
 #[derive(Default)]
 struct Relay {
     stored: Vec<u32>,
+    in_node: Vec<u32>,
     on_the_way: Vec<(u64, Vec<u8>)>,
     next_index: u64,
 }
+
+/// Stored frames the app keeps to send again: more than a run can push, so that a node dying
+/// with undelivered frames never loses one.
+const KEEP: usize = 1024;
 
 fn number(frame: &[u8]) -> u32 {
     u32::from_be_bytes(frame.try_into().expect("4-byte test frame"))
@@ -73,7 +85,7 @@ fn new_stream(relay: &mut Relay) {
 
 fn run(ops: &[Op], window: usize) -> Result<(), TestCaseError> {
     let (limit, max_frame, max_frames) = (16, 64, 1 << 10);
-    let mut outbox = Outbox::new(limit, window);
+    let mut outbox = Outbox::new(limit, window).keeping(KEEP, |_| true);
     let mut relay = Relay::default();
     new_stream(&mut relay);
     let (mut pushed, mut failed) = (0u32, HashSet::new());
@@ -93,7 +105,7 @@ fn run(ops: &[Op], window: usize) -> Result<(), TestCaseError> {
                 let (index, frame) = relay.on_the_way.remove(0);
                 let answer = match reply {
                     Reply::Stored => {
-                        relay.stored.push(number(&frame));
+                        relay.in_node.push(number(&frame));
                         outbox.answer(index, true, false)
                     }
                     Reply::Retry => outbox.answer(index, false, true),
@@ -119,31 +131,47 @@ fn run(ops: &[Op], window: usize) -> Result<(), TestCaseError> {
             Op::Lost { stored_first } => {
                 if stored_first {
                     for (_, f) in &relay.on_the_way {
-                        relay.stored.push(number(f));
+                        relay.in_node.push(number(f));
                     }
                 }
                 new_stream(&mut relay);
                 outbox.stream_lost();
             }
             Op::Crash => {
+                // The app restarts from its file: everything in it is sent again.
                 let bytes = outbox.encode();
                 outbox = Outbox::decode(&bytes, limit, window, max_frame, max_frames)
-                    .map_err(|e| TestCaseError::fail(format!("decode: {e}")))?;
+                    .map_err(|e| TestCaseError::fail(format!("decode: {e}")))?
+                    .keeping(KEEP, |_| true);
                 new_stream(&mut relay);
             }
+            Op::Deliver => relay.stored.append(&mut relay.in_node),
+            Op::NodeDies => {
+                relay.in_node.clear();
+                new_stream(&mut relay);
+                outbox.stream_lost();
+            }
         }
-        prop_assert!(outbox.len() <= limit, "the outbox grew past its limit");
+        // Bounded: the limit (reading stops there) plus the stored frames it keeps.
+        prop_assert!(
+            outbox.len() <= limit + KEEP,
+            "the outbox grew past its bound"
+        );
     }
     // The node comes back and stores everything.
     new_stream(&mut relay);
     outbox.stream_lost();
-    for _ in 0..=limit {
+    for _ in 0..=(limit + KEEP) {
+        if outbox.is_empty() {
+            break;
+        }
         send(&mut outbox, &mut relay);
         for (index, frame) in std::mem::take(&mut relay.on_the_way) {
-            relay.stored.push(number(&frame));
+            relay.in_node.push(number(&frame));
             outbox.answer(index, true, false);
         }
     }
+    relay.stored.append(&mut relay.in_node);
     prop_assert!(outbox.is_empty(), "{} frames never stored", outbox.len());
     let mut first_copies = Vec::new();
     let mut seen = BTreeSet::new();
