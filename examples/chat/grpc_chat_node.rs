@@ -93,8 +93,8 @@ OPTIONS:
     --rate-data N             data frames per second per app and per chat, token bucket
                               with a burst of N (default 1000); beyond it a frame is
                               refused with RESOURCE_EXHAUSTED and the app sends it again
-    --rate-handshakes N       handshake frames per minute per app and per chat, the same
-                              way (default 60)
+    --rate-handshakes N       handshake frames (and, in a mesh, chat starts) per minute
+                              per app and per chat, the same way (default 60)
     --max-message BYTES       largest plaintext of a data frame; larger frames are refused
                               (default 65536)
     --max-handshakes N        handshake frames per chat per 30 s (default 6)

@@ -405,6 +405,14 @@ async fn claim(
     };
     match (me, chat, pin) {
         (Some(me), Ok(chat), Some(pin)) => {
+            // Each question costs every node that holds the chat an answer: a start takes a
+            // token of the handshake buckets first.
+            if let Some(limits) = shared.limits.get() {
+                if let Err((scope, _)) = limits.check(me.as_bytes(), &chat, true) {
+                    shared.metrics.rate_limited(scope, "start");
+                    return Err(RelayError::RateLimited);
+                }
+            }
             members
                 .claim(&sealwire::chat::ChatId::new(chat), *me.as_bytes(), pin)
                 .await
