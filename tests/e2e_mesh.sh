@@ -363,6 +363,8 @@ else
 fi
 wait "$BURST"
 check "D fails over to n2" wait_for "$WORK/d.err" "event: relay-reconnected node=${URL[n2]}"
+check "recipient's node killed mid-burst: D shows fline 1..100 once each, in order" \
+    in_order "$WORK/d.out" "<${C_ID:0:16}> fline" 100
 check "recipient's node killed mid-burst: D got every fline once (copies dropped)" bash -c "
     deadline=\$((SECONDS + 60))
     while [ \$SECONDS -le \$deadline ]; do

@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chat_examples::outbox::{Answer, Outbox};
+use chat_examples::reorder::Reorder;
 use chat_relay::downlink;
 use rand_core::UnwrapErr;
 use relay_client::{BoxError, ProofMode, RelayStream};
@@ -432,6 +433,8 @@ const OUTBOX_WINDOW: usize = 1;
 const OUTBOX_KEEP: usize = 256;
 /// How long to wait before sending a frame the node refused for now (full, throttled).
 const OUTBOX_RETRY: Duration = Duration::from_millis(500);
+/// How long a message after a gap waits for the gap to fill before it is shown anyway.
+const REORDER_HOLD: Duration = Duration::from_secs(3);
 /// The magic of the sealed outbox record (`STATE.outbox`).
 const OUTBOX_MAGIC: [u8; 4] = *b"SWOB";
 /// Downlink messages already waiting that are handled together, sealed once.
@@ -455,6 +458,8 @@ struct App {
     outbox: Outbox,
     /// Set after a node refused a frame for now: nothing is sent before it.
     resend_at: Option<tokio::time::Instant>,
+    /// The peer's messages, shown in the order it sent them (held briefly after a gap).
+    reorder: Reorder<String>,
     /// Lines waiting for a resumed chat's fresh epoch, in order (wiped when dropped).
     held: VecDeque<Zeroizing<String>>,
     retry_at: tokio::time::Instant,
@@ -499,8 +504,16 @@ impl App {
         let mut out = std::io::stdout().lock();
         while let Some(ev) = self.chat.poll_event() {
             match ev {
-                ChatEvent::Message { plaintext, .. } => {
-                    writeln!(out, "<{}> {}", self.label(), printable(&plaintext))?;
+                ChatEvent::Message {
+                    epoch,
+                    counter,
+                    plaintext,
+                } => {
+                    let now = std::time::Instant::now();
+                    let line = format!("<{}> {}", self.label(), printable(&plaintext));
+                    for line in self.reorder.push(now, epoch, counter, line) {
+                        writeln!(out, "{line}")?;
+                    }
                 }
                 ChatEvent::PeerIdentity { identity } => event(&format!(
                     "peer-identity peer={}",
@@ -750,6 +763,11 @@ impl App {
     /// node before returning.
     async fn run(mut self) -> Result<(), BoxError> {
         let result = self.pump().await;
+        // Show what still waits behind a gap.
+        let later = std::time::Instant::now() + REORDER_HOLD;
+        for line in self.reorder.expire(later) {
+            println!("{line}");
+        }
         if !self.outbox.is_empty() {
             let kept = match &self.persist {
                 Some(p) if !self.chat.is_closed() => format!(
@@ -795,6 +813,7 @@ impl App {
             let reading = draining.is_none() && !self.outbox.is_full();
             let drain_until = draining.unwrap_or_else(tokio::time::Instant::now);
             let resend_at = self.resend_at;
+            let reorder_at = self.reorder.deadline().map(tokio::time::Instant::from_std);
             let deadline = self.chat.poll_timeout().map(|t| self.clock.to_std(t));
             let sleep = async {
                 match deadline {
@@ -849,6 +868,14 @@ impl App {
                     self.resend_at = None;
                 }
                 () = tokio::time::sleep_until(drain_until), if draining.is_some() => {}
+                () = tokio::time::sleep_until(reorder_at.unwrap_or(retry_at)), if reorder_at.is_some() => {
+                    touched = false;
+                    let mut out = std::io::stdout().lock();
+                    for line in self.reorder.expire(std::time::Instant::now()) {
+                        writeln!(out, "{line}")?;
+                    }
+                    out.flush()?;
+                }
                 () = sleep => self.chat.handle_timeout(self.clock.now()),
             }
             if touched {
@@ -975,6 +1002,7 @@ async fn start(args: Args) -> Result<(), BoxError> {
         relay: Some(relay),
         outbox,
         resend_at: None,
+        reorder: Reorder::new(REORDER_HOLD),
         held: VecDeque::new(),
         retry_at: tokio::time::Instant::now(),
         backoff: RETRY_MIN,

@@ -16,3 +16,4 @@ pub mod metrics;
 pub mod outbox;
 pub mod relay_client;
 pub mod relay_service;
+pub mod reorder;
