@@ -53,6 +53,8 @@ check() { # check NAME COMMAND...
     if "$@"; then pass "$name"; else fail "$name"; fi
 }
 abort() { fail "$1"; exit 1; }
+# kill9 PID...: SIGKILL and wait until they are gone (so their ports are free again).
+kill9() { kill -9 "$@" 2>/dev/null; wait "$@" 2>/dev/null; }
 
 # wait_for FILE PATTERN [COUNT]: true once FILE has at least COUNT lines matching the fixed
 # string PATTERN, false after $TIMEOUT seconds.
@@ -169,7 +171,7 @@ say_a "still private"
 check "the chat goes on after the stranger's attempts" wait_for "$WORK/b.out" "<a> still private"
 
 # --- a node dies ----------------------------------------------------------------------------
-kill -9 "${PID[n2]}"
+kill9 "${PID[n2]}"
 check "B notices its node is gone" wait_for "$WORK/b.err" "event: relay-lost"
 check "B fails over to the next node (n3)" \
     wait_for "$WORK/b.err" "event: relay-reconnected node=${URL[n3]} queued=0"
@@ -209,7 +211,7 @@ start_node_at() { # start_node_at NAME ADDR [NODE ARGS...]: restart NAME on the 
     wait_for "$WORK/$n.out" "listening on $addr" && wait_for "$WORK/$n.err" "joined the mesh" "$joined"
 }
 check "n2 restarts on its address and rejoins the mesh" start_node_at n2 "${URL[n2]#http://}"
-kill -9 "${PID[n1]}"
+kill9 "${PID[n1]}"
 check "A fails over from n1 to the restarted n2" \
     wait_for "$WORK/a.err" "event: relay-reconnected node=${URL[n2]} queued=0"
 say_a "from a on the restarted n2"
@@ -247,7 +249,7 @@ start_node_at n3 "${URL[n3]#http://}" >/dev/null
 ( for i in $(seq 1000); do echo "line $i"; done >&5 ) &
 BURST=$!
 if TIMEOUT=60 wait_for "$WORK/b.out" "<a> line 100"; then
-    kill -9 "${PID[n2]}"
+    kill9 "${PID[n2]}"
     pass "n2 SIGKILLed after B saw 100 of 1,000 lines"
 else
     fail "the burst did not start"
@@ -261,7 +263,7 @@ check "n2 restarts for the app-crash case" start_node_at n2 "${URL[n2]#http://}"
 ( for i in $(seq 1000); do echo "kline $i"; done >&5 ) 2>/dev/null &
 BURST=$!
 wait_for "$WORK/b.out" "<a> kline 50"
-kill -9 "${APP_PID[a]}"
+kill9 "${APP_PID[a]}"
 exec 5>&-
 wait "$BURST" 2>/dev/null
 # A now prefers n2 (B is on n1), so the chat crosses nodes again.
@@ -356,7 +358,7 @@ check "metrics: rate-limited frames and refusals by reason" bash -c "
 ( for i in $(seq 100); do echo "fline $i"; done >&7 ) &
 BURST=$!
 if TIMEOUT=60 wait_for "$WORK/d.out" "> fline 30"; then
-    kill -9 "${PID[n3]}"
+    kill9 "${PID[n3]}"
     pass "D's node n3 SIGKILLed after D saw 30 of 100 lines"
 else
     fail "the fline burst did not start"
@@ -389,7 +391,7 @@ check "node memory stays bounded under 200 chats (n1 ${RSS1} KiB, n3 ${RSS3} KiB
 sed 's/^/  load: /' "$WORK/load.out"
 
 # --- every node restarts at once; the chat goes on; an idle chat expires everywhere ----------
-kill -9 "${PID[n1]}" "${PID[n2]}" "${PID[n3]}"
+kill9 "${PID[n1]}" "${PID[n2]}" "${PID[n3]}"
 for n in n1 n2 n3; do
     check "all nodes down and back: $n restarts (--chat-idle 6)" \
         start_node_at "$n" "${URL[$n]#http://}" --chat-idle 6

@@ -110,7 +110,7 @@ OUTPUT:
 
 Every outgoing frame is kept until a node says it stored it (with --state, in STATE.outbox,
 sealed under the state's passphrase, so a crash loses none: the next start sends them), and
-the latest 256 stored messages are sent again after a lost stream (the node may have died
+the latest 1024 stored messages are sent again after a lost stream (the node may have died
 before delivering them; the peer drops copies as `event: duplicate-dropped`). If the node goes
 away the app keeps the chat and its frames and reconnects with backoff, trying the next node
 of --node first; only the first connection must succeed (to one of the nodes). A frame the
@@ -430,7 +430,7 @@ const OUTBOX_LIMIT: usize = 1024;
 const OUTBOX_WINDOW: usize = 1;
 /// Stored frames kept in memory and sent again after a lost stream: the node that stored them
 /// may have died before delivering them (the peer drops the copies it already has).
-const OUTBOX_KEEP: usize = 256;
+const OUTBOX_KEEP: usize = 1024;
 /// How long to wait before sending a frame the node refused for now (full, throttled).
 const OUTBOX_RETRY: Duration = Duration::from_millis(500);
 /// How long a message after a gap waits for the gap to fill before it is shown anyway.

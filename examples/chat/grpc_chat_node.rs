@@ -103,8 +103,8 @@ OPTIONS:
                               (default 64)
     --mesh-copies FRAMES      with --nats: copies kept per chat of the latest frames
                               forwarded to a peer on another node, published again when
-                              that peer (re)joins at any node (default 256; they count in
-                              --max-queued-bytes)
+                              that peer (re)joins at any node (default 1024, a mailbox's
+                              worth; they count in --max-queued-bytes and give way to it)
     --max-queued-bytes N      bytes of frames queued over all mailboxes and pending lists
                               (default 268435456, 256 MiB)
     --max-apps N              identities known at once; an idle one (offline, empty mailbox)

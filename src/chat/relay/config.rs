@@ -35,7 +35,8 @@ pub struct RelayConfig {
     /// node, published again whenever that peer (re)joins at some node, so a frame published
     /// while the peer's node was dying or the peer was between nodes still reaches it (the
     /// peer drops copies it already has as replays). The oldest copy goes first; copies count
-    /// in `max_queued_bytes` and give way to it. 0 keeps none (default 256).
+    /// in `max_queued_bytes` and give way to it. 0 keeps none (default 1024, as many as a
+    /// mailbox holds, so a dead node's mailbox is covered).
     pub mesh_replay_frames: usize,
     /// Bytes of frames queued over all mailboxes and pending lists (default 256 MiB).
     pub max_queued_bytes: usize,
@@ -70,7 +71,7 @@ impl Default for RelayConfig {
             handshake_period: Duration::from_secs(30),
             mailbox_frames: 1024,
             pending_frames: 64,
-            mesh_replay_frames: 256,
+            mesh_replay_frames: 1024,
             max_queued_bytes: 256 << 20,
             max_apps: 10_000,
             max_streams: 10_000,
