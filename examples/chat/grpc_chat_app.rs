@@ -433,6 +433,8 @@ const OUTBOX_WINDOW: usize = 1;
 const OUTBOX_KEEP: usize = 1024;
 /// How long to wait before sending a frame the node refused for now (full, throttled).
 const OUTBOX_RETRY: Duration = Duration::from_millis(500);
+/// How long the node may take to answer a frame before the stream is given up as lost.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a message after a gap waits for the gap to fill before it is shown anyway.
 const REORDER_HOLD: Duration = Duration::from_secs(3);
 /// The magic of the sealed outbox record (`STATE.outbox`).
@@ -458,6 +460,9 @@ struct App {
     outbox: Outbox,
     /// Set after a node refused a frame for now: nothing is sent before it.
     resend_at: Option<tokio::time::Instant>,
+    /// While frames are on their way: when the node must have answered one, else the stream
+    /// is given up as lost (its frames go again on the next).
+    answer_due: Option<tokio::time::Instant>,
     /// The peer's messages, shown in the order it sent them (held briefly after a gap).
     reorder: Reorder<String>,
     /// Lines waiting for a resumed chat's fresh epoch, in order (wiped when dropped).
@@ -585,7 +590,11 @@ impl App {
         let Some(relay) = &self.relay else { return };
         while let Some((at, frame)) = self.outbox.next_to_send() {
             match relay.send_frame(frame.to_vec()).await {
-                Ok(index) => self.outbox.sent(at, index),
+                Ok(index) => {
+                    self.outbox.sent(at, index);
+                    self.answer_due
+                        .get_or_insert_with(|| tokio::time::Instant::now() + ANSWER_TIMEOUT);
+                }
                 Err(_) => {
                     self.lost("the stream is closed");
                     return;
@@ -596,6 +605,13 @@ impl App {
 
     /// The node's answer to an uplink: a frame stored, or a message refused.
     fn answered(&mut self, index: u64, refusal: Option<(tonic::Code, &str)>) {
+        self.apply_answer(index, refusal);
+        // The node answers: the next frame on its way gets a fresh allowance.
+        self.answer_due =
+            (self.outbox.in_flight() > 0).then(|| tokio::time::Instant::now() + ANSWER_TIMEOUT);
+    }
+
+    fn apply_answer(&mut self, index: u64, refusal: Option<(tonic::Code, &str)>) {
         let Some((code, message)) = refusal else {
             self.outbox.answer(index, true, false);
             return;
@@ -669,6 +685,7 @@ impl App {
     fn lost(&mut self, why: &str) {
         event(&format!("relay-lost reason={why:?}"));
         self.outbox.stream_lost();
+        self.answer_due = None;
         self.relay = None;
         self.backoff = RETRY_MIN;
         self.retry_at = tokio::time::Instant::now() + self.backoff;
@@ -814,6 +831,7 @@ impl App {
             let drain_until = draining.unwrap_or_else(tokio::time::Instant::now);
             let resend_at = self.resend_at;
             let reorder_at = self.reorder.deadline().map(tokio::time::Instant::from_std);
+            let answer_due = self.answer_due;
             let deadline = self.chat.poll_timeout().map(|t| self.clock.to_std(t));
             let sleep = async {
                 match deadline {
@@ -868,6 +886,10 @@ impl App {
                     self.resend_at = None;
                 }
                 () = tokio::time::sleep_until(drain_until), if draining.is_some() => {}
+                () = tokio::time::sleep_until(answer_due.unwrap_or(retry_at)), if answer_due.is_some() && !offline => {
+                    touched = false;
+                    self.lost(&format!("no answer from the node within {} s", ANSWER_TIMEOUT.as_secs()));
+                }
                 () = tokio::time::sleep_until(reorder_at.unwrap_or(retry_at)), if reorder_at.is_some() => {
                     touched = false;
                     let mut out = std::io::stdout().lock();
@@ -1002,6 +1024,7 @@ async fn start(args: Args) -> Result<(), BoxError> {
         relay: Some(relay),
         outbox,
         resend_at: None,
+        answer_due: None,
         reorder: Reorder::new(REORDER_HOLD),
         held: VecDeque::new(),
         retry_at: tokio::time::Instant::now(),

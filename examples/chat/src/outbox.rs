@@ -109,6 +109,11 @@ impl Outbox {
         self.entries.len() >= self.limit
     }
 
+    /// Frames on their way now (sent, not answered).
+    pub fn in_flight(&self) -> usize {
+        self.entries.iter().filter(|e| e.sent_as.is_some()).count()
+    }
+
     /// Frames allowed on their way at once.
     pub fn window(&self) -> usize {
         self.window
