@@ -620,8 +620,8 @@ impl App {
             .outbox
             .frame(index)
             .and_then(|f| FrameHeader::parse(f).ok())
-            .is_some_and(|(h, _)| h.kind != FrameKind::Data);
-        // A data frame refused for now is sent again; a handshake frame is not (the machine
+            .is_some_and(|(h, _)| !matches!(h.kind, FrameKind::Data | FrameKind::Close));
+        // A message refused for now is sent again; a handshake frame is not (the machine
         // repeats its handshake on its own clock, and a throttled one must not hold the data).
         let retry = !handshake
             && matches!(
