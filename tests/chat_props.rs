@@ -599,6 +599,7 @@ impl RelaySim {
         let up = Uplink::Register {
             identity: key.public().as_bytes().to_vec(),
             app_id: format!("app{app}"),
+            acks: false,
         };
         self.relay.handle_uplink(self.now, conn, up).unwrap();
         let Some(Downlink::Challenge { nonce }) = self.relay.poll_transmit().map(|t| t.message)
@@ -762,21 +763,32 @@ proptest! {
 // ------------------------------------------------------------------ the relay mesh
 //
 // A on node 1, B on a node of its own that may die at any step (its mailbox dies with it) and
-// be replaced; the bus between nodes may lose or duplicate any publication. Whatever happens,
-// once B has joined a live node again and the bus delivers what is left, every frame node 1
-// acknowledged (`Stored`) has reached B at least once: the sending node's copies of the
-// latest forwarded frames cover losses on the way and on the dead node.
+// be replaced; B itself may crash before keeping what it read. Both buses between the nodes
+// (frames one way, delivery notices the other) may lose or duplicate any publication. B
+// acknowledges what it kept; node 1 keeps a copy of each forwarded frame until B's node says B
+// has it, publishes again a copy published before one B has, and the ones still waiting on its
+// periodic call. Whatever happens, once the buses deliver what is left and a few periods pass
+// (B staying where it is), every frame node 1 acknowledged (`Stored`) has been kept by B and
+// node 1 holds no copy any more.
 
 #[derive(Clone, Copy, Debug)]
 enum MeshOp {
     /// A sends its next frame.
     Send,
-    /// The bus delivers its oldest publication (twice if `dup`).
+    /// The frame bus delivers its oldest publication (twice if `dup`).
     Deliver { dup: bool },
-    /// The bus loses its oldest publication.
+    /// The frame bus loses its oldest publication.
     Lose,
-    /// B takes what waits for it on its node.
+    /// B takes what waits for it on its node (not kept yet).
     Read,
+    /// B keeps (seals) what it read and acknowledges it.
+    Keep,
+    /// B crashes before keeping what it read, and registers again at the same node.
+    Crash,
+    /// The notice bus delivers its oldest publication to node 1, or loses it.
+    Notice { lose: bool },
+    /// Node 1's periodic call publishes the copies still waiting.
+    Tick,
     /// B's node dies; B joins a fresh node, which announces it.
     FailOver,
 }
@@ -787,6 +799,10 @@ fn mesh_op() -> impl Strategy<Value = MeshOp> {
         4 => any::<bool>().prop_map(|dup| MeshOp::Deliver { dup }),
         1 => Just(MeshOp::Lose),
         2 => Just(MeshOp::Read),
+        2 => Just(MeshOp::Keep),
+        1 => Just(MeshOp::Crash),
+        3 => prop_oneof![4 => Just(false), 1 => Just(true)].prop_map(|lose| MeshOp::Notice { lose }),
+        1 => Just(MeshOp::Tick),
         1 => Just(MeshOp::FailOver),
     ]
 }
@@ -798,9 +814,13 @@ struct MeshSim {
     node_b: TestRelay,
     b: ConnId,
     bus: std::collections::VecDeque<sealwire::chat::relay::Forward>,
+    notices: std::collections::VecDeque<Vec<sealwire::chat::relay::Delivered>>,
     next: u64,
     stored: Vec<u64>,
-    received: HashSet<u64>,
+    /// Read by B on its current stream, not kept yet; frames read on the stream so far.
+    read: Vec<u64>,
+    on_stream: u64,
+    kept: HashSet<u64>,
 }
 
 impl MeshSim {
@@ -820,19 +840,26 @@ impl MeshSim {
             node_b: Self::mesh_node(),
             b: a, // replaced by join_b
             bus: Default::default(),
+            notices: Default::default(),
             next: 0,
             stored: Vec::new(),
-            received: HashSet::new(),
+            read: Vec::new(),
+            on_stream: 0,
+            kept: HashSet::new(),
         };
         sim.join_b();
         sim
     }
 
-    /// B registers and starts the chat on its (fresh) node; node 1 hears the announcement.
+    /// B registers (acknowledging) and starts the chat on its node; node 1 hears the
+    /// announcement. What B read and did not keep is gone with its stream.
     fn join_b(&mut self) {
-        let (b, _) = register(&mut self.node_b, self.now, SEED_B);
+        let (b, proved) = try_register_with(&mut self.node_b, self.now, SEED_B, true);
+        proved.unwrap();
+        transmits(&mut self.node_b);
         start(&mut self.node_b, self.now, b, PAIR_CHAT, None).unwrap();
-        self.b = b;
+        (self.b, self.on_stream) = (b, 0);
+        self.read.clear();
         let id = sealwire::chat::ChatId::new(PAIR_CHAT);
         let again = self.n1.handle_remote_join(&id, &identity(SEED_B).public());
         self.bus.extend(again);
@@ -876,8 +903,34 @@ impl MeshSim {
             MeshOp::Read => {
                 for f in deliver_all(&mut self.node_b, self.b) {
                     let (h, _) = FrameHeader::parse(&f).unwrap();
-                    self.received.insert(h.counter);
+                    self.read.push(h.counter);
+                    self.on_stream += 1;
                 }
+            }
+            MeshOp::Keep => {
+                self.kept.extend(self.read.drain(..));
+                if self.on_stream > 0 {
+                    let ack = Uplink::Ack {
+                        frames: self.on_stream,
+                    };
+                    self.node_b.handle_uplink(self.now, self.b, ack).unwrap();
+                }
+            }
+            MeshOp::Crash => {
+                self.node_b.disconnect(self.b);
+                self.join_b();
+            }
+            MeshOp::Notice { lose } => {
+                if let Some(n) = self.notices.pop_front() {
+                    if !lose {
+                        let again = self.n1.handle_remote_delivered(&n);
+                        self.bus.extend(again);
+                    }
+                }
+            }
+            MeshOp::Tick => {
+                let again = self.n1.republish_waiting(usize::MAX);
+                self.bus.extend(again);
             }
             MeshOp::FailOver => {
                 self.node_b = Self::mesh_node();
@@ -885,6 +938,10 @@ impl MeshSim {
             }
         }
         transmits(&mut self.node_b);
+        let notices: Vec<_> = std::iter::from_fn(|| self.node_b.poll_delivered()).collect();
+        if !notices.is_empty() {
+            self.notices.push_back(notices);
+        }
         relay_events(&mut self.node_b);
         relay_events(&mut self.n1);
     }
@@ -894,21 +951,30 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: std::env::var("CHAT_SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64), ..ProptestConfig::default() })]
 
     #[test]
-    fn mesh_every_acknowledged_frame_reaches_the_peer_through_loss_duplicates_and_fail_over(
+    fn mesh_every_acknowledged_frame_is_kept_by_the_peer_through_loss_crashes_and_fail_over(
         ops in proptest::collection::vec(mesh_op(), 1..200),
     ) {
         let mut sim = MeshSim::new();
         for op in ops {
             sim.apply(op);
         }
-        // B joins a live node once more and the bus delivers everything left.
-        sim.apply(MeshOp::FailOver);
-        while !sim.bus.is_empty() {
-            sim.apply(MeshOp::Deliver { dup: false });
+        // The buses deliver what is left and periods pass; B stays where it is.
+        for _ in 0..4 {
+            sim.apply(MeshOp::Tick);
+            while !sim.bus.is_empty() || !sim.notices.is_empty() {
+                while !sim.bus.is_empty() {
+                    sim.apply(MeshOp::Deliver { dup: false });
+                }
+                sim.apply(MeshOp::Read);
+                sim.apply(MeshOp::Keep);
+                while !sim.notices.is_empty() {
+                    sim.apply(MeshOp::Notice { lose: false });
+                }
+            }
         }
-        sim.apply(MeshOp::Read);
         for seq in &sim.stored {
-            prop_assert!(sim.received.contains(seq), "frame {seq} was acknowledged but never reached B");
+            prop_assert!(sim.kept.contains(seq), "frame {seq} was acknowledged but B never kept it");
         }
+        prop_assert_eq!(sim.n1.stats().queued_frames, 0, "a copy is still waiting");
     }
 }

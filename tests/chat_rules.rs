@@ -8,8 +8,8 @@ mod support {
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sealwire::chat::relay::{
-    prove_registration, ConnId, Downlink, Forward, Relay, RelayConfig, RelayError, RelayEvent,
-    Transmit, Uplink,
+    prove_registration, ConnId, Delivered, Downlink, Forward, Relay, RelayConfig, RelayError,
+    RelayEvent, Transmit, Uplink,
 };
 use sealwire::chat::{
     Chat, ChatError, ChatEvent, ChatId, CloseReason, FrameHeader, FrameKind, Opened,
@@ -1228,6 +1228,7 @@ fn relay_registration_needs_a_proof_of_the_identity_key() {
     let hello = Uplink::Register {
         identity: key.public().as_bytes().to_vec(),
         app_id: "a".into(),
+        acks: false,
     };
     // A forged proof ends the stream, unauthenticated.
     let conn = relay.connect(now).unwrap();
@@ -1276,6 +1277,7 @@ fn relay_registration_needs_a_proof_of_the_identity_key() {
             vec![Uplink::Register {
                 identity: vec![1; 31],
                 app_id: "a".into(),
+                acks: false,
             }],
             RelayError::IdentityLength,
         ),
@@ -1283,6 +1285,7 @@ fn relay_registration_needs_a_proof_of_the_identity_key() {
             vec![Uplink::Register {
                 identity: key.public().as_bytes().to_vec(),
                 app_id: "bell\u{7}".into(),
+                acks: false,
             }],
             RelayError::AppId,
         ),
@@ -1734,6 +1737,7 @@ fn relay_refusals_after_registration_are_in_band_and_the_stream_goes_on() {
             Uplink::Register {
                 identity: vec![],
                 app_id: String::new(),
+                acks: false,
             },
             RelayError::AlreadyRegistered,
         ),
@@ -2080,7 +2084,7 @@ fn mesh_frames_sent_before_the_peer_joined_elsewhere_are_handed_over_once_it_ann
 }
 
 #[test]
-fn mesh_replay_copies_are_bounded_and_give_way_to_the_byte_budget() {
+fn mesh_copies_wait_for_the_peer_and_a_full_set_refuses_for_now_instead_of_dropping() {
     let now = Instant::ZERO;
     let frame = data_frame(CHAT, 0, 100);
     let mut n1 = relay_with(|c| {
@@ -2093,21 +2097,144 @@ fn mesh_replay_copies_are_bounded_and_give_way_to_the_byte_budget() {
     let id = ChatId::new(CHAT);
     let b = identity(SEED_B).public();
     n1.handle_remote_join(&id, &b); // B is elsewhere: nothing held for a joiner
-    for seq in 0..5 {
-        send_up(&mut n1, now, a, data_frame(CHAT, seq, 100));
-    }
-    assert_eq!(forwards(&mut n1).len(), 5, "every frame is forwarded");
-    // The byte budget (two frames) bounds the copies below the count bound (three).
+                                    // The byte budget (two frames) bounds the copies below the count bound (three): the third
+                                    // frame is refused for now, and nothing kept gives way.
+    send_up(&mut n1, now, a, data_frame(CHAT, 0, 100));
+    send_up(&mut n1, now, a, data_frame(CHAT, 1, 100));
+    assert_eq!(
+        n1.handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, 2, 100))),
+        Err(RelayError::QueuesFull)
+    );
+    transmits(&mut n1);
+    assert_eq!(
+        forwards(&mut n1).len(),
+        2,
+        "only the accepted frames are forwarded"
+    );
     let kept: Vec<_> = n1
         .handle_remote_join(&id, &b)
         .into_iter()
         .map(|f| f.frame)
         .collect();
-    assert_eq!(kept, [data_frame(CHAT, 3, 100), data_frame(CHAT, 4, 100)]);
+    assert_eq!(kept, [data_frame(CHAT, 0, 100), data_frame(CHAT, 1, 100)]);
     assert_eq!(n1.stats().queued_bytes, 2 * frame.len());
-    // The copies never refuse a frame: the oldest gives way.
-    send_up(&mut n1, now, a, data_frame(CHAT, 5, 100));
+    // B's node says B has frame 0: its copy goes, and the frame refused before now fits.
+    let header = |seq| FrameHeader::parse(&data_frame(CHAT, seq, 100)).unwrap().0;
+    let notice = |seq| Delivered {
+        recipient: b,
+        header: header(seq),
+    };
+    assert!(n1.handle_remote_delivered(&[notice(0)]).is_empty());
+    assert_eq!(n1.stats().queued_bytes, frame.len());
+    send_up(&mut n1, now, a, data_frame(CHAT, 2, 100));
     assert_eq!(forwards(&mut n1).len(), 1);
+    // A notice naming a frame nobody kept here, or naming the sender as the recipient,
+    // changes nothing.
+    let foreign = Delivered {
+        recipient: identity(SEED_A).public(),
+        header: header(1),
+    };
+    assert!(n1.handle_remote_delivered(&[foreign, notice(9)]).is_empty());
+    assert_eq!(n1.stats().queued_bytes, 2 * frame.len());
+}
+
+#[test]
+fn mesh_a_copy_published_before_an_acknowledged_one_was_lost_and_is_published_again_once() {
+    let now = Instant::ZERO;
+    let (mut n1, a, mut n2, b) = two_nodes(now);
+    // B's node announced B (grpc_chat_node does on every start): node 1 keeps copies.
+    let (id, id_b) = (ChatId::new(CHAT), identity(SEED_B).public());
+    assert!(n1.handle_remote_join(&id, &id_b).is_empty());
+    for seq in 0..4 {
+        send_up(&mut n1, now, a, data_frame(CHAT, seq, 8));
+    }
+    let mut out = forwards(&mut n1);
+    // The bus drops frame 1 (a slow subscriber); node 2 queues the others for B.
+    out.remove(1);
+    for f in out {
+        n2.handle_forwarded(now, f.sender, f.frame).unwrap();
+    }
+    let got = deliver_all(&mut n2, b);
+    assert_eq!(got.len(), 3);
+    let notices: Vec<Delivered> = std::iter::from_fn(|| n2.poll_delivered()).collect();
+    assert_eq!(
+        notices.len(),
+        3,
+        "B took them without acknowledgements: delivered for good"
+    );
+    // Node 1 hears of 0, 2 and 3: frame 1, published before 2, is published again, once.
+    let again = n1.handle_remote_delivered(&notices);
+    assert_eq!(
+        again.iter().map(|f| f.frame.clone()).collect::<Vec<_>>(),
+        [data_frame(CHAT, 1, 8)]
+    );
+    assert!(
+        n1.handle_remote_delivered(&notices).is_empty(),
+        "not for old notices"
+    );
+    n2.handle_forwarded(now, again[0].sender, again[0].frame.clone())
+        .unwrap();
+    assert_eq!(deliver_all(&mut n2, b), [data_frame(CHAT, 1, 8)]);
+    let last: Vec<Delivered> = std::iter::from_fn(|| n2.poll_delivered()).collect();
+    assert!(n1.handle_remote_delivered(&last).is_empty());
+    assert_eq!(n1.stats().queued_frames, 0, "every copy released");
+}
+
+#[test]
+fn an_app_that_acknowledges_gets_what_it_did_not_acknowledge_again_on_its_next_stream() {
+    let now = Instant::ZERO;
+    let mut relay = relay_with(|c| c.mailbox_frames = 4);
+    let (a, _) = register(&mut relay, now, SEED_A);
+    let (b, proved) = try_register_with(&mut relay, now, SEED_B, true);
+    proved.unwrap();
+    transmits(&mut relay);
+    let id_a = *identity(SEED_A).public().as_bytes();
+    let id_b = *identity(SEED_B).public().as_bytes();
+    start(&mut relay, now, a, CHAT, Some(id_b)).unwrap();
+    start(&mut relay, now, b, CHAT, Some(id_a)).unwrap();
+    for seq in 0..3 {
+        send_up(&mut relay, now, a, data_frame(CHAT, seq, 8));
+    }
+    let want: Vec<_> = (0..3).map(|s| data_frame(CHAT, s, 8)).collect();
+    assert_eq!(deliver_all(&mut relay, b), want);
+    // B kept the first one; the others still count in its mailbox (4 frames).
+    relay
+        .handle_uplink(now, b, Uplink::Ack { frames: 1 })
+        .unwrap();
+    assert_eq!(relay.stats().queued_frames, 2);
+    send_up(&mut relay, now, a, data_frame(CHAT, 3, 8));
+    send_up(&mut relay, now, a, data_frame(CHAT, 4, 8));
+    assert_eq!(
+        relay.handle_uplink(now, a, Uplink::Frame(data_frame(CHAT, 5, 8))),
+        Err(RelayError::MailboxFull),
+        "unacknowledged frames hold their place"
+    );
+    transmits(&mut relay);
+    // An acknowledgement that goes back, or past what was delivered, is refused.
+    for frames in [0, 4] {
+        assert_eq!(
+            relay.handle_uplink(now, b, Uplink::Ack { frames }),
+            Err(RelayError::Malformed)
+        );
+    }
+    transmits(&mut relay);
+    // B crashes; its next stream gets frames 1 and 2 again, first, then 3 and 4.
+    relay.disconnect(b);
+    let (b2, proved) = try_register_with(&mut relay, now, SEED_B, true);
+    proved.unwrap();
+    transmits(&mut relay);
+    start(&mut relay, now, b2, CHAT, Some(id_a)).unwrap();
+    let want: Vec<_> = (1..5).map(|s| data_frame(CHAT, s, 8)).collect();
+    assert_eq!(deliver_all(&mut relay, b2), want);
+    relay
+        .handle_uplink(now, b2, Uplink::Ack { frames: 4 })
+        .unwrap();
+    assert_eq!(relay.stats().queued_frames, 0);
+    // An app that does not acknowledge cannot send one.
+    assert_eq!(
+        relay.handle_uplink(now, a, Uplink::Ack { frames: 0 }),
+        Err(RelayError::Malformed)
+    );
 }
 
 #[test]

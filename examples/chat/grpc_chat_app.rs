@@ -386,6 +386,7 @@ impl Link {
                 &self.identity,
                 &self.name,
                 ProofMode::Honest,
+                true,
             )
             .await?;
             relay.start_chat(self.chat_id, self.pin).await?;
@@ -463,8 +464,14 @@ struct App {
     /// While frames are on their way: when the node must have answered one, else the stream
     /// is given up as lost (its frames go again on the next).
     answer_due: Option<tokio::time::Instant>,
-    /// The peer's messages, shown in the order it sent them (held briefly after a gap).
-    reorder: Reorder<String>,
+    /// The peer's data and close frames, handed to the machine in the order they were sent
+    /// (held briefly after a gap in the clear header's counters), each with its number on the
+    /// stream that delivered it (0: a stream lost since).
+    reorder: Reorder<(u64, Vec<u8>)>,
+    /// Frames delivered on the current stream, and how many of them the node was told are
+    /// kept (`Ack`): every one before the first still held, once the state is sealed.
+    received: u64,
+    acked: u64,
     /// Lines waiting for a resumed chat's fresh epoch, in order (wiped when dropped).
     held: VecDeque<Zeroizing<String>>,
     retry_at: tokio::time::Instant,
@@ -491,10 +498,11 @@ impl App {
             .unwrap_or_default()
     }
 
-    /// After every input: keep the frames the machine produced in the outbox file, seal the
-    /// new state (both before any of those frames leaves), send what may be sent, then report
-    /// the machine's events. A crash at any point loses no frame: one kept but not sealed is
-    /// from counters the resumed state never uses again (resuming rekeys first).
+    /// After every input: keep the frames the machine produced in the outbox file, show the
+    /// machine's events, seal the new state, then send what may be sent. A crash at any point
+    /// loses no frame: one kept but not sealed is from counters the resumed state never uses
+    /// again (resuming rekeys first), and a received frame is acknowledged to the node only
+    /// after the seal, so one shown but not sealed is delivered (and shown) again.
     async fn flush(&mut self) -> Result<(), BoxError> {
         let mut produced = false;
         while let Some(frame) = self.chat.poll_transmit() {
@@ -504,21 +512,11 @@ impl App {
         if produced {
             self.save_outbox()?;
         }
-        self.seal()?;
-        self.send_outbox().await;
         let mut out = std::io::stdout().lock();
         while let Some(ev) = self.chat.poll_event() {
             match ev {
-                ChatEvent::Message {
-                    epoch,
-                    counter,
-                    plaintext,
-                } => {
-                    let now = std::time::Instant::now();
-                    let line = format!("<{}> {}", self.label(), printable(&plaintext));
-                    for line in self.reorder.push(now, epoch, counter, line) {
-                        writeln!(out, "{line}")?;
-                    }
+                ChatEvent::Message { plaintext, .. } => {
+                    writeln!(out, "<{}> {}", self.label(), printable(&plaintext))?;
                 }
                 ChatEvent::PeerIdentity { identity } => event(&format!(
                     "peer-identity peer={}",
@@ -537,9 +535,10 @@ impl App {
             }
         }
         out.flush()?;
-        // Events can follow a seal (a rekey completing inside `handle_frame`); seal again so the
-        // file always holds the newest epoch.
-        self.seal()
+        drop(out);
+        self.seal()?;
+        self.send_outbox().await;
+        Ok(())
     }
 
     fn seal(&mut self) -> Result<(), BoxError> {
@@ -682,8 +681,36 @@ impl App {
         }
     }
 
+    /// One frame into the chat machine.
+    fn open(&mut self, frame: &[u8]) {
+        if let Err(e) = self.chat.handle_frame(self.clock.now(), frame) {
+            self.refused(frame, &e);
+        }
+    }
+
+    /// After the state is sealed: tells the node which frames of this stream are kept (all
+    /// before the first one still held behind a gap).
+    async fn send_ack(&mut self) {
+        let held = self.reorder.held().map(|(at, _)| *at).min();
+        let kept = held.map_or(self.received, |at| at.saturating_sub(1));
+        if kept <= self.acked {
+            return;
+        }
+        let Some(relay) = &self.relay else { return };
+        let ack = chat_relay::uplink::Msg::Ack(chat_relay::Ack { frames: kept });
+        if relay.send(ack).await.is_ok() {
+            self.acked = kept;
+        }
+    }
+
     fn lost(&mut self, why: &str) {
         event(&format!("relay-lost reason={why:?}"));
+        // The next stream counts from 1; frames still held came on this one and hold back
+        // the next stream's acknowledgements until they are handed over.
+        (self.received, self.acked) = (0, 0);
+        for (at, _) in self.reorder.held_mut() {
+            *at = 0;
+        }
         self.outbox.stream_lost();
         self.answer_due = None;
         self.relay = None;
@@ -716,8 +743,16 @@ impl App {
     fn on_downlink(&mut self, msg: Result<Option<downlink::Msg>, tonic::Status>) -> bool {
         match msg {
             Ok(Some(downlink::Msg::Frame(frame))) => {
-                if let Err(e) = self.chat.handle_frame(self.clock.now(), &frame) {
-                    self.refused(&frame, &e);
+                self.received += 1;
+                match FrameHeader::parse(&frame) {
+                    Ok((h, _)) if matches!(h.kind, FrameKind::Data | FrameKind::Close) => {
+                        let now = std::time::Instant::now();
+                        let item = (self.received, frame);
+                        for (_, frame) in self.reorder.push(now, h.epoch, h.counter, item) {
+                            self.open(&frame);
+                        }
+                    }
+                    _ => self.open(&frame),
                 }
                 return true;
             }
@@ -782,8 +817,9 @@ impl App {
         let result = self.pump().await;
         // Show what still waits behind a gap.
         let later = std::time::Instant::now() + REORDER_HOLD;
-        for line in self.reorder.expire(later) {
-            println!("{line}");
+        if !self.reorder.expire(later).is_empty() {
+            // Not handed to the machine, so not kept: the node delivers them again next time.
+            event("frames-after-a-gap left for the next start");
         }
         if !self.outbox.is_empty() {
             let kept = match &self.persist {
@@ -891,17 +927,15 @@ impl App {
                     self.lost(&format!("no answer from the node within {} s", ANSWER_TIMEOUT.as_secs()));
                 }
                 () = tokio::time::sleep_until(reorder_at.unwrap_or(retry_at)), if reorder_at.is_some() => {
-                    touched = false;
-                    let mut out = std::io::stdout().lock();
-                    for line in self.reorder.expire(std::time::Instant::now()) {
-                        writeln!(out, "{line}")?;
+                    for (_, frame) in self.reorder.expire(std::time::Instant::now()) {
+                        self.open(&frame);
                     }
-                    out.flush()?;
                 }
                 () = sleep => self.chat.handle_timeout(self.clock.now()),
             }
             if touched {
                 self.flush().await?;
+                self.send_ack().await;
                 self.release_held().await?;
             } else {
                 self.send_outbox().await;
@@ -1026,6 +1060,8 @@ async fn start(args: Args) -> Result<(), BoxError> {
         resend_at: None,
         answer_due: None,
         reorder: Reorder::new(REORDER_HOLD),
+        received: 0,
+        acked: 0,
         held: VecDeque::new(),
         retry_at: tokio::time::Instant::now(),
         backoff: RETRY_MIN,

@@ -334,12 +334,30 @@ pub fn try_register(
     now: Instant,
     seed: [u8; 32],
 ) -> (ConnId, Result<(), RelayError>) {
+    try_register_with(relay, now, seed, false)
+}
+
+/// [`try_register`], registering with `acks` (the app acknowledges what it kept).
+pub fn try_register_with(
+    relay: &mut TestRelay,
+    now: Instant,
+    seed: [u8; 32],
+    acks: bool,
+) -> (ConnId, Result<(), RelayError>) {
     let key = IdentityKey::from_seed(seed);
     let conn = relay.connect(now).unwrap();
     let identity = key.public().as_bytes().to_vec();
     let app_id = format!("app-{:02x}", seed[0]);
     relay
-        .handle_uplink(now, conn, Uplink::Register { identity, app_id })
+        .handle_uplink(
+            now,
+            conn,
+            Uplink::Register {
+                identity,
+                app_id,
+                acks,
+            },
+        )
         .unwrap();
     let nonce = match transmits(relay).as_slice() {
         [Transmit {

@@ -19,14 +19,20 @@
 //! publishes them again when the recipient (re)joins at some node (kind 1); the chat protocol
 //! drops the copies it already has as replays.
 //!
+//! Kind 3 says which frames an app at the publishing node now has for good (the identity is
+//! the recipient's; then the 30-byte clear headers of the frames, at most
+//! [`MAX_NOTICES`]): the node that forwarded them drops its copies, and publishes again the
+//! copies it published before them that are still waiting (see
+//! `sealwire::chat::relay::Relay::handle_remote_delivered`).
+//!
 //! Kind 2 asks the nodes that hold a chat for its participants (the reply subject of the
 //! message carries the answers; see [`crate::membership`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sealwire::chat::relay::Forward;
-use sealwire::chat::ChatId;
+use sealwire::chat::relay::{Delivered, Forward};
+use sealwire::chat::{ChatId, FrameHeader, HEADER_LEN};
 use sealwire::crypto::ed25519::IdentityPublic;
 use sealwire::crypto::hex;
 use tokio::sync::mpsc;
@@ -43,6 +49,11 @@ pub const KIND_JOIN: u8 = 1;
 /// Payload kind: who are the chat's participants? (a request: every node that holds the chat
 /// answers on the reply subject; see [`crate::membership`]).
 pub const KIND_WHO: u8 = 2;
+
+/// Payload kind: frames an app at the publishing node has for good.
+pub const KIND_DELIVERED: u8 = 3;
+/// Headers in one kind-3 message.
+pub const MAX_NOTICES: usize = 256;
 
 /// Publications waiting for the publisher task; beyond it frames are dropped and logged.
 const OUT_QUEUE: usize = 8192;
@@ -63,6 +74,8 @@ pub enum MeshOut {
     Expired(ChatId),
     /// Answer a membership question.
     Reply { subject: String, payload: Vec<u8> },
+    /// Frames of one chat that one app here has for good (kind 3).
+    Delivered(Vec<Delivered>),
 }
 
 /// Something that arrived from another node (or this one: NATS echoes).
@@ -80,6 +93,8 @@ pub enum MeshIn {
     },
     /// A node asks for the participants of `chat_id` held here; answer on `reply`.
     Who { chat_id: ChatId, reply: String },
+    /// Frames an app at some node has for good.
+    Delivered(Vec<Delivered>),
 }
 
 /// The pump's handle on the mesh task.
@@ -128,6 +143,20 @@ pub fn parse(chat_id: ChatId, payload: &[u8]) -> Option<MeshIn> {
             frame: frame.to_vec(),
         }),
         KIND_JOIN if frame.is_empty() => Some(MeshIn::Joined { chat_id, identity }),
+        KIND_DELIVERED if !frame.is_empty() && frame.len() <= MAX_NOTICES * HEADER_LEN => {
+            let mut notices = Vec::with_capacity(frame.len() / HEADER_LEN);
+            for h in frame.chunks(HEADER_LEN) {
+                let (header, rest) = FrameHeader::parse(h).ok()?;
+                if !rest.is_empty() || header.chat_id != chat_id {
+                    return None;
+                }
+                notices.push(Delivered {
+                    recipient: identity,
+                    header,
+                });
+            }
+            Some(MeshIn::Delivered(notices))
+        }
         _ => None,
     }
 }
@@ -164,6 +193,7 @@ async fn run(
                     .await
                     .map_err(|e| e.to_string())
             }
+            MeshOut::Delivered(notices) => publish_delivered(&client, &notices).await,
             MeshOut::Reply { subject, payload } => client
                 .publish(subject, payload.into())
                 .await
@@ -180,6 +210,26 @@ async fn run(
             tracing::warn!(error = %e, "mesh publish failed");
         }
     }
+}
+
+/// Kind-3 messages for notices of one chat and recipient, [`MAX_NOTICES`] headers each.
+async fn publish_delivered(
+    client: &async_nats::Client,
+    notices: &[Delivered],
+) -> Result<(), String> {
+    for part in notices.chunks(MAX_NOTICES) {
+        let Some(first) = part.first() else { break };
+        let mut headers = Vec::with_capacity(part.len() * HEADER_LEN);
+        for d in part {
+            headers.extend_from_slice(&d.header.encode());
+        }
+        let p = payload(KIND_DELIVERED, &first.recipient, &headers);
+        client
+            .publish(subject(&first.header.chat_id), p.into())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 async fn read(

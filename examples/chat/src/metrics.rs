@@ -36,6 +36,8 @@ pub struct Metrics {
     rekeys: Counter,
     refused: Family<Labels, Counter>,
     rate_limited: Family<Labels, Counter>,
+    /// Copies published again because a frame published after them was acknowledged first.
+    pub republished: Counter,
     stats_counters: Vec<StatCounter>,
     stats_gauges: Vec<StatGauge>,
 }
@@ -79,6 +81,12 @@ impl Metrics {
             "rate_limited",
             "Frames refused by a token bucket, by scope (app, chat) and kind (data, handshake)",
             rate_limited.clone(),
+        );
+        let republished = Counter::default();
+        registry.register(
+            "frames_republished",
+            "Copies published again to other nodes: a later frame was acknowledged first",
+            republished.clone(),
         );
         let counters: [(&str, &str, ReadCounter); 8] = [
             ("registrations", "Identities registered", |s| {
@@ -152,6 +160,7 @@ impl Metrics {
             rekeys,
             refused,
             rate_limited,
+            republished,
             stats_counters,
             stats_gauges,
         }

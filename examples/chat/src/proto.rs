@@ -5,7 +5,7 @@
 /// App -> node.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Uplink {
-    #[prost(oneof = "uplink::Msg", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "uplink::Msg", tags = "1, 2, 3, 4, 5")]
     pub msg: ::core::option::Option<uplink::Msg>,
 }
 /// Nested message and enum types in `Uplink`.
@@ -21,7 +21,16 @@ pub mod uplink {
         /// One `sealwire::chat` frame, as produced by the chat machine.
         #[prost(bytes, tag = "4")]
         Frame(::prost::alloc::vec::Vec<u8>),
+        #[prost(message, tag = "5")]
+        Ack(super::Ack),
     }
+}
+/// The app kept (sealed in its state) the first `frames` frames the node delivered on this
+/// stream, counted from 1; the count only grows. Only on a stream registered with `acks`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Ack {
+    #[prost(uint64, tag = "1")]
+    pub frames: u64,
 }
 /// First message of a stream: who the app is.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -33,6 +42,11 @@ pub struct Register {
     /// A display name (at most 64 bytes of UTF-8); not authenticated, only shown to peers.
     #[prost(string, tag = "2")]
     pub app_id: ::prost::alloc::string::String,
+    /// The app acknowledges the frames it kept (`Ack`): the node keeps each delivered frame until
+    /// then and delivers it again, first, on the app's next stream. Without it a frame leaves the
+    /// node when it is delivered.
+    #[prost(bool, tag = "3")]
+    pub acks: bool,
 }
 /// Answer to `Challenge`: Ed25519 signature (64 bytes) by the identity key over
 /// "sealwire/chat-relay/1 register" || nonce (32 bytes) || identity (32 bytes).

@@ -76,16 +76,19 @@ impl RelayStream {
         app_id: &str,
         mode: ProofMode,
     ) -> Result<(Self, u32), BoxError> {
-        Self::connect_with(node, None, identity, app_id, mode).await
+        Self::connect_with(node, None, identity, app_id, mode, false).await
     }
 
-    /// [`RelayStream::connect`] over TLS trusting `ca` (see [`RelayStream::open_with`]).
+    /// [`RelayStream::connect`] over TLS trusting `ca` (see [`RelayStream::open_with`]); with
+    /// `acks`, the app answers the frames it kept with `Ack` and the node keeps each one until
+    /// then (delivering it again on the next stream otherwise).
     pub async fn connect_with(
         node: &str,
         ca: Option<&[u8]>,
         identity: &IdentityKey,
         app_id: &str,
         mode: ProofMode,
+        acks: bool,
     ) -> Result<(Self, u32), BoxError> {
         let mut stream = Self::open_with(node, ca).await?;
         let public = *identity.public().as_bytes();
@@ -93,6 +96,7 @@ impl RelayStream {
             .send(uplink::Msg::Register(Register {
                 identity: public.to_vec(),
                 app_id: app_id.to_string(),
+                acks,
             }))
             .await?;
         let nonce = match stream.next().await? {

@@ -13,7 +13,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rand_core::UnwrapErr;
-use sealwire::chat::relay::{ConnId, Downlink, Relay, RelayError, RelayEvent, Transmit, Uplink};
+use sealwire::chat::relay::{
+    ConnId, Delivered, Downlink, Relay, RelayError, RelayEvent, Transmit, Uplink,
+};
 use sealwire::crypto::ed25519::IdentityPublic;
 use sealwire::crypto::hex;
 use sealwire::time::{Clock, Instant};
@@ -82,12 +84,46 @@ pub fn mesh_relay_node(
             }
         });
         let _ = shared.mesh.set(Mesh::start(client, deliver));
+        tokio::spawn(republish_waiting(Arc::downgrade(&shared)));
     }
     tokio::spawn(run_timers(shared.clone()));
     Node(shared)
 }
 
 type Tx = mpsc::Sender<Result<chat_relay::Downlink, Status>>;
+
+/// How often copies still waiting for their peer are published again (see
+/// `Relay::republish_waiting`): a frame lost between nodes with nothing after it reaches the
+/// peer within two periods.
+const REPUBLISH_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Copies published again per period, at most (the rest follow on the next).
+const REPUBLISH_MAX: usize = 4096;
+
+async fn republish_waiting(weak: std::sync::Weak<Shared>) {
+    let mut every = tokio::time::interval(REPUBLISH_PERIOD);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(shared) = weak.upgrade() else { return };
+        let Some(mesh) = shared.mesh.get() else {
+            return;
+        };
+        // Only while the publication queue has room for them and for the apps' frames.
+        let max = REPUBLISH_MAX.min(mesh.room().saturating_sub(1024));
+        let again = shared.hub().relay.republish_waiting(max);
+        if !again.is_empty() {
+            tracing::debug!(
+                frames = again.len(),
+                "copies still waiting: published again"
+            );
+            shared.metrics.republished.inc_by(again.len() as u64);
+        }
+        for f in again {
+            mesh.send(MeshOut::Frame(f));
+        }
+    }
+}
 
 /// What the node keeps of one open stream, to reach its task.
 struct StreamHandle {
@@ -160,8 +196,29 @@ impl Shared {
                     }
                 }
             }
+            MeshIn::Delivered(notices) => {
+                let again = hub.relay.handle_remote_delivered(&notices);
+                if !again.is_empty() {
+                    tracing::info!(
+                        frames = again.len(),
+                        "frames lost between nodes: published again"
+                    );
+                    self.metrics.republished.inc_by(again.len() as u64);
+                }
+                if let Some(mesh) = self.mesh.get() {
+                    for f in again {
+                        mesh.send(MeshOut::Frame(f));
+                    }
+                }
+            }
         }
         self.dispatch(&mut hub, None);
+    }
+
+    fn publish_delivered(&self, notices: Vec<Delivered>) {
+        if let Some(mesh) = self.mesh.get() {
+            mesh.send(MeshOut::Delivered(notices));
+        }
     }
 
     /// Drains the machine after an input: returns the messages for stream `me` (sent by its
@@ -191,6 +248,20 @@ impl Shared {
             if let Some(mesh) = self.mesh.get() {
                 mesh.send(MeshOut::Frame(forward));
             }
+        }
+        // What apps here now have for good, one notice per chat and recipient in a row.
+        let mut notices: Vec<Delivered> = Vec::new();
+        while let Some(d) = hub.relay.poll_delivered() {
+            let same = notices.last().is_some_and(|l| {
+                l.recipient == d.recipient && l.header.chat_id == d.header.chat_id
+            });
+            if !same && !notices.is_empty() {
+                self.publish_delivered(std::mem::take(&mut notices));
+            }
+            notices.push(d);
+        }
+        if !notices.is_empty() {
+            self.publish_delivered(notices);
         }
         while let Some(event) = hub.relay.poll_event() {
             match event {
@@ -250,6 +321,7 @@ fn from_proto(msg: uplink::Msg) -> Uplink {
         uplink::Msg::Register(r) => Uplink::Register {
             identity: r.identity,
             app_id: r.app_id,
+            acks: r.acks,
         },
         uplink::Msg::Proof(p) => Uplink::Proof {
             signature: p.signature,
@@ -259,6 +331,7 @@ fn from_proto(msg: uplink::Msg) -> Uplink {
             peer_identity: s.peer_identity,
         },
         uplink::Msg::Frame(f) => Uplink::Frame(f),
+        uplink::Msg::Ack(a) => Uplink::Ack { frames: a.frames },
     }
 }
 

@@ -67,6 +67,16 @@ impl<T> Reorder<T> {
         out
     }
 
+    /// What is held, in order.
+    pub fn held(&self) -> impl Iterator<Item = &T> {
+        self.held.values()
+    }
+
+    /// What is held, in order, to change in place.
+    pub fn held_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.held.values_mut()
+    }
+
     /// When [`Reorder::expire`] should be called, while something is held.
     pub fn deadline(&self) -> Option<Instant> {
         self.until

@@ -36,9 +36,23 @@ pub(super) struct ChatEntry {
     last_active: Instant,
     /// A mesh node saw the peer on another node (it joined there, or sent from there).
     remote_peer: bool,
-    /// A mesh node's copies of the latest frames it forwarded to a peer on another node, with
-    /// their senders, published again when the peer (re)joins at some node.
-    pub(super) recent: VecDeque<(IdentityPublic, Vec<u8>)>,
+    /// A mesh node's copies of the frames it forwarded to a peer on another node and that
+    /// the peer has not acknowledged yet, oldest first.
+    pub(super) recent: VecDeque<Kept>,
+    /// Publications of this chat's frames so far (stamps [`Kept::published`]).
+    pub(super) publications: u64,
+    /// `publications` at the previous [`Relay::republish_waiting`](super::Relay::republish_waiting).
+    pub(super) checked: u64,
+}
+
+/// A mesh node's copy of a frame it forwarded: published again when the peer (re)joins at
+/// some node, or when the peer acknowledged a frame published after it (so it was lost).
+#[derive(Clone)]
+pub(super) struct Kept {
+    /// The chat's publication count when it was last published.
+    pub(super) published: u64,
+    pub(super) sender: IdentityPublic,
+    pub(super) frame: Vec<u8>,
 }
 
 impl ChatEntry {
@@ -155,6 +169,8 @@ impl Chats {
                     last_active: now,
                     remote_peer: false,
                     recent: VecDeque::new(),
+                    publications: 0,
+                    checked: 0,
                 },
             );
             self.expiry.insert((now.saturating_add(self.idle), chat_id));
@@ -276,6 +292,10 @@ impl Chats {
     }
 
     /// The chat, to change it.
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&ChatId, &mut ChatEntry)> {
+        self.table.iter_mut()
+    }
+
     pub(super) fn get_mut(&mut self, chat_id: &ChatId) -> Option<&mut ChatEntry> {
         self.table.get_mut(chat_id)
     }
@@ -334,5 +354,37 @@ impl Chats {
             return self.table.remove(&chat_id).map(|chat| (chat_id, chat));
         }
         None
+    }
+}
+
+impl<R> super::Relay<R> {
+    /// Wipes an expired chat: its held frames, its frames in its participants' mailboxes, and
+    /// the right of their streams to send to it.
+    pub(super) fn wipe(&mut self, chat_id: ChatId, chat: ChatEntry) {
+        let mut frames = chat.held.len().saturating_add(chat.recent.len());
+        let recent: usize = chat.recent.iter().map(|k| k.frame.len()).sum();
+        let mut bytes = recent.saturating_add(chat.held.iter().map(Vec::len).sum());
+        for member in chat.members() {
+            let (f, b) = self.apps.purge(&member, &chat_id);
+            frames = frames.saturating_add(f);
+            bytes = bytes.saturating_add(b);
+            if let Some(conn) = self.apps.get(&member).and_then(|a| a.live) {
+                if let Some(started) = self.streams.started(conn) {
+                    started.remove(&chat_id);
+                }
+            }
+        }
+        self.release(frames, bytes);
+        self.counters.frames_dropped = self.counters.frames_dropped.saturating_add(frames as u64);
+        self.counters.chats_expired = self.counters.chats_expired.saturating_add(1);
+        self.events.push(super::RelayEvent::ChatExpired {
+            chat_id,
+            frames_dropped: frames,
+        });
+    }
+
+    pub(super) fn release(&mut self, frames: usize, bytes: usize) {
+        self.queued_frames = self.queued_frames.saturating_sub(frames);
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
     }
 }

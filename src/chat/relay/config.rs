@@ -27,16 +27,20 @@ pub struct RelayConfig {
     pub max_handshakes: u32,
     /// The sliding period of the handshake limit (default 30 s).
     pub handshake_period: Duration,
-    /// Frames queued per identity, online or offline (default 1024).
+    /// Frames queued per identity, online or offline, delivered ones it has not acknowledged
+    /// included (default 1024).
     pub mailbox_frames: usize,
     /// Frames held for a chat's second participant before it has joined (default 64).
     pub pending_frames: usize,
-    /// In a mesh: copies kept per chat of the latest frames forwarded to a peer on another
-    /// node, published again whenever that peer (re)joins at some node, so a frame published
-    /// while the peer's node was dying or the peer was between nodes still reaches it (the
-    /// peer drops copies it already has as replays). The oldest copy goes first; copies count
-    /// in `max_queued_bytes` and give way to it. 0 keeps none (default 1024, as many as a
-    /// mailbox holds, so a dead node's mailbox is covered).
+    /// In a mesh: copies kept per chat of the frames forwarded to a peer on another node
+    /// until the peer has them ([`Relay::handle_remote_delivered`](super::Relay::handle_remote_delivered)).
+    /// A copy is published again whenever that peer (re)joins at some node, or when a frame
+    /// published after it is acknowledged first, so a frame published while the peer's node
+    /// was dying, or dropped on the bus, still reaches it (the peer drops copies it already
+    /// has as replays). Copies count in `max_queued_bytes`; with this many waiting in a chat,
+    /// or no room in the budget, a frame for the remote peer is refused for now
+    /// ([`RelayError::QueuesFull`](super::RelayError::QueuesFull)) rather than a copy dropped.
+    /// 0 keeps none (default 1024, as many as a mailbox holds).
     pub mesh_replay_frames: usize,
     /// Bytes of frames queued over all mailboxes and pending lists (default 256 MiB).
     pub max_queued_bytes: usize,

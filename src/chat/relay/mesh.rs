@@ -19,6 +19,7 @@ use crate::crypto::ed25519::IdentityPublic;
 use crate::time::Instant;
 
 use super::super::wire::{ChatId, FrameHeader};
+use super::chats::Kept;
 use super::{Relay, RelayError, RelayEvent};
 
 /// A frame for the other nodes of a mesh: the chat it belongs to (the bus routes by it), the
@@ -50,7 +51,7 @@ impl<R> Relay<R> {
     /// let (now, chat, alice) = (Instant::ZERO, ChatId::new([7; 16]), IdentityKey::from_seed([1; 32]));
     /// let conn = node.connect(now)?;
     /// let identity = alice.public().as_bytes().to_vec();
-    /// node.handle_uplink(now, conn, Uplink::Register { identity, app_id: "alice".into() })?;
+    /// node.handle_uplink(now, conn, Uplink::Register { identity, app_id: "alice".into(), acks: false })?;
     /// let Some(Downlink::Challenge { nonce }) = node.poll_transmit().map(|t| t.message) else {
     ///     panic!("a challenge")
     /// };
@@ -130,6 +131,10 @@ impl<R> Relay<R> {
             let dropped = self.chats.peer_is_remote(&chat_id);
             self.release_held(&dropped);
         }
+        if self.apps.get(&to).is_some_and(|app| app.holds(&frame)) {
+            // A copy published again (or echoed) while the first still waits here.
+            return Ok(());
+        }
         let len = frame.len();
         if self.queued_bytes.saturating_add(len) > self.config.max_queued_bytes {
             return Err(RelayError::QueuesFull);
@@ -191,56 +196,64 @@ impl<R> Relay<R> {
         self.replay_for(chat_id, peer)
     }
 
-    /// The latest frames forwarded to `peer`, to publish again: some may have been published
-    /// while its node was dying or before its new node subscribed.
-    fn replay_for(&self, chat_id: &ChatId, peer: &IdentityPublic) -> Vec<Forward> {
-        let Some(chat) = self.chats.get(chat_id) else {
+    /// The copies of frames forwarded to `peer` that it has not acknowledged, to publish
+    /// again (stamped as published now): some may have been published while its node was
+    /// dying or before its new node subscribed.
+    fn replay_for(&mut self, chat_id: &ChatId, peer: &IdentityPublic) -> Vec<Forward> {
+        let Some(chat) = self.chats.get_mut(chat_id) else {
             return Vec::new();
         };
-        chat.recent
+        let peers: Vec<bool> = chat
+            .recent
             .iter()
-            .filter(|(sender, _)| chat.is_peer_of(sender, peer))
-            .map(|(sender, frame)| Forward {
+            .map(|k| chat.is_peer_of(&k.sender, peer))
+            .collect();
+        let mut out = Vec::new();
+        for (kept, _) in chat.recent.iter_mut().zip(peers).filter(|(_, p)| *p) {
+            chat.publications = chat.publications.saturating_add(1);
+            kept.published = chat.publications;
+            out.push(Forward {
                 chat_id: *chat_id,
-                sender: *sender,
-                frame: frame.clone(),
-            })
-            .collect()
+                sender: kept.sender,
+                frame: kept.frame.clone(),
+            });
+        }
+        out
     }
 
-    /// Keeps a copy of a frame forwarded to a peer on another node (see
-    /// [`RelayConfig::mesh_replay_frames`](super::RelayConfig::mesh_replay_frames)): the
-    /// oldest copies give way to the bound and to the byte budget.
+    /// Whether a frame of `len` bytes bound for another node has room for its copy: fewer
+    /// than [`RelayConfig::mesh_replay_frames`](super::RelayConfig::mesh_replay_frames) copies
+    /// wait for the peer's acknowledgement in the chat, and the byte budget holds it.
+    pub(super) fn copy_has_room(&self, chat_id: &ChatId, len: usize) -> bool {
+        let max = self.config.mesh_replay_frames;
+        max == 0
+            || self.chats.get(chat_id).is_none_or(|c| c.recent.len() < max)
+                && self.queued_bytes.saturating_add(len) <= self.config.max_queued_bytes
+    }
+
+    /// Keeps a copy of a frame forwarded to a peer on another node until the peer
+    /// acknowledges it (see [`Relay::handle_remote_delivered`]); the caller checked
+    /// [`Relay::copy_has_room`]. Copies count in the byte budget.
     pub(super) fn remember_forwarded(
         &mut self,
         chat_id: &ChatId,
         sender: IdentityPublic,
         frame: &[u8],
     ) {
-        let (max, budget, len) = (
-            self.config.mesh_replay_frames,
-            self.config.max_queued_bytes,
-            frame.len(),
-        );
+        if self.config.mesh_replay_frames == 0 {
+            return;
+        }
         let Some(chat) = self.chats.get_mut(chat_id) else {
             return;
         };
-        let (mut frames, mut bytes) = (self.queued_frames, self.queued_bytes);
-        while !chat.recent.is_empty()
-            && (chat.recent.len() >= max || bytes.saturating_add(len) > budget)
-        {
-            if let Some((_, old)) = chat.recent.pop_front() {
-                frames = frames.saturating_sub(1);
-                bytes = bytes.saturating_sub(old.len());
-            }
-        }
-        if max > 0 && bytes.saturating_add(len) <= budget {
-            chat.recent.push_back((sender, frame.to_vec()));
-            frames = frames.saturating_add(1);
-            bytes = bytes.saturating_add(len);
-        }
-        self.queued_frames = frames;
-        self.queued_bytes = bytes;
+        chat.publications = chat.publications.saturating_add(1);
+        chat.recent.push_back(Kept {
+            published: chat.publications,
+            sender,
+            frame: frame.to_vec(),
+        });
+        self.queued_frames = self.queued_frames.saturating_add(1);
+        self.queued_bytes = self.queued_bytes.saturating_add(frame.len());
     }
 
     fn release_held(&mut self, held: &alloc::collections::VecDeque<Vec<u8>>) {

@@ -67,7 +67,7 @@
 //! let mut join = |relay: &mut Relay<_>, key: &IdentityKey| {
 //!     let conn = relay.connect(now).unwrap();
 //!     let identity = key.public().as_bytes().to_vec();
-//!     relay.handle_uplink(now, conn, Uplink::Register { identity, app_id: "app".into() }).unwrap();
+//!     relay.handle_uplink(now, conn, Uplink::Register { identity, app_id: "app".into(), acks: false }).unwrap();
 //!     let Some(Downlink::Challenge { nonce }) = relay.poll_transmit().map(|t| t.message) else {
 //!         panic!("a challenge")
 //!     };
@@ -89,6 +89,7 @@
 //! # Ok::<(), sealwire::chat::relay::RelayError>(())
 //! ```
 
+mod acks;
 mod apps;
 mod chats;
 mod config;
@@ -112,6 +113,7 @@ use apps::Apps;
 use chats::{ChatEntry, Chats};
 use streams::{Challenge, Streams};
 
+pub use acks::Delivered;
 pub use config::RelayConfig;
 pub use error::RelayError;
 pub use event::{RelayEvent, RelayStats};
@@ -152,6 +154,8 @@ pub struct Relay<R> {
     events: Outbox<RelayEvent>,
     /// Frames for other nodes of a mesh (only with `config.mesh`).
     forward: Outbox<Forward>,
+    /// Frames apps here have for good, for the other nodes (only with `config.mesh`).
+    delivered: alloc::collections::VecDeque<Delivered>,
     counters: Counters,
 }
 
@@ -184,6 +188,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             transmit: Outbox::new(config.queue_capacity),
             events: Outbox::new(config.queue_capacity),
             forward: Outbox::new(config.queue_capacity),
+            delivered: alloc::collections::VecDeque::new(),
             config,
             rng,
             queued_frames: 0,
@@ -215,7 +220,11 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         }
         let (index, registered) = self.streams.uplink(conn)?;
         let result = match uplink {
-            Uplink::Register { identity, app_id } => self.on_register(conn, &identity, app_id),
+            Uplink::Register {
+                identity,
+                app_id,
+                acks,
+            } => self.on_register(conn, &identity, app_id, acks),
             Uplink::Proof { signature } => self.on_proof(conn, &signature),
             Uplink::Start {
                 chat_id,
@@ -227,6 +236,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
                 };
                 self.transmit.push(Transmit { to: conn, message });
             }),
+            Uplink::Ack { frames } => self.on_ack(conn, frames),
         };
         if let Err(error) = result {
             self.answer_refusal(conn, index, registered, error);
@@ -256,13 +266,15 @@ impl<R: rand_core::CryptoRng> Relay<R> {
     }
 
     /// Delivers to the app on `conn`: the oldest frame of its mailbox, which leaves the relay
-    /// now. Call it when that stream has room for one more frame (after
+    /// now, or when the app acknowledges it if it registered with `acks` (see
+    /// [`Uplink::Ack`]). Call it when that stream has room for one more frame (after
     /// [`RelayEvent::FramesWaiting`], until `None`).
     pub fn poll_frame(&mut self, conn: ConnId) -> Option<Vec<u8>> {
         let identity = self.streams.identity(conn).ok()?;
-        let frame = self.apps.dequeue(&identity, conn)?;
-        self.queued_frames = self.queued_frames.saturating_sub(1);
-        self.queued_bytes = self.queued_bytes.saturating_sub(frame.len());
+        let (frame, kept) = self.apps.dequeue(&identity, conn)?;
+        if !kept {
+            self.left(identity, &frame);
+        }
         self.counters.frames_delivered = self.counters.frames_delivered.saturating_add(1);
         Some(frame)
     }
@@ -359,6 +371,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         conn: ConnId,
         identity: &[u8],
         app_id: String,
+        acks: bool,
     ) -> Result<(), RelayError> {
         let challenge = self.streams.challenge_slot(conn)?;
         let identity: [u8; 32] = identity
@@ -373,6 +386,7 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             identity,
             app_id,
             nonce,
+            acks,
         });
         let message = Downlink::Challenge { nonce };
         self.transmit.push(Transmit { to: conn, message });
@@ -389,10 +403,10 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         if !identity.verify(&signed, &signature) {
             return Err(RelayError::BadSignature);
         }
-        let app_id = challenge.app_id.clone();
+        let (app_id, acks) = (challenge.app_id.clone(), challenge.acks);
         let app = self.apps.entry(identity)?;
         app.app_id.clone_from(&app_id);
-        let replaced = app.live.replace(conn);
+        let replaced = app.attach(conn, acks);
         let queued_frames = app.queued();
         self.streams.promote(conn, identity);
         if let Some(old) = replaced.filter(|old| *old != conn) {
@@ -522,6 +536,9 @@ impl<R: rand_core::CryptoRng> Relay<R> {
             header.kind == FrameKind::HandshakeInit,
         )?;
         // The peer may yet join here or announce itself from another node.
+        if self.is_remote(to) && !self.copy_has_room(&chat_id, frame.len()) {
+            return Err(RelayError::QueuesFull);
+        }
         let held = self.config.mesh && to.is_none() && self.keep_for_joiner(&chat_id, &frame);
         if self.is_remote(to) {
             // A mesh node: the recipient is not here; the frame leaves through the mesh (and
@@ -553,35 +570,5 @@ impl<R: rand_core::CryptoRng> Relay<R> {
         self.chats.touch(&chat_id, now);
         self.counters.frames_routed = self.counters.frames_routed.saturating_add(1);
         Ok(())
-    }
-
-    /// Wipes an expired chat: its held frames, its frames in its participants' mailboxes, and
-    /// the right of their streams to send to it.
-    fn wipe(&mut self, chat_id: ChatId, chat: ChatEntry) {
-        let mut frames = chat.held.len().saturating_add(chat.recent.len());
-        let recent: usize = chat.recent.iter().map(|(_, f)| f.len()).sum();
-        let mut bytes = recent.saturating_add(chat.held.iter().map(Vec::len).sum());
-        for member in chat.members() {
-            let (f, b) = self.apps.purge(&member, &chat_id);
-            frames = frames.saturating_add(f);
-            bytes = bytes.saturating_add(b);
-            if let Some(conn) = self.apps.get(&member).and_then(|a| a.live) {
-                if let Some(started) = self.streams.started(conn) {
-                    started.remove(&chat_id);
-                }
-            }
-        }
-        self.release(frames, bytes);
-        self.counters.frames_dropped = self.counters.frames_dropped.saturating_add(frames as u64);
-        self.counters.chats_expired = self.counters.chats_expired.saturating_add(1);
-        self.events.push(RelayEvent::ChatExpired {
-            chat_id,
-            frames_dropped: frames,
-        });
-    }
-
-    fn release(&mut self, frames: usize, bytes: usize) {
-        self.queued_frames = self.queued_frames.saturating_sub(frames);
-        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
     }
 }

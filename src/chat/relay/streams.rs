@@ -19,6 +19,7 @@ pub(super) struct Challenge {
     pub(super) identity: IdentityPublic,
     pub(super) app_id: String,
     pub(super) nonce: [u8; 32],
+    pub(super) acks: bool,
 }
 
 #[derive(Clone)]

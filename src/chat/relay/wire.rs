@@ -96,6 +96,10 @@ pub enum Uplink {
         identity: Vec<u8>,
         /// The display name.
         app_id: String,
+        /// The app acknowledges the frames it kept ([`Uplink::Ack`]): the relay keeps each
+        /// delivered frame until then and delivers it again on the app's next stream. Without
+        /// it a frame leaves the relay when it is delivered.
+        acks: bool,
     },
     /// The answer to the challenge: a signature (64 bytes) over [`registration_message`].
     Proof {
@@ -111,6 +115,12 @@ pub enum Uplink {
     },
     /// One chat frame, routed by the chat id in its header.
     Frame(Vec<u8>),
+    /// The app kept (sealed in its state) the first `frames` frames delivered on this stream,
+    /// counted from 1; the count only grows. Only on a stream registered with `acks`.
+    Ack {
+        /// Frames kept so far on this stream.
+        frames: u64,
+    },
 }
 
 impl fmt::Debug for Uplink {
@@ -120,6 +130,7 @@ impl fmt::Debug for Uplink {
             Uplink::Proof { .. } => f.write_str("Proof"),
             Uplink::Start { .. } => f.write_str("Start"),
             Uplink::Frame(frame) => write!(f, "Frame({} bytes)", frame.len()),
+            Uplink::Ack { frames } => write!(f, "Ack({frames})"),
         }
     }
 }
