@@ -277,6 +277,34 @@ check "app killed mid-burst: B got klines 1..$KLINES once each, in order, no gap
 check "A's kept frames: restored or none pending" bash -c "
     grep -q 'event: outbox-restored' '$WORK/a.err' || [ ! -e '$WORK/a.state.outbox' ]"
 
+# --- the recipient SIGKILLed mid-burst, restarted on its sealed state: it gets every line ------
+# A is on n2, B on n1. B acknowledges only what it sealed; n1 delivers the rest again on B's
+# next stream, and n2 keeps its copies until B has them.
+RESUMED_B=$(grep -cF "event: resumed" "$WORK/b.err")
+( for i in $(seq 1000); do echo "rline $i"; done >&5 ) 2>/dev/null &
+BURST=$!
+if TIMEOUT=60 wait_for "$WORK/b.out" "<a> rline 100"; then
+    kill9 "${APP_PID[b]}"
+    pass "B SIGKILLed after it showed 100 of 1,000 lines"
+else
+    fail "the rline burst did not start"
+fi
+exec 6>&-
+wait "$BURST"
+start_app b 6 responder "$A_ID" a "${URL[n1]},${URL[n2]},${URL[n3]}"
+check "B resumes after SIGKILL" wait_for "$WORK/b.err" "event: resumed" $((RESUMED_B + 1))
+check "recipient killed mid-burst: B shows every rline 1..1000" bash -c "
+    deadline=\$((SECONDS + 90))
+    while [ \$SECONDS -le \$deadline ]; do
+        [ \$(grep -F '<a> rline ' '$WORK/b.out' | sort -u | wc -l) -ge 1000 ] && exit 0
+        sleep 0.2
+    done
+    exit 1"
+RSHOWN=$(grep -cF "<a> rline " "$WORK/b.out")
+check "a line shown twice at most around the crash (shown before it was sealed): $((RSHOWN - 1000)) <= 256" \
+    bash -c "[ $RSHOWN -le 1256 ]"
+check "A reported no failed message" bash -c "! grep -q 'not delivered\|not stored' '$WORK/a.err'"
+
 # --- TLS: a node serving gRPC over TLS, apps connecting with --ca ------------------------------
 make_cert() {
     command -v openssl >/dev/null || { echo "no openssl"; return 1; }

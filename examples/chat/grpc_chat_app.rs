@@ -504,6 +504,14 @@ impl App {
     /// again (resuming rekeys first), and a received frame is acknowledged to the node only
     /// after the seal, so one shown but not sealed is delivered (and shown) again.
     async fn flush(&mut self) -> Result<(), BoxError> {
+        self.drain()?;
+        self.seal()?;
+        self.send_outbox().await;
+        Ok(())
+    }
+
+    /// Moves what the machine produced into the outbox (file first) and shows its events.
+    fn drain(&mut self) -> Result<(), BoxError> {
         let mut produced = false;
         while let Some(frame) = self.chat.poll_transmit() {
             self.outbox.push(frame);
@@ -535,9 +543,6 @@ impl App {
             }
         }
         out.flush()?;
-        drop(out);
-        self.seal()?;
-        self.send_outbox().await;
         Ok(())
     }
 
@@ -681,9 +686,17 @@ impl App {
         }
     }
 
-    /// One frame into the chat machine.
+    /// One frame into the chat machine (its queues drained first when they are full: a frame
+    /// refused for that would be acknowledged and lost).
     fn open(&mut self, frame: &[u8]) {
-        if let Err(e) = self.chat.handle_frame(self.clock.now(), frame) {
+        let mut result = self.chat.handle_frame(self.clock.now(), frame);
+        if matches!(result, Err(ChatError::Capacity)) {
+            if let Err(e) = self.drain() {
+                eprintln!("error: {e}");
+            }
+            result = self.chat.handle_frame(self.clock.now(), frame);
+        }
+        if let Err(e) = result {
             self.refused(frame, &e);
         }
     }
