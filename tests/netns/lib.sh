@@ -35,10 +35,12 @@ fail_setup() {
     exit 1
 }
 
-# Installs wg, ip, ping, iperf3 (Debian packages) and boringtun-cli (crates.io), once.
+# Installs wg, ip, ping, iperf3, wireguard-go (Debian packages) and boringtun-cli (crates.io),
+# once.
 install_deps() {
     local need=()
     command -v wg >/dev/null || need+=(wireguard-tools)
+    command -v wireguard-go >/dev/null || need+=(wireguard-go)
     command -v ping >/dev/null || need+=(iputils-ping)
     command -v iperf3 >/dev/null || need+=(iperf3)
     if [[ ${#need[@]} -gt 0 ]]; then
@@ -54,6 +56,7 @@ install_deps() {
             { echo "FAIL - cargo install boringtun-cli"; return 1; }
     fi
     BORINGTUN=$(command -v boringtun-cli)
+    WIREGUARD_GO=$(command -v wireguard-go)
 }
 
 # Builds the tun_node example (release, with the `ring` AEAD when the crate has that feature).
@@ -104,6 +107,24 @@ start_boringtun() {
             return 0
         sleep 0.1
     done
+    return 1
+}
+
+# start_wireguard_go NS IFACE: wireguard-go in the foreground inside NS (so $! is the process
+# doing the work; sets WG_GO_PID); waits for its UAPI socket and its link.
+start_wireguard_go() {
+    local ns=$1 ifname=$2
+    ip netns exec "$ns" "$WIREGUARD_GO" -f "$ifname" >"$WORK/wggo-$ifname.log" 2>&1 &
+    WG_GO_PID=$!
+    PIDS+=("$WG_GO_PID")
+    local i
+    for i in $(seq 1 50); do
+        [[ -S /var/run/wireguard/$ifname.sock ]] && ip -n "$ns" link show "$ifname" >/dev/null 2>&1 &&
+            return 0
+        kill -0 "$WG_GO_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$WORK/wggo-$ifname.log" >&2
     return 1
 }
 
