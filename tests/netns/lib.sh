@@ -315,3 +315,17 @@ bulk_mbps() {
     awk '/receiver/ { for (i = 1; i < NF; i++) if ($(i + 1) == "Mbits/sec") print $i }' \
         "$WORK/iperf-c-$cns.log" | tail -n 1
 }
+
+# iperf_timed CLIENT_NS SERVER_ADDR SERVER_NS SECONDS: iperf3 TCP from the client for SECONDS;
+# prints "bytes Mbit/s" as the receiver counted them ("0 0" if the transfer failed).
+iperf_timed() {
+    local cns=$1 saddr=$2 sns=$3 secs=$4
+    ip netns exec "$sns" timeout $((secs + 55)) iperf3 -s -1 -B "$saddr" >/dev/null 2>&1 &
+    local spid=$!
+    sleep 0.3
+    ip netns exec "$cns" timeout $((secs + 55)) iperf3 -c "$saddr" -t "$secs" -J >"$WORK/iperf.json" 2>&1
+    wait "$spid" 2>/dev/null
+    python3 -c 'import json,sys
+e = json.load(open(sys.argv[1]))["end"]["sum_received"]
+print(int(e["bytes"]), round(e["bits_per_second"] / 1e6))' "$WORK/iperf.json" 2>/dev/null || echo "0 0"
+}
