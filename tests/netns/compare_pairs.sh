@@ -122,7 +122,7 @@ done
 
 for round in $(seq 1 "$ROUNDS"); do
     order=("${KINDS[@]}")
-    ((round % 2)) || order=($(printf '%s\n' "${order[@]}" | tac))
+    ((round % 2)) || mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
     for kind in "${order[@]}"; do
         a=${NS_A[$kind]} b=${NS_B[$kind]}
         t0=$(($(cpu_ticks "${PID_A[$kind]}") + $(cpu_ticks "${PID_B[$kind]}")))
