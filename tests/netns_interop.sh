@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Interop of `examples/tun_node.rs` with a real WireGuard peer (boringtun-cli, configured with
-# wg(8)) in network namespaces. Run as root; everything stays inside namespaces made here.
+# Interop of `examples/tun_node.rs` with real WireGuard peers (boringtun-cli and wireguard-go,
+# configured with wg(8)) in network namespaces. Run as root; everything stays inside namespaces made here.
 #
 #   ns A (boringtun-cli, iface swa*)  -- veth 192.168.241.1/24 fd41::1/64
 #                                        <-> 192.168.241.2/24 fd41::2/64 --  ns B (tun_node, swb*)
 #        inner 10.241.0.1/24 fd00:241::1/64                 inner 10.241.0.2/24 fd00:241::2/64
 #   ns C (boringtun-cli) -- veth 192.168.242.1/24 <-> .2 -- ns D (boringtun-cli): reference
+#   ns G (wireguard-go, swg*) -- veth 192.168.244.1/24 <-> .2 -- ns H (tun_node, swh*)
+#        inner 10.244.0.1/24 fd00:244::1/64                 inner 10.244.0.2/24 fd00:244::2/64
 #
 # Checks: bad config exits 2 naming the line; link up within 2 s with MTU and addresses;
 # handshake + ping both ways (inner v4 and v6); bounded TCP transfers (iperf3) both ways whose
@@ -13,7 +15,8 @@
 # run; recovery after kill -9 and restart with the same file (over a stale link of the same
 # name); roaming of either side's outer address; a spoofed inner source gets nothing through; a
 # wrong private key gets nothing through (and the right one does, over an outer IPv6 endpoint);
-# SIGTERM; `wg showconf` output is accepted. tun_node never deletes a link it did not create:
+# SIGTERM; `wg showconf` output is accepted. Against wireguard-go (tun_node initiating this
+# time): handshake seen by `wg show`, ping both ways (v4 and v6), one bulk TCP transfer each way. tun_node never deletes a link it did not create:
 # a bridge, a TUN another program holds (boringtun's) and a TUN with an owner stay, and
 # tun_node exits 1 naming the link and --replace; with --replace it takes the name; a parse
 # error quotes no piece of a key.
@@ -52,10 +55,11 @@ build_tun_node || { echo "0 passed, 1 failed"; exit 1; }
 
 WORK=$(mktemp -d /tmp/sealwire-netns.XXXXXX)
 ID=$$
-NS_A="swA$ID"; NS_B="swB$ID"; NS_C="swC$ID"; NS_D="swD$ID"
+NS_A="swA$ID"; NS_B="swB$ID"; NS_C="swC$ID"; NS_D="swD$ID"; NS_G="swG$ID"; NS_H="swH$ID"
 # Interface names must be unique machine-wide: boringtun's UAPI socket is
 # /var/run/wireguard/NAME.sock, and the filesystem is not namespaced.
-IF_A="swa$ID"; IF_B="swb$ID"; IF_B2="swx$ID"; IF_C="swc$ID"; IF_D="swd$ID"
+IF_A="swa$ID"; IF_B="swb$ID"; IF_B2="swx$ID"; IF_C="swc$ID"; IF_D="swd$ID"; IF_G="swg$ID"
+IF_H="swh$ID"
 PIDS=()
 
 cleanup() {
@@ -63,8 +67,8 @@ cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     sleep 0.3
     for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
-    for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_D"; do ip netns del "$ns" 2>/dev/null; done
-    rm -f /var/run/wireguard/{"$IF_A","$IF_C","$IF_D"}.sock
+    for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_D" "$NS_G" "$NS_H"; do ip netns del "$ns" 2>/dev/null; done
+    rm -f /var/run/wireguard/{"$IF_A","$IF_C","$IF_D","$IF_G"}.sock
     if [[ "${NETNS_KEEP_LOGS:-0}" == 1 ]]; then
         echo "logs kept in $WORK"
     else
@@ -74,20 +78,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_D"; do
+for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_D" "$NS_G" "$NS_H"; do
     ip netns add "$ns"
     ip -n "$ns" link set lo up
 done
 veth_pair "$NS_A" "$NS_B" 192.168.241.1/24 192.168.241.2/24
 veth_pair "$NS_C" "$NS_D" 192.168.242.1/24 192.168.242.2/24
+veth_pair "$NS_G" "$NS_H" 192.168.244.1/24 192.168.244.2/24
 # Outer IPv6 too (unique local), for an Endpoint in brackets.
 ip -n "$NS_A" addr add fd41::1/64 dev vetha nodad
 ip -n "$NS_B" addr add fd41::2/64 dev vethb nodad
 
 KA=$(wg genkey); KB=$(wg genkey); KC=$(wg genkey); KD=$(wg genkey)
-KBAD=$(wg genkey); KX=$(wg genkey)
+KBAD=$(wg genkey); KX=$(wg genkey); KG=$(wg genkey); KH=$(wg genkey)
 PA=$(wg pubkey <<<"$KA"); PB=$(wg pubkey <<<"$KB"); PC=$(wg pubkey <<<"$KC"); PD=$(wg pubkey <<<"$KD")
-PX=$(wg pubkey <<<"$KX")
+PX=$(wg pubkey <<<"$KX"); PG=$(wg pubkey <<<"$KG"); PH=$(wg pubkey <<<"$KH")
 
 # --- ns A: boringtun-cli, the initiator towards tun_node --------------------------------
 start_boringtun "$NS_A" "$IF_A" || fail_setup "boringtun-cli did not start in $NS_A"
@@ -237,6 +242,55 @@ check "throughput tun_node -> boringtun (median ${SW_UP_MED:-n/a}) >= boringtun 
 check "throughput boringtun -> tun_node (median ${SW_DOWN_MED:-n/a}) >= boringtun -> boringtun (${BT_DOWN_MED:-n/a})" \
     at_least "$SW_DOWN_MED" "$BT_DOWN_MED"
 ip netns del "$NS_C"; ip netns del "$NS_D"
+
+# --- 3b. wireguard-go, a second reference peer, in ns G/H -----------------------------------
+# Here tun_node initiates (it has the Endpoint) and wireguard-go only responds, the other way
+# round from the boringtun pair above.
+MAIN_PID=$TUN_PID
+start_wireguard_go "$NS_G" "$IF_G" || fail_setup "wireguard-go did not start in $NS_G"
+WG_GO_G=$WG_GO_PID
+cat >"$WORK/g.conf" <<EOF
+[Interface]
+PrivateKey = $KG
+ListenPort = 51820
+
+[Peer]
+PublicKey = $PH
+AllowedIPs = 10.244.0.2/32, fd00:244::2/128
+EOF
+ip netns exec "$NS_G" wg setconf "$IF_G" "$WORK/g.conf"
+ip -n "$NS_G" addr add 10.244.0.1/24 dev "$IF_G"
+ip -n "$NS_G" addr add fd00:244::1/64 dev "$IF_G" nodad
+ip -n "$NS_G" link set mtu 1420 up dev "$IF_G"
+cat >"$WORK/h.conf" <<EOF
+[Interface]
+PrivateKey = $KH
+Address = 10.244.0.2/24, fd00:244::2/64
+
+[Peer]
+PublicKey = $PG
+AllowedIPs = 10.244.0.1/32, fd00:244::1/128
+Endpoint = 192.168.244.1:51820
+PersistentKeepalive = 25
+EOF
+start_tun_node "$NS_H" "$WORK/h.conf" "$IF_H" h || fail_setup "tun_node did not come up in $NS_H"
+check "wireguard-go: tun_node's link $IF_H is up (${UP_MS} ms)" link_mtu_is "$NS_H" "$IF_H" 1420
+check "wireguard-go: ping tun_node -> wireguard-go (IPv4; tun_node initiates)" ping_ok "$NS_H" 10.244.0.1
+check "wireguard-go: ping wireguard-go -> tun_node (IPv4)" ping_ok "$NS_G" 10.244.0.2
+check "wireguard-go: ping tun_node -> wireguard-go (IPv6)" ping_ok "$NS_H" fd00:244::1
+check "wireguard-go: ping wireguard-go -> tun_node (IPv6)" ping_ok "$NS_G" fd00:244::2
+check "wireguard-go reports a handshake with tun_node (wg show)" handshake_seen "$NS_G" "$IF_G" "$PH"
+WG_UP=$(bulk_mbps "$NS_G" 10.244.0.1 "$NS_H")
+WG_DOWN=$(bulk_mbps "$NS_H" 10.244.0.2 "$NS_G")
+check "wireguard-go: bulk TCP tun_node -> wireguard-go completed (${BULK_SIZE}, ${WG_UP:-n/a} Mbit/s)" \
+    test -n "$WG_UP"
+check "wireguard-go: bulk TCP wireguard-go -> tun_node completed (${BULK_SIZE}, ${WG_DOWN:-n/a} Mbit/s)" \
+    test -n "$WG_DOWN"
+stop_tun_node
+kill "$WG_GO_G" 2>/dev/null
+wait_exit "$WG_GO_G" 5 || kill -9 "$WG_GO_G" 2>/dev/null
+ip netns del "$NS_G"; ip netns del "$NS_H"
+TUN_PID=$MAIN_PID
 
 # --- 4. kill -9 and restart with the same file ------------------------------------------
 kill -9 "$TUN_PID" 2>/dev/null; wait "$TUN_PID" 2>/dev/null

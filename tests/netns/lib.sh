@@ -35,10 +35,12 @@ fail_setup() {
     exit 1
 }
 
-# Installs wg, ip, ping, iperf3 (Debian packages) and boringtun-cli (crates.io), once.
+# Installs wg, ip, ping, iperf3, wireguard-go (Debian packages) and boringtun-cli (crates.io),
+# once.
 install_deps() {
     local need=()
     command -v wg >/dev/null || need+=(wireguard-tools)
+    command -v wireguard-go >/dev/null || need+=(wireguard-go)
     command -v ping >/dev/null || need+=(iputils-ping)
     command -v iperf3 >/dev/null || need+=(iperf3)
     if [[ ${#need[@]} -gt 0 ]]; then
@@ -54,6 +56,7 @@ install_deps() {
             { echo "FAIL - cargo install boringtun-cli"; return 1; }
     fi
     BORINGTUN=$(command -v boringtun-cli)
+    WIREGUARD_GO=$(command -v wireguard-go)
 }
 
 # Builds the tun_node example (release, with the `ring` AEAD when the crate has that feature).
@@ -104,6 +107,24 @@ start_boringtun() {
             return 0
         sleep 0.1
     done
+    return 1
+}
+
+# start_wireguard_go NS IFACE: wireguard-go in the foreground inside NS (so $! is the process
+# doing the work; sets WG_GO_PID); waits for its UAPI socket and its link.
+start_wireguard_go() {
+    local ns=$1 ifname=$2
+    ip netns exec "$ns" "$WIREGUARD_GO" -f "$ifname" >"$WORK/wggo-$ifname.log" 2>&1 &
+    WG_GO_PID=$!
+    PIDS+=("$WG_GO_PID")
+    local i
+    for i in $(seq 1 50); do
+        [[ -S /var/run/wireguard/$ifname.sock ]] && ip -n "$ns" link show "$ifname" >/dev/null 2>&1 &&
+            return 0
+        kill -0 "$WG_GO_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$WORK/wggo-$ifname.log" >&2
     return 1
 }
 
@@ -293,4 +314,18 @@ bulk_mbps() {
     wait "$spid" 2>/dev/null
     awk '/receiver/ { for (i = 1; i < NF; i++) if ($(i + 1) == "Mbits/sec") print $i }' \
         "$WORK/iperf-c-$cns.log" | tail -n 1
+}
+
+# iperf_timed CLIENT_NS SERVER_ADDR SERVER_NS SECONDS: iperf3 TCP from the client for SECONDS;
+# prints "bytes Mbit/s" as the receiver counted them ("0 0" if the transfer failed).
+iperf_timed() {
+    local cns=$1 saddr=$2 sns=$3 secs=$4
+    ip netns exec "$sns" timeout $((secs + 55)) iperf3 -s -1 -B "$saddr" >/dev/null 2>&1 &
+    local spid=$!
+    sleep 0.3
+    ip netns exec "$cns" timeout $((secs + 55)) iperf3 -c "$saddr" -t "$secs" -J >"$WORK/iperf.json" 2>&1
+    wait "$spid" 2>/dev/null
+    python3 -c 'import json,sys
+e = json.load(open(sys.argv[1]))["end"]["sum_received"]
+print(int(e["bytes"]), round(e["bits_per_second"] / 1e6))' "$WORK/iperf.json" 2>/dev/null || echo "0 0"
 }

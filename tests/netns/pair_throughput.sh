@@ -41,19 +41,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# iperf3 from ns $1 to server address $2 in ns $3 for SECONDS_EACH: prints "bytes mbps".
-transfer() {
-    local cns=$1 saddr=$2 sns=$3
-    ip netns exec "$sns" timeout 60 iperf3 -s -1 -B "$saddr" >/dev/null 2>&1 &
-    local spid=$!
-    sleep 0.3
-    ip netns exec "$cns" timeout 60 iperf3 -c "$saddr" -t "$SECONDS_EACH" -J >"$WORK/iperf.json" 2>&1
-    wait "$spid" 2>/dev/null
-    python3 -c 'import json,sys
-e = json.load(open(sys.argv[1]))["end"]["sum_received"]
-print(int(e["bytes"]), round(e["bits_per_second"] / 1e6))' "$WORK/iperf.json" 2>/dev/null || echo "0 0"
-}
-
 declare -A PID_A PID_B UP DOWN BYTES TICKS
 for i in "${!BINS[@]}"; do
     a="swpa$$x$i" b="swpb$$x$i"
@@ -82,8 +69,8 @@ for round in $(seq 1 "$ROUNDS"); do
     for i in "${order[@]}"; do
         a="swpa$$x$i" b="swpb$$x$i"
         t0=$(($(cpu_ticks "${PID_A[$i]}") + $(cpu_ticks "${PID_B[$i]}")))
-        read -r by1 up < <(transfer "$a" 10.251.0.2 "$b")
-        read -r by2 down < <(transfer "$b" 10.251.0.1 "$a")
+        read -r by1 up < <(iperf_timed "$a" 10.251.0.2 "$b" "$SECONDS_EACH")
+        read -r by2 down < <(iperf_timed "$b" 10.251.0.1 "$a" "$SECONDS_EACH")
         t1=$(($(cpu_ticks "${PID_A[$i]}") + $(cpu_ticks "${PID_B[$i]}")))
         UP[$i]+="$up "; DOWN[$i]+="$down "
         BYTES[$i]=$((BYTES[$i] + by1 + by2)); TICKS[$i]=$((TICKS[$i] + t1 - t0))
