@@ -419,30 +419,42 @@ check "node memory stays bounded under 200 chats (n1 ${RSS1} KiB, n3 ${RSS3} KiB
 sed 's/^/  load: /' "$WORK/load.out"
 
 # --- every node restarts at once; the chat goes on; an idle chat expires everywhere ----------
+# node_of FILE: the name of the node the app of FILE reconnected to last.
+node_of() {
+    local url n
+    url=$(grep -o 'event: relay-reconnected node=[^ ]*' "$1" | tail -n 1 | sed 's/.*node=//')
+    for n in n1 n2 n3; do [ "${URL[$n]}" = "$url" ] && echo "$n"; done
+}
+RECON_A=$(grep -cF "event: relay-reconnected" "$WORK/a.err")
+RECON_B=$(grep -cF "event: relay-reconnected" "$WORK/b.err")
 kill9 "${PID[n1]}" "${PID[n2]}" "${PID[n3]}"
 for n in n1 n2 n3; do
     check "all nodes down and back: $n restarts (--chat-idle 6)" \
         start_node_at "$n" "${URL[$n]#http://}" --chat-idle 6
 done
-# A was on n2 and tries n1 first; B was on n1 and tries n2 first: they cross again.
-check "A reconnects to n1 after the restart" \
-    wait_for "$WORK/a.err" "event: relay-reconnected node=${URL[n1]}"
-check "B reconnects to n2 after the restart" \
-    wait_for "$WORK/b.err" "event: relay-reconnected node=${URL[n2]}"
+# Each app goes on with the next node of its list.
+check "A reconnects after the restart" \
+    wait_for "$WORK/a.err" "event: relay-reconnected" $((RECON_A + 1))
+check "B reconnects after the restart" \
+    wait_for "$WORK/b.err" "event: relay-reconnected" $((RECON_B + 1))
+NODE_A=$(node_of "$WORK/a.err")
+NODE_B=$(node_of "$WORK/b.err")
+check "A and B are on nodes of the mesh (${NODE_A:-?}, ${NODE_B:-?})" \
+    bash -c "[ -n '$NODE_A' ] && [ -n '$NODE_B' ]"
 say_a "after all nodes restarted"
-check "A (n1) -> B (n2) after every node restarted" \
+check "A ($NODE_A) -> B ($NODE_B) after every node restarted" \
     wait_for "$WORK/b.out" "<a> after all nodes restarted"
 say_b "b after the restart"
-check "B (n2) -> A (n1) after every node restarted" \
+check "B ($NODE_B) -> A ($NODE_A) after every node restarted" \
     wait_for "$WORK/a.out" "<b> b after the restart"
 
 # --- /close crosses nodes -------------------------------------------------------------------
 say_a "/close"
-check "/close from A reaches B on another node as a close event" \
+check "/close from A ($NODE_A) reaches B ($NODE_B) as a close event" \
     wait_for "$WORK/b.err" "event: closed reason=Normal by_peer=true"
 check "A reports its own close" wait_for "$WORK/a.err" "event: closed reason=Normal by_peer=false"
-for n in n1 n2; do
-    check "the idle chat expires on $n and its relay state is wiped" \
+for n in $(printf '%s\n' "$NODE_A" "$NODE_B" | sort -u); do
+    check "the idle chat expires on $n (holding A or B) and its relay state is wiped" \
         wait_for "$WORK/$n.err" "chat expired chat=$CHAT"
 done
 

@@ -868,6 +868,11 @@ impl App {
         // until this deadline, for the nodes to store what the outbox keeps.
         let mut draining: Option<tokio::time::Instant> = None;
         loop {
+            // Let the connection's own task run between inputs: on this single-threaded
+            // runtime, buffered input lines are ready without ever yielding, and a burst of
+            // them (each sealed to disk) would otherwise hold back the frames already handed to
+            // the stream, for seconds.
+            tokio::task::yield_now().await;
             if self.chat.is_closed() && draining.is_none() {
                 draining = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
             }
@@ -937,7 +942,15 @@ impl App {
                 () = tokio::time::sleep_until(drain_until), if draining.is_some() => {}
                 () = tokio::time::sleep_until(answer_due.unwrap_or(retry_at)), if answer_due.is_some() && !offline => {
                     touched = false;
-                    self.lost(&format!("no answer from the node within {} s", ANSWER_TIMEOUT.as_secs()));
+                    let index = self.outbox.oldest_in_flight().unwrap_or_default();
+                    let at = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis();
+                    self.lost(&format!(
+                        "no answer from the node within {} s to uplink #{index} (unix ms {at})",
+                        ANSWER_TIMEOUT.as_secs()
+                    ));
                 }
                 () = tokio::time::sleep_until(reorder_at.unwrap_or(retry_at)), if reorder_at.is_some() => {
                     for (_, frame) in self.reorder.expire(std::time::Instant::now()) {

@@ -109,6 +109,11 @@ impl Outbox {
         self.entries.len() >= self.limit
     }
 
+    /// The uplink index of the oldest frame on its way, if any.
+    pub fn oldest_in_flight(&self) -> Option<u64> {
+        self.entries.iter().filter_map(|e| e.sent_as).min()
+    }
+
     /// Frames on their way now (sent, not answered).
     pub fn in_flight(&self) -> usize {
         self.entries.iter().filter(|e| e.sent_as.is_some()).count()

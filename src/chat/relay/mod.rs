@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!   app                                     relay
-//!    | Register {identity, app_id}       ->  |
+//!    | Register {identity, app_id, acks} ->  |
 //!    |  <- Challenge {nonce}                 |   32 fresh random bytes
 //!    | Proof {Ed25519 signature}         ->  |   over "sealwire/chat-relay/1 register" ‖ nonce ‖ identity
 //!    |  <- Registered {queued_frames}        |   the frames that waited for this identity follow
@@ -15,6 +15,7 @@
 //!    |  <- Started {peer, peer_app_id}       |
 //!    | Frame {chat frame}                ->  |   routed to the chat's other participant
 //!    |  <- frame                             |   from the app's mailbox (poll_frame)
+//!    | Ack {frames}                      ->  |   with `acks`: the first `frames` are kept
 //!    |  <- Stored {uplink_index}             |   a frame accepted (queued or forwarded)
 //!    |  <- Rejected {error, uplink_index}    |   one message refused; the stream goes on
 //!    |  <- End(error)                        |   the stream is unusable and ends
@@ -36,6 +37,9 @@
 //!   the second participant has not joined; all of them together hold at most
 //!   `max_queued_bytes`. Over a bound the sender is refused; nothing grows. Each mailbox is
 //!   first in, first out, so every sender's frames arrive in the order the relay accepted them.
+//!   An app that registers with `acks` keeps each delivered frame in its mailbox until it
+//!   acknowledges it, and gets the unacknowledged ones again on its next stream (in a mesh,
+//!   the node that forwarded a frame also keeps it until then: see [`Delivered`]).
 //! * **Handshake throttle.** At most `max_handshakes` handshake initiations per chat per
 //!   `handshake_period` (the apps throttle rekeys too; this stops a flood earlier).
 //! * **Expiry.** A chat without a frame or a start for `chat_idle_timeout` expires: its
@@ -50,9 +54,11 @@
 //! room, so a slow reader's frames stay in its bounded mailbox instead of a socket buffer.
 //! Sleep until [`Relay::poll_timeout`] and call [`Relay::handle_timeout`].
 //!
-//! Membership ([`Relay::members`]) and routing are the machine's own operations, and the only
-//! output that delivers a frame is "to the app on this local stream" ([`Relay::poll_frame`]):
-//! relays that share chats (a mesh) would add their own kind of output beside it.
+//! Membership ([`Relay::members`]) and routing are the machine's own operations. A relay that
+//! is one node of a mesh ([`RelayConfig::mesh`]) also drains [`Relay::poll_forward`] and
+//! [`Relay::poll_delivered`] for the other nodes, hands what they publish to
+//! [`Relay::handle_forwarded`], [`Relay::handle_remote_join`] and
+//! [`Relay::handle_remote_delivered`], and calls [`Relay::republish_waiting`] on a period.
 //!
 //! ```
 //! use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
