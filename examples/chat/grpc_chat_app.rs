@@ -765,7 +765,16 @@ impl App {
                             self.open(&frame);
                         }
                     }
-                    _ => self.open(&frame),
+                    _ => {
+                        self.open(&frame);
+                        // A handshake may have brought an epoch up: the peer's frames of it
+                        // start at counter 0, and earlier epochs' frames are late from now on.
+                        if let Some(epoch) = self.chat.epoch() {
+                            for (_, frame) in self.reorder.expect_at_least(epoch, 0) {
+                                self.open(&frame);
+                            }
+                        }
+                    }
                 }
                 return true;
             }

@@ -67,6 +67,34 @@ impl<T> Reorder<T> {
         out
     }
 
+    /// The sender's frames go on from `(epoch, counter)` at the earliest (a new epoch is up,
+    /// its chains start at 0): what comes before it is late from now on, and what follows it
+    /// waits for it. Never moves back. Returns what may be handed over now, in order (the late
+    /// ones held so far first).
+    ///
+    /// ```
+    /// use chat_examples::reorder::Reorder;
+    /// use std::time::{Duration, Instant};
+    /// let t0 = Instant::now();
+    /// let mut r = Reorder::new(Duration::from_secs(3));
+    /// assert!(r.expect_at_least(5, 0).is_empty()); // epoch 5 is up
+    /// assert!(r.push(t0, 5, 1, "b").is_empty()); // 0 has not come: held
+    /// assert_eq!(r.push(t0, 5, 0, "a"), ["a", "b"]);
+    /// ```
+    pub fn expect_at_least(&mut self, epoch: u32, counter: u64) -> Vec<T> {
+        let key = (epoch, counter);
+        if self.expected.is_some_and(|e| e >= key) {
+            return Vec::new();
+        }
+        self.expected = Some(key);
+        let later = self.held.split_off(&key);
+        let mut out: Vec<T> = std::mem::replace(&mut self.held, later)
+            .into_values()
+            .collect();
+        self.release_consecutive(&mut out);
+        out
+    }
+
     /// What is held, in order.
     pub fn held(&self) -> impl Iterator<Item = &T> {
         self.held.values()
