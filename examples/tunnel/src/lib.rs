@@ -212,18 +212,18 @@ pub fn create_tun(
     mtu: u16,
     addresses: &[InterfaceAddress],
     replace: bool,
-) -> Result<tun::Device, String> {
+) -> Result<tun_rs::SyncDevice, String> {
     // An existing link would make TUNSETIFF fail or attach us to the wrong device.
     claim_name(ifname, replace)?;
-    let mut tun_config = tun::Configuration::default();
-    tun_config.tun_name(ifname);
-    tun_config.platform_config(|p| {
-        // Addresses, MTU and link state are set with ip(8) below. The crate's default is
-        // IFF_NO_PI (no packet-information header), so reads and writes go straight between
-        // the fd and our buffers.
-        p.ensure_root_privileges(false);
-    });
-    let dev = tun::create(&tun_config).map_err(|e| format!("create TUN {ifname}: {e}"))?;
+    // Addresses, MTU and link state are set with ip(8) below. No packet-information header;
+    // with offload the kernel is asked for virtio-net headers and TSO/GRO (tun-rs falls back
+    // to plain packets where it refuses: see `SyncDevice::tcp_gso`).
+    let dev = tun_rs::DeviceBuilder::new()
+        .name(ifname)
+        .packet_information(false)
+        .offload(true)
+        .build_sync()
+        .map_err(|e| format!("create TUN {ifname}: {e}"))?;
     ip(&["link", "set", "dev", ifname, "mtu", &mtu.to_string()])?;
     for a in addresses {
         let cidr = a.to_string();
