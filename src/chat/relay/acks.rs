@@ -147,13 +147,7 @@ impl<R> Relay<R> {
                 .map(|k| k.published < published && chat.is_peer_of(&k.sender, &d.recipient))
                 .collect();
             for (kept, _) in chat.recent.iter_mut().zip(lost).filter(|(_, l)| *l) {
-                chat.publications = chat.publications.saturating_add(1);
-                kept.published = chat.publications;
-                again.push(Forward {
-                    chat_id,
-                    sender: kept.sender,
-                    frame: kept.frame.clone(),
-                });
+                again.push(kept.publish_again(&mut chat.publications, chat_id));
             }
         }
         self.counters.frames_forwarded = self
@@ -184,13 +178,7 @@ impl<R> Relay<R> {
                 if out.len() >= max {
                     break 'chats;
                 }
-                chat.publications = chat.publications.saturating_add(1);
-                kept.published = chat.publications;
-                out.push(Forward {
-                    chat_id: *chat_id,
-                    sender: kept.sender,
-                    frame: kept.frame.clone(),
-                });
+                out.push(kept.publish_again(&mut chat.publications, *chat_id));
             }
             chat.checked = chat.publications;
         }

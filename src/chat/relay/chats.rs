@@ -55,6 +55,24 @@ pub(super) struct Kept {
     pub(super) frame: Vec<u8>,
 }
 
+impl Kept {
+    /// The copy as a frame to publish again, stamped with the chat's next publication
+    /// (`publications` is the chat's count).
+    pub(super) fn publish_again(
+        &mut self,
+        publications: &mut u64,
+        chat_id: ChatId,
+    ) -> super::mesh::Forward {
+        *publications = publications.saturating_add(1);
+        self.published = *publications;
+        super::mesh::Forward {
+            chat_id,
+            sender: self.sender,
+            frame: self.frame.clone(),
+        }
+    }
+}
+
 impl ChatEntry {
     fn other(&self, identity: &IdentityPublic) -> Option<&Member> {
         if self.first.identity == *identity {

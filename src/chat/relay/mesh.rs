@@ -210,13 +210,7 @@ impl<R> Relay<R> {
             .collect();
         let mut out = Vec::new();
         for (kept, _) in chat.recent.iter_mut().zip(peers).filter(|(_, p)| *p) {
-            chat.publications = chat.publications.saturating_add(1);
-            kept.published = chat.publications;
-            out.push(Forward {
-                chat_id: *chat_id,
-                sender: kept.sender,
-                frame: kept.frame.clone(),
-            });
+            out.push(kept.publish_again(&mut chat.publications, *chat_id));
         }
         out
     }
