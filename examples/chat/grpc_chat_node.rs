@@ -101,10 +101,12 @@ OPTIONS:
     --mailbox FRAMES          frames queued per app identity, online or offline (default 1024)
     --pending FRAMES          frames held for a chat's second participant before it joins
                               (default 64)
-    --mesh-copies FRAMES      with --nats: copies kept per chat of the latest frames
-                              forwarded to a peer on another node, published again when
-                              that peer (re)joins at any node (default 1024, a mailbox's
-                              worth; they count in --max-queued-bytes and give way to it)
+    --mesh-copies FRAMES      with --nats: copies kept per chat of frames forwarded to a
+                              peer on another node until it has them, published again when
+                              it (re)joins, when one sent later is acknowledged first, and
+                              every 5 s; with that many waiting its sender is refused for
+                              now (default 1024, a mailbox's worth; they count in
+                              --max-queued-bytes)
     --max-queued-bytes N      bytes of frames queued over all mailboxes and pending lists
                               (default 268435456, 256 MiB)
     --max-apps N              identities known at once; an idle one (offline, empty mailbox)

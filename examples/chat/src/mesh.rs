@@ -15,9 +15,10 @@
 //! sender's frames reach every subscriber in the order the machine accepted them. Delivery is
 //! NATS core: at most once per subscriber while connected. A frame published while the
 //! recipient's node was down or the recipient between nodes would be lost, so the sending node
-//! keeps copies of the latest frames it forwarded (`RelayConfig::mesh_replay_frames`) and
-//! publishes them again when the recipient (re)joins at some node (kind 1); the chat protocol
-//! drops the copies it already has as replays.
+//! keeps a copy of each frame it forwarded until the recipient has it (kind 3, below; at most
+//! `RelayConfig::mesh_replay_frames` per chat) and publishes the copies again when the
+//! recipient (re)joins at some node (kind 1), when a later frame is acknowledged first, and
+//! every 5 s while they wait; the chat protocol drops the copies it already has as replays.
 //!
 //! Kind 3 says which frames an app at the publishing node now has for good (the identity is
 //! the recipient's; then the 30-byte clear headers of the frames, at most

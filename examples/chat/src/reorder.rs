@@ -2,11 +2,12 @@
 //!
 //! The chat machine opens a frame whenever it arrives (within its skipped-key window), and
 //! relays deliver each sender's frames in order, except around a fail-over: when the
-//! recipient's node dies, the sending node publishes its copies of the latest frames again
+//! recipient's node dies, the sending node publishes its copies of unacknowledged frames again
 //! after the recipient rejoins, and frames sent since may arrive before them. A sender's
-//! messages carry consecutive counters in each epoch, so the app holds a message that comes
-//! after a gap until the gap is filled, or until [`Reorder::deadline`] passes (a message the
-//! sender was told failed, or one lost beyond every copy), then shows what it holds in order.
+//! frames carry consecutive counters in each epoch (in their clear header), so the app holds
+//! a frame that comes after a gap, unopened and unacknowledged, until the gap is filled or
+//! until [`Reorder::deadline`] passes (a message the sender was told failed, or one lost
+//! beyond every copy), then hands over what it holds in order.
 //!
 //! ```
 //! use chat_examples::reorder::Reorder;

@@ -152,7 +152,7 @@ impl<R> Relay<R> {
     /// frames this node held for the chat's second participant, if `peer` may take that seat
     /// here (the chat has one participant, not `peer`, which pinned `peer` or nobody), to be
     /// published for it; and, whenever a peer of a participant here (re)joins elsewhere, the
-    /// latest frames forwarded to it (at most
+    /// copies of frames forwarded to it that it has not acknowledged yet (at most
     /// [`RelayConfig::mesh_replay_frames`](super::RelayConfig::mesh_replay_frames)), which may
     /// have been published while its node was dying or before its new node subscribed. They
     /// were published when sent as well, so the peer may get them twice or more; the chat
@@ -186,7 +186,7 @@ impl<R> Relay<R> {
                         frame,
                     })
                     .collect();
-                // Kept as the latest forwarded frames from now on (for the next join).
+                // Kept as copies from now on, until the peer has them.
                 for f in &out {
                     self.remember_forwarded(chat_id, sender, &f.frame);
                 }
