@@ -595,7 +595,7 @@ async fn run(file: WgQuick, ifname: String, replace: bool) -> Result<(), String>
 
     // Padding stops at the link's MTU, as in WireGuard: the device and the link share it.
     let mtu = file.device_config().mtu;
-    let tun = create_tun(&ifname, mtu, &file.interface.addresses, replace)?;
+    let (tun, offload) = create_tun(&ifname, mtu, &file.interface.addresses, replace)?;
     let (udp, udp_v6) = bind_udp(file.interface.listen_port.unwrap_or(0))?;
     let local = udp.local_addr().map_err(|e| e.to_string())?;
     info!(
@@ -607,7 +607,6 @@ async fn run(file: WgQuick, ifname: String, replace: bool) -> Result<(), String>
     // The TUN reader waits for readiness only when the TUN is empty (see `tun_to_udp`).
     tun.set_nonblocking(true)
         .map_err(|e| format!("TUN non-blocking: {e}"))?;
-    let offload = tun.tcp_gso();
     let udp_state = UdpSocketState::new((&udp).into()).map_err(|e| format!("UDP socket: {e}"))?;
     let (gso, gro) = (udp_state.max_gso_segments(), udp_state.gro_segments());
     info!(
@@ -622,10 +621,9 @@ async fn run(file: WgQuick, ifname: String, replace: bool) -> Result<(), String>
         } else {
             "no GRO, ".to_string()
         },
-        if offload {
-            "TSO/GRO on (virtio-net headers: reads split TCP super-packets, writes coalesce TCP segments)"
-        } else {
-            "off (the kernel refused virtio-net headers: one packet per TUN read and write)"
+        match &offload {
+            Ok(()) => "TSO/GRO on (virtio-net headers: reads split TCP super-packets, writes coalesce TCP segments)".to_string(),
+            Err(why) => format!("off ({why}): one packet per TUN read and write"),
         },
     );
     let (fatal, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -206,24 +206,35 @@ pub fn claim_name(ifname: &str, replace: bool) -> Result<(), String> {
 
 /// Creates the TUN `ifname` in the current network namespace (after [`claim_name`]: a
 /// leftover of the same name is deleted, anything else only with `replace`), sets its MTU,
-/// assigns every address and brings the link up.
+/// assigns every address and brings the link up. It asks for virtio-net headers and TSO/GRO
+/// offloads first; where the kernel refuses them it makes a plain TUN and says why in the
+/// second value (`Err(reason)`).
 pub fn create_tun(
     ifname: &str,
     mtu: u16,
     addresses: &[InterfaceAddress],
     replace: bool,
-) -> Result<tun_rs::SyncDevice, String> {
+) -> Result<(tun_rs::SyncDevice, Result<(), String>), String> {
     // An existing link would make TUNSETIFF fail or attach us to the wrong device.
     claim_name(ifname, replace)?;
-    // Addresses, MTU and link state are set with ip(8) below. No packet-information header;
-    // with offload the kernel is asked for virtio-net headers and TSO/GRO (tun-rs falls back
-    // to plain packets where it refuses: see `SyncDevice::tcp_gso`).
-    let dev = tun_rs::DeviceBuilder::new()
-        .name(ifname)
-        .packet_information(false)
-        .offload(true)
-        .build_sync()
-        .map_err(|e| format!("create TUN {ifname}: {e}"))?;
+    // Addresses, MTU and link state are set with ip(8) below. No packet-information header.
+    let build = |offload: bool| {
+        tun_rs::DeviceBuilder::new()
+            .name(ifname)
+            .packet_information(false)
+            .offload(offload)
+            .build_sync()
+    };
+    let (dev, offload) = match build(true) {
+        Ok(dev) if dev.tcp_gso() => (dev, Ok(())),
+        Ok(dev) => (dev, Err("the kernel has no IFF_VNET_HDR".to_string())),
+        // TUNSETIFF with IFF_VNET_HDR or TUNSETOFFLOAD refused: the half-made device went with
+        // its fd; make a plain one (a real problem, such as the name, shows again here).
+        Err(e) => {
+            let dev = build(false).map_err(|e| format!("create TUN {ifname}: {e}"))?;
+            (dev, Err(format!("the kernel refused them: {e}")))
+        }
+    };
     ip(&["link", "set", "dev", ifname, "mtu", &mtu.to_string()])?;
     for a in addresses {
         let cidr = a.to_string();
@@ -234,7 +245,7 @@ pub fn create_tun(
         }
     }
     ip(&["link", "set", "dev", ifname, "up"])?;
-    Ok(dev)
+    Ok((dev, offload))
 }
 
 /// One unconnected UDP socket on every local address: `[::]` with IPV6_V6ONLY off (IPv4
