@@ -58,8 +58,7 @@ impl<R> Relay<R> {
     /// `frame` left `recipient`'s mailbox for good: its bytes leave the budget, and a mesh
     /// node tells the others.
     pub(super) fn left(&mut self, recipient: IdentityPublic, frame: &[u8]) {
-        self.queued_frames = self.queued_frames.saturating_sub(1);
-        self.queued_bytes = self.queued_bytes.saturating_sub(frame.len());
+        self.release(1, frame.len());
         if !self.config.mesh {
             return;
         }
@@ -133,21 +132,12 @@ impl<R> Relay<R> {
                 None => newest.push((*d, kept.published)),
             }
         }
-        self.queued_frames = self.queued_frames.saturating_sub(frames);
-        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        self.release(frames, bytes);
         let mut again = Vec::new();
         for (d, published) in newest {
             let chat_id = d.header.chat_id;
-            let Some(chat) = self.chats.get_mut(&chat_id) else {
-                continue;
-            };
-            let lost: Vec<bool> = chat
-                .recent
-                .iter()
-                .map(|k| k.published < published && chat.is_peer_of(&k.sender, &d.recipient))
-                .collect();
-            for (kept, _) in chat.recent.iter_mut().zip(lost).filter(|(_, l)| *l) {
-                again.push(kept.publish_again(&mut chat.publications, chat_id));
+            if let Some(chat) = self.chats.get_mut(&chat_id) {
+                chat.publish_again_for(chat_id, &d.recipient, published, &mut again);
             }
         }
         self.counters.frames_forwarded = self

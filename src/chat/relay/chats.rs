@@ -82,6 +82,25 @@ impl ChatEntry {
         }
     }
 
+    /// Publishes again, into `out`, the copies for `peer` (their sender is its peer here)
+    /// last published before `before`.
+    pub(super) fn publish_again_for(
+        &mut self,
+        chat_id: ChatId,
+        peer: &IdentityPublic,
+        before: u64,
+        out: &mut Vec<super::mesh::Forward>,
+    ) {
+        let due: Vec<bool> = self
+            .recent
+            .iter()
+            .map(|k| k.published < before && self.is_peer_of(&k.sender, peer))
+            .collect();
+        for (kept, _) in self.recent.iter_mut().zip(due).filter(|(_, d)| *d) {
+            out.push(kept.publish_again(&mut self.publications, chat_id));
+        }
+    }
+
     pub(super) fn is_member(&self, identity: &IdentityPublic) -> bool {
         self.first.identity == *identity || self.second.is_some_and(|m| m.identity == *identity)
     }

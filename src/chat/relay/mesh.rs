@@ -200,17 +200,9 @@ impl<R> Relay<R> {
     /// again (stamped as published now): some may have been published while its node was
     /// dying or before its new node subscribed.
     fn replay_for(&mut self, chat_id: &ChatId, peer: &IdentityPublic) -> Vec<Forward> {
-        let Some(chat) = self.chats.get_mut(chat_id) else {
-            return Vec::new();
-        };
-        let peers: Vec<bool> = chat
-            .recent
-            .iter()
-            .map(|k| chat.is_peer_of(&k.sender, peer))
-            .collect();
         let mut out = Vec::new();
-        for (kept, _) in chat.recent.iter_mut().zip(peers).filter(|(_, p)| *p) {
-            out.push(kept.publish_again(&mut chat.publications, *chat_id));
+        if let Some(chat) = self.chats.get_mut(chat_id) {
+            chat.publish_again_for(*chat_id, peer, u64::MAX, &mut out);
         }
         out
     }
@@ -252,8 +244,7 @@ impl<R> Relay<R> {
 
     fn release_held(&mut self, held: &alloc::collections::VecDeque<Vec<u8>>) {
         let bytes: usize = held.iter().map(Vec::len).sum();
-        self.queued_frames = self.queued_frames.saturating_sub(held.len());
-        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        self.release(held.len(), bytes);
     }
 
     /// Keeps a copy of a frame sent before the chat's second participant joined here (a mesh
