@@ -280,7 +280,8 @@ proptest! {
 // Two copies of the same world (same keys, same RNG seeds, same clock): in one, A seals every
 // packet with `encapsulate` and B opens every datagram with `decapsulate`; in the other, A
 // seals runs with `encapsulate_batch` and B opens each batch as one GRO buffer with
-// `decapsulate_batch`. Everything either side emits (datagrams byte for byte, results,
+// `decapsulate_batch`; in a third, the same in steps, as workers do (`encapsulate_batch_unsealed`
+// then the job's seal; every datagram of a batch begun, then opened, then finished). Everything either side emits (datagrams byte for byte, results,
 // plaintexts, replies, queued transmits, events) and every counter, timer deadline and peer
 // status must be the same after every step, through rekeys, replays and losses.
 
@@ -290,7 +291,7 @@ mod batch {
     use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
     use sealwire::crypto::x25519::StaticSecret;
     use sealwire::time::{Duration, Instant, WallTime};
-    use sealwire::tunnel::{Action, Device, DeviceConfig, DeviceError, PeerConfig};
+    use sealwire::tunnel::{Action, Begun, Device, DeviceConfig, DeviceError, PeerConfig};
     use std::net::SocketAddr;
 
     type Dev = Device<ChaCha20Rng>;
@@ -479,18 +480,32 @@ mod batch {
 
     /// The batch world sends `packets`; returns the batches for B (each a list of
     /// datagrams) and the largest number of segments in one batch.
+    /// With `split`, each batch is prepared with `encapsulate_batch_unsealed` and sealed by
+    /// its job afterwards, as a worker does outside the device.
     fn send_batch(
         w: &mut World,
         now: Instant,
         packets: &[Vec<u8>],
         out_len: usize,
+        split: bool,
     ) -> (Vec<Vec<Vec<u8>>>, usize) {
         let mut groups = Vec::new();
         let mut most = 0;
         let mut rest = packets;
         let mut out = vec![0u8; out_len];
         while !rest.is_empty() {
-            match w.a.encapsulate_batch(now, rest, &mut out) {
+            let result = if split {
+                w.a.encapsulate_batch_unsealed(now, rest, &mut out)
+                    .map(|(b, job)| {
+                        if let Some(job) = job {
+                            job.seal(&mut out).unwrap();
+                        }
+                        b
+                    })
+            } else {
+                w.a.encapsulate_batch(now, rest, &mut out)
+            };
+            match result {
                 Ok(b) => {
                     assert!(b.consumed >= 1 && b.consumed <= rest.len());
                     rest = &rest[b.consumed..];
@@ -524,10 +539,56 @@ mod batch {
         (groups, most)
     }
 
-    /// B receives one batch: datagram by datagram, or as one GRO buffer.
-    fn deliver(w: &mut World, now: Instant, group: &[Vec<u8>], gro: bool) -> Vec<Vec<u8>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mode {
+        /// One datagram per `decapsulate`.
+        Single,
+        /// One GRO buffer through `decapsulate_batch`.
+        Gro,
+        /// In steps, as workers do: every datagram of the batch begun, then every one
+        /// opened (no device), then every one finished.
+        Split,
+    }
+
+    /// B receives one batch: datagram by datagram, as one GRO buffer, or in steps.
+    fn deliver(w: &mut World, now: Instant, group: &[Vec<u8>], mode: Mode) -> Vec<Vec<u8>> {
         let mut to_b = Vec::new();
-        if gro {
+        if mode == Mode::Split {
+            let mut segs = group.to_vec();
+            let begun: Vec<_> = segs
+                .iter_mut()
+                .map(|s| {
+                    let len = s.len();
+                    w.b.decapsulate_begin(now, addr(OURS), s, len)
+                })
+                .collect();
+            let opened: Vec<_> = begun
+                .into_iter()
+                .zip(segs.iter_mut())
+                .map(|(r, s)| {
+                    r.map(|b| match b {
+                        Begun::Done(a) => Err(a),
+                        Begun::Open(o) => Ok(o.open(s)),
+                    })
+                })
+                .collect();
+            for (r, seg) in opened.into_iter().zip(&segs) {
+                let r = match r {
+                    Err(e) => Err(e),
+                    Ok(Err(action)) => Ok(action),
+                    Ok(Ok(opened)) => w.b.decapsulate_finish(now, addr(OURS), opened, seg),
+                };
+                let bytes = match r {
+                    Ok(Action::WriteToTunnel { len, .. }) => seg[16..16 + len].to_vec(),
+                    Ok(Action::WriteToNetwork { len, .. }) => seg[..len].to_vec(),
+                    _ => Vec::new(),
+                };
+                w.log.push(Rec::AtB(r, bytes.clone()));
+                if let Ok(Action::WriteToNetwork { .. }) = r {
+                    at_a(&mut w.a, &mut w.log, now, &bytes, &mut to_b);
+                }
+            }
+        } else if mode == Mode::Gro {
             let mut buf = group.concat();
             let stride = if group.len() > 1 { group[0].len() } else { 0 };
             let World { a, b, log } = w;
@@ -571,7 +632,7 @@ mod batch {
                 log: Vec::new(),
             }
         };
-        let (mut one, mut two) = (mk(), mk());
+        let (mut one, mut two, mut three) = (mk(), mk(), mk());
         let mut now = Instant::from_secs(1);
         let mut flight: Vec<Vec<Vec<u8>>> = Vec::new();
         // Start with a handshake and a run of eight full-size packets, so that every case
@@ -594,8 +655,10 @@ mod batch {
                         .map(|(j, (k, plen))| packet(k, *plen, j as u8))
                         .collect();
                     let flat = send_one(&mut one, now, &packets);
-                    let (groups, most) = send_batch(&mut two, now, &packets, out_len);
+                    let (groups, most) = send_batch(&mut two, now, &packets, out_len, false);
                     prop_assert_eq!(&flat, &groups.concat());
+                    let (split, _) = send_batch(&mut three, now, &packets, out_len, true);
+                    prop_assert_eq!(&groups, &split);
                     if i == n_start - 1 {
                         prop_assert_eq!(most, 8, "eight full-size packets make one batch");
                     }
@@ -611,9 +674,11 @@ mod batch {
                     } else {
                         flight.remove(k)
                     };
-                    let r1 = deliver(&mut one, now, &group, false);
-                    let r2 = deliver(&mut two, now, &group, true);
+                    let r1 = deliver(&mut one, now, &group, Mode::Single);
+                    let r2 = deliver(&mut two, now, &group, Mode::Gro);
                     prop_assert_eq!(&r1, &r2);
+                    let r3 = deliver(&mut three, now, &group, Mode::Split);
+                    prop_assert_eq!(&r1, &r3);
                     flight.extend(r2.into_iter().map(|d| vec![d]));
                 }
                 Op::Lose(idx) => {
@@ -632,7 +697,7 @@ mod batch {
                         now = now.max(t);
                     }
                     let mut to_b = Vec::new();
-                    for w in [&mut one, &mut two] {
+                    for w in [&mut one, &mut two, &mut three] {
                         w.a.handle_timeout(now);
                         w.b.handle_timeout(now);
                         let mut v = Vec::new();
@@ -641,14 +706,18 @@ mod batch {
                         to_b.push(v);
                     }
                     prop_assert_eq!(&to_b[0], &to_b[1]);
+                    prop_assert_eq!(&to_b[0], &to_b[2]);
                     flight.extend(to_b.swap_remove(1).into_iter().map(|d| vec![d]));
                 }
             }
-            one.state(now);
-            two.state(now);
-            prop_assert_eq!(one.log.len(), two.log.len(), "step {}", i);
-            for (r1, r2) in one.log.iter().zip(&two.log) {
-                prop_assert_eq!(r1, r2, "step {}", i);
+            for w in [&mut one, &mut two, &mut three] {
+                w.state(now);
+            }
+            for other in [&two, &three] {
+                prop_assert_eq!(one.log.len(), other.log.len(), "step {}", i);
+                for (r1, r2) in one.log.iter().zip(&other.log) {
+                    prop_assert_eq!(r1, r2, "step {}", i);
+                }
             }
         }
         // The run did carry data (both worlds alike, checked above).

@@ -7,6 +7,7 @@ use super::timers::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME_NS};
 use super::wire::{DATA_HEADER_LEN, MSG_DATA};
 use crate::crypto::aead::{TransportKey, TAG_LEN};
 use crate::time::Instant;
+use zeroize::Zeroizing;
 
 /// One direction pair of transport keys.
 ///
@@ -27,11 +28,10 @@ pub(crate) struct Keypair {
     pub(crate) created: Instant,
     /// Whether we initiated the handshake that made it (only the initiator rekeys by age).
     pub(crate) initiator: bool,
-    /// Fuzz builds only (cargo-fuzz's `--cfg fuzzing`): the raw keys, so that an established
-    /// device can be cloned per input (a prepared key cannot be copied). No other build keeps
-    /// them.
-    #[cfg(fuzzing)]
-    raw: zeroize::Zeroizing<[[u8; 32]; 2]>,
+    /// The raw keys (send, receive), lent to sealing and opening done outside the device
+    /// ([`SealJob`](super::SealJob), [`Opening`](super::Opening)) and, in fuzz builds, what a
+    /// clone is made from (a prepared key cannot be copied). Wiped on drop, with the block.
+    raw: Zeroizing<[[u8; 32]; 2]>,
 }
 
 #[cfg(fuzzing)]
@@ -63,8 +63,7 @@ impl Keypair {
         initiator: bool,
     ) -> Self {
         Keypair {
-            #[cfg(fuzzing)]
-            raw: zeroize::Zeroizing::new([send_key, recv_key]),
+            raw: Zeroizing::new([send_key, recv_key]),
             send_key: TransportKey::new(send_key),
             recv_key: TransportKey::new(recv_key),
             send_counter: 0,
@@ -100,14 +99,21 @@ impl Keypair {
     #[inline]
     pub(crate) fn seal_into(&mut self, out: &mut [u8]) -> Option<()> {
         let counter = self.send_counter;
-        let (header, rest) = out.split_first_chunk_mut::<DATA_HEADER_LEN>()?;
-        let (body, tag) = rest.split_last_chunk_mut::<TAG_LEN>()?;
-        header[..4].copy_from_slice(&MSG_DATA.to_le_bytes());
-        header[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
-        header[8..].copy_from_slice(&counter.to_le_bytes());
-        *tag = self.send_key.seal_in_place(counter, &[], body);
+        seal_datagram(&self.send_key, self.remote_index, counter, out)?;
         self.send_counter = counter.saturating_add(1);
         Some(())
+    }
+
+    /// A copy of the raw send key, for sealing outside the device.
+    pub(crate) fn lend_send_key(&self) -> Zeroizing<[u8; 32]> {
+        let [send, _] = &*self.raw;
+        Zeroizing::new(*send)
+    }
+
+    /// A copy of the raw receive key, for opening outside the device.
+    pub(crate) fn lend_recv_key(&self) -> Zeroizing<[u8; 32]> {
+        let [_, recv] = &*self.raw;
+        Zeroizing::new(*recv)
     }
 
     /// Authenticates and decrypts `sealed` (ciphertext ‖ tag) into `out[..len-16]`. The
@@ -145,7 +151,7 @@ impl Keypair {
 
     /// The checks before any decryption: the session may still receive, and (cheap first)
     /// the counter is not a replay, so a replayed packet costs no decryption.
-    fn check_receivable(&self, now: Instant, counter: u64) -> Result<(), DropReason> {
+    pub(crate) fn check_receivable(&self, now: Instant, counter: u64) -> Result<(), DropReason> {
         if !self.can_receive(now) || counter >= REJECT_AFTER_MESSAGES {
             return Err(DropReason::SessionExpired);
         }
@@ -167,8 +173,27 @@ impl Keypair {
     }
 }
 
+/// Writes the data header (type 4, `remote_index`, `counter`) into `out[..16]` and seals
+/// `out[16..len-16]` in place with `key` and the nonce of `counter`, the tag going into the
+/// last 16 bytes. `None` when `out` is shorter than header and tag.
+#[inline]
+pub(crate) fn seal_datagram(
+    key: &TransportKey,
+    remote_index: u32,
+    counter: u64,
+    out: &mut [u8],
+) -> Option<()> {
+    let (header, rest) = out.split_first_chunk_mut::<DATA_HEADER_LEN>()?;
+    let (body, tag) = rest.split_last_chunk_mut::<TAG_LEN>()?;
+    header[..4].copy_from_slice(&MSG_DATA.to_le_bytes());
+    header[4..8].copy_from_slice(&remote_index.to_le_bytes());
+    header[8..].copy_from_slice(&counter.to_le_bytes());
+    *tag = key.seal_in_place(counter, &[], body);
+    Some(())
+}
+
 /// `ciphertext ‖ tag` split into the ciphertext and a copy of the tag.
-fn split_tag(sealed: &[u8]) -> Result<(&[u8], [u8; TAG_LEN]), DropReason> {
+pub(crate) fn split_tag(sealed: &[u8]) -> Result<(&[u8], [u8; TAG_LEN]), DropReason> {
     let ct_len = sealed
         .len()
         .checked_sub(TAG_LEN)

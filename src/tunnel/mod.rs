@@ -88,10 +88,11 @@
 //! Measured with `size_of` on 64-bit targets and checked by a test ([`sizes`]): an idle peer
 //! (no session) is **672 bytes** plus about 40 bytes per AllowedIPs entry and ~72 bytes of
 //! table entries (key map, schedule); each live session adds one heap block for its keypair
-//! of **1128 bytes** (1024 of them the 8192-bit replay bitmap) plus one index-map entry. A peer
-//! holds at most three sessions (previous, current, next): under 4.1 KiB at worst. With the
+//! of **1192 bytes** (1024 of them the 8192-bit replay bitmap, 64 the raw keys that
+//! [`SealJob`]s and [`Opening`]s lend to workers) plus one index-map entry. A peer holds at
+//! most three sessions (previous, current, next): under 4.2 KiB at worst. With the
 //! `ring` feature a keypair also keeps ring's two prepared keys (built once per session, not
-//! per packet; ring sizes each for AES) and is **2160 bytes**: under 7.2 KiB per peer at
+//! per packet; ring sizes each for AES) and is **2224 bytes**: under 7.2 KiB per peer at
 //! worst. Staged packets (at most `max_staged_packets`, default 128) are extra and only exist
 //! while a handshake is in flight.
 //!
@@ -171,7 +172,7 @@ mod wire;
 
 pub use allowed_ips::{Cidr, CidrError};
 pub use config::{DeviceConfig, PeerConfig};
-pub use device::{DecapsulateBatch, Device};
+pub use device::{Begun, DecapsulateBatch, Device, Opened, Opening, SealJob};
 pub use error::{DeviceError, DropReason};
 pub use output::{Action, DeviceEvent, SealedBatch, Transmit};
 pub use stats::{DeviceStats, PeerStatus};
@@ -223,7 +224,7 @@ mod size_tests {
             "peer grew to {} bytes: update the docs",
             s.peer
         );
-        let keypair_max = if cfg!(feature = "ring") { 2160 } else { 1128 };
+        let keypair_max = if cfg!(feature = "ring") { 2224 } else { 1192 };
         assert!(
             s.keypair <= keypair_max,
             "keypair grew to {} bytes: update the docs",

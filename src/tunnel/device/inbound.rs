@@ -109,7 +109,10 @@ impl<R: rand_core::CryptoRng> Device<R> {
     }
 
     /// Counts the reason of a dropped datagram; passes the result on.
-    fn count_drop(&mut self, result: Result<Action, DeviceError>) -> Result<Action, DeviceError> {
+    pub(super) fn count_drop(
+        &mut self,
+        result: Result<Action, DeviceError>,
+    ) -> Result<Action, DeviceError> {
         if let Err(DeviceError::Dropped(r)) = result {
             self.stats.count(r);
         }
@@ -389,18 +392,11 @@ impl<R: rand_core::CryptoRng> Device<R> {
         counter: u64,
         sealed: Sealed<'_>,
     ) -> Result<Action, DeviceError> {
-        // Split borrows: the keypair found here stays in hand for the source check and the
-        // replay mark, so the peer and keypair are looked up once per packet.
-        let Device {
-            peers,
-            routes,
-            schedule,
-            ..
-        } = self;
-        let (slot, p) = peers
+        let (slot, p) = self
+            .peers
             .by_index_mut(receiver)
             .ok_or(DropReason::UnknownIndex)?;
-        let (which, kp) = p.keypair_mut(receiver).ok_or(DropReason::UnknownIndex)?;
+        let (_, kp) = p.keypair_mut(receiver).ok_or(DropReason::UnknownIndex)?;
         let (len, plain): (usize, &[u8]) = match sealed {
             Sealed::Copy { sealed, out } => {
                 let len = kp.open_into(now, counter, sealed, out)?;
@@ -412,6 +408,32 @@ impl<R: rand_core::CryptoRng> Device<R> {
             }
         };
         let plain = plain.get(..len).ok_or(DropReason::Malformed)?;
+        self.accept_data(now, src, slot, receiver, counter, plain)
+    }
+
+    /// A transport-data packet that decrypted to `plain` on the keypair `receiver` of `slot`:
+    /// the inner packet's checks, then the replay mark and everything an authenticated
+    /// packet does (session confirmed, roaming, timers, statistics).
+    pub(super) fn accept_data(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        slot: Slot,
+        receiver: u32,
+        counter: u64,
+        plain: &[u8],
+    ) -> Result<Action, DeviceError> {
+        // Split borrows: the keypair found here stays in hand for the source check and the
+        // replay mark.
+        let Device {
+            peers,
+            routes,
+            schedule,
+            ..
+        } = self;
+        let p = peers.get_mut(slot).ok_or(DropReason::UnknownIndex)?;
+        let (which, kp) = p.keypair_mut(receiver).ok_or(DropReason::UnknownIndex)?;
+        let len = plain.len();
         // Authenticated from here on. Check the inner packet before touching any peer state
         // (not even the replay window): a rejected packet changes nothing.
         let inner = if len == 0 {

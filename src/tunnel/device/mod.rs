@@ -1,7 +1,8 @@
 //! The [`Device`]: many peers behind one static key. This file holds the device itself, its
 //! peer management, its outputs and its timers; the two packet paths are beside it:
 //! [`outbound`] (TUN packet ⇒ datagram, staging, initiations) and [`inbound`] (datagram ⇒
-//! reply or TUN packet), and [`batch`], both in runs for UDP segmentation offload.
+//! reply or TUN packet), and [`batch`], both in runs for UDP segmentation offload, and
+//! [`split`], the data path in steps so that workers encrypt without holding the device.
 //!
 //! The device owns its parts and wires them together: the [`PeerTable`] (slots, keys,
 //! session indices), the routes ([`AllowedIps`]), the [`Schedule`] of timer deadlines, the
@@ -10,8 +11,10 @@
 mod batch;
 mod inbound;
 mod outbound;
+mod split;
 
 pub use batch::DecapsulateBatch;
+pub use split::{Begun, Opened, Opening, SealJob};
 
 use super::allowed_ips::AllowedIps;
 use super::config::{DeviceConfig, PeerConfig};

@@ -216,7 +216,23 @@ impl<R: rand_core::CryptoRng> Device<R> {
     /// Encrypts the `len`-byte payload already in `out[16..16 + len]` on the current
     /// session, padding and sealing in place; returns the datagram length. The caller
     /// checked that a session exists.
+    #[inline]
     pub(super) fn seal_in_place(
+        &mut self,
+        now: Instant,
+        slot: Slot,
+        len: usize,
+        out: &mut [u8],
+    ) -> Result<usize, DeviceError> {
+        self.send_in_place::<true>(now, slot, len, out)
+    }
+
+    /// [`seal_in_place`](Self::seal_in_place) with or without the sealing itself: with
+    /// `SEAL` false everything else happens (padding, the counter taken, timers, rekey) and
+    /// the datagram is left for a [`SealJob`](super::SealJob) to seal with the counter it
+    /// was given, outside the device.
+    #[inline]
+    pub(super) fn send_in_place<const SEAL: bool>(
         &mut self,
         now: Instant,
         slot: Slot,
@@ -249,8 +265,12 @@ impl<R: rand_core::CryptoRng> Device<R> {
         {
             *pad = [0u8; 16];
         }
-        kp.seal_into(buf)
-            .ok_or(DeviceError::BufferTooSmall { needed })?;
+        if SEAL {
+            kp.seal_into(buf)
+                .ok_or(DeviceError::BufferTooSmall { needed })?;
+        } else {
+            kp.send_counter = kp.send_counter.saturating_add(1);
+        }
         // WG §6.2: the initiator rekeys after REKEY_AFTER_TIME; either side after
         // REKEY_AFTER_MESSAGES.
         let rekey = kp.send_counter > REKEY_AFTER_MESSAGES
