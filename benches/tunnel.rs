@@ -1,8 +1,9 @@
 //! Tunnel benches (ids `GROUP/FUNCTION`, each group beside its floor): transport data at 1420
 //! bytes, one packet at a time and in runs of 64 (`tunnel/encap-batch-1420x64`,
 //! `tunnel/decap-batch-1420x64`: one UDP GSO send / GRO receive, `sealwire-single` being the
-//! same 64 packets through the single-packet calls), the full handshake, and routing and
-//! timers with 10 000 peers.
+//! same 64 packets through the single-packet calls, `sealwire-split` the steps a `tun_node`
+//! worker takes to encrypt outside the device lock, `sealwire-unsealed` the part of them
+//! under the lock), the full handshake, and routing and timers with 10 000 peers.
 //!
 //! The `ring` feature swaps the crate's ChaCha20-Poly1305 seam globally, so one binary cannot
 //! hold both backends: a default build registers `sealwire`, `sealwire-copy` and `floor`, a
@@ -30,7 +31,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sealwire::crypto::x25519::StaticSecret;
 use sealwire::time::{Instant, WallTime};
-use sealwire::tunnel::{Action, Device, DeviceConfig, PeerConfig};
+use sealwire::tunnel::{Action, Begun, Device, DeviceConfig, PeerConfig};
 
 /// The tunnel MTU (wg-quick's default) and the inner packet length of the data benches.
 const PACKET_LEN: usize = 1420;
@@ -480,6 +481,30 @@ fn encap_batch(c: &mut Criterion<clock::Clock>) {
         )
     });
 
+    // A worker's two steps: the part under the device lock alone, then both.
+    g.bench_function(format!("{SEALWIRE}-unsealed"), |bch| {
+        bch.iter_batched_ref(
+            || vec![pkt.clone(); BATCH],
+            |run| {
+                let (b, job) = a.encapsulate_batch_unsealed(now, run, &mut out).unwrap();
+                assert_eq!(b.segments, BATCH);
+                job
+            },
+            rounds,
+        )
+    });
+    g.bench_function(format!("{SEALWIRE}-split"), |bch| {
+        bch.iter_batched_ref(
+            || vec![pkt.clone(); BATCH],
+            |run| {
+                let (b, job) = a.encapsulate_batch_unsealed(now, run, &mut out).unwrap();
+                job.unwrap().seal(&mut out).unwrap();
+                b.segment_size
+            },
+            rounds,
+        )
+    });
+
     let key = floor::Key::new(&[7; 32]);
     let mut counter = 0u64;
     g.bench_function(floor::NAME, |bch| {
@@ -540,6 +565,33 @@ fn decap_batch(c: &mut Criterion<clock::Clock>) {
                 for dg in buf.chunks_mut(*stride) {
                     let n = dg.len();
                     match b.decapsulate_in_place(now, ADDR_A, dg, n) {
+                        Ok(Action::WriteToTunnel { .. }) => {}
+                        other => panic!("not delivered: {other:?}"),
+                    }
+                }
+            },
+            rounds,
+        )
+    });
+    // A worker's three steps: every datagram checked, opened, then accepted.
+    let mut opened = Vec::with_capacity(BATCH);
+    g.bench_function(format!("{SEALWIRE}-split"), |bch| {
+        bch.iter_batched_ref(
+            &mut gro,
+            |(buf, stride)| {
+                let mut openings = Vec::with_capacity(BATCH);
+                for dg in buf.chunks_mut(*stride) {
+                    let n = dg.len();
+                    match b.decapsulate_begin(now, ADDR_A, dg, n) {
+                        Ok(Begun::Open(o)) => openings.push(o),
+                        other => panic!("not opened: {other:?}"),
+                    }
+                }
+                for (o, dg) in openings.into_iter().zip(buf.chunks_mut(*stride)) {
+                    opened.push(o.open(dg));
+                }
+                for (o, dg) in opened.drain(..).zip(buf.chunks(*stride)) {
+                    match b.decapsulate_finish(now, ADDR_A, o, dg) {
                         Ok(Action::WriteToTunnel { .. }) => {}
                         other => panic!("not delivered: {other:?}"),
                     }

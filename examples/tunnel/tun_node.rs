@@ -1,4 +1,4 @@
-//! `tun_node --config FILE --interface NAME [--replace]`: a WireGuard-compatible node on a
+//! `tun_node --config FILE --interface NAME [--replace] [--workers N]`: a WireGuard-compatible node on a
 //! Linux TUN.
 //!
 //! A thin pump around [`sealwire::tunnel::Device`]; no protocol logic lives here.
@@ -57,7 +57,8 @@ use rand_core::UnwrapErr;
 use sealwire::time::{Clock, Instant, WallTime};
 use sealwire::tunnel::wg_quick::WgQuick;
 use sealwire::tunnel::{
-    Action, Device, DeviceError, DeviceEvent, Transmit, DATA_HEADER_LEN, DATA_OVERHEAD,
+    Action, Begun, Device, DeviceError, DeviceEvent, Opened, Opening, SealJob, Transmit,
+    DATA_HEADER_LEN, DATA_OVERHEAD,
 };
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info, warn};
@@ -72,6 +73,10 @@ const MAX_PACKET: usize = 65_535;
 const TUN_BURST: usize = 128;
 /// Buffers a TUN read may need: one TCP super-packet (64 KiB) split into MTU-sized packets.
 const MAX_SPLIT: usize = 64;
+/// Packet workers at most (`--workers`).
+const MAX_WORKERS: usize = 16;
+/// Packet workers by default at most (one per CPU up to this).
+const DEFAULT_WORKERS: usize = 4;
 /// Bytes of one GSO send at most: what IPv4 allows in one UDP datagram (65,507), rounded down.
 const GSO_MAX_BYTES: usize = 65_000;
 
@@ -81,7 +86,7 @@ const HELP: &str = "\
 tun_node — a WireGuard-compatible node on a Linux TUN device (sealwire example)
 
 USAGE:
-    tun_node --config FILE --interface NAME [--replace]
+    tun_node --config FILE --interface NAME [--replace] [--workers N]
 
 OPTIONS:
     --config FILE        a wg-quick style file (also the output of `wg showconf`):
@@ -98,6 +103,10 @@ OPTIONS:
                          program holds, ...) is left alone and tun_node exits with status 1
     --replace            delete an existing link named NAME whatever it is, then create the
                          TUN (for a link you know is yours to replace)
+    --workers N          packet workers, 1 to 16 (default: one per CPU, at most 4). Each
+                         has a TUN queue (the kernel keeps a flow on one queue) and a UDP
+                         socket of the listen port (SO_REUSEPORT: the kernel keeps a peer on
+                         one socket), and encrypts without holding the shared device
     -h, --help           print this help
 
 Needs CAP_NET_ADMIN (root) and `ip` from iproute2. Sets the MTU (1420 unless MTU says
@@ -114,7 +123,7 @@ EXIT STATUS:
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: tun_node --config FILE --interface NAME [--replace]   (tun_node --help for more)"
+        "usage: tun_node --config FILE --interface NAME [--replace] [--workers N]   (tun_node --help for more)"
     );
     ExitCode::from(2)
 }
@@ -132,12 +141,20 @@ fn main() -> ExitCode {
     let mut config_path = None;
     let mut ifname = None;
     let mut replace = false;
+    let mut workers = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" => config_path = args.next(),
             "--interface" => ifname = args.next(),
             "--replace" => replace = true,
+            "--workers" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
+                Some(n @ 1..=MAX_WORKERS) => workers = Some(n),
+                _ => {
+                    eprintln!("tun_node: --workers takes a number from 1 to {MAX_WORKERS}");
+                    return ExitCode::from(2);
+                }
+            },
             "-h" | "--help" => {
                 print!("{HELP}");
                 return ExitCode::SUCCESS;
@@ -199,7 +216,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(file, ifname, replace)) {
+    // One worker per CPU by default, at most DEFAULT_WORKERS (each has about 5 MiB of
+    // buffers).
+    let workers = workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(DEFAULT_WORKERS)
+    });
+    match runtime.block_on(run(file, ifname, replace, workers)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tun_node: {e}");
@@ -208,28 +232,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// What the worker threads share. The device sits behind a mutex held only around
-/// `encapsulate`/`decapsulate`/`handle_timeout` and the queue drains; every syscall happens
-/// outside it.
+/// What the worker threads share. The device sits behind a mutex held only for the
+/// device's bookkeeping (routing, counters, replay windows, timers, queue drains): the
+/// encryption and every syscall happen outside it.
 struct Shared {
     core: Mutex<Core>,
     /// Wakes the timer thread when an operation moved the next deadline earlier.
     timer: Condvar,
     clock: Clock,
-    udp: UdpSocket,
+    /// The UDP sockets of the listen port (`SO_REUSEPORT`: the kernel keeps each peer on
+    /// one), one per worker where the kernel allows.
+    ports: Vec<Port>,
     udp_v6: bool,
-    /// quinn-udp's view of `udp` (which it made non-blocking): GSO and GRO as the kernel
-    /// offers them.
-    udp_state: UdpSocketState,
-    /// The TUN device (tun-rs; offloads on where the kernel allows them). Its reads and writes
-    /// take `&self`: one thread reads, the other writes.
-    tun: tun_rs::SyncDevice,
+    /// The TUN queues (tun-rs; offloads on where the kernel allows them): the kernel keeps
+    /// each flow on one queue. Reads and writes take `&self`.
+    tuns: Vec<tun_rs::SyncDevice>,
     /// Bytes of one packet buffer: the link's MTU and room for headers.
     packet_buf: usize,
     /// Set once a GSO send failed and quinn-udp fell back to one datagram per send.
     gso_failed: AtomicBool,
     /// A worker that cannot go on reports here; `run` then exits with failure.
     fatal: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+/// One UDP socket and quinn-udp's view of it (which made it non-blocking): GSO and GRO as
+/// the kernel offers them.
+struct Port {
+    udp: UdpSocket,
+    state: UdpSocketState,
 }
 
 struct Core {
@@ -250,6 +280,16 @@ impl Shared {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The socket worker `i` sends and receives on, and the TUN queue it reads and writes.
+    /// (Both lists hold at least one: `run` makes them so.)
+    fn port(&self, i: usize) -> &Port {
+        &self.ports[i % self.ports.len()]
+    }
+
+    fn tun(&self, i: usize) -> &tun_rs::SyncDevice {
+        &self.tuns[i % self.tuns.len()]
+    }
+
     /// With the lock held after an operation: moves queued datagrams and events to `pending`
     /// and wakes the timer thread if the next deadline is now earlier than its sleep.
     fn collect(&self, core: &mut Core, pending: &mut Pending) {
@@ -267,23 +307,23 @@ impl Shared {
         }
     }
 
-    /// Without the lock: sends and logs what [`collect`](Self::collect) gathered.
-    fn flush(&self, pending: &mut Pending) {
+    /// Without the lock: sends (on `port`) and logs what [`collect`](Self::collect) gathered.
+    fn flush(&self, port: &Port, pending: &mut Pending) {
         for t in pending.transmits.drain(..) {
-            self.send(t.to, &t.payload);
+            self.send(port, t.to, &t.payload);
         }
         for e in pending.events.drain(..) {
             log_event(e);
         }
     }
 
-    fn send(&self, to: SocketAddr, bytes: &[u8]) {
-        self.send_segments(to, bytes, bytes.len());
+    fn send(&self, port: &Port, to: SocketAddr, bytes: &[u8]) {
+        self.send_segments(port, to, bytes, bytes.len());
     }
 
     /// Sends `bytes` to `to` as datagrams of `segment` bytes (the last possibly shorter): one
     /// GSO `sendmsg` when there are several. Waits while the socket buffer is full.
-    fn send_segments(&self, to: SocketAddr, bytes: &[u8], segment: usize) {
+    fn send_segments(&self, port: &Port, to: SocketAddr, bytes: &[u8], segment: usize) {
         let gso = bytes.len() > segment;
         let transmit = quinn_udp::Transmit {
             destination: wire_addr(to, self.udp_v6),
@@ -293,10 +333,10 @@ impl Shared {
             src_ip: None,
         };
         loop {
-            match self.udp_state.send((&self.udp).into(), &transmit) {
+            match port.state.send((&port.udp).into(), &transmit) {
                 Ok(()) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.wait_udp(PollFlags::OUT)
+                    wait_udp(port, PollFlags::OUT)
                 }
                 Err(e) => {
                     debug!("send to {to}: {e}");
@@ -306,20 +346,22 @@ impl Shared {
         }
         // quinn-udp turns GSO off for good when the kernel refuses a segmented send (and
         // drops that send): say so once, and send those datagrams one by one.
-        if gso && self.udp_state.max_gso_segments() == 1 && !self.gso_failed.swap(true, Relaxed) {
-            warn!("UDP GSO failed; sending one datagram per sendmsg from now on");
+        if gso && port.state.max_gso_segments() == 1 {
+            if !self.gso_failed.swap(true, Relaxed) {
+                warn!("UDP GSO failed; sending one datagram per sendmsg from now on");
+            }
             for d in bytes.chunks(segment.max(1)) {
-                self.send(to, d);
+                self.send(port, to, d);
             }
         }
     }
+}
 
-    /// Blocks until the UDP socket is ready for `flags` (it is non-blocking).
-    fn wait_udp(&self, flags: PollFlags) {
-        let mut fds = [PollFd::new(&self.udp, flags)];
-        if let Err(e) = rustix::event::poll(&mut fds, None) {
-            debug!("poll: {e}");
-        }
+/// Blocks until the UDP socket is ready for `flags` (it is non-blocking).
+fn wait_udp(port: &Port, flags: PollFlags) {
+    let mut fds = [PollFd::new(&port.udp, flags)];
+    if let Err(e) = rustix::event::poll(&mut fds, None) {
+        debug!("poll: {e}");
     }
 }
 
@@ -359,32 +401,35 @@ struct UdpSend {
     segment: usize,
 }
 
-/// TUN ⇒ `encapsulate_batch` ⇒ UDP (GSO). Reads what the TUN has ready: with offloads
-/// (virtio-net headers) one read is a whole TCP super-packet of up to 64 KiB, which tun-rs
-/// splits into MTU-sized packets; without, one packet. It reads until fewer than
-/// [`MAX_SPLIT`] of its [`TUN_BURST`] buffers are free (the fd is non-blocking; the thread
-/// waits for readiness only when the TUN is empty), seals the run under one lock into runs of
-/// equal-size datagrams per peer, and sends each run with one `sendmsg` (UDP_SEGMENT), or
+/// TUN queue `i` ⇒ `encapsulate_batch_unsealed` ⇒ seal ⇒ UDP (GSO). Reads what the queue has
+/// ready: with offloads (virtio-net headers) one read is a whole TCP super-packet of up to
+/// 64 KiB, which tun-rs splits into MTU-sized packets; without, one packet. It reads until
+/// fewer than [`MAX_SPLIT`] of its [`TUN_BURST`] buffers are free (the fd is non-blocking;
+/// the thread waits for readiness only when the queue is empty), prepares the run under the
+/// lock into runs of equal-size datagrams per peer (counters taken in order), seals them
+/// after letting the lock go, and sends each run with one `sendmsg` (UDP_SEGMENT), or
 /// datagram by datagram without GSO.
-fn tun_to_udp(sh: &Shared) {
+fn tun_to_udp(sh: &Shared, i: usize) {
     let fail = |e: String| {
         let _ = sh.fatal.send(e);
     };
+    let (tun, port) = (sh.tun(i), sh.port(i));
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + MAX_PACKET];
     let mut bufs: Vec<Vec<u8>> = (0..TUN_BURST).map(|_| vec![0u8; sh.packet_buf]).collect();
     let mut sizes = [0usize; TUN_BURST];
     let mut out = vec![0u8; TUN_BURST * (sh.packet_buf + DATA_OVERHEAD + 16)];
     let mut sends: Vec<UdpSend> = Vec::with_capacity(TUN_BURST);
+    let mut jobs: Vec<(usize, SealJob)> = Vec::with_capacity(TUN_BURST);
     let mut pending = Pending::default();
     loop {
-        // Every packet the TUN holds now, then wait for more only when it had none.
+        // Every packet the queue holds now, then wait for more only when it had none.
         let mut count = 0;
         while count + MAX_SPLIT <= TUN_BURST {
             let (Some(free), Some(free_sizes)) = (bufs.get_mut(count..), sizes.get_mut(count..))
             else {
                 break;
             };
-            match sh.tun.recv_multiple(&mut original, free, free_sizes, 0) {
+            match tun.recv_multiple(&mut original, free, free_sizes, 0) {
                 Ok(n) => count += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -395,7 +440,7 @@ fn tun_to_udp(sh: &Shared) {
             }
         }
         if count == 0 {
-            let mut fds = [PollFd::new(&sh.tun, PollFlags::IN)];
+            let mut fds = [PollFd::new(tun, PollFlags::IN)];
             if let Err(e) = rustix::event::poll(&mut fds, None) {
                 debug!("poll: {e}");
             }
@@ -411,7 +456,7 @@ fn tun_to_udp(sh: &Shared) {
         {
             let mut core = sh.lock();
             let now = sh.clock.now();
-            let max_segments = sh.udp_state.max_gso_segments().clamp(1, 64);
+            let max_segments = port.state.max_gso_segments().clamp(1, 64);
             let (mut i, mut off) = (0, 0);
             while i < count {
                 let batch_end = (i + max_segments).min(count);
@@ -421,9 +466,12 @@ fn tun_to_udp(sh: &Shared) {
                 else {
                     break;
                 };
-                match core.device.encapsulate_batch(now, batch, buf) {
-                    Ok(b) => {
+                match core.device.encapsulate_batch_unsealed(now, batch, buf) {
+                    Ok((b, job)) => {
                         i += b.consumed.max(1);
+                        if let Some(job) = job {
+                            jobs.push((off, job));
+                        }
                         if let Action::WriteToNetwork { to, len } = b.action {
                             sends.push(UdpSend {
                                 to,
@@ -447,38 +495,65 @@ fn tun_to_udp(sh: &Shared) {
             }
             sh.collect(&mut core, &mut pending);
         }
-        for s in &sends {
-            if let Some(bytes) = out.get(s.start..s.start + s.len) {
-                sh.send_segments(s.to, bytes, s.segment);
+        // The encryption, without the lock. A job that cannot seal (not reached: each has
+        // the buffer it was made for) leaves its datagrams unsent.
+        let mut unsealed = Vec::new();
+        for (start, job) in jobs.drain(..) {
+            if let Err(e) = out.get_mut(start..).map_or(Ok(()), |b| job.seal(b)) {
+                debug!("seal: {e}");
+                unsealed.push(start);
             }
         }
-        sh.flush(&mut pending);
+        for s in sends.iter().filter(|s| !unsealed.contains(&s.start)) {
+            if let Some(bytes) = out.get(s.start..s.start + s.len) {
+                sh.send_segments(port, s.to, bytes, s.segment);
+            }
+        }
+        sh.flush(port, &mut pending);
     }
 }
 
-/// UDP (recvmmsg, GRO) ⇒ `decapsulate_batch` ⇒ TUN (or a reply over UDP). Each receive
-/// fills up to [`quinn_udp::BATCH_SIZE`] buffers, each holding one datagram or, with GRO,
-/// several of one stride; all are opened in place under one lock, then written to the TUN
-/// together: with offloads tun-rs coalesces TCP segments of one flow into super-packets
-/// (GRO), one write each; without, one write per packet.
-fn udp_to_tun(sh: &Shared) {
+/// Where one received datagram lies: buffer `k`, bytes `start..start + len`, from `src`.
+#[derive(Clone, Copy)]
+struct Datagram {
+    k: usize,
+    start: usize,
+    len: usize,
+    src: SocketAddr,
+}
+
+/// UDP socket `i` (recvmmsg, GRO) ⇒ check ⇒ open ⇒ accept ⇒ TUN queue `i` (or a reply
+/// over UDP). Each receive fills up to [`quinn_udp::BATCH_SIZE`] buffers, each holding one
+/// datagram or, with GRO, several of one stride. Every datagram is checked under the lock
+/// (`decapsulate_begin`: handshake messages are handled there), decrypted in place after it
+/// (`Opening::open`), and accepted under the lock again (`decapsulate_finish`); the packets
+/// are then written to the TUN together: with offloads tun-rs coalesces TCP segments of one
+/// flow into super-packets (GRO), one write each; without, one write per packet.
+fn udp_to_tun(sh: &Shared, i: usize) {
+    let (tun, port) = (sh.tun(i), sh.port(i));
     let mut bufs: [Vec<u8>; BATCH_SIZE] = std::array::from_fn(|_| vec![0u8; GRO_BUF_LEN]);
     let mut metas = [RecvMeta::default(); BATCH_SIZE];
-    // (buffer, start, len): plaintext packets for the TUN; (buffer, start, len, to): replies.
+    // Plaintext packets for the TUN (buffer, start, len); replies (buffer, start, len, to).
     let mut writes: Vec<(usize, usize, usize)> = Vec::with_capacity(BATCH_SIZE * 64);
     let mut replies: Vec<(usize, usize, usize, SocketAddr)> = Vec::new();
+    let mut openings: Vec<(Datagram, Opening)> = Vec::with_capacity(BATCH_SIZE * 64);
+    let mut opened: Vec<(Datagram, Opened)> = Vec::with_capacity(BATCH_SIZE * 64);
     // Packets for the TUN, each behind room for a virtio-net header, and tun-rs's table of
     // flows to coalesce (both reused).
     let mut tun_out: Vec<Vec<u8>> = Vec::new();
     let mut gro = GROTable::default();
     let mut pending = Pending::default();
+    let log_drop = |src: SocketAddr, e: DeviceError| match e {
+        DeviceError::Dropped(reason) => debug!("datagram from {src} dropped: {reason}"),
+        e => debug!("datagram from {src}: {e}"),
+    };
     loop {
         let n = {
             let mut iovs = bufs.each_mut().map(|b| IoSliceMut::new(b));
-            match sh.udp_state.recv((&sh.udp).into(), &mut iovs, &mut metas) {
+            match port.state.recv((&port.udp).into(), &mut iovs, &mut metas) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    sh.wait_udp(PollFlags::IN);
+                    wait_udp(port, PollFlags::IN);
                     continue;
                 }
                 // ICMP errors and interruptions surface here; keep going.
@@ -499,25 +574,50 @@ fn udp_to_tun(sh: &Shared) {
                 let Some(received) = buf.get_mut(..meta.len) else {
                     continue;
                 };
-                let mut off = 0;
-                for (result, segment) in
-                    core.device
-                        .decapsulate_batch(now, src, received, meta.stride)
-                {
-                    match result {
-                        // The packet sits behind the 16-byte data header, where it was
-                        // decrypted.
-                        Ok(Action::WriteToTunnel { len, .. }) => {
-                            writes.push((k, off + DATA_HEADER_LEN, len))
+                let stride = if meta.stride == 0 {
+                    meta.len
+                } else {
+                    meta.stride
+                };
+                for (j, segment) in received.chunks_mut(stride.max(1)).enumerate() {
+                    let d = Datagram {
+                        k,
+                        start: j * stride,
+                        len: segment.len(),
+                        src,
+                    };
+                    match core.device.decapsulate_begin(now, src, segment, d.len) {
+                        Ok(Begun::Open(o)) => openings.push((d, o)),
+                        Ok(Begun::Done(Action::WriteToNetwork { to, len })) => {
+                            replies.push((k, d.start, len, to))
                         }
-                        Ok(Action::WriteToNetwork { to, len }) => replies.push((k, off, len, to)),
                         Ok(_) => {}
-                        Err(DeviceError::Dropped(reason)) => {
-                            debug!("datagram from {src} dropped: {reason}")
-                        }
-                        Err(e) => debug!("datagram from {src}: {e}"),
+                        Err(e) => log_drop(src, e),
                     }
-                    off += segment.len();
+                }
+            }
+            sh.collect(&mut core, &mut pending);
+        }
+        // The decryption, without the lock.
+        for (d, o) in openings.drain(..) {
+            if let Some(segment) = bufs.get_mut(d.k).and_then(|b| b.get_mut(d.start..)) {
+                opened.push((d, o.open(segment)));
+            }
+        }
+        if !opened.is_empty() {
+            let mut core = sh.lock();
+            let now = sh.clock.now();
+            for (d, o) in opened.drain(..) {
+                let Some(segment) = bufs.get(d.k).and_then(|b| b.get(d.start..)) else {
+                    continue;
+                };
+                match core.device.decapsulate_finish(now, d.src, o, segment) {
+                    // The packet sits behind the 16-byte data header, where it was decrypted.
+                    Ok(Action::WriteToTunnel { len, .. }) => {
+                        writes.push((d.k, d.start + DATA_HEADER_LEN, len))
+                    }
+                    Ok(_) => {}
+                    Err(e) => log_drop(d.src, e),
                 }
             }
             sh.collect(&mut core, &mut pending);
@@ -537,16 +637,16 @@ fn udp_to_tun(sh: &Shared) {
             }
         }
         if let Some(packets) = tun_out.get_mut(..count).filter(|p| !p.is_empty()) {
-            if let Err(e) = sh.tun.send_multiple(&mut gro, packets, VIRTIO_NET_HDR_LEN) {
+            if let Err(e) = tun.send_multiple(&mut gro, packets, VIRTIO_NET_HDR_LEN) {
                 debug!("TUN write: {e}");
             }
         }
         for &(k, start, len, to) in &replies {
             if let Some(bytes) = bufs.get(k).and_then(|b| b.get(start..start + len)) {
-                sh.send(to, bytes);
+                sh.send(port, to, bytes);
             }
         }
-        sh.flush(&mut pending);
+        sh.flush(port, &mut pending);
     }
 }
 
@@ -562,7 +662,7 @@ fn timers(sh: &Shared) {
                 core.device.handle_timeout(now);
                 sh.collect(&mut core, &mut pending);
                 drop(core);
-                sh.flush(&mut pending);
+                sh.flush(sh.port(0), &mut pending);
                 core = sh.lock();
             }
             Some(t) => {
@@ -585,7 +685,7 @@ fn timers(sh: &Shared) {
     }
 }
 
-async fn run(file: WgQuick, ifname: String, replace: bool) -> Result<(), String> {
+async fn run(file: WgQuick, ifname: String, replace: bool, workers: usize) -> Result<(), String> {
     let clock = Clock::new();
     let mut device = file
         .device(clock.now(), UnwrapErr(getrandom::SysRng))
@@ -595,20 +695,32 @@ async fn run(file: WgQuick, ifname: String, replace: bool) -> Result<(), String>
 
     // Padding stops at the link's MTU, as in WireGuard: the device and the link share it.
     let mtu = file.device_config().mtu;
-    let (tun, offload) = create_tun(&ifname, mtu, &file.interface.addresses, replace)?;
-    let (udp, udp_v6) = bind_udp(file.interface.listen_port.unwrap_or(0))?;
-    let local = udp.local_addr().map_err(|e| e.to_string())?;
+    let tun = create_tun(&ifname, mtu, &file.interface.addresses, replace, workers)?;
+    let (sockets, udp_v6) = bind_udp(file.interface.listen_port.unwrap_or(0), workers)?;
+    let local = sockets
+        .first()
+        .ok_or("no UDP socket")?
+        .local_addr()
+        .map_err(|e| e.to_string())?;
     info!(
         "{ifname} up: public key {}, UDP {local}, {} peer(s)",
         device.public_key().to_base64(),
         peer_count
     );
 
-    // The TUN reader waits for readiness only when the TUN is empty (see `tun_to_udp`).
-    tun.set_nonblocking(true)
-        .map_err(|e| format!("TUN non-blocking: {e}"))?;
-    let udp_state = UdpSocketState::new((&udp).into()).map_err(|e| format!("UDP socket: {e}"))?;
-    let (gso, gro) = (udp_state.max_gso_segments(), udp_state.gro_segments());
+    // The TUN readers wait for readiness only when their queue is empty (see `tun_to_udp`).
+    for q in &tun.queues {
+        q.set_nonblocking(true)
+            .map_err(|e| format!("TUN non-blocking: {e}"))?;
+    }
+    let mut ports = Vec::with_capacity(sockets.len());
+    for udp in sockets {
+        let state = UdpSocketState::new((&udp).into()).map_err(|e| format!("UDP socket: {e}"))?;
+        ports.push(Port { udp, state });
+    }
+    let (gso, gro) = ports.first().map_or((1, 1), |p| {
+        (p.state.max_gso_segments(), p.state.gro_segments())
+    });
     info!(
         "UDP send: {}; UDP receive: {}recvmmsg of up to {BATCH_SIZE} buffers; TUN offload: {}",
         if gso > 1 {
@@ -621,12 +733,24 @@ async fn run(file: WgQuick, ifname: String, replace: bool) -> Result<(), String>
         } else {
             "no GRO, ".to_string()
         },
-        match &offload {
+        match &tun.offload {
             Ok(()) => "TSO/GRO on (virtio-net headers: reads split TCP super-packets, writes coalesce TCP segments)".to_string(),
             Err(why) => format!("off ({why}): one packet per TUN read and write"),
         },
     );
+    info!(
+        "workers: {} TUN queue(s) and {} UDP socket(s) of port {} (asked for {workers}){}; \
+         the device lock is held for bookkeeping only, encryption runs outside it",
+        tun.queues.len(),
+        ports.len(),
+        local.port(),
+        tun.queues_refused
+            .as_ref()
+            .map(|why| format!("; fewer TUN queues: {why}"))
+            .unwrap_or_default(),
+    );
     let (fatal, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tun_readers, udp_readers) = (tun.queues.len(), ports.len());
     let shared = Arc::new(Shared {
         core: Mutex::new(Core {
             device,
@@ -634,28 +758,39 @@ async fn run(file: WgQuick, ifname: String, replace: bool) -> Result<(), String>
         }),
         timer: Condvar::new(),
         clock,
-        udp,
+        ports,
         udp_v6,
-        udp_state,
-        tun,
+        tuns: tun.queues,
         packet_buf: usize::from(mtu) + 256,
         gso_failed: AtomicBool::new(false),
         fatal,
     });
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+    let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()
-            .name(name.into())
+            .name(name.clone())
             .spawn(f)
             .map(drop)
             .map_err(|e| format!("thread {name}: {e}"))
     };
+    // Every TUN queue and every socket needs its reader: the kernel hashes flows (TUN) and
+    // peers (UDP) onto all of them.
+    for i in 0..tun_readers {
+        let sh = Arc::clone(&shared);
+        spawn(
+            format!("tun-to-udp-{i}"),
+            Box::new(move || tun_to_udp(&sh, i)),
+        )?;
+    }
+    for i in 0..udp_readers {
+        let sh = Arc::clone(&shared);
+        spawn(
+            format!("udp-to-tun-{i}"),
+            Box::new(move || udp_to_tun(&sh, i)),
+        )?;
+    }
     let sh = Arc::clone(&shared);
-    spawn("tun-to-udp", Box::new(move || tun_to_udp(&sh)))?;
-    let sh = Arc::clone(&shared);
-    spawn("udp-to-tun", Box::new(move || udp_to_tun(&sh)))?;
-    let sh = Arc::clone(&shared);
-    spawn("timers", Box::new(move || timers(&sh)))?;
+    spawn("timers".into(), Box::new(move || timers(&sh)))?;
 
     tokio::select! {
         _ = term.recv() => info!("SIGTERM: shutting down"),

@@ -4,7 +4,7 @@
 //! create, and binding the one unconnected UDP socket, dual-stack where the host has IPv6.
 
 use std::io::Read;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -204,37 +204,72 @@ pub fn claim_name(ifname: &str, replace: bool) -> Result<(), String> {
     }
 }
 
+/// A TUN device as [`create_tun`] made it: one file descriptor per queue, and what the
+/// kernel granted.
+pub struct Tun {
+    /// The queues (`IFF_MULTI_QUEUE`): the kernel spreads packets over them by flow, each
+    /// flow staying on one. One when several were not asked for or not granted.
+    pub queues: Vec<tun_rs::SyncDevice>,
+    /// Virtio-net headers and TSO/GRO offloads on, or why not.
+    pub offload: Result<(), String>,
+    /// Why fewer queues than asked for, if so.
+    pub queues_refused: Option<String>,
+}
+
 /// Creates the TUN `ifname` in the current network namespace (after [`claim_name`]: a
-/// leftover of the same name is deleted, anything else only with `replace`), sets its MTU,
-/// assigns every address and brings the link up. It asks for virtio-net headers and TSO/GRO
-/// offloads first; where the kernel refuses them it makes a plain TUN and says why in the
-/// second value (`Err(reason)`).
+/// leftover of the same name is deleted, anything else only with `replace`), with `queues`
+/// queues (`IFF_MULTI_QUEUE` when more than one), sets its MTU, assigns every address and
+/// brings the link up. It asks for virtio-net headers and TSO/GRO offloads first; where the
+/// kernel refuses them it makes a plain TUN and says why ([`Tun::offload`]); where it
+/// refuses several queues, or a further queue, it goes on with those it has
+/// ([`Tun::queues_refused`]).
 pub fn create_tun(
     ifname: &str,
     mtu: u16,
     addresses: &[InterfaceAddress],
     replace: bool,
-) -> Result<(tun_rs::SyncDevice, Result<(), String>), String> {
+    queues: usize,
+) -> Result<Tun, String> {
     // An existing link would make TUNSETIFF fail or attach us to the wrong device.
     claim_name(ifname, replace)?;
     // Addresses, MTU and link state are set with ip(8) below. No packet-information header.
-    let build = |offload: bool| {
+    let build = |offload: bool, multi_queue: bool| {
         tun_rs::DeviceBuilder::new()
             .name(ifname)
             .packet_information(false)
             .offload(offload)
+            .multi_queue(multi_queue)
             .build_sync()
     };
-    let (dev, offload) = match build(true) {
-        Ok(dev) if dev.tcp_gso() => (dev, Ok(())),
-        Ok(dev) => (dev, Err("the kernel has no IFF_VNET_HDR".to_string())),
-        // TUNSETIFF with IFF_VNET_HDR or TUNSETOFFLOAD refused: the half-made device went with
-        // its fd; make a plain one (a real problem, such as the name, shows again here).
-        Err(e) => {
-            let dev = build(false).map_err(|e| format!("create TUN {ifname}: {e}"))?;
-            (dev, Err(format!("the kernel refused them: {e}")))
-        }
+    // TUNSETIFF with IFF_VNET_HDR or TUNSETOFFLOAD refused: the half-made device went with
+    // its fd; make a plain one (a real problem, such as the name, shows again there).
+    let build_any = |multi_queue: bool| match build(true, multi_queue) {
+        Ok(dev) if dev.tcp_gso() => Ok((dev, Ok(()))),
+        Ok(dev) => Ok((dev, Err("the kernel has no IFF_VNET_HDR".to_string()))),
+        Err(e) => build(false, multi_queue)
+            .map(|dev| (dev, Err(format!("the kernel refused them: {e}"))))
+            .map_err(|e| format!("create TUN {ifname}: {e}")),
     };
+    let mut queues_refused = None;
+    let (first, offload) = if queues > 1 {
+        match build_any(true) {
+            Ok(made) => made,
+            Err(e) => {
+                queues_refused = Some(format!("IFF_MULTI_QUEUE refused: {e}"));
+                build_any(false)?
+            }
+        }
+    } else {
+        build_any(false)?
+    };
+    let mut all = vec![first];
+    while queues_refused.is_none() && all.len() < queues {
+        match all.first().map(tun_rs::SyncDevice::try_clone) {
+            Some(Ok(q)) => all.push(q),
+            Some(Err(e)) => queues_refused = Some(format!("queue {}: {e}", all.len() + 1)),
+            None => break,
+        }
+    }
     ip(&["link", "set", "dev", ifname, "mtu", &mtu.to_string()])?;
     for a in addresses {
         let cidr = a.to_string();
@@ -245,42 +280,75 @@ pub fn create_tun(
         }
     }
     ip(&["link", "set", "dev", ifname, "up"])?;
-    Ok((dev, offload))
+    Ok(Tun {
+        queues: all,
+        offload,
+        queues_refused,
+    })
 }
 
-/// One unconnected UDP socket on every local address: `[::]` with IPV6_V6ONLY off (IPv4
-/// peers arrive v4-mapped), or `0.0.0.0` where IPv6 is unavailable. Returns whether it is v6.
-pub fn bind_udp(port: u16) -> Result<(UdpSocket, bool), String> {
+/// `count` unconnected UDP sockets sharing one port on every local address (`SO_REUSEPORT`,
+/// which the kernel balances by the peers' addresses, each peer staying on one socket):
+/// `[::]` with IPV6_V6ONLY off (IPv4 peers arrive v4-mapped), or `0.0.0.0` where IPv6 is
+/// unavailable. `port` 0 picks one. Returns at least one socket (fewer than `count` where a
+/// further one cannot join, with a warning) and whether they are v6.
+pub fn bind_udp(port: u16, count: usize) -> Result<(Vec<UdpSocket>, bool), String> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let dual_stack = || -> std::io::Result<Socket> {
-        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
-        s.set_only_v6(false)?;
-        s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+    let several = count > 1;
+    let open = |domain: Domain, port: u16| -> std::io::Result<Socket> {
+        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+        if domain == Domain::IPV6 {
+            s.set_only_v6(false)?;
+        }
+        if several {
+            s.set_reuse_port(true)?;
+        }
+        let ip: IpAddr = if domain == Domain::IPV6 {
+            Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        };
+        s.bind(&SocketAddr::new(ip, port).into())?;
+        // Room for bursts while a worker is busy (the kernel caps these at its rmem/wmem_max).
+        for (what, r) in [
+            ("SO_RCVBUF", s.set_recv_buffer_size(SOCKET_BUF)),
+            ("SO_SNDBUF", s.set_send_buffer_size(SOCKET_BUF)),
+        ] {
+            if let Err(e) = r {
+                debug!("{what}: {e}");
+            }
+        }
         Ok(s)
     };
-    let (socket, v6) = match dual_stack() {
-        Ok(s) => (s, true),
+    let (first, domain) = match open(Domain::IPV6, port) {
+        Ok(s) => (s, Domain::IPV6),
         Err(e6) => {
             warn!("no dual-stack IPv6 socket ({e6}); using 0.0.0.0");
-            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-                .and_then(|s| {
-                    s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
-                    Ok(s)
-                })
-                .map_err(|e| format!("bind UDP port {port}: {e}"))?;
-            (s, false)
+            let s = open(Domain::IPV4, port).map_err(|e| format!("bind UDP port {port}: {e}"))?;
+            (s, Domain::IPV4)
         }
     };
-    // Room for bursts while a worker is busy (the kernel caps these at its rmem/wmem_max).
-    for (what, r) in [
-        ("SO_RCVBUF", socket.set_recv_buffer_size(SOCKET_BUF)),
-        ("SO_SNDBUF", socket.set_send_buffer_size(SOCKET_BUF)),
-    ] {
-        if let Err(e) = r {
-            debug!("{what}: {e}");
+    let bound = first
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map_or(port, |a| a.port());
+    let mut sockets: Vec<UdpSocket> = vec![first.into()];
+    while sockets.len() < count {
+        match open(domain, bound) {
+            Ok(s) => sockets.push(s.into()),
+            Err(e) => {
+                warn!(
+                    "UDP port {bound}: socket {} of {count} cannot join (SO_REUSEPORT: {e}); \
+                     going on with {}",
+                    sockets.len() + 1,
+                    sockets.len()
+                );
+                break;
+            }
         }
     }
-    Ok((socket.into(), v6))
+    Ok((sockets, domain == Domain::IPV6))
 }
 
 /// The address to send to on a socket from [`bind_udp`]: IPv4 destinations become v4-mapped
