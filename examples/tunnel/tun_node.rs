@@ -17,26 +17,37 @@
 //! * Binds one unconnected UDP socket on all local addresses at `ListenPort` (`[::]`,
 //!   dual-stack, or `0.0.0.0` when IPv6 is unavailable), so it keeps working when the host's
 //!   own addresses change.
-//! * Pumps on three OS threads, sharing the device behind a mutex that is held only around
-//!   the device calls (never across a syscall), in batches. The TUN is opened with
-//!   virtio-net headers and TSO/GRO offloads (`IFF_VNET_HDR`, `TUNSETOFFLOAD`, through
-//!   `tun-rs`): the TUN reader gets the kernel's TCP super-packets (up to 64 KiB) and has them
-//!   split into MTU-sized packets (wireguard-go's scheme), takes everything the (non-blocking)
-//!   TUN holds, up to 128 packets, seals them with `encapsulate_batch` under one lock into runs
-//!   of equal-size datagrams per peer, and sends each run with one `sendmsg` using UDP GSO
-//!   (`UDP_SEGMENT`); the UDP reader receives with `recvmmsg` and UDP GRO (several datagrams
-//!   per buffer), opens everything received with `decapsulate_batch` in place under one lock,
-//!   then writes the packets to the TUN together, TCP segments of one flow coalesced into one
-//!   super-packet per write, and sends any replies. GSO, GRO and batched receive come from
-//!   `quinn-udp`, which falls back to one datagram per `sendmsg` / per buffer where the kernel
-//!   lacks them; without TUN offloads it is one packet per TUN read and write. The paths
-//!   chosen are logged at start (`UDP send: ...; TUN offload: ...`). A timer thread sleeps on
-//!   a condition variable until `poll_timeout` (woken when an operation moves it earlier) ⇒
-//!   `handle_timeout`. After each step the queued `poll_transmit` datagrams and `poll_event`
-//!   events are taken under the lock and sent/logged after it. Buffers are allocated once per
-//!   thread; the UDP socket asks for 4 MiB buffers each way. (A tun_node pair in network
-//!   namespaces on a shared 2-vCPU machine: about 2,500 Mbit/s at 5.4 CPU seconds per GiB,
-//!   3.7x a wireguard-go pair's throughput at 0.26x its CPU; see the README.)
+//! * Pumps on worker threads (`--workers N`, default one per CPU up to 4) sharing the device
+//!   behind a mutex held only for the device's bookkeeping, never for the encryption or a
+//!   syscall. Each worker has a TUN queue (`IFF_MULTI_QUEUE`: the kernel keeps each flow on
+//!   one queue, so a flow's packets stay in order) and a UDP socket of the listen port
+//!   (`SO_REUSEPORT`: the kernel keeps each peer on one socket), and two threads:
+//!   - TUN ⇒ UDP: the queue is opened with virtio-net headers and TSO/GRO offloads
+//!     (`IFF_VNET_HDR`, `TUNSETOFFLOAD`, through `tun-rs`), so a read gets one of the
+//!     kernel's TCP super-packets (up to 64 KiB), split into MTU-sized packets (wireguard-go's
+//!     scheme). The thread takes everything the (non-blocking) queue holds, up to 128
+//!     packets; under the lock `encapsulate_batch_unsealed` routes them, copies them into
+//!     runs of equal-size datagrams per peer and takes their counters in order (about 3 µs
+//!     for 64 packets); after it, the returned `SealJob`s encrypt, and each run goes out
+//!     with one `sendmsg` using UDP GSO (`UDP_SEGMENT`).
+//!   - UDP ⇒ TUN: `recvmmsg` with UDP GRO (several datagrams per buffer); under the lock
+//!     `decapsulate_begin` checks each datagram (handshake messages are handled whole
+//!     there), after it `Opening::open` decrypts in place, then under the lock again
+//!     `decapsulate_finish` accepts the packets (replay window, AllowedIPs, roaming,
+//!     timers); they are written to the TUN together, TCP segments of one flow coalesced
+//!     into one super-packet per write, and replies are sent.
+//!
+//!   Batches of one peer sealed by two workers may reach the wire out of counter order (by
+//!   at most a batch); every WireGuard receiver's replay window (2,048 to 8,192 counters)
+//!   takes that. GSO, GRO and batched receive come from `quinn-udp`, which falls back to one
+//!   datagram per `sendmsg` / per buffer where the kernel lacks them; without TUN offloads it
+//!   is one packet per TUN read and write; without multi-queue TUN or `SO_REUSEPORT`, fewer
+//!   workers. What was chosen is logged at start (`UDP send: ...; TUN offload: ...` and
+//!   `workers: ...`). A timer thread sleeps on a condition variable until `poll_timeout`
+//!   (woken when an operation moves it earlier) ⇒ `handle_timeout`. After each step the
+//!   queued `poll_transmit` datagrams and `poll_event` events are taken under the lock and
+//!   sent/logged after it. Buffers are allocated once per thread (about 5 MiB per worker);
+//!   each UDP socket asks for 4 MiB buffers each way. (Measured figures: see the README.)
 //! * Logs handshakes and roaming. The main thread waits for SIGTERM or Ctrl-C, then exits;
 //!   the kernel closes the TUN and removes the link.
 //!
