@@ -104,12 +104,19 @@ INPUT (stdin, one line each):
 OUTPUT:
     stdout                  each received message as `<PEER-NAME> text` (control characters
                             replaced); with --show-identity only the public key
-    stderr                  events as `event: KIND key=value ...` (registered, resumed,
-                            established, rekeyed, closed, relay-lost, relay-reconnected, ...)
-                            and problems as `error: ...`
+    stderr                  events as `event: KIND key=value ...` and problems as
+                            `error: ...`. The events: registered, relay-chat-started (the
+                            node has the chat; peer= is empty while the peer is on another
+                            node or not yet there), peer-identity, established, resumed,
+                            held (input kept until a fresh epoch), rekeyed, closed,
+                            outbox-restored (frames kept from the last run), outbox-retry,
+                            duplicate-dropped (a copy of a frame already shown), relay-lost,
+                            relay-retry, relay-reconnected, handshake-frame-refused,
+                            stale-handshake-frames, frames-after-a-gap
 
 Every outgoing frame is kept until a node says it stored it (with --state, in STATE.outbox,
-sealed under the state's passphrase, so a crash loses none: the next start sends them), and
+sealed under the state's passphrase, so a crash loses none: the next start sends them, so
+`outbox-restored` may count up to 2048: the unstored frames and the stored ones kept), and
 the latest 1024 stored messages are sent again after a lost stream (the node may have died
 before delivering them; the peer drops copies as `event: duplicate-dropped`). If the node goes
 away the app keeps the chat and its frames and reconnects with backoff, trying the next node
