@@ -15,9 +15,9 @@
 # run; recovery after kill -9 and restart with the same file (over a stale link of the same
 # name); roaming of either side's outer address; a spoofed inner source gets nothing through; a
 # wrong private key gets nothing through (and the right one does, over an outer IPv6 endpoint);
-# SIGTERM; `wg showconf` output is accepted; the default workers (one per CPU up to 4) each
-# got a TUN queue and a UDP socket. Against wireguard-go (tun_node initiating this time, with
-# `--workers 1`): handshake seen by `wg show`, ping both ways (v4 and v6), one bulk TCP
+# SIGTERM; `wg showconf` output is accepted; the default workers (one per two CPUs, 1 to 4)
+# each got a TUN queue and a UDP socket. Against wireguard-go (tun_node initiating this time,
+# with `--workers 3`): handshake seen by `wg show`, ping both ways (v4 and v6), one bulk TCP
 # transfer each way. tun_node never deletes a link it did not create:
 # a bridge, a TUN another program holds (boringtun's) and a TUN with an owner stay, and
 # tun_node exits 1 naming the link and --replace; with --replace it takes the name; a parse
@@ -137,8 +137,9 @@ start_tun_node "$NS_B" "$WORK/b.conf" "$IF_B" b || fail_setup "tun_node did not 
 # Which UDP path (GSO/GRO or the fallbacks) it chose, logged at start.
 check "tun_node logs the UDP path it chose ($(grep -o 'UDP send: [^;]*' "$WORK/b.log" | head -n 1))" \
     grep -q "UDP send: .*; UDP receive: " "$WORK/b.log"
-# Its workers: one per CPU up to 4 by default, each with a TUN queue and a UDP socket.
-WORKERS=$(( $(nproc) < 4 ? $(nproc) : 4 ))
+# Its workers: one per two CPUs (1 to 4) by default, each with a TUN queue and a UDP socket.
+WORKERS=$(( $(nproc) / 2 ))
+WORKERS=$(( WORKERS < 1 ? 1 : WORKERS > 4 ? 4 : WORKERS ))
 check "tun_node runs $WORKERS worker(s) by default, each with a TUN queue and a UDP socket" \
     grep -q "workers: $WORKERS TUN queue(s) and $WORKERS UDP socket(s)" "$WORK/b.log"
 
@@ -279,9 +280,11 @@ AllowedIPs = 10.244.0.1/32, fd00:244::1/128
 Endpoint = 192.168.244.1:51820
 PersistentKeepalive = 25
 EOF
-# One worker here (the boringtun section above runs the default, one per CPU).
-start_tun_node "$NS_H" "$WORK/h.conf" "$IF_H" h --workers 1 || fail_setup "tun_node did not come up in $NS_H"
+# Three workers here, whatever the default (the boringtun section above runs the default).
+start_tun_node "$NS_H" "$WORK/h.conf" "$IF_H" h --workers 3 || fail_setup "tun_node did not come up in $NS_H"
 check "wireguard-go: tun_node's link $IF_H is up (${UP_MS} ms)" link_mtu_is "$NS_H" "$IF_H" 1420
+check "wireguard-go: tun_node has the 3 workers asked for (3 TUN queues, 3 UDP sockets)" \
+    grep -q "workers: 3 TUN queue(s) and 3 UDP socket(s)" "$WORK/h.log"
 check "wireguard-go: ping tun_node -> wireguard-go (IPv4; tun_node initiates)" ping_ok "$NS_H" 10.244.0.1
 check "wireguard-go: ping wireguard-go -> tun_node (IPv4)" ping_ok "$NS_G" 10.244.0.2
 check "wireguard-go: ping tun_node -> wireguard-go (IPv6)" ping_ok "$NS_H" fd00:244::1

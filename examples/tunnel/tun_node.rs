@@ -17,7 +17,7 @@
 //! * Binds one unconnected UDP socket on all local addresses at `ListenPort` (`[::]`,
 //!   dual-stack, or `0.0.0.0` when IPv6 is unavailable), so it keeps working when the host's
 //!   own addresses change.
-//! * Pumps on worker threads (`--workers N`, default one per CPU up to 4) sharing the device
+//! * Pumps on worker threads (`--workers N`; by default one per two CPUs, 1 to 4) sharing the device
 //!   behind a mutex held only for the device's bookkeeping, never for the encryption or a
 //!   syscall. Each worker has a TUN queue (`IFF_MULTI_QUEUE`: the kernel keeps each flow on
 //!   one queue, so a flow's packets stay in order) and a UDP socket of the listen port
@@ -86,7 +86,7 @@ const TUN_BURST: usize = 128;
 const MAX_SPLIT: usize = 64;
 /// Packet workers at most (`--workers`).
 const MAX_WORKERS: usize = 16;
-/// Packet workers by default at most (one per CPU up to this).
+/// Packet workers by default at most (one per two CPUs up to this).
 const DEFAULT_WORKERS: usize = 4;
 /// Bytes of one GSO send at most: what IPv4 allows in one UDP datagram (65,507), rounded down.
 const GSO_MAX_BYTES: usize = 65_000;
@@ -114,7 +114,7 @@ OPTIONS:
                          program holds, ...) is left alone and tun_node exits with status 1
     --replace            delete an existing link named NAME whatever it is, then create the
                          TUN (for a link you know is yours to replace)
-    --workers N          packet workers, 1 to 16 (default: one per CPU, at most 4). Each
+    --workers N          packet workers, 1 to 16 (default: one per two CPUs, 1 to 4). Each
                          has a TUN queue (the kernel keeps a flow on one queue) and a UDP
                          socket of the listen port (SO_REUSEPORT: the kernel keeps a peer on
                          one socket), and encrypts without holding the shared device
@@ -227,12 +227,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // One worker per CPU by default, at most DEFAULT_WORKERS (each has about 5 MiB of
-    // buffers).
+    // By default one worker per two CPUs (a worker is two threads, one each way), at least
+    // one and at most DEFAULT_WORKERS (each has about 5 MiB of buffers).
     let workers = workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(DEFAULT_WORKERS)
+        (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).clamp(1, DEFAULT_WORKERS)
     });
     match runtime.block_on(run(file, ifname, replace, workers)) {
         Ok(()) => ExitCode::SUCCESS,
