@@ -82,6 +82,8 @@ const GRO_BUF_LEN: usize = 128 * 1024;
 const MAX_PACKET: usize = 65_535;
 /// TUN packets read (and sealed) per round at most.
 const TUN_BURST: usize = 128;
+/// Packets handed to tun-rs per TUN write call (coalesced into fewer writes with offloads).
+const TUN_WRITE_BATCH: usize = 128;
 /// Buffers a TUN read may need: one TCP super-packet (64 KiB) split into MTU-sized packets.
 const MAX_SPLIT: usize = 64;
 /// Packet workers at most (`--workers`).
@@ -258,6 +260,8 @@ struct Shared {
     tuns: Vec<tun_rs::SyncDevice>,
     /// Bytes of one packet buffer: the link's MTU and room for headers.
     packet_buf: usize,
+    /// Whether the TUN has virtio-net headers and TSO/GRO offloads.
+    tun_offload: bool,
     /// Set once a GSO send failed and quinn-udp fell back to one datagram per send.
     gso_failed: AtomicBool,
     /// A worker that cannot go on reports here; `run` then exits with failure.
@@ -548,8 +552,17 @@ fn udp_to_tun(sh: &Shared, i: usize) {
     let mut openings: Vec<(Datagram, Opening)> = Vec::with_capacity(BATCH_SIZE * 64);
     let mut opened: Vec<(Datagram, Opened)> = Vec::with_capacity(BATCH_SIZE * 64);
     // Packets for the TUN, each behind room for a virtio-net header, and tun-rs's table of
-    // flows to coalesce (both reused).
-    let mut tun_out: Vec<Vec<u8>> = Vec::new();
+    // flows to coalesce (both reused). With offloads tun-rs appends a flow's segments to the
+    // buffer of its first one, but only within the buffer's capacity (it never reallocates):
+    // each buffer gets room for a whole 64 KiB super-packet, as wireguard-go's do.
+    let capacity = if sh.tun_offload {
+        2 * VIRTIO_NET_HDR_LEN + usize::from(u16::MAX)
+    } else {
+        VIRTIO_NET_HDR_LEN + sh.packet_buf
+    };
+    let mut tun_out: Vec<Vec<u8>> = (0..TUN_WRITE_BATCH)
+        .map(|_| Vec::with_capacity(capacity))
+        .collect();
     let mut gro = GROTable::default();
     let mut pending = Pending::default();
     let log_drop = |src: SocketAddr, e: DeviceError| match e {
@@ -631,23 +644,21 @@ fn udp_to_tun(sh: &Shared, i: usize) {
             }
             sh.collect(&mut core, &mut pending);
         }
-        let mut count = 0;
-        for &(k, start, len) in &writes {
-            if let Some(bytes) = bufs.get(k).and_then(|b| b.get(start..start + len)) {
-                if tun_out.len() <= count {
-                    tun_out.push(Vec::with_capacity(VIRTIO_NET_HDR_LEN + sh.packet_buf));
-                }
-                if let Some(b) = tun_out.get_mut(count) {
+        for chunk in writes.chunks(TUN_WRITE_BATCH) {
+            let mut count = 0;
+            for &(k, start, len) in chunk {
+                let bytes = bufs.get(k).and_then(|b| b.get(start..start + len));
+                if let (Some(bytes), Some(b)) = (bytes, tun_out.get_mut(count)) {
                     b.clear();
                     b.resize(VIRTIO_NET_HDR_LEN, 0);
                     b.extend_from_slice(bytes);
                     count += 1;
                 }
             }
-        }
-        if let Some(packets) = tun_out.get_mut(..count).filter(|p| !p.is_empty()) {
-            if let Err(e) = tun.send_multiple(&mut gro, packets, VIRTIO_NET_HDR_LEN) {
-                debug!("TUN write: {e}");
+            if let Some(packets) = tun_out.get_mut(..count).filter(|p| !p.is_empty()) {
+                if let Err(e) = tun.send_multiple(&mut gro, packets, VIRTIO_NET_HDR_LEN) {
+                    debug!("TUN write: {e}");
+                }
             }
         }
         for &(k, start, len, to) in &replies {
@@ -771,6 +782,7 @@ async fn run(file: WgQuick, ifname: String, replace: bool, workers: usize) -> Re
         udp_v6,
         tuns: tun.queues,
         packet_buf: usize::from(mtu) + 256,
+        tun_offload: tun.offload.is_ok(),
         gso_failed: AtomicBool::new(false),
         fatal,
     });
