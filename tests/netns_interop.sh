@@ -17,8 +17,9 @@
 # wrong private key gets nothing through (and the right one does, over an outer IPv6 endpoint);
 # SIGTERM; `wg showconf` output is accepted; the default workers (one per two CPUs, 1 to 4)
 # each got a TUN queue and a UDP socket. Against wireguard-go (tun_node initiating this time,
-# with `--workers 3`): handshake seen by `wg show`, ping both ways (v4 and v6), one bulk TCP
-# transfer each way. tun_node never deletes a link it did not create:
+# with `--workers 3 --no-offload`, the path without TUN offloads): handshake seen by `wg show`,
+# ping both ways (v4 and v6), one bulk TCP transfer each way. tun_node never deletes a link it
+# did not create:
 # a bridge, a TUN another program holds (boringtun's) and a TUN with an owner stay, and
 # tun_node exits 1 naming the link and --replace; with --replace it takes the name; a parse
 # error quotes no piece of a key.
@@ -280,11 +281,15 @@ AllowedIPs = 10.244.0.1/32, fd00:244::1/128
 Endpoint = 192.168.244.1:51820
 PersistentKeepalive = 25
 EOF
-# Three workers here, whatever the default (the boringtun section above runs the default).
-start_tun_node "$NS_H" "$WORK/h.conf" "$IF_H" h --workers 3 || fail_setup "tun_node did not come up in $NS_H"
+# Three workers and no TUN offloads here, whatever the defaults (the boringtun section above
+# runs the defaults): the fallback path, one packet per TUN read and write, carries the
+# transfers below.
+start_tun_node "$NS_H" "$WORK/h.conf" "$IF_H" h --workers 3 --no-offload || fail_setup "tun_node did not come up in $NS_H"
 check "wireguard-go: tun_node's link $IF_H is up (${UP_MS} ms)" link_mtu_is "$NS_H" "$IF_H" 1420
 check "wireguard-go: tun_node has the 3 workers asked for (3 TUN queues, 3 UDP sockets)" \
     grep -q "workers: 3 TUN queue(s) and 3 UDP socket(s)" "$WORK/h.log"
+check "wireguard-go: tun_node runs without TUN offloads as asked (--no-offload)" \
+    grep -q "TUN offload: off (--no-offload)" "$WORK/h.log"
 check "wireguard-go: ping tun_node -> wireguard-go (IPv4; tun_node initiates)" ping_ok "$NS_H" 10.244.0.1
 check "wireguard-go: ping wireguard-go -> tun_node (IPv4)" ping_ok "$NS_G" 10.244.0.2
 check "wireguard-go: ping tun_node -> wireguard-go (IPv6)" ping_ok "$NS_H" fd00:244::1

@@ -1,5 +1,5 @@
-//! `tun_node --config FILE --interface NAME [--replace] [--workers N]`: a WireGuard-compatible node on a
-//! Linux TUN.
+//! `tun_node --config FILE --interface NAME [--replace] [--workers N] [--no-offload]`: a
+//! WireGuard-compatible node on a Linux TUN.
 //!
 //! A thin pump around [`sealwire::tunnel::Device`]; no protocol logic lives here.
 //!
@@ -14,12 +14,12 @@
 //!   what a killed instance or a crashed setup leaves (so a restart after `kill -9` comes
 //!   back cleanly); a bridge, a kernel WireGuard link, a TUN another process holds or anything
 //!   else makes it exit with status 1 and a message naming the link, unless `--replace`.
-//! * Binds one unconnected UDP socket on all local addresses at `ListenPort` (`[::]`,
-//!   dual-stack, or `0.0.0.0` when IPv6 is unavailable), so it keeps working when the host's
-//!   own addresses change.
-//! * Pumps on worker threads (`--workers N`; by default one per two CPUs, 1 to 4) sharing the device
-//!   behind a mutex held only for the device's bookkeeping, never for the encryption or a
-//!   syscall. Each worker has a TUN queue (`IFF_MULTI_QUEUE`: the kernel keeps each flow on
+//! * Binds unconnected UDP sockets (one per worker, sharing the port with `SO_REUSEPORT`) on
+//!   all local addresses at `ListenPort` (`[::]`, dual-stack, or `0.0.0.0` when IPv6 is
+//!   unavailable), so it keeps working when the host's own addresses change.
+//! * Pumps on worker threads (`--workers N`; by default one per two CPUs, 1 to 4) sharing the
+//!   device behind a mutex held only for the device's bookkeeping, never for the encryption
+//!   or a syscall. Each worker has a TUN queue (`IFF_MULTI_QUEUE`: the kernel keeps each flow on
 //!   one queue, so a flow's packets stay in order) and a UDP socket of the listen port
 //!   (`SO_REUSEPORT`: the kernel keeps each peer on one socket), and two threads:
 //!   - TUN ⇒ UDP: the queue is opened with virtio-net headers and TSO/GRO offloads
@@ -102,7 +102,7 @@ const HELP: &str = "\
 tun_node — a WireGuard-compatible node on a Linux TUN device (sealwire example)
 
 USAGE:
-    tun_node --config FILE --interface NAME [--replace] [--workers N]
+    tun_node --config FILE --interface NAME [--replace] [--workers N] [--no-offload]
 
 OPTIONS:
     --config FILE        a wg-quick style file (also the output of `wg showconf`):
@@ -123,6 +123,11 @@ OPTIONS:
                          has a TUN queue (the kernel keeps a flow on one queue) and a UDP
                          socket of the listen port (SO_REUSEPORT: the kernel keeps a peer on
                          one socket), and encrypts without holding the shared device
+    --no-offload         open the TUN without virtio-net headers and TSO/GRO offloads: one
+                         packet per TUN read and write (slower; for a kernel or setup where
+                         the offloads misbehave). Without this flag the offloads are asked
+                         for and tun_node falls back to this by itself where the kernel
+                         refuses them
     -h, --help           print this help
 
 Needs CAP_NET_ADMIN (root) and `ip` from iproute2. Sets the MTU (1420 unless MTU says
@@ -139,7 +144,7 @@ EXIT STATUS:
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: tun_node --config FILE --interface NAME [--replace] [--workers N]   (tun_node --help for more)"
+        "usage: tun_node --config FILE --interface NAME [--replace] [--workers N] [--no-offload]   (tun_node --help for more)"
     );
     ExitCode::from(2)
 }
@@ -158,12 +163,14 @@ fn main() -> ExitCode {
     let mut ifname = None;
     let mut replace = false;
     let mut workers = None;
+    let mut offload = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" => config_path = args.next(),
             "--interface" => ifname = args.next(),
             "--replace" => replace = true,
+            "--no-offload" => offload = false,
             "--workers" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
                 Some(n @ 1..=MAX_WORKERS) => workers = Some(n),
                 _ => {
@@ -237,7 +244,7 @@ fn main() -> ExitCode {
     let workers = workers.unwrap_or_else(|| {
         (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).clamp(1, DEFAULT_WORKERS)
     });
-    match runtime.block_on(run(file, ifname, replace, workers)) {
+    match runtime.block_on(run(file, ifname, replace, workers, offload)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tun_node: {e}");
@@ -708,7 +715,13 @@ fn timers(sh: &Shared) {
     }
 }
 
-async fn run(file: WgQuick, ifname: String, replace: bool, workers: usize) -> Result<(), String> {
+async fn run(
+    file: WgQuick,
+    ifname: String,
+    replace: bool,
+    workers: usize,
+    offload: bool,
+) -> Result<(), String> {
     let clock = Clock::new();
     let mut device = file
         .device(clock.now(), UnwrapErr(getrandom::SysRng))
@@ -718,7 +731,14 @@ async fn run(file: WgQuick, ifname: String, replace: bool, workers: usize) -> Re
 
     // Padding stops at the link's MTU, as in WireGuard: the device and the link share it.
     let mtu = file.device_config().mtu;
-    let tun = create_tun(&ifname, mtu, &file.interface.addresses, replace, workers)?;
+    let tun = create_tun(
+        &ifname,
+        mtu,
+        &file.interface.addresses,
+        replace,
+        workers,
+        offload,
+    )?;
     let (sockets, udp_v6) = bind_udp(file.interface.listen_port.unwrap_or(0), workers)?;
     let local = sockets
         .first()
@@ -758,6 +778,7 @@ async fn run(file: WgQuick, ifname: String, replace: bool, workers: usize) -> Re
         },
         match &tun.offload {
             Ok(()) => "TSO/GRO on (virtio-net headers: reads split TCP super-packets, writes coalesce TCP segments)".to_string(),
+            Err(_) if !offload => "off (--no-offload): one packet per TUN read and write".to_string(),
             Err(why) => format!("off ({why}): one packet per TUN read and write"),
         },
     );

@@ -219,8 +219,9 @@ pub struct Tun {
 /// Creates the TUN `ifname` in the current network namespace (after [`claim_name`]: a
 /// leftover of the same name is deleted, anything else only with `replace`), with `queues`
 /// queues (`IFF_MULTI_QUEUE` when more than one), sets its MTU, assigns every address and
-/// brings the link up. It asks for virtio-net headers and TSO/GRO offloads first; where the
-/// kernel refuses them it makes a plain TUN and says why ([`Tun::offload`]); where it
+/// brings the link up. Unless `offload` is false it asks for virtio-net headers and TSO/GRO
+/// offloads first; where the kernel refuses them it makes a plain TUN and says why
+/// ([`Tun::offload`]); where it
 /// refuses several queues, or a further queue, it goes on with those it has
 /// ([`Tun::queues_refused`]).
 pub fn create_tun(
@@ -229,6 +230,7 @@ pub fn create_tun(
     addresses: &[InterfaceAddress],
     replace: bool,
     queues: usize,
+    offload: bool,
 ) -> Result<Tun, String> {
     // An existing link would make TUNSETIFF fail or attach us to the wrong device.
     claim_name(ifname, replace)?;
@@ -243,7 +245,8 @@ pub fn create_tun(
     };
     // TUNSETIFF with IFF_VNET_HDR or TUNSETOFFLOAD refused: the half-made device went with
     // its fd; make a plain one (a real problem, such as the name, shows again there).
-    let build_any = |multi_queue: bool| match build(true, multi_queue) {
+    let build_any = |multi_queue: bool| match build(offload, multi_queue) {
+        Ok(dev) if !offload => Ok((dev, Err("turned off by the caller".to_string()))),
         Ok(dev) if dev.tcp_gso() => Ok((dev, Ok(()))),
         Ok(dev) => Ok((dev, Err("the kernel has no IFF_VNET_HDR".to_string()))),
         Err(e) => build(false, multi_queue)

@@ -117,14 +117,15 @@ impl<R: rand_core::CryptoRng> Device<R> {
     /// copied and padded into `out`, their counters taken in order, timers, statistics,
     /// rekeys) except sealing, which the returned [`SealJob`] does, on any thread, with no
     /// access to the device. A worker pool shares one device behind a lock this way, holding
-    /// it only for this call (a few hundred nanoseconds for a run of 64 packets), never for
-    /// the encryption.
+    /// it only for this call (about 3 µs for a run of 64 packets of 1420 bytes, most of it
+    /// copying them, against about 48 µs of encryption: `benches/tunnel.rs`), never for the
+    /// encryption.
     ///
     /// The [`SealedBatch`] is the one `encapsulate_batch` returns, and after
     /// [`SealJob::seal`]`(out)` the bytes of `out` are the ones it writes. `None` instead of
     /// a job means `out` needs no sealing (an initiation, or nothing to send). Until it is
-    /// sealed, `out[..len]` holds the packets in the clear, with no valid header: send
-    /// nothing from it before. A job dropped unsealed spends its counters (the receiver
+    /// sealed, `out[..len]` holds the packets in the clear (and whatever headers the buffer
+    /// held before): send nothing from it before. A job dropped unsealed spends its counters (the receiver
     /// never sees them, which WireGuard tolerates as loss).
     ///
     /// Batches sealed by different threads may reach the network in another order than
