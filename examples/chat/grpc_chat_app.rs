@@ -46,7 +46,7 @@ use chat_examples::outbox::{Answer, Outbox};
 use chat_examples::reorder::Reorder;
 use chat_relay::downlink;
 use rand_core::UnwrapErr;
-use relay_client::{BoxError, ProofMode, RelayStream};
+use relay_client::{describe_end, BoxError, ProofMode, RelayStream};
 use sealwire::chat::{Chat, ChatConfig, ChatError, ChatEvent, ChatId, FrameHeader, FrameKind};
 use sealwire::crypto::ed25519::{IdentityKey, IdentityPublic};
 use sealwire::crypto::hex;
@@ -798,7 +798,7 @@ impl App {
             )),
             Ok(Some(other)) => eprintln!("error: unexpected message from the node: {other:?}"),
             Ok(None) => self.lost("the node closed the stream"),
-            Err(status) => self.lost(&status.to_string()),
+            Err(status) => self.lost(&describe_end(&status)),
         }
         false
     }

@@ -172,3 +172,33 @@ impl RelayStream {
         }
     }
 }
+
+/// Why a stream ended, in words: what the gRPC code means for the app, then the node's or
+/// the transport's own message (`tonic::Status`'s `Display` adds empty details and metadata).
+///
+/// ```
+/// use chat_examples::relay_client::describe_end;
+/// use tonic::{Code, Status};
+/// let s = Status::new(Code::Unknown, "h2 protocol error: error reading a body from connection");
+/// assert_eq!(
+///     describe_end(&s),
+///     "the connection to the node broke (h2 protocol error: error reading a body from connection)"
+/// );
+/// assert_eq!(describe_end(&Status::new(Code::Unavailable, "")), "the node is unreachable");
+/// ```
+pub fn describe_end(status: &Status) -> String {
+    use tonic::Code;
+    let what = match status.code() {
+        Code::Unavailable => "the node is unreachable",
+        Code::Cancelled => "the stream was cancelled",
+        Code::DeadlineExceeded => "the node did not answer in time",
+        Code::ResourceExhausted => "the node is out of room for this app",
+        Code::PermissionDenied | Code::Unauthenticated => "the node refused this app",
+        Code::Unknown | Code::Internal => "the connection to the node broke",
+        _ => "the node ended the stream",
+    };
+    match status.message() {
+        "" => what.to_string(),
+        message => format!("{what} ({message})"),
+    }
+}

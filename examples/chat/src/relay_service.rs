@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rand_core::UnwrapErr;
 use sealwire::chat::relay::{
-    ConnId, Delivered, Downlink, Relay, RelayError, RelayEvent, Transmit, Uplink,
+    ConnId, Delivered, Downlink, Forward, Relay, RelayError, RelayEvent, Transmit, Uplink,
 };
 use sealwire::crypto::ed25519::IdentityPublic;
 use sealwire::crypto::hex;
@@ -117,11 +117,16 @@ async fn republish_waiting(weak: std::sync::Weak<Shared>) {
                 frames = again.len(),
                 "copies still waiting: published again"
             );
-            shared.metrics.republished.inc_by(again.len() as u64);
         }
-        for f in again {
-            mesh.send(MeshOut::Frame(f));
-        }
+        publish_again(&shared.metrics, mesh, again);
+    }
+}
+
+/// Publishes copies again, counted in `frames_republished`.
+fn publish_again(metrics: &Metrics, mesh: &Mesh, again: Vec<Forward>) {
+    metrics.republished.inc_by(again.len() as u64);
+    for f in again {
+        mesh.send(MeshOut::Frame(f));
     }
 }
 
@@ -203,12 +208,9 @@ impl Shared {
                         frames = again.len(),
                         "frames lost between nodes: published again"
                     );
-                    self.metrics.republished.inc_by(again.len() as u64);
                 }
                 if let Some(mesh) = self.mesh.get() {
-                    for f in again {
-                        mesh.send(MeshOut::Frame(f));
-                    }
+                    publish_again(&self.metrics, mesh, again);
                 }
             }
         }
