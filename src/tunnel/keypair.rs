@@ -143,10 +143,7 @@ impl Keypair {
         sealed: &mut [u8],
     ) -> Result<usize, DropReason> {
         self.check_receivable(now, counter)?;
-        let (ct_len, tag) = split_tag(sealed).map(|(ct, tag)| (ct.len(), tag))?;
-        let ct = sealed.get_mut(..ct_len).ok_or(DropReason::Malformed)?;
-        self.decrypt(counter, ct, &tag)?;
-        Ok(ct_len)
+        open_sealed(&self.recv_key, counter, sealed)
     }
 
     /// The checks before any decryption: the session may still receive, and (cheap first)
@@ -192,8 +189,23 @@ pub(crate) fn seal_datagram(
     Some(())
 }
 
+/// Authenticates and decrypts `sealed` (ciphertext ‖ tag) where it lies with `key` and the
+/// nonce of `counter`, the plaintext ending up in `sealed[..len-16]`; returns its length.
+#[inline]
+pub(crate) fn open_sealed(
+    key: &TransportKey,
+    counter: u64,
+    sealed: &mut [u8],
+) -> Result<usize, DropReason> {
+    let (ct_len, tag) = split_tag(sealed).map(|(ct, tag)| (ct.len(), tag))?;
+    let ct = sealed.get_mut(..ct_len).ok_or(DropReason::Malformed)?;
+    key.open_in_place(counter, &[], ct, &tag)
+        .map_err(|_| DropReason::DecryptFailed)?;
+    Ok(ct_len)
+}
+
 /// `ciphertext ‖ tag` split into the ciphertext and a copy of the tag.
-pub(crate) fn split_tag(sealed: &[u8]) -> Result<(&[u8], [u8; TAG_LEN]), DropReason> {
+fn split_tag(sealed: &[u8]) -> Result<(&[u8], [u8; TAG_LEN]), DropReason> {
     let ct_len = sealed
         .len()
         .checked_sub(TAG_LEN)

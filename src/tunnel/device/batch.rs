@@ -224,14 +224,8 @@ impl<R: rand_core::CryptoRng> Device<R> {
             };
             return Ok((batch, None));
         };
-        let mut job = SealJob {
-            key: kp.lend_send_key(),
-            remote_index: kp.remote_index,
-            first_counter: kp.send_counter,
-            segment_size: 0,
-            segments: 0,
-            len: 0,
-        };
+        let (key, remote_index, first_counter) =
+            (kp.lend_send_key(), kp.remote_index, kp.send_counter);
         let segment_size = self.datagram_len(first.len());
         let mut off = 0usize;
         let mut segments = 0usize;
@@ -269,14 +263,19 @@ impl<R: rand_core::CryptoRng> Device<R> {
                 break;
             }
         }
-        job.segment_size = segment_size;
-        job.segments = segments;
-        job.len = off;
         let batch = SealedBatch {
             consumed: segments,
             action: Action::WriteToNetwork { to, len: off },
             segment_size,
             segments,
+        };
+        let job = SealJob {
+            key,
+            remote_index,
+            first_counter,
+            segment_size,
+            segments,
+            len: off,
         };
         Ok((batch, Some(job)))
     }

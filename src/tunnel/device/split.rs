@@ -22,7 +22,7 @@ use super::Device;
 use crate::crypto::aead::TransportKey;
 use crate::time::Instant;
 use crate::tunnel::error::{DeviceError, DropReason};
-use crate::tunnel::keypair::{seal_datagram, split_tag};
+use crate::tunnel::keypair::{open_sealed, seal_datagram};
 use crate::tunnel::output::Action;
 use crate::tunnel::wire::{self, Message, DATA_HEADER_LEN};
 use core::net::SocketAddr;
@@ -135,12 +135,7 @@ impl Opening {
         let key = TransportKey::new(*self.key);
         let ok = buf
             .get_mut(DATA_HEADER_LEN..self.len)
-            .and_then(|sealed| {
-                let (ct_len, tag) = split_tag(sealed).map(|(ct, t)| (ct.len(), t)).ok()?;
-                let ct = sealed.get_mut(..ct_len)?;
-                key.open_in_place(self.counter, &[], ct, &tag).ok()
-            })
-            .is_some();
+            .is_some_and(|sealed| open_sealed(&key, self.counter, sealed).is_ok());
         Opened {
             receiver: self.receiver,
             counter: self.counter,
@@ -237,12 +232,11 @@ impl<R: rand_core::CryptoRng> Device<R> {
         let datagram = buf
             .get(..len)
             .ok_or(DeviceError::BufferTooSmall { needed: len })?;
-        let (receiver, counter, sealed_len) = match wire::parse(datagram) {
+        let (receiver, counter) = match wire::parse(datagram) {
+            // `parse` holds transport data to at least a header and a tag.
             Ok(Message::Data {
-                receiver,
-                counter,
-                sealed,
-            }) => (receiver, counter, sealed.len()),
+                receiver, counter, ..
+            }) => (receiver, counter),
             // A handshake message, or a drop that decapsulate_in_place counts the same way.
             _ => {
                 return self
@@ -257,9 +251,6 @@ impl<R: rand_core::CryptoRng> Device<R> {
             .ok_or(DropReason::UnknownIndex)
             .and_then(|(_, kp)| {
                 kp.check_receivable(now, counter)?;
-                if sealed_len < crate::crypto::aead::TAG_LEN {
-                    return Err(DropReason::Malformed);
-                }
                 Ok(kp.lend_recv_key())
             });
         match lent {
